@@ -1,0 +1,89 @@
+/*
+ * The single event loop.
+ *
+ * Every step, every branch of `parallel` and every REPL evaluation runs as a
+ * task: a Lua coroutine that the loop resumes.  A primitive that must wait
+ * (a child process, a socket, a timer, the operator's keyboard) does not
+ * block: it calls rb_loop_wait()/rb_loop_waitv() with the fds it needs and a
+ * deadline, which yields the task.  The loop poll()s every waiting task's fds
+ * at once and calls the primitive's continuation when one is ready, when its
+ * deadline passes, when the operator presses Ctrl-C, or when the task's own
+ * limit (a step timeout) runs out.  The continuation asks rb_loop_woke() why.
+ *
+ * A network primitive therefore plugs in like this:
+ *
+ *     static int k_read(lua_State *L, int status, lua_KContext ctx) {
+ *         (void)status;
+ *         struct conn *c = ctx_to_conn(ctx);
+ *         enum rb_wake w = rb_loop_woke(L, NULL, 0);
+ *         if (w != RB_WAKE_READY)
+ *             return rb_loop_raise(L, w, "redis 127.0.0.1:6379", "reply", c->timeout);
+ *         ...read...; if (need more) return rb_loop_wait(L, c->fd, POLLIN, c->deadline, k_read, ctx);
+ *         return 1;
+ *     }
+ *
+ * When the calling code cannot yield (the main thread, or inside a C call
+ * such as table.sort's comparator), the same call blocks in a private poll()
+ * on just those fds, still honouring the deadline and Ctrl-C, and then calls
+ * the continuation directly.  Primitives need not care which happened.
+ */
+#ifndef RUNBOOK_LOOP_H
+#define RUNBOOK_LOOP_H
+
+#include <lua.h>
+#include <poll.h>
+
+#define RB_LOOP_MAXFD 8
+
+/* Why a waiting task was resumed. */
+enum rb_wake {
+    RB_WAKE_READY = 0,   /* at least one fd is ready */
+    RB_WAKE_TIMEOUT,     /* the wait's own deadline passed */
+    RB_WAKE_INTERRUPT,   /* the operator pressed Ctrl-C */
+    RB_WAKE_CANCEL       /* the task's limit passed (step timeout) */
+};
+
+/* Monotonic clock, in seconds. */
+double rb_loop_now(void);
+
+/* Absolute deadline `seconds` from now; seconds <= 0 means no deadline (0). */
+double rb_loop_deadline(double seconds);
+
+/* Create the loop for this state and store it in the registry. [-0, +0, m] */
+void rb_loop_init(lua_State *L);
+
+/* Install the SIGINT handler that wakes the loop (done by rb_loop_init). */
+void rb_loop_signals(lua_State *L);
+
+/* Suspend the calling C function until fd is ready for events, or the
+ * deadline (absolute, rb_loop_now() scale, 0 = none) passes; then the loop
+ * calls k(L, LUA_YIELD, ctx).  fd < 0 waits for the deadline alone.
+ * Use as `return rb_loop_wait(...)`.  [-0, +0, e] */
+int rb_loop_wait(lua_State *L, int fd, short events, double deadline,
+                 lua_KFunction k, lua_KContext ctx);
+
+/* The same for up to RB_LOOP_MAXFD fds (the array is copied). [-0, +0, e] */
+int rb_loop_waitv(lua_State *L, const struct pollfd *fds, int nfds,
+                  double deadline, lua_KFunction k, lua_KContext ctx);
+
+/* How the last wait of the running code ended; copies the revents seen into
+ * fds[0..nfds) when fds is not NULL. */
+enum rb_wake rb_loop_woke(lua_State *L, struct pollfd *fds, int nfds);
+
+/* Raise the standard error for a wait that did not end READY, e.g.
+ * "redis 127.0.0.1:6379: reply timed out after 5.0 s" or
+ * "exec sleep: interrupted (Ctrl-C)".  Never returns.  [-0, +0, v] */
+int rb_loop_raise(lua_State *L, enum rb_wake why, const char *who,
+                  const char *what, double timeout);
+
+/* Number of Ctrl-C presses not yet acknowledged by rb_loop_ack_interrupt. */
+int rb_loop_interrupts(lua_State *L);
+
+/* Forget the pending Ctrl-C presses (the engine does this after asking). */
+void rb_loop_ack_interrupt(lua_State *L);
+
+/* Open the Lua module "runbook.loop": now, sleep, run, parallel, spawn,
+ * interrupts, ack_interrupt, set_limit.  [-0, +1, m] */
+int luaopen_runbook_loop(lua_State *L);
+
+#endif

@@ -1,0 +1,20 @@
+/*
+ * operator.c: everything that talks to the person at the keyboard.  Output
+ * goes to stdout (stderr for errors); input is read from stdin through the
+ * event loop, so a question waits like any other primitive: with a timeout,
+ * and Ctrl-C interrupts it.  Policy (what to ask, colours, --yes, answers
+ * files) is in stdlib/runbook/ui.lua.
+ */
+#ifndef RUNBOOK_OPERATOR_H
+#define RUNBOOK_OPERATOR_H
+
+#include <lua.h>
+
+/* Restore the terminal if a secret prompt left echo off (atexit-safe). */
+void rb_operator_restore_tty(void);
+
+/* Open the Lua module "runbook.operator": write, ewrite, isatty, readline,
+ * username, hostname, getenv.  [-0, +1, m] */
+int luaopen_runbook_operator(lua_State *L);
+
+#endif

@@ -1,0 +1,90 @@
+/*
+ * The transcript: JSON Lines, one event a line, hash-chained.
+ *
+ * A line looks like
+ *   {"seq":3,"ts":"2026-11-23T19:03:03.123Z","run":"R","event":"step.start",<fields>,"prev":"<hex>","hash":"<hex>"}
+ * where <fields> is the event's own members, already JSON-encoded by the
+ * caller ("" for none).  `hash` is the SHA-256, in lower-case hex, of the
+ * bytes of `prev` (64 hex digits, or 64 zeros for the first line) followed by
+ * the line without its `,"hash":"..."` member (that is, the line up to and
+ * including `"prev":"<hex>"`, then a closing `}`).  Each line reaches the
+ * file in one write(2) on an O_APPEND descriptor, so a run killed with
+ * SIGKILL leaves whole lines only.
+ */
+#ifndef RUNBOOK_TRANSCRIPT_H
+#define RUNBOOK_TRANSCRIPT_H
+
+#include <stddef.h>
+#include <lua.h>
+
+#define RB_HASH_HEX 64
+
+typedef struct rb_transcript rb_transcript;
+
+/* Create path (mode 0600, parent directories 0700; fails if it exists) and
+ * return a writer for run `run_id`; NULL with a message in err on failure. */
+rb_transcript *rb_transcript_open(const char *path, const char *run_id,
+                                  char *err, size_t errlen);
+
+/* Append one event; fields_json is "\"k\":v,..." or "".  Returns 0, or -1
+ * with errno set (the line is then not written at all). */
+int rb_transcript_append(rb_transcript *t, const char *event,
+                         const char *fields_json);
+
+/* fsync the file (step boundaries).  Returns 0 or -1. */
+int rb_transcript_sync(rb_transcript *t);
+
+/* The hash of the last line written (64 zeros before the first). */
+const char *rb_transcript_last_hash(const rb_transcript *t);
+
+/* Number of lines written. */
+long rb_transcript_seq(const rb_transcript *t);
+
+/* Close the file and free the writer; NULL is allowed. */
+void rb_transcript_close(rb_transcript *t);
+
+/* The current time as "YYYY-MM-DDTHH:MM:SS.mmmZ" into buf (>= 25 bytes). */
+void rb_transcript_timestamp(char *buf, size_t len);
+
+/* SHA-256 of data as lower-case hex into out (RB_HASH_HEX + 1 bytes). */
+void rb_sha256_hex(const void *data, size_t len, char *out);
+
+/* What `runbook verify` found. */
+typedef struct rb_verify_result {
+    long lines;             /* lines that verified */
+    long bad_line;          /* 1-based number of the first bad line, 0 if none */
+    char reason[256];       /* why that line is bad */
+    char last_hash[RB_HASH_HEX + 1];  /* hash of the last good line */
+    int ended;              /* the last good line is a run.end event */
+} rb_verify_result;
+
+/* Check every line of the file at path: its hash, its prev against the line
+ * before, its seq (1, 2, 3, ...).  Returns 0 when intact, 1 when a line is
+ * bad (see res), -1 when the file cannot be read (reason says why). */
+int rb_transcript_verify(const char *path, rb_verify_result *res);
+
+/*
+ * Redaction.  A redactor holds the secret values of one run; redact()
+ * replaces each occurrence of any of them, and the password of any
+ * "scheme://user:password@host" URL, with "***".
+ */
+typedef struct rb_redactor rb_redactor;
+
+rb_redactor *rb_redactor_new(void);
+void rb_redactor_free(rb_redactor *r);
+
+/* Remember a secret (copied).  Values shorter than 1 byte are ignored.
+ * Returns 0, or -1 when out of memory. */
+int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
+
+/* Return a malloc'ed, NUL-terminated redacted copy of s[0..len) and its
+ * length in *outlen (may be NULL); the caller frees it.  NULL when out of memory. */
+char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen);
+
+/* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
+ * :append(event, fields_json), :sync(), :hash(), :seq(), :path(), :close();
+ * verify(path) -> ok, result table; timestamp(); sha256(s);
+ * secret(s) registers a secret in this state's redactor; redact(s).  [-0, +1, m] */
+int luaopen_runbook_transcript(lua_State *L);
+
+#endif

@@ -1,0 +1,189 @@
+/*
+ * host.c: the lua_State every command shares.
+ *
+ * Libraries are opened from one list with luaL_requiref (as Nmap does), so
+ * they live in package.loaded as "runbook.<name>" and the stdlib's Lua code
+ * builds the runbook globals from them.  Primitives (src/lib_*.c) come from
+ * a list CMake generates from the file names.
+ */
+#include "runbook/host.h"
+
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+#include <lua-cjson.h>
+
+#include "runbook/answers.h"
+#include "runbook/loop.h"
+#include "runbook/operator.h"
+#include "runbook/transcript.h"
+
+#define RB_PRIMITIVE(name) int luaopen_runbook_##name(lua_State *L);
+#include "primitives.h"
+#undef RB_PRIMITIVE
+
+static const luaL_Reg host_libs[] = {
+    { "cjson", luaopen_cjson },
+    { "runbook.loop", luaopen_runbook_loop },
+    { "runbook.transcript", luaopen_runbook_transcript },
+    { "runbook.operator", luaopen_runbook_operator },
+    { "runbook.answers", luaopen_runbook_answers },
+    { "runbook.sys", luaopen_runbook_sys },
+#define RB_PRIMITIVE(name) { "runbook." #name, luaopen_runbook_##name },
+#include "primitives.h"
+#undef RB_PRIMITIVE
+    { NULL, NULL },
+};
+
+static int is_dir(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Where stdlib/ is: $RUNBOOK_DATADIR, else the share dir next to the
+ * installed binary, else the source tree this binary was built from. */
+static void find_datadir(char *out, size_t len)
+{
+    const char *env = getenv("RUNBOOK_DATADIR");
+    if (env != NULL && *env != '\0') {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            char candidate[PATH_MAX + 64];
+            snprintf(candidate, sizeof candidate, "%s/../share/runbook/stdlib", exe);
+            if (is_dir(candidate)) {
+                candidate[strlen(candidate) - strlen("/stdlib")] = '\0';
+                snprintf(out, len, "%s", candidate);
+                return;
+            }
+        }
+    }
+    if (is_dir(RB_INSTALL_DATADIR "/stdlib") && !is_dir(RB_SOURCE_DIR "/stdlib"))
+        snprintf(out, len, "%s", RB_INSTALL_DATADIR);
+    else
+        snprintf(out, len, "%s", RB_SOURCE_DIR);
+}
+
+const char *rb_host_datadir(lua_State *L)
+{
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.datadir");
+    const char *dir = lua_tostring(L, -1);
+    lua_pop(L, 1);
+    return dir;
+}
+
+void rb_host_open(lua_State *L)
+{
+    luaL_openlibs(L);
+    rb_loop_init(L);
+    for (const luaL_Reg *lib = host_libs; lib->func; lib++) {
+        luaL_requiref(L, lib->name, lib->func, 0);
+        lua_pop(L, 1);
+    }
+    char dir[PATH_MAX];
+    find_datadir(dir, sizeof dir);
+    char real[PATH_MAX];
+    if (realpath(dir, real) != NULL)
+        snprintf(dir, sizeof dir, "%s", real);
+    lua_pushstring(L, dir);
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.datadir");
+
+    /* stdlib/ first, so a runbook cannot shadow runbook.* by accident. */
+    lua_getglobal(L, "package");
+    lua_pushfstring(L, "%s/stdlib/?.lua;%s/stdlib/?/init.lua", dir, dir);
+    lua_setfield(L, -2, "path");
+    lua_pop(L, 1);
+
+    lua_newtable(L);
+    lua_pushstring(L, RB_VERSION);
+    lua_setfield(L, -2, "version");
+    lua_pushstring(L, dir);
+    lua_setfield(L, -2, "datadir");
+    lua_setfield(L, LUA_REGISTRYINDEX, "runbook.hostinfo");
+    luaL_getsubtable(L, LUA_REGISTRYINDEX, LUA_LOADED_TABLE);
+    lua_getfield(L, LUA_REGISTRYINDEX, "runbook.hostinfo");
+    lua_setfield(L, -2, "runbook.host");
+    lua_pop(L, 1);
+}
+
+static int traceback(lua_State *L)
+{
+    const char *msg = lua_tostring(L, 1);
+    if (msg == NULL) {
+        if (luaL_callmeta(L, 1, "__tostring") && lua_type(L, -1) == LUA_TSTRING)
+            return 1;
+        msg = lua_pushfstring(L, "(error object is a %s value)", luaL_typename(L, 1));
+    }
+    luaL_traceback(L, L, msg, 1);
+    return 1;
+}
+
+int rb_host_pcall(lua_State *L, int nargs, int nresults)
+{
+    int base = lua_gettop(L) - nargs;
+    lua_pushcfunction(L, traceback);
+    lua_insert(L, base);
+    int status = lua_pcall(L, nargs, nresults, base);
+    lua_remove(L, base);
+    if (status != LUA_OK) {
+        const char *msg = lua_tostring(L, -1);
+        fprintf(stderr, "runbook: internal error: %s\n", msg ? msg : "(no message)");
+        fflush(stderr);
+        lua_pop(L, 1);
+    }
+    return status;
+}
+
+int rb_host_command(lua_State *L, int argc, char **argv, const char *synopsis,
+                    const char *description, const rb_optdef *defs)
+{
+    const char *name = argv[0];
+    rb_args args;
+    int rc;
+    if (rb_args_parse(defs, argc - 1, argv + 1, &args) != 0) {
+        fprintf(stderr, "runbook %s: %s\n", name, args.error);
+        fprintf(stderr, "Try 'runbook %s --help'.\n", name);
+        rb_args_free(&args);
+        return RB_EXIT_USAGE;
+    }
+    if (rb_args_count(&args, "help") > 0) {
+        rb_args_usage(stdout, name, synopsis, description, defs);
+        rb_args_free(&args);
+        return RB_EXIT_OK;
+    }
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "runbook.cli");
+    if (rb_host_pcall(L, 1, 1) != LUA_OK) {
+        rb_args_free(&args);
+        return RB_EXIT_USAGE;
+    }
+    lua_getfield(L, -1, name);
+    lua_remove(L, -2);
+    rb_args_push(L, &args);
+    rb_args_free(&args);
+    lua_createtable(L, argc, 0);    /* the raw argv, for the transcript */
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "_argv");
+    if (rb_host_pcall(L, 1, 1) != LUA_OK)
+        return RB_EXIT_FAILED;
+    rc = (int)luaL_optinteger(L, -1, RB_EXIT_OK);
+    lua_pop(L, 1);
+    return rc;
+}

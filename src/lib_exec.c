@@ -1,0 +1,417 @@
+/*
+ * lib_exec.c: local processes on the event loop.
+ *
+ * exec.run{argv..., timeout=60, stdin=, env=, cwd=, on_output=fn} starts
+ * argv directly (posix_spawnp, never a shell) in a process group of its own,
+ * with stdin from the given string or /dev/null, and waits for it through
+ * the loop on three fds: stdout, stderr and a pidfd.  On a timeout, Ctrl-C
+ * or the step's limit, the whole group gets SIGTERM, then SIGKILL.  Policy
+ * (check=, dry run, the transcript, echoing output) is in the stdlib.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <spawn.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/pidfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+
+#include "runbook/loop.h"
+
+#define PROC_MT "runbook.exec.process"
+#define OUTPUT_CAP (32u << 20)      /* keep at most 32 MiB of each stream */
+#define DRAIN_AFTER_EXIT 0.2        /* grandchildren may hold the pipes */
+
+extern char **environ;
+
+struct stream {
+    int fd;
+    char *buf;
+    size_t len, cap;
+    int truncated;
+};
+
+struct proc {
+    pid_t pid;              /* 0 once reaped */
+    int pidfd;
+    int status;
+    int exited;
+    double exited_at;
+    int in_fd;
+    size_t in_off;
+    struct stream out, err;
+    double started, deadline, timeout;
+    char name[64];
+};
+
+/* Stack slots of exec.run and its continuation. */
+enum { S_SPEC = 1, S_PROC, S_STDIN, S_CALLBACK };
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+/* Kill the process group and reap the child: SIGTERM, a second's grace,
+ * then SIGKILL.  Safe to call twice. */
+static void proc_kill(struct proc *p)
+{
+    if (p->pid <= 0)
+        return;
+    if (!p->exited) {
+        kill(-p->pid, SIGTERM);
+        struct pollfd pf = { .fd = p->pidfd, .events = POLLIN, .revents = 0 };
+        if (p->pidfd < 0 || poll(&pf, 1, 1000) <= 0)
+            kill(-p->pid, SIGKILL);
+    }
+    kill(-p->pid, SIGKILL);     /* what is left of the group */
+    waitpid(p->pid, &p->status, 0);
+    p->pid = 0;
+}
+
+static void proc_release(struct proc *p)
+{
+    proc_kill(p);
+    close_fd(&p->pidfd);
+    close_fd(&p->in_fd);
+    close_fd(&p->out.fd);
+    close_fd(&p->err.fd);
+    free(p->out.buf);
+    free(p->err.buf);
+    p->out.buf = p->err.buf = NULL;
+}
+
+static int proc_gc(lua_State *L)
+{
+    proc_release(luaL_checkudata(L, 1, PROC_MT));
+    return 0;
+}
+
+static int stream_append(struct stream *s, const char *data, size_t n)
+{
+    if (s->len + n > OUTPUT_CAP) {
+        s->truncated = 1;
+        n = OUTPUT_CAP - s->len;
+    }
+    if (s->len + n > s->cap) {
+        size_t cap = s->cap ? s->cap : 4096;
+        while (cap < s->len + n)
+            cap *= 2;
+        char *b = realloc(s->buf, cap);
+        if (b == NULL)
+            return -1;
+        s->buf = b;
+        s->cap = cap;
+    }
+    memcpy(s->buf + s->len, data, n);
+    s->len += n;
+    return 0;
+}
+
+/* Read what is there; call on_output(stream, chunk) when given.  EOF closes. */
+static void stream_read(lua_State *L, struct stream *s, const char *which)
+{
+    char chunk[65536];
+    ssize_t n = read(s->fd, chunk, sizeof chunk);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return;
+    if (n <= 0) {
+        close_fd(&s->fd);
+        return;
+    }
+    if (stream_append(s, chunk, (size_t)n) != 0)
+        luaL_error(L, "exec: out of memory");
+    if (!lua_isnil(L, S_CALLBACK)) {
+        lua_pushvalue(L, S_CALLBACK);
+        lua_pushstring(L, which);
+        lua_pushlstring(L, chunk, (size_t)n);
+        lua_call(L, 2, 0);
+    }
+}
+
+static void feed_stdin(lua_State *L, struct proc *p)
+{
+    size_t len;
+    const char *data = lua_tolstring(L, S_STDIN, &len);
+    if (p->in_off < len) {
+        ssize_t n = write(p->in_fd, data + p->in_off, len - p->in_off);
+        if (n > 0)
+            p->in_off += (size_t)n;
+        else if (n < 0 && errno != EAGAIN && errno != EINTR)
+            p->in_off = len;    /* the child closed its stdin: stop feeding */
+    }
+    if (p->in_off >= len)
+        close_fd(&p->in_fd);
+}
+
+static void check_exit(struct proc *p)
+{
+    if (p->exited)
+        return;
+    if (waitpid(p->pid, &p->status, WNOHANG) == p->pid) {
+        p->exited = 1;
+        p->exited_at = rb_loop_now();
+        p->pid = -p->pid;       /* reaped: keep the pgid for a last kill */
+    }
+}
+
+static void push_result(lua_State *L, struct proc *p)
+{
+    int code = WIFEXITED(p->status) ? WEXITSTATUS(p->status) : 128 + WTERMSIG(p->status);
+    lua_createtable(L, 0, 7);
+    lua_pushinteger(L, code);
+    lua_setfield(L, -2, "code");
+    lua_pushboolean(L, code == 0);
+    lua_setfield(L, -2, "ok");
+    lua_pushlstring(L, p->out.buf ? p->out.buf : "", p->out.len);
+    lua_setfield(L, -2, "stdout");
+    lua_pushlstring(L, p->err.buf ? p->err.buf : "", p->err.len);
+    lua_setfield(L, -2, "stderr");
+    if (WIFSIGNALED(p->status)) {
+        lua_pushstring(L, strsignal(WTERMSIG(p->status)));
+        lua_setfield(L, -2, "signal");
+    }
+    if (p->out.truncated || p->err.truncated) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "truncated");
+    }
+    lua_pushnumber(L, rb_loop_now() - p->started);
+    lua_setfield(L, -2, "duration");
+}
+
+static int build_waits(struct proc *p, struct pollfd *pf)
+{
+    int n = 0;
+    struct { int fd; short ev; } want[] = {
+        { p->out.fd, POLLIN }, { p->err.fd, POLLIN },
+        { p->exited ? -1 : p->pidfd, POLLIN }, { p->in_fd, POLLOUT },
+    };
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        if (want[i].fd >= 0) {
+            pf[n].fd = want[i].fd;
+            pf[n].events = want[i].ev;
+            pf[n].revents = 0;
+            n++;
+        }
+    }
+    return n;
+}
+
+static int k_proc(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct proc *p = luaL_checkudata(L, S_PROC, PROC_MT);
+    struct pollfd pf[4];
+    int n = build_waits(p, pf);
+    enum rb_wake w = rb_loop_woke(L, pf, n);
+    if (w != RB_WAKE_READY && !(w == RB_WAKE_TIMEOUT && p->exited)) {
+        proc_release(p);
+        char who[96];
+        snprintf(who, sizeof who, "exec %s", p->name);
+        return rb_loop_raise(L, w, who, w == RB_WAKE_TIMEOUT ? "run" : "wait",
+                             p->timeout);
+    }
+    for (int i = 0; i < n; i++) {
+        if (pf[i].revents == 0)
+            continue;
+        if (pf[i].fd == p->out.fd)
+            stream_read(L, &p->out, "stdout");
+        else if (pf[i].fd == p->err.fd)
+            stream_read(L, &p->err, "stderr");
+        else if (pf[i].fd == p->in_fd)
+            feed_stdin(L, p);
+    }
+    check_exit(p);
+    double drain_end = p->exited_at + DRAIN_AFTER_EXIT;
+    int pipes_open = p->out.fd >= 0 || p->err.fd >= 0;
+    if (p->exited && (!pipes_open || rb_loop_now() >= drain_end)) {
+        push_result(L, p);
+        proc_release(p);
+        return 1;
+    }
+    n = build_waits(p, pf);
+    double deadline = p->deadline;
+    if (p->exited && (deadline <= 0 || drain_end < deadline))
+        deadline = drain_end;
+    return rb_loop_waitv(L, pf, n, deadline, k_proc, 0);
+}
+
+/* Collect argv from spec[1..n]; the strings stay anchored in the spec. */
+static const char **collect_argv(lua_State *L)
+{
+    lua_Integer n = luaL_len(L, S_SPEC);
+    luaL_argcheck(L, n >= 1, S_SPEC, "argv is empty (exec{\"cmd\", \"arg\", ...})");
+    const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)(n + 1), 0);
+    for (lua_Integer i = 1; i <= n; i++) {
+        lua_rawgeti(L, S_SPEC, i);
+        if (!lua_isstring(L, -1))
+            luaL_error(L, "exec: argv[%d] is a %s, not a string", (int)i, luaL_typename(L, -1));
+        argv[i - 1] = lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    argv[n] = NULL;
+    return argv;
+}
+
+/* environ with spec.env's entries added or replaced; the "K=V" strings are
+ * anchored in a table left on the stack. */
+static char **collect_env(lua_State *L)
+{
+    if (lua_getfield(L, S_SPEC, "env") != LUA_TTABLE) {
+        lua_pop(L, 1);
+        return environ;
+    }
+    int envt = lua_gettop(L);
+    lua_newtable(L);
+    int n = 0;
+    lua_pushnil(L);
+    while (lua_next(L, envt)) {
+        if (lua_type(L, -2) != LUA_TSTRING || !lua_isstring(L, -1))
+            luaL_error(L, "exec: env keys and values must be strings");
+        lua_pushfstring(L, "%s=%s", lua_tostring(L, -2), lua_tostring(L, -1));
+        lua_rawseti(L, envt + 1, ++n);
+        lua_pop(L, 1);
+    }
+    int base = 0;
+    while (environ[base])
+        base++;
+    char **env = lua_newuserdatauv(L, sizeof(char *) * (size_t)(base + n + 1), 0);
+    for (int i = 0; i < n; i++) {
+        lua_rawgeti(L, envt + 1, i + 1);
+        env[i] = (char *)lua_tostring(L, -1);
+        lua_pop(L, 1);
+    }
+    int m = n;
+    for (int i = 0; i < base; i++) {
+        size_t klen = strcspn(environ[i], "=");
+        int overridden = 0;
+        for (int j = 0; j < n && !overridden; j++)
+            overridden = strncmp(env[j], environ[i], klen + 1) == 0;
+        if (!overridden)
+            env[m++] = environ[i];
+    }
+    env[m] = NULL;
+    return env;
+}
+
+static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **envp,
+                      const char *cwd, int want_stdin)
+{
+    int out[2], err[2], in[2] = { -1, -1 };
+    if (pipe2(out, O_CLOEXEC) != 0)
+        return errno;
+    if (pipe2(err, O_CLOEXEC) != 0 || (want_stdin && pipe2(in, O_CLOEXEC) != 0)) {
+        int e = errno;
+        close(out[0]); close(out[1]);
+        return e;
+    }
+    posix_spawn_file_actions_t fa;
+    posix_spawnattr_t attr;
+    posix_spawn_file_actions_init(&fa);
+    if (want_stdin)
+        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
+    else
+        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
+    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
+    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
+    if (cwd != NULL)
+        posix_spawn_file_actions_addchdir_np(&fa, cwd);
+    posix_spawnattr_init(&attr);
+    sigset_t none, dfl;
+    sigemptyset(&none);
+    sigemptyset(&dfl);
+    sigaddset(&dfl, SIGPIPE);
+    sigaddset(&dfl, SIGINT);
+    posix_spawnattr_setsigmask(&attr, &none);
+    posix_spawnattr_setsigdefault(&attr, &dfl);
+    posix_spawnattr_setpgroup(&attr, 0);
+    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
+                                    POSIX_SPAWN_SETSIGDEF);
+    pid_t pid;
+    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, envp);
+    posix_spawn_file_actions_destroy(&fa);
+    posix_spawnattr_destroy(&attr);
+    close(out[1]);
+    close(err[1]);
+    if (want_stdin)
+        close(in[0]);
+    p->out.fd = out[0];
+    p->err.fd = err[0];
+    p->in_fd = in[1];
+    if (rc != 0)
+        return rc;
+    p->pid = pid;
+    p->pidfd = pidfd_open(pid, 0);
+    fcntl(p->out.fd, F_SETFL, O_NONBLOCK);
+    fcntl(p->err.fd, F_SETFL, O_NONBLOCK);
+    if (p->in_fd >= 0)
+        fcntl(p->in_fd, F_SETFL, O_NONBLOCK);
+    (void)L;
+    return 0;
+}
+
+/* exec.run(spec) -> {code, ok, stdout, stderr, signal, duration} */
+static int l_run(lua_State *L)
+{
+    luaL_checktype(L, S_SPEC, LUA_TTABLE);
+    lua_settop(L, S_SPEC);
+    lua_getfield(L, S_SPEC, "timeout");
+    double timeout = luaL_optnumber(L, -1, 60);
+    lua_getfield(L, S_SPEC, "cwd");
+    const char *cwd = lua_tostring(L, -1);
+    lua_pop(L, 2);
+    luaL_argcheck(L, timeout >= 0, S_SPEC, "timeout must not be negative");
+
+    struct proc *p = lua_newuserdatauv(L, sizeof *p, 0);     /* S_PROC, closed */
+    memset(p, 0, sizeof *p);
+    p->pidfd = p->in_fd = p->out.fd = p->err.fd = -1;
+    luaL_setmetatable(L, PROC_MT);
+    lua_getfield(L, S_SPEC, "stdin");                       /* S_STDIN */
+    if (!lua_isnil(L, S_STDIN) && !lua_isstring(L, S_STDIN))
+        return luaL_error(L, "exec: stdin must be a string");
+    lua_getfield(L, S_SPEC, "on_output");                   /* S_CALLBACK */
+    if (!lua_isnil(L, S_CALLBACK) && !lua_isfunction(L, S_CALLBACK))
+        return luaL_error(L, "exec: on_output must be a function");
+
+    const char **argv = collect_argv(L);
+    char **envp = collect_env(L);
+    snprintf(p->name, sizeof p->name, "%s", argv[0]);
+    p->timeout = timeout;
+    p->started = rb_loop_now();
+    p->deadline = rb_loop_deadline(timeout);
+    int rc = spawn_proc(L, p, argv, envp, cwd, !lua_isnil(L, S_STDIN));
+    if (rc != 0) {
+        proc_release(p);
+        return luaL_error(L, "exec: cannot run '%s': %s (check it is installed and on PATH)",
+                          argv[0], strerror(rc));
+    }
+    lua_settop(L, S_CALLBACK);
+    if (p->in_fd >= 0)
+        feed_stdin(L, p);
+    struct pollfd pf[4];
+    int n = build_waits(p, pf);
+    return rb_loop_waitv(L, pf, n, p->deadline, k_proc, 0);
+}
+
+int luaopen_runbook_exec(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        { "run", l_run },
+        { NULL, NULL },
+    };
+    luaL_newmetatable(L, PROC_MT);
+    lua_pushcfunction(L, proc_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, proc_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}

@@ -1,0 +1,950 @@
+/*
+ * The transcript: a hash-chained JSON Lines writer, its verifier, the
+ * redactor that keeps secrets out of it, and the Lua module
+ * "runbook.transcript" over all three.  See include/runbook/transcript.h for
+ * the line format and the hash rule.
+ */
+#include "runbook/transcript.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <openssl/evp.h>
+
+#define WRITER_MT   "runbook.transcript.writer"
+#define REDACTOR_MT "runbook.transcript.redactor"
+#define REDACTOR_KEY "runbook.redactor"   /* registry key of this state's redactor */
+
+#define HASH_MEMBER ",\"hash\":\""
+#define PREV_MEMBER "\"prev\":\""
+#define SEQ_PREFIX  "{\"seq\":"
+/* ,"hash":"<hex>"} and "prev":"<hex>", the fixed-size tails of every line */
+#define HASH_TAIL_LEN (sizeof HASH_MEMBER - 1 + RB_HASH_HEX + 2)
+#define PREV_TAIL_LEN (sizeof PREV_MEMBER - 1 + RB_HASH_HEX + 1)
+
+struct rb_transcript {
+    int fd;
+    long seq;                          /* lines written so far */
+    off_t size;                        /* bytes written so far */
+    char *path;
+    char *run;                         /* run id, already JSON-escaped */
+    char last_hash[RB_HASH_HEX + 1];
+};
+
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* ---- hashing and time ------------------------------------------------ */
+
+/* Returns -1 (and out = "") only if libcrypto itself fails, which callers
+ * that write or check a chain must treat as an error, not as a hash. */
+static int sha256_hex(const void *data, size_t len, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+
+    out[0] = '\0';
+    if (EVP_Digest(data, len, md, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        return -1;
+    for (unsigned int i = 0; i < n; i++) {
+        out[2 * i] = digits[md[i] >> 4];
+        out[2 * i + 1] = digits[md[i] & 0xf];
+    }
+    out[RB_HASH_HEX] = '\0';
+    return 0;
+}
+
+void rb_sha256_hex(const void *data, size_t len, char *out)
+{
+    (void)sha256_hex(data, len, out);
+}
+
+void rb_transcript_timestamp(char *buf, size_t len)
+{
+    struct timespec ts;
+    struct tm tm;
+    char secs[32];
+
+    clock_gettime(CLOCK_REALTIME, &ts);
+    gmtime_r(&ts.tv_sec, &tm);
+    strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
+    snprintf(buf, len, "%s.%03ldZ", secs, (long)(ts.tv_nsec / 1000000));
+}
+
+/* ---- building a line ------------------------------------------------- */
+
+/* A growing string whose out-of-memory state is checked once at the end,
+ * so building a line stays a straight sequence of appends. */
+typedef struct sbuf {
+    char *p;
+    size_t len, cap;
+    int oom;
+} sbuf;
+
+static void sb_add(sbuf *b, const char *s, size_t n)
+{
+    if (b->oom)
+        return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (!p) {
+            b->oom = 1;
+            return;
+        }
+        b->p = p;
+        b->cap = cap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+static void sb_str(sbuf *b, const char *s)
+{
+    sb_add(b, s, strlen(s));
+}
+
+/* The inside of a JSON string.  Bytes >= 0x80 pass through: run ids and
+ * event names are the host's own, and UTF-8 is valid JSON as it is. */
+static void sb_json(sbuf *b, const char *s)
+{
+    char esc[8];
+
+    for (; *s; s++) {
+        unsigned char c = (unsigned char)*s;
+        if (c == '"' || c == '\\') {
+            esc[0] = '\\';
+            esc[1] = (char)c;
+            sb_add(b, esc, 2);
+        } else if (c < 0x20 || c == 0x7f) {
+            snprintf(esc, sizeof esc, "\\u%04x", c);
+            sb_add(b, esc, 6);
+        } else {
+            sb_add(b, s, 1);
+        }
+    }
+}
+
+/* prev, then the line without its hash member: exactly the bytes hashed. */
+static void build_hashed_part(const rb_transcript *t, sbuf *b,
+                              const char *event, const char *fields)
+{
+    char num[32], ts[32];
+
+    snprintf(num, sizeof num, "%ld", t->seq + 1);
+    rb_transcript_timestamp(ts, sizeof ts);
+    sb_add(b, t->last_hash, RB_HASH_HEX);
+    sb_str(b, SEQ_PREFIX);
+    sb_str(b, num);
+    sb_str(b, ",\"ts\":\"");
+    sb_str(b, ts);
+    sb_str(b, "\",\"run\":\"");
+    sb_str(b, t->run);
+    sb_str(b, "\",\"event\":\"");
+    sb_json(b, event);
+    sb_str(b, "\",");
+    if (*fields) {
+        sb_str(b, fields);
+        sb_str(b, ",");
+    }
+    sb_str(b, PREV_MEMBER);
+    sb_add(b, t->last_hash, RB_HASH_HEX);
+    sb_str(b, "\"}");
+}
+
+/* ---- the writer ------------------------------------------------------ */
+
+/* mkdir -p of everything before the last '/'.  A component that already
+ * exists as a directory is fine even when mkdir says EACCES or EROFS. */
+static int make_parents(const char *path, char *err, size_t errlen)
+{
+    char *dir = strdup(path);
+    struct stat st;
+
+    if (!dir) {
+        set_err(err, errlen, "transcript: out of memory");
+        return -1;
+    }
+    for (char *p = strchr(dir + 1, '/'); p; p = strchr(p + 1, '/')) {
+        *p = '\0';
+        if (mkdir(dir, 0700) != 0 && errno != EEXIST
+            && !(stat(dir, &st) == 0 && S_ISDIR(st.st_mode))) {
+            set_err(err, errlen, "transcript: cannot create directory %s: %s",
+                    dir, strerror(errno));
+            free(dir);
+            return -1;
+        }
+        *p = '/';
+    }
+    free(dir);
+    return 0;
+}
+
+static rb_transcript *writer_new(const char *path, const char *run_id)
+{
+    rb_transcript *t = calloc(1, sizeof *t);
+    sbuf run = {0};
+
+    if (!t)
+        return NULL;
+    t->fd = -1;
+    memset(t->last_hash, '0', RB_HASH_HEX);
+    sb_add(&run, "", 0);
+    sb_json(&run, run_id);
+    t->run = run.p;
+    t->path = strdup(path);
+    if (run.oom || !t->path) {
+        rb_transcript_close(t);
+        return NULL;
+    }
+    return t;
+}
+
+rb_transcript *rb_transcript_open(const char *path, const char *run_id,
+                                  char *err, size_t errlen)
+{
+    rb_transcript *t;
+
+    if (!path || !*path || !run_id) {
+        set_err(err, errlen, "transcript: no path or run id given");
+        return NULL;
+    }
+    /* Allocate first, so running out of memory leaves no empty file behind. */
+    if (!(t = writer_new(path, run_id))) {
+        set_err(err, errlen, "transcript: out of memory");
+        return NULL;
+    }
+    if (make_parents(path, err, errlen) != 0) {
+        rb_transcript_close(t);
+        return NULL;
+    }
+    /* O_EXCL: a transcript is never reused or overwritten; O_APPEND: each
+     * line lands whole at the end even if someone else opens the file. */
+    t->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+    if (t->fd < 0) {
+        set_err(err, errlen, "transcript: cannot create %s: %s", path, strerror(errno));
+        rb_transcript_close(t);
+        return NULL;
+    }
+    /* The umask may have left the mode stricter than asked; make it exact. */
+    if (fchmod(t->fd, 0600) != 0) {
+        set_err(err, errlen, "transcript: cannot set mode 0600 on %s: %s",
+                path, strerror(errno));
+        unlink(path);
+        rb_transcript_close(t);
+        return NULL;
+    }
+    return t;
+}
+
+/* One write(2) normally suffices; the loop is for EINTR and short writes.
+ * If the line only partly reached the file, cut it back off so the file
+ * keeps whole lines only, as the header promises. */
+static int write_all(rb_transcript *t, const char *p, size_t n)
+{
+    size_t done = 0;
+
+    while (done < n) {
+        ssize_t w = write(t->fd, p + done, n - done);
+        if (w > 0) {
+            done += (size_t)w;
+            continue;
+        }
+        if (w < 0 && errno == EINTR)
+            continue;
+        int e = w == 0 ? EIO : errno;
+        if (done > 0 && ftruncate(t->fd, t->size) != 0) {
+            /* Nothing more to do: verify will report the torn line. */
+        }
+        errno = e;
+        return -1;
+    }
+    t->size += (off_t)n;
+    return 0;
+}
+
+int rb_transcript_append(rb_transcript *t, const char *event, const char *fields_json)
+{
+    sbuf b = {0};
+    char hash[RB_HASH_HEX + 1];
+    int rc = -1, e = ENOMEM;
+
+    if (!fields_json)
+        fields_json = "";
+    /* A raw newline in the fields would split the line and break the chain. */
+    if (!t || t->fd < 0 || !event || strchr(fields_json, '\n')) {
+        errno = EINVAL;
+        return -1;
+    }
+    build_hashed_part(t, &b, event, fields_json);
+    if (b.oom)
+        goto done;
+    if (sha256_hex(b.p, b.len, hash) != 0) {
+        e = EIO;
+        goto done;
+    }
+    b.len--;   /* the hash member goes before the closing brace */
+    sb_str(&b, HASH_MEMBER);
+    sb_str(&b, hash);
+    sb_str(&b, "\"}\n");
+    if (b.oom)
+        goto done;
+    rc = write_all(t, b.p + RB_HASH_HEX, b.len - RB_HASH_HEX);
+    e = errno;
+    if (rc == 0) {
+        memcpy(t->last_hash, hash, sizeof hash);
+        t->seq++;
+    }
+done:
+    free(b.p);
+    errno = e;
+    return rc;
+}
+
+int rb_transcript_sync(rb_transcript *t)
+{
+    if (!t || t->fd < 0) {
+        errno = EINVAL;
+        return -1;
+    }
+    return fsync(t->fd);
+}
+
+const char *rb_transcript_last_hash(const rb_transcript *t)
+{
+    return t->last_hash;
+}
+
+long rb_transcript_seq(const rb_transcript *t)
+{
+    return t->seq;
+}
+
+void rb_transcript_close(rb_transcript *t)
+{
+    if (!t)
+        return;
+    if (t->fd >= 0)
+        close(t->fd);
+    free(t->path);
+    free(t->run);
+    free(t);
+}
+
+/* ---- verify ---------------------------------------------------------- */
+
+typedef struct line_parts {
+    long seq;
+    const char *prev;      /* 64 hex digits inside the line */
+    const char *hash;      /* idem */
+    size_t body_len;       /* bytes before ,"hash":... */
+} line_parts;
+
+/* State carried from one line to the next. */
+typedef struct verifier {
+    char *scratch;         /* prev || body || "}" for hashing */
+    size_t cap;
+    rb_verify_result *res;
+} verifier;
+
+static int is_hex64(const char *s)
+{
+    for (int i = 0; i < RB_HASH_HEX; i++)
+        if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+/* {"seq":N, with N a plain positive decimal. */
+static int parse_seq(const char *line, size_t n, long *seq)
+{
+    size_t i = sizeof SEQ_PREFIX - 1;
+    long v = 0;
+
+    if (n <= i || memcmp(line, SEQ_PREFIX, i) != 0)
+        return -1;
+    for (; i < n && isdigit((unsigned char)line[i]) && v < 100000000000000L; i++)
+        v = v * 10 + (line[i] - '0');
+    if (i >= n || line[i] != ',' || v == 0)
+        return -1;
+    *seq = v;
+    return 0;
+}
+
+/* Locate the members verify needs; NULL when found, else why not. */
+static const char *split_line(const char *line, size_t n, line_parts *lp)
+{
+    const size_t hm = sizeof HASH_MEMBER - 1, pm = sizeof PREV_MEMBER - 1;
+
+    if (n == 0)
+        return "empty line";
+    if (n < HASH_TAIL_LEN || memcmp(line + n - HASH_TAIL_LEN, HASH_MEMBER, hm) != 0
+        || line[n - 2] != '"' || line[n - 1] != '}')
+        return "line is truncated (no hash)";
+    lp->hash = line + n - HASH_TAIL_LEN + hm;
+    if (!is_hex64(lp->hash))
+        return "hash is not 64 lower-case hex digits";
+    lp->body_len = n - HASH_TAIL_LEN;
+    if (parse_seq(line, lp->body_len, &lp->seq) != 0)
+        return "line does not start with {\"seq\":<number>,";
+    if (lp->body_len < PREV_TAIL_LEN + 1)
+        return "no \"prev\" member just before the hash";
+    lp->prev = line + lp->body_len - PREV_TAIL_LEN + pm;
+    if (line[lp->body_len - PREV_TAIL_LEN - 1] != ','
+        || memcmp(lp->prev - pm, PREV_MEMBER, pm) != 0
+        || line[lp->body_len - 1] != '"' || !is_hex64(lp->prev))
+        return "no \"prev\" member just before the hash";
+    return NULL;
+}
+
+/* Recompute the hash from the line's own prev, so an edited line shows as
+ * an edit and a dropped line shows as a broken link, not both. */
+static int hash_matches(verifier *v, const char *line, const line_parts *lp)
+{
+    size_t need = RB_HASH_HEX + lp->body_len + 1;
+    char hex[RB_HASH_HEX + 1];
+
+    if (need > v->cap) {
+        char *p = realloc(v->scratch, need);
+        if (!p)
+            return -1;
+        v->scratch = p;
+        v->cap = need;
+    }
+    memcpy(v->scratch, lp->prev, RB_HASH_HEX);
+    memcpy(v->scratch + RB_HASH_HEX, line, lp->body_len);
+    v->scratch[need - 1] = '}';
+    if (sha256_hex(v->scratch, need, hex) != 0)
+        return -1;
+    return memcmp(hex, lp->hash, RB_HASH_HEX) == 0;
+}
+
+/* The first ,"event":" is the real member: seq and ts hold no quotes, and
+ * no unescaped quote can occur inside the run id's JSON string. */
+static int is_run_end(const char *line, size_t n)
+{
+    static const char key[] = ",\"event\":\"", val[] = "run.end\"";
+    const char *p = memmem(line, n, key, sizeof key - 1);
+
+    if (!p)
+        return 0;
+    p += sizeof key - 1;
+    return (size_t)(line + n - p) >= sizeof val - 1 && memcmp(p, val, sizeof val - 1) == 0;
+}
+
+static int bad(rb_verify_result *res, const char *fmt, ...)
+{
+    va_list ap;
+
+    res->bad_line = res->lines + 1;
+    va_start(ap, fmt);
+    vsnprintf(res->reason, sizeof res->reason, fmt, ap);
+    va_end(ap);
+    return 1;
+}
+
+/* 0 when the line is good (and res advanced), 1 when bad, -1 on error. */
+static int verify_line(verifier *v, const char *line, size_t n)
+{
+    rb_verify_result *res = v->res;
+    line_parts lp;
+    const char *why = split_line(line, n, &lp);
+    int ok;
+
+    if (why)
+        return bad(res, "%s", why);
+    if ((ok = hash_matches(v, line, &lp)) < 0) {
+        snprintf(res->reason, sizeof res->reason, "cannot compute SHA-256 (out of memory?)");
+        return -1;
+    }
+    if (!ok)
+        return bad(res, "hash mismatch: line was edited");
+    if (memcmp(lp.prev, res->last_hash, RB_HASH_HEX) != 0)
+        return res->lines == 0
+            ? bad(res, "prev is not 64 zeros: the first line was removed")
+            : bad(res, "prev does not match line %ld's hash: a line was removed or reordered",
+                  res->lines);
+    if (lp.seq != res->lines + 1)
+        return bad(res, "seq %ld expected, found %ld", res->lines + 1, lp.seq);
+    res->lines++;
+    memcpy(res->last_hash, lp.hash, RB_HASH_HEX);
+    res->ended = is_run_end(line, lp.body_len);
+    return 0;
+}
+
+int rb_transcript_verify(const char *path, rb_verify_result *res)
+{
+    verifier v = { NULL, 0, res };
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    int rc = 0;
+    FILE *f;
+
+    memset(res, 0, sizeof *res);
+    memset(res->last_hash, '0', RB_HASH_HEX);
+    if (!(f = fopen(path, "re"))) {
+        snprintf(res->reason, sizeof res->reason, "cannot open %s: %s", path, strerror(errno));
+        return -1;
+    }
+    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
+        size_t len = (size_t)n;
+        if (len > 0 && line[len - 1] == '\n')
+            len--;
+        rc = verify_line(&v, line, len);
+    }
+    /* getline's -1 means end of file or a failure (read error, ENOMEM). */
+    if (rc == 0 && !feof(f)) {
+        snprintf(res->reason, sizeof res->reason, "cannot read %s: %s", path, strerror(errno));
+        rc = -1;
+    }
+    free(line);
+    free(v.scratch);
+    fclose(f);
+    return rc;
+}
+
+/* ---- redaction ------------------------------------------------------- */
+
+typedef struct secret {
+    char *p;
+    size_t len;
+} secret;
+
+struct rb_redactor {
+    secret *v;
+    size_t n, cap;
+};
+
+rb_redactor *rb_redactor_new(void)
+{
+    return calloc(1, sizeof(rb_redactor));
+}
+
+void rb_redactor_free(rb_redactor *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].p);
+    free(r->v);
+    free(r);
+}
+
+static int has_secret(const rb_redactor *r, const char *value, size_t len)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].len == len && memcmp(r->v[i].p, value, len) == 0)
+            return 1;
+    return 0;
+}
+
+int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
+{
+    /* A runbook may mark the same value in a loop: keep the list short. */
+    if (len == 0 || has_secret(r, value, len))
+        return 0;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 8;
+        secret *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    if (!(r->v[r->n].p = malloc(len)))
+        return -1;
+    memcpy(r->v[r->n].p, value, len);
+    r->v[r->n++].len = len;
+    return 0;
+}
+
+/*
+ * Redaction marks every byte to hide, then prints each run of marked bytes
+ * as one "***".  Marking instead of replacing in turn means the order of
+ * the secrets does not matter: a secret containing another, or two that
+ * overlap, are hidden whole, and a "***" already written can never be
+ * matched again.
+ */
+static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
+{
+    for (size_t i = 0; r && i < r->n; i++) {
+        const secret *k = &r->v[i];
+        const char *p = s, *end = s + len;
+        while ((size_t)(end - p) >= k->len && (p = memmem(p, (size_t)(end - p), k->p, k->len))) {
+            memset(mask + (p - s), 1, k->len);
+            p++;   /* occurrences may overlap: "aaa" holds "aa" twice */
+        }
+    }
+}
+
+static int is_scheme_char(char c)
+{
+    return isalnum((unsigned char)c) || c == '+' || c == '.' || c == '-';
+}
+
+/* Where the user and password of a URL stop.  '"' and '\\' cannot appear
+ * in a URL unencoded; stopping at them keeps "http://h:80","to":"a@b" in
+ * a JSON text from being read as a password and mangled. */
+static int ends_userinfo(char c)
+{
+    return isspace((unsigned char)c) || c == '/' || c == '"' || c == '\\';
+}
+
+/* scheme://user:password@host: mark the password. */
+static void mark_url_passwords(const char *s, size_t len, unsigned char *mask)
+{
+    const char *end = s + len;
+
+    for (const char *p = s; (p = memmem(p, (size_t)(end - p), "://", 3)); p += 3) {
+        if (p == s || !is_scheme_char(p[-1]))
+            continue;
+        const char *q = p + 3;
+        while (q < end && *q != ':' && *q != '@' && !ends_userinfo(*q))
+            q++;
+        if (q == end || *q != ':')
+            continue;
+        const char *pw = ++q;
+        while (q < end && *q != '@' && !ends_userinfo(*q))
+            q++;
+        if (q < end && *q == '@' && q > pw)
+            memset(mask + (pw - s), 1, (size_t)(q - pw));
+    }
+}
+
+/* Copy s into out (when not NULL) with each marked run as "***"; return
+ * the output length, so one pass sizes the buffer and a second fills it. */
+static size_t emit_redacted(const char *s, size_t len, const unsigned char *mask, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (!mask[i]) {
+            if (out)
+                out[o] = s[i];
+            o++;
+        } else if (i == 0 || !mask[i - 1]) {
+            if (out)
+                memcpy(out + o, "***", 3);
+            o += 3;
+        }
+    }
+    return o;
+}
+
+static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
+{
+    memset(mask, 0, len);
+    mark_secrets(r, s, len, mask);
+    mark_url_passwords(s, len, mask);
+}
+
+/* A NULL r hides URL passwords only. */
+char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen)
+{
+    unsigned char *mask = malloc(len ? len : 1);
+    char *out = NULL;
+    size_t n;
+
+    if (!mask)
+        return NULL;
+    mark_all(r, s, len, mask);
+    n = emit_redacted(s, len, mask, NULL);
+    if ((out = malloc(n + 1))) {
+        emit_redacted(s, len, mask, out);
+        out[n] = '\0';
+        if (outlen)
+            *outlen = n;
+    }
+    free(mask);
+    return out;
+}
+
+/* ---- Lua: the writer ------------------------------------------------- */
+
+typedef struct writer {
+    rb_transcript *t;      /* NULL once closed */
+} writer;
+
+static rb_transcript *check_open(lua_State *L)
+{
+    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+
+    if (!w->t)
+        luaL_error(L, "attempt to use a closed transcript");
+    return w->t;
+}
+
+static int l_open(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    const char *run_id = luaL_checkstring(L, 2);
+    char err[512];
+    writer *w = lua_newuserdatauv(L, sizeof *w, 0);
+
+    /* Closed until the file exists, so __gc is safe if anything raises. */
+    w->t = NULL;
+    luaL_setmetatable(L, WRITER_MT);
+    if (!(w->t = rb_transcript_open(path, run_id, err, sizeof err)))
+        return luaL_error(L, "%s", err);
+    return 1;
+}
+
+/* __gc, __close and :close(): clear the pointer first so a second call,
+ * or __gc after an explicit close, finds nothing to do. */
+static int l_close(lua_State *L)
+{
+    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+    rb_transcript *t = w->t;
+
+    w->t = NULL;
+    rb_transcript_close(t);
+    return 0;
+}
+
+static int l_append(lua_State *L)
+{
+    rb_transcript *t = check_open(L);
+    const char *event = luaL_checkstring(L, 2);
+    size_t len;
+    const char *fields = luaL_optlstring(L, 3, "", &len);
+
+    luaL_argcheck(L, strlen(fields) == len && !strchr(fields, '\n'), 3,
+                  "fields_json must be one line of JSON members, without NUL bytes");
+    if (rb_transcript_append(t, event, fields) != 0)
+        return luaL_error(L, "transcript: write failed: %s", strerror(errno));
+    return 0;
+}
+
+static int l_sync(lua_State *L)
+{
+    rb_transcript *t = check_open(L);
+
+    if (rb_transcript_sync(t) != 0)
+        return luaL_error(L, "transcript: sync of %s failed: %s", t->path, strerror(errno));
+    return 0;
+}
+
+static int l_hash(lua_State *L)
+{
+    lua_pushstring(L, rb_transcript_last_hash(check_open(L)));
+    return 1;
+}
+
+static int l_seq(lua_State *L)
+{
+    lua_pushinteger(L, rb_transcript_seq(check_open(L)));
+    return 1;
+}
+
+static int l_path(lua_State *L)
+{
+    lua_pushstring(L, check_open(L)->path);
+    return 1;
+}
+
+static int l_tostring(lua_State *L)
+{
+    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+
+    if (w->t)
+        lua_pushfstring(L, "transcript (%s)", w->t->path);
+    else
+        lua_pushliteral(L, "transcript (closed)");
+    return 1;
+}
+
+/* ---- Lua: verify, helpers -------------------------------------------- */
+
+/* reason is present only when something is wrong. */
+static void push_result(lua_State *L, const rb_verify_result *res)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushinteger(L, res->lines);
+    lua_setfield(L, -2, "lines");
+    lua_pushinteger(L, res->bad_line);
+    lua_setfield(L, -2, "bad_line");
+    if (res->reason[0]) {
+        lua_pushstring(L, res->reason);
+        lua_setfield(L, -2, "reason");
+    }
+    lua_pushstring(L, res->last_hash);
+    lua_setfield(L, -2, "last_hash");
+    lua_pushboolean(L, res->ended);
+    lua_setfield(L, -2, "ended");
+}
+
+static int l_verify(lua_State *L)
+{
+    const char *path = luaL_checkstring(L, 1);
+    rb_verify_result res;
+    int rc = rb_transcript_verify(path, &res);
+
+    if (rc < 0)
+        lua_pushnil(L);
+    else
+        lua_pushboolean(L, rc == 0);
+    push_result(L, &res);
+    return 2;
+}
+
+static int l_timestamp(lua_State *L)
+{
+    char buf[32];
+
+    rb_transcript_timestamp(buf, sizeof buf);
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+static int l_sha256(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    char hex[RB_HASH_HEX + 1];
+
+    if (sha256_hex(s, len, hex) != 0)
+        return luaL_error(L, "transcript: SHA-256 failed");
+    lua_pushstring(L, hex);
+    return 1;
+}
+
+/* ---- Lua: the state's redactor --------------------------------------- */
+
+typedef struct redactor_box {
+    rb_redactor *r;
+} redactor_box;
+
+static int l_redactor_gc(lua_State *L)
+{
+    redactor_box *b = luaL_checkudata(L, 1, REDACTOR_MT);
+    rb_redactor *r = b->r;
+
+    b->r = NULL;
+    rb_redactor_free(r);
+    return 0;
+}
+
+/* The redactor of this lua_State, created on first use and kept in the
+ * registry, so the host can drop it after a run by clearing the key. */
+static rb_redactor *state_redactor(lua_State *L)
+{
+    redactor_box *b;
+
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY) == LUA_TUSERDATA) {
+        b = luaL_checkudata(L, -1, REDACTOR_MT);
+        lua_pop(L, 1);
+        return b->r;
+    }
+    lua_pop(L, 1);
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->r = NULL;
+    luaL_setmetatable(L, REDACTOR_MT);
+    if (!(b->r = rb_redactor_new()))
+        luaL_error(L, "transcript: out of memory");
+    lua_setfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY);
+    return b->r;
+}
+
+static int l_secret(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+
+    if (rb_redactor_add(state_redactor(L), s, len) != 0)
+        return luaL_error(L, "transcript: out of memory");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* The mask is a userdata and the output a luaL_Buffer, so a memory error
+ * raised half-way leaks nothing. */
+static int l_redact(lua_State *L)
+{
+    size_t len, n;
+    const char *s;
+    unsigned char *mask;
+    luaL_Buffer b;
+
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    s = lua_tolstring(L, 1, &len);
+    mask = lua_newuserdatauv(L, len ? len : 1, 0);
+    mark_all(state_redactor(L), s, len, mask);
+    n = emit_redacted(s, len, mask, NULL);
+    emit_redacted(s, len, mask, luaL_buffinitsize(L, &b, n));
+    luaL_pushresultsize(&b, n);
+    return 1;
+}
+
+static const luaL_Reg writer_methods[] = {
+    { "append", l_append },
+    { "sync", l_sync },
+    { "hash", l_hash },
+    { "seq", l_seq },
+    { "path", l_path },
+    { "close", l_close },
+    { NULL, NULL }
+};
+
+static const luaL_Reg writer_meta[] = {
+    { "__gc", l_close },
+    { "__close", l_close },
+    { "__tostring", l_tostring },
+    { "__index", NULL },
+    { NULL, NULL }
+};
+
+static const luaL_Reg funcs[] = {
+    { "open", l_open },
+    { "verify", l_verify },
+    { "timestamp", l_timestamp },
+    { "sha256", l_sha256 },
+    { "secret", l_secret },
+    { "redact", l_redact },
+    { NULL, NULL }
+};
+
+static void create_metatables(lua_State *L)
+{
+    luaL_newmetatable(L, WRITER_MT);
+    luaL_setfuncs(L, writer_meta, 0);
+    luaL_newlib(L, writer_methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newmetatable(L, REDACTOR_MT);
+    lua_pushcfunction(L, l_redactor_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+}
+
+int luaopen_runbook_transcript(lua_State *L)
+{
+    create_metatables(L);
+    luaL_newlib(L, funcs);
+    return 1;
+}

@@ -1,0 +1,447 @@
+-- runbook.api: the globals a runbook (and the REPL) sees.
+--
+-- api.environment(run) returns a fresh environment bound to one run.  The
+-- declaration verbs (runbook, param, step) only register into run.plan;
+-- the primitives refuse to run until run.phase is "execute".
+--
+-- The error contract, written down once: a primitive that fails raises a
+-- Lua error whose message says what failed, where, and what to check,
+-- prefixed with the runbook's file:line.  The step engine turns any error
+-- into the operator's retry/skip/abort; an author who wants to branch on
+-- a failure uses pcall.  confirm() raises a "declined" error object.
+local cjson = require("cjson")
+local cexec = require("runbook.exec")
+local loop = require("runbook.loop")
+local transcript = require("runbook.transcript")
+local ui = require("runbook.ui")
+
+local api = {}
+
+local SEVERITIES = { P0 = true, P1 = true, P2 = true, P3 = true }
+
+-- The error object confirm() raises when the operator says no.
+api.Declined = {}
+api.Declined.__index = api.Declined
+api.Declined.__tostring = function(d) return "declined: " .. d.question end
+
+function api.is_declined(err)
+  return getmetatable(err) == api.Declined
+end
+
+function api.slug(title)
+  local s = title:lower():gsub("[^%w]+", "-"):gsub("^%-+", ""):gsub("%-+$", "")
+  if #s > 48 then s = s:sub(1, 48):gsub("%-+$", "") end
+  return s ~= "" and s or "step"
+end
+
+local function quote_arg(a)
+  a = tostring(a)
+  if a:match("^[%w%-_./:=@%%+,]+$") then return a end
+  return "'" .. a:gsub("'", "'\\''") .. "'"
+end
+
+function api.argv_string(argv)
+  local parts = {}
+  for i = 1, #argv do parts[i] = quote_arg(argv[i]) end
+  return table.concat(parts, " ")
+end
+
+-- Record a primitive call and raise or return.  spec: {primitive=, args=,
+-- mutating=, describe=, perform=fn() -> result, stand_in=fn() -> result,
+-- summary=fn(result) -> fields}.  Returns ok, result_or_error.
+function api.call(run, spec)
+  if run.phase ~= "execute" then
+    return false, string.format("%s: cannot run while the runbook is being declared; " ..
+      "call it inside a step function", spec.primitive)
+  end
+  local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id }
+  if run.dry_run and spec.mutating then
+    ui.print("  " .. ui.style("magenta", "would run:") .. " " .. spec.describe)
+    fields.outcome = "simulated"
+    fields.dry_run = true
+    if run.rec then run.rec:event("call", fields) end
+    return true, spec.stand_in()
+  end
+  local t0 = loop.now()
+  local ok, res = pcall(spec.perform)
+  fields.duration = loop.now() - t0
+  if ok then
+    fields.outcome = "ok"
+    if spec.summary then fields.result = spec.summary(res) end
+  else
+    fields.outcome = "error"
+    fields.error = tostring(res)
+  end
+  if run.rec then run.rec:event("call", fields) end
+  return ok, res
+end
+
+-- Raise err at the caller of the primitive (the runbook's line), unless it
+-- is already an error object.
+local function raise(err, level)
+  if type(err) ~= "string" then error(err, 0) end
+  error(err, (level or 1) + 2)
+end
+api.raise = raise
+
+local function excerpt(s, n)
+  s = s:gsub("%s+$", "")
+  if #s > n then s = "..." .. s:sub(-n) end
+  return s
+end
+
+local function exec_impl(run, primitive, spec, display_argv, display)
+  if type(spec) ~= "table" then raise(primitive .. ": expected a table {argv..., timeout=}", 2) end
+  local argv = {}
+  for i = 1, #spec do argv[i] = tostring(spec[i]) end
+  if #argv == 0 then raise(primitive .. ": no command given", 2) end
+  local describe = display or api.argv_string(display_argv or argv)
+  local cspec = { timeout = spec.timeout or 60, stdin = spec.stdin, env = spec.env, cwd = spec.cwd }
+  for i = 1, #argv do cspec[i] = argv[i] end
+  local sink
+  local ok, res = api.call(run, {
+    primitive = primitive,
+    args = { argv = display_argv or argv, readonly = spec.readonly or false,
+             timeout = cspec.timeout, cwd = spec.cwd, env = spec.env,
+             stdin_bytes = spec.stdin and #spec.stdin or nil },
+    mutating = not spec.readonly,
+    describe = describe,
+    stand_in = function()
+      return { code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true }
+    end,
+    perform = function()
+      ui.print("  " .. ui.style("dim", "$ " .. describe))
+      if not spec.quiet then
+        sink = ui.output_sink("    | ")
+        cspec.on_output = sink.feed
+      end
+      local okr, r = pcall(cexec.run, cspec)
+      if sink then sink.flush() end
+      if not okr then error(r, 0) end
+      return r
+    end,
+    summary = function(r)
+      return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
+    end,
+  })
+  if not ok then raise(res, 2) end
+  if spec.check ~= false and res.code ~= 0 then
+    local detail = excerpt(res.stderr ~= "" and res.stderr or res.stdout, 300)
+    raise(string.format("%s %s: exited with code %d%s%s", primitive, argv[1], res.code,
+      res.signal and (" (" .. res.signal .. ")") or "",
+      detail ~= "" and (": " .. detail) or ""), 2)
+  end
+  return res
+end
+
+-- The ask wrappers record every question and its answer.
+local function asked(run, kind, question, answer, source, secret)
+  if run.rec then
+    run.rec:event(kind, { question = question, answer = secret and "***" or answer,
+      source = source, step = run.step and run.step.id })
+  end
+end
+
+local function question_ctx(run)
+  return { answers = run.answers, yes = run.yes, interactive = run.interactive, step = run.step }
+end
+
+local function check_question(name, q)
+  if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 3) end
+end
+
+function api.environment(run)
+  local env = {}
+  local G = {}
+  for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+      "tonumber", "tostring", "type", "xpcall", "setmetatable", "getmetatable", "rawequal",
+      "rawget", "rawset", "rawlen", "string", "table", "math", "os", "io", "utf8",
+      "coroutine", "require", "_VERSION" }) do
+    G[k] = _G[k]
+  end
+  local plan = run.plan
+
+  -- Declaration ------------------------------------------------------------
+  function G.runbook(header)
+    if type(header) ~= "table" then raise("runbook{}: expected a table {name=, title=, severity=}", 1) end
+    if plan.header then raise("runbook{}: the header is declared twice", 1) end
+    for _, k in ipairs({ "name", "title", "description" }) do
+      if header[k] ~= nil and type(header[k]) ~= "string" then
+        raise(string.format("runbook{}: %s must be a string", k), 1)
+      end
+    end
+    if header.severity ~= nil and not SEVERITIES[header.severity] then
+      raise(string.format("runbook{}: severity %q is not one of P0, P1, P2, P3", tostring(header.severity)), 1)
+    end
+    plan.header = header
+  end
+
+  function G.param(name, spec)
+    if run.phase ~= "declare" then raise("param: only at the top level of a runbook", 1) end
+    if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+      raise("param: the name must be an identifier (letters, digits, _)", 1)
+    end
+    spec = spec or {}
+    if type(spec) ~= "table" then raise("param: options must be a table", 1) end
+    if plan.params[name] then raise(string.format("param %q is declared twice", name), 1) end
+    if spec.choices ~= nil and type(spec.choices) ~= "table" then
+      raise(string.format("param %q: choices must be a list", name), 1)
+    end
+    local p = { name = name, help = spec.help, default = spec.default, required = spec.required,
+      secret = spec.secret, choices = spec.choices, line = debug.getinfo(2, "l").currentline }
+    plan.params[name] = p
+    plan.param_list[#plan.param_list + 1] = p
+  end
+
+  function G.step(title, opts, fn)
+    if run.phase ~= "declare" then raise("step: only at the top level of a runbook", 1) end
+    if type(opts) == "function" then opts, fn = {}, opts end
+    if type(title) ~= "string" or title == "" then raise("step: the title must be a non-empty string", 1) end
+    if type(opts) ~= "table" then raise("step: options must be a table", 1) end
+    if type(fn) ~= "function" then raise(string.format("step %q: missing its function", title), 1) end
+    for _, k in ipairs({ "verify", "undo" }) do
+      if opts[k] ~= nil and type(opts[k]) ~= "function" then
+        raise(string.format("step %q: %s must be a function", title, k), 1)
+      end
+    end
+    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+      raise(string.format("step %q: timeout must be a positive number of seconds", title), 1)
+    end
+    local id = opts.id or api.slug(title)
+    if type(id) ~= "string" or not id:match("^[%w][%w%-_.]*$") then
+      raise(string.format("step %q: id must be letters, digits, '-', '_' or '.'", title), 1)
+    end
+    local line = debug.getinfo(2, "l").currentline
+    for _, s in ipairs(plan.steps) do
+      if s.id == id then
+        raise(string.format("duplicate step id %q (step %d at line %d has it already)", id, s.index, s.line), 1)
+      end
+    end
+    plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id, fn = fn,
+      dangerous = opts.dangerous and true or false, timeout = opts.timeout,
+      verify = opts.verify, undo = opts.undo, line = line }
+  end
+
+  -- Questions --------------------------------------------------------------
+  function G.confirm(question)
+    check_question("confirm", question)
+    local yes, source = ui.ask { ctx = question_ctx(run), question = question,
+      prompt = question .. " [y/n] ", parse = ui.parse_yesno, confirmation = true }
+    asked(run, "confirm", question, yes and "yes" or "no", source)
+    if not yes then error(setmetatable({ question = question }, api.Declined), 0) end
+    return true
+  end
+
+  function G.yesno(question)
+    check_question("yesno", question)
+    local yes, source = ui.ask { ctx = question_ctx(run), question = question,
+      prompt = question .. " [y/n] ", parse = ui.parse_yesno }
+    asked(run, "prompt", question, yes and "yes" or "no", source)
+    return yes
+  end
+
+  function G.choose(question, list, opts)
+    check_question("choose", question)
+    if type(list) ~= "table" or #list == 0 then raise("choose: expected a non-empty list of choices", 1) end
+    opts = opts or {}
+    local lines = { question }
+    for i, v in ipairs(list) do lines[#lines + 1] = string.format("    %d) %s", i, tostring(v)) end
+    local value, source = ui.ask { ctx = question_ctx(run), question = question,
+      prompt = table.concat(lines, "\n") .. "\n  choice [1-" .. #list .. "]: ",
+      default = opts.default,
+      parse = function(text)
+        text = text:match("^%s*(.-)%s*$")
+        local n = tonumber(text)
+        if n and list[n] ~= nil then return list[n] end
+        for _, v in ipairs(list) do if tostring(v) == text then return v end end
+        return nil, "choose a number from 1 to " .. #list
+      end }
+    asked(run, "prompt", question, tostring(value), source)
+    return value
+  end
+
+  function G.prompt(question, opts)
+    check_question("prompt", question)
+    opts = opts or {}
+    local hint = opts.default and not opts.secret and (" [" .. tostring(opts.default) .. "]") or ""
+    local value, source = ui.ask { ctx = question_ctx(run), question = question,
+      prompt = question .. hint .. ": ", secret = opts.secret, default = opts.default,
+      parse = function(text)
+        if opts.pattern and not text:match("^" .. opts.pattern .. "$") then
+          return nil, "the answer must match " .. opts.pattern
+        end
+        if text == "" and not opts.allow_empty then return nil, "an answer is needed" end
+        return text
+      end }
+    if opts.secret then transcript.secret(value) end
+    asked(run, "prompt", question, value, source, opts.secret)
+    return value
+  end
+
+  function G.manual(instruction)
+    check_question("manual", instruction)
+    local done, source = ui.ask { ctx = question_ctx(run), question = instruction,
+      prompt = ui.style("yellow", "[manual] ") .. instruction .. "\n  done? [Enter = done, n = not done] ",
+      confirmation = true,
+      parse = function(text)
+        local t = text:lower():match("^%s*(.-)%s*$")
+        if t == "" or t == "y" or t == "yes" or t == "done" or t == "d" then return true end
+        if t == "n" or t == "no" or t == "skip" then return false end
+        return nil, "press Enter when done, or answer n"
+      end }
+    asked(run, "manual", instruction, done and "done" or "not done", source)
+    if not done then error(setmetatable({ question = instruction }, api.Declined), 0) end
+    return true
+  end
+
+  -- Logging ----------------------------------------------------------------
+  local function logger(level)
+    return function(fmt, ...)
+      local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+      ui.log(level, msg)
+      if run.rec then run.rec:event("log", { level = level, message = msg, step = run.step and run.step.id }) end
+    end
+  end
+  G.log = { info = logger("info"), warn = logger("warn"), error = logger("error") }
+  G.print = function(...)
+    local parts = table.pack(...)
+    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+    local msg = table.concat(parts, "\t", 1, parts.n)
+    ui.print(msg)
+    if run.rec then run.rec:event("log", { level = "print", message = msg, step = run.step and run.step.id }) end
+  end
+
+  -- Processes and time -------------------------------------------------------
+  function G.exec(spec)
+    return exec_impl(run, "exec", spec)
+  end
+
+  function G.sh(cmd, opts)
+    if type(cmd) ~= "string" then raise("sh: expected a command string", 1) end
+    local spec = {}
+    for k, v in pairs(opts or {}) do spec[k] = v end
+    spec[1], spec[2], spec[3] = "/bin/sh", "-c", cmd
+    return exec_impl(run, "sh", spec, { cmd }, cmd)
+  end
+
+  function G.wait(seconds)
+    if type(seconds) ~= "number" or seconds < 0 then raise("wait: expected seconds >= 0", 1) end
+    local ok, err = api.call(run, { primitive = "wait", args = { seconds = seconds },
+      perform = function() loop.sleep(seconds) end })
+    if not ok then raise(err, 1) end
+  end
+
+  function G.poll(fn, opts)
+    if type(fn) ~= "function" then raise("poll: expected a function", 1) end
+    opts = opts or {}
+    local every, timeout = opts.every or 5, opts.timeout or 300
+    local what = opts.what or "condition"
+    local t0 = loop.now()
+    local attempts = 0
+    while true do
+      attempts = attempts + 1
+      local value = fn()
+      if value then
+        if run.rec then
+          run.rec:event("call", { primitive = "poll", args = { what = what, every = every, timeout = timeout },
+            outcome = "ok", attempts = attempts, duration = loop.now() - t0, step = run.step and run.step.id })
+        end
+        return value
+      end
+      if loop.now() - t0 + every > timeout then
+        local msg = string.format("poll: %s still not true after %s (%d attempts, every %s)",
+          what, ui.duration(loop.now() - t0), attempts, ui.duration(every))
+        if run.rec then
+          run.rec:event("call", { primitive = "poll", args = { what = what, every = every, timeout = timeout },
+            outcome = "error", error = msg, attempts = attempts, duration = loop.now() - t0,
+            step = run.step and run.step.id })
+        end
+        raise(msg, 1)
+      end
+      local ok, err = pcall(loop.sleep, every)
+      if not ok then raise(err, 1) end
+    end
+  end
+
+  function G.parallel(items, fn, opts)
+    if type(items) ~= "table" then raise("parallel: expected a list of items", 1) end
+    if type(fn) ~= "function" then raise("parallel: expected a function", 1) end
+    opts = opts or {}
+    if not loop.in_task() then
+      local res = table.pack(loop.run(G.parallel, items, fn, opts))
+      if not res[1] then raise(res[2], 1) end
+      return table.unpack(res, 2, res.n)
+    end
+    local n, limit = #items, opts.limit or 64
+    local results, errors, failed, nexti = {}, {}, 0, 0
+    local function worker()
+      while loop.interrupts() == 0 do
+        nexti = nexti + 1
+        local i = nexti
+        if i > n then return end
+        local ok, r = pcall(fn, items[i], i)
+        if ok then results[i] = r else errors[i] = r; failed = failed + 1 end
+      end
+    end
+    for _ = 1, math.min(limit, n) do loop.spawn(worker) end
+    loop.join()
+    if loop.interrupts() > 0 then raise("parallel: interrupted (Ctrl-C)", 1) end
+    if failed > 0 and opts.check ~= false then
+      local msgs = {}
+      for i = 1, n do
+        if errors[i] ~= nil and #msgs < 3 then
+          msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errors[i]))
+        end
+      end
+      raise(string.format("parallel: %d of %d failed: %s%s", failed, n, table.concat(msgs, "; "),
+        failed > #msgs and "; ..." or ""), 1)
+    end
+    return results, errors
+  end
+
+  -- Helpers ------------------------------------------------------------------
+  G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
+  function G.env(name, default)
+    if type(name) ~= "string" then raise("env: expected a variable name", 1) end
+    local v = os.getenv(name)
+    if v == nil or v == "" then return default end
+    return v
+  end
+  function G.secret(value)
+    if type(value) ~= "string" then value = tostring(value) end
+    transcript.secret(value)
+    return value
+  end
+
+  G.target = run.target or {}
+  api.install_primitives(run, G)
+  setmetatable(env, { __index = G })
+  return env, G
+end
+
+-- Each stdlib/runbook/prim/<name>.lua returns install(run, G, api), which
+-- adds that primitive's globals; adding a primitive is adding its files.
+function api.install_primitives(run, G)
+  local sys = require("runbook.sys")
+  local files = sys.listdir(sys.datadir() .. "/stdlib/runbook/prim") or {}
+  for _, f in ipairs(files) do
+    local name = f:match("^([%w_]+)%.lua$")
+    if name then require("runbook.prim." .. name)(run, G, api) end
+  end
+end
+
+-- The table a step function receives: declared params only, read-only.
+function api.params_proxy(plan, values)
+  return setmetatable({}, {
+    __index = function(_, k)
+      if plan.params[k] == nil then
+        error(string.format("undeclared param %q (declare it with param(%q, {...}))", tostring(k), tostring(k)), 2)
+      end
+      return values[k]
+    end,
+    __newindex = function(_, k) error(string.format("params are read-only (tried to set %q)", tostring(k)), 2) end,
+    __pairs = function() return next, values, nil end,
+  })
+end
+
+return api

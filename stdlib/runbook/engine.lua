@@ -1,0 +1,274 @@
+-- runbook.engine: declare, bind, execute (DESIGN.md, "How a run flows").
+--
+-- The engine is policy, so it is Lua (STYLE.md): C gives it tasks on the
+-- event loop (runbook.loop), the transcript writer and the operator's
+-- keyboard; everything about steps, failures and answers is decided here.
+local api = require("runbook.api")
+local loop = require("runbook.loop")
+local operator = require("runbook.operator")
+local transcript = require("runbook.transcript")
+local ui = require("runbook.ui")
+
+local engine = {}
+
+-- A load or binding problem: exit 2 with this message.
+engine.UsageError = {}
+engine.UsageError.__tostring = function(e) return e.message end
+local function usage_error(fmt, ...)
+  error(setmetatable({ message = string.format(fmt, ...) }, engine.UsageError), 0)
+end
+engine.usage_error = usage_error
+
+function engine.new_run(fields)
+  local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} } }
+  for k, v in pairs(fields or {}) do run[k] = v end
+  return run
+end
+
+-- Load a runbook file in its declaration phase.  Returns the plan, or nil
+-- and "file:line: message".
+function engine.declare(run, path)
+  local env = api.environment(run)
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then return nil, err end
+  run.phase = "declare"
+  local ok, derr = pcall(chunk)
+  if not ok then
+    if type(derr) ~= "string" then derr = path .. ": " .. tostring(derr) end
+    return nil, derr
+  end
+  run.env = env
+  local plan = run.plan
+  plan.file = path
+  plan.header = plan.header or {}
+  plan.name = plan.header.name or path:match("([^/]+)%.lua$") or path
+  return plan
+end
+
+-- Bind params: -p values, then the target's params, then defaults, then a
+-- prompt when a person is there.  Raises a usage error naming what is
+-- missing or wrong.
+function engine.bind(run, given)
+  local plan = run.plan
+  local values, sources = {}, {}
+  for name in pairs(given) do
+    if plan.params[name] == nil then
+      local names = {}
+      for _, p in ipairs(plan.param_list) do names[#names + 1] = p.name end
+      usage_error("unknown param %q for runbook %s (its params: %s)", name, plan.name,
+        #names > 0 and table.concat(names, ", ") or "none")
+    end
+  end
+  local from_target = run.target and run.target.params or {}
+  for _, p in ipairs(plan.param_list) do
+    local v, src = given[p.name], "argument"
+    if v == nil and from_target[p.name] ~= nil then v, src = from_target[p.name], "target" end
+    if v == nil and p.default ~= nil then v, src = p.default, "default" end
+    if v == nil and p.required then
+      if not run.interactive then
+        usage_error("missing required param %q%s: pass -p %s=VALUE", p.name,
+          p.help and (" (" .. p.help .. ")") or "", p.name)
+      end
+      v = run.env.prompt("Value for param " .. p.name .. (p.help and (" (" .. p.help .. ")") or ""),
+        { secret = p.secret })
+      src = "prompt"
+    end
+    if v ~= nil and p.choices then
+      local okc = false
+      for _, c in ipairs(p.choices) do if tostring(c) == tostring(v) then okc = true end end
+      if not okc then
+        usage_error("param %q: %q is not one of: %s", p.name, tostring(v), table.concat(p.choices, ", "))
+      end
+    end
+    if v ~= nil and p.secret then transcript.secret(tostring(v)) end
+    values[p.name], sources[p.name] = v, src
+  end
+  run.params = values
+  run.param_sources = sources
+  return values
+end
+
+-- Which step index to start at: --start-at N|id.
+function engine.find_step(plan, key)
+  local n = tonumber(key)
+  if n and plan.steps[n] then return n end
+  for _, s in ipairs(plan.steps) do if s.id == key then return s.index end end
+  local ids = {}
+  for _, s in ipairs(plan.steps) do ids[#ids + 1] = s.id end
+  usage_error("no step %q in %s (steps 1-%d; ids: %s)", tostring(key), plan.name, #plan.steps,
+    table.concat(ids, ", "))
+end
+
+local function error_text(err)
+  if api.is_declined(err) then return tostring(err) end
+  return tostring(err)
+end
+
+-- Run one attempt of a step as a task; returns outcome, message, traceback.
+local function attempt(run, step)
+  local p = api.params_proxy(run.plan, run.params)
+  if step.dangerous then
+    local ok, err = pcall(run.env.confirm,
+      string.format("Step %d '%s' is marked dangerous. Run it?", step.index, step.title))
+    if not ok then
+      if loop.interrupts() > 0 then return "interrupted", error_text(err) end
+      return api.is_declined(err) and "declined" or "failed", error_text(err)
+    end
+  end
+  local ok, err, tb = loop.run({ timeout = step.timeout }, function()
+    step.fn(p)
+    if step.verify then
+      local good, why = step.verify(p)
+      if not good then error("verification failed" .. (why and (": " .. tostring(why)) or ""), 0) end
+    end
+  end)
+  if ok then return "ok" end
+  if loop.interrupts() > 0 then return "interrupted", error_text(err), tb end
+  if api.is_declined(err) then return "declined", error_text(err), tb end
+  return "failed", error_text(err), tb
+end
+
+-- After a failure: retry, skip, abort or undo.  "interrupt" when Ctrl-C is
+-- pressed while the question is up.
+local function decide(run, step, outcome)
+  local can_undo = step.undo ~= nil
+  local choices = can_undo and "[r]etry, [s]kip, [u]ndo, [a]bort" or "[r]etry, [s]kip, [a]bort"
+  if not run.interactive and not run.answers then return "abort", "non-interactive" end
+  local ctx = { answers = run.answers, yes = false, interactive = run.interactive, step = run.step }
+  local ok, choice, source = pcall(ui.ask, { ctx = ctx, question = "!error",
+    prompt = string.format("Step %d %s. %s? ", step.index, outcome, choices),
+    parse = function(text)
+      local t = text:lower():match("^%s*(%a*)")
+      local map = { r = "retry", retry = "retry", s = "skip", skip = "skip", a = "abort", abort = "abort" }
+      if can_undo then map.u, map.undo = "undo", "undo" end
+      return map[t], "answer " .. choices
+    end })
+  if not ok then
+    if loop.interrupts() > 0 then return "interrupt", "operator" end
+    if not run.interactive then return "abort", "no answer for !error" end
+    error(choice, 0)
+  end
+  return choice, source
+end
+
+local function run_undo(run, step)
+  ui.print("  " .. ui.style("yellow", "undo:") .. " running the undo of step " .. step.index)
+  local p = api.params_proxy(run.plan, run.params)
+  local ok, err = loop.run({ timeout = step.timeout }, step.undo, p)
+  run.rec:event("undo", { step = step.id, ok = ok, error = not ok and tostring(err) or nil })
+  if ok then ui.print("  undo: done") else ui.print("  " .. ui.style("red", "undo failed: ") .. tostring(err)) end
+end
+
+local outcome_style = { ok = "green", failed = "red", declined = "yellow", skipped = "yellow",
+  interrupted = "red" }
+
+-- Execute one step with its retries.  Returns "ok", "skipped", "aborted" or
+-- "interrupted".
+local function execute_step(run, step, n)
+  local attempts = 0
+  while true do
+    attempts = attempts + 1
+    run.step = step
+    run.rec:event("step.start", { index = step.index, id = step.id, title = step.title,
+      attempt = attempts, dangerous = step.dangerous })
+    ui.print(ui.style("bold", string.format("[%d/%d] %s", step.index, n, step.title)) ..
+      (attempts > 1 and ui.style("dim", string.format(" (attempt %d)", attempts)) or ""))
+    local t0 = loop.now()
+    local outcome, msg, tb = attempt(run, step)
+    local dur = loop.now() - t0
+    if outcome == "ok" then
+      run.rec:event("step.end", { index = step.index, id = step.id, status = "ok", duration = dur })
+      run.rec:sync()
+      ui.print("      " .. ui.style("green", "ok") .. ui.style("dim", " (" .. ui.duration(dur) .. ")"))
+      return "ok"
+    end
+    local interrupts = loop.interrupts()
+    ui.print("      " .. ui.style(outcome_style[outcome] or "red", outcome) ..
+      ui.style("dim", " (" .. ui.duration(dur) .. ")") .. ": " .. tostring(msg))
+    local decision, source
+    if interrupts >= 2 then
+      decision, source = "interrupt", "second Ctrl-C"
+    else
+      loop.ack_interrupt()
+      if outcome == "interrupted" then
+        run.rec:event("interrupt", { step = step.id, count = 1 })
+      end
+      decision, source = decide(run, step, outcome)
+    end
+    local status = decision == "skip" and "skipped" or (outcome == "ok" and "ok" or outcome)
+    run.rec:event("step.end", { index = step.index, id = step.id, status = status, duration = dur,
+      error = msg, traceback = tb, decision = decision, decided_by = source })
+    run.rec:sync()
+    if decision == "undo" then
+      run_undo(run, step)
+      local again = decide(run, step, "undone")
+      decision = again == "undo" and "abort" or again
+    end
+    if decision == "interrupt" then
+      run.rec:event("interrupt", { step = step.id, count = 2 })
+      return "interrupted"
+    end
+    if decision == "skip" then
+      ui.print("      " .. ui.style("yellow", "skipped"))
+      return "skipped"
+    end
+    if decision == "abort" then return "aborted" end
+    if attempts >= 10 and source == "answers" then
+      ui.print("      giving up after 10 attempts answered from the answers file")
+      return "aborted"
+    end
+  end
+end
+
+-- Run the plan from step `first`.  Returns the run status and exit code.
+function engine.execute(run, first)
+  local plan = run.plan
+  local n = #plan.steps
+  run.phase = "execute"
+  local counts = { ok = 0, skipped = 0 }
+  for i = 1, first - 1 do
+    run.rec:event("step.end", { index = i, id = plan.steps[i].id, status = "skipped",
+      reason = run.resume_from and "done in the resumed run" or "--start-at" })
+  end
+  local status = "done"
+  for i = first, n do
+    local result = execute_step(run, plan.steps[i], n)
+    if result == "ok" or result == "skipped" then
+      counts[result] = counts[result] + 1
+    else
+      status = result
+      break
+    end
+  end
+  run.step = nil
+  run.phase = "done"
+  local code = status == "done" and 0 or (status == "interrupted" and 130 or 1)
+  return status, code, counts
+end
+
+-- The last step that ended ok in a transcript, its params and its runbook.
+function engine.resume_point(path)
+  local record = require("runbook.record")
+  local ok, res = transcript.verify(path)
+  if ok == nil then usage_error("--resume: cannot read %s: %s", path, res.reason or "?") end
+  if not ok then
+    usage_error("--resume: %s does not verify (line %d: %s); refusing to resume from it",
+      path, res.bad_line, res.reason)
+  end
+  local events = record.read(path)
+  local info = { params = {}, last_ok = nil, hash = res.last_hash }
+  for _, ev in ipairs(events) do
+    if ev.event == "run.start" then
+      info.runbook, info.file, info.run = ev.runbook, ev.file, ev.run
+      info.target = ev.target
+    elseif ev.event == "param" then
+      info.params[ev.name] = { value = ev.value, secret = ev.secret }
+    elseif ev.event == "step.end" and ev.status == "ok" then
+      info.last_ok = { index = ev.index, id = ev.id }
+    end
+  end
+  if info.runbook == nil then usage_error("--resume: %s has no run.start event", path) end
+  return info
+end
+
+return engine

@@ -1,0 +1,147 @@
+-- runbook.ui: what the operator sees, and how questions get answered.
+--
+-- Every question goes through ui.ask, which tries, in order: the answers
+-- file (--answers), --yes for confirmations, defaults under --yes, and the
+-- terminal.  With none of them available it raises an error naming the
+-- question: a question never hangs a run that nobody is watching.
+local operator = require("runbook.operator")
+local transcript = require("runbook.transcript")
+
+local ui = {}
+
+local function color_enabled()
+  local no_color = os.getenv("NO_COLOR")
+  if no_color ~= nil and no_color ~= "" then return false end
+  if os.getenv("TERM") == "dumb" then return false end
+  return operator.isatty(1)
+end
+
+ui.color = color_enabled()
+
+local codes = { bold = "1", dim = "2", red = "31", green = "32", yellow = "33",
+                blue = "34", magenta = "35", cyan = "36" }
+
+function ui.style(style, text)
+  if not ui.color or not codes[style] then return text end
+  return "\27[" .. codes[style] .. "m" .. text .. "\27[0m"
+end
+
+-- Everything printed goes through redaction: a secret never reaches the
+-- screen in clear either.
+function ui.print(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = transcript.redact(tostring(parts[i])) end
+  operator.write(table.concat(parts, "", 1, parts.n), "\n")
+end
+
+function ui.eprint(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = transcript.redact(tostring(parts[i])) end
+  operator.ewrite(table.concat(parts, "", 1, parts.n), "\n")
+end
+
+function ui.duration(seconds)
+  if seconds < 1 then return string.format("%.0f ms", seconds * 1000) end
+  if seconds < 120 then return string.format("%.1f s", seconds) end
+  return string.format("%dm%02ds", seconds // 60, math.floor(seconds % 60))
+end
+
+local level_style = { info = "cyan", warn = "yellow", error = "red" }
+
+function ui.log(level, msg)
+  local line = "  " .. ui.style(level_style[level] or "bold", level .. ":") .. " " .. msg
+  if level == "error" then ui.eprint(line) else ui.print(line) end
+end
+
+-- Output of a running command: whole lines, indented, as they arrive.
+function ui.output_sink(prefix)
+  local pending = { stdout = "", stderr = "" }
+  local function emit(stream, line)
+    local bar = stream == "stderr" and ui.style("yellow", prefix) or ui.style("dim", prefix)
+    ui.print(bar, line)
+  end
+  local sink = {}
+  function sink.feed(stream, chunk)
+    local buf = pending[stream] .. chunk
+    for line in buf:gmatch("([^\n]*)\n") do emit(stream, line) end
+    pending[stream] = buf:match("[^\n]*$")
+  end
+  function sink.flush()
+    for stream, rest in pairs(pending) do
+      if rest ~= "" then emit(stream, rest) end
+      pending[stream] = ""
+    end
+  end
+  return sink
+end
+
+-- Error raised when a question cannot be answered: names the question.
+local function unanswerable(ctx, question)
+  local where = ctx.step and string.format(" (step %d '%s', id '%s')", ctx.step.index,
+    ctx.step.title, ctx.step.id) or ""
+  return string.format(
+    "question needs an answer but standard input is not a terminal: %q%s; " ..
+    "answer it with --answers FILE (a line '[%s] %s = ANSWER')%s",
+    question, where, ctx.step and ctx.step.id or "*", question,
+    ctx.is_confirmation and " or --yes" or "")
+end
+
+-- Read one line from the operator, with the question shown as the prompt.
+local function read_answer(prompt_text, secret)
+  operator.write(prompt_text)
+  local line = operator.readline({ secret = secret })
+  if line == nil then
+    operator.write("\n")
+    error("operator: no answer (end of input)", 0)
+  end
+  return line
+end
+
+-- ask{ctx=, question=, prompt=, parse=fn(text)->value|nil,err, confirmation=,
+--      default=, secret=}
+-- ctx is the run: {answers=, yes=, interactive=, step=}.  Returns the value
+-- and where the answer came from ("answers", "yes", "default", "operator").
+function ui.ask(q)
+  local ctx = q.ctx
+  local step_id = ctx.step and ctx.step.id or nil
+  if ctx.answers then
+    local text = ctx.answers:next(step_id, q.question)
+    if text ~= nil then
+      local value, err = q.parse(text)
+      if value == nil then
+        error(string.format("answers file: %q is not a valid answer to %q: %s",
+          text, q.question, err or "not accepted"), 0)
+      end
+      ui.print(ui.style("bold", "? ") .. q.question .. " " ..
+        ui.style("dim", "[from answers file: " .. (q.secret and "***" or text) .. "]"))
+      return value, "answers"
+    end
+  end
+  if q.confirmation and ctx.yes then
+    ui.print(ui.style("bold", "? ") .. q.question .. " " .. ui.style("dim", "[--yes]"))
+    return q.parse("yes"), "yes"
+  end
+  if ctx.yes and q.default ~= nil then
+    ui.print(ui.style("bold", "? ") .. q.question .. " " .. ui.style("dim", "[default]"))
+    return q.parse(q.default), "default"
+  end
+  if not ctx.interactive then
+    error(unanswerable({ step = ctx.step, is_confirmation = q.confirmation }, q.question), 0)
+  end
+  while true do
+    local text = read_answer(ui.style("bold", "? ") .. q.prompt, q.secret)
+    if text == "" and q.default ~= nil then text = q.default end
+    local value, err = q.parse(text)
+    if value ~= nil then return value, "operator" end
+    ui.print("  " .. ui.style("yellow", err or "please answer again"))
+  end
+end
+
+function ui.parse_yesno(text)
+  local t = text:lower():match("^%s*(.-)%s*$")
+  if t == "y" or t == "yes" then return true end
+  if t == "n" or t == "no" then return false end
+  return nil, "answer yes or no"
+end
+
+return ui

@@ -1,0 +1,178 @@
+"""Shared helpers for the end-to-end tests: run build/runbook as a user would,
+in a temporary directory, either with pipes or through a real pseudo-terminal.
+"""
+import os
+import pty
+import re
+import select
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import unittest
+
+SOURCE_DIR = os.environ.get(
+    "RUNBOOK_SOURCE_DIR",
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+RUNBOOK = os.environ.get("RUNBOOK_BIN", os.path.join(SOURCE_DIR, "build", "runbook"))
+TESTS_DIR = os.path.join(SOURCE_DIR, "tests")
+
+
+def runbook_path(name):
+    """A test runbook under tests/runbooks/."""
+    return os.path.join(TESTS_DIR, "runbooks", name)
+
+
+class RunbookTestCase(unittest.TestCase):
+    """Each test gets its own temporary HOME, XDG dirs and working directory."""
+
+    def setUp(self):
+        self.tmp = tempfile.mkdtemp(prefix="rbtest-")
+        self.addCleanup(shutil.rmtree, self.tmp, True)
+        self.env = dict(os.environ)
+        self.env.update({
+            "HOME": self.tmp,
+            "XDG_STATE_HOME": os.path.join(self.tmp, "state"),
+            "XDG_CONFIG_HOME": os.path.join(self.tmp, "config"),
+            "TERM": "xterm",
+        })
+        for var in ("NO_COLOR", "RUNBOOK_PATH"):
+            self.env.pop(var, None)
+
+    def path(self, *parts):
+        return os.path.join(self.tmp, *parts)
+
+    def write(self, name, text):
+        p = self.path(name)
+        os.makedirs(os.path.dirname(p), exist_ok=True)
+        with open(p, "w") as f:
+            f.write(text)
+        return p
+
+    def run_rb(self, *args, stdin=None, timeout=60, env=None, cwd=None):
+        """Run runbook with stdin a pipe (not a terminal)."""
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        return subprocess.run(
+            [RUNBOOK, *args], input=stdin if stdin is not None else "",
+            capture_output=True, text=True, timeout=timeout, env=e,
+            cwd=cwd or self.tmp)
+
+    def assertExit(self, proc, code):
+        self.assertEqual(
+            proc.returncode, code,
+            f"expected exit {code}, got {proc.returncode}\n--- stdout\n{proc.stdout}"
+            f"\n--- stderr\n{proc.stderr}")
+
+    def events(self, transcript):
+        import json
+        with open(transcript) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def pty(self, *args, env=None, cwd=None, cols=120):
+        e = dict(self.env)
+        if env:
+            e.update(env)
+        session = PtySession([RUNBOOK, *args], env=e, cwd=cwd or self.tmp)
+        self.addCleanup(session.close)
+        return session
+
+
+class PtySession:
+    """A program on a real pseudo-terminal: it is the session leader with
+    the pty as its controlling terminal, so ^C is delivered as SIGINT by the
+    line discipline, exactly as for a person at a keyboard."""
+
+    def __init__(self, argv, env, cwd):
+        self.output = ""
+        self.pid, self.fd = pty.fork()
+        if self.pid == 0:
+            try:
+                os.chdir(cwd)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        self.status = None
+
+    def _read(self, timeout):
+        r, _, _ = select.select([self.fd], [], [], timeout)
+        if not r:
+            return False
+        try:
+            data = os.read(self.fd, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            raise EOFError
+        self.output += data.decode("utf-8", "replace")
+        return True
+
+    def expect(self, pattern, timeout=15):
+        """Wait until pattern (a regex) appears in the output after the last
+        match; return the match.  Fail with the whole output on timeout."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        start = getattr(self, "_pos", 0)
+        while True:
+            m = rx.search(self.output, start)
+            if m:
+                self._pos = m.end()
+                return m
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(
+                    f"expected {pattern!r} within {timeout} s; output so far:\n{self.output}")
+            try:
+                self._read(left)
+            except EOFError:
+                m = rx.search(self.output, start)
+                if m:
+                    self._pos = m.end()
+                    return m
+                raise AssertionError(
+                    f"program ended before {pattern!r} appeared; output:\n{self.output}")
+
+    def send(self, text):
+        os.write(self.fd, text.encode())
+
+    def sendline(self, text=""):
+        self.send(text + "\r")
+
+    def ctrl_c(self):
+        self.send("\x03")
+
+    def wait(self, timeout=15):
+        """Read until the program ends; return its exit code."""
+        deadline = time.monotonic() + timeout
+        while self.status is None:
+            try:
+                self._read(0.05)
+            except EOFError:
+                pass
+            pid, status = os.waitpid(self.pid, os.WNOHANG)
+            if pid == self.pid:
+                self.status = status
+                break
+            if time.monotonic() > deadline:
+                raise AssertionError(f"program still running after {timeout} s; output:\n{self.output}")
+        try:
+            while self._read(0.05):
+                pass
+        except EOFError:
+            pass
+        return os.waitstatus_to_exitcode(self.status)
+
+    def close(self):
+        if self.status is None:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+                os.waitpid(self.pid, 0)
+            except OSError:
+                pass
+            self.status = 0
+        try:
+            os.close(self.fd)
+        except OSError:
+            pass
