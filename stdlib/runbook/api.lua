@@ -312,8 +312,10 @@ function api.environment(run)
   end
 
   -- Processes and time -------------------------------------------------------
+  -- (no tail calls into exec_impl: the caller's frame names the line)
   function G.exec(spec)
-    return exec_impl(run, "exec", spec)
+    local r = exec_impl(run, "exec", spec)
+    return r
   end
 
   function G.sh(cmd, opts)
@@ -321,7 +323,8 @@ function api.environment(run)
     local spec = {}
     for k, v in pairs(opts or {}) do spec[k] = v end
     spec[1], spec[2], spec[3] = "/bin/sh", "-c", cmd
-    return exec_impl(run, "sh", spec, { cmd }, cmd)
+    local r = exec_impl(run, "sh", spec, { cmd }, cmd)
+    return r
   end
 
   function G.wait(seconds)
