@@ -83,7 +83,9 @@ local function prepare(args)
   local resume
   if args.resume then
     resume = engine.resume_point(args.resume)
-    if name ~= resume.runbook and cli.resolve(name) ~= resume.file then
+    local resolved = cli.resolve(name)
+    -- run.start records the file's realpath: compare like with like.
+    if name ~= resume.runbook and (resolved == nil or sys.realpath(resolved) ~= resume.file) then
       engine.usage_error("--resume: %s is a transcript of runbook %q, not %q", args.resume, resume.runbook, name)
     end
   end
@@ -153,7 +155,13 @@ function cli.run(args)
     ui.print(string.format("resuming %s at step %d", args.resume, first))
   end
   local t0 = loop.now()
-  local status, code, counts = engine.execute(run, first)
+  local okx, status, code, counts = xpcall(engine.execute, debug.traceback, run, first)
+  if not okx then
+    -- A bug in the host, not in the runbook: still close the record.
+    ui.eprint(ui.style("red", "runbook: internal error: ") .. tostring(status))
+    status, code, counts = "error", 1, { ok = 0, skipped = 0 }
+  end
+  engine.finish(run)
   rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
     steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
   rec:sync()

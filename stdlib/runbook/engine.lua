@@ -19,10 +19,23 @@ local function usage_error(fmt, ...)
 end
 engine.usage_error = usage_error
 
+-- A run: its plan, its bound params, its transcript, and `cleanup`, a list
+-- of functions called once when the run ends (primitives register the
+-- closing of their cached connections there).
 function engine.new_run(fields)
-  local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} } }
+  local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} }, cleanup = {} }
   for k, v in pairs(fields or {}) do run[k] = v end
   return run
+end
+
+-- Call the run's cleanup functions (last registered first); errors are
+-- reported, not raised, so every one of them runs.
+function engine.finish(run)
+  for i = #run.cleanup, 1, -1 do
+    local ok, err = pcall(run.cleanup[i])
+    if not ok then ui.eprint("runbook: cleanup: " .. tostring(err)) end
+    run.cleanup[i] = nil
+  end
 end
 
 -- Load a runbook file in its declaration phase.  Returns the plan, or nil

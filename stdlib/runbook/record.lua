@@ -11,6 +11,10 @@ local record = {}
 
 local MAX_STRING = 64 * 1024   -- a call's output beyond this is cut in the record
 
+-- Members whose value is a credential whatever it holds.
+local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true,
+  ["set-cookie"] = true, password = true, passphrase = true, ["x-api-key"] = true }
+
 local function clean(value, depth)
   local t = type(value)
   if t == "string" then
@@ -28,7 +32,11 @@ local function clean(value, depth)
     local out = {}
     for k, v in pairs(value) do
       local key = type(k) == "number" and k or transcript.redact(tostring(k))
-      out[key] = clean(v, depth + 1)
+      if type(key) == "string" and SENSITIVE[key:lower()] and v ~= nil then
+        out[key] = "***"
+      else
+        out[key] = clean(v, depth + 1)
+      end
     end
     return out
   end
