@@ -273,7 +273,7 @@ function api.environment(run)
         if text == "" and not opts.allow_empty then return nil, "an answer is needed" end
         return text
       end }
-    if opts.secret then transcript.secret(value) end
+    if opts.secret then require("runbook.record").secret(value) end
     asked(run, "prompt", question, value, source, opts.secret)
     return value
   end
@@ -411,9 +411,7 @@ function api.environment(run)
     return v
   end
   function G.secret(value)
-    if type(value) ~= "string" then value = tostring(value) end
-    transcript.secret(value)
-    return value
+    return require("runbook.record").secret(value)
   end
 
   G.target = run.target or {}

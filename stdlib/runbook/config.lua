@@ -4,7 +4,6 @@
 -- or --config FILE, is Lua that sets `targets` (name -> table) and
 -- `notify` (channels).  Secrets are referenced by environment variable
 -- with env("NAME"), which also marks the value for redaction.
-local transcript = require("runbook.transcript")
 
 local config = {}
 
@@ -32,7 +31,7 @@ function config.load(path)
         if default ~= nil then return default end
         error(string.format("config: environment variable %s is not set", name), 2)
       end
-      transcript.secret(v)
+      require("runbook.record").secret(v)
       return v
     end,
     os = { getenv = os.getenv }, string = string, table = table, tostring = tostring,

@@ -93,7 +93,7 @@ function engine.bind(run, given)
         usage_error("param %q: %q is not one of: %s", p.name, tostring(v), table.concat(p.choices, ", "))
       end
     end
-    if v ~= nil and p.secret then transcript.secret(tostring(v)) end
+    if v ~= nil and p.secret then require("runbook.record").secret(v) end
     values[p.name], sources[p.name] = v, src
   end
   run.params = values

@@ -43,6 +43,18 @@ local function clean(value, depth)
   return tostring(value)
 end
 
+-- Mark a value as secret: from now on it is shown as *** on screen and in
+-- the transcript.  Values under 4 characters are not hunted as substrings
+-- (a 1-letter "secret" would blank every such letter of the record); the
+-- places that know a value is secret (secret params, secret prompts)
+-- record "***" for it whatever its length.
+record.MIN_SECRET = 4
+function record.secret(value)
+  value = tostring(value)
+  if #value >= record.MIN_SECRET then transcript.secret(value) end
+  return value
+end
+
 -- Encode a fields table as the members of a JSON object (no braces).
 function record.encode(fields)
   if fields == nil or next(fields) == nil then return "" end
