@@ -29,6 +29,7 @@ static const struct command commands[] = {
     { "new", cmd_new, NEEDS_LUA, "write a commented skeleton runbook" },
     { "repl", cmd_repl, NEEDS_LUA, "an interactive Lua prompt with every primitive" },
     { "verify", cmd_verify, NEEDS_LUA, "check a transcript's hash chain" },
+    { "report", cmd_report, NEEDS_LUA, "render transcripts as a Markdown timeline" },
     { NULL, NULL, 0, NULL },
 };
 

@@ -45,5 +45,6 @@ int cmd_check(lua_State *L, int argc, char **argv);
 int cmd_new(lua_State *L, int argc, char **argv);
 int cmd_repl(lua_State *L, int argc, char **argv);
 int cmd_verify(lua_State *L, int argc, char **argv);
+int cmd_report(lua_State *L, int argc, char **argv);
 
 #endif

@@ -12,7 +12,6 @@
 local cjson = require("cjson")
 local cexec = require("runbook.exec")
 local loop = require("runbook.loop")
-local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
 local api = {}
@@ -48,13 +47,29 @@ end
 
 -- Record a primitive call and raise or return.  spec: {primitive=, args=,
 -- mutating=, describe=, perform=fn() -> result, stand_in=fn() -> result,
--- summary=fn(result) -> fields}.  Returns ok, result_or_error.
+-- summary=fn(result) -> fields, complete=fn(result) -> result (fills in a
+-- scenario's partial result)}.  A --scenario rule matching the call
+-- replaces it; else a mutating call in a dry run is simulated; else it is
+-- performed.  Returns ok, result_or_error.
 function api.call(run, spec)
   if run.phase ~= "execute" then
     return false, string.format("%s: cannot run while the runbook is being declared; " ..
       "call it inside a step function", spec.primitive)
   end
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id }
+  local rule = run.scenario and run.scenario:match(spec.primitive, spec.describe, run.step)
+  if rule then
+    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. spec.describe .. " -> " .. rule.summary)
+    fields.outcome = rule.error and "error" or "ok"
+    fields.scenario = rule.name
+    fields.error = rule.error
+    fields.result = rule.result
+    if run.rec then run.rec:event("call", fields) end
+    if rule.error then return false, spec.primitive .. ": " .. rule.error end
+    local result = rule.copy()
+    if spec.complete then result = spec.complete(result) end
+    return true, result
+  end
   if run.dry_run and spec.mutating then
     ui.print("  " .. ui.style("magenta", "would run:") .. " " .. spec.describe)
     fields.outcome = "simulated"
@@ -123,6 +138,12 @@ local function exec_impl(run, primitive, spec, display_argv, display)
     summary = function(r)
       return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
     end,
+    complete = function(r)
+      r.code = r.code or 0
+      r.stdout, r.stderr = r.stdout or "", r.stderr or ""
+      r.ok = r.code == 0
+      return r
+    end,
   })
   if not ok then raise(res, 2) end
   if spec.check ~= false and res.code ~= 0 then
@@ -147,7 +168,8 @@ local function question_ctx(run)
 end
 
 local function check_question(name, q)
-  if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 3) end
+  -- level 2: check_question, then the primitive, then the runbook's line
+  if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 2) end
 end
 
 function api.environment(run)

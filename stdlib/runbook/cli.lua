@@ -77,6 +77,11 @@ local function prepare(args)
     fields.answers = a
     fields.answers_path = args.answers
   end
+  if args.scenario then
+    local ok, sc = pcall(require("runbook.scenario").load, args.scenario)
+    if not ok then engine.usage_error("%s", tostring(sc)) end
+    fields.scenario = sc
+  end
   local cfg, cerr = config.load(args.config)
   if not cfg then engine.usage_error("%s", cerr) end
   fields.config = cfg
@@ -124,6 +129,7 @@ local function start_record(run, plan, args, first)
     runbook = plan.name, title = plan.header.title, severity = plan.header.severity,
     file = sys.realpath(plan.file) or plan.file, operator = operator.username(),
     host = operator.hostname(), argv = args._argv, dry_run = run.dry_run,
+    scenario = args.scenario,
     target = run.target and run.target.name, start_at = first > 1 and first or nil,
     resumed_from = run.resume_from and { transcript = args.resume, run = run.resume_from.run,
       last_hash = run.resume_from.hash } or nil,
@@ -151,6 +157,7 @@ function cli.run(args)
     (h.severity and ui.style("yellow", " [" .. h.severity .. "]") or ""))
   ui.print(ui.style("dim", "transcript: " .. rec.path))
   if run.dry_run then ui.print(ui.style("magenta", "DRY RUN: mutating actions are shown, not run")) end
+  if run.scenario then ui.print(ui.style("magenta", "SCENARIO: " .. args.scenario .. " replaces matching calls")) end
   if run.resume_from then
     ui.print(string.format("resuming %s at step %d", args.resume, first))
   end
@@ -376,6 +383,24 @@ function cli.verify(args)
   ui.print("final hash: " .. res.last_hash)
   if not res.ended then
     ui.print("note: no run.end event: the run did not finish (killed, or still running)")
+  end
+  return 0
+end
+
+function cli.report(args)
+  if args[1] == nil then return fail(2, "report: which transcripts? (runbook report FILE...)") end
+  local report = require("runbook.report")
+  local runs, err = report.load(args)
+  if not runs then return fail(2, "report: %s", err) end
+  local text = report.markdown(runs, { title = args.title })
+  if args.output then
+    local f, ferr = io.open(args.output, "w")
+    if not f then return fail(2, "report: cannot write %s: %s", args.output, ferr) end
+    f:write(text, "\n")
+    f:close()
+    ui.print("wrote " .. args.output)
+  else
+    operator.write(text, "\n")
   end
   return 0
 end

@@ -31,7 +31,7 @@ local function clean(value, depth)
   elseif t == "table" and depth < 8 then
     local out = {}
     for k, v in pairs(value) do
-      local key = type(k) == "number" and k or transcript.redact(tostring(k))
+      local key = type(k) == "number" and k or tostring(k)   -- keys are ours: never redacted
       if type(key) == "string" and SENSITIVE[key:lower()] and v ~= nil then
         out[key] = "***"
       else

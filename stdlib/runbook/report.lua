@@ -1,0 +1,198 @@
+-- runbook.report: transcripts -> a Markdown incident timeline.
+--
+-- report.load(paths) reads and verifies each transcript; report.markdown()
+-- renders the summary, a merged timeline, the actions taken and who
+-- confirmed what.  The post-incident runbook builds its report on this.
+local record = require("runbook.record")
+local transcript = require("runbook.transcript")
+
+local report = {}
+
+local function md(s)
+  if math.type(s) == "float" and s == math.floor(s) then s = string.format("%d", s) end
+  return (tostring(s or ""):gsub("|", "\\|"):gsub("\n", " "))
+end
+
+local function short(s, n)
+  s = tostring(s or ""):gsub("%s+", " ")
+  if #s > n then s = s:sub(1, n - 3) .. "..." end
+  return s
+end
+
+-- Seconds since the epoch from "2026-11-23T19:03:03.123Z".
+function report.epoch(ts)
+  local y, mo, d, h, mi, s, ms = tostring(ts):match("^(%d+)-(%d+)-(%d+)T(%d+):(%d+):(%d+)%.?(%d*)Z$")
+  if not y then return nil end
+  local days = os.time({ year = tonumber(y), month = tonumber(mo), day = tonumber(d), hour = 12 })
+  local noon_utc = os.time(os.date("!*t", days))
+  local base = days + (days - noon_utc)   -- local noon -> UTC noon
+  return base - 12 * 3600 + tonumber(h) * 3600 + tonumber(mi) * 60 + tonumber(s) + (tonumber(ms ~= "" and ms or "0") / 1000)
+end
+
+function report.duration(seconds)
+  if seconds == nil then return "?" end
+  seconds = math.floor(seconds + 0.5)
+  if seconds < 60 then return string.format("%d s", seconds) end
+  if seconds < 3600 then return string.format("%d min %02d s", seconds // 60, seconds % 60) end
+  return string.format("%d h %02d min", seconds // 3600, (seconds % 3600) // 60)
+end
+
+-- One run's facts from its events.
+local function summarize(path, events, verified)
+  local run = { path = path, events = events, verified = verified, params = {}, steps = {},
+    decisions = {}, actions = {}, failures = {} }
+  for _, ev in ipairs(events) do
+    if ev.event == "run.start" then
+      run.id, run.runbook, run.title, run.severity = ev.run, ev.runbook, ev.title, ev.severity
+      run.operator, run.host, run.dry_run, run.target = ev.operator, ev.host, ev.dry_run, ev.target
+      run.start = ev.ts
+    elseif ev.event == "param" then
+      run.params[#run.params + 1] = ev
+    elseif ev.event == "run.end" then
+      run.finish, run.status = ev.ts, ev.status
+    elseif ev.event == "confirm" or ev.event == "prompt" or ev.event == "manual" then
+      run.decisions[#run.decisions + 1] = ev
+    elseif ev.event == "call" and ev.primitive ~= "wait" and ev.primitive ~= "poll" then
+      run.actions[#run.actions + 1] = ev
+    elseif ev.event == "step.end" and ev.status ~= "ok" and ev.error then
+      run.failures[#run.failures + 1] = ev
+    end
+    if ev.event == "step.start" then run.steps[ev.id] = ev.title end
+    run.last = ev.ts
+  end
+  return run
+end
+
+function report.load(paths)
+  local runs = {}
+  for _, path in ipairs(paths) do
+    local ok, res = transcript.verify(path)
+    if ok == nil then return nil, string.format("cannot read %s: %s", path, res.reason or "?") end
+    local events = record.read(path)
+    local verified = ok and string.format("verified, %d lines, final hash `%s`", res.lines, res.last_hash)
+      or string.format("**does not verify** at line %d: %s", res.bad_line, res.reason)
+    runs[#runs + 1] = summarize(path, events, verified)
+  end
+  return runs
+end
+
+local function call_text(ev)
+  local a = ev.args or {}
+  local what
+  if ev.primitive == "exec" or ev.primitive == "sh" then
+    what = "`" .. short(table.concat(a.argv or {}, " "), 80) .. "`"
+  else
+    what = "`" .. short(a.describe or a.url or a.sql or a.cmd or a.command or ev.primitive, 80) .. "`"
+  end
+  local outcome = ev.outcome
+  if ev.result and ev.result.code ~= nil then outcome = outcome .. ", exit " .. tostring(ev.result.code) end
+  if ev.result and ev.result.status ~= nil then outcome = outcome .. ", status " .. tostring(ev.result.status) end
+  if ev.dry_run then outcome = "simulated (dry run)" end
+  if ev.scenario then outcome = outcome .. " (scenario: " .. tostring(ev.scenario) .. ")" end
+  return string.format("%s %s: %s", ev.primitive, what, outcome)
+end
+
+local function describe(ev, run)
+  local e = ev.event
+  if e == "run.start" then
+    return string.format("Run of **%s** started by %s on %s%s", md(ev.runbook), md(ev.operator), md(ev.host),
+      ev.dry_run and " (dry run)" or "")
+  elseif e == "run.end" then return string.format("Run ended: **%s**", md(ev.status))
+  elseif e == "step.start" then
+    return string.format("Step %s \"%s\" started%s", md(ev.index), md(ev.title),
+      (ev.attempt or 1) > 1 and (" (attempt " .. ev.attempt .. ")") or "")
+  elseif e == "step.end" then
+    local t = string.format("Step %s %s", md(ev.index), md(ev.status))
+    if ev.error then t = t .. ": " .. md(short(ev.error, 120)) end
+    if ev.decision then t = t .. " -> " .. md(ev.decision) end
+    return t
+  elseif e == "call" then return md(call_text(ev))
+  elseif e == "confirm" or e == "prompt" or e == "manual" then
+    return string.format("%s \"%s\" -> %s (%s)", e, md(short(ev.question, 100)), md(ev.answer), md(ev.source))
+  elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
+  elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
+  elseif e == "interrupt" then return "Ctrl-C"
+  end
+  return md(e)
+end
+
+function report.markdown(runs, opts)
+  opts = opts or {}
+  local out = {}
+  local function w(fmt, ...) out[#out + 1] = select("#", ...) > 0 and string.format(fmt, ...) or fmt end
+  local first = runs[1] or {}
+  w("# Incident timeline: %s", md(opts.title or first.title or first.runbook or "runbook"))
+  w("")
+  for _, r in ipairs(runs) do
+    local dur = r.start and r.last and (report.epoch(r.last) - report.epoch(r.start))
+    w("## Run %s", md(r.id))
+    w("")
+    w("| | |")
+    w("|---|---|")
+    w("| Runbook | %s%s |", md(r.runbook), r.severity and (" (" .. r.severity .. ")") or "")
+    w("| Operator | %s on %s |", md(r.operator), md(r.host))
+    if r.target then w("| Target | %s |", md(r.target)) end
+    w("| Start | %s |", md(r.start))
+    w("| End | %s |", md(r.finish or (r.last and (r.last .. " (no run.end: the run did not finish)"))))
+    w("| Duration | %s |", report.duration(dur))
+    w("| Status | %s%s |", md(r.status or "unfinished"), r.dry_run and " (dry run)" or "")
+    w("| Transcript | `%s`: %s |", md(r.path), r.verified)
+    if #r.params > 0 then
+      local ps = {}
+      for _, p in ipairs(r.params) do ps[#ps + 1] = md(p.name) .. "=" .. md(p.value) end
+      w("| Params | %s |", table.concat(ps, ", "))
+    end
+    w("")
+  end
+  local merged = {}
+  for _, r in ipairs(runs) do
+    for _, ev in ipairs(r.events) do merged[#merged + 1] = { ev = ev, run = r } end
+  end
+  table.sort(merged, function(a, b)
+    if a.ev.ts ~= b.ev.ts then return tostring(a.ev.ts) < tostring(b.ev.ts) end
+    return (a.ev.seq or 0) < (b.ev.seq or 0)
+  end)
+  w("## Timeline (UTC)")
+  w("")
+  w("| Time | %sEvent |", #runs > 1 and "Run | " or "")
+  w("|---|%s---|", #runs > 1 and "---|" or "")
+  for _, m in ipairs(merged) do
+    if m.ev.event ~= "param" then
+      w("| %s | %s%s |", md(tostring(m.ev.ts):gsub("^%d+-%d+-%d+T", ""):gsub("Z$", "")),
+        #runs > 1 and (md(m.run.runbook) .. " | ") or "", describe(m.ev, m.run))
+    end
+  end
+  w("")
+  w("## Actions taken")
+  w("")
+  local any = false
+  for _, m in ipairs(merged) do
+    if m.ev.event == "call" and m.ev.primitive ~= "wait" and m.ev.primitive ~= "poll" then
+      w("- %s %s", md(m.ev.ts), md(call_text(m.ev)))
+      any = true
+    end
+  end
+  if not any then w("- none recorded") end
+  w("")
+  w("## Who confirmed what")
+  w("")
+  any = false
+  for _, m in ipairs(merged) do
+    local ev = m.ev
+    if ev.event == "confirm" or ev.event == "manual" or (ev.event == "step.end" and ev.decision) then
+      local who = ev.source == "operator" and m.run.operator or (ev.source or ev.decided_by or "?")
+      if ev.event == "step.end" then
+        w("- %s: step %s %s, decision **%s** by %s", md(ev.ts), md(ev.id), md(ev.status), md(ev.decision),
+          md(ev.decided_by == "operator" and m.run.operator or ev.decided_by))
+      else
+        w("- %s: \"%s\" -> **%s** by %s", md(ev.ts), md(ev.question), md(ev.answer), md(who))
+      end
+      any = true
+    end
+  end
+  if not any then w("- no confirmations recorded") end
+  w("")
+  return table.concat(out, "\n")
+end
+
+return report
