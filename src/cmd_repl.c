@@ -1,10 +1,349 @@
-/* runbook repl: placeholder until the REPL lands (being written now). */
+/*
+ * runbook repl: a Lua prompt with every primitive.
+ *
+ * C reads the lines (libedit's readline on a terminal, getline otherwise)
+ * and keeps the chunk being typed; stdlib/runbook/repl.lua evaluates it in a
+ * run of its own, prints the results and records each evaluation.  As in
+ * Lua's lua.c, a chunk whose syntax error ends at <eof> is incomplete and the
+ * next line continues it.
+ *
+ * Ctrl-C.  The loop's SIGINT handler (src/loop.c) only counts the press and
+ * wakes the loop, so during an evaluation the running wait raises
+ * "interrupted" and the prompt comes back.  At the prompt, libedit must not
+ * see the signal: its own handling re-raises SIGINT to the whole process
+ * group, and its read() retries once after EINTR, swallowing the press.  So
+ * libedit's signal handling is off, keys come through repl_getc(), and
+ * SIGINT stays blocked while readline() runs except inside repl_getc's
+ * ppoll(): a press always lands there, as EINTR.  repl_getc then reports end
+ * of input, readline() returns, and the loop's count tells Ctrl-C (discard
+ * the chunk, prompt again) from Ctrl-D (quit).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <locale.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <termios.h>
+#include <unistd.h>
+
+#include <editline/readline.h>
+#include <lauxlib.h>
+
 #include "runbook/host.h"
+#include "runbook/loop.h"
+
+#define PROMPT "runbook> "
+#define PROMPT_MORE "     ...> "
+#define HISTORY_MAX 1000
+
+static const rb_optdef repl_options[] = {
+    { RB_OPT_VALUE, "target", 't', "NAME", "use target NAME from the config file (the `target` global)" },
+    { RB_OPT_VALUE, "config", 0, "FILE", "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
+    { RB_OPT_FLAG, "dry-run", 'n', NULL, "rehearse: show mutating actions instead of running them" },
+    { RB_OPT_VALUE, "transcript", 0, "PATH", "write the transcript to PATH" },
+    { RB_OPT_FLAG, "help", 'h', NULL, "show this help" },
+    { RB_OPT_END, NULL, 0, NULL, NULL },
+};
+
+static const char repl_description[] =
+    "An interactive Lua prompt with every runbook primitive (exec, http, sql, ...).\n"
+    "An expression prints its value (tables pretty-printed); a chunk that is not\n"
+    "complete yet continues on the next line. Globals persist between lines,\n"
+    "locals do not. Every evaluation is recorded in a transcript. Ctrl-C stops\n"
+    "the running evaluation or discards the line being typed; Ctrl-D quits.\n"
+    "History is kept in $XDG_STATE_HOME/runbook/repl_history, secrets redacted.\n"
+    "When standard input is not a terminal, its lines are evaluated in turn and\n"
+    "the exit code is 1 if any evaluation failed.";
+
+struct repl {
+    lua_State *L;
+    int obj;            /* stack slot: the object repl.start returned */
+    int chunk;          /* stack slot: the chunk typed so far, or nil */
+    int tty;            /* read with libedit (stdin is a terminal) */
+    const char *history;    /* history file, or NULL */
+    int failed;         /* evaluations that raised */
+};
+
+/* Read one byte of fd, waiting in ppoll() with SIGINT let through.
+ * Returns the byte, or EOF on end of input, error or Ctrl-C. */
+static int getc_byte(int fd)
+{
+    sigset_t mask;
+    sigprocmask(SIG_BLOCK, NULL, &mask);
+    sigdelset(&mask, SIGINT);
+    struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
+    if (ppoll(&p, 1, NULL, &mask) < 0)
+        return EOF;
+    unsigned char c;
+    ssize_t n;
+    do
+        n = read(fd, &c, 1);
+    while (n < 0 && errno == EINTR);
+    return n == 1 ? c : EOF;
+}
+
+/* libedit's getc hook.  It hands back a whole character (the hook's result
+ * becomes one wchar_t), so UTF-8 sequences are decoded here; a malformed
+ * one comes through as its first byte. */
+static int repl_getc(FILE *in)
+{
+    int fd = fileno(in);
+    int c = getc_byte(fd);
+    if (c == EOF || c < 0xC0 || c > 0xF4)
+        return c;
+    int more = c >= 0xF0 ? 3 : c >= 0xE0 ? 2 : 1;
+    int cp = c & (0x3F >> more);
+    for (int i = 0; i < more; i++) {
+        int b = getc_byte(fd);
+        if (b == EOF)
+            return EOF;
+        if ((b & 0xC0) != 0x80)
+            return c;
+        cp = (cp << 6) | (b & 0x3F);
+    }
+    return cp;
+}
+
+/* One line from the terminal, malloc'ed, or NULL (Ctrl-D, or Ctrl-C: the
+ * caller asks the loop which).  With a getc hook, libedit switches the
+ * terminal to its editing mode only at the first key, after the prompt is
+ * out, so keys typed in between would be echoed twice: echo and line
+ * buffering go off here first, and the terminal is put back as it was. */
+static char *read_tty(const char *prompt)
+{
+    struct termios saved, quiet;
+    int have_tty = tcgetattr(STDIN_FILENO, &saved) == 0;
+    if (have_tty) {
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)(ECHO | ICANON);
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &quiet);
+    }
+    sigset_t block, mask;
+    sigemptyset(&block);
+    sigaddset(&block, SIGINT);
+    sigprocmask(SIG_BLOCK, &block, &mask);
+    char *line = readline(prompt);
+    sigprocmask(SIG_SETMASK, &mask, NULL);
+    if (have_tty)
+        tcsetattr(STDIN_FILENO, TCSADRAIN, &saved);
+    return line;
+}
+
+/* One line from a pipe or file, malloc'ed, without its newline; NULL at the end. */
+static char *read_pipe(void)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n = getline(&line, &cap, stdin);
+    if (n < 0) {
+        free(line);
+        return NULL;
+    }
+    while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+        line[--n] = '\0';
+    return line;
+}
+
+/* Set up libedit: our getc, no signal handling of its own, the history. */
+static void editline_start(const struct repl *r)
+{
+    setlocale(LC_CTYPE, "");    /* libedit encodes what is typed by the locale */
+    rl_readline_name = "runbook";
+    rl_catch_signals = 0;
+    rl_getc_function = repl_getc;
+    using_history();
+    stifle_history(HISTORY_MAX);
+    if (r->history != NULL)
+        read_history(r->history);   /* a missing file is a fresh history */
+}
+
+/* The history is what the operator typed, redacted only as far as the run
+ * knows its secrets: it is theirs alone (0600), like the transcripts. */
+static void history_save(const struct repl *r)
+{
+    if (r->history == NULL)
+        return;
+    int fd = open(r->history, O_WRONLY | O_CREAT, 0600);
+    if (fd >= 0)
+        close(fd);
+    chmod(r->history, 0600);
+    write_history(r->history);
+}
+
+/* Add each line of the (redacted) chunk text on top of the stack. */
+static void history_add(const struct repl *r)
+{
+    const char *text = lua_tostring(r->L, -1);
+    if (!r->tty || text == NULL)
+        return;
+    char *copy = strdup(text);
+    if (copy == NULL)
+        return;
+    char *save = NULL;
+    for (char *line = strtok_r(copy, "\n", &save); line != NULL;
+         line = strtok_r(NULL, "\n", &save))
+        if (strspn(line, " \t") < strlen(line))
+            add_history(line);
+    free(copy);
+    history_save(r);
+}
+
+/* Append line to the pending chunk (a newline between lines). */
+static void chunk_append(struct repl *r, const char *line)
+{
+    lua_State *L = r->L;
+    if (lua_isnil(L, r->chunk)) {
+        lua_pushstring(L, line);
+    } else {
+        lua_pushvalue(L, r->chunk);
+        lua_pushliteral(L, "\n");
+        lua_pushstring(L, line);
+        lua_concat(L, 3);
+    }
+    lua_replace(L, r->chunk);
+}
+
+/* repl:eval(chunk, final); returns 1 when the chunk is incomplete.  A
+ * complete chunk is dropped and its lines go to the history. */
+static int chunk_eval(struct repl *r, int final)
+{
+    lua_State *L = r->L;
+    lua_getfield(L, r->obj, "eval");
+    lua_pushvalue(L, r->obj);
+    lua_pushvalue(L, r->chunk);
+    lua_pushboolean(L, final);
+    if (rb_host_pcall(L, 3, 2) != LUA_OK) {
+        lua_pushnil(L);
+        lua_pushnil(L);
+    }
+    const char *status = lua_tostring(L, -2);
+    int incomplete = status != NULL && strcmp(status, "incomplete") == 0;
+    if (!incomplete) {
+        if (status == NULL || strcmp(status, "ok") != 0)
+            r->failed++;
+        history_add(r);
+        lua_pushnil(L);
+        lua_replace(L, r->chunk);
+    }
+    lua_pop(L, 2);
+    rb_loop_ack_interrupt(L);
+    return incomplete;
+}
+
+/* Read and evaluate until the input ends.  Returns the run's end status:
+ * "done", or "interrupted" for Ctrl-C on a pipe. */
+static const char *repl_loop(struct repl *r)
+{
+    lua_State *L = r->L;
+    for (;;) {
+        int pending = !lua_isnil(L, r->chunk);
+        char *line = r->tty ? read_tty(pending ? PROMPT_MORE : PROMPT) : read_pipe();
+        if (rb_loop_interrupts(L) > 0) {
+            rb_loop_ack_interrupt(L);
+            free(line);
+            if (!r->tty)
+                return "interrupted";
+            fputs("\n", stdout);
+            lua_pushnil(L);
+            lua_replace(L, r->chunk);
+            continue;
+        }
+        if (line == NULL) {
+            if (r->tty)
+                fputs("\n", stdout);
+            if (!pending)
+                return "done";
+            chunk_eval(r, 1);   /* report what is missing, then go on */
+            continue;
+        }
+        if (!pending && line[strspn(line, " \t")] == '\0') {
+            free(line);
+            continue;
+        }
+        chunk_append(r, line);
+        free(line);
+        chunk_eval(r, 0);
+    }
+}
+
+/* Call require("runbook.repl").start(args); leaves the object (or nil and
+ * an exit code) on the stack.  Returns the Lua status. */
+static int repl_start(lua_State *L, const rb_args *args, int argc, char **argv)
+{
+    lua_getglobal(L, "require");
+    lua_pushliteral(L, "runbook.repl");
+    if (rb_host_pcall(L, 1, 1) != LUA_OK)
+        return LUA_ERRRUN;
+    lua_getfield(L, -1, "start");
+    lua_remove(L, -2);
+    rb_args_push(L, args);
+    lua_createtable(L, argc, 0);    /* the raw argv, for the transcript */
+    for (int i = 0; i < argc; i++) {
+        lua_pushstring(L, argv[i]);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_setfield(L, -2, "_argv");
+    return rb_host_pcall(L, 1, 2);
+}
+
+static int repl_run(lua_State *L, int obj)
+{
+    struct repl r = { .L = L, .obj = obj, .tty = isatty(STDIN_FILENO) };
+    lua_getfield(L, obj, "history");
+    char history[PATH_MAX];
+    if (lua_isstring(L, -1)) {
+        snprintf(history, sizeof history, "%s", lua_tostring(L, -1));
+        r.history = history;
+    }
+    lua_pop(L, 1);
+    lua_pushnil(L);
+    r.chunk = lua_gettop(L);
+    if (r.tty)
+        editline_start(&r);
+    const char *status = repl_loop(&r);
+    lua_getfield(L, obj, "finish");
+    lua_pushvalue(L, obj);
+    lua_pushstring(L, status);
+    int ok = rb_host_pcall(L, 2, 0) == LUA_OK;
+    lua_settop(L, obj);
+    if (strcmp(status, "interrupted") == 0)
+        return RB_EXIT_INTERRUPTED;
+    if (!ok || (!r.tty && r.failed > 0))
+        return RB_EXIT_FAILED;
+    return RB_EXIT_OK;
+}
 
 int cmd_repl(lua_State *L, int argc, char **argv)
 {
-    (void)L; (void)argc; (void)argv;
-    fprintf(stderr, "runbook repl: not built yet\n");
-    return RB_EXIT_FAILED;
+    const char *name = argv[0];
+    rb_args args;
+    if (rb_args_parse(repl_options, argc - 1, argv + 1, &args) != 0) {
+        fprintf(stderr, "runbook %s: %s\nTry 'runbook %s --help'.\n", name, args.error, name);
+        rb_args_free(&args);
+        return RB_EXIT_USAGE;
+    }
+    if (rb_args_count(&args, "help") > 0) {
+        rb_args_usage(stdout, name, "[--target NAME] [--dry-run] [--config FILE] [--transcript PATH]",
+                      repl_description, repl_options);
+        rb_args_free(&args);
+        return RB_EXIT_OK;
+    }
+    int status = repl_start(L, &args, argc, argv);
+    rb_args_free(&args);
+    if (status != LUA_OK)
+        return RB_EXIT_USAGE;
+    if (lua_isnil(L, -2)) {
+        int rc = (int)luaL_optinteger(L, -1, RB_EXIT_USAGE);
+        lua_pop(L, 2);
+        return rc;
+    }
+    lua_pop(L, 1);
+    int rc = repl_run(L, lua_gettop(L));
+    lua_pop(L, 1);
+    return rc;
 }

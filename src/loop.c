@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -90,7 +91,10 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
 {
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
-    luaL_error(L, "interrupted (Ctrl-C)");
+    luaL_where(L, 0);   /* the busy function itself, not its caller */
+    lua_pushliteral(L, "interrupted (Ctrl-C)");
+    lua_concat(L, 2);
+    lua_error(L);
 }
 
 static void on_sigint(int sig)
@@ -266,16 +270,26 @@ enum rb_wake rb_loop_woke(lua_State *L, struct pollfd *fds, int nfds)
 int rb_loop_raise(lua_State *L, enum rb_wake why, const char *who,
                   const char *what, double timeout)
 {
+    /* No luaL_error: its position would be the stdlib line that called the
+     * primitive; api.raise adds the runbook's own line instead. */
+    char secs[32];
     switch (why) {
     case RB_WAKE_TIMEOUT:
-        return luaL_error(L, "%s: %s timed out after %.1f s", who, what, timeout);
+        /* lua_pushfstring knows no precision ("%.1f"): format it here */
+        snprintf(secs, sizeof secs, "%.1f", timeout);
+        lua_pushfstring(L, "%s: %s timed out after %s s", who, what, secs);
+        break;
     case RB_WAKE_INTERRUPT:
-        return luaL_error(L, "%s: %s interrupted (Ctrl-C)", who, what);
+        lua_pushfstring(L, "%s: %s interrupted (Ctrl-C)", who, what);
+        break;
     case RB_WAKE_CANCEL:
-        return luaL_error(L, "%s: %s stopped: the step's timeout ran out", who, what);
+        lua_pushfstring(L, "%s: %s stopped: the step's timeout ran out", who, what);
+        break;
     default:
-        return luaL_error(L, "%s: %s failed", who, what);
+        lua_pushfstring(L, "%s: %s failed", who, what);
+        break;
     }
+    return lua_error(L);
 }
 
 /* ---- tasks ---------------------------------------------------------- */
@@ -438,7 +452,9 @@ static void loop_step(lua_State *L, rb_loop *loop)
 
 /*
  * loop.run([opts,] fn, ...) runs fn(...) as a root task and drives the loop
- * until it ends.  Returns true, results... or false, message, traceback.
+ * until it ends.  Returns true, results... or false, error, traceback; the
+ * error is a message, or the table raised (confirm's "declined" object
+ * must reach the engine as itself).
  * opts.timeout limits every wait of the task and its children.
  */
 static int l_run(lua_State *L)
@@ -472,7 +488,7 @@ static int l_run(lua_State *L)
     } else {
         lua_pushboolean(L, 0);
         lua_xmove(co, L, 1);
-        if (!lua_isstring(L, -1)) {
+        if (!lua_isstring(L, -1) && !lua_istable(L, -1)) {
             luaL_tolstring(L, -1, NULL);
             lua_remove(L, -2);
         }
