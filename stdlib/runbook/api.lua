@@ -437,9 +437,30 @@ function api.environment(run)
   end
 
   G.target = run.target or {}
+  G.require = function(name) return api.require(run, env, name) end
   api.install_primitives(run, G)
   setmetatable(env, { __index = G })
   return env, G
+end
+
+-- require() in a runbook: a module of stdlib/ (health, pg, tls, ...) is
+-- loaded into the runbook's own environment, so it calls the same
+-- primitives (and the same dry run, answers and transcript) as the runbook;
+-- one copy per run.  The host's own runbook.* modules and C libraries come
+-- from the ordinary require.
+function api.require(run, env, name)
+  if type(name) ~= "string" then raise("require: expected a module name", 2) end
+  run.modules = run.modules or {}
+  if run.modules[name] ~= nil then return run.modules[name] end
+  if name:match("^runbook%.") or package.loaded[name] ~= nil then return require(name) end
+  local path = package.searchpath(name, package.path)
+  if path == nil then return require(name) end
+  local chunk, err = loadfile(path, "t", env)
+  if not chunk then error(err, 2) end
+  local m = chunk(name, path)
+  if m == nil then m = true end
+  run.modules[name] = m
+  return m
 end
 
 -- Each stdlib/runbook/prim/<name>.lua returns install(run, G, api), which
