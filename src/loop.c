@@ -51,6 +51,9 @@ typedef struct rb_task {
 typedef struct rb_loop {
     rb_task *tasks;
     struct rb_wait main_wait;   /* for waits outside any task */
+    struct pollfd *pfd;         /* poll() set, grown to fit every waiter */
+    rb_task **owner;            /* the task each pfd entry belongs to */
+    size_t cap;
 } rb_loop;
 
 /* Signal handlers may touch only these (as Lua's lua.c does). */
@@ -135,7 +138,30 @@ static int loop_gc(lua_State *L)
         t = next;
     }
     loop->tasks = NULL;
+    free(loop->pfd);
+    free(loop->owner);
+    loop->pfd = NULL;
+    loop->owner = NULL;
     return 0;
+}
+
+/* Make room for n waiting fds plus the signal pipe. */
+static void reserve_fds(lua_State *L, rb_loop *loop, size_t n)
+{
+    if (n + 1 <= loop->cap)
+        return;
+    size_t cap = loop->cap ? loop->cap : 64;
+    while (cap < n + 1)
+        cap *= 2;
+    struct pollfd *pfd = realloc(loop->pfd, cap * sizeof *pfd);
+    if (pfd != NULL)
+        loop->pfd = pfd;
+    rb_task **owner = realloc(loop->owner, cap * sizeof *owner);
+    if (owner != NULL)
+        loop->owner = owner;
+    if (pfd == NULL || owner == NULL)
+        luaL_error(L, "runbook: out of memory for the poll set");
+    loop->cap = cap;
 }
 
 void rb_loop_init(lua_State *L)
@@ -402,14 +428,19 @@ static void loop_step(lua_State *L, rb_loop *loop)
         }
     } while (resumed);
 
-    struct pollfd pfd[256];
-    rb_task *owner[256];
+    size_t want = 0;
+    for (rb_task *t = loop->tasks; t; t = t->next)
+        if (t->state == T_WAIT_IO)
+            want += (size_t)t->wait.nfds;
+    reserve_fds(L, loop, want);
+    struct pollfd *pfd = loop->pfd;
+    rb_task **owner = loop->owner;
     int n = 0;
     double next = 0;
     for (rb_task *t = loop->tasks; t; t = t->next) {
         if (t->state != T_WAIT_IO)
             continue;
-        for (int i = 0; i < t->wait.nfds && n < 255; i++, n++) {
+        for (int i = 0; i < t->wait.nfds; i++, n++) {
             pfd[n] = t->wait.fds[i];
             pfd[n].revents = 0;
             owner[n] = t;

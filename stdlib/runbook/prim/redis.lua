@@ -1,0 +1,492 @@
+-- redis: Redis from a runbook (C verbs in src/lib_redis.c).
+--
+--   local r = redis.connect("redis://:PASSWORD@host:6379/2?timeout=10")
+--   r:call("SET", "k", "v")            --> "OK"
+--   r:call("MGET", "a", "b")           --> { "1", false }
+--   r:call{ "BLPOP", "q", 30, timeout = 40 }   -- table form, with options
+--   r:ping()                           --> "PONG"
+--
+-- URL: redis://[[user]:password@]host[:port][/db][?connect_timeout=S&timeout=S]
+-- or a second argument {password=, user=, db=, connect_timeout=, timeout=}
+-- (it wins over the URL).  A user sends AUTH user password (ACL), else AUTH
+-- password; /db sends SELECT.  connect_timeout (default 5 s) bounds the name
+-- lookup and TCP connect; timeout (default 10 s, 0 = none) bounds each
+-- command.  A blocking command whose own timeout is longer (BLPOP k 30)
+-- needs the table form's timeout=.
+--
+-- Replies: status and bulk strings -> string ("OK", "PONG"), integer ->
+-- integer, nil -> nil, array -> list (nested).  Inside an array a nil
+-- becomes false, so # and ipairs see every element, and an error (from
+-- EXEC) becomes {err = text}: Redis's own scripting uses the same mapping.
+-- An error reply raises "redis HOST:PORT: CMD: <the server's message>".
+--
+-- redis.connect(url) returns the same connection object for the same URL
+-- and options during a run; it holds one server connection for sequential
+-- calls (so CLIENT ID stays the same) and opens more only when parallel
+-- branches use it at once.  A connection the server closed while idle
+-- (its `timeout`, a restart) is noticed and replaced before the next
+-- command is sent.  A call that fails under way (timeout, Ctrl-C, the
+-- connection lost) raises and drops its connection; the next call
+-- reconnects, but no command is ever retried on its own.  Session state
+-- belongs to whichever server connection is idle: keep MULTI/EXEC and
+-- WATCH out of parallel branches that share an object (connect them to
+-- URLs of their own), and use /db in the URL rather than SELECT.
+--
+-- Dry run: connecting runs for real; each command is classified from the
+-- server's own flags (COMMAND INFO, asked once per command name and
+-- connection).  A command flagged readonly runs; one flagged write, admin,
+-- pubsub, noscript (transactions, connection state, scripts) or
+-- may_replicate is simulated, returning "OK" (or 0 for the commands listed
+-- in INTEGER_REPLY, a hint for the stand-in's type only) or the table
+-- form's stand_in=.  Anything else (PING, INFO, TIME, ECHO) runs.  A
+-- command the server does not know runs, so the rehearsal reports it.
+--
+-- Every call is a `call` event (primitive redis.call) with the server, the
+-- command (AUTH and other passwords shown as ***), the outcome, the
+-- duration and a short summary of the reply.  The password in the URL is a
+-- secret for the whole run: never in the transcript or on the screen.
+local credis = require("runbook.redis")
+local transcript = require("runbook.transcript")
+
+local DEFAULT_PORT = 6379
+local CONNECT_TIMEOUT, COMMAND_TIMEOUT = 5, 10
+local SHOWN_ARG = 1024        -- longer arguments are cut in the record
+
+local SIMULATE_FLAGS = { write = true, admin = true, pubsub = true, noscript = true,
+  may_replicate = true }
+
+-- The stand-in for a simulated command is 0 for these (integer replies),
+-- "OK" otherwise.  Only the stand-in's type; the classification is the
+-- server's.
+local INTEGER_REPLY = {}
+for name in ([[DEL UNLINK INCR INCRBY DECR DECRBY APPEND SETRANGE SETNX MSETNX EXPIRE
+  PEXPIRE EXPIREAT PEXPIREAT PERSIST LPUSH RPUSH LPUSHX RPUSHX LINSERT LREM SADD SREM
+  SMOVE SINTERSTORE SUNIONSTORE SDIFFSTORE ZADD ZREM ZREMRANGEBYSCORE ZREMRANGEBYRANK
+  ZREMRANGEBYLEX ZINTERSTORE ZUNIONSTORE ZDIFFSTORE HSET HSETNX HDEL HINCRBY PFADD
+  SETBIT BITOP PUBLISH SPUBLISH XDEL XTRIM XACK COPY RENAMENX MOVE TOUCH]]):gmatch("%S+") do
+  INTEGER_REPLY[name] = true
+end
+
+-- Hints for error replies, by the code the server puts first.
+local ERROR_HINTS = {
+  NOAUTH = "the server requires a password: put :PASSWORD@ before the host in the URL",
+  WRONGPASS = "check the user and password in the URL",
+  NOPERM = "the ACL user may not run this command or touch this key; check its ACL",
+  READONLY = "this server is a read-only replica: connect to the primary",
+  MOVED = "this is a cluster node and the key lives on another one",
+  LOADING = "the server is still loading its dataset: retry in a moment",
+}
+
+local function percent_decode(s)
+  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
+end
+
+local function parse_query(query, cfg, fail)
+  for pair in query:gmatch("[^&]+") do
+    local k, v = pair:match("^([%w_]+)=(.*)$")
+    local n = tonumber(v)
+    if (k == "connect_timeout" or k == "timeout") and n and n >= 0 then
+      cfg[k] = n
+    else
+      fail(string.format("unknown or bad option %q (connect_timeout=SECONDS, timeout=SECONDS)", pair))
+    end
+  end
+end
+
+-- host[:port][/db] with host possibly [v6].
+local function parse_hostpart(hostpart, cfg, fail)
+  local host, after = hostpart:match("^%[([^%]]+)%](.*)$")
+  if not host then host, after = hostpart:match("^([^:/]*)(.*)$") end
+  if host == "" then fail("no host") end
+  local port, path = after:match("^:(%d+)(.*)$")
+  if not port then
+    if after:match("^:") then fail("the port must be a number") end
+    path = after
+  end
+  cfg.host, cfg.port = host, tonumber(port) or DEFAULT_PORT
+  if cfg.port < 1 or cfg.port > 65535 then fail("the port must be 1-65535") end
+  if path ~= "" and path ~= "/" then
+    local db = path:match("^/(%d+)$")
+    if not db then fail("the path must be a database number, like /2") end
+    cfg.db = tonumber(db)
+  end
+end
+
+-- Parse redis://... into {host, port, db, user, password, timeouts}; raises
+-- a message naming what is wrong (with the password hidden).
+local function parse_url(url)
+  local function fail(why)
+    -- (no example password here: the screen's redaction would mangle it)
+    error(string.format("redis.connect: %s in %s (expected redis://host[:port][/db], with " ..
+      "user:password@ before the host to log in)", why, transcript.redact(url)), 0)
+  end
+  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
+  if scheme == "rediss" then fail("TLS (rediss://) is not supported") end
+  if scheme ~= "redis" then fail("not a redis:// URL") end
+  local cfg = { db = 0, connect_timeout = CONNECT_TIMEOUT, timeout = COMMAND_TIMEOUT }
+  local main, query = rest:match("^([^?]*)%?(.*)$")
+  if main then parse_query(query, cfg, fail) else main = rest end
+  local userinfo, hostpart = main:match("^(.*)@([^@]*)$")
+  if userinfo then
+    local user, password = userinfo:match("^([^:]*):(.*)$")
+    if not user then fail("the password goes after a colon, before the @") end
+    cfg.user = user ~= "" and percent_decode(user) or nil
+    cfg.password = password ~= "" and percent_decode(password) or nil
+  else
+    hostpart = main
+  end
+  parse_hostpart(hostpart, cfg, fail)
+  return cfg
+end
+
+local function apply_options(cfg, opts)
+  for _, k in ipairs({ "password", "user", "db", "connect_timeout", "timeout" }) do
+    local v = opts[k]
+    if v ~= nil then
+      local want = (k == "password" or k == "user") and "string" or "number"
+      if type(v) ~= want or (want == "number" and v < 0) then
+        error(string.format("redis.connect: option %s must be a %s%s", k, want,
+          want == "number" and " >= 0" or ""), 0)
+      end
+      cfg[k] = v
+    end
+  end
+end
+
+local function server_name(cfg)
+  local host = cfg.host:find(":") and ("[" .. cfg.host .. "]") or cfg.host
+  return host .. ":" .. cfg.port .. (cfg.db ~= 0 and ("/" .. cfg.db) or "")
+end
+
+local function shown_url(cfg)
+  local auth = ""
+  if cfg.user or cfg.password then
+    auth = (cfg.user or "") .. (cfg.password and ":***" or "") .. "@"
+  end
+  return "redis://" .. auth .. server_name(cfg)
+end
+
+-- Arguments to strings: integers as such, integral floats without ".0".
+local function to_arg(v, i, name)
+  local mt = math.type(v)
+  if mt == "integer" then return tostring(v) end
+  if mt == "float" then
+    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
+    local s = string.format("%.14g", v)
+    if tonumber(s) ~= v then s = string.format("%.17g", v) end
+    return s
+  end
+  if type(v) == "string" then return v end
+  error(string.format("redis %s: argument %d is a %s; pass strings or numbers", name, i, type(v)), 0)
+end
+
+-- Which arguments are passwords, so the record and the screen show ***.
+local function secret_positions(argv)
+  local hide, name = {}, argv[1]:upper()
+  local sub = argv[2] and argv[2]:upper()
+  if name == "AUTH" then
+    for i = 2, #argv do hide[i] = true end
+  elseif name == "HELLO" or name == "MIGRATE" then
+    for i = 2, #argv do
+      local a = argv[i]:upper()
+      if a == "AUTH" then hide[i + (name == "HELLO" and 2 or 1)] = true end
+      if a == "AUTH2" then hide[i + 2] = true end
+    end
+  elseif name == "CONFIG" and sub == "SET" then
+    for i = 3, #argv - 1, 2 do
+      local p = argv[i]:lower()
+      if p == "requirepass" or p == "masterauth" then hide[i + 1] = true end
+    end
+  elseif name == "ACL" and sub == "SETUSER" then
+    for i = 4, #argv do
+      if argv[i]:match("^[<>#!]") then hide[i] = true end
+    end
+  end
+  return hide
+end
+
+local function shown_argv(argv)
+  local hide, out = secret_positions(argv), {}
+  for i, a in ipairs(argv) do
+    if hide[i] then
+      out[i] = "***"
+    elseif #a > SHOWN_ARG then
+      out[i] = a:sub(1, SHOWN_ARG) .. string.format("... [%d bytes]", #a)
+    else
+      out[i] = a
+    end
+  end
+  return out
+end
+
+local function describe(argv, where)
+  local parts = {}
+  for i, a in ipairs(argv) do
+    if #a > 60 then a = a:sub(1, 60) .. "..." end
+    if not a:match("^[%w%-_./:=@%%+,*|]+$") then a = "'" .. a:gsub("'", "'\\''") .. "'" end
+    parts[i] = a
+  end
+  return "redis " .. table.concat(parts, " ") .. " (" .. where .. ")"
+end
+
+local function summarize(v)
+  if type(v) == "string" then
+    return { type = "string", value = #v > 200 and (v:sub(1, 200) .. "...") or v, bytes = #v }
+  elseif type(v) == "table" then
+    return { type = "array", count = #v }
+  elseif v == nil then
+    return { type = "nil" }
+  end
+  return { type = math.type(v) or type(v), value = v }
+end
+
+local function reply_error(cfg, name, text)
+  local code = text:match("^(%u+)")
+  local hint = ERROR_HINTS[code]
+  return string.format("redis %s: %s: %s%s", server_name(cfg), name, text,
+    hint and (" (" .. hint .. ")") or "")
+end
+
+-- One server connection: connect, AUTH, SELECT.  Raises on failure.
+local function open_session(cfg)
+  local c = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
+  if cfg.password then
+    local argv = cfg.user and { "AUTH", cfg.user, cfg.password } or { "AUTH", cfg.password }
+    local ok, err = c:call(cfg.timeout, argv)
+    if not ok then
+      c:close()
+      error(string.format("redis %s: authentication failed%s: %s (check the %spassword in the URL)",
+        server_name(cfg), cfg.user and (" for user " .. cfg.user) or "", err,
+        cfg.user and "user and " or ""), 0)
+    end
+  end
+  if cfg.db ~= 0 then
+    local ok, err = c:call(cfg.timeout, { "SELECT", tostring(cfg.db) })
+    if not ok then
+      c:close()
+      error(string.format("redis %s: SELECT %d failed: %s (check the /db in the URL against " ..
+        "the server's `databases` setting)", server_name(cfg), cfg.db, err), 0)
+    end
+  end
+  return c
+end
+
+-- An idle server connection of this object, or a new one.
+local function acquire(self)
+  if self.closed then error(string.format("redis %s: the connection was closed (r:close()); " ..
+    "call redis.connect again", self.where), 0) end
+  local pool = self.pool
+  for i = #pool, 1, -1 do
+    if not pool[i]:isopen() then table.remove(pool, i) end
+  end
+  for _, c in ipairs(pool) do
+    if not c:busy() then return c end
+  end
+  local c = open_session(self.cfg)
+  pool[#pool + 1] = c
+  return c
+end
+
+-- Send argv on an idle connection; returns the mapped reply, raises the
+-- full message for an error reply.
+local function roundtrip(self, argv, timeout)
+  local c = acquire(self)
+  local ok, v = c:call(timeout or self.cfg.timeout, argv)
+  if not ok then error(reply_error(self.cfg, argv[1]:upper(), v), 0) end
+  return v
+end
+
+local function flag_set(list)
+  local set, names = {}, {}
+  for _, f in ipairs(type(list) == "table" and list or {}) do
+    if type(f) == "string" then set[f] = true; names[#names + 1] = f end
+  end
+  return set, names
+end
+
+-- COMMAND INFO name -> { flags = {...}, subs = { ["object|encoding"] = {...} } }
+-- or { unknown = true }, or { error = text } when the server refuses
+-- COMMAND (renamed or denied by its ACL).  A lost connection raises.
+local function command_info(self, name)
+  local ok, reply = acquire(self):call(self.cfg.timeout, { "COMMAND", "INFO", name })
+  if not ok then return { error = reply } end
+  local info = type(reply) == "table" and reply[1]
+  if type(info) ~= "table" then return { unknown = true } end
+  local entry = { flags = info[3], subs = {} }
+  for _, sub in ipairs(type(info[10]) == "table" and info[10] or {}) do
+    if type(sub) == "table" and type(sub[1]) == "string" then entry.subs[sub[1]:lower()] = sub[3] end
+  end
+  return entry
+end
+
+-- Dry run: should this command be simulated?  Returns simulate, args for
+-- the record (class and the server's flags).
+local function classify(self, argv)
+  local name = argv[1]:lower()
+  local entry = self.command_flags[name]
+  if entry == nil then
+    entry = command_info(self, name)
+    self.command_flags[name] = entry
+  end
+  if entry.error then
+    return true, { class = "unclassified", why = "COMMAND INFO failed: " .. entry.error }
+  end
+  if entry.unknown then return false, { class = "unknown", why = "COMMAND INFO does not know it" } end
+  local flags, full = entry.flags, name
+  if argv[2] and entry.subs[name .. "|" .. argv[2]:lower()] then
+    full = name .. "|" .. argv[2]:lower()
+    flags = entry.subs[full]
+  end
+  local set, names = flag_set(flags)
+  local simulate = false
+  if not set.readonly then
+    for f in pairs(set) do simulate = simulate or SIMULATE_FLAGS[f] == true end
+  end
+  return simulate, { class = simulate and "write" or "read", command_info = full, flags = names }
+end
+
+local function collect_argv(first, ...)
+  local argv, opts = {}, {}
+  if type(first) == "table" then
+    for k, v in pairs(first) do
+      if type(k) ~= "number" then opts[k] = v end
+    end
+    for i = 1, #first do argv[i] = first[i] end
+    return argv, opts, #first
+  end
+  local n = select("#", ...)
+  argv[1] = first
+  for i = 1, n do argv[i + 1] = (select(i, ...)) end
+  return argv, opts, n + 1
+end
+
+return function(run, G, api)
+  local raise = api.raise
+  run.redis_conns = run.redis_conns or {}
+  local Conn = {}     -- per run: its methods record into this run
+  Conn.__index = Conn
+
+  local function close_all()
+    for key, conn in pairs(run.redis_conns) do
+      conn:close()
+      run.redis_conns[key] = nil
+    end
+  end
+
+  -- Validate, classify, record and perform one command.  Returns ok,
+  -- result_or_message.
+  local function invoke(self, first, ...)
+    if type(first) ~= "string" and type(first) ~= "table" then
+      return false, "redis: r:call(command, args...) or r:call{command, args..., timeout=}"
+    end
+    local argv, opts, n = collect_argv(first, ...)
+    for k in pairs(opts) do
+      if k ~= "timeout" and k ~= "stand_in" then
+        return false, string.format("redis: unknown option %q (the table form takes timeout= and stand_in=)",
+          tostring(k))
+      end
+    end
+    if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
+      return false, "redis: the command name must be a non-empty string"
+    end
+    local okc, err = pcall(function()
+      for i = 1, n do argv[i] = to_arg(argv[i], i, argv[1]:upper()) end
+    end)
+    if not okc then return false, err end
+    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
+      return false, "redis: timeout must be a number of seconds >= 0"
+    end
+    local name = argv[1]:upper()
+    local args = { server = self.where, command = shown_argv(argv) }
+    local simulate = false
+    if run.dry_run and run.phase == "execute" then
+      local okk, sim, why = pcall(classify, self, argv)
+      if not okk then return false, sim end
+      simulate = sim
+      for k, v in pairs(why) do args[k] = v end
+    end
+    return api.call(run, {
+      primitive = "redis.call",
+      args = args,
+      mutating = simulate,
+      describe = describe(args.command, self.where),
+      stand_in = function()
+        if opts.stand_in ~= nil then return opts.stand_in end
+        return INTEGER_REPLY[name] and 0 or "OK"
+      end,
+      perform = function() return roundtrip(self, argv, opts.timeout) end,
+      summary = summarize,
+    })
+  end
+
+  function Conn:call(...)
+    local ok, res = invoke(self, ...)
+    if not ok then raise(res, 1) end
+    return res
+  end
+
+  function Conn:ping()
+    local ok, res = invoke(self, "PING")
+    if not ok then raise(res, 1) end
+    return res
+  end
+
+  -- Close the server connections; the object is unusable afterwards, and
+  -- redis.connect(url) makes a new one.
+  function Conn:close()
+    self.closed = true
+    for _, c in ipairs(self.pool) do c:close() end
+    self.pool = {}
+    if run.redis_conns[self.key] == self then run.redis_conns[self.key] = nil end
+  end
+  Conn.__close = Conn.close
+  Conn.__tostring = function(self)
+    return "redis connection " .. self.where .. (self.closed and " (closed)" or "")
+  end
+
+  local function cache_key(url, opts)
+    if opts == nil then return url end
+    local keys = {}
+    for k in pairs(opts) do keys[#keys + 1] = tostring(k) end
+    table.sort(keys)
+    for i, k in ipairs(keys) do keys[i] = k .. "=" .. tostring(opts[k]) end
+    return url .. "\0" .. table.concat(keys, "&")
+  end
+
+  local function connect(url, opts)
+    if type(url) ~= "string" then return false, "redis.connect: expected a URL string redis://host:port/db" end
+    if opts ~= nil and type(opts) ~= "table" then return false, "redis.connect: options must be a table" end
+    local key = cache_key(url, opts)
+    local cached = run.redis_conns[key]
+    if cached then return true, cached end
+    local okp, cfg = pcall(parse_url, url)
+    if okp and opts then okp, cfg = pcall(function() apply_options(cfg, opts); return cfg end) end
+    if not okp then return false, cfg end
+    if cfg.password then transcript.secret(cfg.password) end
+    local self = setmetatable({ cfg = cfg, key = key, where = server_name(cfg), pool = {},
+      command_flags = {} }, Conn)
+    local ok, err = api.call(run, {
+      primitive = "redis.connect",
+      args = { url = shown_url(cfg), db = cfg.db, user = cfg.user,
+               connect_timeout = cfg.connect_timeout, timeout = cfg.timeout },
+      mutating = false,
+      describe = "redis connect " .. shown_url(cfg),
+      perform = function() self.pool[1] = open_session(cfg) end,
+    })
+    if not ok then return false, err end
+    if not run.redis_cleanup and run.cleanup then
+      run.redis_cleanup = true
+      run.cleanup[#run.cleanup + 1] = close_all
+    end
+    run.redis_conns[key] = self
+    return true, self
+  end
+
+  G.redis = {
+    connect = function(url, opts)
+      local ok, res = connect(url, opts)
+      if not ok then raise(res, 1) end
+      return res
+    end,
+  }
+end
