@@ -114,25 +114,30 @@ static int stream_append(struct stream *s, const char *data, size_t n)
     return 0;
 }
 
-/* Read what is there; call on_output(stream, chunk) when given.  EOF closes. */
-static void stream_read(lua_State *L, struct stream *s, const char *which)
+/* Read what is there; call on_output(stream, chunk) when given.  EOF closes.
+ * Returns a Lua status: an error in on_output (a Ctrl-C caught while it runs
+ * Lua code among them) is left on the stack for the caller, which must end
+ * the process group before raising it. */
+static int stream_read(lua_State *L, struct stream *s, const char *which)
 {
     char chunk[65536];
     ssize_t n = read(s->fd, chunk, sizeof chunk);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
-        return;
+        return LUA_OK;
     if (n <= 0) {
         close_fd(&s->fd);
-        return;
+        return LUA_OK;
     }
-    if (stream_append(s, chunk, (size_t)n) != 0)
-        luaL_error(L, "exec: out of memory");
-    if (!lua_isnil(L, S_CALLBACK)) {
-        lua_pushvalue(L, S_CALLBACK);
-        lua_pushstring(L, which);
-        lua_pushlstring(L, chunk, (size_t)n);
-        lua_call(L, 2, 0);
+    if (stream_append(s, chunk, (size_t)n) != 0) {
+        lua_pushliteral(L, "exec: out of memory");
+        return LUA_ERRMEM;
     }
+    if (lua_isnil(L, S_CALLBACK))
+        return LUA_OK;
+    lua_pushvalue(L, S_CALLBACK);
+    lua_pushstring(L, which);
+    lua_pushlstring(L, chunk, (size_t)n);
+    return lua_pcall(L, 2, 0, 0);
 }
 
 static void feed_stdin(lua_State *L, struct proc *p)
@@ -219,14 +224,19 @@ static int k_proc(lua_State *L, int status, lua_KContext ctx)
                              p->timeout);
     }
     for (int i = 0; i < n; i++) {
+        int rc = LUA_OK;
         if (pf[i].revents == 0)
             continue;
         if (pf[i].fd == p->out.fd)
-            stream_read(L, &p->out, "stdout");
+            rc = stream_read(L, &p->out, "stdout");
         else if (pf[i].fd == p->err.fd)
-            stream_read(L, &p->err, "stderr");
+            rc = stream_read(L, &p->err, "stderr");
         else if (pf[i].fd == p->in_fd)
             feed_stdin(L, p);
+        if (rc != LUA_OK) {
+            proc_release(p);
+            return lua_error(L);
+        }
     }
     check_exit(p);
     double drain_end = p->exited_at + DRAIN_AFTER_EXIT;

@@ -36,7 +36,8 @@ static int tty_saved;
 void rb_operator_restore_tty(void)
 {
     if (tty_saved) {
-        tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tty);
+        /* TCSANOW, not TCSAFLUSH: type-ahead is the operator's next answer */
+        tcsetattr(STDIN_FILENO, TCSANOW, &saved_tty);
         tty_saved = 0;
     }
 }
@@ -49,7 +50,7 @@ static void echo_off(void)
     t = saved_tty;
     t.c_lflag &= ~(tcflag_t)ECHO;
     t.c_lflag |= ECHONL;
-    if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &t) == 0)
+    if (tcsetattr(STDIN_FILENO, TCSANOW, &t) == 0)
         tty_saved = 1;
 }
 
@@ -119,28 +120,40 @@ static int k_readline(lua_State *L, int status, lua_KContext ctx)
     return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
 }
 
-/* operator.readline([{secret=, timeout=}]) -> line | nil at end of input.
- * Raises on timeout and on Ctrl-C. */
+/* operator.readline([{secret=, timeout=, prompt=}]) -> line | nil at end of
+ * input.  Raises on timeout and on Ctrl-C. */
 static int l_readline(lua_State *L)
 {
     int secret = 0;
     double timeout = 0;
+    size_t plen = 0;
+    const char *prompt = NULL;
     if (lua_istable(L, 1)) {
         lua_getfield(L, 1, "secret");
         secret = lua_toboolean(L, -1);
         lua_getfield(L, 1, "timeout");
         timeout = luaL_optnumber(L, -1, 0);
-        lua_pop(L, 2);
+        lua_getfield(L, 1, "prompt");
+        prompt = lua_tolstring(L, -1, &plen);   /* stays on the stack */
+    }
+    /* Echo goes off before the prompt is shown: whatever the operator types
+     * once they see it is never echoed. */
+    if (secret && isatty(STDIN_FILENO))
+        echo_off();
+    if (prompt != NULL) {
+        fwrite(prompt, 1, plen, stdout);
+        fflush(stdout);
     }
     struct input *in = get_input(L);
-    if (take_line(L, in))
+    if (take_line(L, in)) {
+        rb_operator_restore_tty();
         return 1;
+    }
     if (in->eof) {
+        rb_operator_restore_tty();
         lua_pushnil(L);
         return 1;
     }
-    if (secret && isatty(STDIN_FILENO))
-        echo_off();
     lua_KContext ctx = (lua_KContext)(timeout * 1000.0);
     return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
 }

@@ -849,7 +849,7 @@ static int l_redactor_gc(lua_State *L)
 
 /* The redactor of this lua_State, created on first use and kept in the
  * registry, so the host can drop it after a run by clearing the key. */
-static rb_redactor *state_redactor(lua_State *L)
+rb_redactor *rb_transcript_redactor(lua_State *L)
 {
     redactor_box *b;
 
@@ -873,7 +873,7 @@ static int l_secret(lua_State *L)
     size_t len;
     const char *s = luaL_checklstring(L, 1, &len);
 
-    if (rb_redactor_add(state_redactor(L), s, len) != 0)
+    if (rb_redactor_add(rb_transcript_redactor(L), s, len) != 0)
         return luaL_error(L, "transcript: out of memory");
     lua_settop(L, 1);
     return 1;
@@ -894,7 +894,7 @@ static int l_redact(lua_State *L)
     }
     s = lua_tolstring(L, 1, &len);
     mask = lua_newuserdatauv(L, len ? len : 1, 0);
-    mark_all(state_redactor(L), s, len, mask);
+    mark_all(rb_transcript_redactor(L), s, len, mask);
     n = emit_redacted(s, len, mask, NULL);
     emit_redacted(s, len, mask, luaL_buffinitsize(L, &b, n));
     luaL_pushresultsize(&b, n);
@@ -920,6 +920,7 @@ static const luaL_Reg writer_meta[] = {
 };
 
 static const luaL_Reg funcs[] = {
+    { "encode", rb_transcript_encode },
     { "open", l_open },
     { "verify", l_verify },
     { "timestamp", l_timestamp },

@@ -81,6 +81,14 @@ int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
  * length in *outlen (may be NULL); the caller frees it.  NULL when out of memory. */
 char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen);
 
+/* This state's redactor (created on first use, kept in the registry). */
+rb_redactor *rb_transcript_redactor(lua_State *L);
+
+/* transcript.encode(fields): the members of a JSON object for fields (no
+ * braces), every string redacted, credential members as "***", long
+ * strings cut, invalid UTF-8 escaped.  [-0, +1, m] */
+int rb_transcript_encode(lua_State *L);
+
 /* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
  * :append(event, fields_json), :sync(), :hash(), :seq(), :path(), :close();
  * verify(path) -> ok, result table; timestamp(); sha256(s);

@@ -9,39 +9,6 @@ local sys = require("runbook.sys")
 
 local record = {}
 
-local MAX_STRING = 64 * 1024   -- a call's output beyond this is cut in the record
-
--- Members whose value is a credential whatever it holds.
-local SENSITIVE = { authorization = true, ["proxy-authorization"] = true, cookie = true,
-  ["set-cookie"] = true, password = true, passphrase = true, ["x-api-key"] = true }
-
-local function clean(value, depth)
-  local t = type(value)
-  if t == "string" then
-    local s = transcript.redact(value)
-    if #s > MAX_STRING then
-      s = s:sub(1, MAX_STRING) .. string.format("... [%d bytes cut]", #s - MAX_STRING)
-    end
-    return s
-  elseif t == "number" then
-    if value ~= value or value == math.huge or value == -math.huge then return tostring(value) end
-    return value
-  elseif t == "boolean" or t == "nil" then
-    return value
-  elseif t == "table" and depth < 8 then
-    local out = {}
-    for k, v in pairs(value) do
-      local key = type(k) == "number" and k or tostring(k)   -- keys are ours: never redacted
-      if type(key) == "string" and SENSITIVE[key:lower()] and v ~= nil then
-        out[key] = "***"
-      else
-        out[key] = clean(v, depth + 1)
-      end
-    end
-    return out
-  end
-  return tostring(value)
-end
 
 -- Mark a value as secret: from now on it is shown as *** on screen and in
 -- the transcript.  Values under 4 characters are not hunted as substrings
@@ -55,12 +22,10 @@ function record.secret(value)
   return value
 end
 
--- Encode a fields table as the members of a JSON object (no braces).
-function record.encode(fields)
-  if fields == nil or next(fields) == nil then return "" end
-  local json = cjson.encode(clean(fields, 0))
-  return json:sub(2, -2)
-end
+-- Encode a fields table as the members of a JSON object (no braces): in C
+-- (src/transcript_encode.c), redacting every string value, hiding
+-- credential members and cutting long strings on the way.
+record.encode = transcript.encode
 
 -- The directory for transcripts: $XDG_STATE_HOME/runbook/transcripts, else
 -- ~/.local/state/runbook/transcripts.

@@ -88,8 +88,8 @@ end
 
 -- Read one line from the operator, with the question shown as the prompt.
 local function read_answer(prompt_text, secret)
-  operator.write(prompt_text)
-  local line = operator.readline({ secret = secret })
+  -- readline shows the prompt itself, after turning echo off for a secret
+  local line = operator.readline({ secret = secret, prompt = prompt_text })
   if line == nil then
     operator.write("\n")
     error("operator: no answer (end of input)", 0)

@@ -1,0 +1,96 @@
+-- parallel: results in the order of the items, real concurrency of local
+-- processes from one thread (measured by wall time), limits, failures.
+-- Run by tests/run_lua_test.py as a runbook with --yes; each step asserts.
+runbook { name = "lua-parallel", title = "parallel", severity = "P3" }
+
+local loop = require("runbook.loop")
+
+local function fail(fmt, ...) error(string.format(fmt, ...), 3) end
+local function eq(got, want, what)
+  if got ~= want then fail("%s: expected %q, got %q", what, tostring(want), tostring(got)) end
+end
+local function has(s, part, what)
+  if not tostring(s):find(part, 1, true) then fail("%s: expected %q in %q", what, part, tostring(s)) end
+end
+
+step("results come back in the order of the items, whatever order they finish in", function()
+  local finished = {}
+  local res = parallel({ 0.4, 0.3, 0.2, 0.1 }, function(d, i)
+    local r = exec { "sh", "-c", "sleep " .. d .. "; echo " .. i }
+    finished[#finished + 1] = i
+    return tonumber(r.stdout)
+  end)
+  eq(table.concat(res, ","), "1,2,3,4", "results")
+  eq(table.concat(finished, ","), "4,3,2,1", "completion order (the shortest sleep ends first)")
+end)
+
+step("local processes run at the same time: 6 x 0.5 s takes about 0.5 s", function()
+  local t0 = loop.now()
+  parallel({ 1, 2, 3, 4, 5, 6 }, function() exec { "sleep", "0.5" } end)
+  local wall = loop.now() - t0
+  log.info("6 x sleep 0.5 in parallel: %.3f s of wall time (3.0 s one after another)", wall)
+  assert(wall >= 0.45 and wall < 1.5, string.format("wall time %.3f s: not concurrent", wall))
+end)
+
+step("all of it from one thread", function()
+  local res = parallel({ 1, 2, 3 }, function()
+    return exec { "sh", "-c", "sleep 0.2; grep '^Threads:' /proc/$PPID/status; echo $PPID" }.stdout
+  end)
+  for i = 1, 3 do
+    local threads, ppid = res[i]:match("Threads:%s*(%d+)%s+(%d+)")
+    eq(threads, "1", "threads of the runbook process during parallel")
+    eq(ppid, res[1]:match("(%d+)%s*$"), "every branch's parent is the same process")
+  end
+end)
+
+step("timers run at the same time too", function()
+  local t0 = loop.now()
+  local res = parallel({ 0.3, 0.3, 0.3, 0.3 }, function(d, i) wait(d); return i * 10 end)
+  local wall = loop.now() - t0
+  eq(table.concat(res, ","), "10,20,30,40", "results")
+  assert(wall < 0.9, string.format("4 x wait(0.3) took %.3f s", wall))
+end)
+
+step("limit bounds how many run at once", function()
+  local running, most = 0, 0
+  local t0 = loop.now()
+  parallel({ 1, 2, 3, 4 }, function()
+    running = running + 1
+    if running > most then most = running end
+    exec { "sleep", "0.3" }
+    running = running - 1
+  end, { limit = 2 })
+  local wall = loop.now() - t0
+  eq(most, 2, "most branches running at once")
+  assert(wall >= 0.55, string.format("4 x 0.3 s two at a time took only %.3f s", wall))
+end)
+
+step("a failing item raises naming it, after every item has run", function()
+  local ran = 0
+  local ok, err = pcall(parallel, { 1, 2, 3 }, function(i)
+    wait(0.05)
+    ran = ran + 1
+    if i == 2 then error("item two broke") end
+    return i
+  end)
+  eq(ok, false, "pcall result")
+  has(err, "parallel: 1 of 3 failed: [2] ", "error")
+  has(err, "item two broke", "error")
+  eq(ran, 3, "items that ran")
+end)
+
+step("check = false returns the results and the errors", function()
+  local res, errs = parallel({ 1, 2, 3 }, function(i)
+    if i == 2 then exec { "false" } end
+    return i * 10
+  end, { check = false })
+  eq(res[1], 10, "res[1]")
+  eq(res[2], nil, "res[2]")
+  eq(res[3], 30, "res[3]")
+  has(errs[2], "exec false: exited with code 1", "errs[2]")
+end)
+
+step("an empty list gives an empty result", function()
+  local res = parallel({}, function() error("never called") end)
+  eq(#res, 0, "results")
+end)

@@ -1,0 +1,19 @@
+-- Used by tests/cli/test_run.py: --start-at and --resume.  Step "three"
+-- fails until the file <dir>/allow exists.
+runbook { name = "resume", title = "Start at, resume", severity = "P3" }
+param("dir", { help = "where the marks go", required = true })
+param("color", { help = "a value the resumed run must keep", default = "blue" })
+
+local function mark(p, name)
+  local f = assert(io.open(p.dir .. "/" .. name, "a"))
+  f:write(p.color, "\n")
+  f:close()
+end
+
+step("One", { id = "one" }, function(p) mark(p, "one") end)
+step("Two", { id = "two" }, function(p) mark(p, "two") end)
+step("Three", { id = "three" }, function(p)
+  if not io.open(p.dir .. "/allow") then error("three is not allowed yet") end
+  mark(p, "three")
+end)
+step("Four", { id = "four" }, function(p) mark(p, "four") end)

@@ -1,0 +1,108 @@
+/* transcript.encode: Lua table -> JSON members, redacted, always valid. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include <lauxlib.h>
+#include <lualib.h>
+
+#include "runbook/transcript.h"
+
+/* Run `code` (which returns a table) and encode it; returns the members. */
+static const char *encode(lua_State *L, const char *code)
+{
+    lua_settop(L, 0);
+    lua_pushcfunction(L, rb_transcript_encode);
+    if (luaL_dostring(L, code) != LUA_OK)
+        fail_msg("test chunk failed: %s", lua_tostring(L, -1));
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        fail_msg("encode raised: %s", lua_tostring(L, -1));
+    return lua_tostring(L, -1);
+}
+
+static int setup(void **state)
+{
+    lua_State *L = luaL_newstate();
+    luaL_openlibs(L);
+    luaL_requiref(L, "runbook.transcript", luaopen_runbook_transcript, 0);
+    lua_setglobal(L, "transcript");
+    *state = L;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    lua_close(*state);
+    return 0;
+}
+
+static void expect(lua_State *L, const char *code, const char *want)
+{
+    const char *got = encode(L, code);
+    if (strcmp(got, want) != 0)
+        fail_msg("encoding %s: expected %s, got %s", code, want, got);
+}
+
+static void test_scalars_and_arrays(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { n = 3 }", "\"n\":3");
+    expect(L, "return { f = 0.5 }", "\"f\":0.5");
+    expect(L, "return { b = false }", "\"b\":false");
+    expect(L, "return { a = { 1, 2, 'x' } }", "\"a\":[1,2,\"x\"]");
+    expect(L, "return { e = {} }", "\"e\":{}");
+    expect(L, "return { x = 1/0 }", "\"x\":\"inf\"");
+    expect(L, "return {}", "");
+}
+
+static void test_escapes_and_invalid_utf8(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { s = 'a\"b\\\\c\\n' }", "\"s\":\"a\\\"b\\\\c\\u000a\"");
+    expect(L, "return { s = 'caf\\xc3\\xa9' }", "\"s\":\"caf\xc3\xa9\"");
+    /* A lone 0xff byte is not UTF-8: escaped, so the line stays valid JSON. */
+    expect(L, "return { s = 'x\\xffy' }", "\"s\":\"x\\u00ffy\"");
+}
+
+static void test_secrets_and_credentials_redacted(void **state)
+{
+    lua_State *L = *state;
+    if (luaL_dostring(L, "transcript.secret('hunter22')") != LUA_OK)
+        fail_msg("secret() failed: %s", lua_tostring(L, -1));
+    expect(L, "return { msg = 'pw is hunter22!' }", "\"msg\":\"pw is ***!\"");
+    expect(L, "return { url = 'postgres://u:pw@h/db' }", "\"url\":\"postgres://u:***@h/db\"");
+    expect(L, "return { headers = { Authorization = 'Bearer abc' } }",
+           "\"headers\":{\"Authorization\":\"***\"}");
+    /* Keys are the host's own: never redacted, even when they contain a secret. */
+    expect(L, "return { hunter22 = 1 }", "\"hunter22\":1");
+}
+
+static void test_long_string_cut(void **state)
+{
+    lua_State *L = *state;
+    const char *got = encode(L, "return { out = string.rep('a', 70000) }");
+    assert_non_null(strstr(got, "... [4464 bytes cut]\""));
+    assert_true(strlen(got) < 66000);
+}
+
+static void test_deep_and_cyclic_tables_end(void **state)
+{
+    lua_State *L = *state;
+    const char *got = encode(L, "local t = {}; t.self = t; return { t = t }");
+    assert_non_null(strstr(got, "\"self\":\"table: "));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_scalars_and_arrays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escapes_and_invalid_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secrets_and_credentials_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_string_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_deep_and_cyclic_tables_end, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
