@@ -148,7 +148,7 @@ local function exec_impl(run, primitive, spec, display_argv, display)
   if not ok then raise(res, 2) end
   if spec.check ~= false and res.code ~= 0 then
     local detail = excerpt(res.stderr ~= "" and res.stderr or res.stdout, 300)
-    raise(string.format("%s %s: exited with code %d%s%s", primitive, argv[1], res.code,
+    raise(string.format("%s %s: exited with code %d%s%s", primitive, display or argv[1], res.code,
       res.signal and (" (" .. res.signal .. ")") or "",
       detail ~= "" and (": " .. detail) or ""), 2)
   end

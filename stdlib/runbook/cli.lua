@@ -67,6 +67,11 @@ end
 -- Set up everything a run needs; raises engine usage errors.
 local function prepare(args)
   local name = args[1]
+  if name == nil and args.resume then
+    -- The transcript knows which file it ran.
+    local info = engine.resume_point(args.resume)
+    name = info.file
+  end
   if name == nil then engine.usage_error("run: which runbook? (runbook run NAME|FILE; 'runbook list' shows them)") end
   if args[2] ~= nil then engine.usage_error("run: one runbook at a time (got %q too)", args[2]) end
   local fields = { dry_run = args["dry-run"] or false, yes = args.yes or false,
@@ -104,8 +109,12 @@ local function prepare(args)
   if not run then engine.usage_error("%s", plan) end
   local given = parse_params(args.param)
   if resume then
+    run.given_sources = {}
     for k, v in pairs(resume.params) do
-      if given[k] == nil and not v.secret then given[k] = v.value end
+      if given[k] == nil and not v.secret then
+        given[k] = v.value
+        run.given_sources[k] = "resumed"
+      end
     end
     run.resume_from = resume
   end

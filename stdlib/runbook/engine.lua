@@ -74,7 +74,7 @@ function engine.bind(run, given)
   end
   local from_target = run.target and run.target.params or {}
   for _, p in ipairs(plan.param_list) do
-    local v, src = given[p.name], "argument"
+    local v, src = given[p.name], (run.given_sources or {})[p.name] or "argument"
     if v == nil and from_target[p.name] ~= nil then v, src = from_target[p.name], "target" end
     if v == nil and p.default ~= nil then v, src = p.default, "default" end
     if v == nil and p.required then
@@ -170,6 +170,7 @@ local function run_undo(run, step)
   local ok, err = loop.run({ timeout = step.timeout }, step.undo, p)
   run.rec:event("undo", { step = step.id, ok = ok, error = not ok and tostring(err) or nil })
   if ok then ui.print("  undo: done") else ui.print("  " .. ui.style("red", "undo failed: ") .. tostring(err)) end
+  return ok
 end
 
 local outcome_style = { ok = "green", failed = "red", declined = "yellow", skipped = "yellow",
@@ -208,15 +209,16 @@ local function execute_step(run, step, n)
       end
       decision, source = decide(run, step, outcome)
     end
-    local status = decision == "skip" and "skipped" or (outcome == "ok" and "ok" or outcome)
-    run.rec:event("step.end", { index = step.index, id = step.id, status = status, duration = dur,
-      error = msg, traceback = tb, decision = decision, decided_by = source })
-    run.rec:sync()
+    local undone
     if decision == "undo" then
-      run_undo(run, step)
-      local again = decide(run, step, "undone")
-      decision = again == "undo" and "abort" or again
+      undone = run_undo(run, step)
+      decision, source = decide(run, step, "undone")
+      if decision == "undo" then decision = "abort" end
     end
+    local status = decision == "skip" and "skipped" or outcome
+    run.rec:event("step.end", { index = step.index, id = step.id, status = status, duration = dur,
+      error = msg, traceback = tb, decision = decision, decided_by = source, undone = undone })
+    run.rec:sync()
     if decision == "interrupt" then
       run.rec:event("interrupt", { step = step.id, count = 2 })
       return "interrupted"

@@ -298,6 +298,16 @@ class Failures(RunTestCase):
         self.assertIn("undo of flaky ran", p.stdout)
         undo = [e for e in self.events(self.transcript) if e["event"] == "undo"]
         self.assertEqual([(u["step"], u["ok"]) for u in undo], [("flaky", True)])
+        end = [e for e in self.events(self.transcript)
+               if e["event"] == "step.end" and e["id"] == "flaky"][-1]
+        self.assertEqual((end["decision"], end.get("undone")), ("abort", True),
+                         f"step.end should record the decision taken after the undo: {end}")
+
+    def test_undo_then_skip_records_skipped(self):
+        a = self.write("a.txt", "[flaky] !error = undo\n[flaky] !error = skip\n")
+        p = self.run_file(FLAKY, "--answers", a)
+        self.assertExit(p, 0)
+        self.assertEqual(self.step_ends(), [("flaky", "skipped"), ("last", "ok")])
 
 
 class DryRun(RunTestCase):
