@@ -37,7 +37,8 @@ static void grow(lua_State *L, out *o, size_t need)
     while (cap < o->len + need)
         cap *= 2;
     char *p = lua_newuserdatauv(L, cap, 0);
-    memcpy(p, o->p, o->len);
+    if (o->len > 0)     /* o->p is NULL before the first growth */
+        memcpy(p, o->p, o->len);
     lua_replace(L, o->slot);
     o->p = p;
     o->cap = cap;

@@ -1,0 +1,204 @@
+#!/usr/bin/env bash
+# bench/http.sh: what one HTTP GET costs on a kept-alive connection, and a
+# fan-out of 100 GETs.
+#
+#   (a) raw libcurl easy in C (curl_easy_perform on one handle): the floor
+#   (b) runbook: http.get() in a loop inside a runbook step, timed with
+#       runbook.loop.now() around each call (includes the multi interface,
+#       the event loop round and the call event written to the transcript);
+#       once with quiet = true, once printing the call line as by default
+#   (c) `curl -fsS URL`, one process per call: what a bash runbook pays
+#   then 100 GETs from one runbook step: a plain loop vs parallel().
+#
+# Starts its own nginx (plain HTTP, loopback, a free port, its own prefix
+# and config) and compiles (a) with gcc; needs nginx, curl, gcc,
+# libcurl-dev and a built runbook ($RUNBOOK_BIN, default build/runbook).
+# N=3000 sets the number of in-process calls, CLI_N=100 the curl runs,
+# FAN=100 the fan-out size.
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+N=${N:-3000}
+CLI_N=${CLI_N:-100}
+FAN=${FAN:-100}
+NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
+
+for tool in curl gcc pkg-config; do
+  command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is not installed" >&2; exit 2; }
+done
+[ -x "$NGINX" ] || { echo "bench/http.sh: nginx is not installed" >&2; exit 2; }
+[ -x "$RUNBOOK_BIN" ] || { echo "bench/http.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/rbbench-http.XXXXXX)
+chmod 755 "$work"          # nginx's workers run as nobody
+server_pid=
+cleanup() {
+  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+mkdir -p "$work/logs"
+cat > "$work/nginx.conf" <<EOF
+daemon off;
+worker_processes 1;
+pid $work/nginx.pid;
+error_log $work/logs/error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 60s;
+  client_body_temp_path $work/tmp;
+  server {
+    listen 127.0.0.1:$port;
+    location = /json { default_type application/json; return 200 '{"ok":true,"n":42}'; }
+  }
+}
+EOF
+"$NGINX" -p "$work" -c "$work/nginx.conf" 2>"$work/logs/start.log" &
+server_pid=$!
+url="http://127.0.0.1:$port/json"
+for _ in $(seq 100); do
+  curl -fsS "$url" >/dev/null 2>&1 && break
+  sleep 0.05
+done
+curl -fsS "$url" >/dev/null || { echo "nginx did not start" >&2; cat "$work/logs/"* >&2; exit 1; }
+
+# (a) raw libcurl easy ---------------------------------------------------------
+cat > "$work/get.c" <<'EOF'
+#include <curl/curl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static size_t sink(char *p, size_t s, size_t n, void *ud)
+{
+    (void)p; (void)ud;
+    return s * n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *url = argv[1];
+    int n = atoi(argv[2]);
+    CURL *e = curl_easy_init();
+    curl_easy_setopt(e, CURLOPT_URL, url);
+    curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, sink);
+    double *t = malloc(sizeof *t * (size_t)n);
+    for (int i = 0; i < 200 + n; i++) {
+        double t0 = now();
+        CURLcode rc = curl_easy_perform(e);
+        long status = 0;
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+        if (rc != CURLE_OK || status != 200) {
+            fprintf(stderr, "GET failed: %s %ld\n", curl_easy_strerror(rc), status);
+            return 1;
+        }
+        if (i >= 200)
+            t[i - 200] = now() - t0;
+    }
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    printf("%.2f\n", t[n / 2] * 1e6);
+    curl_easy_cleanup(e);
+    free(t);
+    return 0;
+}
+EOF
+# shellcheck disable=SC2046
+gcc -O2 -o "$work/get" "$work/get.c" $(pkg-config --cflags --libs libcurl)
+raw_us=$("$work/get" "$url" "$N")
+
+# (b) runbook http.get, and the fan-out ---------------------------------------
+cat > "$work/bench.lua" <<EOF
+runbook { name = "bench-http" }
+local now = require("runbook.loop").now
+
+local function median_us(n, opts)
+  local t = {}
+  for i = 1, n do
+    local t0 = now()
+    local r = http.get("$url", opts)
+    t[i] = now() - t0
+    if r.status ~= 200 then error("status " .. r.status) end
+  end
+  table.sort(t)
+  return t[n // 2 + 1] * 1e6
+end
+
+step("per call", function()
+  median_us(200, { quiet = true })
+  io.stdout:write(string.format("RESULT quiet %.2f\n", median_us($N, { quiet = true })))
+  io.stdout:write(string.format("RESULT shown %.2f\n", median_us($N // 3, nil)))
+end)
+
+step("fan-out", function()
+  local items = {}
+  for i = 1, $FAN do items[i] = i end
+  local get = function() return http.get("$url", { quiet = true }).status end
+  parallel(items, get)                       -- warm: open the connections
+  local seq, par = {}, {}
+  for round = 1, 5 do
+    local t0 = now()
+    for i = 1, $FAN do get(i) end
+    seq[round] = now() - t0
+    t0 = now()
+    parallel(items, get)
+    par[round] = now() - t0
+  end
+  table.sort(seq)
+  table.sort(par)
+  io.stdout:write(string.format("RESULT seq %.2f\nRESULT par %.2f\n", seq[3] * 1e6, par[3] * 1e6))
+end)
+EOF
+"$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
+  { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
+result() { sed -n "s/^RESULT $1 //p" "$work/rb.out"; }
+rb_us=$(result quiet)
+rb_shown_us=$(result shown)
+seq_us=$(result seq)
+par_us=$(result par)
+
+# (c) curl -fsS per call -------------------------------------------------------
+: > "$work/cli.txt"
+for _ in $(seq "$CLI_N"); do
+  t0=$EPOCHREALTIME
+  curl -fsS "$url" >/dev/null
+  t1=$EPOCHREALTIME
+  echo "$t0 $t1" >> "$work/cli.txt"
+done
+cli_us=$(awk '{ printf "%.2f\n", ($2 - $1) * 1e6 }' "$work/cli.txt" | sort -n |
+  awk '{ v[NR] = $1 } END { print v[int(NR / 2) + 1] }')
+
+# table -------------------------------------------------------------------------
+fmt() { awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2f ms", us / 1000; else printf "%.1f us", us }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
+echo "HTTP GET on a kept-alive connection, loopback, median per call" \
+  "($("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(curl --version | head -1 | cut -d' ' -f1-2))"
+printf '%-48s %12s %12s\n' "how" "per call" "vs libcurl"
+printf '%-48s %12s %12s\n' "(a) raw libcurl easy, C (n=$N)" "$(fmt "$raw_us")" "1.0x"
+printf '%-48s %12s %12s\n' "(b) runbook http.get, quiet (n=$N)" "$(fmt "$rb_us")" "$(ratio "$rb_us" "$raw_us")"
+printf '%-48s %12s %12s\n' "(b) runbook http.get, call line shown (n=$((N / 3)))" "$(fmt "$rb_shown_us")" \
+  "$(ratio "$rb_shown_us" "$raw_us")"
+printf '%-48s %12s %12s\n' "(c) curl -fsS URL, a process (n=$CLI_N)" "$(fmt "$cli_us")" "$(ratio "$cli_us" "$raw_us")"
+printf '%-48s %12s\n' "curl CLI / runbook http.get" "$(ratio "$cli_us" "$rb_us")"
+echo
+printf '%-48s %12s %12s\n' "$FAN GETs from one step (median of 5)" "wall" "per GET"
+printf '%-48s %12s %12s\n' "sequential loop" "$(fmt "$seq_us")" "$(fmt "$(awk -v a="$seq_us" -v n="$FAN" 'BEGIN{print a/n}')")"
+printf '%-48s %12s %12s\n' "parallel()" "$(fmt "$par_us")" "$(fmt "$(awk -v a="$par_us" -v n="$FAN" 'BEGIN{print a/n}')")"
+printf '%-48s %12s\n' "sequential / parallel" "$(ratio "$seq_us" "$par_us")"

@@ -1,0 +1,1297 @@
+/*
+ * lib_ssh.c: SSH sessions on the event loop (libssh2 1.10, non-blocking).
+ *
+ *   ssh.connect{host=, port=, user=, keys={path...}, passphrase=, agent=,
+ *               known_hosts=, accept_new=, save_new=, timeout=} -> session, info
+ *       resolves the name (in a helper thread, so the wait has a deadline
+ *       and Ctrl-C works), connects TCP without blocking, runs the SSH
+ *       handshake, checks the host key against known_hosts and
+ *       authenticates with the key files, then the agent.  One deadline
+ *       (timeout, seconds) covers all of it.
+ *   session:exec(cmd, timeout, stdin, on_output) -> {code, stdout, stderr,
+ *                                                    signal, truncated, duration}
+ *       one channel: exec, feed stdin then EOF, collect both streams, wait
+ *       for the server's close and read the exit status.
+ *   session:close()
+ *
+ * Every libssh2 call that answers LIBSSH2_ERROR_EAGAIN is retried after
+ * rb_loop_wait on the socket, for the directions libssh2 says it blocked
+ * on.  One verb runs on a session at a time (libssh2 keeps per-session
+ * state for a channel being opened).  Defaults, which keys to try, dry
+ * run, check=, the transcript and fan-out are the stdlib's business
+ * (stdlib/runbook/prim/ssh.lua).
+ *
+ * An exec that ends early (timeout, Ctrl-C, the step's limit) sends the
+ * channel's close and does not wait: libssh2 frees a channel only once the
+ * server confirms the close, and sshd does that only when the remote
+ * command exits.  Such a channel is parked and freed by a later exec; when
+ * the session closes first, its wire is cut (send and receive callbacks
+ * that fail) so that libssh2_session_free frees it without waiting.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <lauxlib.h>
+#include <libssh2.h>
+#include <openssl/evp.h>
+
+#include "runbook/loop.h"
+
+#define SESSION_MT "runbook.ssh.session"
+#define OUTPUT_CAP (32u << 20)      /* keep at most 32 MiB of each stream */
+#define MAX_PARKED 16
+#define WHO_MAX 320
+
+/* A name lookup in a detached thread.  The thread and the session each
+ * hold a reference; whoever drops the last one frees it, so an abandoned
+ * lookup (timeout, Ctrl-C) finishes harmlessly. */
+struct lookup {
+    atomic_int refs;
+    atomic_int done;            /* rc and res are set */
+    int wfd;
+    int rc;
+    struct addrinfo *res;
+    char host[256];
+    char port[16];
+};
+
+enum phase { P_RESOLVE, P_TCP, P_HANDSHAKE, P_HOSTKEY, P_METHODS, P_KEYS, P_AGENT, P_READY };
+enum xphase { X_OPEN, X_EXEC, X_IO, X_CLOSE, X_DONE };
+enum { STEP_ON, STEP_WAIT };    /* a phase moved on, or must wait for the socket */
+
+struct exec {
+    enum xphase phase;
+    LIBSSH2_CHANNEL *ch;
+    size_t in_off;
+    int eof_sent;
+    size_t out_len, err_len;
+    int out_n, err_n;           /* chunks kept in the stack's tables */
+    int truncated;
+    int dirs;                   /* what libssh2 blocked on in this round */
+    int code;
+    char signal[32];
+    double started, deadline, timeout;
+    char buf[16384];            /* here, not on the C stack: waits may recurse */
+};
+
+struct sess {
+    LIBSSH2_SESSION *s;         /* NULL when closed */
+    LIBSSH2_AGENT *agent;
+    struct libssh2_agent_publickey *identity;
+    LIBSSH2_CHANNEL *parked[MAX_PARKED];
+    int nparked;
+    int fd;
+    int busy;
+    enum phase phase;
+    struct lookup *lookup;
+    int lookup_fd;
+    struct addrinfo *next_ai;
+    int last_errno;
+    char addr[64];              /* the address of the last TCP attempt */
+    int port;
+    int key_i;
+    double deadline, timeout;
+    char methods[128];
+    char tried[600];            /* what authentication tried, for the error */
+    char auth[300];             /* what authenticated */
+    char fingerprint[64];
+    const char *key_type;
+    int new_key, saved;
+    char host[256];
+    char target[WHO_MAX];       /* "user@host:port" */
+    char who[WHO_MAX + 8];      /* "ssh user@host:port" */
+    struct exec x;
+};
+
+/* Stack slots of ssh.connect and session:exec. */
+enum { S_SPEC = 1, S_SESS };
+enum { E_SESS = 1, E_CMD, E_TIMEOUT, E_STDIN, E_CALLBACK, E_OUT, E_ERR };
+
+static const struct key_type {
+    int hostkey, known;
+    const char *name, *file;
+} key_types[] = {
+    { LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "RSA", "rsa" },
+    { LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "DSA", "dsa" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ECDSA", "ecdsa" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ECDSA", "ecdsa" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ECDSA", "ecdsa" },
+    { LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ED25519", "ed25519" },
+};
+
+static const struct key_type *key_type_of(int hostkey, int known)
+{
+    for (size_t i = 0; i < sizeof key_types / sizeof key_types[0]; i++)
+        if (key_types[i].hostkey == hostkey || key_types[i].known == known)
+            return &key_types[i];
+    return NULL;
+}
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static const char *last_error(LIBSSH2_SESSION *s)
+{
+    char *msg = NULL;
+    if (s == NULL || libssh2_session_last_error(s, &msg, NULL, 0) == 0 || msg == NULL)
+        return "unknown error";
+    return msg;
+}
+
+/* ---- name lookup -------------------------------------------------------- */
+
+static void lookup_unref(struct lookup *lk)
+{
+    if (atomic_fetch_sub(&lk->refs, 1) == 1) {
+        if (lk->res != NULL)
+            freeaddrinfo(lk->res);
+        free(lk);
+    }
+}
+
+static void *lookup_thread(void *arg)
+{
+    struct lookup *lk = arg;
+    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
+    lk->rc = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
+    atomic_store(&lk->done, 1);
+    ssize_t n = write(lk->wfd, "!", 1);     /* EPIPE if nobody waits: fine */
+    (void)n;
+    close(lk->wfd);
+    lookup_unref(lk);
+    return NULL;
+}
+
+static struct lookup *lookup_new(const char *host, int port, int refs)
+{
+    struct lookup *lk = calloc(1, sizeof *lk);
+    if (lk == NULL)
+        return NULL;
+    snprintf(lk->host, sizeof lk->host, "%s", host);
+    snprintf(lk->port, sizeof lk->port, "%d", port);
+    lk->wfd = -1;
+    atomic_init(&lk->refs, refs);
+    atomic_init(&lk->done, 0);
+    return lk;
+}
+
+/* A numeric address needs no query: 1 when host was one. */
+static int lookup_numeric(struct sess *x)
+{
+    struct lookup *lk = lookup_new(x->host, x->port, 1);
+    if (lk == NULL)
+        return 0;
+    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM };
+    if (getaddrinfo(lk->host, lk->port, &hints, &lk->res) != 0) {
+        lookup_unref(lk);
+        return 0;
+    }
+    x->lookup = lk;
+    x->next_ai = lk->res;
+    return 1;
+}
+
+/* Start the lookup in a thread with every signal blocked, so that Ctrl-C
+ * always reaches the thread running the loop.  Returns 0 or an errno. */
+static int lookup_start(struct sess *x)
+{
+    int fds[2];
+    struct lookup *lk = lookup_new(x->host, x->port, 2);
+    if (lk == NULL)
+        return ENOMEM;
+    if (pipe2(fds, O_CLOEXEC) != 0) {
+        free(lk);
+        return errno;
+    }
+    lk->wfd = fds[1];
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_attr_t attr;
+    pthread_attr_init(&attr);
+    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
+    pthread_t tid;
+    int rc = pthread_create(&tid, &attr, lookup_thread, lk);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    pthread_attr_destroy(&attr);
+    if (rc != 0) {
+        close(fds[0]);
+        close(fds[1]);
+        free(lk);
+        return rc;
+    }
+    x->lookup = lk;
+    x->lookup_fd = fds[0];
+    return 0;
+}
+
+/* ---- closing ------------------------------------------------------------ */
+
+static ssize_t cut_send(libssh2_socket_t fd, const void *buf, size_t len, int flags,
+                        void **abstract)
+{
+    (void)fd, (void)buf, (void)flags, (void)abstract;
+    return (ssize_t)len;
+}
+
+static ssize_t cut_recv(libssh2_socket_t fd, void *buf, size_t len, int flags, void **abstract)
+{
+    (void)fd, (void)buf, (void)len, (void)flags, (void)abstract;
+    return -ECONNRESET;
+}
+
+/* After this, every send "succeeds" and every read fails, so libssh2 can
+ * close and free channels without waiting for a server that may never
+ * answer (a remote command still running holds its channel's close). */
+static void cut_wire(LIBSSH2_SESSION *s)
+{
+    libssh2_session_callback_set(s, LIBSSH2_CALLBACK_SEND, (void *)cut_send);
+    libssh2_session_callback_set(s, LIBSSH2_CALLBACK_RECV, (void *)cut_recv);
+}
+
+/* Close everything; safe to call twice (__gc after __close or close()). */
+static void sess_close(struct sess *x)
+{
+    LIBSSH2_SESSION *s = x->s;
+    x->s = NULL;
+    x->busy = 0;
+    if (s != NULL) {
+        if (x->agent != NULL) {
+            libssh2_agent_disconnect(x->agent);
+            libssh2_agent_free(x->agent);
+            x->agent = NULL;
+        }
+        if (x->phase == P_READY)
+            libssh2_session_disconnect(s, "closed by runbook");     /* best effort */
+        cut_wire(s);
+        for (int i = 0; i < 4 && libssh2_session_free(s) == LIBSSH2_ERROR_EAGAIN; i++)
+            ;
+        x->x.ch = NULL;
+        x->nparked = 0;
+    }
+    close_fd(&x->fd);
+    close_fd(&x->lookup_fd);
+    if (x->lookup != NULL)
+        lookup_unref(x->lookup);
+    x->lookup = NULL;
+    x->next_ai = NULL;
+}
+
+static int l_gc(lua_State *L)
+{
+    sess_close(luaL_checkudata(L, 1, SESSION_MT));
+    return 0;
+}
+
+static int l_close(lua_State *L)
+{
+    struct sess *x = luaL_checkudata(L, 1, SESSION_MT);
+    if (x->busy)
+        return luaL_error(L, "%s: cannot close the session while a command runs on it", x->who);
+    sess_close(x);
+    return 0;
+}
+
+/* Raise a message without a position (api.raise adds the runbook's line),
+ * closing the session first. */
+static int connect_fail(lua_State *L, struct sess *x, const char *fmt, ...)
+{
+    char buf[1536];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    sess_close(x);
+    lua_pushstring(L, buf);
+    return lua_error(L);
+}
+
+/* ---- connecting: TCP ---------------------------------------------------- */
+
+/* What to wait for when libssh2 answered EAGAIN. */
+static int want_session(struct sess *x, struct pollfd *want)
+{
+    int dirs = libssh2_session_block_directions(x->s);
+    want->fd = x->fd;
+    want->events = 0;
+    if (dirs & LIBSSH2_SESSION_BLOCK_INBOUND)
+        want->events |= POLLIN;
+    if (dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+        want->events |= POLLOUT;
+    if (want->events == 0)
+        want->events = POLLIN;
+    return STEP_WAIT;
+}
+
+static int ph_resolve(lua_State *L, struct sess *x, struct pollfd *want)
+{
+    if (x->lookup_fd < 0) {
+        if (lookup_numeric(x)) {
+            x->phase = P_TCP;
+            return STEP_ON;
+        }
+        int e = lookup_start(x);
+        if (e != 0)
+            return connect_fail(L, x, "%s: cannot start the name lookup: %s", x->who, strerror(e));
+        want->fd = x->lookup_fd;
+        want->events = POLLIN;
+        return STEP_WAIT;
+    }
+    close_fd(&x->lookup_fd);
+    struct lookup *lk = x->lookup;
+    if (!atomic_load(&lk->done))
+        return connect_fail(L, x, "%s: the name lookup of '%s' ended without an answer",
+                            x->who, x->host);
+    if (lk->rc != 0)
+        return connect_fail(L, x, "%s: cannot resolve host name '%s': %s (check the host name, "
+                            "and DNS)", x->who, x->host,
+                            lk->rc == EAI_SYSTEM ? "system error" : gai_strerror(lk->rc));
+    x->next_ai = lk->res;
+    x->phase = P_TCP;
+    return STEP_ON;
+}
+
+static void addr_text(const struct addrinfo *ai, char *out, size_t len)
+{
+    char ip[NI_MAXHOST];
+    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST) != 0)
+        snprintf(ip, sizeof ip, "?");
+    snprintf(out, len, ai->ai_family == AF_INET6 ? "[%s]" : "%s", ip);
+}
+
+/* Start connecting to the next address: 1 when one is under way. */
+static int tcp_next(struct sess *x)
+{
+    while (x->next_ai != NULL) {
+        struct addrinfo *ai = x->next_ai;
+        x->next_ai = ai->ai_next;
+        addr_text(ai, x->addr, sizeof x->addr);
+        x->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
+                       ai->ai_protocol);
+        if (x->fd < 0) {
+            x->last_errno = errno;
+            continue;
+        }
+        if (connect(x->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
+            return 1;
+        x->last_errno = errno;
+        close_fd(&x->fd);
+    }
+    return 0;
+}
+
+static int tcp_failed(lua_State *L, struct sess *x)
+{
+    int e = x->last_errno;
+    if (e == ECONNREFUSED)
+        return connect_fail(L, x, "%s: connection refused by %s:%d (is sshd running and "
+                            "listening on port %d? check host= and port=)",
+                            x->who, x->addr, x->port, x->port);
+    if (e == ENETUNREACH || e == EHOSTUNREACH)
+        return connect_fail(L, x, "%s: %s is unreachable: %s (check the address and the "
+                            "network route to it)", x->who, x->addr, strerror(e));
+    return connect_fail(L, x, "%s: cannot connect to %s:%d: %s (check host= and port=)",
+                        x->who, x->addr, x->port, strerror(e));
+}
+
+/* The socket is connected: hand it to a new libssh2 session. */
+static int tcp_connected(lua_State *L, struct sess *x)
+{
+    /* libssh2 leaves Nagle on: each exec would wait for delayed ACKs
+     * (52 ms an exec instead of 9 on loopback). */
+    int one = 1;
+    setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    x->s = libssh2_session_init_ex(NULL, NULL, NULL, x);
+    if (x->s == NULL)
+        return connect_fail(L, x, "%s: out of memory", x->who);
+    libssh2_session_set_blocking(x->s, 0);
+    x->phase = P_HANDSHAKE;
+    return STEP_ON;
+}
+
+static int ph_tcp(lua_State *L, struct sess *x, struct pollfd *want)
+{
+    if (x->fd >= 0) {           /* woken: did the connect under way succeed? */
+        int err = 0;
+        socklen_t len = sizeof err;
+        if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+            err = errno;
+        if (err == 0)
+            return tcp_connected(L, x);
+        x->last_errno = err;
+        close_fd(&x->fd);
+    }
+    if (!tcp_next(x))
+        return tcp_failed(L, x);
+    want->fd = x->fd;
+    want->events = POLLOUT;
+    return STEP_WAIT;
+}
+
+static int ph_handshake(lua_State *L, struct sess *x, struct pollfd *want)
+{
+    int rc = libssh2_session_handshake(x->s, x->fd);
+    if (rc == LIBSSH2_ERROR_EAGAIN)
+        return want_session(x, want);
+    if (rc != 0)
+        return connect_fail(L, x, "%s: SSH handshake with %s:%d failed: %s (is port %d an SSH "
+                            "server? a busy sshd drops new connections beyond MaxStartups)",
+                            x->who, x->addr, x->port, last_error(x->s), x->port);
+    x->phase = P_HOSTKEY;
+    return STEP_ON;
+}
+
+/* ---- connecting: the host key ------------------------------------------- */
+
+static void base64(const unsigned char *in, size_t len, char *out, size_t outlen)
+{
+    unsigned char b64[128];
+    if (len > 64) {
+        snprintf(out, outlen, "?");
+        return;
+    }
+    int n = EVP_EncodeBlock(b64, in, (int)len);
+    while (n > 0 && b64[n - 1] == '=')
+        n--;
+    snprintf(out, outlen, "%.*s", n, (const char *)b64);
+}
+
+/* "SHA256:..." of a key blob, as ssh-keygen -l prints it. */
+static void fingerprint(const void *blob, size_t len, char *out, size_t outlen)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    char b64[48];
+    if (EVP_Digest(blob, len, md, &mdlen, EVP_sha256(), NULL) != 1) {
+        snprintf(out, outlen, "SHA256:?");
+        return;
+    }
+    base64(md, mdlen, b64, sizeof b64);
+    snprintf(out, outlen, "SHA256:%s", b64);
+}
+
+/* The fingerprint of a key stored in known_hosts (base64 of the blob). */
+static void fingerprint_b64(const char *text, char *out, size_t outlen)
+{
+    size_t n = strlen(text);
+    unsigned char *blob = malloc(n + 4);
+    int len = blob ? EVP_DecodeBlock(blob, (const unsigned char *)text, (int)n) : -1;
+    if (len < 0) {
+        snprintf(out, outlen, "(unreadable key)");
+        free(blob);
+        return;
+    }
+    for (size_t i = n; i > 0 && text[i - 1] == '='; i--)
+        len--;              /* EVP_DecodeBlock counts the padding as bytes */
+    fingerprint(blob, (size_t)len, out, outlen);
+    free(blob);
+}
+
+/* Load known_hosts line by line, skipping what libssh2 cannot parse
+ * (@cert-authority, security-key types) instead of refusing the file.
+ * A missing file is an empty one.  Returns 0 or an errno. */
+static int load_known_hosts(LIBSSH2_KNOWNHOSTS *kh, const char *path)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return errno == ENOENT ? 0 : errno;
+    char *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    while ((n = getline(&line, &cap, f)) > 0) {
+        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+            line[--n] = '\0';
+        if (n > 0)
+            libssh2_knownhost_readline(kh, line, (size_t)n, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+    }
+    free(line);
+    fclose(f);
+    return 0;
+}
+
+/* The line of path holding this base64 key, 0 when not found. */
+static int line_of(const char *path, const char *key)
+{
+    FILE *f = fopen(path, "re");
+    if (f == NULL)
+        return 0;
+    char *line = NULL;
+    size_t cap = 0;
+    int no = 0, found = 0;
+    while (!found && getline(&line, &cap, f) > 0) {
+        no++;
+        found = strstr(line, key) != NULL;
+    }
+    free(line);
+    fclose(f);
+    return found ? no : 0;
+}
+
+/* How known_hosts names host:port ("[host]:port" unless port 22). */
+static void known_name(const struct sess *x, char *out, size_t len)
+{
+    snprintf(out, len, x->port == 22 ? "%s" : "[%s]:%d", x->host, x->port);
+}
+
+/* Append one entry for this host's key; 0 or an errno. */
+static int save_key(struct sess *x, LIBSSH2_KNOWNHOSTS *kh, const char *path,
+                    const char *key, size_t len, int known_type)
+{
+    char name[300], line[8192];
+    struct libssh2_knownhost *entry = NULL;
+    size_t outlen = 0;
+    known_name(x, name, sizeof name);
+    if (libssh2_knownhost_addc(kh, name, NULL, key, len, NULL, 0,
+                               LIBSSH2_KNOWNHOST_TYPE_PLAIN | LIBSSH2_KNOWNHOST_KEYENC_RAW |
+                               known_type, &entry) != 0 ||
+        libssh2_knownhost_writeline(kh, entry, line, sizeof line, &outlen,
+                                    LIBSSH2_KNOWNHOST_FILE_OPENSSH) != 0)
+        return EINVAL;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", path);
+    char *slash = strrchr(dir, '/');
+    if (slash != NULL && slash != dir) {
+        *slash = '\0';
+        mkdir(dir, 0700);       /* ~/.ssh may not exist yet, as with ssh(1) */
+    }
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return errno;
+    struct stat st;
+    char last = '\n';
+    if (fstat(fd, &st) == 0 && st.st_size > 0) {
+        int rfd = open(path, O_RDONLY | O_CLOEXEC);
+        if (rfd >= 0 && pread(rfd, &last, 1, st.st_size - 1) != 1)
+            last = '\n';
+        close_fd(&rfd);
+    }
+    int ok = (last == '\n' || write(fd, "\n", 1) == 1) &&
+             write(fd, line, outlen) == (ssize_t)outlen;
+    int e = ok ? 0 : errno;
+    close(fd);
+    return e;
+}
+
+static int key_changed(lua_State *L, struct sess *x, const char *path,
+                       const struct libssh2_knownhost *old)
+{
+    char oldfp[64], name[300], where[PATH_MAX + 32];
+    const struct key_type *t = key_type_of(-1, old->typemask & LIBSSH2_KNOWNHOST_KEY_MASK);
+    fingerprint_b64(old->key, oldfp, sizeof oldfp);
+    known_name(x, name, sizeof name);
+    int line = line_of(path, old->key);
+    if (line > 0)
+        snprintf(where, sizeof where, "%s line %d", path, line);
+    else
+        snprintf(where, sizeof where, "%s", path);
+    return connect_fail(L, x, "ssh: host key for %s:%d has CHANGED (%s %s), known_hosts says "
+                        "%s %s (%s). Someone may be intercepting the connection, or the server "
+                        "was reinstalled: verify the new key with its owner, then remove the "
+                        "old entry (ssh-keygen -R '%s' -f %s) and connect with accept_new = true",
+                        x->host, x->port, x->key_type, x->fingerprint, t ? t->name : "?",
+                        oldfp, where, name, path);
+}
+
+static int key_unknown(lua_State *L, struct sess *x, const char *path, const char *file)
+{
+    return connect_fail(L, x, "ssh: host key for %s:%d is not known (%s %s): %s has no entry "
+                        "for it. Check the fingerprint with the server's owner (ssh-keygen -lf "
+                        "/etc/ssh/ssh_host_%s_key.pub on it), then connect with "
+                        "accept_new = true to add it",
+                        x->host, x->port, x->key_type, x->fingerprint, path, file);
+}
+
+/* Check the server's key against known_hosts, the spec's known_hosts=,
+ * accept_new= and save_new= saying what to do with a key never seen. */
+static int ph_hostkey(lua_State *L, struct sess *x)
+{
+    size_t len = 0;
+    int type = 0;
+    const char *key = libssh2_session_hostkey(x->s, &len, &type);
+    const struct key_type *t = key_type_of(type, -1);
+    if (key == NULL || t == NULL)
+        return connect_fail(L, x, "%s: the server's host key is of a type runbook cannot check",
+                            x->who);
+    fingerprint(key, len, x->fingerprint, sizeof x->fingerprint);
+    x->key_type = t->name;
+    lua_getfield(L, S_SPEC, "known_hosts");
+    const char *path = lua_tostring(L, -1);
+    lua_pop(L, 1);              /* the string stays in the spec */
+    LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(x->s);
+    int e = kh ? load_known_hosts(kh, path) : ENOMEM;
+    struct libssh2_knownhost *found = NULL;
+    int check = e ? LIBSSH2_KNOWNHOST_CHECK_FAILURE :
+        libssh2_knownhost_checkp(kh, x->host, x->port, key, len, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+                                 LIBSSH2_KNOWNHOST_KEYENC_RAW | t->known, &found);
+    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND) {
+        lua_getfield(L, S_SPEC, "accept_new");
+        lua_getfield(L, S_SPEC, "save_new");
+        int accept = lua_toboolean(L, -2), save = lua_isnil(L, -1) || lua_toboolean(L, -1);
+        lua_pop(L, 2);
+        if (accept) {
+            x->new_key = 1;
+            e = save ? save_key(x, kh, path, key, len, t->known) : 0;
+            x->saved = save && e == 0;
+            check = e ? LIBSSH2_KNOWNHOST_CHECK_FAILURE : LIBSSH2_KNOWNHOST_CHECK_MATCH;
+        }
+    }
+    if (check == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
+        struct libssh2_knownhost old = *found;
+        char oldkey[4096];
+        snprintf(oldkey, sizeof oldkey, "%s", found->key);
+        old.key = oldkey;
+        libssh2_knownhost_free(kh);
+        return key_changed(L, x, path, &old);
+    }
+    if (kh != NULL)
+        libssh2_knownhost_free(kh);
+    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
+        return key_unknown(L, x, path, t->file);
+    if (check != LIBSSH2_KNOWNHOST_CHECK_MATCH)
+        return connect_fail(L, x, "%s: cannot %s known_hosts file %s: %s (check its permissions)",
+                            x->who, x->new_key ? "add the host key to the" : "read the", path,
+                            strerror(e ? e : EINVAL));
+    x->phase = P_METHODS;
+    return STEP_ON;
+}
+
+/* ---- connecting: authentication ----------------------------------------- */
+
+static const char *spec_user(lua_State *L)
+{
+    lua_getfield(L, S_SPEC, "user");
+    const char *user = lua_tostring(L, -1);
+    lua_pop(L, 1);              /* the string stays in the spec */
+    return user;
+}
+
+static void note_tried(struct sess *x, const char *fmt, ...)
+{
+    size_t used = strlen(x->tried);
+    if (used + 3 >= sizeof x->tried)
+        return;
+    if (used > 0)
+        used += (size_t)snprintf(x->tried + used, sizeof x->tried - used, "; ");
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->tried + used, sizeof x->tried - used, fmt, ap);
+    va_end(ap);
+}
+
+static int auth_failed(lua_State *L, struct sess *x)
+{
+    lua_getfield(L, S_SPEC, "user");
+    return connect_fail(L, x, "ssh: authentication failed for %s (tried %s; the server accepts: "
+                        "%s). Check that the public key is in %s's authorized_keys on the "
+                        "server, the user name, and passphrase=",
+                        x->target, x->tried[0] ? x->tried : "nothing: no key and no agent",
+                        x->methods, lua_tostring(L, -1));
+}
+
+static int ph_methods(lua_State *L, struct sess *x)
+{
+    const char *user = spec_user(L);
+    char *list = libssh2_userauth_list(x->s, user, (unsigned)strlen(user));
+    if (list == NULL) {
+        if (libssh2_userauth_authenticated(x->s)) {
+            snprintf(x->auth, sizeof x->auth, "none (the server asked for no credentials)");
+            x->phase = P_READY;
+            return STEP_ON;
+        }
+        if (libssh2_session_last_errno(x->s) == LIBSSH2_ERROR_EAGAIN)
+            return STEP_WAIT;
+        return connect_fail(L, x, "%s: cannot start authentication: %s", x->who,
+                            last_error(x->s));
+    }
+    snprintf(x->methods, sizeof x->methods, "%s", list);
+    if (strstr(list, "publickey") == NULL)
+        return connect_fail(L, x, "ssh: authentication failed for %s: the server does not "
+                            "accept public keys (it accepts: %s), and runbook authenticates "
+                            "with keys only", x->target, list);
+    x->phase = P_KEYS;
+    return STEP_ON;
+}
+
+/* libssh2 says UNVERIFIED when its signing callback cannot load the
+ * private key, which with a .pub beside it means a wrong passphrase. */
+static const char *key_problem(struct sess *x, int rc)
+{
+    if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED)
+        return "refused by the server";
+    if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
+        return "cannot be used: wrong passphrase, or an unreadable key file";
+    return last_error(x->s);
+}
+
+static int ph_keys(lua_State *L, struct sess *x)
+{
+    const char *user = spec_user(L);
+    lua_getfield(L, S_SPEC, "passphrase");
+    const char *passphrase = lua_tostring(L, -1);
+    lua_getfield(L, S_SPEC, "keys");
+    int n = lua_istable(L, -1) ? (int)lua_rawlen(L, -1) : 0;
+    for (; x->key_i < n; x->key_i++) {
+        lua_rawgeti(L, -1, x->key_i + 1);
+        const char *priv = lua_tostring(L, -1);
+        lua_pop(L, 1);          /* the string stays in the list */
+        if (priv == NULL)
+            continue;
+        char pub[PATH_MAX + 8];
+        snprintf(pub, sizeof pub, "%s.pub", priv);
+        int rc = libssh2_userauth_publickey_fromfile_ex(x->s, user, (unsigned)strlen(user),
+                                                        access(pub, R_OK) == 0 ? pub : NULL,
+                                                        priv, passphrase);
+        if (rc == LIBSSH2_ERROR_EAGAIN) {
+            lua_pop(L, 2);
+            return STEP_WAIT;
+        }
+        if (rc == 0) {
+            snprintf(x->auth, sizeof x->auth, "key %s", priv);
+            x->phase = P_READY;
+            lua_pop(L, 2);
+            return STEP_ON;
+        }
+        note_tried(x, "key %s: %s", priv, key_problem(x, rc));
+    }
+    lua_pop(L, 2);
+    lua_getfield(L, S_SPEC, "agent");
+    int agent = lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    if (!agent)
+        return auth_failed(L, x);
+    x->phase = P_AGENT;
+    return STEP_ON;
+}
+
+/* Connect to the agent and take its first identity.  The agent is a local
+ * socket: these calls block, briefly. */
+static int agent_start(struct sess *x)
+{
+    x->agent = libssh2_agent_init(x->s);
+    if (x->agent == NULL || libssh2_agent_connect(x->agent) != 0) {
+        note_tried(x, "the agent: cannot connect to it (is SSH_AUTH_SOCK set?)");
+        return -1;
+    }
+    if (libssh2_agent_list_identities(x->agent) != 0) {
+        note_tried(x, "the agent: cannot list its keys");
+        return -1;
+    }
+    if (libssh2_agent_get_identity(x->agent, &x->identity, NULL) != 0) {
+        note_tried(x, "the agent: it holds no keys");
+        return -1;
+    }
+    return 0;
+}
+
+static int ph_agent(lua_State *L, struct sess *x)
+{
+    if (x->agent == NULL && agent_start(x) != 0)
+        return auth_failed(L, x);
+    const char *user = spec_user(L);
+    int refused = 0;
+    for (;;) {
+        int rc = libssh2_agent_userauth(x->agent, user, x->identity);
+        if (rc == LIBSSH2_ERROR_EAGAIN)
+            return STEP_WAIT;
+        if (rc == 0) {
+            snprintf(x->auth, sizeof x->auth, "agent key %s", x->identity->comment ?
+                     x->identity->comment : "");
+            x->phase = P_READY;
+            return STEP_ON;
+        }
+        refused++;
+        struct libssh2_agent_publickey *prev = x->identity;
+        if (libssh2_agent_get_identity(x->agent, &x->identity, prev) != 0) {
+            note_tried(x, "the agent's keys: refused by the server");
+            return auth_failed(L, x);
+        }
+    }
+}
+
+/* ---- connecting: the state machine -------------------------------------- */
+
+static int connect_step(lua_State *L, struct sess *x, struct pollfd *want)
+{
+    int r;
+    switch (x->phase) {
+    case P_RESOLVE: return ph_resolve(L, x, want);
+    case P_TCP: return ph_tcp(L, x, want);
+    case P_HANDSHAKE: return ph_handshake(L, x, want);
+    case P_HOSTKEY: return ph_hostkey(L, x);
+    case P_METHODS: r = ph_methods(L, x); break;
+    case P_KEYS: r = ph_keys(L, x); break;
+    case P_AGENT: r = ph_agent(L, x); break;
+    default: return STEP_ON;
+    }
+    return r == STEP_WAIT ? want_session(x, want) : r;
+}
+
+/* The deadline passed, Ctrl-C, or the step's limit: say where it stuck. */
+static int connect_woke(lua_State *L, struct sess *x, enum rb_wake w)
+{
+    static const char *const what[] = {
+        [P_RESOLVE] = "resolving the host name", [P_TCP] = "TCP connect",
+        [P_HANDSHAKE] = "SSH handshake", [P_HOSTKEY] = "host key check",
+        [P_METHODS] = "authentication", [P_KEYS] = "authentication",
+        [P_AGENT] = "authentication", [P_READY] = "connect",
+    };
+    static const char *const hint[] = {
+        [P_RESOLVE] = "check DNS and the host name",
+        [P_TCP] = "is the host up? does a firewall drop the port?",
+        [P_HANDSHAKE] = "the server accepted the connection but did not answer as an SSH "
+                        "server: is it sshd? is it overloaded?",
+        [P_HOSTKEY] = "", [P_METHODS] = "is the server overloaded?",
+        [P_KEYS] = "is the server overloaded?", [P_AGENT] = "is the agent answering?",
+        [P_READY] = "",
+    };
+    if (w == RB_WAKE_TIMEOUT)
+        return connect_fail(L, x, "%s: %s timed out after %.1f s (%s; timeout= raises the limit)",
+                            x->who, what[x->phase], x->timeout, hint[x->phase]);
+    if (w == RB_WAKE_INTERRUPT)
+        return connect_fail(L, x, "%s: %s interrupted (Ctrl-C)", x->who, what[x->phase]);
+    return connect_fail(L, x, "%s: %s stopped: the step's timeout ran out", x->who,
+                        what[x->phase]);
+}
+
+static void push_info(lua_State *L, struct sess *x)
+{
+    lua_createtable(L, 0, 5);
+    lua_pushstring(L, x->fingerprint);
+    lua_setfield(L, -2, "fingerprint");
+    lua_pushstring(L, x->key_type);
+    lua_setfield(L, -2, "key_type");
+    lua_pushboolean(L, x->new_key);
+    lua_setfield(L, -2, "new_key");
+    lua_pushboolean(L, x->saved);
+    lua_setfield(L, -2, "saved");
+    lua_pushstring(L, x->auth);
+    lua_setfield(L, -2, "auth");
+}
+
+static int k_connect(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    struct sess *x = luaL_checkudata(L, S_SESS, SESSION_MT);
+    if (status == LUA_YIELD) {
+        enum rb_wake w = rb_loop_woke(L, NULL, 0);
+        if (w != RB_WAKE_READY)
+            return connect_woke(L, x, w);
+    }
+    struct pollfd want = { .fd = -1, .events = 0, .revents = 0 };
+    while (x->phase != P_READY) {
+        if (connect_step(L, x, &want) == STEP_WAIT)
+            return rb_loop_wait(L, want.fd, want.events, x->deadline, k_connect, 0);
+    }
+    if (x->lookup != NULL)
+        lookup_unref(x->lookup);
+    x->lookup = NULL;
+    x->next_ai = NULL;
+    lua_settop(L, S_SESS);
+    push_info(L, x);
+    return 2;
+}
+
+static const char *spec_string(lua_State *L, const char *name)
+{
+    if (lua_getfield(L, S_SPEC, name) != LUA_TSTRING)
+        luaL_error(L, "ssh.connect: %s must be a string", name);
+    const char *s = lua_tostring(L, -1);
+    lua_pop(L, 1);              /* the string stays in the spec */
+    return s;
+}
+
+/* ssh.connect(spec) -> session, info */
+static int l_connect(lua_State *L)
+{
+    luaL_checktype(L, S_SPEC, LUA_TTABLE);
+    lua_settop(L, S_SPEC);
+    const char *host = spec_string(L, "host");
+    const char *user = spec_string(L, "user");
+    spec_string(L, "known_hosts");
+    lua_getfield(L, S_SPEC, "port");
+    lua_Integer port = luaL_optinteger(L, -1, 22);
+    lua_getfield(L, S_SPEC, "timeout");
+    double timeout = luaL_optnumber(L, -1, 10);
+    lua_pop(L, 2);
+    luaL_argcheck(L, *host != '\0' && strlen(host) < 256, S_SPEC, "host empty or too long");
+    luaL_argcheck(L, *user != '\0' && strlen(user) < 128, S_SPEC, "user empty or too long");
+    luaL_argcheck(L, port > 0 && port < 65536, S_SPEC, "port must be 1-65535");
+    luaL_argcheck(L, timeout >= 0, S_SPEC, "timeout must not be negative");
+
+    struct sess *x = lua_newuserdatauv(L, sizeof *x, 0);       /* S_SESS, closed */
+    memset(x, 0, sizeof *x);
+    x->fd = x->lookup_fd = -1;
+    luaL_setmetatable(L, SESSION_MT);
+    snprintf(x->host, sizeof x->host, "%s", host);
+    x->port = (int)port;
+    snprintf(x->target, sizeof x->target, strchr(host, ':') ? "%s@[%s]:%d" : "%s@%s:%d",
+             user, host, x->port);
+    snprintf(x->who, sizeof x->who, "ssh %s", x->target);
+    x->last_errno = ECONNREFUSED;
+    x->timeout = timeout;
+    x->deadline = rb_loop_deadline(timeout);
+    x->phase = P_RESOLVE;
+    return k_connect(L, LUA_OK, 0);
+}
+
+/* ---- exec ------------------------------------------------------------- */
+
+static struct sess *check_open(lua_State *L, int idx)
+{
+    struct sess *x = luaL_checkudata(L, idx, SESSION_MT);
+    if (x->s == NULL)
+        luaL_error(L, "%s: the session is closed (connect again)", x->who);
+    return x;
+}
+
+/* Free the channels earlier execs abandoned, once the server closed them. */
+static void reap_parked(struct sess *x)
+{
+    int kept = 0;
+    for (int i = 0; i < x->nparked; i++)
+        if (libssh2_channel_free(x->parked[i]) == LIBSSH2_ERROR_EAGAIN)
+            x->parked[kept++] = x->parked[i];
+    x->nparked = kept;
+}
+
+/* Let go of the exec's channel without waiting for the server: send the
+ * close now, free it later (or with the session). */
+static void exec_release(struct sess *x)
+{
+    LIBSSH2_CHANNEL *ch = x->x.ch;
+    x->x.ch = NULL;
+    x->busy = 0;
+    if (ch == NULL || x->s == NULL)
+        return;
+    libssh2_channel_close(ch);
+    if (libssh2_channel_free(ch) == LIBSSH2_ERROR_EAGAIN && x->nparked < MAX_PARKED)
+        x->parked[x->nparked++] = ch;
+}
+
+static const char *short_cmd(lua_State *L, char *buf, size_t len)
+{
+    size_t n;
+    const char *cmd = lua_tolstring(L, E_CMD, &n);
+    snprintf(buf, len, n + 1 > len ? "%.*s..." : "%.*s", (int)(len - 4), cmd);
+    return buf;
+}
+
+static int exec_fail(lua_State *L, struct sess *x, const char *what, const char *hint)
+{
+    char msg[1024], cmd[64];
+    snprintf(msg, sizeof msg, "%s: `%s`: %s: %s (%s)", x->who, short_cmd(L, cmd, sizeof cmd),
+             what, last_error(x->s), hint);
+    exec_release(x);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+static int exec_woke(lua_State *L, struct sess *x, enum rb_wake w)
+{
+    char msg[1024], cmd[64];
+    const char *c = short_cmd(L, cmd, sizeof cmd);
+    if (w == RB_WAKE_TIMEOUT)
+        snprintf(msg, sizeof msg, "%s: `%s` timed out after %.1f s (its channel was closed; the "
+                 "remote command may still be running; timeout= raises the limit)",
+                 x->who, c, x->x.timeout);
+    else if (w == RB_WAKE_INTERRUPT)
+        snprintf(msg, sizeof msg, "%s: `%s` interrupted (Ctrl-C) (its channel was closed; the "
+                 "remote command may still be running)", x->who, c);
+    else
+        snprintf(msg, sizeof msg, "%s: `%s` stopped: the step's timeout ran out (its channel "
+                 "was closed; the remote command may still be running)", x->who, c);
+    exec_release(x);
+    lua_pushstring(L, msg);
+    return lua_error(L);
+}
+
+static void note_dirs(struct sess *x)
+{
+    x->x.dirs |= libssh2_session_block_directions(x->s);
+}
+
+/* Keep a chunk of output (up to OUTPUT_CAP a stream) and pass it to
+ * on_output; an error there ends the exec. */
+static void keep_chunk(lua_State *L, struct sess *x, int stream, const char *data, size_t n)
+{
+    struct exec *e = &x->x;
+    size_t *total = stream ? &e->err_len : &e->out_len;
+    int *count = stream ? &e->err_n : &e->out_n;
+    size_t keep = *total + n > OUTPUT_CAP ? OUTPUT_CAP - *total : n;
+    e->truncated |= keep < n;
+    if (keep > 0) {
+        lua_pushlstring(L, data, keep);
+        lua_rawseti(L, stream ? E_ERR : E_OUT, ++*count);
+        *total += keep;
+    }
+    if (lua_isnil(L, E_CALLBACK))
+        return;
+    lua_pushvalue(L, E_CALLBACK);
+    lua_pushstring(L, stream ? "stderr" : "stdout");
+    lua_pushlstring(L, data, n);
+    if (lua_pcall(L, 2, 0, 0) != LUA_OK) {
+        /* Ctrl-C while Lua code runs is raised by a hook, here in the
+         * callback: report it as this exec's interruption. */
+        if (rb_loop_interrupts(L) > 0)
+            exec_woke(L, x, RB_WAKE_INTERRUPT);
+        exec_release(x);
+        lua_error(L);
+    }
+}
+
+/* Read what is there on one stream; a negative libssh2 error or 0. */
+static int read_stream(lua_State *L, struct sess *x, int stream, int *progress)
+{
+    for (;;) {
+        ssize_t n = libssh2_channel_read_ex(x->x.ch, stream, x->x.buf, sizeof x->x.buf);
+        if (n == LIBSSH2_ERROR_EAGAIN) {
+            note_dirs(x);
+            return 0;
+        }
+        if (n <= 0)
+            return (int)n;
+        *progress = 1;
+        keep_chunk(L, x, stream, x->x.buf, (size_t)n);
+    }
+}
+
+/* Write what the channel takes of stdin, then send EOF. */
+static void feed_stdin(lua_State *L, struct sess *x, int *progress)
+{
+    struct exec *e = &x->x;
+    size_t len = 0;
+    const char *data = lua_isnil(L, E_STDIN) ? "" : lua_tolstring(L, E_STDIN, &len);
+    while (!e->eof_sent && e->in_off < len) {
+        ssize_t n = libssh2_channel_write(e->ch, data + e->in_off, len - e->in_off);
+        if (n == LIBSSH2_ERROR_EAGAIN || n == 0) {
+            note_dirs(x);
+            return;
+        }
+        if (n < 0)
+            e->in_off = len;    /* the command will not read more: stop */
+        else
+            e->in_off += (size_t)n;
+        *progress = 1;
+    }
+    if (e->eof_sent)
+        return;
+    int rc = libssh2_channel_send_eof(e->ch);
+    if (rc == LIBSSH2_ERROR_EAGAIN) {
+        note_dirs(x);
+        return;
+    }
+    e->eof_sent = 1;
+    *progress = 1;
+}
+
+static int x_io(lua_State *L, struct sess *x)
+{
+    int progress = 0;
+    feed_stdin(L, x, &progress);
+    int rc = read_stream(L, x, 0, &progress);
+    if (rc == 0)
+        rc = read_stream(L, x, SSH_EXTENDED_DATA_STDERR, &progress);
+    if (rc < 0)
+        return exec_fail(L, x, "reading its output failed", "the connection may be lost");
+    if (libssh2_channel_eof(x->x.ch)) {
+        x->x.phase = X_CLOSE;
+        return STEP_ON;
+    }
+    return progress ? STEP_ON : STEP_WAIT;
+}
+
+/* The server sent EOF: close, and read how the command ended. */
+static int x_close(lua_State *L, struct sess *x)
+{
+    struct exec *e = &x->x;
+    int rc = libssh2_channel_close(e->ch);
+    if (rc == LIBSSH2_ERROR_EAGAIN) {
+        note_dirs(x);
+        return STEP_WAIT;
+    }
+    e->code = libssh2_channel_get_exit_status(e->ch);
+    char *sig = NULL;
+    size_t siglen = 0;
+    if (libssh2_channel_get_exit_signal(e->ch, &sig, &siglen, NULL, NULL, NULL, NULL) == 0 &&
+        sig != NULL) {
+        snprintf(e->signal, sizeof e->signal, "%.*s", (int)siglen, sig);
+        libssh2_free(x->s, sig);
+    }
+    exec_release(x);
+    (void)L;
+    e->phase = X_DONE;
+    return STEP_ON;
+}
+
+static int x_open(lua_State *L, struct sess *x)
+{
+    struct exec *e = &x->x;
+    if (e->phase == X_OPEN) {
+        e->ch = libssh2_channel_open_session(x->s);
+        if (e->ch == NULL) {
+            if (libssh2_session_last_errno(x->s) == LIBSSH2_ERROR_EAGAIN) {
+                note_dirs(x);
+                return STEP_WAIT;
+            }
+            return exec_fail(L, x, "cannot open a channel", "is the connection lost? sshd's "
+                             "MaxSessions limits channels on one connection");
+        }
+        e->phase = X_EXEC;
+    }
+    int rc = libssh2_channel_exec(e->ch, lua_tostring(L, E_CMD));
+    if (rc == LIBSSH2_ERROR_EAGAIN) {
+        note_dirs(x);
+        return STEP_WAIT;
+    }
+    if (rc != 0)
+        return exec_fail(L, x, "the server refused to run it", "check sshd's logs");
+    e->phase = X_IO;
+    return STEP_ON;
+}
+
+static void push_chunks(lua_State *L, int slot, int n)
+{
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 1; i <= n; i++) {
+        lua_rawgeti(L, slot, i);
+        luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+}
+
+static void push_result(lua_State *L, struct sess *x)
+{
+    struct exec *e = &x->x;
+    lua_createtable(L, 0, 6);
+    lua_pushinteger(L, e->code);
+    lua_setfield(L, -2, "code");
+    push_chunks(L, E_OUT, e->out_n);
+    lua_setfield(L, -2, "stdout");
+    push_chunks(L, E_ERR, e->err_n);
+    lua_setfield(L, -2, "stderr");
+    if (e->signal[0] != '\0') {
+        lua_pushstring(L, e->signal);
+        lua_setfield(L, -2, "signal");
+    }
+    if (e->truncated) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "truncated");
+    }
+    lua_pushnumber(L, rb_loop_now() - e->started);
+    lua_setfield(L, -2, "duration");
+}
+
+static int k_exec(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)ctx;
+    struct sess *x = luaL_checkudata(L, E_SESS, SESSION_MT);
+    if (status == LUA_YIELD) {
+        enum rb_wake w = rb_loop_woke(L, NULL, 0);
+        if (w != RB_WAKE_READY)
+            return exec_woke(L, x, w);
+    }
+    for (;;) {
+        int r = STEP_ON;
+        x->x.dirs = 0;
+        switch (x->x.phase) {
+        case X_OPEN:
+        case X_EXEC: r = x_open(L, x); break;
+        case X_IO: r = x_io(L, x); break;
+        case X_CLOSE: r = x_close(L, x); break;
+        case X_DONE:
+            push_result(L, x);
+            return 1;
+        }
+        if (r == STEP_WAIT) {
+            short ev = POLLIN;      /* the server's data, window or close */
+            if (x->x.dirs & LIBSSH2_SESSION_BLOCK_OUTBOUND)
+                ev |= POLLOUT;
+            return rb_loop_wait(L, x->fd, ev, x->x.deadline, k_exec, 0);
+        }
+    }
+}
+
+/* session:exec(cmd, timeout, stdin, on_output) -> result */
+static int l_exec(lua_State *L)
+{
+    struct sess *x = check_open(L, E_SESS);
+    luaL_checkstring(L, E_CMD);
+    double timeout = luaL_optnumber(L, E_TIMEOUT, 60);
+    luaL_argcheck(L, timeout >= 0, E_TIMEOUT, "timeout must not be negative");
+    luaL_argcheck(L, lua_isnoneornil(L, E_STDIN) || lua_type(L, E_STDIN) == LUA_TSTRING,
+                  E_STDIN, "stdin must be a string");
+    luaL_argcheck(L, lua_isnoneornil(L, E_CALLBACK) || lua_isfunction(L, E_CALLBACK),
+                  E_CALLBACK, "on_output must be a function");
+    if (x->busy)
+        return luaL_error(L, "%s: the session is busy with another command (one command at a "
+                          "time on a session: open one session per parallel branch)", x->who);
+    lua_settop(L, E_CALLBACK);
+    lua_newtable(L);            /* E_OUT */
+    lua_newtable(L);            /* E_ERR */
+    reap_parked(x);
+    struct exec *e = &x->x;
+    memset(e, 0, offsetof(struct exec, buf));
+    e->timeout = timeout;
+    e->started = rb_loop_now();
+    e->deadline = rb_loop_deadline(timeout);
+    e->phase = X_OPEN;
+    x->busy = 1;
+    return k_exec(L, LUA_OK, 0);
+}
+
+static int l_tostring(lua_State *L)
+{
+    struct sess *x = luaL_checkudata(L, 1, SESSION_MT);
+    lua_pushfstring(L, "ssh session %s%s", x->target, x->s ? "" : " (closed)");
+    return 1;
+}
+
+int luaopen_runbook_ssh(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        { "connect", l_connect },
+        { NULL, NULL },
+    };
+    static const luaL_Reg methods[] = {
+        { "exec", l_exec },
+        { "close", l_close },
+        { NULL, NULL },
+    };
+    /* libssh2 keeps a process-wide reference count and initialises the
+     * crypto backend once; this is the one global it needs, and it is
+     * never undone (libssh2_exit would pull the backend from under any
+     * other state's sessions). */
+    libssh2_init(0);
+    luaL_newmetatable(L, SESSION_MT);
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, l_gc);
+    lua_setfield(L, -2, "__close");
+    lua_pushcfunction(L, l_tostring);
+    lua_setfield(L, -2, "__tostring");
+    luaL_newlib(L, methods);
+    lua_setfield(L, -2, "__index");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
+}

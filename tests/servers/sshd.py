@@ -1,0 +1,213 @@
+"""A throwaway OpenSSH server on 127.0.0.1 for the ssh tests and benchmark.
+
+SSHServer() generates, in a temporary directory, its own ed25519 host key
+and three client keys: `key` (authorized), `pass_key` (authorized, with
+PASSPHRASE) and `wrong_key` (not authorized).  start() runs
+/usr/sbin/sshd -D on a free port with a generated config; stop() kills it
+and removes the directory.  Logins are as the user running the tests (root
+here), whose commands start through bash: the config sets SHLVL=1 so bash
+does not read ~/.bashrc (on these machines it runs pyenv, 0.4 s a command).
+
+Run as a script it serves until killed and prints one line of JSON with the
+port and the paths (bench/ssh.sh uses it that way).
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+SSHD = "/usr/sbin/sshd"
+PASSPHRASE = "correct horse battery"
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def keygen(path, passphrase=""):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f", path],
+                   check=True, stdin=subprocess.DEVNULL)
+    return path
+
+
+def fingerprint(pub_path):
+    """'SHA256:...' of a public key file, as ssh-keygen prints it."""
+    out = subprocess.run(["ssh-keygen", "-l", "-E", "sha256", "-f", pub_path],
+                         check=True, capture_output=True, text=True).stdout
+    return out.split()[1]
+
+
+class SSHServer:
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="rb-sshd-")
+        self.port = free_port()
+        self.proc = None
+        self.host_key = keygen(os.path.join(self.dir, "ssh_host_ed25519_key"))
+        self.key = keygen(os.path.join(self.dir, "id_ed25519"))
+        self.pass_key = keygen(os.path.join(self.dir, "id_pass"), PASSPHRASE)
+        self.wrong_key = keygen(os.path.join(self.dir, "id_wrong"))
+        self.user = os.environ.get("USER") or "root"
+        self.authorized = os.path.join(self.dir, "authorized_keys")
+        with open(self.authorized, "w") as out:
+            for k in (self.key, self.pass_key):
+                with open(k + ".pub") as f:
+                    out.write(f.read())
+        self.config = os.path.join(self.dir, "sshd_config")
+        self.log = os.path.join(self.dir, "sshd.log")
+
+    def write_config(self):
+        d = self.dir
+        with open(self.config, "w") as f:
+            f.write(f"""ListenAddress 127.0.0.1
+Port {self.port}
+HostKey {self.host_key}
+PidFile {d}/sshd.pid
+AuthorizedKeysFile {self.authorized}
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+MaxStartups 100:30:200
+MaxSessions 200
+UseDNS no
+PrintMotd no
+PrintLastLog no
+LoginGraceTime 30
+SetEnv SHLVL=1
+LogLevel ERROR
+""")
+
+    def start(self):
+        os.makedirs("/run/sshd", mode=0o755, exist_ok=True)   # privilege separation dir
+        self.write_config()
+        log = open(self.log, "ab")
+        self.proc = subprocess.Popen([SSHD, "-D", "-e", "-f", self.config], stdin=subprocess.DEVNULL,
+                                     stdout=log, stderr=log, start_new_session=True)
+        log.close()
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1) as s:
+                    if s.recv(64).startswith(b"SSH-"):
+                        return self
+            except OSError:
+                pass
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"sshd did not start on port {self.port}: " + self.read_log())
+            time.sleep(0.02)
+
+    def read_log(self):
+        try:
+            with open(self.log) as f:
+                return f.read()
+        except OSError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None and self.proc.poll() is None:
+            # the listener and its per-connection children; a remote command
+            # left running (an interrupted `sleep 30`) leads its own session
+            # and ends on its own
+            try:
+                os.killpg(self.proc.pid, signal.SIGTERM)
+            except OSError:
+                pass
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def host_pub(self):
+        with open(self.host_key + ".pub") as f:
+            kind, blob = f.read().split()[:2]
+        return kind, blob
+
+    def known_hosts_line(self, port=None):
+        """The known_hosts entry for this server (or its key under another port)."""
+        kind, blob = self.host_pub()
+        return f"[127.0.0.1]:{port or self.port} {kind} {blob}\n"
+
+    def fingerprint(self):
+        return fingerprint(self.host_key + ".pub")
+
+
+class SilentServer:
+    """Accepts TCP connections and never says a word: an SSH client waiting
+    for the server's banner must time out."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.held.append(conn)
+
+    def stop(self):
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.sock.close()
+        for c in self.held:
+            c.close()
+
+
+class StalledListener:
+    """A listener whose accept queue is full: the kernel drops further SYNs,
+    so a TCP connect to it hangs until the client's own timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(3):
+            c = socket.socket()
+            c.setblocking(False)
+            try:
+                c.connect(("127.0.0.1", self.port))
+            except BlockingIOError:
+                pass
+            self.fillers.append(c)
+        time.sleep(0.05)
+
+    def stop(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+
+if __name__ == "__main__":
+    server = SSHServer().start()
+    print(json.dumps({"port": server.port, "dir": server.dir, "key": server.key,
+                      "pass_key": server.pass_key, "user": server.user,
+                      "known_hosts_line": server.known_hosts_line().strip()}), flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (server.stop(), sys.exit(0)))
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        server.stop()
