@@ -57,7 +57,8 @@ typedef struct rb_loop {
 } rb_loop;
 
 /* Signal handlers may touch only these (as Lua's lua.c does). */
-static volatile sig_atomic_t sigint_count;
+static volatile sig_atomic_t sigint_count;     /* written by the handler only */
+static volatile sig_atomic_t sigint_acked;     /* written by the loop only */
 static int sig_pipe[2] = { -1, -1 };
 static lua_State *volatile running_task;
 
@@ -105,7 +106,7 @@ static void on_sigint(int sig)
     (void)sig;
     int saved = errno;
     sigint_count++;
-    if (sigint_count >= 3)
+    if (sigint_count - sigint_acked >= 3)
         _exit(130);     /* the escape hatch when nothing answers Ctrl-C */
     if (sig_pipe[1] >= 0) {
         ssize_t n = write(sig_pipe[1], "!", 1);
@@ -189,13 +190,13 @@ static void drain_sig_pipe(void)
 int rb_loop_interrupts(lua_State *L)
 {
     (void)L;
-    return (int)sigint_count;
+    return (int)(sigint_count - sigint_acked);
 }
 
 void rb_loop_ack_interrupt(lua_State *L)
 {
     (void)L;
-    sigint_count = 0;
+    sigint_acked = sigint_count;
 }
 
 static double ms_until(double deadline)
@@ -414,7 +415,7 @@ static void wake_all(rb_loop *loop, enum rb_wake why)
 }
 
 /* One round: resume every ready task, then poll for the waiting ones. */
-static void loop_step(lua_State *L, rb_loop *loop)
+static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
 {
     int resumed;
     do {
@@ -427,6 +428,8 @@ static void loop_step(lua_State *L, rb_loop *loop)
             }
         }
     } while (resumed);
+    if (target->state == T_DONE)
+        return;                 /* the run is over: do not wait for others */
 
     size_t want = 0;
     for (rb_task *t = loop->tasks; t; t = t->next)
@@ -481,6 +484,21 @@ static void loop_step(lua_State *L, rb_loop *loop)
     }
 }
 
+/* Tasks still alive when a run's root task ends were spawned and never
+ * joined: they belong to nobody now.  Dropping them lets the collector
+ * close what they hold (a child process group, a socket) instead of
+ * letting them linger into later steps. */
+static void free_others(lua_State *L, rb_loop *loop, const rb_task *keep)
+{
+    rb_task *t = loop->tasks;
+    while (t != NULL) {
+        rb_task *next = t->next;
+        if (t != keep)
+            task_free(L, loop, t);
+        t = next;
+    }
+}
+
 /*
  * loop.run([opts,] fn, ...) runs fn(...) as a root task and drives the loop
  * until it ends.  Returns true, results... or false, error, traceback; the
@@ -506,7 +524,8 @@ static int l_run(lua_State *L)
     rb_task *t = task_new(L, loop, nargs, NULL);
     t->limit = limit;
     while (t->state != T_DONE)
-        loop_step(L, loop);
+        loop_step(L, loop, t);
+    free_others(L, loop, t);
     lua_State *co = t->co;
     int status = t->status;
     int nres = lua_gettop(co);
@@ -618,9 +637,18 @@ static int l_interrupts(lua_State *L)
     return 1;
 }
 
+/* loop.ack_interrupt([n]): acknowledge n Ctrl-C presses (default: all).
+ * Passing the count one looked at keeps a press that lands just after
+ * the look from being lost. */
 static int l_ack_interrupt(lua_State *L)
 {
-    rb_loop_ack_interrupt(L);
+    if (lua_isnoneornil(L, 1)) {
+        rb_loop_ack_interrupt(L);
+        return 0;
+    }
+    lua_Integer n = luaL_checkinteger(L, 1);
+    if (n > 0 && n <= rb_loop_interrupts(L))
+        sigint_acked += (sig_atomic_t)n;
     return 0;
 }
 

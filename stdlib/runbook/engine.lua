@@ -203,7 +203,7 @@ local function execute_step(run, step, n)
     if interrupts >= 2 then
       decision, source = "interrupt", "second Ctrl-C"
     else
-      loop.ack_interrupt()
+      loop.ack_interrupt(interrupts)
       if outcome == "interrupted" then
         run.rec:event("interrupt", { step = step.id, count = 1 })
       end
