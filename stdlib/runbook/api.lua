@@ -45,8 +45,19 @@ function api.argv_string(argv)
   return table.concat(parts, " ")
 end
 
+-- The call as shown to the operator.  spec.describe may be a function, so
+-- a primitive on a hot path builds the text only when it is shown.
+function api.describe(spec)
+  local d = spec.describe
+  if type(d) == "function" then
+    d = d()
+    spec.describe = d
+  end
+  return d
+end
+
 -- Record a primitive call and raise or return.  spec: {primitive=, args=,
--- mutating=, describe=, perform=fn() -> result, stand_in=fn() -> result,
+-- mutating=, describe= (text, or a function returning it), perform=fn() -> result, stand_in=fn() -> result,
 -- summary=fn(result) -> fields, complete=fn(result) -> result (fills in a
 -- scenario's partial result)}.  A --scenario rule matching the call
 -- replaces it; else a mutating call in a dry run is simulated; else it is
@@ -57,9 +68,9 @@ function api.call(run, spec)
       "call it inside a step function", spec.primitive)
   end
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id }
-  local rule = run.scenario and run.scenario:match(spec.primitive, spec.describe, run.step)
+  local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
   if rule then
-    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. spec.describe .. " -> " .. rule.summary)
+    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " .. rule.summary)
     fields.outcome = rule.error and "error" or "ok"
     fields.scenario = rule.name
     fields.error = rule.error
@@ -71,7 +82,7 @@ function api.call(run, spec)
     return true, result
   end
   if run.dry_run and spec.mutating then
-    ui.print("  " .. ui.style("magenta", "would run:") .. " " .. spec.describe)
+    ui.print("  " .. ui.style("magenta", "would run:") .. " " .. api.describe(spec))
     fields.outcome = "simulated"
     fields.dry_run = true
     if run.rec then run.rec:event("call", fields) end

@@ -205,7 +205,16 @@ local function secret_positions(argv)
   return hide
 end
 
+-- Commands whose arguments can hold a password (see secret_positions).
+local MAY_HIDE = { AUTH = true, HELLO = true, MIGRATE = true, CONFIG = true, ACL = true }
+
 local function shown_argv(argv)
+  local plain = not MAY_HIDE[argv[1]:upper()]
+  for i = 1, #argv do
+    if not plain then break end
+    plain = #argv[i] <= SHOWN_ARG
+  end
+  if plain then return argv end     -- the common case: nothing to hide or cut
   local hide, out = secret_positions(argv), {}
   for i, a in ipairs(argv) do
     if hide[i] then
@@ -409,7 +418,7 @@ return function(run, G, api)
       primitive = "redis.call",
       args = args,
       mutating = simulate,
-      describe = describe(args.command, self.where),
+      describe = function() return describe(args.command, self.where) end,
       stand_in = function()
         if opts.stand_in ~= nil then return opts.stand_in end
         return INTEGER_REPLY[name] and 0 or "OK"
