@@ -8,8 +8,16 @@ local transcript = require("runbook.transcript")
 
 local report = {}
 
+-- lua-cjson decodes every number as a float: show 200, not 200.0.
+local function num(v)
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2 ^ 53 then
+    return string.format("%d", v)
+  end
+  return tostring(v)
+end
+
 local function md(s)
-  if math.type(s) == "float" and s == math.floor(s) then s = string.format("%d", s) end
+  if type(s) == "number" then s = num(s) end
   return (tostring(s or ""):gsub("|", "\\|"):gsub("\n", " "))
 end
 
@@ -85,8 +93,8 @@ local function call_text(ev)
     what = "`" .. short(a.describe or a.url or a.sql or a.cmd or a.command or ev.primitive, 80) .. "`"
   end
   local outcome = ev.outcome
-  if ev.result and ev.result.code ~= nil then outcome = outcome .. ", exit " .. tostring(ev.result.code) end
-  if ev.result and ev.result.status ~= nil then outcome = outcome .. ", status " .. tostring(ev.result.status) end
+  if ev.result and ev.result.code ~= nil then outcome = outcome .. ", exit " .. num(ev.result.code) end
+  if ev.result and ev.result.status ~= nil then outcome = outcome .. ", status " .. num(ev.result.status) end
   if ev.dry_run then outcome = "simulated (dry run)" end
   if ev.scenario then outcome = outcome .. " (scenario: " .. tostring(ev.scenario) .. ")" end
   return string.format("%s %s: %s", ev.primitive, what, outcome)
