@@ -70,7 +70,9 @@ return function(run, G, api)
       if not res.ok then failed[#failed + 1] = name .. ": " .. res.error end
       results[#results + 1] = res
     end
-    if #names == 0 then failed[1] = "no notify channels configured" end
+    if #names == 0 then
+      failed[1] = "no notify channels configured (add a `notify` table to the config file; see docs/targets.md)"
+    end
     if run.rec then
       run.rec:event("notify", { text = text, severity = opts.severity, channels = results,
         dry_run = run.dry_run or nil, step = run.step and run.step.id })
@@ -79,7 +81,7 @@ return function(run, G, api)
       local msg = "notify: " .. table.concat(failed, "; ")
       if opts.required then api.raise(msg, 1) end
       ui.log("warn", msg)
-    else
+    elseif not run.dry_run then
       ui.print("  notified " .. table.concat(names, ", "))
     end
     return results

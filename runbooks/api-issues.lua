@@ -1,0 +1,223 @@
+-- api-issues: the API is failing or slow.  Measure the health endpoints
+-- (status against expectations, response times), read the detailed health
+-- and its database pool, then offer the usual fixes, each behind its own
+-- confirmation: restart the unhealthy instance, delete cache keys matching
+-- a pattern (SCAN + DEL), or flush the Redis database (the operator types
+-- the target's name first).
+--
+--   runbook run api-issues --target prod
+--   runbook run api-issues --target prod -p fix=delete-cache-keys -p pattern='cache:user:*'
+--   runbook run api-issues --target prod --dry-run    (measures for real, changes nothing)
+--
+-- Target keys (docs/targets.md): health, detailed_health, slow_after,
+-- services + manager (for the restart), redis (for the cache fixes).
+local health = require("health")
+local incident = require("incident")
+local service = require("service")
+
+runbook {
+  name = "api-issues",
+  title = "API errors or slowness: measure, then restart, clear cache keys or flush Redis",
+  severity = "P1",
+  description = "Health and detailed-health endpoints with expectations and response times, " ..
+    "the database pool from the detailed health, then one fix chosen by the operator: restart " ..
+    "an unhealthy instance, delete a cache key pattern, or FLUSHDB behind a typed confirmation.",
+}
+
+local FIXES = { "restart", "delete-cache-keys", "flush-redis", "none" }
+
+param("fix", { help = "the fix to apply (asked when not given)", choices = FIXES })
+param("service", { help = "the instance to restart (default: the target's first service)" })
+param("pattern", { help = "cache keys to delete, Redis MATCH syntax like cache:user:* (asked when not given)" })
+param("samples", { help = "requests per health endpoint (failing some of them = intermittent)", default = 3 })
+param("slow_after", { help = "seconds over which a response counts as slow" })
+param("settle", { help = "seconds to wait for the health endpoints after a restart", default = 20 })
+param("max_keys", { help = "refuse to delete more keys than this in one go", default = 100000 })
+
+local state = { findings = {} }
+
+local function add_findings(list)
+  for _, f in ipairs(list) do
+    state.findings[#state.findings + 1] = f
+    log.warn("finding (%s, %s): %s", f.kind or "-", f.severity or incident.KINDS[f.kind] or "?", f.what)
+  end
+end
+
+local function instance(p)
+  local name = p.service or service.list()[1]
+  if name == nil then
+    error("no service to restart: pass -p service=NAME or add services = { \"api\" } to the target", 0)
+  end
+  return name
+end
+
+local function redis_conn()
+  if target.redis == nil then
+    error("the target has no redis; add redis = \"redis://host:6379/0\" to it (docs/targets.md)", 0)
+  end
+  return redis.connect(target.redis, { timeout = 30 })
+end
+
+-- The Redis URL without its credentials, for the operator.
+local function redis_where()
+  return (tostring(target.redis):gsub("//[^/@]*@", "//"))
+end
+
+step("Check the health endpoints: status and response times", { id = "health" }, function(p)
+  local results = health.check(nil, { samples = tonumber(p.samples) or 3, slow_after = tonumber(p.slow_after) })
+  state.health = health.summary(results)
+  log.info(state.health.text)
+  add_findings(health.findings(results))
+end)
+
+step("Read the detailed health and the database pool", { id = "detailed" }, function(p)
+  if target.detailed_health == nil then
+    log.warn("no detailed health: add detailed_health = \"https://.../health/detailed\" to the target")
+    return
+  end
+  local d = health.detailed(nil, { slow_after = tonumber(p.slow_after) })
+  state.detailed = d
+  if d.status then log.info("GET %s: %d in %s", d.url, d.status, health.ms(d.time)) end
+  for _, c in ipairs(d.components) do
+    print(string.format("    %-10s %s", c.name, c.status))
+  end
+  if d.pool then
+    log.info("database pool (%s): %d/%d in use, %d waiting, %d idle (%.0f%% used)", d.pool.path,
+      d.pool.in_use, d.pool.size, d.pool.waiting, d.pool.idle, d.pool.usage * 100)
+  else
+    log.warn("the detailed health has no database pool section (db.pool)")
+  end
+  add_findings(d.findings)
+end)
+
+step("Choose a fix", { id = "fix" }, function(p)
+  local proposed = "none"
+  if (state.health and state.health.failing > 0) or (state.detailed and not state.detailed.ok) then
+    proposed = "restart"
+  end
+  if #state.findings > 0 then
+    local sev, why = incident.propose(state.findings)
+    log.info("this looks like %s (%s): %s", sev, incident.meaning(sev), table.concat(why, "; "))
+  end
+  print("Fixes:")
+  print("  restart            restart the unhealthy instance through " .. (target.manager or "its manager"))
+  print("  delete-cache-keys  delete the Redis keys matching a pattern (SCAN + DEL)")
+  print("  flush-redis        FLUSHDB on " .. (target.redis and redis_where() or "(no redis in the target)") ..
+    " after you type the target's name")
+  print("  none               change nothing")
+  log.info("proposed fix: %s", proposed)
+  if p.fix then
+    state.fix = p.fix
+  else
+    print(string.format("(Enter takes the proposed fix: %s)", proposed))
+    state.fix = choose("Which fix?", FIXES, { default = proposed })
+  end
+  log.info("fix: %s%s", state.fix, p.fix and " (from -p fix)" or (state.fix ~= proposed and
+    " (not the proposal)" or ""))
+end)
+
+-- The three fix steps run only when chosen, and each asks its own
+-- question right before the change (confirm, or the typed name for the
+-- flush) instead of being marked dangerous=true: the engine would ask that
+-- one before every fix step, the ones not chosen included.
+step("Restart the unhealthy instance", { id = "restart" }, function(p)
+  if state.fix ~= "restart" then
+    log.info("not chosen (fix: %s)", tostring(state.fix))
+    return
+  end
+  local name = instance(p)
+  local st = service.status(name)
+  log.info("%s (%s, %s): %s", name, st.manager, st.where, st.state)
+  confirm("Restart the unhealthy instance now?")
+  local r = service.restart(name)
+  if r.dry_run then
+    log.info("dry run: the restart was not run; not waiting for it")
+    return
+  end
+  local settle = tonumber(p.settle) or 20
+  poll(function()
+    return health.summary(health.check(nil, { quiet = true, timeout = 5 })).failing == 0
+  end, { every = 0.5, timeout = settle, what = "every health endpoint of " .. name .. " passing" })
+  log.info("%s restarted and healthy", name)
+end)
+
+-- SCAN the keyspace for pattern; returns the matching keys (each once).
+local function scan(r, pattern, limit)
+  local keys, seen, cursor = {}, {}, "0"
+  for _ = 1, 1000000 do
+    local reply = r:call("SCAN", cursor, "MATCH", pattern, "COUNT", 1000)
+    cursor = reply[1]
+    for _, k in ipairs(reply[2]) do
+      if not seen[k] then
+        seen[k] = true
+        keys[#keys + 1] = k
+      end
+    end
+    if #keys > limit then
+      error(string.format("more than %d keys match %s; narrow the pattern or pass -p max_keys=N", limit,
+        pattern), 0)
+    end
+    if cursor == "0" then return keys end
+  end
+  error("SCAN did not finish after 1000000 rounds", 0)
+end
+
+step("Delete the cache keys matching a pattern", { id = "cache" }, function(p)
+  if state.fix ~= "delete-cache-keys" then
+    log.info("not chosen (fix: %s)", tostring(state.fix))
+    return
+  end
+  local r = redis_conn()
+  local pattern = p.pattern or prompt("Cache key pattern to delete (Redis MATCH syntax)?")
+  if pattern:match("^%**$") then
+    error(string.format("pattern %q matches every key: that is flush-redis, which asks for the target's name", pattern), 0)
+  end
+  local keys = scan(r, pattern, tonumber(p.max_keys) or 100000)
+  log.info("%d key(s) match %s on %s", #keys, pattern, redis_where())
+  for i = 1, math.min(5, #keys) do print("    " .. keys[i]) end
+  if #keys > 5 then print(string.format("    ... and %d more", #keys - 5)) end
+  if #keys == 0 then
+    log.info("nothing to delete")
+    return
+  end
+  confirm("Delete the keys matching the pattern?")
+  local deleted, batch = 0, {}
+  for i, k in ipairs(keys) do
+    batch[#batch + 1] = k
+    if #batch == 500 or i == #keys then
+      deleted = deleted + r:call("DEL", table.unpack(batch))
+      batch = {}
+    end
+  end
+  local left = #scan(r, pattern, tonumber(p.max_keys) or 100000)
+  log.info("DEL removed %d of %d key(s); %d still match %s", deleted, #keys, left, pattern)
+end)
+
+step("Flush the Redis database (type the target's name)", { id = "flush" }, function()
+  if state.fix ~= "flush-redis" then
+    log.info("not chosen (fix: %s)", tostring(state.fix))
+    return
+  end
+  if target.name == nil then
+    error("flush-redis needs --target: you confirm it by typing the target's name", 0)
+  end
+  local r = redis_conn()
+  local size = r:call("DBSIZE")
+  log.warn("FLUSHDB deletes all %d key(s) of %s (target %s); there is no undo", size, redis_where(), target.name)
+  local typed = prompt("Type the target's name to flush its Redis database")
+  if typed ~= target.name then
+    error(string.format("flush refused: you typed %q, the target is %q; nothing was flushed", typed,
+      target.name), 0)
+  end
+  r:call("FLUSHDB")
+  log.info("FLUSHDB done; %d key(s) left", r:call("DBSIZE"))
+end)
+
+step("Check the health endpoints again", { id = "verify" }, function()
+  local results = health.check(nil, { samples = 1 })
+  local s = health.summary(results)
+  log.info("after the fix (%s): %s", tostring(state.fix), s.text)
+  if s.failing > 0 and state.fix ~= "none" then
+    error(string.format("still failing after %s: %s", state.fix, s.text), 0)
+  end
+end)

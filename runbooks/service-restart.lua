@@ -1,0 +1,132 @@
+-- service-restart: restart a service through its service manager, count
+-- the attempts, check its status and health afterwards, and when it does
+-- not come back raise the incident's severity and say so through notify.
+--
+--   runbook run service-restart --target prod -p service=api -p severity=P2
+--   runbook run service-restart --target prod --dry-run   (status and health for real; no restart)
+--
+-- Target keys (docs/targets.md): services, manager (+ compose_file /
+-- commands / ssh), health, slow_after; notify channels from the config.
+local health = require("health")
+local incident = require("incident")
+local service = require("service")
+local loop = require("runbook.loop")
+
+runbook {
+  name = "service-restart",
+  title = "Restart a service and make sure it came back",
+  severity = "P2",
+  description = "Restarts one service through systemd, docker compose, pm2 or the target's " ..
+    "commands, up to `attempts` times; checks its status and health endpoints afterwards; " ..
+    "raises the severity and notifies when it does not come back.",
+}
+
+param("service", { help = "the service to restart (default: the target's first service)" })
+param("severity", { help = "the incident's severity now", default = "P2", choices = incident.LEVELS })
+param("attempts", { help = "restarts to try before giving up", default = 2 })
+param("settle", { help = "seconds to wait for the service to run and pass its health checks", default = 20 })
+
+local state = { attempts = 0 }
+
+-- poll, with its timeout as false instead of an error; Ctrl-C still stops.
+local function waited(fn, opts)
+  local ok, err = pcall(poll, fn, opts)
+  if not ok and loop.interrupts() > 0 then error(err, 0) end
+  return ok
+end
+
+local function service_name(p)
+  local name = p.service or service.list()[1]
+  if name == nil then
+    error("which service? pass -p service=NAME or add services = { \"api\" } to the target", 0)
+  end
+  return name
+end
+
+-- The restart did not bring the service back: raise the severity once,
+-- tell people, and fail the step with why.
+local function restart_failed(p, why)
+  if not state.raised then
+    state.raised = incident.escalate(p.severity, { at_least = "P1" })
+    log.error("severity raised from %s to %s: %s", p.severity, state.raised, why)
+    incident.announce("restart_failed", { severity = state.raised, previous = p.severity,
+      service = service_name(p), attempts = state.attempts, error = why }, { required = false })
+  end
+  error(string.format("%s (severity now %s)", why, state.raised), 0)
+end
+
+-- Wait until the service runs; true, or false and its last state.
+local function comes_up(name, settle)
+  local last
+  local ok = waited(function()
+    last = service.status(name, { quiet = true })
+    return last.running
+  end, { every = 0.5, timeout = settle, what = name .. " running" })
+  return ok, last
+end
+
+step("Look at the service before restarting", { id = "before" }, function(p)
+  local name = service_name(p)
+  local st = service.status(name)
+  state.before = st
+  log.info("%s: %s (%s, %s); severity now %s", name, st.state, st.manager, st.where, p.severity)
+end)
+
+step("Restart the service", { id = "restart", dangerous = true }, function(p)
+  local name = service_name(p)
+  local max = math.max(1, math.floor(tonumber(p.attempts) or 2))
+  local settle = tonumber(p.settle) or 20
+  local why
+  for i = 1, max do
+    state.attempts = state.attempts + 1
+    log.info("restart attempt %d of %d (%d in this run)", i, max, state.attempts)
+    local r = service.restart(name, { check = false })
+    if r.dry_run then
+      log.info("dry run: the restart was not run; not waiting for %s", name)
+      return
+    end
+    if r.ok then
+      local up, st = comes_up(name, settle)
+      if up then
+        log.info("%s is running after attempt %d", name, state.attempts)
+        return
+      end
+      why = string.format("%s restarted but is %s after %s s", name, st and st.state or "unknown", tostring(settle))
+    else
+      why = string.format("%s through %s exited with code %d: %s", r.action, r.manager, r.code, r.reason)
+    end
+    log.warn("attempt %d failed: %s", state.attempts, why)
+  end
+  restart_failed(p, why)
+end)
+
+step("Check status and health afterwards", { id = "after" }, function(p)
+  local name = service_name(p)
+  local st = service.status(name)
+  log.info("%s: %s", name, st.state)
+  if not st.running then restart_failed(p, string.format("%s is %s after the restart", name, st.state)) end
+  if target.health == nil then
+    log.warn("no health endpoints to check: add health = { ... } to the target")
+    return
+  end
+  local settle = tonumber(p.settle) or 20
+  local s
+  local ok = waited(function()
+    s = health.summary(health.check(nil, { quiet = true, timeout = 5 }))
+    return s.failing == 0
+  end, { every = 0.5, timeout = settle, what = "health endpoints passing" })
+  health.check(nil, { timeout = 5 })     -- the table, for the operator and the transcript
+  if not ok then restart_failed(p, string.format("%s runs but its health checks fail: %s", name, s.text)) end
+  log.info("healthy: %s", s.text)
+end)
+
+step("Announce the outcome", { id = "announce" }, function(p)
+  local name = service_name(p)
+  local answer = choose("Announce the incident as resolved?", { "yes", "no" }, { default = "no" })
+  if answer ~= "yes" then
+    log.info("not announced; the incident stays %s", p.severity)
+    return
+  end
+  incident.announce("resolved", { severity = p.severity, service = name,
+    summary = string.format("restarted after %d attempt(s); status and health checks pass", state.attempts) })
+end)

@@ -1,0 +1,343 @@
+-- health: health endpoints with expectations and timings, the detailed
+-- health document (and its database pool), and what they mean for the
+-- incident's severity.
+--
+--   local health = require("health")
+--
+-- health.check(checks, opts) -> results
+--   checks: a URL, or a list of URLs and tables
+--     { url = "https://app/health", name = "api", expect = 200 | { 200, 204 },
+--       contains = "ok", json = { status = "ok" }, timeout = 5 }
+--   (default target.health).  expect defaults to any 2xx.  Each check is
+--   a GET (so it runs in a dry run too), all checks at once, each
+--   opts.samples times (default 1) one after the other.  opts: timeout
+--   (10 s a request), slow_after (target.slow_after, else 5 s), samples,
+--   quiet (print nothing).  Each result:
+--     { name, url, ok (every sample passed), status (the last one), time
+--       (the slowest sample, s), times, failures, samples, slow (time >
+--       slow_after), intermittent (some samples failed, not all),
+--       problem (what was wrong, or nil), body (first 200 bytes) }
+--   A refused connection or timeout is a failed sample, not an error.
+--     for _, r in ipairs(health.check(target.health, { samples = 3 })) do
+--       log.info("%s: %s in %.0f ms", r.url, r.ok and "ok" or r.problem, r.time * 1000)
+--     end
+--
+-- health.summary(results) -> s
+--   s = { total, ok, failing, slow, intermittent, slowest (a result), text }
+--     log.info(health.summary(results).text)  --> "3 checks: 2 ok, 1 failing, 0 slow; slowest 41 ms (...)"
+--
+-- health.detailed(url, opts) -> d
+--   GET the detailed health document (default target.detailed_health) and
+--   read it: d = { url, ok, status, time, doc (the decoded JSON), pool,
+--   components = { {name, status, ok} ... }, problems = { "text" ... },
+--   findings }.  The pool is the first table named `pool` with a numeric
+--   size (db.pool, database.pool, pool, checks.db.pool ...):
+--     { size, in_use, waiting, idle, usage (in_use / size), path = "db.pool" }
+--   Requests waiting for a connection, or every connection in use, are
+--   problems.  A component whose status is not ok/healthy/up/pass is one.
+--     local d = health.detailed()
+--     if d.pool then log.info("pool %d/%d in use, %d waiting", d.pool.in_use, d.pool.size, d.pool.waiting) end
+--
+-- health.pool(doc) -> pool | nil    (the search health.detailed does)
+--
+-- health.findings(results) -> findings for incident.propose:
+--   every check failing -> outage; some failing -> feature_down; failing
+--   now and then -> intermittent; slower than slow_after -> slow.
+--   health.detailed's d.findings are the same kind of list.
+local health = {}
+
+local loop = require("runbook.loop")
+
+local OK_WORDS = { ok = true, healthy = true, up = true, pass = true, passing = true, green = true }
+local DEFAULT_TIMEOUT, DEFAULT_SLOW = 10, 5
+
+local function num(v)
+  if type(v) ~= "number" then return v end
+  return math.tointeger(v) or v
+end
+
+local function ms(seconds)
+  if seconds == nil then return "-" end
+  if seconds < 1 then return string.format("%.0f ms", seconds * 1000) end
+  return string.format("%.1f s", seconds)
+end
+health.ms = ms
+
+local function slow_after(opts)
+  return (opts and opts.slow_after) or tonumber(target and target.slow_after) or DEFAULT_SLOW
+end
+
+-- pcall that lets Ctrl-C through: a failed request is data, an
+-- interrupt is the operator stopping the step.
+local function try(fn, ...)
+  local r = table.pack(pcall(fn, ...))
+  if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
+  return table.unpack(r, 1, r.n)
+end
+
+-- A check as a table, with its expectation as a list of statuses (nil:
+-- any 2xx).
+local function normalize(c, i)
+  if type(c) == "string" then c = { url = c } end
+  if type(c) ~= "table" or type(c.url) ~= "string" then
+    error(string.format("health.check: check %d must be a URL or a table { url = ... }", i), 0)
+  end
+  local expect = c.expect
+  if type(expect) == "number" then expect = { expect } end
+  return { url = c.url, name = c.name or c.url, expect = expect, contains = c.contains, json = c.json,
+    timeout = c.timeout }
+end
+
+local function expected_text(expect)
+  if expect == nil then return "2xx" end
+  local parts = {}
+  for i, s in ipairs(expect) do parts[i] = tostring(s) end
+  return table.concat(parts, " or ")
+end
+
+local function status_ok(status, expect)
+  if expect == nil then return status >= 200 and status < 300 end
+  for _, s in ipairs(expect) do if status == s then return true end end
+  return false
+end
+
+-- What is wrong with one response, or nil.
+local function judge(c, r)
+  if not status_ok(r.status, c.expect) then
+    return string.format("GET %s answered %d, expected %s", c.url, r.status, expected_text(c.expect))
+  end
+  if c.contains and not r.body:find(c.contains, 1, true) then
+    return string.format("GET %s: the body does not contain %q", c.url, c.contains)
+  end
+  if c.json then
+    local ok, doc = pcall(json.decode, r.body)
+    if not ok or type(doc) ~= "table" then
+      return string.format("GET %s: the body is not JSON", c.url)
+    end
+    for k, want in pairs(c.json) do
+      if doc[k] ~= want then
+        return string.format("GET %s: JSON field %s is %s, expected %s", c.url, k,
+          tostring(num(doc[k])), tostring(want))
+      end
+    end
+  end
+  return nil
+end
+
+local function sample(c, timeout)
+  local ok, r = try(http.get, c.url, { timeout = c.timeout or timeout, quiet = true })
+  if not ok then
+    -- (the primitive's message without the runbook position in front)
+    local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
+    return { problem = msg }
+  end
+  return { status = r.status, time = r.time, body = r.body, problem = judge(c, r) }
+end
+
+local function run_check(c, opts)
+  local res = { name = c.name, url = c.url, samples = opts.samples, failures = 0, times = {} }
+  local limit = slow_after(opts)
+  for _ = 1, opts.samples do
+    local s = sample(c, opts.timeout)
+    if s.time then
+      res.times[#res.times + 1] = s.time
+      if res.time == nil or s.time > res.time then res.time = s.time end
+    end
+    res.status = s.status or res.status
+    res.body = s.body and s.body:sub(1, 200) or res.body
+    if s.problem then
+      res.failures = res.failures + 1
+      res.problem = res.problem or s.problem
+    end
+  end
+  res.ok = res.failures == 0
+  res.intermittent = res.failures > 0 and res.failures < res.samples
+  res.slow = res.time ~= nil and res.time > limit
+  if res.slow and res.ok then
+    res.problem = string.format("GET %s took %s (over %s s)", c.url, ms(res.time), tostring(limit))
+  end
+  return res
+end
+
+local function show(res)
+  local verdict = res.ok and (res.slow and "SLOW" or "ok") or (res.intermittent and "FLAKY" or "FAIL")
+  local line = string.format("  %-5s %-4s %8s  %s", verdict, res.status and tostring(res.status) or "-",
+    ms(res.time), res.url)
+  if res.samples > 1 then line = line .. string.format("  (%d/%d failed)", res.failures, res.samples) end
+  if res.problem and not res.ok then line = line .. "\n        " .. res.problem end
+  print(line)
+end
+
+function health.check(checks, opts)
+  opts = opts or {}
+  checks = checks or (target and target.health)
+  if checks == nil then
+    error("health.check: no URLs given and the target has no health; add health = { " ..
+      "\"https://app.example/health\" } to it in the config file (docs/targets.md)", 2)
+  end
+  if type(checks) == "string" then checks = { checks } end
+  local list = {}
+  for i, c in ipairs(checks) do list[i] = normalize(c, i) end
+  local o = { timeout = opts.timeout or DEFAULT_TIMEOUT, samples = math.max(1, math.floor(opts.samples or 1)),
+    slow_after = opts.slow_after }
+  local results = parallel(list, function(c) return run_check(c, o) end)
+  if not opts.quiet then
+    for _, res in ipairs(results) do show(res) end
+  end
+  return results
+end
+
+function health.summary(results)
+  local s = { total = #results, ok = 0, failing = 0, slow = 0, intermittent = 0 }
+  for _, r in ipairs(results) do
+    if r.ok then s.ok = s.ok + 1 else s.failing = s.failing + 1 end
+    if r.slow then s.slow = s.slow + 1 end
+    if r.intermittent then s.intermittent = s.intermittent + 1 end
+    if r.time and (s.slowest == nil or r.time > s.slowest.time) then s.slowest = r end
+  end
+  s.text = string.format("%d check%s: %d ok, %d failing, %d slow", s.total, s.total == 1 and "" or "s",
+    s.ok, s.failing, s.slow)
+  if s.intermittent > 0 then s.text = s.text .. string.format(" (%d intermittent)", s.intermittent) end
+  if s.slowest then s.text = s.text .. string.format("; slowest %s (%s)", ms(s.slowest.time), s.slowest.url) end
+  return s
+end
+
+function health.findings(results)
+  local findings, failing = {}, {}
+  for _, r in ipairs(results) do
+    if not r.ok and not r.intermittent then failing[#failing + 1] = r end
+  end
+  if #results > 0 and #failing == #results then
+    local problems = {}
+    for i, r in ipairs(failing) do problems[i] = r.problem end
+    findings[1] = { kind = "outage", source = "health",
+      what = string.format("every health check fails (%d of %d): %s", #failing, #results,
+        table.concat(problems, "; ")) }
+    return findings
+  end
+  for _, r in ipairs(results) do
+    if r.intermittent then
+      findings[#findings + 1] = { kind = "intermittent", source = "health",
+        what = string.format("%s failed %d of %d times: %s", r.url, r.failures, r.samples, r.problem) }
+    elseif not r.ok then
+      findings[#findings + 1] = { kind = "feature_down", source = "health", what = r.problem }
+    elseif r.slow then
+      findings[#findings + 1] = { kind = "slow", source = "health", what = r.problem }
+    end
+  end
+  return findings
+end
+
+-- Depth-first search for a table named pool with a numeric size.
+local function find_pool(t, path, depth)
+  if depth > 4 then return nil end
+  local keys = {}
+  for k in pairs(t) do if type(k) == "string" then keys[#keys + 1] = k end end
+  table.sort(keys, function(a, b)
+    -- db/database first, so an app pool elsewhere does not win by accident
+    local pa, pb = (a == "db" or a == "database") and 0 or 1, (b == "db" or b == "database") and 0 or 1
+    if pa ~= pb then return pa < pb end
+    return a < b
+  end)
+  if type(t.pool) == "table" and type(t.pool.size) == "number" then
+    return t.pool, path == "" and "pool" or (path .. ".pool")
+  end
+  for _, k in ipairs(keys) do
+    if type(t[k]) == "table" then
+      local p, where = find_pool(t[k], path == "" and k or (path .. "." .. k), depth + 1)
+      if p then return p, where end
+    end
+  end
+  return nil
+end
+
+function health.pool(doc)
+  if type(doc) ~= "table" then return nil end
+  local p, path = find_pool(doc, "", 0)
+  if p == nil then return nil end
+  local pool = { size = num(p.size), in_use = num(p.in_use or p.active or p.used or 0),
+    waiting = num(p.waiting or p.pending or 0), idle = num(p.idle), path = path }
+  if pool.idle == nil then pool.idle = pool.size - pool.in_use end
+  pool.usage = pool.size > 0 and pool.in_use / pool.size or 0
+  return pool
+end
+
+local function is_ok_word(v)
+  return type(v) == "string" and OK_WORDS[v:lower()] == true
+end
+
+local function read_detailed(d, doc)
+  d.doc = doc
+  if doc.status ~= nil and not is_ok_word(doc.status) then
+    d.problems[#d.problems + 1] = string.format("the detailed health says status %s", tostring(doc.status))
+  end
+  local names = {}
+  for k, v in pairs(doc) do
+    if type(v) == "table" and v.status ~= nil then names[#names + 1] = k end
+  end
+  table.sort(names)
+  for _, k in ipairs(names) do
+    local ok = is_ok_word(doc[k].status)
+    d.components[#d.components + 1] = { name = k, status = tostring(doc[k].status), ok = ok }
+    if not ok then
+      local what = string.format("%s is %s in the detailed health", k, tostring(doc[k].status))
+      d.problems[#d.problems + 1] = what
+      d.findings[#d.findings + 1] = { kind = "feature_down", source = "detailed health", what = what }
+    end
+  end
+  local pool = health.pool(doc)
+  d.pool = pool
+  if pool then
+    local shown = string.format("%d/%d in use, %d waiting", pool.in_use, pool.size, pool.waiting)
+    if pool.waiting > 0 then
+      local what = string.format("%d request(s) waiting for a database connection (pool %s)",
+        pool.waiting, shown)
+      d.problems[#d.problems + 1] = what
+      d.findings[#d.findings + 1] = { kind = "degraded", source = "db pool", what = what }
+    elseif pool.in_use >= pool.size then
+      local what = string.format("the database pool is exhausted (%s)", shown)
+      d.problems[#d.problems + 1] = what
+      d.findings[#d.findings + 1] = { kind = "degraded", source = "db pool", what = what }
+    end
+  end
+end
+
+function health.detailed(url, opts)
+  opts = opts or {}
+  url = url or (target and target.detailed_health)
+  if url == nil then
+    error("health.detailed: no URL given and the target has no detailed_health; add " ..
+      "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
+  end
+  local d = { url = url, ok = false, problems = {}, findings = {}, components = {} }
+  local ok, r = try(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet })
+  if not ok then
+    local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
+    d.problems[1] = msg
+    d.findings[1] = { kind = "feature_down", source = "detailed health", what = msg }
+    return d
+  end
+  d.status, d.time = r.status, r.time
+  local okj, doc = pcall(json.decode, r.body)
+  if not okj or type(doc) ~= "table" then
+    d.problems[1] = string.format("GET %s answered %d with a body that is not JSON: %q", url, r.status,
+      r.body:sub(1, 80))
+    d.findings[1] = { kind = "degraded", source = "detailed health", what = d.problems[1] }
+    return d
+  end
+  read_detailed(d, doc)
+  if r.status >= 300 and #d.findings == 0 then
+    local what = string.format("GET %s answered %d", url, r.status)
+    d.problems[#d.problems + 1] = what
+    d.findings[#d.findings + 1] = { kind = "feature_down", source = "detailed health", what = what }
+  end
+  local limit = slow_after(opts)
+  if d.time and d.time > limit then
+    d.findings[#d.findings + 1] = { kind = "slow", source = "detailed health",
+      what = string.format("GET %s took %s (over %s s)", url, ms(d.time), tostring(limit)) }
+  end
+  d.ok = #d.problems == 0
+  return d
+end
+
+return health

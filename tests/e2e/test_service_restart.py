@@ -1,0 +1,257 @@
+"""runbooks/service-restart.lua against a real app server managed through
+the "commands" manager, here and over ssh (a real sshd on loopback): the
+restart brings the process back (a new pid) and its health checks pass; a
+restart that keeps failing is tried `attempts` times, the severity is
+raised and the failure announced; a service that runs but stays unhealthy
+raises it too; a dry run restarts nothing.  stdlib/service.lua's argv and
+output parsing for systemd, docker compose and pm2 are checked through the
+host with --dry-run and a scenario standing in for those tools' answers
+(none of them runs on this machine), and a target missing a key says which
+one to add."""
+import json
+import os
+import re
+import unittest
+
+from appserver import OpsFixture
+from harness import SOURCE_DIR, RunbookTestCase
+from servers.sshd import SSHServer
+
+
+class ServiceRestartTest(OpsFixture, RunbookTestCase):
+    def setUp(self):
+        super().setUp()
+        self.setup_ops()
+
+    def restarts(self):
+        return [c for c in self.ev("call") if c.get("step") == "restart" and c["primitive"] in ("exec", "ssh")
+                and "restart" in json.dumps(c["args"])]
+
+    def test_restart_brings_the_service_back_and_announces_it_resolved(self):
+        before = self.app.pid()
+        self.rb("service-restart", "--yes", answers="Announce the incident as resolved? = yes\n")
+        after = self.app.pid()
+        self.assertIsNotNone(after, "not running after the restart")
+        self.assertNotEqual(after, before, "the process was not restarted")
+        self.assertEqual(len(self.restarts()), 1)
+        self.assertLogged("restart attempt 1 of 2 (1 in this run)", "restart")
+        self.assertLogged("api is running after attempt 1", "restart")
+        self.assertLogged("healthy: 1 check: 1 ok", "after")
+        self.assertEqual(self.notices(), [("P2", "Resolved: api on staging: restarted after 1 attempt(s); status "
+                                           "and health checks pass. Severity was P2; resolved by "
+                                           + self.ev("run.start")[0]["operator"] + ".")])
+
+    def test_failing_restart_is_retried_then_raises_the_severity_and_notifies(self):
+        self.app.set_broken()
+        self.rb("service-restart", "--yes", "-p", "attempts=2", "-p", "severity=P2", expect=1)
+        self.assertEqual(len(self.restarts()), 2, "expected two restart attempts")
+        self.assertLogged("attempt 1 failed: restart through commands exited with code 1: FATAL config error",
+                          "restart")
+        self.assertLogged("severity raised from P2 to P1", "restart")
+        notes = self.notices()
+        self.assertEqual(len(notes), 1, notes)
+        sev, text = notes[0]
+        self.assertEqual(sev, "P1")
+        self.assertTrue(text.startswith("Restart of api on staging failed after 2 attempt(s): restart through "
+                                        "commands exited with code 1: FATAL config error"), text)
+        self.assertIn("Severity raised from P2 to P1 (a major feature down, or responses over 5 s).", text)
+        end = self.step_end("restart")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("(severity now P1)", end["error"])
+        self.assertIsNone(self.app.pid(), "the broken service should not be running")
+
+    def test_service_that_runs_but_stays_unhealthy_raises_the_severity(self):
+        self.app.set_unhealthy()
+        self.rb("service-restart", "--yes", "-p", "severity=P1", "-p", "settle=1", expect=1)
+        self.assertEqual(self.step_end("restart")["status"], "ok")
+        end = self.step_end("after")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("api runs but its health checks fail: 1 check: 0 ok, 1 failing", end["error"])
+        self.assertEqual([n[0] for n in self.notices()], ["P0"], "P1 raised once should be P0")
+        self.assertIn("Severity raised from P1 to P0", self.notices()[0][1])
+
+    def test_dry_run_restarts_nothing(self):
+        before = self.app.pid()
+        p = self.rb("service-restart", "--dry-run", "--yes")
+        self.assertEqual(self.app.pid(), before, "a dry run restarted the service")
+        self.assertRegex(p.stdout, r"would run: \S+/bin/restart api")
+        self.assertLogged("dry run: the restart was not run", "restart")
+        (restart,) = self.restarts()
+        self.assertEqual(restart["outcome"], "simulated")
+        status = [c for c in self.ev("call", primitive="exec") if "status" in c["args"]["argv"][0]]
+        self.assertTrue(status and all(c["outcome"] == "ok" and c["args"]["readonly"] for c in status), status)
+
+    def test_scenario_rehearsal_raises_the_severity_without_touching_anything(self):
+        scenario = os.path.join(SOURCE_DIR, "examples", "scenarios", "service-restart.lua")
+        before = self.app.pid()
+        self.rb("service-restart", "--dry-run", "--yes", "-p", "severity=P2", "--scenario", scenario, expect=1)
+        self.assertEqual(self.app.pid(), before)
+        self.assertEqual(len(self.restarts()), 2)
+        self.assertTrue(all(c.get("scenario") == "restart fails" for c in self.restarts()))
+        self.assertEqual(self.notices(), [], "a dry run must not notify anyone")
+        (note,) = self.ev("notify")
+        self.assertTrue(note.get("dry_run"))
+        self.assertEqual(note["severity"], "P1")
+        self.assertIn("failed after 2 attempt(s): restart through commands exited with code 1: Job for "
+                      "api.service failed", note["text"])
+        self.assertIn("Severity raised from P2 to P1", note["text"])
+
+    def test_restart_over_ssh(self):
+        sshd = SSHServer()
+        sshd.start()
+        self.addCleanup(sshd.stop)
+        known = self.write("known_hosts", sshd.known_hosts_line())
+        self.target["ssh"] = {"host": "127.0.0.1", "port": sshd.port, "user": sshd.user, "key": sshd.key,
+                              "known_hosts": known}
+        self.write_config(self.target)
+        before = self.app.pid()
+        self.rb("service-restart", "--yes")
+        self.assertNotEqual(self.app.pid(), before, "not restarted over ssh")
+        self.assertIsNotNone(self.app.pid())
+        execs = [c for c in self.ev("call", primitive="ssh") if c["args"]["op"] == "exec"]
+        self.assertTrue(any(re.search(r"/bin/restart api$", c["args"]["cmd"]) for c in execs), execs)
+        self.assertTrue(any(re.search(r"/bin/status api$", c["args"]["cmd"]) and c["args"]["readonly"]
+                            for c in execs), execs)
+        self.assertEqual(len([c for c in self.ev("call", primitive="ssh") if c["args"]["op"] == "connect"]), 1,
+                         "one ssh session for the whole run")
+        self.assertEqual([c["primitive"] for c in self.ev("call") if c["primitive"] == "exec"], [],
+                         "a command ran locally although the target has ssh")
+        self.assertLogged(f"{sshd.user}@127.0.0.1:{sshd.port}", "before")
+
+    def test_target_without_a_manager_says_which_key_to_add(self):
+        del self.target["manager"]
+        self.write_config(self.target)
+        self.rb("service-restart", "--yes", expect=1)
+        self.assertIn('targets.staging has no manager; add manager = "systemd" (or "compose", "pm2", '
+                      '"commands") to it in the config file', self.step_end("before")["error"])
+
+    def test_runbook_check_passes(self):
+        self.assertExit(self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "service-restart.lua")), 0)
+
+
+SERVICE_TEST = r"""
+runbook { name = "service-module", title = "stdlib/service.lua", severity = "P3" }
+local service = require("service")
+local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
+step("status", function()
+  local st = service.status("api")
+  emit("status", { running = st.running, state = st.state, restarts = st.restarts, manager = st.manager })
+end)
+step("logs", function()
+  local lg = service.logs("api")
+  emit("logs", { lines = #lg.lines, errors = lg.errors, filtered = lg.filtered })
+end)
+step("restart", function()
+  local r = service.restart("api")
+  emit("restart", { ok = r.ok, dry_run = r.dry_run or false })
+end)
+"""
+
+SYSTEMCTL_STATUS = """\u25cf api.service - API server
+     Loaded: loaded (/etc/systemd/system/api.service; enabled; preset: enabled)
+     Active: active (running) since Mon 2026-01-05 09:00:00 UTC; 2h ago
+   Main PID: 812 (api)
+"""
+
+MANAGERS = {
+    "systemd": {
+        "target": {"manager": "systemd"},
+        "rules": [("^systemctl status", {"code": 0, "stdout": SYSTEMCTL_STATUS}),
+                  ("^journalctl", {"code": 0, "stdout": "Jan 05 09:01:02 app1 api[812]: db timeout\n"
+                                                        "Jan 05 09:01:03 app1 api[812]: panic: nil map\n"})],
+        "argv": [["systemctl", "status", "--no-pager", "--lines=0", "api"],
+                 ["journalctl", "-u", "api", "-n", "200", "--no-pager", "-p", "err"],
+                 ["systemctl", "restart", "api"]],
+        "status": {"running": True, "state": "active (running)", "manager": "systemd"},
+        "logs": {"lines": 2, "filtered": True, "errors": ["Jan 05 09:01:02 app1 api[812]: db timeout",
+                                                          "Jan 05 09:01:03 app1 api[812]: panic: nil map"]},
+    },
+    "compose": {
+        "target": {"manager": "compose", "compose_file": "/srv/app/compose.yml"},
+        "rules": [("^docker compose %-f /srv/app/compose.yml ps",
+                   {"code": 0, "stdout": '{"Name":"app-api-1","Service":"api","State":"exited","Health":""}\n'
+                                         '{"Name":"app-db-1","Service":"db","State":"running","Health":""}\n'}),
+                  ("^docker compose %-f /srv/app/compose.yml logs",
+                   {"code": 0, "stdout": "api-1  | INFO GET / 200\napi-1  | ERROR upstream timed out\n"})],
+        "argv": [["docker", "compose", "-f", "/srv/app/compose.yml", "ps", "--all", "--format", "json", "api"],
+                 ["docker", "compose", "-f", "/srv/app/compose.yml", "logs", "--no-color", "--tail", "200", "api"],
+                 ["docker", "compose", "-f", "/srv/app/compose.yml", "restart", "api"]],
+        "status": {"running": False, "state": "exited", "manager": "compose"},
+        "logs": {"lines": 2, "filtered": False, "errors": ["api-1  | ERROR upstream timed out"]},
+    },
+    "pm2": {
+        "target": {"manager": "pm2"},
+        "rules": [("^pm2 jlist", {"code": 0, "stdout": '[PM2] Spawning PM2 daemon\n[{"name":"web","pm2_env":'
+                                  '{"status":"stopped"}},{"name":"api","pid":4242,"pm2_env":{"status":"online",'
+                                  '"restart_time":3}}]\n'}),
+                  ("^pm2 logs", {"code": 0, "stdout": "[TAILING] Tailing last 200 lines for [api] process\n"
+                                                      "/root/.pm2/logs/api-error.log last 200 lines:\n"
+                                                      "0|api      | TypeError: x is undefined\n"})],
+        "argv": [["pm2", "jlist"], ["pm2", "logs", "api", "--lines", "200", "--nostream", "--err"],
+                 ["pm2", "restart", "api"]],
+        "status": {"running": True, "state": "online", "restarts": 3, "manager": "pm2"},
+        "logs": {"lines": 1, "filtered": True, "errors": ["0|api      | TypeError: x is undefined"]},
+    },
+}
+
+
+class ServiceModuleTest(OpsFixture, RunbookTestCase):
+    """The managers none of which runs here: their argv as recorded, and
+    what the module reads from their (scenario-given) output."""
+
+    def scenario(self, rules):
+        lines = ["return {"]
+        for pattern, result in rules:
+            res = ", ".join(f"{k} = {json.dumps(v, ensure_ascii=False)}" for k, v in result.items())
+            lines.append(f"  {{ primitive = \"exec\", match = {json.dumps(pattern)}, result = {{ {res} }} }},")
+        lines.append("}")
+        return self.write("scenario.lua", "\n".join(lines) + "\n")
+
+    def check_manager(self, name):
+        m = MANAGERS[name]
+        self.write_config(dict(services=["api"], **m["target"]))
+        rb = self.write("service_test.lua", SERVICE_TEST)
+        p = self.rb(rb, "--dry-run", "--scenario", self.scenario(m["rules"]))
+        out = {k: json.loads(v) for k, v in re.findall(r"^@(\w+)=(.*)$", p.stdout, re.M)}
+        self.assertEqual(out.get("status"), m["status"], p.stdout)
+        self.assertEqual(out.get("logs"), m["logs"], p.stdout)
+        self.assertEqual(out.get("restart"), {"ok": True, "dry_run": True}, p.stdout)
+        calls = self.ev("call", primitive="exec")
+        self.assertEqual([c["args"]["argv"] for c in calls], m["argv"])
+        self.assertEqual([c["args"]["readonly"] for c in calls], [True, True, False])
+        self.assertEqual([c["outcome"] for c in calls], ["ok", "ok", "simulated"])
+
+    def setUp(self):
+        super().setUp()
+        self.setup_ops(services=())
+
+    def test_systemd(self):
+        self.check_manager("systemd")
+
+    def test_compose(self):
+        self.check_manager("compose")
+
+    def test_pm2(self):
+        self.check_manager("pm2")
+
+    def test_missing_keys_are_named(self):
+        rb = self.write("service_test.lua", SERVICE_TEST)
+        for target, expected in [
+                ({"manager": "compose"}, 'targets.staging has no compose_file; add compose_file = '
+                                         '"/srv/app/docker-compose.yml"'),
+                ({"manager": "commands", "commands": {"status": ["true"]}, "services": ["api"]},
+                 None),
+                ({"manager": "upstart"}, 'targets.staging has manager = "upstart"; use one of systemd, '
+                                         'compose, pm2, commands')]:
+            self.write_config(target)
+            p = self.rb(rb, "--dry-run", expect=1)
+            if expected:
+                self.assertIn(expected, self.step_end("status")["error"])
+            else:
+                self.assertEqual(self.step_end("status")["status"], "ok")
+                self.assertIn('targets.staging has no commands.logs; add commands.logs = { "/srv/bin/ctl", '
+                              '"logs", "%s" }', self.step_end("logs")["error"], p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,260 @@
+"""runbooks/triage.lua against a real app server (managed through the
+"commands" manager), PostgreSQL 15 and Redis on loopback: the start time
+and scope are noted, every check runs, the severity proposed follows the
+findings (P0 for a failing health check or no service running, P1 for slow
+responses, P2 for long-running queries or Redis down, P3 when nothing is
+wrong), the operator confirms or changes it (answers file and a real
+terminal), and the announcement reaches the notify channel.  Also
+stdlib/incident.lua through the host, and the game-day scenario under
+--dry-run."""
+import os
+import subprocess
+import time
+import unittest
+
+from appserver import OpsFixture, free_port
+from harness import SOURCE_DIR, RunbookTestCase
+from servers.postgres import PG_BIN, PostgresServer
+from servers.redis import RedisServer
+
+PG = None
+RS = None
+
+
+def setUpModule():
+    global PG, RS
+    PG = PostgresServer(tls=False)
+    RS = RedisServer()
+
+
+def tearDownModule():
+    if RS:
+        RS.stop()
+    if PG:
+        PG.stop()
+
+
+class TriageTest(OpsFixture, RunbookTestCase):
+    def setUp(self):
+        super().setUp()
+        self.setup_ops(db=PG.url(), redis=RS.url(db=1))
+
+    def declared(self):
+        """The (severity, text) of the one announcement sent."""
+        notes = self.notices()
+        self.assertEqual(len(notes), 1, f"expected one announcement, got {notes}")
+        return notes[0]
+
+    def test_healthy_target_proposes_p3_and_the_operator_changes_it_to_p2(self):
+        self.rb("triage", answers="[start] What is affected (scope)? = checkout slow for some users\n"
+                                  "[severity] Severity for this incident? = P2\n")
+        self.assertLogged("scope: checkout slow for some users", "start")
+        self.assertLogged("1 check: 1 ok, 0 failing", "health")
+        self.assertLogged("api (commands): api running", "status")
+        self.assertLogged("database answers", "database")
+        self.assertLogged("no query has run longer than 30 s", "database")
+        self.assertLogged("Redis answers PONG", "redis")
+        self.assertLogged("Proposed: P3 (cosmetic)", "severity")
+        self.assertLogged("proposed P3, declared P2", "severity")
+        choice = self.ev("prompt", question="Severity for this incident?")
+        self.assertEqual([(c["answer"], c["source"]) for c in choice], [("P2", "answers")])
+        sev, text = self.declared()
+        self.assertEqual(sev, "P2", f"announced severity: {text}")
+        self.assertIn("severity P2 (a minor feature down, or intermittent errors) declared by", text)
+        self.assertIn("Incident on staging", text)
+        self.assertIn("Scope: checkout slow for some users", text)
+        self.assertIn("the checks found nothing wrong", text)
+        notify = self.ev("notify")
+        self.assertEqual(len(notify), 1)
+        self.assertEqual(notify[0]["severity"], "P2")
+        self.assertTrue(notify[0]["channels"][0]["ok"], notify[0])
+        kinds = {(c["primitive"], c["outcome"]) for c in self.ev("call")}
+        self.assertIn(("sql.query", "ok"), kinds)
+        self.assertIn(("redis.call", "ok"), kinds)
+
+    def test_health_check_answering_503_proposes_p0_and_announces_it(self):
+        self.app.set_unhealthy()
+        self.rb("triage", "--yes", "-p", "scope=everything returns 503")
+        self.assertLogged("FAIL  503", "health")
+        self.assertLogged("every health check fails (1 of 1)", "health")
+        # the app logged an ERROR line for the failing check: the log step finds it
+        self.assertLogged("api logged 1 error line(s) recently", "logs")
+        self.assertLogged("Proposed: P0 (outage, data loss or security breach)", "severity")
+        sev, text = self.declared()
+        self.assertEqual(sev, "P0", text)
+        self.assertIn("severity P0 (outage, data loss or security breach)", text)
+        self.assertIn("answered 503, expected 2xx", text)
+        self.assertIn("Scope: everything returns 503", text)
+
+    def test_stopped_service_is_an_outage(self):
+        self.app.stop("api")
+        self.rb("triage", "--yes", "-p", "scope=site down")
+        self.assertLogged("api (commands): api not running", "status")
+        self.assertLogged("no service is running: api", "status")
+        self.assertLogged("connection refused", "health")
+        self.assertEqual(self.declared()[0], "P0")
+
+    def test_responses_over_slow_after_propose_p1(self):
+        self.app.set_delay(seconds=0.6)
+        self.rb("triage", "--yes", "-p", "slow_after=0.3", "-p", "scope=pages are slow")
+        self.assertLogged("SLOW  200", "health")
+        self.assertLogged("(over 0.3 s)", "health")
+        self.assertLogged("Proposed: P1 (a major feature down, or responses over 5 s)", "severity")
+        sev, text = self.declared()
+        self.assertEqual(sev, "P1", text)
+        self.assertIn("/health took", text)
+
+    def test_long_running_query_and_redis_down_propose_p2(self):
+        psql = subprocess.Popen([f"{PG_BIN}/psql", PG.url(), "-X", "-q", "-c", "select pg_sleep(20)"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def stop_sleeper():
+            PG.psql("select pg_terminate_backend(pid) from pg_stat_activity "
+                    "where query like 'select pg_sleep%'")
+            psql.kill()
+            psql.wait(5)
+        self.addCleanup(stop_sleeper)
+        deadline = time.monotonic() + 10
+        while "t" not in PG.psql("select count(*) > 0 from pg_stat_activity where query like "
+                                 "'select pg_sleep%' and now() - query_start > interval '0.6 s'"):
+            self.assertLess(time.monotonic(), deadline, "the pg_sleep query never showed up")
+            time.sleep(0.1)
+        self.target["redis"] = f"redis://127.0.0.1:{free_port()}/0"      # nothing listens there
+        self.write_config(self.target)
+        self.rb("triage", "--yes", "-p", "long_query=0.5", "-p", "scope=reports time out")
+        self.assertLogged("1 query running longer than 0.5 s (oldest: pid", "database")
+        self.assertLogged("select pg_sleep(20)", "database")
+        self.assertLogged("Redis PING failed", "redis")
+        self.assertLogged("refused", "redis")
+        sev, text = self.declared()
+        self.assertEqual(sev, "P2", text)
+        self.assertIn("1 query running longer than 0.5 s", text)
+        self.assertIn("Redis PING failed", text)
+
+    def test_unreachable_database_is_a_major_finding(self):
+        self.target["db"] = f"postgresql://runbook:x@127.0.0.1:{free_port()}/runbook"
+        self.write_config(self.target)
+        self.rb("triage", "--yes", "-p", "scope=logins fail")
+        self.assertLogged("database unreachable: sql: connection to 127.0.0.1", "database")
+        self.assertEqual(self.declared()[0], "P1")
+
+    def test_severity_chosen_on_a_terminal(self):
+        s = self.pty("run", "triage", "--target", "staging", "-p", "scope=search broken",
+                     "--transcript", self.path("pty.jsonl"))
+        s.expect(r"Proposed: P3")
+        s.expect(r"Severity for this incident\?")
+        s.expect(r"1\) P0")
+        s.expect(r"choice \[1-4\]: ")
+        s.sendline("7")
+        s.expect(r"choose a number from 1 to 4")
+        s.sendline("2")
+        self.assertEqual(s.wait(30), 0, s.output)
+        self.assertIn("proposed P3, declared P1", s.output)
+        sev, text = self.declared()
+        self.assertEqual(sev, "P1", text)
+        self.assertIn("Scope: search broken", text)
+
+    def test_scenario_rehearsal_proposes_p0_and_sends_nothing(self):
+        scenario = os.path.join(SOURCE_DIR, "examples", "scenarios", "triage.lua")
+        pid = self.app.pid()
+        self.rb("triage", "--dry-run", "--yes", "--scenario", scenario)
+        self.assertLogged("every health check fails", "health")
+        self.assertLogged("Proposed: P0", "severity")
+        self.assertEqual(self.notices(), [], "a dry run must not notify anyone")
+        notify = self.ev("notify")
+        self.assertEqual(len(notify), 1)
+        self.assertTrue(notify[0].get("dry_run"), notify[0])
+        self.assertIn("severity P0 (outage", notify[0]["text"])
+        replaced = [c for c in self.ev("call") if c.get("scenario")]
+        self.assertEqual([c["primitive"] for c in replaced], ["http"])
+        self.assertEqual(self.app.pid(), pid, "the service was touched in a dry run")
+        mutating = [c for c in self.ev("call") if c["primitive"] == "exec" and not c["args"]["readonly"]]
+        self.assertEqual(mutating, [], "triage ran a command not marked readonly")
+
+    def test_runbook_check_passes(self):
+        p = self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "triage.lua"))
+        self.assertExit(p, 0)
+
+
+INCIDENT_TEST = r"""
+runbook { name = "incident-module", title = "stdlib/incident.lua", severity = "P3" }
+local incident = require("incident")
+local function eq(got, want, what)
+  if got ~= want then error(string.format("%s: expected %s, got %s", what, tostring(want), tostring(got)), 2) end
+end
+local function raises(text, fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok or not tostring(err):find(text, 1, true) then
+    error(string.format("expected an error containing %q, got %s", text, ok and "no error" or tostring(err)), 2)
+  end
+end
+
+step("propose takes the most severe finding", function()
+  local sev, why = incident.propose({})
+  eq(sev, "P3", "no findings"); eq(why[1], "the checks found nothing wrong", "reason")
+  sev, why = incident.propose({ { kind = "errors", what = "a" }, { kind = "slow", what = "b" },
+    { kind = "feature_down", what = "c" }, { kind = "degraded", what = "d" } })
+  eq(sev, "P1", "slow + feature_down"); eq(#why, 2, "reasons at P1"); eq(why[1] .. why[2], "bc", "reasons")
+  eq((incident.propose({ { severity = "P0", what = "x" }, { kind = "cosmetic" } })), "P0", "severity=")
+  for _, k in ipairs({ "outage", "data_loss", "security" }) do eq((incident.propose({ { kind = k } })), "P0", k) end
+  eq((incident.propose({ { kind = "intermittent" } })), "P2", "intermittent")
+  eq((incident.propose({ { kind = "cosmetic" } })), "P3", "cosmetic")
+  raises('has kind "bogus"', incident.propose, { { kind = "bogus", what = "z" } })
+  raises('"P5" is not a severity', incident.propose, { { severity = "P5" } })
+end)
+
+step("escalate, worse, rank and meaning", function()
+  eq(incident.escalate("P2"), "P1", "P2 up"); eq(incident.escalate("P0"), "P0", "P0 stays")
+  eq(incident.escalate("P3", { at_least = "P1" }), "P1", "at_least")
+  eq(incident.escalate("P1", { at_least = "P1" }), "P0", "at_least below")
+  eq(incident.worse("P2", "P1"), "P1", "worse"); eq(incident.worse("P0", "P3"), "P0", "worse")
+  eq(incident.rank("P3"), 3, "rank")
+  eq(incident.meaning("P1"), "a major feature down, or responses over 5 s", "meaning")
+  raises('"high" is not a severity', incident.rank, "high")
+end)
+
+step("messages fill their templates", function()
+  local m = incident.message("declared", { severity = "P1", service = "api", scope = "checkout",
+    started = "09:00", reasons = { "a", "b" } })
+  eq(m, "Incident on staging: severity P1 (a major feature down, or responses over 5 s) declared by " ..
+    os.getenv("USER_NAME") .. ". Service: api. Started: 09:00. Scope: checkout. Findings: a; b.", "declared")
+  m = incident.message("restart_failed", { severity = "P1", previous = "P2", service = "api", attempts = 2,
+    error = "exit 1" })
+  eq(m, "Restart of api on staging failed after 2 attempt(s): exit 1. Severity raised from P2 to P1 " ..
+    "(a major feature down, or responses over 5 s).", "restart_failed")
+  m = incident.message("resolved", { severity = "P2", service = "api", operator = "ana" })
+  eq(m, "Resolved: api on staging: (not given). Severity was P2; resolved by ana.", "resolved")
+  raises('no template "nope"', incident.message, "nope", {})
+  incident.templates.custom = "${service} is ${state}"
+  eq(incident.message("custom", { service = "db", state = "read-only" }), "db is read-only", "custom")
+end)
+
+step("the operator confirms or changes the proposal", { id = "confirm" }, function()
+  eq(incident.confirm("P1", { "why" }), "P2", "changed")
+  eq(incident.confirm("P0", { "why" }), "P0", "confirmed")
+end)
+
+step("announce sends the message through notify", function()
+  local text = incident.announce("resolved", { severity = "P2", service = "api", summary = "back" })
+  assert(text:find("Resolved: api on staging: back.", 1, true), text)
+end)
+"""
+
+
+class IncidentModuleTest(OpsFixture, RunbookTestCase):
+    def test_incident_module_through_the_host(self):
+        self.setup_ops(services=())
+        rb = self.write("incident_test.lua", INCIDENT_TEST)
+        import pwd
+        self.env["USER_NAME"] = self.env.get("SUDO_USER") or pwd.getpwuid(os.geteuid()).pw_name
+        p = self.rb(rb, answers="[confirm] Severity for this incident? = P2\n"
+                                "[confirm] Severity for this incident? = P0\n")
+        ends = self.ev("step.end")
+        self.assertEqual([e["status"] for e in ends], ["ok"] * 5, p.stdout)
+        self.assertIn("proposed P1, declared P2", p.stdout)
+        self.assertEqual(self.notices(), [("P2", "Resolved: api on staging: back. Severity was P2; resolved by "
+                                           + self.env["USER_NAME"] + ".")])
+
+
+if __name__ == "__main__":
+    unittest.main()
