@@ -202,3 +202,13 @@ printf '%-48s %12s %12s\n' "$FAN GETs from one step (median of 5)" "wall" "per G
 printf '%-48s %12s %12s\n' "sequential loop" "$(fmt "$seq_us")" "$(fmt "$(awk -v a="$seq_us" -v n="$FAN" 'BEGIN{print a/n}')")"
 printf '%-48s %12s %12s\n' "parallel()" "$(fmt "$par_us")" "$(fmt "$(awk -v a="$par_us" -v n="$FAN" 'BEGIN{print a/n}')")"
 printf '%-48s %12s\n' "sequential / parallel" "$(ratio "$seq_us" "$par_us")"
+
+# rows for bench/run's combined table: group, how, seconds, role
+if [ -n "${BENCH_ROWS:-}" ]; then
+  awk -v a="$raw_us" -v b="$rb_us" -v c="$cli_us" -v s="$seq_us" -v p="$par_us" -v n="$N" -v cn="$CLI_N" -v f="$FAN" 'BEGIN {
+    printf "http GET (keep-alive)\traw libcurl easy, C (n=%d)\t%.9f\traw\n", n, a / 1e6
+    printf "http GET (keep-alive)\trunbook http.get (n=%d)\t%.9f\trunbook\n", n, b / 1e6
+    printf "http GET (keep-alive)\tcurl -fsS URL (n=%d)\t%.9f\tcli\n", cn, c / 1e6
+    printf "%d http GETs (fan-out)\trunbook, one after another\t%.9f\tseq\n", f, s / 1e6
+    printf "%d http GETs (fan-out)\trunbook parallel()\t%.9f\tfan\n", f, p / 1e6 }' >> "$BENCH_ROWS"
+fi

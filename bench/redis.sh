@@ -133,3 +133,11 @@ printf '%-42s %12s %14s\n' "(a) raw hiredis, C (n=$N)" "$(fmt "$raw_us")" "1.0x"
 printf '%-42s %12s %14s\n' "(b) runbook r:ping() (n=$N)" "$(fmt "$rb_us")" "$(ratio "$rb_us" "$raw_us")"
 printf '%-42s %12s %14s\n' "(c) redis-cli ping, a process (n=$CLI_N)" "$(fmt "$cli_us")" "$(ratio "$cli_us" "$raw_us")"
 printf '%-42s %12s\n' "redis-cli / runbook" "$(ratio "$cli_us" "$rb_us")"
+
+# rows for bench/run's combined table: group, how, seconds
+if [ -n "${BENCH_ROWS:-}" ]; then
+  awk -v a="$raw_us" -v b="$rb_us" -v c="$cli_us" -v n="$N" -v cn="$CLI_N" 'BEGIN {
+    printf "redis PING (open conn)\traw hiredis, C (n=%d)\t%.9f\traw\n", n, a / 1e6
+    printf "redis PING (open conn)\trunbook r:ping() (n=%d)\t%.9f\trunbook\n", n, b / 1e6
+    printf "redis PING (open conn)\tredis-cli ping (n=%d)\t%.9f\tcli\n", cn, c / 1e6 }' >> "$BENCH_ROWS"
+fi

@@ -247,3 +247,15 @@ printf '%-58s %12s %10s\n' "    runbook ssh.exec over $HOSTS hosts at once" "$(f
 printf '%-58s %12s %10s\n' "    runbook, one host after another" "$(fmt "$rb_seq")" "$(ratio "$rb_seq" "$rb_fan")"
 printf '%-58s %12s %10s\n' "    parallel-ssh -p $HOSTS" "$(fmt "$pssh_fan")" "$(ratio "$pssh_fan" "$rb_fan")"
 printf '%-58s %12s\n' "    (libssh2 session setup, raw C: connect, kex, login)" "$(fmt "$raw_setup")"
+
+# rows for bench/run's combined table: group, how, seconds, role
+if [ -n "${BENCH_ROWS:-}" ]; then
+  {
+    printf 'ssh exec true (open session)\traw libssh2, C (n=%s)\t%s\traw\n' "$N" "$raw_exec"
+    printf 'ssh exec true (open session)\trunbook s:exec (n=%s)\t%s\trunbook\n' "$N" "$rb_exec"
+    printf 'ssh exec true (open session)\tssh host true (n=%s)\t%s\tcli\n' "$CLI_N" "$cli_exec"
+    printf '%s ssh sessions (fan-out)\trunbook, one after another\t%s\tseq\n' "$HOSTS" "$rb_seq"
+    printf '%s ssh sessions (fan-out)\trunbook ssh.exec\t%s\tfan\n' "$HOSTS" "$rb_fan"
+    printf '%s ssh sessions (fan-out)\tparallel-ssh -p %s\t%s\tpssh\n' "$HOSTS" "$HOSTS" "$pssh_fan"
+  } >> "$BENCH_ROWS"
+fi

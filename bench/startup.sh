@@ -21,6 +21,13 @@ hyperfine -N --warmup 5 --runs "${RUNS:-100}" --export-json "$TMP/r.json" \
 import json, sys
 res = json.load(open(sys.argv[1]))["results"]
 base = res[0]["median"]
+import os
+rows = os.environ.get("BENCH_ROWS")
+if rows:
+    with open(rows, "a") as f:
+        for i, r in enumerate(res):
+            role = "base" if i == 0 else ("runbook" if "run trivial" in r["command"] else "other")
+            f.write(f"start-up\t{r['command']}\t{r['median']:.9f}\t{role}\n")
 print(f"| {'command':<28} | {'median':>9} | {'vs lua5.4':>9} |")
 print(f"|{'-'*30}|{'-'*11}|{'-'*11}|")
 for r in res:

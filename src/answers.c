@@ -6,6 +6,7 @@
  * (how far each step/question pair has got) are created only for pairs that
  * have more than one matching line, since only those ever advance.
  */
+#include "runbook/host.h"
 #include "runbook/answers.h"
 
 #include <errno.h>
@@ -366,11 +367,7 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_runbook_answers(lua_State *L)
 {
-    luaL_newmetatable(L, ANSWERS_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    rb_class(L, ANSWERS_MT, meta, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -41,6 +41,20 @@ static const luaL_Reg host_libs[] = {
     { NULL, NULL },
 };
 
+void rb_class(lua_State *L, const char *name, const luaL_Reg *meta,
+              const luaL_Reg *methods)
+{
+    luaL_newmetatable(L, name);
+    if (meta != NULL)
+        luaL_setfuncs(L, meta, 0);
+    if (methods != NULL) {
+        lua_newtable(L);
+        luaL_setfuncs(L, methods, 0);
+        lua_setfield(L, -2, "__index");
+    }
+    lua_pop(L, 1);
+}
+
 static int is_dir(const char *path)
 {
     struct stat st;

@@ -20,6 +20,7 @@
 
 #include <lauxlib.h>
 
+#include "runbook/host.h"
 #include "runbook/loop.h"
 
 #define PROC_MT "runbook.exec.process"
@@ -416,12 +417,12 @@ int luaopen_runbook_exec(lua_State *L)
         { "run", l_run },
         { NULL, NULL },
     };
-    luaL_newmetatable(L, PROC_MT);
-    lua_pushcfunction(L, proc_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, proc_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        { "__gc", proc_gc },
+        { "__close", proc_gc },
+        { NULL, NULL },
+    };
+    rb_class(L, PROC_MT, meta, NULL);
     luaL_newlib(L, funcs);
     return 1;
 }

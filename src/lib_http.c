@@ -36,6 +36,7 @@
 #include <curl/curl.h>
 #include <lauxlib.h>
 
+#include "runbook/host.h"
 #include "runbook/loop.h"
 
 #define MULTI_MT "runbook.http.multi"
@@ -885,16 +886,17 @@ int luaopen_runbook_http(lua_State *L)
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "http: cannot initialise libcurl");
-    luaL_newmetatable(L, MULTI_MT);
-    lua_pushcfunction(L, multi_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, REQUEST_MT);
-    lua_pushcfunction(L, request_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, request_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pop(L, 1);
+    static const luaL_Reg multi_meta[] = {
+        { "__gc", multi_gc },
+        { NULL, NULL },
+    };
+    static const luaL_Reg request_meta[] = {
+        { "__gc", request_gc },
+        { "__close", request_gc },
+        { NULL, NULL },
+    };
+    rb_class(L, MULTI_MT, multi_meta, NULL);
+    rb_class(L, REQUEST_MT, request_meta, NULL);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -39,6 +39,7 @@
 #include <hiredis/hiredis.h>
 #include <lauxlib.h>
 
+#include "runbook/host.h"
 #include "runbook/loop.h"
 
 #define CONN_MT "runbook.redis.conn"
@@ -596,11 +597,7 @@ int luaopen_runbook_redis(lua_State *L)
         { "__index", NULL },
         { NULL, NULL },
     };
-    luaL_newmetatable(L, CONN_MT);
-    luaL_setfuncs(L, meta, 0);
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    rb_class(L, CONN_MT, meta, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

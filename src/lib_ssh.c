@@ -50,6 +50,7 @@
 #include <libssh2.h>
 #include <openssl/evp.h>
 
+#include "runbook/host.h"
 #include "runbook/loop.h"
 
 #define SESSION_MT "runbook.ssh.session"
@@ -1282,16 +1283,13 @@ int luaopen_runbook_ssh(lua_State *L)
      * never undone (libssh2_exit would pull the backend from under any
      * other state's sessions). */
     libssh2_init(0);
-    luaL_newmetatable(L, SESSION_MT);
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pushcfunction(L, l_gc);
-    lua_setfield(L, -2, "__close");
-    lua_pushcfunction(L, l_tostring);
-    lua_setfield(L, -2, "__tostring");
-    luaL_newlib(L, methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
+    static const luaL_Reg meta[] = {
+        { "__gc", l_gc },
+        { "__close", l_gc },
+        { "__tostring", l_tostring },
+        { NULL, NULL },
+    };
+    rb_class(L, SESSION_MT, meta, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

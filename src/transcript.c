@@ -4,6 +4,7 @@
  * "runbook.transcript" over all three.  See include/runbook/transcript.h for
  * the line format and the hash rule.
  */
+#include "runbook/host.h"
 #include "runbook/transcript.h"
 
 #include <ctype.h>
@@ -937,15 +938,12 @@ static const luaL_Reg funcs[] = {
 
 static void create_metatables(lua_State *L)
 {
-    luaL_newmetatable(L, WRITER_MT);
-    luaL_setfuncs(L, writer_meta, 0);
-    luaL_newlib(L, writer_methods);
-    lua_setfield(L, -2, "__index");
-    lua_pop(L, 1);
-    luaL_newmetatable(L, REDACTOR_MT);
-    lua_pushcfunction(L, l_redactor_gc);
-    lua_setfield(L, -2, "__gc");
-    lua_pop(L, 1);
+    static const luaL_Reg redactor_meta[] = {
+        { "__gc", l_redactor_gc },
+        { NULL, NULL }
+    };
+    rb_class(L, WRITER_MT, writer_meta, writer_methods);
+    rb_class(L, REDACTOR_MT, redactor_meta, NULL);
 }
 
 int luaopen_runbook_transcript(lua_State *L)

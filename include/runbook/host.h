@@ -12,6 +12,7 @@
 #define RUNBOOK_HOST_H
 
 #include <lua.h>
+#include <lauxlib.h>
 #include "runbook/args.h"
 
 /* Exit codes (DESIGN.md). */
@@ -37,6 +38,12 @@ int rb_host_command(lua_State *L, int argc, char **argv, const char *synopsis,
 /* Open the Lua module "runbook.sys": small system verbs the stdlib needs
  * (directories, file modes, realpath, identity).  [-0, +1, m] */
 int luaopen_runbook_sys(lua_State *L);
+
+/* Register the metatable `name` of a handle type: the metamethods in meta
+ * and, when methods is not NULL, a table of them as __index.  Either list
+ * ends with a NULL name.  [-0, +0, m] */
+void rb_class(lua_State *L, const char *name, const luaL_Reg *meta,
+              const luaL_Reg *methods);
 
 int cmd_run(lua_State *L, int argc, char **argv);
 int cmd_list(lua_State *L, int argc, char **argv);
