@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# bench/sql.sh: what one `SELECT 1` costs on PostgreSQL 15 on loopback.
+#
+#   (a) raw libpq in C (PQexecParams, blocking) on an open connection: the floor
+#   (b) runbook: db:query("SELECT 1") in a loop inside a runbook step
+#       (bench/sql.lua), timed with runbook.loop.now() around each call;
+#       quiet, and with the statement echoed as a run shows it by default
+#   (c) the real psql binary, `psql URL -c 'select 1'`, one process per
+#       call: what a bash runbook pays (connect + scram-sha-256 + query)
+#
+# Starts its own cluster with tests/servers/postgres.py (no TLS, the
+# password user over TCP), compiles (a) with gcc, prints medians and each
+# one's ratio to (a), then stops the cluster.  Needs PostgreSQL 15 under
+# /usr/lib/postgresql/15/bin, gcc, libpq-dev and a built runbook
+# ($RUNBOOK_BIN, default build/runbook).  N=3000 in-process calls for (a)
+# and RB_N=2000 for (b) per round, ROUNDS=3 rounds, CLI_N=50 psql runs for (c).
+set -euo pipefail
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+PSQL=/usr/lib/postgresql/15/bin/psql
+N=${N:-3000}
+RB_N=${RB_N:-2000}
+CLI_N=${CLI_N:-50}
+ROUNDS=${ROUNDS:-3}
+
+for tool in gcc pkg-config "$PSQL"; do
+  command -v "$tool" >/dev/null || { echo "bench/sql.sh: $tool is not installed" >&2; exit 2; }
+done
+[ -x "$RUNBOOK_BIN" ] || { echo "bench/sql.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
+
+work=$(mktemp -d /tmp/rbbench-sql.XXXXXX)
+server_pid=
+cleanup() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+/usr/bin/python3 "$here/../tests/servers/postgres.py" --no-tls >"$work/server.out" 2>&1 &
+server_pid=$!
+for _ in $(seq 300); do
+  grep -q '^postgresql://' "$work/server.out" && break
+  kill -0 "$server_pid" 2>/dev/null || break
+  sleep 0.1
+done
+url=$(grep -m1 '^postgresql://' "$work/server.out" || true)
+[ -n "$url" ] || { echo "bench/sql.sh: PostgreSQL did not start:" >&2; cat "$work/server.out" >&2; exit 1; }
+
+# (a) raw libpq, and (c) timing psql processes from C so the measuring
+# costs microseconds, not a shell's milliseconds ---------------------------
+cat > "$work/baseline.c" <<'EOF'
+#include <libpq-fe.h>
+#include <spawn.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+
+extern char **environ;
+
+static double now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+static int cmp(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median(double *t, int n)
+{
+    qsort(t, (size_t)n, sizeof *t, cmp);
+    return t[n / 2];
+}
+
+static int libpq(const char *url, int n, double *t)
+{
+    PGconn *c = PQconnectdb(url);
+    if (PQstatus(c) != CONNECTION_OK) {
+        fprintf(stderr, "connect: %s", PQerrorMessage(c));
+        return 1;
+    }
+    for (int i = -200; i < n; i++) {
+        double t0 = now();
+        PGresult *r = PQexecParams(c, "SELECT 1", 0, NULL, NULL, NULL, NULL, 0);
+        if (i >= 0)
+            t[i] = now() - t0;
+        if (PQresultStatus(r) != PGRES_TUPLES_OK || strcmp(PQgetvalue(r, 0, 0), "1") != 0) {
+            fprintf(stderr, "SELECT 1: %s", PQerrorMessage(c));
+            return 1;
+        }
+        PQclear(r);
+    }
+    PQfinish(c);
+    return 0;
+}
+
+static int psql(const char *bin, const char *url, int n, double *t)
+{
+    char *argv[] = { (char *)bin, "-X", "-A", "-t", "-q", (char *)url, "-c", "select 1", NULL };
+    posix_spawn_file_actions_t fa;
+    posix_spawn_file_actions_init(&fa);
+    posix_spawn_file_actions_addopen(&fa, 1, "/dev/null", 1, 0);
+    for (int i = -2; i < n; i++) {
+        double t0 = now();
+        pid_t pid;
+        int st;
+        if (posix_spawn(&pid, bin, &fa, NULL, argv, environ) != 0 || waitpid(pid, &st, 0) != pid
+            || !WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            fprintf(stderr, "psql failed\n");
+            return 1;
+        }
+        if (i >= 0)
+            t[i] = now() - t0;
+    }
+    posix_spawn_file_actions_destroy(&fa);
+    return 0;
+}
+
+/* baseline libpq URL N | baseline psql PSQL URL N: prints the median in us */
+int main(int argc, char **argv)
+{
+    int psql_mode = argc == 5 && strcmp(argv[1], "psql") == 0;
+    if (!psql_mode && argc != 4)
+        return 2;
+    int n = atoi(argv[argc - 1]);
+    double *t = malloc(sizeof *t * (size_t)n);
+    int rc = psql_mode ? psql(argv[2], argv[3], n, t) : libpq(argv[2], n, t);
+    if (rc == 0)
+        printf("%.2f\n", median(t, n) * 1e6);
+    free(t);
+    return rc;
+}
+EOF
+gcc -O2 -Wall -o "$work/baseline" "$work/baseline.c" $(pkg-config --cflags --libs libpq)
+
+runbook_us() {
+  rm -f "$work/t.jsonl"
+  XDG_STATE_HOME="$work/state" "$RUNBOOK_BIN" run "$here/sql.lua" --yes \
+    --transcript "$work/t.jsonl" -p "db=$url" -p "n=$RB_N" -p "quiet=$1" >"$work/rb.out"
+  sed -n 's/^@median_us=//p' "$work/rb.out"
+}
+
+# The machine is shared: interleave ROUNDS rounds of (a) and (b) so a burst
+# of load hits all of them alike, and report the median round.
+libpq_us= rb_quiet_us= rb_echo_us=
+for _ in $(seq "$ROUNDS"); do
+  libpq_us+="$("$work/baseline" libpq "$url" "$N"),"
+  rb_quiet_us+="$(runbook_us yes),"
+  rb_echo_us+="$(runbook_us no),"
+done
+psql_us=$("$work/baseline" psql "$PSQL" "$url" "$CLI_N")
+
+/usr/bin/python3 - "$libpq_us" "$rb_quiet_us" "$rb_echo_us" "$psql_us" "$N" "$RB_N" "$CLI_N" <<'PY'
+import statistics, sys
+libpq, quiet, echo, psql = (statistics.median(float(x) for x in a.split(",") if x)
+                            for a in sys.argv[1:5])
+n, rb_n, cli_n = sys.argv[5:8]
+rows = [
+    (f"(a) libpq PQexecParams, C ({n} calls)", libpq),
+    (f"(b) runbook db:query, quiet ({rb_n} calls)", quiet),
+    (f"(b) runbook db:query, echoed ({rb_n} calls)", echo),
+    (f"(c) psql -c 'select 1', per process ({cli_n} runs)", psql),
+]
+def fmt(us):
+    return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} us"
+print("SELECT 1 on PostgreSQL 15, loopback, scram-sha-256 user, no TLS; medians per call"
+      " (for (a) and (b), the median of the rounds' medians)")
+print(f"| {'method':<48} | {'per call':>10} | {'vs libpq':>9} |")
+print(f"|{'-' * 50}|{'-' * 12}|{'-' * 11}|")
+for name, us in rows:
+    print(f"| {name:<48} | {fmt(us):>10} | {us / libpq:>8.1f}x |")
+import os
+if os.environ.get("BENCH_ROWS"):
+    with open(os.environ["BENCH_ROWS"], "a") as f:
+        g = "sql SELECT 1 (open conn)"
+        f.write(f"{g}\traw libpq PQexecParams, C ({n} calls)\t{libpq / 1e6:.9f}\traw\n")
+        f.write(f"{g}\trunbook db:query ({rb_n} calls)\t{quiet / 1e6:.9f}\trunbook\n")
+        f.write(f"{g}\tpsql -c 'select 1' ({cli_n} runs)\t{psql / 1e6:.9f}\tcli\n")
+PY
