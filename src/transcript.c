@@ -9,6 +9,7 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <strings.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -660,11 +661,39 @@ static size_t emit_redacted(const char *s, size_t len, const unsigned char *mask
     return o;
 }
 
+/* libpq's keyword form ("host=db password=s3cret", or password='a b')
+ * carries a password that is not in a URL: hide the value after each
+ * "password=", whatever the case. */
+static void mark_keyword_passwords(const char *s, size_t len, unsigned char *mask)
+{
+    static const char key[] = "password=";
+    const size_t klen = sizeof key - 1;
+
+    for (size_t i = 0; i + klen <= len; i++) {
+        if (strncasecmp(s + i, key, klen) != 0 || (i > 0 && isalnum((unsigned char)s[i - 1])))
+            continue;
+        size_t v = i + klen, e = v;
+        if (v < len && s[v] == '\'') {
+            for (e = v + 1; e < len && s[e] != '\''; e++)
+                ;
+            v++;
+        } else {
+            while (e < len && !isspace((unsigned char)s[e]) && s[e] != '&' && s[e] != ';' &&
+                   s[e] != '"' && s[e] != '\\')
+                e++;
+        }
+        if (e > v)
+            memset(mask + v, 1, e - v);
+        i = e;
+    }
+}
+
 static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
 {
     memset(mask, 0, len);
     mark_secrets(r, s, len, mask);
     mark_url_passwords(s, len, mask);
+    mark_keyword_passwords(s, len, mask);
 }
 
 /* A NULL r hides URL passwords only. */

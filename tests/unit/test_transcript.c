@@ -534,6 +534,20 @@ static void test_redact_url_passwords(void **state)
     rb_redactor_free(r);
 }
 
+static void test_redact_keyword_passwords(void **state)
+{
+    rb_redactor *r = rb_redactor_new();
+    (void)state;
+
+    expect_redacted(r, "host=db user=u password=s3cret dbname=x",
+                    "host=db user=u password=*** dbname=x");
+    expect_redacted(r, "PASSWORD='a b c' port=5432", "PASSWORD='***' port=5432");
+    expect_redacted(r, "?user=u&password=pw&db=1", "?user=u&password=***&db=1");
+    expect_redacted(r, "mypassword=x stays", "mypassword=x stays");
+    expect_redacted(r, "password= nothing", "password= nothing");
+    rb_redactor_free(r);
+}
+
 static void test_redact_leaves_clean_text_alone(void **state)
 {
     rb_redactor *r = rb_redactor_new();
@@ -686,6 +700,7 @@ int main(void)
         T(test_timestamp_is_utc_with_ms),
         T(test_redact_several_secrets),
         T(test_redact_url_passwords),
+        T(test_redact_keyword_passwords),
         T(test_redact_leaves_clean_text_alone),
         T(test_redact_binary_and_long_input),
         T(test_lua_writer_and_verify),
