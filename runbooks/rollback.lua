@@ -2,8 +2,8 @@
 -- runbook run rollback --target prod            (rehearse with --dry-run)
 --
 -- Reads target.releases (a git checkout, or releases/<id> with a current
--- symlink: see stdlib/deploy.lua), target.commands.restart (argv, "%s" =
--- the service) and target.health (URLs that answer 2xx when healthy).
+-- symlink: see stdlib/deploy.lua), the target's service manager
+-- (stdlib/service.lua) and target.health (URLs that answer 2xx when healthy).
 runbook {
   name = "rollback",
   title = "Roll back to the previous release",
@@ -20,6 +20,8 @@ param("to", { help = "the deployment to go back to (a commit or release id; defa
 param("health_timeout", { help = "seconds to wait for the health checks to pass", default = "60" })
 
 local deploy = require("deploy")
+local health = require("health")
+local service = require("service")
 
 -- Shared between the steps of one run.
 local state = {}
@@ -28,30 +30,10 @@ local function service_name(p)
   return p.service or (target.services and target.services[1]) or "app"
 end
 
--- target.commands.<action> with "%s" replaced by the service.  (To move
--- to stdlib/service.lua once it exists.)
-local function service_argv(action, service)
-  local cmd = target.commands and target.commands[action]
-  if type(cmd) ~= "table" then return nil end
-  local argv = {}
-  for i, a in ipairs(cmd) do argv[i] = (tostring(a):gsub("%%s", (service:gsub("%%", "%%%%")))) end
-  argv.timeout = 120
-  return argv
-end
-
-local function health_urls()
-  local h = target.health
-  if type(h) == "string" then return { h } end
-  return type(h) == "table" and h or {}
-end
-
 -- One health check: the response when it is 2xx, else nil and why.
 local function check(url)
-  local ok, r = pcall(http.get, url, { timeout = 5, cacert = target.tls and target.tls.cacert })
-  if not ok then return nil, tostring(r) end
-  if r.status < 200 or r.status > 299 then
-    return nil, string.format("status %d: %s", r.status, (r.body or ""):sub(1, 120))
-  end
+  local r = health.check({ url }, { timeout = 5, quiet = true })[1]
+  if not r.ok then return nil, r.problem end
   return r
 end
 
@@ -81,36 +63,38 @@ end)
 
 step("Restart the service", { id = "restart", dangerous = true, timeout = 180 }, function(p)
   local svc = service_name(p)
-  local argv = service_argv("restart", svc)
-  if argv then
-    exec(argv)
-  else
-    manual(string.format("Restart %s so it runs the restored release (no target.commands.restart " ..
-      "in the config)", svc))
+  if target.manager == nil then
+    manual(string.format("Restart %s so it runs the restored release (the target names no " ..
+      "manager, see docs/targets.md)", svc))
+    return
   end
+  service.restart(svc)
 end)
 
 step("Verify the service is healthy", { id = "verify-health" }, function(p)
-  local urls = health_urls()
-  if #urls == 0 then
+  local urls = target.health
+  if type(urls) == "string" then urls = { urls } end
+  if type(urls) ~= "table" or #urls == 0 then
     manual(string.format("Check that %s is healthy (no target.health URLs in the config)", service_name(p)))
     return
   end
   local timeout = tonumber(p.health_timeout) or 60
   for _, url in ipairs(urls) do
     local last
-    local ok, err = pcall(poll, function()
+    local ok = pcall(poll, function()
       local r, why = check(url)
       last = why
       return r
-    end, { every = 1, timeout = timeout, what = "2xx from " .. url })
+    end, { every = 1, timeout = timeout, what = "2xx from " .. tostring(url) })
     if not ok then
       log.error("severity declared: P0 (%s still unhealthy after the rollback: %s)", service_name(p),
         tostring(last))
-      error(string.format("%s is not healthy after the rollback (last answer: %s)", url, tostring(last)), 0)
+      error(string.format("%s is not healthy after the rollback (last answer: %s)", tostring(url),
+        tostring(last)), 0)
     end
     local r = check(url)
-    log.info("healthy: %s answers %d %s", url, r and r.status or 0, r and (r.body or ""):sub(1, 120) or "")
+    log.info("healthy: %s answers %d %s", r and r.url or tostring(url), r and r.status or 0,
+      r and (r.body or ""):sub(1, 120) or "")
   end
 end)
 
