@@ -670,7 +670,8 @@ static void mark_keyword_passwords(const char *s, size_t len, unsigned char *mas
     const size_t klen = sizeof key - 1;
 
     for (size_t i = 0; i + klen <= len; i++) {
-        if (strncasecmp(s + i, key, klen) != 0 || (i > 0 && isalnum((unsigned char)s[i - 1])))
+        if ((s[i] | 0x20) != 'p' || strncasecmp(s + i, key, klen) != 0 ||
+            (i > 0 && isalnum((unsigned char)s[i - 1])))
             continue;
         size_t v = i + klen, e = v;
         if (v < len && s[v] == '\'') {
@@ -694,6 +695,21 @@ static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned c
     mark_secrets(r, s, len, mask);
     mark_url_passwords(s, len, mask);
     mark_keyword_passwords(s, len, mask);
+}
+
+/* Whether s holds anything redact() would hide: most strings in an event
+ * hold nothing, and this check costs no allocation. */
+int rb_redact_needed(const rb_redactor *r, const char *s, size_t len)
+{
+    for (size_t i = 0; r && i < r->n; i++)
+        if (r->v[i].len <= len && memmem(s, len, r->v[i].p, r->v[i].len))
+            return 1;
+    if (memmem(s, len, "://", 3))
+        return 1;
+    for (const char *p = s, *end = s + len; (p = memchr(p, '=', (size_t)(end - p))); p++)
+        if (p - s >= 8 && strncasecmp(p - 8, "password", 8) == 0)
+            return 1;
+    return 0;
 }
 
 /* A NULL r hides URL passwords only. */

@@ -9,8 +9,9 @@
  * the host's own) are written as they are.  Doing this in Lua cost a deep
  * copy per event (about 9 us of the 11 us an event took).
  *
- * The output grows in a userdata kept at a fixed stack slot, so an error
- * raised half-way (out of memory) leaks nothing.
+ * The output is built in a buffer on the C stack and, past 2 KiB, in a
+ * userdata kept at a fixed stack slot, so an error raised half-way (out of
+ * memory) leaks nothing.
  */
 #include <math.h>
 #include <stdio.h>
@@ -27,18 +28,19 @@
 
 typedef struct out {
     int slot;           /* stack index of the storage userdata */
-    char *p;
+    char *p;            /* first the C stack buffer below, then a userdata */
     size_t len, cap;
 } out;
 
+#define LOCAL_OUT 2048  /* most events fit: no allocation at all */
+
 static void grow(lua_State *L, out *o, size_t need)
 {
-    size_t cap = o->cap ? o->cap : 512;
+    size_t cap = o->cap * 2;
     while (cap < o->len + need)
         cap *= 2;
     char *p = lua_newuserdatauv(L, cap, 0);
-    if (o->len > 0)     /* o->p is NULL before the first growth */
-        memcpy(p, o->p, o->len);
+    memcpy(p, o->p, o->len);
     lua_replace(L, o->slot);
     o->p = p;
     o->cap = cap;
@@ -69,41 +71,44 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
     return n;
 }
 
+/* s as a JSON string: runs of plain bytes are copied whole; quotes,
+ * backslashes, control bytes and bytes that are not UTF-8 are escaped. */
 static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
 {
-    char esc[8];
     const unsigned char *u = (const unsigned char *)s;
+    char esc[8];
+    size_t plain = 0;           /* start of the run not yet copied */
     putc_(L, o, '"');
     for (size_t i = 0; i < len;) {
         unsigned char c = u[i];
         size_t n;
+        if ((c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ||
+            (c >= 0x80 && (n = utf8_seq(u + i, len - i)) > 0)) {
+            i += c < 0x80 ? 1 : n;
+            continue;
+        }
+        put(L, o, s + plain, i - plain);
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
             put(L, o, esc, 2);
-            i++;
-        } else if (c < 0x20 || c == 0x7f) {
-            snprintf(esc, sizeof esc, "\\u%04x", c);
-            put(L, o, esc, 6);
-            i++;
-        } else if (c < 0x80) {
-            putc_(L, o, (char)c);
-            i++;
-        } else if ((n = utf8_seq(u + i, len - i)) > 0) {
-            put(L, o, s + i, n);
-            i += n;
         } else {
-            snprintf(esc, sizeof esc, "\\u%04x", c);   /* as Latin-1 */
+            snprintf(esc, sizeof esc, "\\u%04x", c);     /* control byte, or Latin-1 */
             put(L, o, esc, 6);
-            i++;
         }
+        plain = ++i;
     }
+    put(L, o, s + plain, len - plain);
     putc_(L, o, '"');
 }
 
 static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size_t len)
 {
     size_t n;
+    if (len <= MAX_STRING && !rb_redact_needed(r, s, len)) {
+        put_escaped(L, o, s, len);      /* the common case: nothing to hide */
+        return;
+    }
     char *red = rb_redact(r, s, len, &n);
     if (red == NULL)
         luaL_error(L, "transcript: out of memory");
@@ -119,12 +124,13 @@ static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size
     free(red);
 }
 
-static int is_credential(const char *key)
+static int is_credential(const char *key, size_t len)
 {
     static const char *const names[] = { "authorization", "proxy-authorization", "cookie",
         "set-cookie", "password", "passphrase", "x-api-key", NULL };
     for (int i = 0; names[i]; i++)
-        if (strcasecmp(key, names[i]) == 0)
+        if (strlen(names[i]) == len && (key[0] | 0x20) == names[i][0] &&
+            strcasecmp(key, names[i]) == 0)
             return 1;
     return 0;
 }
@@ -190,7 +196,9 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
             first = 0;
             put_key(L, o, lua_gettop(L) - 1);
             putc_(L, o, ':');
-            if (lua_type(L, -2) == LUA_TSTRING && is_credential(lua_tostring(L, -2)))
+            size_t klen = 0;
+            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
+            if (key != NULL && is_credential(key, klen))
                 put(L, o, "\"***\"", 5);
             else
                 put_value(L, o, r, lua_gettop(L), depth + 1);
@@ -259,9 +267,9 @@ int rb_transcript_encode(lua_State *L)
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
     rb_redactor *r = rb_transcript_redactor(L);
-    lua_pushnil(L);                 /* slot 2: the output's storage */
-    out o = { 2, NULL, 0, 0 };
-    grow(L, &o, 512);
+    char local[LOCAL_OUT];
+    lua_pushnil(L);                 /* slot 2: the storage once local is outgrown */
+    out o = { 2, local, 0, sizeof local };
     put_table(L, &o, r, 1, 0);
     if (o.len >= 2 && o.p[0] == '{')
         lua_pushlstring(L, o.p + 1, o.len - 2);    /* members only */

@@ -77,6 +77,9 @@ void rb_redactor_free(rb_redactor *r);
  * Returns 0, or -1 when out of memory. */
 int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
 
+/* 1 when rb_redact would change s[0..len), else 0 (no allocation). */
+int rb_redact_needed(const rb_redactor *r, const char *s, size_t len);
+
 /* Return a malloc'ed, NUL-terminated redacted copy of s[0..len) and its
  * length in *outlen (may be NULL); the caller frees it.  NULL when out of memory. */
 char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen);

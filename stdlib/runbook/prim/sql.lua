@@ -306,7 +306,7 @@ return function(run, G, api)
       primitive = "sql." .. verb,
       args = { url = h.url, sql = sql, params = record_params(params) },
       mutating = verb == "exec",
-      describe = string.format("sql %s on %s: %s", verb, h.url, one_line(sql, 200)),
+      describe = function() return string.format("sql %s on %s: %s", verb, h.url, one_line(sql, 200)) end,
       stand_in = function() return { value = 0, tag = "", dry_run = true } end,
       -- A --scenario result: {rows = {...}} (or the rows themselves) for a
       -- query, {affected = n, tag = "UPDATE n"} for an exec.
