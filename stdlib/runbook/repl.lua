@@ -155,6 +155,7 @@ end
 -- Write run.end, close the transcript and say where it is.
 function repl:finish(status)
   local rec = self.rec
+  engine.finish(self.run)   -- run.cleanup: close connections, release locks
   rec:event("run.end", { status = status or "done", evals = self.evals, errors = self.errors,
     duration = loop.now() - self.t0 })
   rec:sync()

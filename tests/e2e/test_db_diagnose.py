@@ -1,0 +1,163 @@
+"""runbook run db-diagnose against a real PostgreSQL 15 where one session
+holds a row lock and another waits on it: the run shows connections by
+state, the blocking pair and the root blocker; terminating the chosen
+backend (answers file) ends it after confirmation and frees the waiter;
+declining leaves it running; a dry run only shows the pg_terminate_backend;
+pg.cancel cancels the waiting query; the shipped game-day scenario walks
+the saturated-connections and blocking-chain branch."""
+import os
+import subprocess
+import time
+import unittest
+
+from dbcase import SCENARIOS, DbTestCase
+from servers.postgres import PASSWORD, PG_BIN, USER
+
+
+def setUpModule():
+    DbTestCase.start_cluster()
+
+
+def tearDownModule():
+    DbTestCase.stop_cluster()
+
+
+class Diagnose(DbTestCase):
+    def setUp(self):
+        super().setUp()
+        self.sql("create table acc (id int primary key, v int); insert into acc values (1, 0);")
+
+    def session(self, app, sql):
+        """psql as the database's owner, application_name = app, in the background."""
+        p = subprocess.Popen([f"{PG_BIN}/psql", "-X", "-q", "-h", self.pg.host, "-p", str(self.pg.port),
+                              "-U", USER, "-d", self.dbname, "-c", sql],
+                             env={**os.environ, "PGPASSWORD": PASSWORD, "PGAPPNAME": app},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=10)
+        self.addCleanup(stop)
+        return p
+
+    def wait_for(self, app, condition, timeout=10):
+        """The pid of the backend named app once `condition` (SQL on
+        pg_stat_activity) holds for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.query(f"select pid from pg_stat_activity where application_name = '{app}' "
+                             f"and {condition}")
+            if pid:
+                return int(pid)
+            time.sleep(0.05)
+        self.fail(f"backend {app} never reached {condition}: "
+                  f"{self.query('select application_name, state, wait_event from pg_stat_activity')}")
+
+    def block(self):
+        """A holder with a row lock (sleeping in its transaction) and a writer
+        waiting on that row.  Returns (holder pid, waiter pid, waiter process)."""
+        self.holder_proc = self.session("holder", "begin; update acc set v = v + 1 where id = 1; "
+                                        "select pg_sleep(30); commit;")
+        holder = self.wait_for("holder", "wait_event = 'PgSleep'")
+        waiter_proc = self.session("waiter", "update acc set v = v + 10 where id = 1;")
+        waiter = self.wait_for("waiter", "wait_event_type = 'Lock'")
+        return holder, waiter, waiter_proc
+
+    def alive(self, pid):
+        return self.query(f"select count(*) from pg_stat_activity where pid = {pid}") == "1"
+
+    def answers(self, *lines):
+        return self.write("answers", "".join(line + "\n" for line in lines))
+
+    def test_shows_connections_the_blocking_pair_and_the_root_blocker(self):
+        holder, waiter, _ = self.block()
+        p = self.run_book("db-diagnose", "--yes", "-p", f"db={self.url}")
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r"(\d+) client connections of max_connections 60")
+        self.assertRegex(p.stdout, r"\n\s+active\s+([2-9]|\d\d)\n", "two active sessions not counted")
+        self.assertRegex(p.stdout, rf"pid {waiter} \({USER}, waiting \S+\): update acc set v = v \+ 10"
+                                   rf".*\n\s+blocked by pid {holder} \({USER}, active for \S+\): begin; update acc")
+        self.assertIn(f"root blocker(s), waiting on nobody: pid {holder}", p.stdout)
+        self.assertIn("no query or transaction running longer than 60s", p.stdout)
+        self.assertRegex(p.stdout, r"public\.acc\s+\d+ kB")
+        self.assertIn("nothing terminated", p.stdout, "--yes alone must not terminate anything")
+        self.assertTrue(self.alive(holder))
+
+    def test_terminates_the_chosen_backend_after_confirmation(self):
+        holder, waiter, waiter_proc = self.block()
+        answers = self.answers(
+            f"[terminate] Backend to terminate (a pid from the list, or none) = {holder}",
+            f"[terminate] Terminate backend {holder}? = yes")
+        p = self.run_book("db-diagnose", "--answers", answers, "-p", f"db={self.url}")
+        self.assertExit(p, 0)
+        self.assertIn(f"backend {holder} terminated", p.stdout)
+        self.assertFalse(self.alive(holder), "the backend is still there")
+        confirms = [(e["question"], e["answer"]) for e in self.events(self.transcript) if e["event"] == "confirm"]
+        self.assertEqual(confirms, [(f"Terminate backend {holder}?", "yes")])
+        self.assertEqual(waiter_proc.wait(timeout=10), 0, "the waiting update did not go through")
+        self.assertNotEqual(self.holder_proc.wait(timeout=10), 0)
+        self.assertEqual(self.query("select v from acc where id = 1"), "10",
+                         "the holder's update should have been rolled back, the waiter's applied")
+
+    def test_declining_the_confirmation_leaves_the_backend_running(self):
+        holder, _, _ = self.block()
+        answers = self.answers(
+            f"[terminate] Backend to terminate (a pid from the list, or none) = {holder}",
+            f"[terminate] Terminate backend {holder}? = no",
+            "[terminate] !error = abort")
+        p = self.run_book("db-diagnose", "--answers", answers, "-p", f"db={self.url}")
+        self.assertExit(p, 1)
+        self.assertEqual(self.step_ends()["terminate"]["status"], "declined")
+        self.assertTrue(self.alive(holder), "a declined terminate ended the backend")
+        self.assertEqual([c for c in self.calls("sql.exec")], [])
+
+    def test_dry_run_shows_the_terminate_and_leaves_the_backend(self):
+        holder, _, _ = self.block()
+        answers = self.answers(
+            f"[terminate] Backend to terminate (a pid from the list, or none) = {holder}",
+            f"[terminate] Terminate backend {holder}? = yes")
+        p = self.run_book("db-diagnose", "--dry-run", "--answers", answers, "-p", f"db={self.url}",
+                          "-p", "min_seconds=0")
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"pid {holder}\s+{USER}\s+\S+\s+active\s+Timeout:PgSleep begin;",
+                         "min_seconds=0 should list the sleeping holder as long-running")
+        self.assertRegex(p.stdout, r"would run: sql exec on .*pg_terminate_backend")
+        self.assertIn(f"dry run: backend {holder} left running", p.stdout)
+        self.assertTrue(self.alive(holder))
+        self.assertEqual([c["outcome"] for c in self.calls("sql.exec")], ["simulated"])
+
+    def test_scenario_saturated_connections_and_a_blocking_chain(self):
+        p = self.run_book("db-diagnose", "--dry-run", "--yes", "-p", f"db={self.url}",
+                          "--scenario", os.path.join(SCENARIOS, "db-diagnose.lua"))
+        self.assertExit(p, 0)
+        self.assertIn("55 client connections of max_connections 60", p.stdout)
+        self.assertIn("warn: connections at 55 of 60", p.stdout)
+        self.assertIn("warn: 4 session(s) idle in transaction", p.stdout)
+        self.assertRegex(p.stdout, r"pid 4242 \(app, waiting 95s\).*\n\s+blocked by pid 4141 "
+                                   r"\(app, idle in transaction for 2h01m\)")
+        self.assertIn("root blocker(s), waiting on nobody: pid 4141;", p.stdout)
+        self.assertRegex(p.stdout, r"pid 4141\s+root blocker\s+\(gone\)")
+        fired = {c["scenario"] for c in self.calls("sql.query") if c.get("scenario")}
+        self.assertEqual(fired, {"connections nearly exhausted", "writers behind an idle transaction"})
+
+    def test_pg_cancel_cancels_the_waiting_query_not_the_holder(self):
+        holder, waiter, waiter_proc = self.block()
+        rb = self.write("cancel.lua", f"""runbook {{ name = "cancel" }}
+param("db", {{ secret = true }})
+step("cancel", function(p)
+  local pg = require("pg")
+  pg.cancel(pg.connect(p.db), {waiter})
+end)
+""")
+        self.assertExit(self.run_book(rb, "-p", f"db={self.url}"), 0)
+        out, err = waiter_proc.communicate(timeout=10)
+        self.assertIn("canceling statement due to user request", err)
+        self.assertTrue(self.alive(holder))
+
+    def test_runbook_check_passes(self):
+        self.assertExit(self.run_rb("check", "db-diagnose"), 0)
+
+
+if __name__ == "__main__":
+    unittest.main()

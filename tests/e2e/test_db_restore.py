@@ -1,0 +1,180 @@
+"""runbook run db-restore against a real PostgreSQL 15: a database with three
+tables is dumped (pg_dump -Fc), damaged (a table dropped, rows deleted) and
+restored; the verify step compares row counts with the dump.  Also: the
+target's newest dump, its service (a real HTTP server under the "commands"
+manager) stopped, the migration, the service started and healthy; no
+service means stop/start say so and run nothing; --dry-run changes nothing;
+a corrupt dump stops at the preflight; the shipped game-day scenario makes
+pg_restore fail and the run fails at that step (and its undo brings the
+service back)."""
+import os
+import re
+import unittest
+
+from appserver import AppService
+from dbcase import DAMAGE, DAMAGED, FULL, SCENARIOS, DbTestCase
+from servers.postgres import PASSWORD
+
+
+def setUpModule():
+    DbTestCase.start_cluster()
+
+
+def tearDownModule():
+    DbTestCase.stop_cluster()
+
+
+class Restore(DbTestCase):
+    def setUp(self):
+        super().setUp()
+        self.populate()
+        self.dump_path = self.dump()
+        self.sql(DAMAGE)
+        self.assertEqual(self.counts(), DAMAGED, "the damage did not apply")
+
+    def service_target(self):
+        """A target whose service "api" is a real HTTP server managed through
+        the "commands" manager (tests/e2e/appserver.py), with its health URL,
+        and a migration that appends to a log."""
+        self.app = AppService(self.path("app"))
+        self.addCleanup(self.app.close)
+        self.app.add("api")
+        self.app.start("api")
+        self.log = self.path("migrate.log")
+        commands = ", ".join(f'{a} = {{ "{self.app.script(a)}", "%s" }}' for a in ("start", "stop", "status"))
+        self.write_config(f"""
+targets = {{
+  staging = {{
+    db = env("STAGING_DB_URL"),
+    backup_dir = "{self.path('backups')}",
+    manager = "commands",
+    commands = {{ {commands} }},
+    health = {{ "{self.app.url('api')}" }},
+    migrate = {{ "sh", "-c", "echo migrate ${{DATABASE_URL:+with-url}} >> {self.log}" }},
+  }},
+}}
+""")
+        return {"STAGING_DB_URL": self.url}
+
+    def read_log(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return f.read().split("\n")[:-1]
+
+    def test_restore_brings_the_data_back_and_verify_compares_row_counts(self):
+        p = self.run_book("db-restore", "--yes", "-p", f"db={self.url}", "-p", f"dump={self.dump_path}")
+        self.assertExit(p, 0)
+        self.assertEqual(self.counts(), FULL, "the restore did not bring every row back")
+        self.assertEqual(self.query("""select note from "Order Items" where id = 3"""),
+                         "line one\nline two of 3", "a value with a newline came back changed")
+        ends = self.step_ends()
+        self.assertEqual([ends[s]["status"] for s in ("preflight", "approval", "lock", "stop", "restore",
+                                                      "migrate", "start", "verify")], ["ok"] * 8)
+        verify = self.logs("verify")
+        self.assertIn("row counts match the dump for all 3 table(s)", verify)
+        for rel, n in (('public."Order Items"', 7), ("public.orders", 120), ("public.users", 50)):
+            self.assertRegex(p.stdout, re.escape(rel) + rf"\s+dump\s+{n}\s+database {n}\b",
+                             f"the verify step did not show {rel}'s counts")
+        restore = [c for c in self.calls("exec") if c["step"] == "restore"]
+        self.assertEqual(len(restore), 1, restore)
+        argv = restore[0]["args"]["argv"]
+        self.assertIn("--single-transaction", argv)
+        self.assertTrue(all(PASSWORD not in a for a in argv), f"the password reached argv: {argv}")
+        with open(self.transcript) as f:
+            self.assertNotIn(PASSWORD, f.read(), "the password reached the transcript")
+        self.assertNotIn(PASSWORD, p.stdout + p.stderr)
+
+    def test_without_service_stop_and_start_say_so_and_run_nothing(self):
+        p = self.run_book("db-restore", "--yes", "-p", f"db={self.url}", "-p", f"dump={self.dump_path}")
+        self.assertExit(p, 0)
+        for step in ("stop", "start"):
+            msgs = self.logs(step)
+            self.assertTrue(any(m.startswith("skipped: no service given") for m in msgs),
+                            f"step {step} did not say it was skipped: {msgs}")
+            self.assertEqual([c for c in self.calls("exec") if c["step"] == step], [],
+                             f"step {step} ran a command without a service")
+        self.assertIn("skipped: the target names no migrate command", " ".join(self.logs("migrate")))
+
+    def test_target_newest_dump_service_stopped_migrated_started_and_healthy(self):
+        # An older dump of a smaller database must lose to the newer one.
+        env = self.service_target()
+        old = self.path("backups", "old.dump")
+        os.rename(self.dump_path, self.path("backups", "new.dump"))
+        self.sql("drop table orders; drop table users;"
+                 "create table users (id int primary key, name text);"
+                 "insert into users values (1, 'only');")
+        self.dump("old.dump")
+        self.sql("drop table users;")
+        os.utime(old, (1_600_000_000, 1_600_000_000))
+        before = self.app.pid("api")
+        p = self.run_book("db-restore", "--yes", "--target", "staging", "-p", "service=api", env=env)
+        self.assertExit(p, 0)
+        self.assertIn("new.dump (the newest dump in", p.stdout)
+        self.assertEqual(self.counts(), FULL)
+        self.assertEqual(self.read_log(), ["migrate with-url"], "the migration did not run with DATABASE_URL")
+        order = [(e["step"], os.path.basename(e["args"]["argv"][0])) for e in self.calls("exec")
+                 if e["step"] in ("stop", "restore", "migrate", "start")]
+        self.assertEqual(order, [("stop", "stop"), ("restore", "pg_restore"), ("migrate", "sh"),
+                                 ("start", "start")])
+        after = self.app.pid("api")
+        self.assertIsNotNone(after, "the service is not running after the restore")
+        self.assertNotEqual(after, before, "the service was not stopped and started again")
+        self.assertRegex(" ".join(self.logs("verify")), r"health: 1 checks?: 1 ok")
+        self.assertEqual(self.calls("lock")[0]["args"]["name"], "db-restore:staging")
+
+    def test_dry_run_changes_nothing(self):
+        env = self.service_target()
+        before = self.app.pid("api")
+        p = self.run_book("db-restore", "--dry-run", "--yes", "--target", "staging", "-p", "service=api",
+                          "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        self.assertEqual(self.counts(), DAMAGED, "a dry run changed the database")
+        self.assertEqual(self.read_log(), [], "a dry run ran the migration")
+        self.assertEqual(self.app.pid("api"), before, "a dry run stopped or restarted the service")
+        self.assertRegex(p.stdout, r"would run: \S*pg_restore --clean")
+        self.assertRegex(p.stdout, r"would take lock db-restore:staging")
+        outcomes = {(c["step"], c["outcome"]) for c in self.calls("exec")}
+        self.assertIn(("preflight", "ok"), outcomes, "the dump's table of contents was not read for real")
+        self.assertIn(("verify", "ok"), outcomes, "the dump's rows were not counted for real")
+        self.assertIn(("restore", "simulated"), outcomes)
+        self.assertEqual(self.calls("lock.release"), [], "a dry run took the lock")
+        self.assertIn("dry run: nothing was restored", " ".join(self.logs("verify")))
+
+    def test_a_corrupt_dump_stops_at_the_preflight(self):
+        bad = self.write("backups/bad.dump", "PGDMP this is not a dump\n")
+        p = self.run_book("db-restore", "--yes", "-p", f"db={self.url}", "-p", f"dump={bad}")
+        self.assertExit(p, 1)
+        ends = self.step_ends()
+        self.assertEqual(ends["preflight"]["status"], "failed")
+        self.assertIn("pg_restore", ends["preflight"]["error"])
+        self.assertNotIn("restore", ends)
+        self.assertEqual(self.counts(), DAMAGED)
+
+    def test_scenario_pg_restore_fails_then_the_undo_brings_the_service_back(self):
+        env = self.service_target()
+        answers = self.write("answers", "[restore] !error = undo\n")
+        p = self.run_book("db-restore", "--dry-run", "--yes", "--answers", answers, "--target", "staging",
+                          "-p", "service=api", "-p", f"dump={self.dump_path}",
+                          "--scenario", os.path.join(SCENARIOS, "db-restore.lua"), env=env)
+        self.assertExit(p, 1)
+        ends = self.step_ends()
+        self.assertEqual(ends["restore"]["status"], "failed")
+        self.assertIn("could not read from input file", ends["restore"]["error"])
+        undo = [e for e in self.events(self.transcript) if e["event"] == "undo"]
+        self.assertEqual([(u["step"], u["ok"]) for u in undo], [("restore", True)])
+        self.assertRegex(p.stdout, r"undo:.*\n(.*\n)*?.*would run: \S*/bin/start api")
+        for later in ("migrate", "start", "verify"):
+            self.assertNotIn(later, ends, f"step {later} ran after the failed restore")
+        self.assertEqual(self.counts(), DAMAGED)
+        self.assertEqual(self.read_log(), [])
+
+
+class Check(DbTestCase):
+    def test_runbook_check_passes(self):
+        p = self.run_rb("check", "db-restore")
+        self.assertExit(p, 0)
+
+
+if __name__ == "__main__":
+    unittest.main()
