@@ -165,7 +165,6 @@ step("Restore the dump", {
   local r = exec { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
     "--exit-on-error", "--no-password", "--dbname=" .. url, c.dump,
     env = env, timeout = RESTORE_TIMEOUT }
-  ctx.simulated = r.dry_run or false
   log.info("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0)
 end)
 
@@ -204,7 +203,7 @@ step("Verify row counts and health", { id = "verify" }, function(p)
       parts[#parts + 1] = string.format("%s: dump %d, database %s", d.relation, d.want,
         d.have == false and "missing" or tostring(d.have))
     end
-    if ctx.simulated then
+    if dry_run then
       log.info("dry run: nothing was restored, so the database still differs from the dump: %s",
         table.concat(parts, "; "))
     else

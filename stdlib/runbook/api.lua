@@ -448,6 +448,7 @@ function api.environment(run)
   end
 
   G.target = run.target or {}
+  G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
   api.install_primitives(run, G)
   setmetatable(env, { __index = G })

@@ -19,11 +19,14 @@ local function usage_error(fmt, ...)
 end
 engine.usage_error = usage_error
 
--- A run: its plan, its bound params, its transcript, and `cleanup`, a list
--- of functions called once when the run ends (primitives register the
--- closing of their cached connections there).
+-- A run: its plan, its bound params, its transcript; `cleanup`, a list of
+-- functions called once when the run ends (primitives register the closing
+-- of their cached connections there); and `before_step`, functions called
+-- with the step at the start of every attempt, inside its task (the team
+-- lock checks it is still held there).
 function engine.new_run(fields)
-  local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} }, cleanup = {} }
+  local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} }, cleanup = {},
+    before_step = {} }
   for k, v in pairs(fields or {}) do run[k] = v end
   return run
 end
@@ -129,6 +132,7 @@ local function attempt(run, step)
     end
   end
   local ok, err, tb = loop.run({ timeout = step.timeout }, function()
+    for _, hook in ipairs(run.before_step) do hook(step) end
     step.fn(p)
     if step.verify then
       local good, why = step.verify(p)

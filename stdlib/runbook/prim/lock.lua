@@ -35,8 +35,8 @@
 -- says when that is and which key to DEL by hand.
 --
 -- While the run lasts, every held lock is checked at each step boundary:
--- lock() wraps the functions of the steps still to come, so each step (and
--- each retry) starts by refreshing the redis TTL (compare-and-PEXPIRE) or by
+-- lock() registers a run.before_step hook, so each step (and each
+-- retry) starts by refreshing the redis TTL (compare-and-PEXPIRE) or by
 -- checking that the postgres session is alive.  A lock found lost is taken
 -- again if it is free; if another run holds it now, the step fails before
 -- it does anything.  (A task spawned on the loop could refresh during a
@@ -480,20 +480,13 @@ return function(run, G, api)
     for _, l in pairs(run.locks) do check(l) end
   end
 
-  -- Each step still to come (and a retry of this one) starts by checking
-  -- the held locks.
+  -- Each step from now on (and a retry of this one) starts by checking
+  -- the held locks: the engine calls run.before_step at every attempt.
   local function guard_steps()
-    local from = run.step and run.step.index or 1
-    for _, s in ipairs(run.plan and run.plan.steps or {}) do
-      if s.index >= from and not s.lock_guarded then
-        local fn = s.fn
-        s.fn = function(p)
-          check_all()
-          return fn(p)
-        end
-        s.lock_guarded = true
-      end
-    end
+    if run.lock_guarded then return end
+    run.lock_guarded = true
+    run.before_step = run.before_step or {}
+    run.before_step[#run.before_step + 1] = check_all
   end
 
   local function release_all()
