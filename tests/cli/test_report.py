@@ -1,0 +1,86 @@
+"""`runbook report` renders transcripts as a Markdown timeline, and
+`runbook list` shows every runbook the project ships."""
+import os
+import re
+
+from harness import SOURCE_DIR, RunbookTestCase, runbook_path
+
+RUNBOOK = """
+runbook { name = "rpt", title = "Report me", severity = "P1" }
+param("token", { secret = true, default = "tok-5a5a5a5a" })
+step("Look", { id = "look" }, function(p) exec { "echo", "looking", readonly = true } end)
+step("Ask", { id = "ask" }, function() confirm("Proceed with the fix?") end)
+step("Fix", { id = "fix" }, function(p) sh("exit 4") end)
+"""
+
+
+class Report(RunbookTestCase):
+    def make_transcript(self, name, answers):
+        rb = self.write("rpt.lua", RUNBOOK)
+        a = self.write(f"{name}.answers", answers)
+        t = self.path(f"{name}.jsonl")
+        p = self.run_rb("run", rb, "--answers", a, "--transcript", t)
+        self.assertExit(p, 0 if "skip" in answers else 1)
+        return t
+
+    def test_timeline_actions_and_confirmations(self):
+        t = self.make_transcript("one", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
+        p = self.run_rb("report", t)
+        self.assertExit(p, 0)
+        md = p.stdout
+        self.assertTrue(md.startswith("# Incident timeline: Report me"), md[:200])
+        self.assertIn("| Status | done |", md)
+        self.assertIn("verified, ", md)
+        self.assertRegex(md, r"\| \d\d:\d\d:\d\d\.\d{3} \| Step 1 \"Look\" started \|")
+        self.assertIn("exec `echo looking`: ok, exit 0", md)
+        self.assertIn("sh `exit 4`: ok, exit 4", md)
+        self.assertIn("Step 3 skipped: ", md)
+        self.assertRegex(md, r"\"Proceed with the fix\?\" -> \*\*yes\*\* by answers")
+        self.assertRegex(md, r"step fix failed, decision \*\*skip\*\* by answers")
+        self.assertNotIn("tok-5a5a5a5a", md)
+        self.assertNotRegex(md, r"exit \d+\.0", "integers must not print as floats")
+
+    def test_several_transcripts_merge_into_one_timeline(self):
+        a = self.make_transcript("a", "[ask] Proceed with the fix? = no\n")
+        b = self.make_transcript("b", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
+        p = self.run_rb("report", a, b, "-o", self.path("r.md"))
+        self.assertExit(p, 0)
+        with open(self.path("r.md")) as f:
+            md = f.read()
+        self.assertEqual(len(re.findall(r"^## Run ", md, re.M)), 2, md)
+        self.assertIn("| Time | Run | Event |", md)
+        times = re.findall(r"^\| (\d\d:\d\d:\d\d\.\d{3}) \|", md, re.M)
+        self.assertEqual(times, sorted(times), "the merged timeline must be in time order")
+
+    def test_a_tampered_transcript_is_flagged(self):
+        t = self.make_transcript("t", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
+        with open(t) as f:
+            lines = f.readlines()
+        n = next(i for i, line in enumerate(lines) if '"event":"step.start"' in line)
+        edited = lines[n].replace('"title":"Look"', '"title":"Lock"')
+        self.assertNotEqual(edited, lines[n])
+        lines[n] = edited
+        with open(t, "w") as f:
+            f.writelines(lines)
+        p = self.run_rb("report", t)
+        self.assertExit(p, 0)
+        self.assertIn(f"**does not verify** at line {n + 1}", p.stdout)
+
+    def test_usage_errors(self):
+        self.assertExit(self.run_rb("report"), 2)
+        p = self.run_rb("report", self.path("missing.jsonl"))
+        self.assertExit(p, 2)
+        self.assertIn("missing.jsonl", p.stderr)
+
+
+class ListShipped(RunbookTestCase):
+    def test_list_shows_every_shipped_runbook_with_severity_and_title(self):
+        p = self.run_rb("list", cwd=SOURCE_DIR)
+        self.assertExit(p, 0)
+        shipped = sorted(f[:-4] for f in os.listdir(os.path.join(SOURCE_DIR, "runbooks"))
+                         if f.endswith(".lua"))
+        for name in ("triage", "api-issues", "service-restart", "db-diagnose", "db-restore",
+                     "tls-renewal", "rollback", "post-incident"):
+            self.assertIn(name, shipped, f"runbooks/{name}.lua is not shipped")
+        for name in shipped:
+            self.assertRegex(p.stdout, rf"(?m)^{re.escape(name)}\s+P[0-3]\s+\S", p.stdout)
