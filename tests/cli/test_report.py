@@ -36,7 +36,7 @@ class Report(RunbookTestCase):
         self.assertIn("sh `exit 4`: ok, exit 4", md)
         self.assertIn("Step 3 skipped: ", md)
         self.assertRegex(md, r"\"Proceed with the fix\?\" -> \*\*yes\*\* by answers")
-        self.assertRegex(md, r"step fix failed, decision \*\*skip\*\* by answers")
+        self.assertRegex(md, r"step fix skipped, decision \*\*skip\*\* by answers")
         self.assertNotIn("tok-5a5a5a5a", md)
         self.assertNotRegex(md, r"exit \d+\.0", "integers must not print as floats")
 
