@@ -38,16 +38,14 @@ import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
+# Also run as a script (the service itself): find the servers package.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from servers.common import free_port  # noqa: E402
+
 PYTHON = "/usr/bin/python3"
 HERE = os.path.abspath(__file__)
 SOURCE_DIR = os.environ.get("RUNBOOK_SOURCE_DIR") or os.path.normpath(os.path.join(HERE, "..", "..", ".."))
 DEFAULT_POOL = {"size": 10, "in_use": 3, "waiting": 0}
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lua(value, indent=""):

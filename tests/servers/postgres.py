@@ -26,11 +26,14 @@ Run it as a script to start a cluster by hand:
 import os
 import pwd
 import shutil
-import socket
 import subprocess
+import sys
 import tempfile
-import threading
 import time
+
+# Also run as a script: find the servers package from this file.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from servers.common import SilentListener, free_port  # noqa: E402,F401 (re-exported for the tests)
 
 PG_BIN = os.environ.get("RB_PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "runbook"
@@ -39,10 +42,6 @@ TRUST_USER = "trusted"
 DB = "runbook"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -180,45 +179,6 @@ class PostgresServer:
                 return "".join(f.readlines()[-n:])
         except OSError:
             return ""
-
-
-class SilentListener:
-    """A TCP port on 127.0.0.1 that accepts and never says a word."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        self.stopped = False
-        self.thread = threading.Thread(target=self._serve, daemon=True)
-        self.thread.start()
-
-    def _serve(self):
-        self.sock.settimeout(0.1)
-        while not self.stopped:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                continue
-            self.answer(conn)
-
-    def answer(self, conn):
-        self.held.append(conn)
-
-    def stop(self):
-        self.stopped = True
-        self.thread.join(5)
-        for c in self.held:
-            c.close()
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 class NoTLSListener(SilentListener):

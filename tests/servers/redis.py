@@ -20,18 +20,22 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
+
+# Also run as a script: find the servers package from this file.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from servers.common import free_port
+from servers.common import SilentListener as silent_listener  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import StalledListener as full_listener  # noqa: E402,F401 (re-exported for the tests)  # noqa: E402,F401 (re-exported for the tests)
 
 REDIS_SERVER = os.environ.get("RB_REDIS_SERVER", "/usr/bin/redis-server")
 USER = "ops"
 USER_PASSWORD = "ops-Pa55-w0rd"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def encode(*args):
@@ -175,56 +179,6 @@ class RedisServer:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-class silent_listener:
-    """A TCP listener on 127.0.0.1 whose connections are accepted by the
-    kernel and never answered: a client's connect succeeds, its commands
-    wait forever."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-
-    def close(self):
-        self.sock.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-
-class full_listener(silent_listener):
-    """A listener whose accept queue is already full: Linux then drops new
-    SYNs, so a connect to it hangs until the client's own timeout."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(0)
-        self.port = self.sock.getsockname()[1]
-        self.fillers = []
-        for _ in range(8):      # fill the queue; stop once a connect stalls
-            c = socket.socket()
-            c.setblocking(False)
-            rc = c.connect_ex(("127.0.0.1", self.port))
-            self.fillers.append(c)
-            if rc not in (0, 115):      # EINPROGRESS
-                break
-            time.sleep(0.02)
-            try:
-                c.getpeername()
-            except OSError:
-                break           # still connecting: the queue is full
-
-    def close(self):
-        for c in self.fillers:
-            c.close()
-        super().close()
 
 
 if __name__ == "__main__":

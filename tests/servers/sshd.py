@@ -19,17 +19,18 @@ import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+
+# Also run as a script: find the servers package from this file.
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from servers.common import StalledListener, free_port
+from servers.common import SilentListener as SilentServer  # noqa: E402,F401 (re-exported for the tests)  # noqa: E402,F401 (re-exported for the tests)
 
 SSHD = "/usr/sbin/sshd"
 PASSPHRASE = "correct horse battery"
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+
 
 
 def keygen(path, passphrase=""):
@@ -142,63 +143,6 @@ LogLevel ERROR
 
     def fingerprint(self):
         return fingerprint(self.host_key + ".pub")
-
-
-class SilentServer:
-    """Accepts TCP connections and never says a word: an SSH client waiting
-    for the server's banner must time out."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.held = []
-        self.thread = threading.Thread(target=self._accept, daemon=True)
-        self.thread.start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            self.held.append(conn)
-
-    def stop(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        for c in self.held:
-            c.close()
-
-
-class StalledListener:
-    """A listener whose accept queue is full: the kernel drops further SYNs,
-    so a TCP connect to it hangs until the client's own timeout."""
-
-    def __init__(self):
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(0)
-        self.port = self.sock.getsockname()[1]
-        self.fillers = []
-        for _ in range(3):
-            c = socket.socket()
-            c.setblocking(False)
-            try:
-                c.connect(("127.0.0.1", self.port))
-            except BlockingIOError:
-                pass
-            self.fillers.append(c)
-        time.sleep(0.05)
-
-    def stop(self):
-        for c in self.fillers:
-            c.close()
-        self.sock.close()
 
 
 if __name__ == "__main__":

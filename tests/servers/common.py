@@ -1,0 +1,91 @@
+"""What every test server module needs: a free port, a listener that
+accepts and never answers, and one whose accept queue is full."""
+import socket
+import threading
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class SilentListener:
+    """A TCP port on 127.0.0.1 that accepts and never says a word: a client
+    connects, then waits for a banner or a reply until its own timeout.
+    Subclasses may override answer(conn) to say something first."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(64)
+        self.port = self.sock.getsockname()[1]
+        self.held = []
+        self.stopped = False
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self):
+        self.sock.settimeout(0.1)
+        while not self.stopped:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                continue
+            self.answer(conn)
+
+    def answer(self, conn):
+        self.held.append(conn)
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(5)
+        for c in self.held:
+            c.close()
+        self.sock.close()
+
+    close = stop
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class StalledListener:
+    """A listener whose accept queue is full: Linux drops further SYNs, so a
+    TCP connect to it hangs until the client's own timeout."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(0)
+        self.port = self.sock.getsockname()[1]
+        self.fillers = []
+        for _ in range(8):      # fill the queue; stop once a connect stalls
+            c = socket.socket()
+            c.setblocking(False)
+            rc = c.connect_ex(("127.0.0.1", self.port))
+            self.fillers.append(c)
+            if rc not in (0, 115):      # EINPROGRESS
+                break
+            time.sleep(0.02)
+            try:
+                c.getpeername()
+            except OSError:
+                break           # still connecting: the queue is full
+
+    def stop(self):
+        for c in self.fillers:
+            c.close()
+        self.sock.close()
+
+    close = stop
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
