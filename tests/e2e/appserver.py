@@ -31,7 +31,6 @@ restart, status (exit 0 if the pid is alive, 3 if not) and logs (tail -n
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
