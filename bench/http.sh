@@ -74,18 +74,7 @@ cat > "$work/get.c" <<'EOF'
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static size_t sink(char *p, size_t s, size_t n, void *ud)
 {
@@ -121,7 +110,7 @@ int main(int argc, char **argv)
 }
 EOF
 # shellcheck disable=SC2046
-gcc -O2 -o "$work/get" "$work/get.c" $(pkg-config --cflags --libs libcurl)
+gcc -I"$here" -O2 -o "$work/get" "$work/get.c" $(pkg-config --cflags --libs libcurl)
 raw_us=$("$work/get" "$url" "$N")
 
 # (b) runbook http.get, and the fan-out ---------------------------------------

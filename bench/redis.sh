@@ -48,18 +48,7 @@ cat > "$work/ping.c" <<'EOF'
 #include <stdlib.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 int main(int argc, char **argv)
 {
@@ -90,7 +79,7 @@ int main(int argc, char **argv)
 }
 EOF
 # shellcheck disable=SC2046
-gcc -O2 -o "$work/ping" "$work/ping.c" $(pkg-config --cflags --libs hiredis)
+gcc -I"$here" -O2 -o "$work/ping" "$work/ping.c" $(pkg-config --cflags --libs hiredis)
 raw_us=$("$work/ping" "$port" "$N")
 
 # (b) runbook r:ping() ---------------------------------------------------------

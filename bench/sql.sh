@@ -63,18 +63,7 @@ cat > "$work/baseline.c" <<'EOF'
 
 extern char **environ;
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static double median(double *t, int n)
 {
@@ -141,7 +130,7 @@ int main(int argc, char **argv)
     return rc;
 }
 EOF
-gcc -O2 -Wall -o "$work/baseline" "$work/baseline.c" $(pkg-config --cflags --libs libpq)
+gcc -I"$here" -O2 -Wall -o "$work/baseline" "$work/baseline.c" $(pkg-config --cflags --libs libpq)
 
 runbook_us() {
   rm -f "$work/t.jsonl"

@@ -95,18 +95,7 @@ cat > "$work/exec.c" <<'EOF'
 #include <sys/socket.h>
 #include <time.h>
 
-static double now(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static int cmp(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
+#include "timing.h"
 
 static int run_true(LIBSSH2_SESSION *s)
 {
@@ -165,7 +154,7 @@ int main(int argc, char **argv)
     return 0;
 }
 EOF
-gcc -O2 -o "$work/exec" "$work/exec.c" $(pkg-config --cflags --libs libssh2)
+gcc -I"$here" -O2 -o "$work/exec" "$work/exec.c" $(pkg-config --cflags --libs libssh2)
 read -r raw_exec raw_setup < <("$work/exec" "$port" "$user" "$key.pub" "$key" "$N")
 
 # --- (a) and (b) in runbook ----------------------------------------------------
