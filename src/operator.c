@@ -91,6 +91,25 @@ static int take_line(lua_State *L, struct input *in)
     return 1;
 }
 
+static int k_readline(lua_State *L, int status, lua_KContext ctx);
+
+/* Push the next line (or nil at the end of input) and give the terminal
+ * back, or wait for more input; ctx is the timeout in milliseconds. */
+static int answer_or_wait(lua_State *L, struct input *in, lua_KContext ctx)
+{
+    if (take_line(L, in)) {
+        rb_operator_restore_tty();
+        return 1;
+    }
+    if (in->eof) {
+        rb_operator_restore_tty();
+        lua_pushnil(L);
+        return 1;
+    }
+    double timeout = (double)ctx / 1000.0;
+    return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
+}
+
 static int k_readline(lua_State *L, int status, lua_KContext ctx)
 {
     (void)status;
@@ -107,17 +126,7 @@ static int k_readline(lua_State *L, int status, lua_KContext ctx)
         in->eof = 1;
     else if (n > 0)
         in->len += (size_t)n;
-    if (take_line(L, in)) {
-        rb_operator_restore_tty();
-        return 1;
-    }
-    if (in->eof) {
-        rb_operator_restore_tty();
-        lua_pushnil(L);
-        return 1;
-    }
-    double timeout = (double)ctx / 1000.0;
-    return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
+    return answer_or_wait(L, in, ctx);
 }
 
 /* operator.readline([{secret=, timeout=, prompt=}]) -> line | nil at end of
@@ -144,18 +153,7 @@ static int l_readline(lua_State *L)
         fwrite(prompt, 1, plen, stdout);
         fflush(stdout);
     }
-    struct input *in = get_input(L);
-    if (take_line(L, in)) {
-        rb_operator_restore_tty();
-        return 1;
-    }
-    if (in->eof) {
-        rb_operator_restore_tty();
-        lua_pushnil(L);
-        return 1;
-    }
-    lua_KContext ctx = (lua_KContext)(timeout * 1000.0);
-    return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
+    return answer_or_wait(L, get_input(L), (lua_KContext)(timeout * 1000.0));
 }
 
 static int write_to(lua_State *L, FILE *f)
