@@ -455,7 +455,8 @@ function api.environment(run)
   return env, G
 end
 
--- require() in a runbook: a module of stdlib/ (health, pg, tls, ...) is
+-- require() in a runbook: a module of stdlib/ (health, pg, tls, ...), or
+-- one beside the runbook's file (runbooks/lib/x.lua is require("lib.x")), is
 -- loaded into the runbook's own environment, so it calls the same
 -- primitives (and the same dry run, answers and transcript) as the runbook;
 -- one copy per run.  The host's own runbook.* modules and C libraries come
@@ -466,6 +467,10 @@ function api.require(run, env, name)
   if run.modules[name] ~= nil then return run.modules[name] end
   if name:match("^runbook%.") or package.loaded[name] ~= nil then return require(name) end
   local path = package.searchpath(name, package.path)
+  local file = run.plan and run.plan.file
+  if path == nil and file then   -- a module beside the runbook: runbooks/lib/x.lua is "lib.x"
+    path = package.searchpath(name, (file:match("^(.*)/[^/]*$") or ".") .. "/?.lua")
+  end
   if path == nil then return require(name) end
   local chunk, err = loadfile(path, "t", env)
   if not chunk then error(err, 2) end

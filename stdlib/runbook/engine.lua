@@ -48,6 +48,7 @@ function engine.declare(run, path)
   local chunk, err = loadfile(path, "t", env)
   if not chunk then return nil, err end
   run.phase = "declare"
+  run.plan.file = path      -- require() finds modules beside it
   local ok, derr = pcall(chunk)
   if not ok then
     if type(derr) ~= "string" then derr = path .. ": " .. tostring(derr) end

@@ -7,15 +7,8 @@ param("region", { default = "eu-west" })
 local debug = require("debug")
 local FILE = debug.getinfo(1, "S").short_src
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 3) end
-local function eq(got, want, what)
-  if got ~= want then fail("%s: expected %q, got %q", what, tostring(want), tostring(got)) end
-end
-local function err_of(f)
-  local ok, err = pcall(f)
-  if ok then fail("expected an error, the call succeeded") end
-  return tostring(err)
-end
+local check = require("lib.check")
+local fail, eq, err_of = check.fail, check.eq, check.err_of
 local function at(line) return FILE .. ":" .. line .. ": " end
 local function line() return debug.getinfo(2, "l").currentline end
 

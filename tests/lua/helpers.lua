@@ -2,10 +2,8 @@
 -- Run by tests/run_lua_test.py as a runbook with --yes; each step asserts.
 runbook { name = "lua-helpers", title = "json, env, secret", severity = "P3" }
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 3) end
-local function eq(got, want, what)
-  if got ~= want then fail("%s: expected %q, got %q", what, tostring(want), tostring(got)) end
-end
+local check = require("lib.check")
+local fail, eq = check.fail, check.eq
 
 -- Deep equality for decoded JSON.
 local function same(a, b)

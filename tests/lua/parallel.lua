@@ -5,13 +5,8 @@ runbook { name = "lua-parallel", title = "parallel", severity = "P3" }
 
 local loop = require("runbook.loop")
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 3) end
-local function eq(got, want, what)
-  if got ~= want then fail("%s: expected %q, got %q", what, tostring(want), tostring(got)) end
-end
-local function has(s, part, what)
-  if not tostring(s):find(part, 1, true) then fail("%s: expected %q in %q", what, part, tostring(s)) end
-end
+local check = require("lib.check")
+local fail, eq, has = check.fail, check.eq, check.has
 
 step("results come back in the order of the items, whatever order they finish in", function()
   local finished = {}

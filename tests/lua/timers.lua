@@ -6,18 +6,8 @@ local debug = require("debug")
 local loop = require("runbook.loop")
 local FILE = debug.getinfo(1, "S").short_src
 
-local function fail(fmt, ...) error(string.format(fmt, ...), 3) end
-local function eq(got, want, what)
-  if got ~= want then fail("%s: expected %q, got %q", what, tostring(want), tostring(got)) end
-end
-local function has(s, part, what)
-  if not tostring(s):find(part, 1, true) then fail("%s: expected %q in %q", what, part, tostring(s)) end
-end
-local function err_of(f)
-  local ok, err = pcall(f)
-  if ok then fail("expected an error, the call succeeded") end
-  return tostring(err)
-end
+local check = require("lib.check")
+local fail, eq, has, err_of = check.fail, check.eq, check.has, check.err_of
 local function at(line) return FILE .. ":" .. line .. ": " end
 
 step("wait sleeps for the time asked", function()
