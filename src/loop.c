@@ -414,8 +414,7 @@ static void wake_all(rb_loop *loop, enum rb_wake why)
     }
 }
 
-/* One round: resume every ready task, then poll for the waiting ones. */
-static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
+static void resume_ready(lua_State *L, rb_loop *loop)
 {
     int resumed;
     do {
@@ -428,50 +427,43 @@ static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
             }
         }
     } while (resumed);
-    if (target->state == T_DONE)
-        return;                 /* the run is over: do not wait for others */
+}
 
+/* Fill the poll set with every waiting task's fds; return their number and
+ * the nearest deadline in *next (0: none). */
+static int gather_waits(lua_State *L, rb_loop *loop, double *next)
+{
     size_t want = 0;
     for (rb_task *t = loop->tasks; t; t = t->next)
         if (t->state == T_WAIT_IO)
             want += (size_t)t->wait.nfds;
     reserve_fds(L, loop, want);
-    struct pollfd *pfd = loop->pfd;
-    rb_task **owner = loop->owner;
     int n = 0;
-    double next = 0;
+    *next = 0;
     for (rb_task *t = loop->tasks; t; t = t->next) {
         if (t->state != T_WAIT_IO)
             continue;
         for (int i = 0; i < t->wait.nfds; i++, n++) {
-            pfd[n] = t->wait.fds[i];
-            pfd[n].revents = 0;
-            owner[n] = t;
+            loop->pfd[n] = t->wait.fds[i];
+            loop->pfd[n].revents = 0;
+            loop->owner[n] = t;
         }
-        if (t->wait.deadline > 0 && (next <= 0 || t->wait.deadline < next))
-            next = t->wait.deadline;
+        if (t->wait.deadline > 0 && (*next <= 0 || t->wait.deadline < *next))
+            *next = t->wait.deadline;
     }
-    if (n == 0 && next <= 0)
-        return;                 /* nothing waits on I/O (done, or children) */
-    pfd[n].fd = sig_pipe[0];
-    pfd[n].events = POLLIN;
-    pfd[n].revents = 0;
-    int r = poll(pfd, (nfds_t)n + 1, (int)ms_until(next));
-    if (r < 0 && errno != EINTR)
-        luaL_error(L, "runbook: poll failed: %s", strerror(errno));
-    if (pfd[n].revents)
-        drain_sig_pipe();
-    if (rb_loop_interrupts(L) > 0) {
-        wake_all(loop, RB_WAKE_INTERRUPT);
-        return;
-    }
+    return n;
+}
+
+/* Make ready the tasks whose fds poll() found ready or whose deadline passed. */
+static void wake_waiters(rb_loop *loop, int n)
+{
     for (int i = 0; i < n; i++) {
-        rb_task *t = owner[i];
-        if (pfd[i].revents == 0)
+        rb_task *t = loop->owner[i];
+        if (loop->pfd[i].revents == 0)
             continue;
         for (int j = 0; j < t->wait.nfds; j++)
-            if (t->wait.fds[j].fd == pfd[i].fd)
-                t->wait.fds[j].revents = pfd[i].revents;
+            if (t->wait.fds[j].fd == loop->pfd[i].fd)
+                t->wait.fds[j].revents = loop->pfd[i].revents;
         t->wait.woke = RB_WAKE_READY;
         t->state = T_READY;
     }
@@ -482,6 +474,32 @@ static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
             t->state = T_READY;
         }
     }
+}
+
+/* One round: resume every ready task, then poll for the waiting ones. */
+static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
+{
+    resume_ready(L, loop);
+    if (target->state == T_DONE)
+        return;                 /* the run is over: do not wait for others */
+    double next;
+    int n = gather_waits(L, loop, &next);
+    if (n == 0 && next <= 0)
+        return;                 /* nothing waits on I/O (done, or children) */
+    struct pollfd *sig = &loop->pfd[n];
+    sig->fd = sig_pipe[0];
+    sig->events = POLLIN;
+    sig->revents = 0;
+    int r = poll(loop->pfd, (nfds_t)n + 1, (int)ms_until(next));
+    if (r < 0 && errno != EINTR)
+        luaL_error(L, "runbook: poll failed: %s", strerror(errno));
+    if (loop->pfd[n].revents)
+        drain_sig_pipe();
+    if (rb_loop_interrupts(L) > 0) {
+        wake_all(loop, RB_WAKE_INTERRUPT);
+        return;
+    }
+    wake_waiters(loop, n);
 }
 
 /* Tasks still alive when a run's root task ends were spawned and never

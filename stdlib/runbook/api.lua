@@ -183,18 +183,9 @@ local function check_question(name, q)
   if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 2) end
 end
 
-function api.environment(run)
-  local env = {}
-  local G = {}
-  for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
-      "tonumber", "tostring", "type", "xpcall", "setmetatable", "getmetatable", "rawequal",
-      "rawget", "rawset", "rawlen", "string", "table", "math", "os", "io", "utf8",
-      "coroutine", "require", "_VERSION" }) do
-    G[k] = _G[k]
-  end
+-- The declaration verbs: runbook{}, param, step.
+local function declaration_verbs(run, G)
   local plan = run.plan
-
-  -- Declaration ------------------------------------------------------------
   function G.runbook(header)
     if type(header) ~= "table" then raise("runbook{}: expected a table {name=, title=, severity=}", 1) end
     if plan.header then raise("runbook{}: the header is declared twice", 1) end
@@ -254,8 +245,10 @@ function api.environment(run)
       dangerous = opts.dangerous and true or false, timeout = opts.timeout,
       verify = opts.verify, undo = opts.undo, line = line }
   end
+end
 
-  -- Questions --------------------------------------------------------------
+-- The questions: confirm, yesno, choose, prompt, manual.
+local function question_verbs(run, G)
   function G.confirm(question)
     check_question("confirm", question)
     local yes, source = ui.ask { ctx = question_ctx(run), question = question,
@@ -326,8 +319,10 @@ function api.environment(run)
     if not done then error(setmetatable({ question = instruction }, api.Declined), 0) end
     return true
   end
+end
 
-  -- Logging ----------------------------------------------------------------
+-- log.info/warn/error and print: shown and recorded.
+local function logging_verbs(run, G)
   local function logger(level)
     return function(fmt, ...)
       local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
@@ -343,8 +338,10 @@ function api.environment(run)
     ui.print(msg)
     if run.rec then run.rec:event("log", { level = "print", message = msg, step = run.step and run.step.id }) end
   end
+end
 
-  -- Processes and time -------------------------------------------------------
+-- exec, sh, wait, poll, parallel.
+local function process_verbs(run, G)
   -- (no tail calls into exec_impl: the caller's frame names the line)
   function G.exec(spec)
     local r = exec_impl(run, "exec", spec)
@@ -434,8 +431,10 @@ function api.environment(run)
     end
     return results, errors
   end
+end
 
-  -- Helpers ------------------------------------------------------------------
+-- json, env, secret.
+local function helper_verbs(G)
   G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
   function G.env(name, default)
     if type(name) ~= "string" then raise("env: expected a variable name", 1) end
@@ -446,7 +445,22 @@ function api.environment(run)
   function G.secret(value)
     return require("runbook.record").secret(value)
   end
+end
 
+function api.environment(run)
+  local env = {}
+  local G = {}
+  for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
+      "tonumber", "tostring", "type", "xpcall", "setmetatable", "getmetatable", "rawequal",
+      "rawget", "rawset", "rawlen", "string", "table", "math", "os", "io", "utf8",
+      "coroutine", "require", "_VERSION" }) do
+    G[k] = _G[k]
+  end
+  declaration_verbs(run, G)
+  question_verbs(run, G)
+  logging_verbs(run, G)
+  process_verbs(run, G)
+  helper_verbs(G)
   G.target = run.target or {}
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
