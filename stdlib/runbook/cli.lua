@@ -65,15 +65,9 @@ local function parse_params(list)
 end
 
 -- Set up everything a run needs; raises engine usage errors.
-local function prepare(args)
-  local name = args[1]
-  if name == nil and args.resume then
-    -- The transcript knows which file it ran.
-    local info = engine.resume_point(args.resume)
-    name = info.file
-  end
-  if name == nil then engine.usage_error("run: which runbook? (runbook run NAME|FILE; 'runbook list' shows them)") end
-  if args[2] ~= nil then engine.usage_error("run: one runbook at a time (got %q too)", args[2]) end
+-- The run's settings from the options: dry run, --yes, the answers file,
+-- the scenario and the config.
+local function run_fields(args)
   local fields = { dry_run = args["dry-run"] or false, yes = args.yes or false,
     interactive = operator.isatty(0) }
   if args.answers then
@@ -90,35 +84,35 @@ local function prepare(args)
   local cfg, cerr = config.load(args.config)
   if not cfg then engine.usage_error("%s", cerr) end
   fields.config = cfg
-  local resume
-  if args.resume then
-    resume = engine.resume_point(args.resume)
-    local resolved = cli.resolve(name)
-    -- run.start records the file's realpath: compare like with like.
-    if name ~= resume.runbook and (resolved == nil or sys.realpath(resolved) ~= resume.file) then
-      engine.usage_error("--resume: %s is a transcript of runbook %q, not %q", args.resume, resume.runbook, name)
+  return fields
+end
+
+-- --resume: the old run's point, checked to be a run of this runbook.
+local function resume_info(args, name)
+  if not args.resume then return nil end
+  local resume = engine.resume_point(args.resume)
+  local resolved = cli.resolve(name)
+  -- run.start records the file's realpath: compare like with like.
+  if name ~= resume.runbook and (resolved == nil or sys.realpath(resolved) ~= resume.file) then
+    engine.usage_error("--resume: %s is a transcript of runbook %q, not %q", args.resume, resume.runbook, name)
+  end
+  return resume
+end
+
+-- The old run's params (not the secret ones: they were never recorded).
+local function carry_params(run, resume, given)
+  run.given_sources = {}
+  for k, v in pairs(resume.params) do
+    if given[k] == nil and not v.secret then
+      given[k] = v.value
+      run.given_sources[k] = "resumed"
     end
   end
-  local target_name = args.target or (resume and resume.target)
-  if target_name then
-    local t, terr = config.target(cfg, target_name)
-    if not t then engine.usage_error("%s", terr) end
-    fields.target = t
-  end
-  local run, plan = load_plan(name, fields)
-  if not run then engine.usage_error("%s", plan) end
-  local given = parse_params(args.param)
-  if resume then
-    run.given_sources = {}
-    for k, v in pairs(resume.params) do
-      if given[k] == nil and not v.secret then
-        given[k] = v.value
-        run.given_sources[k] = "resumed"
-      end
-    end
-    run.resume_from = resume
-  end
-  engine.bind(run, given)
+  run.resume_from = resume
+end
+
+-- The first step: --start-at, or the one after the last step that ended ok.
+local function first_step(args, plan, resume)
   local first = 1
   if args["start-at"] then first = engine.find_step(plan, args["start-at"]) end
   if resume and resume.last_ok then
@@ -127,7 +121,30 @@ local function prepare(args)
       if s.id == resume.last_ok.id then first = s.index + 1 end
     end
   end
-  return run, plan, first
+  return first
+end
+
+local function prepare(args)
+  local name = args[1]
+  if name == nil and args.resume then
+    name = engine.resume_point(args.resume).file   -- the transcript knows which file it ran
+  end
+  if name == nil then engine.usage_error("run: which runbook? (runbook run NAME|FILE; 'runbook list' shows them)") end
+  if args[2] ~= nil then engine.usage_error("run: one runbook at a time (got %q too)", args[2]) end
+  local fields = run_fields(args)
+  local resume = resume_info(args, name)
+  local target_name = args.target or (resume and resume.target)
+  if target_name then
+    local t, terr = config.target(fields.config, target_name)
+    if not t then engine.usage_error("%s", terr) end
+    fields.target = t
+  end
+  local run, plan = load_plan(name, fields)
+  if not run then engine.usage_error("%s", plan) end
+  local given = parse_params(args.param)
+  if resume then carry_params(run, resume, given) end
+  engine.bind(run, given)
+  return run, plan, first_step(args, plan, resume)
 end
 
 local function start_record(run, plan, args, first)

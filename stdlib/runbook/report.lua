@@ -124,34 +124,30 @@ local function describe(ev, run)
   return md(e)
 end
 
-function report.markdown(runs, opts)
-  opts = opts or {}
-  local out = {}
-  local function w(fmt, ...) out[#out + 1] = select("#", ...) > 0 and string.format(fmt, ...) or fmt end
-  local first = runs[1] or {}
-  w("# Incident timeline: %s", md(opts.title or first.title or first.runbook or "runbook"))
+local function run_summary(w, r)
+  local dur = r.start and r.last and (report.epoch(r.last) - report.epoch(r.start))
+  w("## Run %s", md(r.id))
   w("")
-  for _, r in ipairs(runs) do
-    local dur = r.start and r.last and (report.epoch(r.last) - report.epoch(r.start))
-    w("## Run %s", md(r.id))
-    w("")
-    w("| | |")
-    w("|---|---|")
-    w("| Runbook | %s%s |", md(r.runbook), r.severity and (" (" .. r.severity .. ")") or "")
-    w("| Operator | %s on %s |", md(r.operator), md(r.host))
-    if r.target then w("| Target | %s |", md(r.target)) end
-    w("| Start | %s |", md(r.start))
-    w("| End | %s |", md(r.finish or (r.last and (r.last .. " (no run.end: the run did not finish)"))))
-    w("| Duration | %s |", report.duration(dur))
-    w("| Status | %s%s |", md(r.status or "unfinished"), r.dry_run and " (dry run)" or "")
-    w("| Transcript | `%s`: %s |", md(r.path), r.verified)
-    if #r.params > 0 then
-      local ps = {}
-      for _, p in ipairs(r.params) do ps[#ps + 1] = md(p.name) .. "=" .. md(p.value) end
-      w("| Params | %s |", table.concat(ps, ", "))
-    end
-    w("")
+  w("| | |")
+  w("|---|---|")
+  w("| Runbook | %s%s |", md(r.runbook), r.severity and (" (" .. r.severity .. ")") or "")
+  w("| Operator | %s on %s |", md(r.operator), md(r.host))
+  if r.target then w("| Target | %s |", md(r.target)) end
+  w("| Start | %s |", md(r.start))
+  w("| End | %s |", md(r.finish or (r.last and (r.last .. " (no run.end: the run did not finish)"))))
+  w("| Duration | %s |", report.duration(dur))
+  w("| Status | %s%s |", md(r.status or "unfinished"), r.dry_run and " (dry run)" or "")
+  w("| Transcript | `%s`: %s |", md(r.path), r.verified)
+  if #r.params > 0 then
+    local ps = {}
+    for _, p in ipairs(r.params) do ps[#ps + 1] = md(p.name) .. "=" .. md(p.value) end
+    w("| Params | %s |", table.concat(ps, ", "))
   end
+  w("")
+end
+
+-- Every event of every run, in time order.
+local function merge(runs)
   local merged = {}
   for _, r in ipairs(runs) do
     for _, ev in ipairs(r.events) do merged[#merged + 1] = { ev = ev, run = r } end
@@ -160,17 +156,24 @@ function report.markdown(runs, opts)
     if a.ev.ts ~= b.ev.ts then return tostring(a.ev.ts) < tostring(b.ev.ts) end
     return (a.ev.seq or 0) < (b.ev.seq or 0)
   end)
+  return merged
+end
+
+local function timeline(w, merged, several)
   w("## Timeline (UTC)")
   w("")
-  w("| Time | %sEvent |", #runs > 1 and "Run | " or "")
-  w("|---|%s---|", #runs > 1 and "---|" or "")
+  w("| Time | %sEvent |", several and "Run | " or "")
+  w("|---|%s---|", several and "---|" or "")
   for _, m in ipairs(merged) do
     if m.ev.event ~= "param" then
       w("| %s | %s%s |", md(tostring(m.ev.ts):gsub("^%d+-%d+-%d+T", ""):gsub("Z$", "")),
-        #runs > 1 and (md(m.run.runbook) .. " | ") or "", describe(m.ev, m.run))
+        several and (md(m.run.runbook) .. " | ") or "", describe(m.ev, m.run))
     end
   end
   w("")
+end
+
+local function actions(w, merged)
   w("## Actions taken")
   w("")
   local any = false
@@ -182,24 +185,40 @@ function report.markdown(runs, opts)
   end
   if not any then w("- none recorded") end
   w("")
+end
+
+local function confirmations(w, merged)
   w("## Who confirmed what")
   w("")
-  any = false
+  local any = false
   for _, m in ipairs(merged) do
     local ev = m.ev
-    if ev.event == "confirm" or ev.event == "manual" or (ev.event == "step.end" and ev.decision) then
-      local who = ev.source == "operator" and m.run.operator or (ev.source or ev.decided_by or "?")
-      if ev.event == "step.end" then
-        w("- %s: step %s %s, decision **%s** by %s", md(ev.ts), md(ev.id), md(ev.status), md(ev.decision),
-          md(ev.decided_by == "operator" and m.run.operator or ev.decided_by))
-      else
-        w("- %s: \"%s\" -> **%s** by %s", md(ev.ts), md(ev.question), md(ev.answer), md(who))
-      end
+    if ev.event == "step.end" and ev.decision then
+      w("- %s: step %s %s, decision **%s** by %s", md(ev.ts), md(ev.id), md(ev.status), md(ev.decision),
+        md(ev.decided_by == "operator" and m.run.operator or ev.decided_by))
+      any = true
+    elseif ev.event == "confirm" or ev.event == "manual" then
+      local who = ev.source == "operator" and m.run.operator or (ev.source or "?")
+      w("- %s: \"%s\" -> **%s** by %s", md(ev.ts), md(ev.question), md(ev.answer), md(who))
       any = true
     end
   end
   if not any then w("- no confirmations recorded") end
   w("")
+end
+
+function report.markdown(runs, opts)
+  opts = opts or {}
+  local out = {}
+  local function w(fmt, ...) out[#out + 1] = select("#", ...) > 0 and string.format(fmt, ...) or fmt end
+  local first = runs[1] or {}
+  w("# Incident timeline: %s", md(opts.title or first.title or first.runbook or "runbook"))
+  w("")
+  for _, r in ipairs(runs) do run_summary(w, r) end
+  local merged = merge(runs)
+  timeline(w, merged, #runs > 1)
+  actions(w, merged)
+  confirmations(w, merged)
   return table.concat(out, "\n")
 end
 
