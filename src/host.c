@@ -3,8 +3,9 @@
  *
  * Libraries are opened from one list with luaL_requiref (as Nmap does), so
  * they live in package.loaded as "runbook.<name>" and the stdlib's Lua code
- * builds the runbook globals from them.  Primitives (src/lib_*.c) come from
- * a list CMake generates from the file names.
+ * builds the runbook globals from them.  Built-in primitives come from a
+ * list CMake generates; the network ones are C modules on package.cpath,
+ * loaded on first use (see CMakeLists.txt).
  */
 #include "runbook/host.h"
 
@@ -92,6 +93,34 @@ static void find_datadir(char *out, size_t len)
         snprintf(out, len, "%s", RB_SOURCE_DIR);
 }
 
+/* Where the primitives built as Lua C modules are (runbook/<name>.so):
+ * $RUNBOOK_MODDIR, else the installed lib dir next to the binary, else
+ * this build's lib/. */
+static void find_moddir(char *out, size_t len)
+{
+    const char *env = getenv("RUNBOOK_MODDIR");
+    if (env != NULL && *env != '\0') {
+        snprintf(out, len, "%s", env);
+        return;
+    }
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n > 0) {
+        exe[n] = '\0';
+        char *slash = strrchr(exe, '/');
+        if (slash != NULL) {
+            *slash = '\0';
+            char candidate[PATH_MAX + 64];
+            snprintf(candidate, sizeof candidate, "%s/../%s/runbook", exe, RB_INSTALL_MODDIR_REL);
+            char sub[PATH_MAX + 80];
+            snprintf(sub, sizeof sub, "%s/runbook", candidate);
+            if (is_dir(sub) && realpath(candidate, out) != NULL)
+                return;
+        }
+    }
+    snprintf(out, len, "%s", RB_BUILD_MODDIR);
+}
+
 const char *rb_host_datadir(lua_State *L)
 {
     lua_getfield(L, LUA_REGISTRYINDEX, "runbook.datadir");
@@ -100,9 +129,26 @@ const char *rb_host_datadir(lua_State *L)
     return dir;
 }
 
+/* Lua unloads C modules (dlclose) when the state closes.  Unloading libpq
+ * that way takes libssl out from under OpenSSL's process-wide state, which
+ * then points at unmapped code (LeakSanitizer reports it), and it gains
+ * nothing: the state closes just before the process exits.  So the table
+ * of loaded C libraries (registry._CLIBS, Lua 5.4's loadlib.c) loses its
+ * finaliser, and modules stay loaded until exit. */
+static void keep_c_modules_loaded(lua_State *L)
+{
+    if (lua_getfield(L, LUA_REGISTRYINDEX, "_CLIBS") == LUA_TTABLE && lua_getmetatable(L, -1)) {
+        lua_pushnil(L);
+        lua_setfield(L, -2, "__gc");
+        lua_pop(L, 1);
+    }
+    lua_pop(L, 1);
+}
+
 void rb_host_open(lua_State *L)
 {
     luaL_openlibs(L);
+    keep_c_modules_loaded(L);
     rb_loop_init(L);
     for (const luaL_Reg *lib = host_libs; lib->func; lib++) {
         luaL_requiref(L, lib->name, lib->func, 0);
@@ -117,9 +163,14 @@ void rb_host_open(lua_State *L)
     lua_setfield(L, LUA_REGISTRYINDEX, "runbook.datadir");
 
     /* stdlib/ first, so a runbook cannot shadow runbook.* by accident. */
+    /* Only our own directories: LUA_PATH and LUA_CPATH are not consulted. */
+    char moddir[PATH_MAX];
+    find_moddir(moddir, sizeof moddir);
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/stdlib/?.lua;%s/stdlib/?/init.lua", dir, dir);
     lua_setfield(L, -2, "path");
+    lua_pushfstring(L, "%s/?.so", moddir);
+    lua_setfield(L, -2, "cpath");
     lua_pop(L, 1);
 
     lua_newtable(L);

@@ -495,14 +495,23 @@ function api.require(run, env, name)
 end
 
 -- Each stdlib/runbook/prim/<name>.lua returns install(run, G, api), which
--- adds that primitive's globals; adding a primitive is adding its files.
+-- adds the global <name> (http, sql, ...): adding a primitive is adding its
+-- files.  A primitive is installed the first time a runbook names it, so a
+-- run that never does pays neither for compiling its Lua nor for loading
+-- its C library.
 function api.install_primitives(run, G)
   local sys = require("runbook.sys")
-  local files = sys.listdir(sys.datadir() .. "/stdlib/runbook/prim") or {}
-  for _, f in ipairs(files) do
+  local pending = {}
+  for _, f in ipairs(sys.listdir(sys.datadir() .. "/stdlib/runbook/prim") or {}) do
     local name = f:match("^([%w_]+)%.lua$")
-    if name then require("runbook.prim." .. name)(run, G, api) end
+    if name then pending[name] = true end
   end
+  setmetatable(G, { __index = function(_, key)
+    if not pending[key] then return nil end
+    pending[key] = nil
+    require("runbook.prim." .. key)(run, G, api)
+    return rawget(G, key)
+  end })
 end
 
 -- The table a step function receives: declared params only, read-only.

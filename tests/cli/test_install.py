@@ -1,5 +1,6 @@
 """`cmake --install` puts the binary, stdlib/ and runbooks/ where the
 installed binary finds them, with the source tree out of reach."""
+import glob
 import os
 import subprocess
 
@@ -32,6 +33,18 @@ class InstallTest(RunbookTestCase):
         shipped = sorted(f for f in os.listdir(os.path.join(SOURCE_DIR, "runbooks")) if f.endswith(".lua"))
         installed = sorted(f for f in os.listdir(os.path.join(share, "runbooks")) if f.endswith(".lua"))
         self.assertEqual(installed, shipped, "runbooks/ not installed as shipped")
+        mods = glob.glob(os.path.join(self.prefix, "lib*", "**", "runbook", "http.so"), recursive=True)
+        self.assertEqual(len(mods), 1, f"the http module is not installed under lib/: {mods}")
+
+    def test_installed_binary_loads_its_network_modules_on_first_use(self):
+        rb = self.write("net.lua", '''
+step("http is loaded when first called", function()
+  local ok, err = pcall(http.get, "http://127.0.0.1:1/", { timeout = 2 })
+  assert(not ok and tostring(err):find("refused"), "expected connection refused, got " .. tostring(err))
+end)
+''')
+        proc = self.run_installed("run", rb, "--transcript", self.path("n.jsonl"))
+        self.assertEqual(proc.returncode, 0, f"installed run failed:\n{proc.stdout}\n{proc.stderr}")
 
     def test_installed_binary_runs_a_runbook_and_lists_share_dir(self):
         with open(os.path.join(SOURCE_DIR, "examples", "demo.lua")) as f:

@@ -25,7 +25,7 @@
 -- Authorization/Cookie/token headers) never reach the transcript or the
 -- screen.  TLS is verified unless the call says insecure = true, which is
 -- shown and recorded.
-local chttp = require("runbook.http")
+local chttp = require("runbook.lazy")("runbook.http")
 local cjson = require("cjson")
 local record = require("runbook.record")
 local ui = require("runbook.ui")

@@ -45,7 +45,7 @@
 -- command (AUTH and other passwords shown as ***), the outcome, the
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
-local credis = require("runbook.redis")
+local credis = require("runbook.lazy")("runbook.redis")
 local transcript = require("runbook.transcript")
 
 local DEFAULT_PORT = 6379

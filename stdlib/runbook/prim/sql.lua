@@ -27,7 +27,7 @@
 -- the server itself refuses a write; db:exec is shown and recorded as
 -- "would run" and returns 0; db:tx runs its function in one READ ONLY
 -- transaction and rolls it back.
-local csql = require("runbook.sql")
+local csql = require("runbook.lazy")("runbook.sql")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
 

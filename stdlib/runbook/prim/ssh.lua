@@ -46,7 +46,7 @@
 -- Every connect and exec is a `call` event (primitive ssh, args.op connect
 -- or exec) with the target, options (passphrase as ***), outcome and
 -- duration; an exec's record holds its exit code and output.
-local cssh = require("runbook.ssh")
+local cssh = require("runbook.lazy")("runbook.ssh")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
 local transcript = require("runbook.transcript")
