@@ -12,7 +12,8 @@
 #include "runbook/host.h"
 #include "runbook/operator.h"
 
-enum { NEEDS_LUA = 1 };
+/* Flags drive the setup main() does before calling a command. */
+enum { NEEDS_LUA = 1 };   /* a lua_State with the runbook libraries, in a protected call */
 
 struct command {
     const char *name;
@@ -82,6 +83,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "runbook: '%s' is not a command. See 'runbook --help'.\n", argv[1]);
         return RB_EXIT_USAGE;
     }
+    if (!(cmd->flags & NEEDS_LUA))
+        return cmd->fn(NULL, argc - 1, argv + 1);
     lua_State *L = luaL_newstate();
     if (L == NULL) {
         fprintf(stderr, "runbook: cannot create the Lua state: out of memory\n");
