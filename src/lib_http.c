@@ -3,7 +3,7 @@
  * event loop.
  *
  * http.request{method=, url=, headers={"Name: value", ...}, body=, timeout=,
- * connect_timeout=, insecure=, cacert=, max_redirects=, follow=, who=}
+ * connect_timeout=, insecure=, cacert=, max_redirects=, follow=, fresh=, who=}
  * returns {status, headers, body, time, url, redirects, reused, tls}.  Policy (JSON
  * bodies, expect=, dry run, the transcript, redaction) is in
  * stdlib/runbook/prim/http.lua.
@@ -690,7 +690,7 @@ struct spec {
     const char *url, *method, *cacert;
     double timeout, connect_timeout;
     lua_Integer max_redirects;
-    int follow, insecure, has_body;
+    int follow, insecure, has_body, fresh;
 };
 
 static double spec_number(lua_State *L, const char *key, double def)
@@ -741,6 +741,7 @@ static void read_spec(lua_State *L, struct spec *sp)
     lua_pop(L, 1);
     sp->follow = spec_bool(L, "follow", 1);
     sp->insecure = spec_bool(L, "insecure", 0);
+    sp->fresh = spec_bool(L, "fresh", 0);
     int t = lua_getfield(L, S_SPEC, "body");
     luaL_argcheck(L, t == LUA_TNIL || t == LUA_TSTRING, S_SPEC, "body must be a string");
     sp->has_body = t == LUA_TSTRING;
@@ -826,6 +827,11 @@ static void setup(lua_State *L, struct request *r, struct multi *mu, const struc
     }
     if (sp->cacert != NULL)
         curl_easy_setopt(e, CURLOPT_CAINFO, sp->cacert);
+    /* fresh: a connection of its own, not kept (a TLS check must see the
+     * certificate served now, not the one of a connection opened before a
+     * reload).  Pooled handles keep options, so both are always set. */
+    curl_easy_setopt(e, CURLOPT_FRESH_CONNECT, sp->fresh ? 1L : 0L);
+    curl_easy_setopt(e, CURLOPT_FORBID_REUSE, sp->fresh ? 1L : 0L);
     set_method(e, sp, body, blen);
 }
 

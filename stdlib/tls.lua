@@ -95,7 +95,9 @@ function tls.endpoint(url, opts)
   if type(url) ~= "string" or not url:lower():match("^https://") then
     error(string.format("tls.endpoint: expected an https:// URL, got %s", tostring(url)), 2)
   end
-  local req = { timeout = opts.timeout or 10, cacert = opts.cacert }
+  -- fresh: the certificate served now, not that of a connection kept from
+  -- before a reload.
+  local req = { timeout = opts.timeout or 10, cacert = opts.cacert, fresh = true }
   local ok, r = pcall(http.get, url, req)
   if ok then return from_response(url, r, true) end
   local why = tostring(r)

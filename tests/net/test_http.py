@@ -199,6 +199,21 @@ end)
                          f"expected all 4 requests on one connection (one client port), saw ports {ports}")
         self.assertIn("reused false true", proc.stdout)
 
+    def test_fresh_opens_a_connection_of_its_own_and_does_not_keep_it(self):
+        proc, _ = self.run_book(f"""
+step("fresh", function()
+  local ports = {{}}
+  ports[1] = math.tointeger(http.get({lua(self.url('/echo'))}):json().peer_port)
+  ports[2] = math.tointeger(http.get({lua(self.url('/echo'))}, {{ fresh = true }}):json().peer_port)
+  ports[3] = math.tointeger(http.get({lua(self.url('/echo'))}):json().peer_port)
+  print("ports " .. table.concat(ports, " "))
+end)
+""")
+        self.assertExit(proc, 0)
+        a, b, c = re.search(r"ports (\d+) (\d+) (\d+)", proc.stdout).groups()
+        self.assertNotEqual(a, b, "fresh = true must not reuse the kept connection")
+        self.assertEqual(a, c, "the kept connection is still there after a fresh request")
+
     def test_json_of_a_non_json_body_names_the_url(self):
         proc, _ = self.run_book(f"""
 step("json", function()

@@ -11,7 +11,8 @@
 -- status or a list of them: any other raises with the status and the start
 -- of the body; nil or false accepts any status), cacert (a CA file),
 -- insecure = true (no TLS verification: shown and recorded), follow (true),
--- max_redirects (5), readonly = true (runs for real in a dry run), quiet =
+-- max_redirects (5), fresh = true (a new connection, not kept: what a TLS
+-- check wants), readonly = true (runs for real in a dry run), quiet =
 -- true (no "http GET url" line on the screen).
 --
 -- r = { status, headers (lower-case names), body, time (s), url (after
@@ -34,6 +35,7 @@ local OPTIONS = {
   headers = "table", body = "string", json = "any", timeout = "number",
   connect_timeout = "number", expect = "any", insecure = "boolean", cacert = "string",
   max_redirects = "number", follow = "boolean", readonly = "boolean", quiet = "boolean",
+  fresh = "boolean",
 }
 local READS = { GET = true, HEAD = true }   -- DESIGN.md: these run for real in a dry run
 
@@ -229,11 +231,11 @@ local function request(run, api, verb, method, url, opts)
   local who = "http " .. method .. " " .. display_url(url)
   local spec = { method = method, url = url, headers = lines, body = body, timeout = o.timeout or 30,
     connect_timeout = o.connect_timeout, insecure = o.insecure, cacert = o.cacert,
-    max_redirects = o.max_redirects, follow = o.follow, who = who }
+    max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh, who = who }
   local args = { method = method, url = display_url(url),
     headers = next(recorded) and recorded or nil, body_bytes = body and #body or nil,
     timeout = spec.timeout, expect = expect, insecure = o.insecure or nil, cacert = o.cacert,
-    follow = o.follow, max_redirects = o.max_redirects, readonly = o.readonly }
+    follow = o.follow, max_redirects = o.max_redirects, readonly = o.readonly, fresh = o.fresh }
   local ok, res = api.call(run, {
     primitive = "http",
     args = args,
