@@ -126,11 +126,13 @@ static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size
 
 static int is_credential(const char *key, size_t len)
 {
-    static const char *const names[] = { "authorization", "proxy-authorization", "cookie",
-        "set-cookie", "password", "passphrase", "x-api-key", NULL };
-    for (int i = 0; names[i]; i++)
-        if (strlen(names[i]) == len && (key[0] | 0x20) == names[i][0] &&
-            strcasecmp(key, names[i]) == 0)
+    static const struct { const char *name; size_t len; } names[] = {
+        { "authorization", 13 }, { "proxy-authorization", 19 }, { "cookie", 6 },
+        { "set-cookie", 10 }, { "password", 8 }, { "passphrase", 10 }, { "x-api-key", 9 },
+    };
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+        if (names[i].len == len && (key[0] | 0x20) == names[i].name[0] &&
+            strcasecmp(key, names[i].name) == 0)
             return 1;
     return 0;
 }
