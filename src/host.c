@@ -62,63 +62,51 @@ static int is_dir(const char *path)
     return stat(path, &st) == 0 && S_ISDIR(st.st_mode);
 }
 
-/* Where stdlib/ is: $RUNBOOK_DATADIR, else the share dir next to the
- * installed binary, else the source tree this binary was built from. */
-static void find_datadir(char *out, size_t len)
+/* The directory rel, relative to the binary's parent directory, when it
+ * holds probe: the installed layout (bin/runbook, share/runbook/stdlib,
+ * lib/runbook/runbook/http.so).  Returns 1 with its real path in out. */
+static int installed_dir(const char *rel, const char *probe, char *out)
 {
-    const char *env = getenv("RUNBOOK_DATADIR");
-    if (env != NULL && *env != '\0') {
-        snprintf(out, len, "%s", env);
-        return;
-    }
     char exe[PATH_MAX];
     ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            char candidate[PATH_MAX + 64];
-            snprintf(candidate, sizeof candidate, "%s/../share/runbook/stdlib", exe);
-            if (is_dir(candidate)) {
-                candidate[strlen(candidate) - strlen("/stdlib")] = '\0';
-                snprintf(out, len, "%s", candidate);
-                return;
-            }
-        }
-    }
-    if (is_dir(RB_INSTALL_DATADIR "/stdlib") && !is_dir(RB_SOURCE_DIR "/stdlib"))
-        snprintf(out, len, "%s", RB_INSTALL_DATADIR);
-    else
-        snprintf(out, len, "%s", RB_SOURCE_DIR);
+    if (n <= 0)
+        return 0;
+    exe[n] = '\0';
+    char *slash = strrchr(exe, '/');
+    if (slash == NULL)
+        return 0;
+    *slash = '\0';
+    char dir[PATH_MAX + 128], sub[PATH_MAX + 256];
+    snprintf(dir, sizeof dir, "%s/../%s", exe, rel);
+    snprintf(sub, sizeof sub, "%s/%s", dir, probe);
+    return is_dir(sub) && realpath(dir, out) != NULL;
 }
 
-/* Where the primitives built as Lua C modules are (runbook/<name>.so):
- * $RUNBOOK_MODDIR, else the installed lib dir next to the binary, else
- * this build's lib/. */
-static void find_moddir(char *out, size_t len)
+/* $env when set, else the installed directory, else fallback (the build's
+ * own); out holds PATH_MAX bytes. */
+static void find_dir(const char *env, const char *rel, const char *probe,
+                     const char *fallback, char *out)
 {
-    const char *env = getenv("RUNBOOK_MODDIR");
-    if (env != NULL && *env != '\0') {
-        snprintf(out, len, "%s", env);
-        return;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (n > 0) {
-        exe[n] = '\0';
-        char *slash = strrchr(exe, '/');
-        if (slash != NULL) {
-            *slash = '\0';
-            char candidate[PATH_MAX + 64];
-            snprintf(candidate, sizeof candidate, "%s/../%s/runbook", exe, RB_INSTALL_MODDIR_REL);
-            char sub[PATH_MAX + 80];
-            snprintf(sub, sizeof sub, "%s/runbook", candidate);
-            if (is_dir(sub) && realpath(candidate, out) != NULL)
-                return;
-        }
-    }
-    snprintf(out, len, "%s", RB_BUILD_MODDIR);
+    const char *v = getenv(env);
+    if (v != NULL && *v != '\0')
+        snprintf(out, PATH_MAX, "%s", v);
+    else if (!installed_dir(rel, probe, out))
+        snprintf(out, PATH_MAX, "%s", fallback);
+}
+
+/* stdlib/ and runbooks/ ($RUNBOOK_DATADIR), and the network primitives'
+ * C modules, runbook/<name>.so ($RUNBOOK_MODDIR).  A binary that is not
+ * installed uses the source tree it was built from and its build's lib/. */
+static void find_datadir(char *out)
+{
+    int source = is_dir(RB_SOURCE_DIR "/stdlib") || !is_dir(RB_INSTALL_DATADIR "/stdlib");
+    find_dir("RUNBOOK_DATADIR", "share/runbook", "stdlib",
+             source ? RB_SOURCE_DIR : RB_INSTALL_DATADIR, out);
+}
+
+static void find_moddir(char *out)
+{
+    find_dir("RUNBOOK_MODDIR", RB_INSTALL_MODDIR_REL "/runbook", "runbook", RB_BUILD_MODDIR, out);
 }
 
 const char *rb_host_datadir(lua_State *L)
@@ -155,7 +143,7 @@ void rb_host_open(lua_State *L)
         lua_pop(L, 1);
     }
     char dir[PATH_MAX];
-    find_datadir(dir, sizeof dir);
+    find_datadir(dir);
     char real[PATH_MAX];
     if (realpath(dir, real) != NULL)
         snprintf(dir, sizeof dir, "%s", real);
@@ -165,7 +153,7 @@ void rb_host_open(lua_State *L)
     /* stdlib/ first, so a runbook cannot shadow runbook.* by accident. */
     /* Only our own directories: LUA_PATH and LUA_CPATH are not consulted. */
     char moddir[PATH_MAX];
-    find_moddir(moddir, sizeof moddir);
+    find_moddir(moddir);
     lua_getglobal(L, "package");
     lua_pushfstring(L, "%s/stdlib/?.lua;%s/stdlib/?/init.lua", dir, dir);
     lua_setfield(L, -2, "path");
