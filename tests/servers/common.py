@@ -11,7 +11,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-class SilentListener:
+class _Listener:
+    """close() and `with` for the listeners below, which define stop()."""
+
+    def close(self):
+        self.stop()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class SilentListener(_Listener):
     """A TCP port on 127.0.0.1 that accepts and never says a word: a client
     connects, then waits for a banner or a reply until its own timeout.
     Subclasses may override answer(conn) to say something first."""
@@ -45,16 +58,8 @@ class SilentListener:
             c.close()
         self.sock.close()
 
-    close = stop
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
-
-class StalledListener:
+class StalledListener(_Listener):
     """A listener whose accept queue is full: Linux drops further SYNs, so a
     TCP connect to it hangs until the client's own timeout."""
 
@@ -81,11 +86,3 @@ class StalledListener:
         for c in self.fillers:
             c.close()
         self.sock.close()
-
-    close = stop
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
