@@ -19,6 +19,21 @@ RUNBOOK = os.environ.get("RUNBOOK_BIN", os.path.join(SOURCE_DIR, "build", "runbo
 TESTS_DIR = os.path.join(SOURCE_DIR, "tests")
 
 
+# The retry/skip/abort question after a failed step, as a regex.
+RETRY_SKIP_ABORT = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
+
+# Lua for test runbooks that report values on stdout as "@key=<json>" lines:
+# emit(k, v), and try(f, ...) which emits ok and err of pcall(f, ...).
+LUA_EMIT = """local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
+local function try(f, ...)
+  local ok, err = pcall(f, ...)
+  emit("ok", ok)
+  emit("err", ok and "" or tostring(err))
+  return ok, err
+end
+"""
+
+
 def runbook_path(name):
     """A test runbook under tests/runbooks/."""
     return os.path.join(TESTS_DIR, "runbooks", name)

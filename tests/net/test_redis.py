@@ -8,22 +8,15 @@ import re
 import time
 import unittest
 
-from harness import RunbookTestCase
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
 from servers.redis import (RedisServer, ReplyError, USER, USER_PASSWORD, free_port,
                            full_listener, silent_listener)
 
 PASSWORD = "Redis-S3cret-pw-71"
-RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
+RSA = RETRY_SKIP_ABORT
 
 PRELUDE = """runbook { name = "redis-test" }
-local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
-local function try(f, ...)
-  local ok, err = pcall(f, ...)
-  emit("ok", ok)
-  emit("err", ok and "" or tostring(err))
-  return ok, err
-end
-"""
+""" + LUA_EMIT
 
 
 class RedisTestCase(RunbookTestCase):

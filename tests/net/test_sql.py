@@ -11,22 +11,15 @@ import re
 import time
 import unittest
 
-from harness import RunbookTestCase
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
 from servers.postgres import (PASSWORD, USER, NoTLSListener, PostgresServer, SilentListener,
                               free_port)
 
-RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
+RSA = RETRY_SKIP_ABORT
 
 PRELUDE = """runbook { name = "sql-test" }
 param("db", { help = "database URL" })
-local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
-local function try(f, ...)
-  local ok, err = pcall(f, ...)
-  emit("ok", ok)
-  emit("err", ok and "" or tostring(err))
-  return ok, err
-end
-"""
+""" + LUA_EMIT
 PRELUDE_LINES = PRELUDE.count("\n")
 
 

@@ -13,21 +13,14 @@ import subprocess
 import time
 import unittest
 
-from harness import RunbookTestCase
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
 from servers.sshd import PASSPHRASE, SilentServer, SSHServer, StalledListener, free_port
 
-RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
+RSA = RETRY_SKIP_ABORT
 
 PRELUDE = """runbook { name = "ssh-test" }
 local loop = require("runbook.loop")
-local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
-local function try(f, ...)
-  local ok, err = pcall(f, ...)
-  emit("ok", ok)
-  emit("err", ok and "" or tostring(err))
-  return ok, err
-end
-"""
+""" + LUA_EMIT
 
 
 def lua(s):
