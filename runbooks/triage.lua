@@ -41,14 +41,6 @@ local function found(kind, what, source)
   log.warn("finding (%s, %s): %s", kind, incident.KINDS[kind], what)
 end
 
--- pcall that lets Ctrl-C through: a failed check is a finding, an
--- interrupt is the operator stopping the step.
-local function try(fn, ...)
-  local r = table.pack(pcall(fn, ...))
-  if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
-  return table.unpack(r, 1, r.n)
-end
-
 local function services(p)
   if p.service then return { p.service } end
   return service.list()
@@ -83,7 +75,7 @@ step("Check the service status", { id = "status" }, function(p)
   end
   local down = {}
   for _, name in ipairs(list) do
-    local ok, st = try(service.status, name)
+    local ok, st = pcall(service.status, name)
     if not ok then
       found("degraded", string.format("status of %s unknown: %s", name, tostring(st)), "status")
     elseif st.running then
@@ -102,7 +94,7 @@ end)
 
 step("Read the last 200 lines of error logs", { id = "logs" }, function(p)
   for _, name in ipairs(services(p)) do
-    local ok, lg = try(service.logs, name, { lines = 200, errors = true })
+    local ok, lg = pcall(service.logs, name, { lines = 200, errors = true })
     if not ok then
       log.warn("logs of %s: %s", name, tostring(lg))
     else
@@ -124,9 +116,9 @@ step("Check the database: connectivity, connections, long-running queries", { id
     return
   end
   local t0 = loop.now()
-  local ok, db = try(sql.connect, target.db, { connect_timeout = 5, timeout = 15, quiet = true })
+  local ok, db = pcall(sql.connect, target.db, { connect_timeout = 5, timeout = 15, quiet = true })
   local okq, err = ok, db
-  if ok then okq, err = try(db.query, db, "select 1 as one") end
+  if ok then okq, err = pcall(db.query, db, "select 1 as one") end
   if not okq then
     found("feature_down", "database unreachable: " .. tostring(err):gsub("^[^:]*:%d+: ", ""), "database")
     return
@@ -168,7 +160,7 @@ step("Check Redis (PING)", { id = "redis" }, function()
     return
   end
   local t0 = loop.now()
-  local ok, err = try(function()
+  local ok, err = pcall(function()
     local r = redis.connect(target.redis, { connect_timeout = 3, timeout = 5 })
     local pong = r:ping()
     assert(pong == "PONG", "PING answered " .. tostring(pong))

@@ -46,7 +46,6 @@
 --   health.detailed's d.findings are the same kind of list.
 local health = {}
 
-local loop = require("runbook.loop")
 
 local OK_WORDS = { ok = true, healthy = true, up = true, pass = true, passing = true, green = true }
 local DEFAULT_TIMEOUT, DEFAULT_SLOW = 10, 5
@@ -65,14 +64,6 @@ health.ms = ms
 
 local function slow_after(opts)
   return (opts and opts.slow_after) or tonumber(target and target.slow_after) or DEFAULT_SLOW
-end
-
--- pcall that lets Ctrl-C through: a failed request is data, an
--- interrupt is the operator stopping the step.
-local function try(fn, ...)
-  local r = table.pack(pcall(fn, ...))
-  if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
-  return table.unpack(r, 1, r.n)
 end
 
 -- A check as a table, with its expectation as a list of statuses (nil:
@@ -125,7 +116,7 @@ local function judge(c, r)
 end
 
 local function sample(c, timeout)
-  local ok, r = try(http.get, c.url, { timeout = c.timeout or timeout, quiet = true })
+  local ok, r = pcall(http.get, c.url, { timeout = c.timeout or timeout, quiet = true })
   if not ok then
     -- (the primitive's message without the runbook position in front)
     local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
@@ -310,7 +301,7 @@ function health.detailed(url, opts)
       "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
   end
   local d = { url = url, ok = false, problems = {}, findings = {}, components = {} }
-  local ok, r = try(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet })
+  local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet })
   if not ok then
     local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
     d.problems[1] = msg

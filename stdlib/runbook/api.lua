@@ -433,6 +433,23 @@ local function process_verbs(run, G)
   end
 end
 
+-- pcall and xpcall as a runbook sees them: they let Ctrl-C through.  An
+-- author's pcall is for branching on a failure; the operator's interrupt
+-- must stop the step (and reach the retry/skip/abort question), never be
+-- handled as one more failed check.
+local function protected_calls(G)
+  local function pass_interrupts(r)
+    if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
+    return table.unpack(r, 1, r.n)
+  end
+  function G.pcall(f, ...)
+    return pass_interrupts(table.pack(pcall(f, ...)))
+  end
+  function G.xpcall(f, handler, ...)
+    return pass_interrupts(table.pack(xpcall(f, handler, ...)))
+  end
+end
+
 -- json, env, secret.
 local function helper_verbs(G)
   G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
@@ -460,6 +477,7 @@ function api.environment(run)
   question_verbs(run, G)
   logging_verbs(run, G)
   process_verbs(run, G)
+  protected_calls(G)
   helper_verbs(G)
   G.target = run.target or {}
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
