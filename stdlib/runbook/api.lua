@@ -8,7 +8,8 @@
 -- Lua error whose message says what failed, where, and what to check,
 -- prefixed with the runbook's file:line.  The step engine turns any error
 -- into the operator's retry/skip/abort; an author who wants to branch on
--- a failure uses pcall.  confirm() raises a "declined" error object.
+-- a failure uses pcall, which lets Ctrl-C through.  confirm() raises a
+-- "declined" error object.
 local cjson = require("cjson")
 local cexec = require("runbook.exec")
 local loop = require("runbook.loop")
