@@ -1,6 +1,7 @@
 """Shared helpers for the end-to-end tests: run build/runbook as a user would,
 in a temporary directory, either with pipes or through a real pseudo-terminal.
 """
+import json
 import os
 import pty
 import re
@@ -32,6 +33,14 @@ local function try(f, ...)
   return ok, err
 end
 """
+
+
+def emitted(stdout):
+    """What a LUA_EMIT runbook emitted: {key: [value, ...]} in order."""
+    out = {}
+    for m in re.finditer(r"^@(\w+)=(.*)$", stdout, re.M):
+        out.setdefault(m.group(1), []).append(json.loads(m.group(2)))
+    return out
 
 
 def runbook_path(name):
@@ -82,7 +91,6 @@ class RunbookTestCase(unittest.TestCase):
             f"\n--- stderr\n{proc.stderr}")
 
     def events(self, transcript):
-        import json
         with open(transcript) as f:
             return [json.loads(line) for line in f if line.strip()]
 

@@ -4,7 +4,6 @@ wrong."""
 import glob
 import os
 import re
-import shutil
 import unittest
 
 from harness import SOURCE_DIR, TESTS_DIR, RunbookTestCase, runbook_path

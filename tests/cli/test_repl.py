@@ -1,13 +1,11 @@
 """runbook repl: the interactive prompt, driven through a real pseudo-terminal
 (line editing, Ctrl-C, Ctrl-D, history) and through a pipe."""
-import json
 import os
 import re
 import stat
-import subprocess
 import time
 
-from harness import RUNBOOK, RunbookTestCase
+from harness import RunbookTestCase
 
 PROMPT = r"runbook> "
 MORE = r"     \.\.\.> "

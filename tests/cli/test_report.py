@@ -3,7 +3,7 @@
 import os
 import re
 
-from harness import SOURCE_DIR, RunbookTestCase, runbook_path
+from harness import SOURCE_DIR, RunbookTestCase
 
 RUNBOOK = """
 runbook { name = "rpt", title = "Report me", severity = "P1" }

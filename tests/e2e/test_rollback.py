@@ -7,7 +7,6 @@ import json
 import os
 import socket
 import subprocess
-import time
 import urllib.request
 
 from harness import SOURCE_DIR, RunbookTestCase

@@ -9,7 +9,6 @@ import calendar
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import time

@@ -3,13 +3,12 @@ reply mapping, error replies, AUTH (requirepass and ACL users), SELECT,
 each connection failure with its own message, timeouts, Ctrl-C, dry run
 classified from COMMAND INFO, redaction, parallel use and reuse."""
 import json
-import os
 import re
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
-from servers.redis import (RedisServer, ReplyError, USER, USER_PASSWORD, free_port,
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT, emitted
+from servers.redis import (RedisServer, USER, USER_PASSWORD, free_port,
                            full_listener, silent_listener)
 
 PASSWORD = "Redis-S3cret-pw-71"
@@ -43,10 +42,7 @@ class RedisTestCase(RunbookTestCase):
         p = self.run_rb("run", "--yes", "--transcript", self.transcript, path, *args)
         if expect is not None:
             self.assertExit(p, expect)
-        out = {}
-        for m in re.finditer(r"^@(\w+)=(.*)$", p.stdout, re.M):
-            out.setdefault(m.group(1), []).append(json.loads(m.group(2)))
-        return p, out
+        return p, emitted(p.stdout)
 
     def transcript_text(self):
         with open(self.transcript) as f:

@@ -7,11 +7,10 @@ pty, dry run (READ ONLY for query, simulated exec), redaction of the URL's
 password, one connection per URL kept for the run, and parallel queries on
 separate connections."""
 import json
-import re
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT, emitted
 from servers.postgres import (PASSWORD, USER, NoTLSListener, PostgresServer, SilentListener,
                               free_port)
 
@@ -57,10 +56,7 @@ class SqlTestCase(RunbookTestCase):
                         "-p", f"db={url or self.pg.url()}", *args, timeout=timeout)
         if expect is not None:
             self.assertExit(p, expect)
-        out = {}
-        for m in re.finditer(r"^@(\w+)=(.*)$", p.stdout, re.M):
-            out.setdefault(m.group(1), []).append(json.loads(m.group(2)))
-        return p, out
+        return p, emitted(p.stdout)
 
     def calls(self, primitive=None):
         return [e for e in self.events(self.transcript) if e["event"] == "call"

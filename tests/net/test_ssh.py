@@ -8,12 +8,11 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT
+from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT, emitted
 from servers.sshd import PASSPHRASE, SilentServer, SSHServer, StalledListener, free_port
 
 RSA = RETRY_SKIP_ABORT
@@ -63,10 +62,7 @@ class SSHTestCase(RunbookTestCase):
         p = self.run_rb("run", "--yes", "--transcript", self.transcript, *args, path)
         if expect is not None:
             self.assertExit(p, expect)
-        out = {}
-        for m in re.finditer(r"^@(\w+)=(.*)$", p.stdout, re.M):
-            out.setdefault(m.group(1), []).append(json.loads(m.group(2)))
-        return p, out
+        return p, emitted(p.stdout)
 
     def calls(self):
         return [e for e in self.events(self.transcript)
@@ -332,8 +328,8 @@ step("nokey", function() try(ssh.connect, {self.opts(key=self.path("nope"))}) en
         self.assertEqual(self.calls(), [], "nothing was attempted, so nothing is recorded")
 
     def test_unknown_option_is_refused(self):
-        p, out = self.runbook(f"""
-step("typo", function() try(ssh.connect, {{ host = "127.0.0.1", acept_new = true }}) end)
+        p, out = self.runbook("""
+step("typo", function() try(ssh.connect, { host = "127.0.0.1", acept_new = true }) end)
 """)
         self.assertIn('ssh.connect: unknown option "acept_new"', out["err"][0])
 
