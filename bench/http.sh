@@ -18,28 +18,14 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+. "$here/common.sh"
 N=${N:-3000}
 CLI_N=${CLI_N:-100}
 FAN=${FAN:-100}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
 
-for tool in curl gcc pkg-config; do
-  command -v "$tool" >/dev/null || { echo "bench/http.sh: $tool is not installed" >&2; exit 2; }
-done
-[ -x "$NGINX" ] || { echo "bench/http.sh: nginx is not installed" >&2; exit 2; }
-[ -x "$RUNBOOK_BIN" ] || { echo "bench/http.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/rbbench-http.XXXXXX)
+bench_begin http curl gcc pkg-config "$NGINX"
 chmod 755 "$work"          # nginx's workers run as nobody
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 mkdir -p "$work/logs"
 cat > "$work/nginx.conf" <<EOF
 daemon off;
@@ -102,8 +88,7 @@ int main(int argc, char **argv)
         if (i >= 200)
             t[i - 200] = now() - t0;
     }
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    printf("%.2f\n", t[n / 2] * 1e6);
+    printf("%.9f\n", median(t, n));
     curl_easy_cleanup(e);
     free(t);
     return 0;
@@ -111,14 +96,14 @@ int main(int argc, char **argv)
 EOF
 # shellcheck disable=SC2046
 gcc -I"$here" -O2 -o "$work/get" "$work/get.c" $(pkg-config --cflags --libs libcurl)
-raw_us=$("$work/get" "$url" "$N")
+raw=$("$work/get" "$url" "$N")
 
 # (b) runbook http.get, and the fan-out ---------------------------------------
 cat > "$work/bench.lua" <<EOF
 runbook { name = "bench-http" }
 local now = require("runbook.loop").now
 
-local function median_us(n, opts)
+local function median(n, opts)
   local t = {}
   for i = 1, n do
     local t0 = now()
@@ -127,13 +112,13 @@ local function median_us(n, opts)
     if r.status ~= 200 then error("status " .. r.status) end
   end
   table.sort(t)
-  return t[n // 2 + 1] * 1e6
+  return t[n // 2 + 1]
 end
 
 step("per call", function()
-  median_us(200, { quiet = true })
-  io.stdout:write(string.format("RESULT quiet %.2f\n", median_us($N, { quiet = true })))
-  io.stdout:write(string.format("RESULT shown %.2f\n", median_us($N // 3, nil)))
+  median(200, { quiet = true })
+  io.stdout:write(string.format("RESULT quiet %.9f\n", median($N, { quiet = true })))
+  io.stdout:write(string.format("RESULT shown %.9f\n", median($N // 3, nil)))
 end)
 
 step("fan-out", function()
@@ -152,52 +137,40 @@ step("fan-out", function()
   end
   table.sort(seq)
   table.sort(par)
-  io.stdout:write(string.format("RESULT seq %.2f\nRESULT par %.2f\n", seq[3] * 1e6, par[3] * 1e6))
+  io.stdout:write(string.format("RESULT seq %.9f\nRESULT par %.9f\n", seq[3], par[3]))
 end)
 EOF
 "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
   { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
 result() { sed -n "s/^RESULT $1 //p" "$work/rb.out"; }
-rb_us=$(result quiet)
-rb_shown_us=$(result shown)
-seq_us=$(result seq)
-par_us=$(result par)
+rb=$(result quiet)
+rb_shown=$(result shown)
+seq=$(result seq)
+par=$(result par)
 
 # (c) curl -fsS per call -------------------------------------------------------
-: > "$work/cli.txt"
-for _ in $(seq "$CLI_N"); do
-  t0=$EPOCHREALTIME
-  curl -fsS "$url" >/dev/null
-  t1=$EPOCHREALTIME
-  echo "$t0 $t1" >> "$work/cli.txt"
-done
-cli_us=$(awk '{ printf "%.2f\n", ($2 - $1) * 1e6 }' "$work/cli.txt" | sort -n |
-  awk '{ v[NR] = $1 } END { print v[int(NR / 2) + 1] }')
+cli=$(wall_median "$CLI_N" curl -fsS "$url")
 
 # table -------------------------------------------------------------------------
-fmt() { awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2f ms", us / 1000; else printf "%.1f us", us }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 echo "HTTP GET on a kept-alive connection, loopback, median per call" \
   "($("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(curl --version | head -1 | cut -d' ' -f1-2))"
 printf '%-48s %12s %12s\n' "how" "per call" "vs libcurl"
-printf '%-48s %12s %12s\n' "(a) raw libcurl easy, C (n=$N)" "$(fmt "$raw_us")" "1.0x"
-printf '%-48s %12s %12s\n' "(b) runbook http.get, quiet (n=$N)" "$(fmt "$rb_us")" "$(ratio "$rb_us" "$raw_us")"
-printf '%-48s %12s %12s\n' "(b) runbook http.get, call line shown (n=$((N / 3)))" "$(fmt "$rb_shown_us")" \
-  "$(ratio "$rb_shown_us" "$raw_us")"
-printf '%-48s %12s %12s\n' "(c) curl -fsS URL, a process (n=$CLI_N)" "$(fmt "$cli_us")" "$(ratio "$cli_us" "$raw_us")"
-printf '%-48s %12s\n' "curl CLI / runbook http.get" "$(ratio "$cli_us" "$rb_us")"
+printf '%-48s %12s %12s\n' "(a) raw libcurl easy, C (n=$N)" "$(fmt "$raw")" "1.00x"
+printf '%-48s %12s %12s\n' "(b) runbook http.get, quiet (n=$N)" "$(fmt "$rb")" "$(ratio "$rb" "$raw")"
+printf '%-48s %12s %12s\n' "(b) runbook http.get, call line shown (n=$((N / 3)))" "$(fmt "$rb_shown")" \
+  "$(ratio "$rb_shown" "$raw")"
+printf '%-48s %12s %12s\n' "(c) curl -fsS URL, a process (n=$CLI_N)" "$(fmt "$cli")" "$(ratio "$cli" "$raw")"
+printf '%-48s %12s\n' "curl CLI / runbook http.get" "$(ratio "$cli" "$rb")"
 echo
+per_get() { fmt "$(awk -v a="$1" -v n="$FAN" 'BEGIN { print a / n }')"; }
 printf '%-48s %12s %12s\n' "$FAN GETs from one step (median of 5)" "wall" "per GET"
-printf '%-48s %12s %12s\n' "sequential loop" "$(fmt "$seq_us")" "$(fmt "$(awk -v a="$seq_us" -v n="$FAN" 'BEGIN{print a/n}')")"
-printf '%-48s %12s %12s\n' "parallel()" "$(fmt "$par_us")" "$(fmt "$(awk -v a="$par_us" -v n="$FAN" 'BEGIN{print a/n}')")"
-printf '%-48s %12s\n' "sequential / parallel" "$(ratio "$seq_us" "$par_us")"
+printf '%-48s %12s %12s\n' "sequential loop" "$(fmt "$seq")" "$(per_get "$seq")"
+printf '%-48s %12s %12s\n' "parallel()" "$(fmt "$par")" "$(per_get "$par")"
+printf '%-48s %12s\n' "sequential / parallel" "$(ratio "$seq" "$par")"
 
-# rows for bench/run's combined table: group, how, seconds, role
-if [ -n "${BENCH_ROWS:-}" ]; then
-  awk -v a="$raw_us" -v b="$rb_us" -v c="$cli_us" -v s="$seq_us" -v p="$par_us" -v n="$N" -v cn="$CLI_N" -v f="$FAN" 'BEGIN {
-    printf "http GET (keep-alive)\traw libcurl easy, C (n=%d)\t%.9f\traw\n", n, a / 1e6
-    printf "http GET (keep-alive)\trunbook http.get (n=%d)\t%.9f\trunbook\n", n, b / 1e6
-    printf "http GET (keep-alive)\tcurl -fsS URL (n=%d)\t%.9f\tcli\n", cn, c / 1e6
-    printf "%d http GETs (fan-out)\trunbook, one after another\t%.9f\tseq\n", f, s / 1e6
-    printf "%d http GETs (fan-out)\trunbook parallel()\t%.9f\tfan\n", f, p / 1e6 }' >> "$BENCH_ROWS"
-fi
+g="http GET (keep-alive)"
+bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw
+bench_row "$g" "runbook http.get (n=$N)" "$rb" runbook
+bench_row "$g" "curl -fsS URL (n=$CLI_N)" "$cli" cli
+bench_row "$FAN http GETs (fan-out)" "runbook, one after another" "$seq" seq
+bench_row "$FAN http GETs (fan-out)" "runbook parallel()" "$par" fan

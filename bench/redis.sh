@@ -14,24 +14,11 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+. "$here/common.sh"
 N=${N:-5000}
 CLI_N=${CLI_N:-100}
 
-for tool in redis-server redis-cli gcc pkg-config; do
-  command -v "$tool" >/dev/null || { echo "bench/redis.sh: $tool is not installed" >&2; exit 2; }
-done
-[ -x "$RUNBOOK_BIN" ] || { echo "bench/redis.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/rbbench-redis.XXXXXX)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+bench_begin redis redis-server redis-cli gcc pkg-config
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
   --logfile "$work/redis.log" >/dev/null 2>&1 &
 server_pid=$!
@@ -71,8 +58,7 @@ int main(int argc, char **argv)
         }
         freeReplyObject(r);
     }
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    printf("%.2f\n", t[n / 2] * 1e6);
+    printf("%.9f\n", median(t, n));
     redisFree(c);
     free(t);
     return 0;
@@ -80,7 +66,7 @@ int main(int argc, char **argv)
 EOF
 # shellcheck disable=SC2046
 gcc -I"$here" -O2 -o "$work/ping" "$work/ping.c" $(pkg-config --cflags --libs hiredis)
-raw_us=$("$work/ping" "$port" "$N")
+raw=$("$work/ping" "$port" "$N")
 
 # (b) runbook r:ping() ---------------------------------------------------------
 cat > "$work/bench.lua" <<EOF
@@ -96,37 +82,24 @@ step("ping", function()
     t[i] = now() - t0
   end
   table.sort(t)
-  io.stdout:write(string.format("RESULT %.2f\n", t[$N // 2 + 1] * 1e6))
+  io.stdout:write(string.format("RESULT %.9f\n", t[$N // 2 + 1]))
 end)
 EOF
-rb_us=$("$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" | sed -n 's/^RESULT //p')
-[ -n "$rb_us" ] || { echo "the runbook benchmark failed" >&2; exit 1; }
+rb=$("$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" | sed -n 's/^RESULT //p')
+[ -n "$rb" ] || { echo "the runbook benchmark failed" >&2; exit 1; }
 
 # (c) redis-cli ping per call ---------------------------------------------------
-: > "$work/cli.txt"
-for _ in $(seq "$CLI_N"); do
-  t0=$EPOCHREALTIME
-  redis-cli -p "$port" ping >/dev/null
-  t1=$EPOCHREALTIME
-  echo "$t0 $t1" >> "$work/cli.txt"
-done
-cli_us=$(awk '{ printf "%.2f\n", ($2 - $1) * 1e6 }' "$work/cli.txt" | sort -n |
-  awk '{ v[NR] = $1 } END { print v[int(NR / 2) + 1] }')
+cli=$(wall_median "$CLI_N" redis-cli -p "$port" ping)
 
 # table ----------------------------------------------------------------------------
-fmt() { awk -v us="$1" 'BEGIN { if (us >= 1000) printf "%.2f ms", us / 1000; else printf "%.1f us", us }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1fx", a / b }'; }
 echo "Redis PING on an open connection, loopback, median per call (redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
 printf '%-42s %12s %14s\n' "how" "per call" "vs hiredis"
-printf '%-42s %12s %14s\n' "(a) raw hiredis, C (n=$N)" "$(fmt "$raw_us")" "1.0x"
-printf '%-42s %12s %14s\n' "(b) runbook r:ping() (n=$N)" "$(fmt "$rb_us")" "$(ratio "$rb_us" "$raw_us")"
-printf '%-42s %12s %14s\n' "(c) redis-cli ping, a process (n=$CLI_N)" "$(fmt "$cli_us")" "$(ratio "$cli_us" "$raw_us")"
-printf '%-42s %12s\n' "redis-cli / runbook" "$(ratio "$cli_us" "$rb_us")"
+printf '%-42s %12s %14s\n' "(a) raw hiredis, C (n=$N)" "$(fmt "$raw")" "1.00x"
+printf '%-42s %12s %14s\n' "(b) runbook r:ping() (n=$N)" "$(fmt "$rb")" "$(ratio "$rb" "$raw")"
+printf '%-42s %12s %14s\n' "(c) redis-cli ping, a process (n=$CLI_N)" "$(fmt "$cli")" "$(ratio "$cli" "$raw")"
+printf '%-42s %12s\n' "redis-cli / runbook" "$(ratio "$cli" "$rb")"
 
-# rows for bench/run's combined table: group, how, seconds
-if [ -n "${BENCH_ROWS:-}" ]; then
-  awk -v a="$raw_us" -v b="$rb_us" -v c="$cli_us" -v n="$N" -v cn="$CLI_N" 'BEGIN {
-    printf "redis PING (open conn)\traw hiredis, C (n=%d)\t%.9f\traw\n", n, a / 1e6
-    printf "redis PING (open conn)\trunbook r:ping() (n=%d)\t%.9f\trunbook\n", n, b / 1e6
-    printf "redis PING (open conn)\tredis-cli ping (n=%d)\t%.9f\tcli\n", cn, c / 1e6 }' >> "$BENCH_ROWS"
-fi
+g="redis PING (open conn)"
+bench_row "$g" "raw hiredis, C (n=$N)" "$raw" raw
+bench_row "$g" "runbook r:ping() (n=$N)" "$rb" runbook
+bench_row "$g" "redis-cli ping (n=$CLI_N)" "$cli" cli

@@ -17,38 +17,17 @@
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+. "$here/common.sh"
 PSQL=/usr/lib/postgresql/15/bin/psql
 N=${N:-3000}
 RB_N=${RB_N:-2000}
 CLI_N=${CLI_N:-50}
 ROUNDS=${ROUNDS:-3}
 
-for tool in gcc pkg-config "$PSQL"; do
-  command -v "$tool" >/dev/null || { echo "bench/sql.sh: $tool is not installed" >&2; exit 2; }
-done
-[ -x "$RUNBOOK_BIN" ] || { echo "bench/sql.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
+bench_begin sql gcc pkg-config "$PSQL"
 
-work=$(mktemp -d /tmp/rbbench-sql.XXXXXX)
-server_pid=
-cleanup() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-/usr/bin/python3 "$here/../tests/servers/postgres.py" --no-tls >"$work/server.out" 2>&1 &
-server_pid=$!
-for _ in $(seq 300); do
-  grep -q '^postgresql://' "$work/server.out" && break
-  kill -0 "$server_pid" 2>/dev/null || break
-  sleep 0.1
-done
-url=$(grep -m1 '^postgresql://' "$work/server.out" || true)
-[ -n "$url" ] || { echo "bench/sql.sh: PostgreSQL did not start:" >&2; cat "$work/server.out" >&2; exit 1; }
+serve postgres --no-tls
+url=$(head -1 "$work/server.out")
 
 # (a) raw libpq, and (c) timing psql processes from C so the measuring
 # costs microseconds, not a shell's milliseconds ---------------------------
@@ -64,12 +43,6 @@ cat > "$work/baseline.c" <<'EOF'
 extern char **environ;
 
 #include "timing.h"
-
-static double median(double *t, int n)
-{
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    return t[n / 2];
-}
 
 static int libpq(const char *url, int n, double *t)
 {

@@ -13,73 +13,33 @@
 #       runbook, one host after another (ssh.connect + s:exec + s:close)
 #       parallel-ssh -p 20
 #
-# Starts its own sshd on a free loopback port with a generated host key,
-# client key and config (MaxStartups raised for the fan-out; SHLVL=1 so
-# the remote bash does not read root's ~/.bashrc), and compiles the C
-# client with gcc.  Needs /usr/sbin/sshd, ssh, ssh-keygen, parallel-ssh,
+# Starts its own sshd with tests/servers/sshd.py (a free loopback port,
+# a generated host key, client key and config, MaxStartups raised for the
+# fan-out; SHLVL=1 so the remote bash does not read root's ~/.bashrc), and
+# compiles the C client with gcc.  Needs /usr/sbin/sshd, ssh, ssh-keygen, parallel-ssh,
 # gcc, libssh2-1-dev and a built runbook ($RUNBOOK_BIN, default
 # build/runbook).  N=200 in-process execs, CLI_N=15 ssh runs, R=5 rounds
 # of each fan-out.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+. "$here/common.sh"
 N=${N:-200}
 CLI_N=${CLI_N:-15}
 R=${R:-5}
 HOSTS=20
 
-for tool in /usr/sbin/sshd ssh ssh-keygen parallel-ssh gcc pkg-config; do
-  command -v "$tool" >/dev/null || { echo "bench/ssh.sh: $tool is not installed" >&2; exit 2; }
-done
-[ -x "$RUNBOOK_BIN" ] || { echo "bench/ssh.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
-
-work=$(mktemp -d /tmp/rbbench-ssh.XXXXXX)
-server_pid=
-cleanup() {
-  [ -n "$server_pid" ] && kill "$server_pid" 2>/dev/null && wait "$server_pid" 2>/dev/null
-  rm -rf "$work"
-}
-trap cleanup EXIT
+bench_begin ssh /usr/sbin/sshd ssh ssh-keygen parallel-ssh gcc pkg-config
 
 # --- the server ---------------------------------------------------------------
-user=$(id -un)
-port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-ssh-keygen -q -t ed25519 -N '' -C '' -f "$work/host_key"
-ssh-keygen -q -t ed25519 -N '' -C '' -f "$work/id_ed25519"
-cp "$work/id_ed25519.pub" "$work/authorized_keys"
-cat > "$work/sshd_config" <<EOF
-ListenAddress 127.0.0.1
-Port $port
-HostKey $work/host_key
-PidFile $work/sshd.pid
-AuthorizedKeysFile $work/authorized_keys
-StrictModes no
-UsePAM no
-PermitRootLogin prohibit-password
-PasswordAuthentication no
-KbdInteractiveAuthentication no
-MaxStartups 100:30:200
-MaxSessions 200
-UseDNS no
-PrintMotd no
-SetEnv SHLVL=1
-LogLevel ERROR
-EOF
-echo "[127.0.0.1]:$port $(cut -d' ' -f1,2 "$work/host_key.pub")" > "$work/known_hosts"
-mkdir -p /run/sshd
-/usr/sbin/sshd -D -e -f "$work/sshd_config" 2>"$work/sshd.log" &
-server_pid=$!
-key=$work/id_ed25519
+serve sshd
+read -r port user key < <(/usr/bin/python3 -c 'import json, sys; d = json.load(sys.stdin)
+print(d["port"], d["user"], d["key"]); print(d["known_hosts_line"], file=open(sys.argv[1], "w"))' \
+  "$work/known_hosts" < "$work/server.out")
 ssh_opts=(-F /dev/null -p "$port" -i "$key" -o BatchMode=yes -o IdentitiesOnly=yes
           -o UserKnownHostsFile="$work/known_hosts" -o StrictHostKeyChecking=yes)
-for _ in $(seq 100); do
-  ssh "${ssh_opts[@]}" "$user@127.0.0.1" true 2>/dev/null && break
-  sleep 0.05
-done
-ssh "${ssh_opts[@]}" "$user@127.0.0.1" true || { echo "sshd did not start" >&2; cat "$work/sshd.log" >&2; exit 1; }
-
-median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+ssh "${ssh_opts[@]}" "$user@127.0.0.1" true ||
+  { echo "bench/ssh.sh: cannot log in to the test sshd" >&2; cat "$work/server.err" >&2; exit 1; }
 
 # --- (a) raw libssh2 ------------------------------------------------------------
 cat > "$work/exec.c" <<'EOF'
@@ -147,8 +107,7 @@ int main(int argc, char **argv)
         }
         t[i] = now() - t1;
     }
-    qsort(t, (size_t)n, sizeof *t, cmp);
-    printf("%.6f %.6f\n", t[n / 2], setup);
+    printf("%.9f %.9f\n", median(t, n), setup);
     libssh2_session_disconnect(s, "done");
     libssh2_session_free(s);
     return 0;
@@ -202,29 +161,15 @@ out=$("$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua") |
 read -r rb_exec rb_fan rb_seq < <(echo "$out" | sed -n 's/^@RESULT //p')
 
 # --- (a) one ssh process per call -----------------------------------------------
-for _ in $(seq "$CLI_N"); do
-  t0=$EPOCHREALTIME
-  ssh "${ssh_opts[@]}" "$user@127.0.0.1" true
-  t1=$EPOCHREALTIME
-  echo "$t1 - $t0" | bc -l
-done | median > "$work/cli"
-cli_exec=$(cat "$work/cli")
+cli_exec=$(wall_median "$CLI_N" ssh "${ssh_opts[@]}" "$user@127.0.0.1" true)
 
 # --- (b) parallel-ssh -------------------------------------------------------------
 for _ in $(seq "$HOSTS"); do echo "127.0.0.1:$port"; done > "$work/hosts"
-for _ in $(seq "$R"); do
-  t0=$EPOCHREALTIME
-  parallel-ssh -h "$work/hosts" -p "$HOSTS" -l "$user" -t 60 \
-    -x "-F /dev/null -i $key -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=$work/known_hosts -o StrictHostKeyChecking=yes" \
-    true > "$work/pssh.out" || { cat "$work/pssh.out" >&2; exit 1; }
-  t1=$EPOCHREALTIME
-  echo "$t1 - $t0" | bc -l
-done | median > "$work/pssh"
-pssh_fan=$(cat "$work/pssh")
+pssh_fan=$(wall_median "$R" parallel-ssh -h "$work/hosts" -p "$HOSTS" -l "$user" -t 60 \
+  -x "-F /dev/null -i $key -o BatchMode=yes -o IdentitiesOnly=yes -o UserKnownHostsFile=$work/known_hosts -o StrictHostKeyChecking=yes" \
+  true)
 
 # --- the table ---------------------------------------------------------------------
-fmt() { awk -v s="$1" 'BEGIN { if (s < 1) printf "%.2f ms", s * 1000; else printf "%.2f s", s }'; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 printf '\nssh: medians on loopback sshd (%s), libssh2 %s, %s\n' \
   "$(/usr/sbin/sshd -V 2>&1 | head -1 | cut -d, -f1 || true)" "$(pkg-config --modversion libssh2)" "$(date -u +%F)"
 printf '%-58s %12s %10s\n' "(a) exec \`true\` on an open session (N=$N, ssh: $CLI_N)" "per call" "vs raw"
@@ -237,14 +182,11 @@ printf '%-58s %12s %10s\n' "    runbook, one host after another" "$(fmt "$rb_seq
 printf '%-58s %12s %10s\n' "    parallel-ssh -p $HOSTS" "$(fmt "$pssh_fan")" "$(ratio "$pssh_fan" "$rb_fan")"
 printf '%-58s %12s\n' "    (libssh2 session setup, raw C: connect, kex, login)" "$(fmt "$raw_setup")"
 
-# rows for bench/run's combined table: group, how, seconds, role
-if [ -n "${BENCH_ROWS:-}" ]; then
-  {
-    printf 'ssh exec true (open session)\traw libssh2, C (n=%s)\t%s\traw\n' "$N" "$raw_exec"
-    printf 'ssh exec true (open session)\trunbook s:exec (n=%s)\t%s\trunbook\n' "$N" "$rb_exec"
-    printf 'ssh exec true (open session)\tssh host true (n=%s)\t%s\tcli\n' "$CLI_N" "$cli_exec"
-    printf '%s ssh sessions (fan-out)\trunbook, one after another\t%s\tseq\n' "$HOSTS" "$rb_seq"
-    printf '%s ssh sessions (fan-out)\trunbook ssh.exec\t%s\tfan\n' "$HOSTS" "$rb_fan"
-    printf '%s ssh sessions (fan-out)\tparallel-ssh -p %s\t%s\tpssh\n' "$HOSTS" "$HOSTS" "$pssh_fan"
-  } >> "$BENCH_ROWS"
-fi
+g="ssh exec true (open session)"
+bench_row "$g" "raw libssh2, C (n=$N)" "$raw_exec" raw
+bench_row "$g" "runbook s:exec (n=$N)" "$rb_exec" runbook
+bench_row "$g" "ssh host true (n=$CLI_N)" "$cli_exec" cli
+g="$HOSTS ssh sessions (fan-out)"
+bench_row "$g" "runbook, one after another" "$rb_seq" seq
+bench_row "$g" "runbook ssh.exec" "$rb_fan" fan
+bench_row "$g" "parallel-ssh -p $HOSTS" "$pssh_fan" pssh

@@ -354,12 +354,6 @@ static const luaL_Reg methods[] = {
     { NULL, NULL },
 };
 
-static const luaL_Reg meta[] = {
-    { "__gc", l_close },
-    { "__close", l_close },
-    { NULL, NULL },
-};
-
 static const luaL_Reg funcs[] = {
     { "load", l_load },
     { NULL, NULL },
@@ -367,7 +361,7 @@ static const luaL_Reg funcs[] = {
 
 int luaopen_runbook_answers(lua_State *L)
 {
-    rb_class(L, ANSWERS_MT, meta, methods);
+    rb_class(L, ANSWERS_MT, l_close, NULL, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

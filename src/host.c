@@ -42,12 +42,18 @@ static const luaL_Reg host_libs[] = {
     { NULL, NULL },
 };
 
-void rb_class(lua_State *L, const char *name, const luaL_Reg *meta,
-              const luaL_Reg *methods)
+void rb_class(lua_State *L, const char *name, lua_CFunction gc,
+              lua_CFunction tostring, const luaL_Reg *methods)
 {
     luaL_newmetatable(L, name);
-    if (meta != NULL)
-        luaL_setfuncs(L, meta, 0);
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pushcfunction(L, gc);
+    lua_setfield(L, -2, "__close");
+    if (tostring != NULL) {
+        lua_pushcfunction(L, tostring);
+        lua_setfield(L, -2, "__tostring");
+    }
     if (methods != NULL) {
         lua_newtable(L);
         luaL_setfuncs(L, methods, 0);

@@ -417,12 +417,7 @@ int luaopen_runbook_exec(lua_State *L)
         { "run", l_run },
         { NULL, NULL },
     };
-    static const luaL_Reg meta[] = {
-        { "__gc", proc_gc },
-        { "__close", proc_gc },
-        { NULL, NULL },
-    };
-    rb_class(L, PROC_MT, meta, NULL);
+    rb_class(L, PROC_MT, proc_gc, NULL, NULL);
     luaL_newlib(L, funcs);
     return 1;
 }

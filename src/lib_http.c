@@ -892,17 +892,8 @@ int luaopen_runbook_http(lua_State *L)
     };
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK)
         return luaL_error(L, "http: cannot initialise libcurl");
-    static const luaL_Reg multi_meta[] = {
-        { "__gc", multi_gc },
-        { NULL, NULL },
-    };
-    static const luaL_Reg request_meta[] = {
-        { "__gc", request_gc },
-        { "__close", request_gc },
-        { NULL, NULL },
-    };
-    rb_class(L, MULTI_MT, multi_meta, NULL);
-    rb_class(L, REQUEST_MT, request_meta, NULL);
+    rb_class(L, MULTI_MT, multi_gc, NULL, NULL);
+    rb_class(L, REQUEST_MT, request_gc, NULL, NULL);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -256,22 +256,28 @@ static int try_next(lua_State *L, struct conn *c)
     return connect_failed(L, c);
 }
 
+/* How a wait of the opening ended: nothing when the fd is ready; else the
+ * connection is released and the timeout (with the hint of what to check),
+ * Ctrl-C or error raised, so this does not return. */
+static void opening_woke(lua_State *L, struct conn *c, const char *op, const char *doing,
+                         const char *hint)
+{
+    enum rb_wake w = rb_loop_woke(L, NULL, 0);
+    if (w == RB_WAKE_READY)
+        return;
+    conn_release(c);
+    if (w == RB_WAKE_TIMEOUT)
+        raise_text(L, "%s: %s timed out after %.1f s (%s)", c->where, doing, c->timeout, hint);
+    rb_loop_raise(L, w, c->where, op, c->timeout);
+}
+
 static int k_connected(lua_State *L, int status, lua_KContext kctx)
 {
     (void)status;
     (void)kctx;
     struct conn *c = luaL_checkudata(L, S_OPEN_CONN, CONN_MT);
-    enum rb_wake w = rb_loop_woke(L, NULL, 0);
-    if (w == RB_WAKE_TIMEOUT) {
-        conn_release(c);
-        return raise_text(L, "%s: connect timed out after %.1f s (is the host up, and the "
-                          "port not dropped by a firewall? connect_timeout= raises the limit)",
-                          c->where, c->timeout);
-    }
-    if (w != RB_WAKE_READY) {
-        conn_release(c);
-        return rb_loop_raise(L, w, c->where, "connect", c->timeout);
-    }
+    opening_woke(L, c, "connect", "connect", "is the host up, and the port not dropped by a "
+                 "firewall? connect_timeout= raises the limit");
     int err = 0;
     socklen_t len = sizeof err;
     if (getsockopt(c->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
@@ -296,16 +302,8 @@ static int k_resolved(lua_State *L, int status, lua_KContext kctx)
     (void)status;
     (void)kctx;
     struct conn *c = luaL_checkudata(L, S_OPEN_CONN, CONN_MT);
-    enum rb_wake w = rb_loop_woke(L, NULL, 0);
-    if (w == RB_WAKE_TIMEOUT) {
-        conn_release(c);
-        return raise_text(L, "%s: resolving the host name timed out after %.1f s (check DNS "
-                          "and the host in the URL)", c->where, c->timeout);
-    }
-    if (w != RB_WAKE_READY) {
-        conn_release(c);
-        return rb_loop_raise(L, w, c->where, "name lookup", c->timeout);
-    }
+    opening_woke(L, c, "name lookup", "resolving the host name",
+                 "check DNS and the host in the URL");
     struct lookup *lk = c->lookup;
     if (lk->rc != 0) {
         const char *why = lk->rc == EAI_SYSTEM ? strerror(lk->sys_errno) : gai_strerror(lk->rc);
@@ -590,14 +588,7 @@ int luaopen_runbook_redis(lua_State *L)
         { "busy", l_busy },
         { NULL, NULL },
     };
-    static const luaL_Reg meta[] = {
-        { "__gc", l_gc },
-        { "__close", l_gc },
-        { "__tostring", l_tostring },
-        { "__index", NULL },
-        { NULL, NULL },
-    };
-    rb_class(L, CONN_MT, meta, methods);
+    rb_class(L, CONN_MT, l_gc, l_tostring, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -678,13 +678,7 @@ int luaopen_runbook_sql(lua_State *L)
         { "info", l_info },
         { NULL, NULL },
     };
-    static const luaL_Reg meta[] = {
-        { "__gc", conn_gc },
-        { "__close", conn_gc },
-        { "__tostring", l_tostring },
-        { NULL, NULL },
-    };
-    rb_class(L, CONN_MT, meta, methods);
+    rb_class(L, CONN_MT, conn_gc, l_tostring, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

@@ -1283,13 +1283,7 @@ int luaopen_runbook_ssh(lua_State *L)
      * never undone (libssh2_exit would pull the backend from under any
      * other state's sessions). */
     libssh2_init(0);
-    static const luaL_Reg meta[] = {
-        { "__gc", l_gc },
-        { "__close", l_gc },
-        { "__tostring", l_tostring },
-        { NULL, NULL },
-    };
-    rb_class(L, SESSION_MT, meta, methods);
+    rb_class(L, SESSION_MT, l_gc, l_tostring, methods);
     luaL_newlib(L, funcs);
     return 1;
 }

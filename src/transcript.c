@@ -962,14 +962,6 @@ static const luaL_Reg writer_methods[] = {
     { NULL, NULL }
 };
 
-static const luaL_Reg writer_meta[] = {
-    { "__gc", l_close },
-    { "__close", l_close },
-    { "__tostring", l_tostring },
-    { "__index", NULL },
-    { NULL, NULL }
-};
-
 static const luaL_Reg funcs[] = {
     { "encode", rb_transcript_encode },
     { "open", l_open },
@@ -983,12 +975,8 @@ static const luaL_Reg funcs[] = {
 
 static void create_metatables(lua_State *L)
 {
-    static const luaL_Reg redactor_meta[] = {
-        { "__gc", l_redactor_gc },
-        { NULL, NULL }
-    };
-    rb_class(L, WRITER_MT, writer_meta, writer_methods);
-    rb_class(L, REDACTOR_MT, redactor_meta, NULL);
+    rb_class(L, WRITER_MT, l_close, l_tostring, writer_methods);
+    rb_class(L, REDACTOR_MT, l_redactor_gc, NULL, NULL);
 }
 
 int luaopen_runbook_transcript(lua_State *L)

@@ -39,11 +39,13 @@ int rb_host_command(lua_State *L, int argc, char **argv, const char *synopsis,
  * (directories, file modes, realpath, identity).  [-0, +1, m] */
 int luaopen_runbook_sys(lua_State *L);
 
-/* Register the metatable `name` of a handle type: the metamethods in meta
- * and, when methods is not NULL, a table of them as __index.  Either list
- * ends with a NULL name.  [-0, +0, m] */
-void rb_class(lua_State *L, const char *name, const luaL_Reg *meta,
-              const luaL_Reg *methods);
+/* Register the metatable `name` of a handle type: gc as both __gc and
+ * __close (a handle is released the same way whether collected or closed
+ * by a to-be-closed variable), tostring as __tostring when not NULL and,
+ * when methods is not NULL, a table of them (ending with a NULL name) as
+ * __index.  [-0, +0, m] */
+void rb_class(lua_State *L, const char *name, lua_CFunction gc,
+              lua_CFunction tostring, const luaL_Reg *methods);
 
 int cmd_run(lua_State *L, int argc, char **argv);
 int cmd_list(lua_State *L, int argc, char **argv);

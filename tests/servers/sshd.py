@@ -24,13 +24,10 @@ import time
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from servers.common import StalledListener, free_port
-from servers.common import SilentListener as SilentServer  # noqa: E402,F401 (re-exported for the tests)  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import SilentListener as SilentServer  # noqa: E402,F401 (re-exported for the tests)
 
 SSHD = "/usr/sbin/sshd"
 PASSPHRASE = "correct horse battery"
-
-
-
 
 
 def keygen(path, passphrase=""):

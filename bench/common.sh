@@ -1,0 +1,77 @@
+# bench/common.sh: what bench/{http,redis,sql,ssh}.sh share, sourced after
+# they set $here (this directory).  Times passed between these functions
+# are in seconds.
+
+RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
+
+# bench_begin NAME TOOL...: exit 2 naming the first missing tool (or a
+# missing runbook binary); make $work, removed at exit after the server
+# whose pid the script puts in $server_pid is stopped; pick a free
+# loopback $port.
+bench_begin() {
+  local name=$1 tool
+  shift
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "bench/$name.sh: $tool is not installed" >&2; exit 2; }
+  done
+  [ -x "$RUNBOOK_BIN" ] ||
+    { echo "bench/$name.sh: no runbook binary at $RUNBOOK_BIN (set RUNBOOK_BIN)" >&2; exit 2; }
+  work=$(mktemp -d "/tmp/rbbench-$name.XXXXXX")
+  server_pid=
+  trap bench_end EXIT
+  port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+}
+
+bench_end() {
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
+  rm -rf "$work"
+}
+
+# serve NAME ARG...: start tests/servers/NAME.py ARG... as the server and
+# wait (30 s at most) for the first line it prints, left in $work/server.out.
+serve() {
+  /usr/bin/python3 "$here/../tests/servers/$1.py" "${@:2}" >"$work/server.out" 2>"$work/server.err" &
+  server_pid=$!
+  for _ in $(seq 300); do
+    [ "$(wc -l < "$work/server.out")" -ge 1 ] && return
+    kill -0 "$server_pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  echo "bench: tests/servers/$1.py did not start:" >&2
+  cat "$work/server.err" "$work/server.out" >&2
+  exit 1
+}
+
+# median: the median of the numbers on stdin, one a line.
+median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# wall_median N CMD...: the median wall time of N runs of CMD, in seconds;
+# when a run fails, its output goes to stderr and this fails.
+wall_median() {
+  local n=$1 t0 t1
+  shift
+  for _ in $(seq "$n"); do
+    t0=$EPOCHREALTIME
+    "$@" >"$work/wall.out" 2>&1 || { cat "$work/wall.out" >&2; return 1; }
+    t1=$EPOCHREALTIME
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
+  done | median
+}
+
+# fmt SECONDS: as "1.23 s", "4.56 ms" or "78.9 us".
+fmt() {
+  awk -v s="$1" 'BEGIN { if (s >= 1) printf "%.2f s", s; else if (s >= 1e-3) printf "%.2f ms", s * 1e3;
+                         else printf "%.1f us", s * 1e6 }'
+}
+
+# ratio A B: A / B as "1.23x".
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
+
+# bench_row GROUP HOW SECONDS ROLE: one row of bench/run's combined table
+# (role: raw, runbook, cli, seq, fan or pssh), when bench/run asked for rows.
+bench_row() {
+  [ -z "${BENCH_ROWS:-}" ] || printf '%s\t%s\t%.9f\t%s\n' "$1" "$2" "$3" "$4" >> "$BENCH_ROWS"
+}
