@@ -80,14 +80,21 @@ local function maintenance(which, service)
   exec(spec)
 end
 
-local function start_service(p)
+-- Takes the service out of use (down) or puts it back: maintenance mode
+-- when the target names its commands, else a stop or start through the
+-- service manager.
+local function take_service(p, down)
   if p.service == nil then
-    log.info("skipped: no service given (-p service=NAME), so nothing was stopped and nothing is started")
+    log.info(down and "skipped: no service given (-p service=NAME); make sure nothing writes to the database"
+      or "skipped: no service given (-p service=NAME), so nothing was stopped and nothing is started")
     return
   end
   if has_maintenance() then
-    maintenance("maintenance_off", p.service)
-    log.info("%s: maintenance mode off", p.service)
+    maintenance(down and "maintenance_on" or "maintenance_off", p.service)
+    log.info("%s: maintenance mode %s", p.service, down and "on" or "off")
+  elseif down then
+    service.stop(p.service)
+    log.info("%s stopped", p.service)
   else
     service.start(p.service)
     log.info("%s started", p.service)
@@ -139,24 +146,14 @@ end)
 
 step("Stop the service", { id = "stop", dangerous = true }, function(p)
   team_lock(p)
-  if p.service == nil then
-    log.info("skipped: no service given (-p service=NAME); make sure nothing writes to the database")
-    return
-  end
-  if has_maintenance() then
-    maintenance("maintenance_on", p.service)
-    log.info("%s: maintenance mode on", p.service)
-  else
-    service.stop(p.service)
-    log.info("%s stopped", p.service)
-  end
+  take_service(p, true)
 end)
 
 step("Restore the dump", {
   id = "restore", dangerous = true,
   -- --single-transaction: a failed restore leaves the database as it was,
   -- so undoing means bringing the service back.
-  undo = function(p) start_service(p) end,
+  undo = function(p) take_service(p, false) end,
 }, function(p)
   local c = resolve(p)
   team_lock(p)
@@ -182,7 +179,7 @@ end)
 
 step("Start the service", { id = "start" }, function(p)
   team_lock(p)
-  start_service(p)
+  take_service(p, false)
 end)
 
 step("Verify row counts and health", { id = "verify" }, function(p)

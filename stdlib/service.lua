@@ -375,22 +375,13 @@ local function change(action, name, opts)
   return res
 end
 
-function service.restart(name, opts)
-  check_name("restart", name)
-  local r = change("restart", name, opts)   -- (not a tail call: errors name the caller's line)
-  return r
-end
-
-function service.start(name, opts)
-  check_name("start", name)
-  local r = change("start", name, opts)   -- (not a tail call: errors name the caller's line)
-  return r
-end
-
-function service.stop(name, opts)
-  check_name("stop", name)
-  local r = change("stop", name, opts)   -- (not a tail call: errors name the caller's line)
-  return r
+-- service.restart, service.start, service.stop
+for _, action in ipairs({ "restart", "start", "stop" }) do
+  service[action] = function(name, opts)
+    check_name(action, name)
+    local r = change(action, name, opts)   -- (not a tail call: errors name the caller's line)
+    return r
+  end
 end
 
 return service

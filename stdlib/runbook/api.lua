@@ -117,6 +117,43 @@ local function excerpt(s, n)
   return s
 end
 
+-- What the primitives that run a command (exec, sh, ssh exec) add to the
+-- call spec: a dry run's stand-in (a success with no output), the fields
+-- recorded, and the completion of a --scenario's partial result, which
+-- finish(r) ends (it sets r.ok).  extra: fields both results also carry.
+function api.command_call(spec, finish, extra)
+  local function with_extra(r)
+    for k, v in pairs(extra or {}) do r[k] = v end
+    return r
+  end
+  spec.stand_in = function()
+    return with_extra({ code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true })
+  end
+  spec.summary = function(r)
+    return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
+  end
+  spec.complete = function(r)
+    r.code = r.code or 0
+    r.stdout, r.stderr, r.duration = r.stdout or "", r.stderr or "", r.duration or 0
+    return finish(with_extra(r))
+  end
+  return spec
+end
+
+-- Streams what a command prints to the screen under its "$ ..." line as it
+-- comes: returns feed (nil when quiet), to give the command, and done, to
+-- call with pcall's results: it flushes the last partial line, then
+-- returns the result or raises the error as it is (a C primitive's message
+-- carries no position of ours).
+function api.output(quiet)
+  local sink = not quiet and ui.output_sink("    | ") or nil
+  return sink and sink.feed, function(ok, r)
+    if sink then sink.flush() end
+    if not ok then error(r, 0) end
+    return r
+  end
+end
+
 local function exec_impl(run, primitive, spec, display_argv, display)
   if type(spec) ~= "table" then raise(primitive .. ": expected a table {argv..., timeout=}", 2) end
   local argv = {}
@@ -125,38 +162,23 @@ local function exec_impl(run, primitive, spec, display_argv, display)
   local describe = display or api.argv_string(display_argv or argv)
   local cspec = { timeout = spec.timeout or 60, stdin = spec.stdin, env = spec.env, cwd = spec.cwd }
   for i = 1, #argv do cspec[i] = argv[i] end
-  local sink
-  local ok, res = api.call(run, {
+  local ok, res = api.call(run, api.command_call({
     primitive = primitive,
     args = { argv = display_argv or argv, readonly = spec.readonly or false,
              timeout = cspec.timeout, cwd = spec.cwd, env = spec.env,
              stdin_bytes = spec.stdin and #spec.stdin or nil },
     mutating = not spec.readonly,
     describe = describe,
-    stand_in = function()
-      return { code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true }
-    end,
     perform = function()
       ui.print("  " .. ui.style("dim", "$ " .. describe))
-      if not spec.quiet then
-        sink = ui.output_sink("    | ")
-        cspec.on_output = sink.feed
-      end
-      local okr, r = pcall(cexec.run, cspec)
-      if sink then sink.flush() end
-      if not okr then error(r, 0) end
-      return r
+      local feed, done = api.output(spec.quiet)
+      cspec.on_output = feed
+      return done(pcall(cexec.run, cspec))
     end,
-    summary = function(r)
-      return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
-    end,
-    complete = function(r)
-      r.code = r.code or 0
-      r.stdout, r.stderr = r.stdout or "", r.stderr or ""
-      r.ok = r.code == 0
-      return r
-    end,
-  })
+  }, function(r)
+    r.ok = r.code == 0
+    return r
+  end))
   if not ok then raise(res, 2) end
   if spec.check ~= false and res.code ~= 0 then
     local detail = excerpt(res.stderr ~= "" and res.stderr or res.stdout, 300)

@@ -247,39 +247,21 @@ return function(run, G, api)
     local timeout = want("ssh exec", opts, "timeout", "number") or EXEC_TIMEOUT
     local stdin = want("ssh exec", opts, "stdin", "string")
     local describe = string.format("ssh %s: %s", s.target, cmd)
-    local sink
-    local ok, res = api.call(run, {
+    local ok, res = api.call(run, api.command_call({
       primitive = "ssh",
       args = { op = "exec", host = s.target, cmd = cmd, readonly = opts.readonly or false,
         timeout = timeout, stdin_bytes = stdin and #stdin or nil },
       mutating = not opts.readonly,
       describe = describe,
-      stand_in = function()
-        return { code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true,
-          host = s.target }
-      end,
       perform = function()
         if s.handle == nil then
           error(string.format("ssh %s: the session is closed (connect again)", s.target), 0)
         end
-        if not opts.quiet then
-          ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd))
-          sink = ui.output_sink("    | ")
-        end
-        local okr, r = pcall(s.handle.exec, s.handle, cmd, timeout, stdin, sink and sink.feed)
-        if sink then sink.flush() end
-        if not okr then error(r, 0) end
-        return finish(r, s.target)
+        if not opts.quiet then ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd)) end
+        local feed, done = api.output(opts.quiet)
+        return finish(done(pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)), s.target)
       end,
-      summary = function(r)
-        return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
-      end,
-      complete = function(r)
-        r.code = r.code or 0
-        r.stdout, r.stderr, r.duration = r.stdout or "", r.stderr or "", r.duration or 0
-        return finish(r, s.target)
-      end,
-    })
+    }, function(r) return finish(r, s.target) end, { host = s.target }))
     if not ok then error(res, 0) end
     if opts.check ~= false and res.code ~= 0 then error(exit_message(s.target, cmd, res), 0) end
     return res
