@@ -14,12 +14,13 @@
 # and config) and compiles (a) with gcc; needs nginx, curl, gcc,
 # libcurl-dev and a built runbook ($RUNBOOK_BIN, default build/runbook).
 # N=3000 sets the number of in-process calls, CLI_N=100 the curl runs,
-# FAN=100 the fan-out size.
+# FAN=100 the fan-out size, ROUNDS=3 the rounds of (a) and (b).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/common.sh"
 N=${N:-3000}
+ROUNDS=${ROUNDS:-3}
 CLI_N=${CLI_N:-100}
 FAN=${FAN:-100}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}
@@ -96,7 +97,6 @@ int main(int argc, char **argv)
 EOF
 # shellcheck disable=SC2046
 gcc -I"$here" -O2 -o "$work/get" "$work/get.c" $(pkg-config --cflags --libs libcurl)
-raw=$("$work/get" "$url" "$N")
 
 # (b) runbook http.get, and the fan-out ---------------------------------------
 cat > "$work/bench.lua" <<EOF
@@ -140,13 +140,20 @@ step("fan-out", function()
   io.stdout:write(string.format("RESULT seq %.9f\nRESULT par %.9f\n", seq[3], par[3]))
 end)
 EOF
-"$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
-  { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-result() { sed -n "s/^RESULT $1 //p" "$work/rb.out"; }
-rb=$(result quiet)
-rb_shown=$(result shown)
-seq=$(result seq)
-par=$(result par)
+# The machine is shared: interleave ROUNDS rounds of (a) and (b) so a burst
+# of load hits both alike, and report the median round.
+for _ in $(seq "$ROUNDS"); do
+  "$work/get" "$url" "$N" >> "$work/raw"
+  rm -f "$work/t.jsonl"
+  "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
+    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
+  for r in quiet shown seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r"; done
+done
+raw=$(median < "$work/raw")
+rb=$(median < "$work/rb.quiet")
+rb_shown=$(median < "$work/rb.shown")
+seq=$(median < "$work/rb.seq")
+par=$(median < "$work/rb.par")
 
 # (c) curl -fsS per call -------------------------------------------------------
 cli=$(wall_median "$CLI_N" curl -fsS "$url")
@@ -154,7 +161,7 @@ cli=$(wall_median "$CLI_N" curl -fsS "$url")
 # table -------------------------------------------------------------------------
 echo "HTTP GET on a kept-alive connection, loopback, median per call" \
   "($("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(curl --version | head -1 | cut -d' ' -f1-2))"
-printf '%-48s %12s %12s\n' "how" "per call" "vs libcurl"
+printf '%-48s %12s %12s\n' "how (median of $ROUNDS rounds)" "per call" "vs libcurl"
 printf '%-48s %12s %12s\n' "(a) raw libcurl easy, C (n=$N)" "$(fmt "$raw")" "1.00x"
 printf '%-48s %12s %12s\n' "(b) runbook http.get, quiet (n=$N)" "$(fmt "$rb")" "$(ratio "$rb" "$raw")"
 printf '%-48s %12s %12s\n' "(b) runbook http.get, call line shown (n=$((N / 3)))" "$(fmt "$rb_shown")" \
