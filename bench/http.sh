@@ -14,13 +14,13 @@
 # and config) and compiles (a) with gcc; needs nginx, curl, gcc,
 # libcurl-dev and a built runbook ($RUNBOOK_BIN, default build/runbook).
 # N=3000 sets the number of in-process calls, CLI_N=100 the curl runs,
-# FAN=100 the fan-out size, ROUNDS=3 the rounds of (a) and (b).
+# FAN=100 the fan-out size, ROUNDS=5 the rounds of (a) and (b).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/common.sh"
 N=${N:-3000}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 CLI_N=${CLI_N:-100}
 FAN=${FAN:-100}
 NGINX=${NGINX:-$(command -v nginx || echo /usr/sbin/nginx)}

@@ -16,7 +16,7 @@
 # Starts its own redis-server on a free loopback port and compiles (a) with
 # gcc; needs redis-server, redis-cli, gcc, libhiredis-dev and a built
 # runbook ($RUNBOOK_BIN, default build/runbook).  N=5000 sets the number of
-# in-process calls per round, ROUNDS=3 the rounds of (a), (a') and (b),
+# in-process calls per round, ROUNDS=5 the rounds of (a), (a') and (b),
 # interleaved so a burst of load hits them alike (the median round is
 # reported), CLI_N=100 the number of redis-cli runs.
 set -euo pipefail
@@ -25,7 +25,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 . "$here/common.sh"
 N=${N:-5000}
 CLI_N=${CLI_N:-100}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 
 bench_begin redis redis-server redis-cli gcc pkg-config
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \

@@ -13,7 +13,7 @@
 # one's ratio to (a), then stops the cluster.  Needs PostgreSQL 15 under
 # /usr/lib/postgresql/15/bin, gcc, libpq-dev and a built runbook
 # ($RUNBOOK_BIN, default build/runbook).  N=3000 in-process calls for (a)
-# and RB_N=2000 for (b) per round, ROUNDS=3 rounds, CLI_N=50 psql runs for (c).
+# and RB_N=2000 for (b) per round, ROUNDS=5 rounds, CLI_N=50 psql runs for (c).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -22,7 +22,7 @@ PSQL=/usr/lib/postgresql/15/bin/psql
 N=${N:-3000}
 RB_N=${RB_N:-2000}
 CLI_N=${CLI_N:-50}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 
 bench_begin sql gcc pkg-config "$PSQL"
 
