@@ -84,7 +84,6 @@ class ServerExamples(RunbookTestCase):
 
     def test_sql_report_against_a_real_postgres(self):
         pg = PostgresServer(tls=False)
-        pg.start()
         self.addCleanup(pg.stop)
         p = self.run_rb("run", example("sql-report.lua"), "-p", "db=" + pg.url(), "-p", "slow=0",
                         "--transcript", self.path("s.jsonl"))

@@ -82,6 +82,9 @@ class PostgresServer:
 
     # -- life cycle ----------------------------------------------------------
     def start(self):
+        if self.dir is not None:
+            raise RuntimeError(f"this PostgresServer already runs in {self.dir}: a second start "
+                               "would leave that cluster running")
         self.dir = tempfile.mkdtemp(prefix="rb-pg-")
         os.chmod(self.dir, 0o755)       # the test user reads the log and certificate
         self._chown(self.dir)
