@@ -70,6 +70,12 @@ fmt() {
 # ratio A B: A / B as "1.23x".
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 
+# The scripts' own tables, one width for all: line TEXT [TEXT TEXT] a line
+# as it is; row LABEL SECONDS [BASE] the time and, with BASE, SECONDS/BASE.
+W=58
+line() { printf "%-${W}s %12s %12s\n" "$1" "${2:-}" "${3:-}"; }
+row() { line "$1" "$(fmt "$2")" "${3:+$(ratio "$2" "${3:-1}")}"; }
+
 # bench_row GROUP HOW SECONDS ROLE: one row of bench/run's combined table
 # (role: raw, runbook, cli, seq, fan or pssh), when bench/run asked for rows.
 bench_row() {

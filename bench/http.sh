@@ -161,19 +161,18 @@ cli=$(wall_median "$CLI_N" curl -fsS "$url")
 # table -------------------------------------------------------------------------
 echo "HTTP GET on a kept-alive connection, loopback, median per call" \
   "($("$NGINX" -v 2>&1 | sed 's/.*version: //'), $(curl --version | head -1 | cut -d' ' -f1-2))"
-printf '%-48s %12s %12s\n' "how (median of $ROUNDS rounds)" "per call" "vs libcurl"
-printf '%-48s %12s %12s\n' "(a) raw libcurl easy, C (n=$N)" "$(fmt "$raw")" "1.00x"
-printf '%-48s %12s %12s\n' "(b) runbook http.get, quiet (n=$N)" "$(fmt "$rb")" "$(ratio "$rb" "$raw")"
-printf '%-48s %12s %12s\n' "(b) runbook http.get, call line shown (n=$((N / 3)))" "$(fmt "$rb_shown")" \
-  "$(ratio "$rb_shown" "$raw")"
-printf '%-48s %12s %12s\n' "(c) curl -fsS URL, a process (n=$CLI_N)" "$(fmt "$cli")" "$(ratio "$cli" "$raw")"
-printf '%-48s %12s\n' "curl CLI / runbook http.get" "$(ratio "$cli" "$rb")"
+line "how (median of $ROUNDS rounds)" "per call" "vs libcurl"
+row "(a) raw libcurl easy, C (n=$N)" "$raw" "$raw"
+row "(b) runbook http.get, quiet (n=$N)" "$rb" "$raw"
+row "(b) runbook http.get, call line shown (n=$((N / 3)))" "$rb_shown" "$raw"
+row "(c) curl -fsS URL, a process (n=$CLI_N)" "$cli" "$raw"
+line "curl CLI / runbook http.get" "$(ratio "$cli" "$rb")"
 echo
 per_get() { fmt "$(awk -v a="$1" -v n="$FAN" 'BEGIN { print a / n }')"; }
-printf '%-48s %12s %12s\n' "$FAN GETs from one step (median of 5)" "wall" "per GET"
-printf '%-48s %12s %12s\n' "sequential loop" "$(fmt "$seq")" "$(per_get "$seq")"
-printf '%-48s %12s %12s\n' "parallel()" "$(fmt "$par")" "$(per_get "$par")"
-printf '%-48s %12s\n' "sequential / parallel" "$(ratio "$seq" "$par")"
+line "$FAN GETs from one step (median of 5)" "wall" "per GET"
+line "sequential loop" "$(fmt "$seq")" "$(per_get "$seq")"
+line "parallel()" "$(fmt "$par")" "$(per_get "$par")"
+line "sequential / parallel" "$(ratio "$seq" "$par")"
 
 g="http GET (keep-alive)"
 bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw

@@ -127,16 +127,13 @@ cli=$(wall_median "$CLI_N" redis-cli -p "$port" ping)
 
 # table ----------------------------------------------------------------------------
 echo "Redis PING on an open connection, loopback, median per call (redis-server $(redis-server --version | sed -n 's/.*v=\([^ ]*\).*/\1/p'))"
-w=52
-printf "%-${w}s %12s %12s\n" "how (median of $ROUNDS rounds)" "per call" "vs hiredis"
-printf "%-${w}s %12s %12s\n" "(a) raw hiredis, C (n=$N)" "$(fmt "$raw")" "1.00x"
-printf "%-${w}s %12s %12s\n" "(a') raw hiredis, 10 us of work between calls" "$(fmt "$raw_gap")" \
-  "$(ratio "$raw_gap" "$raw")"
-printf "%-${w}s %12s %12s\n" "(b) runbook r:ping() (n=$N)" "$(fmt "$rb")" "$(ratio "$rb" "$raw")"
-printf "%-${w}s %12s %12s\n" "(b) runbook's C module alone, on the event loop" "$(fmt "$rb_module")" \
-  "$(ratio "$rb_module" "$raw")"
-printf "%-${w}s %12s %12s\n" "(c) redis-cli ping, a process (n=$CLI_N)" "$(fmt "$cli")" "$(ratio "$cli" "$raw")"
-printf "%-${w}s %12s\n" "redis-cli / runbook" "$(ratio "$cli" "$rb")"
+line "how (median of $ROUNDS rounds)" "per call" "vs hiredis"
+row "(a) raw hiredis, C (n=$N)" "$raw" "$raw"
+row "(a') raw hiredis, 10 us of work between calls" "$raw_gap" "$raw"
+row "(b) runbook r:ping() (n=$N)" "$rb" "$raw"
+row "(b) runbook's C module alone, on the event loop" "$rb_module" "$raw"
+row "(c) redis-cli ping, a process (n=$CLI_N)" "$cli" "$raw"
+line "redis-cli / runbook" "$(ratio "$cli" "$rb")"
 
 g="redis PING (open conn)"
 bench_row "$g" "raw hiredis, C (n=$N)" "$raw" raw
