@@ -74,7 +74,7 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2fx", a / b }'; }
 # as it is; row LABEL SECONDS [BASE] the time and, with BASE, SECONDS/BASE.
 W=58
 line() { printf "%-${W}s %12s %12s\n" "$1" "${2:-}" "${3:-}"; }
-row() { line "$1" "$(fmt "$2")" "${3:+$(ratio "$2" "${3:-1}")}"; }
+row() { line "$1" "$(fmt "$2")" "${3:+$(ratio "$2" "$3")}"; }
 
 # bench_row GROUP HOW SECONDS ROLE: one row of bench/run's combined table
 # (role: raw, runbook, cli, seq, fan or pssh), when bench/run asked for rows.

@@ -106,9 +106,7 @@ void rb_transcript_timestamp(char *buf, size_t len)
         strftime(secs, sizeof secs, "%Y-%m-%dT%H:%M:%S", &tm);
         last = ts.tv_sec;
     }
-    long ms = (long)(ts.tv_nsec / 1000000);
-    snprintf(buf, len, "%s.%c%c%cZ", secs, (char)('0' + ms / 100), (char)('0' + ms / 10 % 10),
-             (char)('0' + ms % 10));
+    snprintf(buf, len, "%s.%03ldZ", secs, (long)(ts.tv_nsec / 1000000));
 }
 
 /* ---- building a line ------------------------------------------------- */

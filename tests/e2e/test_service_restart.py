@@ -14,7 +14,7 @@ import re
 import unittest
 
 from appserver import OpsFixture
-from harness import SOURCE_DIR, RunbookTestCase
+from harness import LUA_EMIT, SOURCE_DIR, RunbookTestCase, emitted
 from servers.sshd import SSHServer
 
 
@@ -129,10 +129,9 @@ class ServiceRestartTest(OpsFixture, RunbookTestCase):
         self.assertExit(self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "service-restart.lua")), 0)
 
 
-SERVICE_TEST = r"""
+SERVICE_TEST = LUA_EMIT + r"""
 runbook { name = "service-module", title = "stdlib/service.lua", severity = "P3" }
 local service = require("service")
-local function emit(k, v) print("@" .. k .. "=" .. json.encode(v)) end
 step("status", function()
   local st = service.status("api")
   emit("status", { running = st.running, state = st.state, restarts = st.restarts, manager = st.manager })
@@ -212,7 +211,7 @@ class ServiceModuleTest(OpsFixture, RunbookTestCase):
         self.write_config(dict(services=["api"], **m["target"]))
         rb = self.write("service_test.lua", SERVICE_TEST)
         p = self.rb(rb, "--dry-run", "--scenario", self.scenario(m["rules"]))
-        out = {k: json.loads(v) for k, v in re.findall(r"^@(\w+)=(.*)$", p.stdout, re.M)}
+        out = {k: v[-1] for k, v in emitted(p.stdout).items()}
         self.assertEqual(out.get("status"), m["status"], p.stdout)
         self.assertEqual(out.get("logs"), m["logs"], p.stdout)
         self.assertEqual(out.get("restart"), {"ok": True, "dry_run": True}, p.stdout)
