@@ -22,6 +22,7 @@ param("health_timeout", { help = "seconds to wait for the health checks to pass"
 local deploy = require("deploy")
 local health = require("health")
 local service = require("service")
+local incident = require("incident")
 
 -- Shared between the steps of one run.
 local state = {}
@@ -87,8 +88,8 @@ step("Verify the service is healthy", { id = "verify-health" }, function(p)
       return r
     end, { every = 1, timeout = timeout, what = "2xx from " .. tostring(url) })
     if not ok then
-      log.error("severity declared: P0 (%s still unhealthy after the rollback: %s)", service_name(p),
-        tostring(last))
+      incident.declare("P0", string.format("%s still unhealthy after the rollback: %s", service_name(p),
+        tostring(last)))
       error(string.format("%s is not healthy after the rollback (last answer: %s)", tostring(url),
         tostring(last)), 0)
     end

@@ -48,7 +48,7 @@ end
 local function restart_failed(p, why)
   if not state.raised then
     state.raised = incident.escalate(p.severity, { at_least = "P1" })
-    log.error("severity raised from %s to %s: %s", p.severity, state.raised, why)
+    incident.declare(state.raised, why, { previous = p.severity })
     incident.announce("restart_failed", { severity = state.raised, previous = p.severity,
       service = service_name(p), attempts = state.attempts, error = why }, { required = false })
   end

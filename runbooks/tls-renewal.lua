@@ -20,6 +20,7 @@ param("force", { help = "renew even when no certificate is due", default = "no",
 param("verify_timeout", { help = "seconds to wait for the new certificates to be served", default = "60" })
 
 local tls = require("tls")
+local incident = require("incident")
 
 -- Shared between the steps of one run.
 local state = {}
@@ -63,8 +64,8 @@ step("Check certificate expiry", { id = "check-expiry" }, function(p)
   local soonest = tls.soonest(certs)
   state.soonest = soonest
   if soonest and soonest.days_left < 3 then
-    log.warn("severity declared: P1 (%s %s, %.1f days left)", soonest.name,
-      soonest.days_left < 0 and "has expired" or "expires within 3 days", soonest.days_left)
+    incident.declare("P1", string.format("%s %s, %.1f days left", soonest.name,
+      soonest.days_left < 0 and "has expired" or "expires within 3 days", soonest.days_left))
   end
   if #problems > 0 then
     error(string.format("%d of %d certificates could not be checked: %s", #problems,

@@ -36,7 +36,16 @@
 --   "Severity for this incident?" with choose(), the proposal as default
 --   (so --yes accepts it).  The operator confirms it or picks another; an
 --   answers file line reads `[severity] Severity for this incident? = P1`.
---   opts.question replaces the question.
+--   opts.question replaces the question.  The proposal and the operator's
+--   choice are recorded as `severity` events (proposed, then confirmed or
+--   changed, by user@host), which post-incident reads.
+--
+-- incident.declare(level, why, opts) -> level
+--   A runbook's own declaration ("declared"), or with opts.previous a
+--   failure that made the incident more severe ("raised"): logged and
+--   recorded as a `severity` event.
+--     incident.declare("P1", "api.example.com expires within 3 days")
+--     incident.declare(incident.escalate("P2"), "restart failed", { previous = "P2" })
 --
 -- incident.message(kind, fields) -> text
 --   Fills the template incident.templates[kind] ("declared",
@@ -140,14 +149,29 @@ function incident.confirm(proposed, reasons, opts)
   print(string.format("Proposed: %s (%s), because:", proposed, incident.meaning(proposed)))
   for _, r in ipairs(reasons or {}) do print("  - " .. r) end
   print(string.format("(Enter keeps %s; pick another level to change it)", proposed))
+  severity { action = "proposed", level = proposed, reasons = reasons }
   local chosen = choose(opts.question or "Severity for this incident?", incident.LEVELS,
     { default = proposed })
   if chosen == proposed then
     log.info("severity %s confirmed", chosen)
+    severity { action = "confirmed", level = chosen }
   else
     log.warn("severity changed by the operator: proposed %s, declared %s", proposed, chosen)
+    severity { action = "changed", level = chosen, previous = proposed }
   end
   return chosen
+end
+
+function incident.declare(level, why, opts)
+  incident.rank(level)
+  opts = opts or {}
+  if opts.previous then
+    log.warn("severity raised from %s to %s: %s", opts.previous, level, why)
+  else
+    log.warn("severity declared: %s (%s)", level, why)
+  end
+  return severity { action = opts.previous and "raised" or "declared", level = level,
+    previous = opts.previous, reasons = why }
 end
 
 -- (no "[P1]" prefix: notify puts one before a webhook's text and hands a

@@ -20,8 +20,10 @@
 --   opts: ticket ("7" or "007": the NNN; default 001), services (list: the
 --   affected services; default: any param named service/services in the
 --   runs), severity (overrides), title.
---   Severity: the last "severity declared: Px" a run logged or notified,
---   else the most severe runbook header among the runs.
+--   Severity: the most severe level confirmed, changed, declared or raised
+--   in the runs' `severity` events (a proposal nobody confirmed only when
+--   there is nothing else), else the most severe runbook header;
+--   facts.severity_history lists every severity event, oldest first.
 --     local f = ir.facts(runs, { ticket = "3", services = { "api" } })
 --     log.info("%s %s %s", f.id, f.severity, f.duration_text)
 --
@@ -65,19 +67,34 @@ local function when(ts)
 end
 ir.when = when
 
--- The last "severity declared: Px" in any run, by time.
-local function declared(runs)
-  local found
+-- The incident's severity from the runs' `severity` events (recorded by
+-- stdlib/incident.lua): the most severe level that was confirmed, changed
+-- by an operator, declared or raised, in any run (an incident is reported
+-- at the worst it reached); a proposal nobody confirmed only when nothing
+-- else was recorded.  Returns that event (with runbook) and the history,
+-- oldest first.
+local DECIDED = { confirmed = true, changed = true, declared = true, raised = true }
+
+local function severity_events(runs)
+  local history = {}
   for _, r in ipairs(runs) do
     for _, ev in ipairs(r.events) do
-      local text = ev.event == "log" and ev.message or (ev.event == "notify" and ev.text) or nil
-      local level = text and text:lower():match("severity declared:?%s*(p[0-3])")
-      if level and (found == nil or tostring(ev.ts) >= tostring(found.ts)) then
-        found = { level = level:upper(), ts = ev.ts, text = text, runbook = r.runbook }
+      if ev.event == "severity" and RANK[ev.level] then
+        history[#history + 1] = { level = ev.level, action = ev.action, by = ev.by, ts = ev.ts,
+          previous = ev.previous, runbook = r.runbook }
       end
     end
   end
-  return found
+  table.sort(history, function(a, b) return tostring(a.ts) < tostring(b.ts) end)
+  local best, proposed
+  for _, h in ipairs(history) do
+    if DECIDED[h.action] then
+      if best == nil or RANK[h.level] < RANK[best.level] then best = h end
+    elseif proposed == nil or RANK[h.level] < RANK[proposed.level] then
+      proposed = h
+    end
+  end
+  return best or proposed, history
 end
 
 local function highest(runs)
@@ -120,15 +137,17 @@ function ir.facts(runs, opts)
   end
   f.duration = report.epoch(f.finish) - report.epoch(f.start)
   f.duration_text = report.duration(f.duration)
-  local d = declared(runs)
+  local d, history = severity_events(runs)
+  f.severity_history = history
   if opts.severity then
     f.severity, f.severity_source = opts.severity, "set by the author of this report"
   elseif d then
     f.severity = d.level
-    f.severity_source = string.format("declared at %s in %s: \"%s\"", when(d.ts), d.runbook or "?", d.text)
+    f.severity_source = string.format("%s by %s at %s in %s", d.action, d.by or "?", when(d.ts),
+      d.runbook or "?")
   else
     f.severity = highest(runs) or "P3"
-    f.severity_source = "the most severe runbook run"
+    f.severity_source = "no severity was recorded; the most severe runbook run"
   end
   f.services = (opts.services and #opts.services > 0) and opts.services or services_from_params(runs)
   f.title = opts.title or first.title or first.runbook or "incident"
@@ -174,6 +193,21 @@ local function answer(text)
   return table.concat(lines, "\n")
 end
 
+-- Every severity event, oldest first: who proposed, confirmed, declared
+-- or raised which level, in which run.
+local function severity_section(w, f)
+  if #(f.severity_history or {}) == 0 then return end
+  w("## Severity")
+  w("")
+  w("| Time (UTC) | Level | What | By | Runbook |")
+  w("|---|---|---|---|---|")
+  for _, h in ipairs(f.severity_history) do
+    w("| %s | %s | %s | %s | %s |", when(h.ts), h.level,
+      h.previous and (h.action .. " from " .. h.previous) or h.action, cell(h.by), cell(h.runbook))
+  end
+  w("")
+end
+
 function ir.markdown(f, runs, answers)
   answers = answers or {}
   local out = {}
@@ -192,6 +226,7 @@ function ir.markdown(f, runs, answers)
   w("| Transcripts | %d, %s |", #runs, f.unverified == 0 and "all verified"
     or string.format("**%d do not verify**", f.unverified))
   w("")
+  severity_section(w, f)
   w("## Root cause")
   w("")
   w("%s", answer(answers.root_cause))

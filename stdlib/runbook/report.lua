@@ -120,6 +120,9 @@ local function describe(ev, run)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
+  elseif e == "severity" then
+    return string.format("severity %s%s: **%s** by %s", md(ev.action),
+      ev.previous and (" from " .. md(ev.previous)) or "", md(ev.level), md(ev.by))
   end
   return md(e)
 end

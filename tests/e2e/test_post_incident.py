@@ -17,7 +17,7 @@ step("Look at the service", { id = "look" }, function(p)
   exec { "echo", "checking " .. p.service, readonly = true }
 end)
 step("Declare", { id = "declare" }, function(p)
-  log.warn("severity declared: P1 (%s down for every customer)", p.service)
+  require("incident").declare("P1", p.service .. " down for every customer")
 end)
 step("Restart it", { id = "restart" }, function(p)
   confirm("Restart " .. p.service .. " now?")
@@ -30,6 +30,22 @@ runbook { name = "cache-flush", title = "Flush the cache", severity = "P3" }
 param("service", { help = "the service", default = "worker" })
 step("Flush", { id = "flush" }, function() exec { "sh", "-c", "echo flush failed >&2; exit 3" } end)
 step("Check", { id = "check" }, function() log.info("cache checked") end)
+'''
+
+TRIAGED = r'''
+runbook { name = "triage-like", title = "Checkout is down", severity = "P1" }
+local incident = require("incident")
+step("Severity", { id = "severity" }, function()
+  incident.confirm("P1", { "checkout answers 502" })
+end)
+'''
+
+EXPIRING = r'''
+runbook { name = "tls-like", title = "Certificate expiring", severity = "P2" }
+step("Check", { id = "check" }, function()
+  log.warn("severity declared: P3 (a log line is not a declaration)")
+  require("incident").declare("P1", "api.example.com expires within 3 days")
+end)
 '''
 
 QUIET = r'''
@@ -111,8 +127,8 @@ class TestReport(PostIncidentCase):
         self.assertRegex(text.splitlines()[0], r"^# INC-\d{4}-\d\d-\d\d-007: API returns 502$")
         self.assertTrue(text.startswith(f"# INC-{start[:10]}-007"), "expected the first run's start date in the ID")
         self.assertIn(f"| ID | INC-{start[:10]}-007 |", text)
-        self.assertRegex(text, r"\| Severity \| \*\*P1\*\* \(declared at [^|]* in api-outage: "
-                               r"\"severity declared: P1 \(api down for every customer\)\"\) \|")
+        self.assertRegex(text, r"\| Severity \| \*\*P1\*\* \(declared by runbook api-outage at [^|]* "
+                               r"in api-outage\) \|")
         self.assertIn(f"| Start | {md_time(start)} |", text)
         self.assertIn(f"| End | {md_time(end)} |", text)
         self.assertRegex(text, r"\| Duration \| \d+ s \|")
@@ -150,10 +166,34 @@ class TestReport(PostIncidentCase):
         self.assertExit(proc, 0)
         text = read(out)
         self.assertRegex(text, r"^# INC-\d{4}-\d\d-\d\d-001: A quiet check\n")
-        self.assertIn("| Severity | **P2** (the most severe runbook run) |", text)
+        self.assertIn("| Severity | **P2** (no severity was recorded; the most severe runbook run) |", text)
         self.assertIn("| Affected services | checkout |", text)
         self.assertEqual(self.section(text, "Root cause").strip(), "to be determined",
                          "expected --yes to take the draft default")
+
+    def test_severity_comes_from_the_recorded_events_not_the_last_log_line(self):
+        # The operator changed triage's proposal P1 to P0; a later run declared
+        # P1 (and logged a "severity declared" line): the incident was P0.
+        triaged = self.make_run("triaged", TRIAGED, "--answers",
+                                self.write("t.txt", "[severity] Severity for this incident? = P0\n"))
+        time.sleep(0.05)
+        expiring = self.make_run("expiring", EXPIRING, "--yes")
+        sev = [e for e in self.events(triaged) if e["event"] == "severity"]
+        self.assertEqual([(e["action"], e["level"]) for e in sev], [("proposed", "P1"), ("changed", "P0")])
+        self.assertEqual(sev[1]["previous"], "P1")
+        self.assertRegex(sev[1]["by"], r"^[^@ ]+@[^@ ]+$", "expected the operator as user@host")
+        self.assertEqual(sev[0]["by"], "runbook triage-like")
+        out = self.path("sev.md")
+        proc = self.post_incident("--yes", "-p", f"transcripts={expiring} {triaged}", "-p", f"output={out}")
+        self.assertExit(proc, 0)
+        text = read(out)
+        self.assertRegex(text, r"\| Severity \| \*\*P0\*\* \(changed by [^@ ]+@[^ ]+ at [^|]* in triage-like\) \|")
+        history = self.section(text, "Severity")
+        rows = [l for l in history.splitlines() if l.startswith("| ") and not l.startswith("| Time")]
+        self.assertEqual(len(rows), 3, history)
+        self.assertIn("| P1 | proposed |", rows[0])
+        self.assertIn("| P0 | changed from P1 |", rows[1])
+        self.assertIn("| P1 | declared | runbook tls-like | tls-like |", rows[2])
 
     def test_dry_run_shows_where_it_would_write_and_writes_nothing(self):
         self.make_transcripts()
