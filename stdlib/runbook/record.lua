@@ -10,16 +10,44 @@ local sys = require("runbook.sys")
 local record = {}
 
 
+record.MIN_SECRET = 4
+local function hunt(s)
+  if #s >= record.MIN_SECRET then transcript.secret(s) end
+end
+
 -- Mark a value as secret: from now on it is shown as *** on screen and in
 -- the transcript.  Values under 4 characters are not hunted as substrings
 -- (a 1-letter "secret" would blank every such letter of the record); the
 -- places that know a value is secret (secret params, secret prompts)
--- record "***" for it whatever its length.
-record.MIN_SECRET = 4
+-- record "***" for it whatever its length.  The value is also marked
+-- without its surrounding blanks, and a multi-line one without its
+-- trailing newline and line by line (each line as it is and trimmed):
+-- output is shown one line at a time, and `cat` of a one-line file ends
+-- in a newline the runbook trims before using the value.
 function record.secret(value)
   value = tostring(value)
-  if #value >= record.MIN_SECRET then transcript.secret(value) end
+  hunt(value)
+  hunt(value:match("^%s*(.-)%s*$"))
+  if value:find("\n", 1, true) then
+    hunt((value:gsub("\r?\n$", "")))
+    for line in value:gmatch("[^\n]+") do
+      hunt(line)
+      hunt(line:match("^%s*(.-)%s*$"))
+    end
+  end
   return value
+end
+
+-- Mark every string and number in v (a reply, rows, decoded JSON) as
+-- secret; returns v.
+function record.secret_values(v)
+  local t = type(v)
+  if t == "string" or t == "number" then
+    record.secret(v)
+  elseif t == "table" then
+    for _, x in pairs(v) do record.secret_values(x) end
+  end
+  return v
 end
 
 -- Encode a fields table as the members of a JSON object (no braces): in C
