@@ -96,9 +96,9 @@ function engine.bind(run, given)
       local okc = false
       for _, c in ipairs(p.choices) do if tostring(c) == tostring(v) then okc = true end end
       if not okc then
-        usage_error("param %q: %s is not one of: %s", p.name,
-          p.secret and "the value given (secret, not shown)" or string.format("%q", tostring(v)),
-          table.concat(p.choices, ", "))
+        local shown = p.secret and string.format("its value (from %s; secret, not shown)",
+          src == "argument" and "-p" or src) or string.format("%q", tostring(v))
+        usage_error("param %q: %s is not one of: %s", p.name, shown, table.concat(p.choices, ", "))
       end
     end
     values[p.name], sources[p.name] = v, src

@@ -244,17 +244,12 @@ local function request(run, api, verb, method, url, opts)
     headers = next(recorded) and recorded or nil, body_bytes = body and #body or nil,
     timeout = spec.timeout, expect = expect, insecure = o.insecure or nil, cacert = o.cacert,
     follow = o.follow, max_redirects = o.max_redirects, readonly = o.readonly, fresh = o.fresh }
-  local secret = o.secret or nil
-  local function secret_response(r)
-    r.secret = secret
-    return r
-  end
   local ok, res = api.call(run, {
     primitive = "http",
     args = args,
     mutating = not READS[method] and not o.readonly,
     describe = who,
-    secret = secret,
+    secret = o.secret,
     mark = function(r) record.secret(r.body) end,
     stand_in = function()
       return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = url,
@@ -267,10 +262,9 @@ local function request(run, api, verb, method, url, opts)
       end
       if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
       local r = chttp.request(spec)
-      r.method = method
+      r.method, r.secret = method, o.secret
       if r.tls then r.tls = tls_view(r.tls) end
-      setmetatable(secret_response(r), Response)
-      if secret then record.secret(r.body) end   -- before check_expect can say anything
+      setmetatable(r, Response)
       check_expect(r, expect, who)
       return r
     end,
@@ -279,8 +273,8 @@ local function request(run, api, verb, method, url, opts)
       r.headers = r.headers or {}
       r.body = r.body or ""
       r.time, r.url, r.method, r.redirects = r.time or 0, r.url or url, method, r.redirects or 0
-      r.scenario = true
-      return setmetatable(secret_response(r), Response)
+      r.scenario, r.secret = true, o.secret
+      return setmetatable(r, Response)
     end,
     summary = function(r)
       return { status = r.status, bytes = #r.body, time = r.time,
