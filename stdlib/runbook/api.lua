@@ -179,8 +179,16 @@ function api.failure_detail(r, secret)
   return detail ~= "" and (": " .. detail) or ""
 end
 
--- Variable names that say their value is a credential.
-local CREDENTIAL_NAMES = { "PASS", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE", "COOKIE" }
+-- Words in a variable name that say its value is a credential.
+local CREDENTIAL_WORDS = { "PASS", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE", "COOKIE" }
+
+local function is_credential_name(name)
+  local upper = name:upper()
+  for _, word in ipairs(CREDENTIAL_WORDS) do
+    if upper:find(word, 1, true) then return true end
+  end
+  return false
+end
 
 -- exec{env = ...} as recorded: the names, sorted, never the values.  The
 -- values of names that say they are credentials (PGPASSWORD, API_TOKEN)
@@ -190,10 +198,7 @@ local function env_names(env)
   local names = {}
   for k, v in pairs(env) do
     names[#names + 1] = tostring(k)
-    local upper = tostring(k):upper()
-    for _, word in ipairs(CREDENTIAL_NAMES) do
-      if type(v) == "string" and upper:find(word, 1, true) then record.secret(v) end
-    end
+    if type(v) == "string" and is_credential_name(tostring(k)) then record.secret(v) end
   end
   table.sort(names)
   return names

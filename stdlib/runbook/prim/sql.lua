@@ -303,7 +303,9 @@ return function(run, G, api)
     local readonly = run.dry_run and verb == "query" and conn:txstatus() == "idle"
     local ok, res = true, nil
     if readonly then ok, res = pcall(run_on, h, conn, verb, BEGIN_READ_ONLY, NO_PARAMS, "simple") end
-    if ok then ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows", secret) end
+    if ok then
+      ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows", secret)
+    end
     if readonly and conn:status() == "ok" and conn:txstatus() ~= "idle" then
       pcall(run_on, h, conn, verb, "ROLLBACK", NO_PARAMS, "simple")
     end
