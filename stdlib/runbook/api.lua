@@ -13,6 +13,7 @@
 local cjson = require("cjson")
 local cexec = require("runbook.exec")
 local loop = require("runbook.loop")
+local record = require("runbook.record")
 local ui = require("runbook.ui")
 
 local api = {}
@@ -60,26 +61,32 @@ end
 -- Record a primitive call and raise or return.  spec: {primitive=, args=,
 -- mutating=, describe= (text, or a function returning it), perform=fn() -> result, stand_in=fn() -> result,
 -- summary=fn(result) -> fields, complete=fn(result) -> result (fills in a
--- scenario's partial result)}.  A --scenario rule matching the call
+-- scenario's partial result), secret= (the call's secret = true), mark=fn(result)
+-- (marks a secret call's result)}.  A --scenario rule matching the call
 -- replaces it; else a mutating call in a dry run is simulated; else it is
--- performed.  Returns ok, result_or_error.
+-- performed.  The result of a secret call is marked before its event is
+-- recorded, and the event says secret = true; its summary (the
+-- primitive's) holds no output.  Returns ok, result_or_error.
 function api.call(run, spec)
   if run.phase ~= "execute" then
     return false, string.format("%s: cannot run while the runbook is being declared; " ..
       "call it inside a step function", spec.primitive)
   end
-  local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id }
+  local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id,
+    secret = spec.secret or nil }
   local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
   if rule then
-    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " .. rule.summary)
+    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..
+      (spec.secret and "(result not shown: secret = true)" or rule.summary))
     fields.outcome = rule.error and "error" or "ok"
     fields.scenario = rule.name
     fields.error = rule.error
-    fields.result = rule.result
+    fields.result = not spec.secret and rule.result or nil
     if run.rec then run.rec:event("call", fields) end
     if rule.error then return false, spec.primitive .. ": " .. rule.error end
     local result = rule.copy()
     if spec.complete then result = spec.complete(result) end
+    if spec.secret and spec.mark then spec.mark(result) end
     return true, result
   end
   if run.dry_run and spec.mutating then
@@ -94,6 +101,7 @@ function api.call(run, spec)
   fields.duration = loop.now() - t0
   if ok then
     fields.outcome = "ok"
+    if spec.secret and spec.mark then spec.mark(res) end
     if spec.summary then fields.result = spec.summary(res) end
   else
     fields.outcome = "error"
@@ -119,8 +127,10 @@ end
 
 -- What the primitives that run a command (exec, sh, ssh exec) add to the
 -- call spec: a dry run's stand-in (a success with no output), the fields
--- recorded, and the completion of a --scenario's partial result, which
--- finish(r) ends (it sets r.ok).  extra: fields both results also carry.
+-- recorded (byte counts instead of the output of a secret call), the
+-- marking of a secret call's output, and the completion of a --scenario's
+-- partial result, which finish(r) ends (it sets r.ok).  extra: fields both
+-- results also carry.
 function api.command_call(spec, finish, extra)
   local function with_extra(r)
     for k, v in pairs(extra or {}) do r[k] = v end
@@ -130,7 +140,14 @@ function api.command_call(spec, finish, extra)
     return with_extra({ code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true })
   end
   spec.summary = function(r)
+    if spec.secret then
+      return { code = r.code, signal = r.signal, stdout_bytes = #r.stdout, stderr_bytes = #r.stderr }
+    end
     return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
+  end
+  spec.mark = function(r)
+    record.secret(r.stdout)
+    record.secret(r.stderr)
   end
   spec.complete = function(r)
     r.code = r.code or 0
@@ -154,6 +171,39 @@ function api.output(quiet)
   end
 end
 
+-- What the message of a failed command adds after its exit code: an
+-- excerpt of its output, never the output of a secret call.
+function api.failure_detail(r, secret)
+  if secret then return " (output not shown: secret = true)" end
+  local detail = excerpt(r.stderr ~= "" and r.stderr or r.stdout, 300)
+  return detail ~= "" and (": " .. detail) or ""
+end
+
+-- Words in a variable name that say its value is a credential.
+local CREDENTIAL_WORDS = { "PASS", "SECRET", "TOKEN", "KEY", "AUTH", "CREDENTIAL", "PRIVATE", "COOKIE" }
+
+local function is_credential_name(name)
+  local upper = name:upper()
+  for _, word in ipairs(CREDENTIAL_WORDS) do
+    if upper:find(word, 1, true) then return true end
+  end
+  return false
+end
+
+-- exec{env = ...} as recorded: the names, sorted, never the values.  The
+-- values of names that say they are credentials (PGPASSWORD, API_TOKEN)
+-- are marked secret too, as a command may print its environment.
+local function env_names(env)
+  if type(env) ~= "table" then return env end
+  local names = {}
+  for k, v in pairs(env) do
+    names[#names + 1] = tostring(k)
+    if type(v) == "string" and is_credential_name(tostring(k)) then record.secret(v) end
+  end
+  table.sort(names)
+  return names
+end
+
 local function exec_impl(run, primitive, spec, display_argv, display)
   if type(spec) ~= "table" then raise(primitive .. ": expected a table {argv..., timeout=}", 2) end
   local argv = {}
@@ -162,16 +212,18 @@ local function exec_impl(run, primitive, spec, display_argv, display)
   local describe = display or api.argv_string(display_argv or argv)
   local cspec = { timeout = spec.timeout or 60, stdin = spec.stdin, env = spec.env, cwd = spec.cwd }
   for i = 1, #argv do cspec[i] = argv[i] end
+  local secret = spec.secret and true or nil
   local ok, res = api.call(run, api.command_call({
     primitive = primitive,
     args = { argv = display_argv or argv, readonly = spec.readonly or false,
-             timeout = cspec.timeout, cwd = spec.cwd, env = spec.env,
+             timeout = cspec.timeout, cwd = spec.cwd, env = env_names(spec.env),
              stdin_bytes = spec.stdin and #spec.stdin or nil },
     mutating = not spec.readonly,
     describe = describe,
+    secret = secret,
     perform = function()
       ui.print("  " .. ui.style("dim", "$ " .. describe))
-      local feed, done = api.output(spec.quiet)
+      local feed, done = api.output(spec.quiet or secret)   -- a secret is never streamed
       cspec.on_output = feed
       return done(pcall(cexec.run, cspec))
     end,
@@ -181,10 +233,8 @@ local function exec_impl(run, primitive, spec, display_argv, display)
   end))
   if not ok then raise(res, 2) end
   if spec.check ~= false and res.code ~= 0 then
-    local detail = excerpt(res.stderr ~= "" and res.stderr or res.stdout, 300)
     raise(string.format("%s %s: exited with code %d%s%s", primitive, display or argv[1], res.code,
-      res.signal and (" (" .. res.signal .. ")") or "",
-      detail ~= "" and (": " .. detail) or ""), 2)
+      res.signal and (" (" .. res.signal .. ")") or "", api.failure_detail(res, secret)), 2)
   end
   return res
 end
@@ -480,7 +530,8 @@ local function helper_verbs(G)
     if type(name) ~= "string" then raise("env: expected a variable name", 1) end
     local v = os.getenv(name)
     if v == nil or v == "" then return default end
-    return v
+    -- as the config's env(): a variable is how a secret reaches a runbook
+    return record.secret(v)
   end
   function G.secret(value)
     return require("runbook.record").secret(value)

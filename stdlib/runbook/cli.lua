@@ -147,6 +147,31 @@ local function prepare(args)
   return run, plan, first_step(args, plan, resume)
 end
 
+-- The argv as recorded: the value of every secret param given with -p
+-- (-p k=v, -pk=v, --param k=v, --param=k=v) is ***, whatever its length
+-- (values under 4 characters are not hunted by the redaction).  Any
+-- element that ends in one of those k=v as an option would write it is
+-- hidden: an over-cautious match only hides a value, never shows one.
+local function recorded_argv(plan, args)
+  local given = {}
+  for _, kv in ipairs(args.param or {}) do
+    local k = kv:match("^([%a_][%w_]*)=")
+    if k and plan.params[k] and plan.params[k].secret then given[#given + 1] = { k = k, kv = kv } end
+  end
+  if #given == 0 then return args._argv end
+  local out = {}
+  for i, a in ipairs(args._argv or {}) do
+    out[i] = a
+    for _, g in ipairs(given) do
+      local prefix = a:sub(1, #a - #g.kv)
+      if a:sub(-#g.kv) == g.kv and (prefix == "" or prefix == "--param=" or prefix:match("^%-%a*p$")) then
+        out[i] = prefix .. g.k .. "=***"
+      end
+    end
+  end
+  return out
+end
+
 local function start_record(run, plan, args, first)
   local rec, err = record.open(plan.name, args.transcript)
   if not rec then engine.usage_error("%s", err) end
@@ -154,7 +179,7 @@ local function start_record(run, plan, args, first)
   rec:event("run.start", {
     runbook = plan.name, title = plan.header.title, severity = plan.header.severity,
     file = sys.realpath(plan.file) or plan.file, operator = operator.username(),
-    host = operator.hostname(), argv = args._argv, dry_run = run.dry_run,
+    host = operator.hostname(), argv = recorded_argv(plan, args), dry_run = run.dry_run,
     scenario = args.scenario,
     target = run.target and run.target.name, start_at = first > 1 and first or nil,
     resumed_from = run.resume_from and { transcript = args.resume, run = run.resume_from.run,

@@ -90,14 +90,17 @@ function engine.bind(run, given)
         { secret = p.secret })
       src = "prompt"
     end
+    -- marked first, so no message below can show it
+    if v ~= nil and p.secret then require("runbook.record").secret(v) end
     if v ~= nil and p.choices then
       local okc = false
       for _, c in ipairs(p.choices) do if tostring(c) == tostring(v) then okc = true end end
       if not okc then
-        usage_error("param %q: %q is not one of: %s", p.name, tostring(v), table.concat(p.choices, ", "))
+        local shown = p.secret and string.format("its value (from %s; secret, not shown)",
+          src == "argument" and "-p" or src) or string.format("%q", tostring(v))
+        usage_error("param %q: %s is not one of: %s", p.name, shown, table.concat(p.choices, ", "))
       end
     end
-    if v ~= nil and p.secret then require("runbook.record").secret(v) end
     values[p.name], sources[p.name] = v, src
   end
   run.params = values

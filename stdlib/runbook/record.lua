@@ -10,16 +10,60 @@ local sys = require("runbook.sys")
 local record = {}
 
 
+record.MIN_SECRET = 4
+record.MAX_SECRET_LINES = 4000
+record.MAX_SECRET_VALUES = 10000
+local function hunt(s)
+  if #s >= record.MIN_SECRET then transcript.secret(s) end
+end
+
 -- Mark a value as secret: from now on it is shown as *** on screen and in
 -- the transcript.  Values under 4 characters are not hunted as substrings
 -- (a 1-letter "secret" would blank every such letter of the record); the
 -- places that know a value is secret (secret params, secret prompts)
--- record "***" for it whatever its length.
-record.MIN_SECRET = 4
+-- record "***" for it whatever its length.  The value is also marked
+-- without its surrounding blanks, and a multi-line one without its
+-- trailing newline and line by line (each line as it is and trimmed):
+-- output is shown one line at a time, and `cat` of a one-line file ends
+-- in a newline the runbook trims before using the value.  Only the first
+-- MAX_SECRET_LINES lines are marked one by one: each secret costs a search
+-- in every string recorded or shown afterwards, and adding one costs a
+-- pass over those already held (20,000 lines took 3 s to mark here).
 function record.secret(value)
   value = tostring(value)
-  if #value >= record.MIN_SECRET then transcript.secret(value) end
+  hunt(value)
+  hunt(value:match("^%s*(.-)%s*$"))
+  if value:find("\n", 1, true) then
+    hunt((value:gsub("\r?\n$", "")))
+    local n = 0
+    for line in value:gmatch("[^\n]+") do
+      n = n + 1
+      if n > record.MAX_SECRET_LINES then break end
+      hunt(line)
+      local trimmed = line:match("^%s*(.-)%s*$")
+      if trimmed ~= line then hunt(trimmed) end
+    end
+  end
   return value
+end
+
+-- Mark every string and number in v (a reply, rows, decoded JSON) as
+-- secret, the first MAX_SECRET_VALUES of them (as for lines above: a
+-- secret query is for credentials, not for a table's every row); returns v.
+function record.secret_values(v)
+  local left = record.MAX_SECRET_VALUES
+  local function walk(x)
+    local t = type(x)
+    if left <= 0 then return end
+    if t == "string" or t == "number" then
+      left = left - 1
+      record.secret(x)
+    elseif t == "table" then
+      for _, y in pairs(x) do walk(y) end
+    end
+  end
+  walk(v)
+  return v
 end
 
 -- Encode a fields table as the members of a JSON object (no braces): in C

@@ -5,6 +5,7 @@
 -- terminal.  With none of them available it raises an error naming the
 -- question: a question never hangs a run that nobody is watching.
 local operator = require("runbook.operator")
+local record = require("runbook.record")
 local transcript = require("runbook.transcript")
 
 local ui = {}
@@ -101,16 +102,21 @@ end
 --      default=, secret=}
 -- ctx is the run: {answers=, yes=, interactive=, step=}.  Returns the value
 -- and where the answer came from ("answers", "yes", "default", "operator").
+-- Every answer to a secret question is marked secret as soon as it is read,
+-- a rejected one too (it may be the secret with a typo), and no message
+-- quotes it: a rejection names the question and the rule it broke.
 function ui.ask(q)
   local ctx = q.ctx
   local step_id = ctx.step and ctx.step.id or nil
   if ctx.answers then
     local text = ctx.answers:next(step_id, q.question)
     if text ~= nil then
+      if q.secret then record.secret(text) end
       local value, err = q.parse(text)
       if value == nil then
-        error(string.format("answers file: %q is not a valid answer to %q: %s",
-          text, q.question, err or "not accepted"), 0)
+        error(string.format("answers file: %s is not a valid answer to %q: %s",
+          q.secret and "the answer (secret, not shown)" or string.format("%q", text),
+          q.question, err or "not accepted"), 0)
       end
       ui.print(ui.style("bold", "? ") .. q.question .. " " ..
         ui.style("dim", "[from answers file: " .. (q.secret and "***" or text) .. "]"))
@@ -130,6 +136,7 @@ function ui.ask(q)
   end
   while true do
     local text = read_answer(ui.style("bold", "? ") .. q.prompt, q.secret)
+    if q.secret then record.secret(text) end
     if text == "" and q.default ~= nil then text = q.default end
     local value, err = q.parse(text)
     if value ~= nil then return value, "operator" end

@@ -13,7 +13,10 @@
 -- insecure = true (no TLS verification: shown and recorded), follow (true),
 -- max_redirects (5), fresh = true (a new connection, not kept: what a TLS
 -- check wants), readonly = true (runs for real in a dry run), quiet =
--- true (no "http GET url" line on the screen).
+-- true (no "http GET url" line on the screen), secret = true (the body is a
+-- secret: marked before anything is shown or recorded, left out of error
+-- messages, and each string and number r:json() decodes from it is marked
+-- too).
 --
 -- r = { status, headers (lower-case names), body, time (s), url (after
 -- redirects), redirects, reused, tls = { subject, issuer, starts, expires,
@@ -35,7 +38,7 @@ local OPTIONS = {
   headers = "table", body = "string", json = "any", timeout = "number",
   connect_timeout = "number", expect = "any", insecure = "boolean", cacert = "string",
   max_redirects = "number", follow = "boolean", readonly = "boolean", quiet = "boolean",
-  fresh = "boolean",
+  fresh = "boolean", secret = "boolean",
 }
 local READS = { GET = true, HEAD = true }   -- DESIGN.md: these run for real in a dry run
 
@@ -114,15 +117,19 @@ local Response = {}
 Response.__index = Response
 
 -- r:json(): the body decoded, or an error naming the URL and what came.
+-- The body of a secret = true response is a secret, and so is each value
+-- decoded from it.
 function Response:json()
   if self.dry_run then return {} end
   local ok, value = pcall(cjson.decode, self.body)
   if not ok then
     local ctype = self.headers["content-type"]
-    error(string.format("http %s %s: the response is not JSON (status %d%s; body: %s)",
+    error(string.format("http %s %s: the response is not JSON (status %d%s; %s)",
       self.method, display_url(self.url), self.status,
-      ctype and (", content-type " .. ctype) or "", excerpt(self.body, 120)), 2)
+      ctype and (", content-type " .. ctype) or "",
+      self.secret and "body not shown: secret = true" or ("body: " .. excerpt(self.body, 120))), 2)
   end
+  if self.secret then record.secret_values(value) end
   return value
 end
 
@@ -153,8 +160,9 @@ local function check_expect(r, list, who)
   end
   local statuses = {}
   for i, s in ipairs(list) do statuses[i] = tostring(s) end
-  error(string.format("%s: got status %d, expected %s (body: %s)", who, r.status,
-    table.concat(statuses, " or "), excerpt(r.body, 200)), 0)
+  error(string.format("%s: got status %d, expected %s (%s)", who, r.status,
+    table.concat(statuses, " or "),
+    r.secret and "body not shown: secret = true" or ("body: " .. excerpt(r.body, 200))), 0)
 end
 
 -- Check the options by name and type; returns nil, message on misuse.
@@ -241,6 +249,8 @@ local function request(run, api, verb, method, url, opts)
     args = args,
     mutating = not READS[method] and not o.readonly,
     describe = who,
+    secret = o.secret,
+    mark = function(r) record.secret(r.body) end,
     stand_in = function()
       return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = url,
         method = method, redirects = 0, dry_run = true }, Response)
@@ -252,7 +262,7 @@ local function request(run, api, verb, method, url, opts)
       end
       if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
       local r = chttp.request(spec)
-      r.method = method
+      r.method, r.secret = method, o.secret
       if r.tls then r.tls = tls_view(r.tls) end
       setmetatable(r, Response)
       check_expect(r, expect, who)
@@ -263,7 +273,7 @@ local function request(run, api, verb, method, url, opts)
       r.headers = r.headers or {}
       r.body = r.body or ""
       r.time, r.url, r.method, r.redirects = r.time or 0, r.url or url, method, r.redirects or 0
-      r.scenario = true
+      r.scenario, r.secret = true, o.secret
       return setmetatable(r, Response)
     end,
     summary = function(r)

@@ -4,6 +4,7 @@
 --   r:call("SET", "k", "v")            --> "OK"
 --   r:call("MGET", "a", "b")           --> { "1", false }
 --   r:call{ "BLPOP", "q", 30, timeout = 40 }   -- table form, with options
+--   r:call{ "GET", "vault:db", secret = true } -- the reply is a secret
 --   r:ping()                           --> "PONG"
 --
 -- URL: redis://[[user]:password@]host[:port][/db][?connect_timeout=S&timeout=S]
@@ -19,6 +20,11 @@
 -- becomes false, so # and ipairs see every element, and an error (from
 -- EXEC) becomes {err = text}: Redis's own scripting uses the same mapping.
 -- An error reply raises "redis HOST:PORT: CMD: <the server's message>".
+--
+-- secret = true (table form): every string and number of the reply is
+-- marked secret before anything is recorded, and the call's record holds
+-- the reply's type and size only.  The arguments are recorded as usual:
+-- a secret sent to the server is passed through secret() first.
 --
 -- redis.connect(url) returns the same connection object for the same URL
 -- and options during a run; it holds one server connection for sequential
@@ -46,6 +52,7 @@
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
 local credis = require("runbook.lazy")("runbook.redis")
+local record = require("runbook.record")
 local transcript = require("runbook.transcript")
 
 local DEFAULT_PORT = 6379
@@ -238,6 +245,13 @@ local function describe(argv, where)
   return "redis " .. table.concat(parts, " ") .. " (" .. where .. ")"
 end
 
+-- What the record of a secret = true call says of its reply.
+local function summarize_secret(v)
+  if type(v) == "string" then return { type = "string", bytes = #v } end
+  if type(v) == "table" then return { type = "array", count = #v } end
+  return { type = v == nil and "nil" or (math.type(v) or type(v)) }
+end
+
 local function summarize(v)
   if type(v) == "string" then
     return { type = "string", value = #v > 200 and (v:sub(1, 200) .. "...") or v, bytes = #v }
@@ -390,10 +404,13 @@ return function(run, G, api)
     end
     local argv, opts, n = collect_argv(first, ...)
     for k in pairs(opts) do
-      if k ~= "timeout" and k ~= "stand_in" then
-        return false, string.format("redis: unknown option %q (the table form takes timeout= and stand_in=)",
-          tostring(k))
+      if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
+        return false, string.format("redis: unknown option %q (the table form takes timeout=, " ..
+          "stand_in= and secret=)", tostring(k))
       end
+    end
+    if opts.secret ~= nil and type(opts.secret) ~= "boolean" then
+      return false, "redis: secret must be true or false"
     end
     if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
       return false, "redis: the command name must be a non-empty string"
@@ -424,7 +441,9 @@ return function(run, G, api)
         return INTEGER_REPLY[name] and 0 or "OK"
       end,
       perform = function() return roundtrip(self, argv, opts.timeout) end,
-      summary = summarize,
+      secret = opts.secret or nil,
+      mark = record.secret_values,
+      summary = opts.secret and summarize_secret or summarize,
     })
   end
 

@@ -12,6 +12,12 @@
 --   db:exec(sql, ...) -> n, tag   affected rows and the command tag ("UPDATE 3");
 --       without parameters, sql may be a script of several statements (run
 --       as one implicit transaction; n and tag are the last one's)
+--   db:query{sql, params..., secret = true}, db:exec{...}: the table form
+--       takes options (NULL parameters need the form above).  secret = true:
+--       the result is a secret: each string and number cell is marked before
+--       anything is recorded, the record holds the row count only, the
+--       server's notices are not shown, and a failure says the SQLSTATE
+--       without the server's message (which may quote a value)
 --   db:tx(fn) -> fn's results     BEGIN; fn(db); COMMIT -- or ROLLBACK and
 --       re-raise; nested db:tx uses a savepoint
 --   db:close()                    also `local db <close> = sql.connect(...)`
@@ -132,7 +138,12 @@ local SQLSTATE_HINTS = {
   ["40001"] = "serialization failure: retry the step",
 }
 
-local function server_message(f, verb, dry_run)
+local function server_message(f, verb, dry_run, secret)
+  if secret then
+    return string.format("sql: %s on %s failed (SQLSTATE %s%s; the server's message is not shown: " ..
+      "secret = true)", verb, f.who, f.sqlstate or "?",
+      SQLSTATE_HINTS[f.sqlstate] and ("; " .. SQLSTATE_HINTS[f.sqlstate]) or "")
+  end
   local parts = { string.format("sql: %s on %s failed: %s", verb, f.who, f.message or "?") }
   if f.position then parts[#parts + 1] = string.format(" at character %s", f.position) end
   parts[#parts + 1] = string.format(" (SQLSTATE %s", f.sqlstate or "?")
@@ -148,12 +159,12 @@ local function server_message(f, verb, dry_run)
   return table.concat(parts)
 end
 
-local function failure_message(f, verb, dry_run)
+local function failure_message(f, verb, dry_run, secret)
   local k = f.kind
   local cancelled = f.cancelled and "; the statement was cancelled on the server"
     or "; the server did not confirm the cancel, so the connection was closed (the next call reconnects)"
   if k == "server" then
-    return server_message(f, verb, dry_run)
+    return server_message(f, verb, dry_run, secret)
   elseif k == "timeout" then
     return string.format("sql: %s on %s timed out after %.1f s%s (raise timeout= in " ..
       "sql.connect, or look for locks in pg_stat_activity)", verb, f.who, f.timeout, cancelled)
@@ -275,24 +286,26 @@ return function(run, G, api)
   end
 
   -- Run one statement on conn in mode "rows" | "exec" | "simple"; raise a
-  -- worded error on failure.
-  local function run_on(h, conn, verb, sql, params, mode)
+  -- worded error on failure.  A secret statement's notices are not shown.
+  local function run_on(h, conn, verb, sql, params, mode, secret)
     local value, tag, notices = conn:query(sql, params, h.timeout, mode)
     if value == nil then
-      show_notices(tag.notices)
-      error(failure_message(tag, verb, run.dry_run), 0)
+      if not secret then show_notices(tag.notices) end
+      error(failure_message(tag, verb, run.dry_run, secret), 0)
     end
-    show_notices(notices)
+    if not secret then show_notices(notices) end
     return { value = value, tag = tag, notices = notices }
   end
 
-  local function perform(h, verb, sql, params)
+  local function perform(h, verb, sql, params, secret)
     if not h.quiet then ui.print("  " .. ui.style("dim", "sql> " .. one_line(sql, 160))) end
     local conn, pinned = acquire(h)
     local readonly = run.dry_run and verb == "query" and conn:txstatus() == "idle"
     local ok, res = true, nil
     if readonly then ok, res = pcall(run_on, h, conn, verb, BEGIN_READ_ONLY, NO_PARAMS, "simple") end
-    if ok then ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows") end
+    if ok then
+      ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows", secret)
+    end
     if readonly and conn:status() == "ok" and conn:txstatus() ~= "idle" then
       pcall(run_on, h, conn, verb, "ROLLBACK", NO_PARAMS, "simple")
     end
@@ -301,11 +314,13 @@ return function(run, G, api)
     return res
   end
 
-  local function call(h, verb, sql, params)
+  local function call(h, verb, sql, params, secret)
     return api.call(run, {
       primitive = "sql." .. verb,
       args = { url = h.url, sql = sql, params = record_params(params) },
       mutating = verb == "exec",
+      secret = secret,
+      mark = function(r) if verb == "query" then record.secret_values(r.value) end end,
       describe = function() return string.format("sql %s on %s: %s", verb, h.url, one_line(sql, 200)) end,
       stand_in = function() return { value = 0, tag = "", dry_run = true } end,
       -- A --scenario result: {rows = {...}} (or the rows themselves) for a
@@ -314,33 +329,56 @@ return function(run, G, api)
         if verb == "query" then return { value = r.rows or r, tag = r.tag or "" } end
         return { value = math.tointeger(r.affected) or 0, tag = r.tag or "" }
       end,
-      perform = function() return perform(h, verb, sql, params) end,
+      perform = function() return perform(h, verb, sql, params, secret) end,
       summary = function(r)
-        local s = { notices = r.notices, tag = r.tag ~= "" and r.tag or nil }
+        local s = { notices = not secret and r.notices or nil, tag = r.tag ~= "" and r.tag or nil,
+          notice_count = secret and r.notices and #r.notices or nil }
         if verb == "query" then s.rows = #r.value else s.affected = r.value end
         return s
       end,
     })
   end
 
-  local function check_sql(method, sql)
-    if type(sql) ~= "string" or sql == "" then
-      return string.format("sql: db:%s expects an SQL string, then its $1..$n parameters", method)
+  -- The statement, its parameters and options of db:query/db:exec, in
+  -- either form: (sql, ...) or {sql, params..., secret = true}.  Returns
+  -- nil and a message on misuse.
+  local function call_args(method, first, ...)
+    local params, opts = table.pack(...), {}
+    if type(first) == "table" then
+      for k, v in pairs(first) do
+        if type(k) ~= "number" then
+          if k ~= "secret" then
+            return nil, string.format("sql: db:%s: unknown option %q (the table form takes secret=)",
+              method, tostring(k))
+          end
+          opts[k] = v
+        end
+      end
+      if opts.secret ~= nil and type(opts.secret) ~= "boolean" then
+        return nil, string.format("sql: db:%s: secret must be true or false", method)
+      end
+      params = table.pack(table.unpack(first, 2, #first))
+      first = first[1]
     end
+    if type(first) ~= "string" or first == "" then
+      return nil, string.format("sql: db:%s expects an SQL string, then its $1..$n parameters " ..
+        "(or a table {sql, params..., secret = true})", method)
+    end
+    return first, params, opts
   end
 
-  function Handle:query(sql, ...)
-    local bad = check_sql("query", sql)
-    if bad then raise(bad, 1) end
-    local ok, res = call(self, "query", sql, table.pack(...))
+  function Handle:query(...)
+    local sql, params, opts = call_args("query", ...)
+    if not sql then raise(params, 1) end
+    local ok, res = call(self, "query", sql, params, opts.secret or nil)
     if not ok then raise(res, 1) end
     return res.value
   end
 
-  function Handle:exec(sql, ...)
-    local bad = check_sql("exec", sql)
-    if bad then raise(bad, 1) end
-    local ok, res = call(self, "exec", sql, table.pack(...))
+  function Handle:exec(...)
+    local sql, params, opts = call_args("exec", ...)
+    if not sql then raise(params, 1) end
+    local ok, res = call(self, "exec", sql, params, opts.secret or nil)
     if not ok then raise(res, 1) end
     return res.value, res.tag
   end

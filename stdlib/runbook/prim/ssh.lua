@@ -22,7 +22,9 @@
 --
 -- s:exec(cmd, opts): cmd is a shell command line (a list is quoted into
 -- one).  opts: timeout (60 s, 0 = none), stdin (a string, then EOF),
--- readonly, check, quiet (no echo of the command and its output).  As with
+-- readonly, check, quiet (no echo of the command and its output), secret
+-- (the output is a secret: marked before anything is shown or recorded,
+-- never streamed, recorded as byte counts, left out of error messages).  As with
 -- exec, a non-zero exit raises "... exited with code N: <stderr>" unless
 -- check = false, and then r.ok is false.  A command killed by a signal has
 -- r.signal ("TERM") and code 128 + its number.  On a timeout or Ctrl-C the
@@ -45,7 +47,8 @@
 --
 -- Every connect and exec is a `call` event (primitive ssh, args.op connect
 -- or exec) with the target, options (passphrase as ***), outcome and
--- duration; an exec's record holds its exit code and output.
+-- duration; an exec's record holds its exit code and output (its byte
+-- counts with secret = true).
 local cssh = require("runbook.lazy")("runbook.ssh")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
@@ -57,9 +60,9 @@ local DEFAULT_KEYS = { "~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa" }
 
 local CONNECT_OPTS = { "host", "port", "user", "key", "passphrase", "agent", "known_hosts",
   "accept_new", "timeout", "connect_timeout" }
-local EXEC_OPTS = { "timeout", "stdin", "readonly", "check", "quiet" }
+local EXEC_OPTS = { "timeout", "stdin", "readonly", "check", "quiet", "secret" }
 local FANOUT_OPTS = { "port", "user", "key", "passphrase", "agent", "known_hosts", "accept_new",
-  "connect_timeout", "timeout", "stdin", "readonly", "check", "quiet", "parallel" }
+  "connect_timeout", "timeout", "stdin", "readonly", "check", "quiet", "secret", "parallel" }
 
 local SIGNALS = { HUP = 1, INT = 2, QUIT = 3, ILL = 4, TRAP = 5, ABRT = 6, BUS = 7, FPE = 8,
   KILL = 9, USR1 = 10, SEGV = 11, USR2 = 12, PIPE = 13, ALRM = 14, TERM = 15 }
@@ -175,17 +178,11 @@ local function short(cmd)
   return #cmd > 60 and (cmd:sub(1, 57) .. "...") or cmd
 end
 
-local function excerpt(s, n)
-  s = s:gsub("%s+$", "")
-  if #s > n then s = "..." .. s:sub(-n) end
-  return s
-end
-
--- The message for a command that exited non-zero (or was killed).
-local function exit_message(target, cmd, r)
-  local detail = excerpt(r.stderr ~= "" and r.stderr or r.stdout, 300)
+-- The message for a command that exited non-zero (or was killed): with an
+-- excerpt of its output, unless the call was secret = true.
+local function exit_message(api, target, cmd, r, secret)
   return string.format("ssh %s: `%s` exited with code %d%s%s", target, short(cmd), r.code,
-    r.signal and (" (signal " .. r.signal .. ")") or "", detail ~= "" and (": " .. detail) or "")
+    r.signal and (" (signal " .. r.signal .. ")") or "", api.failure_detail(r, secret))
 end
 
 -- Fill in what the C result leaves to policy.
@@ -246,6 +243,7 @@ return function(run, G, api)
     check_options("ssh exec", opts, EXEC_OPTS)
     local timeout = want("ssh exec", opts, "timeout", "number") or EXEC_TIMEOUT
     local stdin = want("ssh exec", opts, "stdin", "string")
+    local secret = want("ssh exec", opts, "secret", "boolean") or nil
     local describe = string.format("ssh %s: %s", s.target, cmd)
     local ok, res = api.call(run, api.command_call({
       primitive = "ssh",
@@ -253,17 +251,18 @@ return function(run, G, api)
         timeout = timeout, stdin_bytes = stdin and #stdin or nil },
       mutating = not opts.readonly,
       describe = describe,
+      secret = secret,
       perform = function()
         if s.handle == nil then
           error(string.format("ssh %s: the session is closed (connect again)", s.target), 0)
         end
         if not opts.quiet then ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd)) end
-        local feed, done = api.output(opts.quiet)
+        local feed, done = api.output(opts.quiet or secret)   -- a secret is never streamed
         return finish(done(pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)), s.target)
       end,
     }, function(r) return finish(r, s.target) end, { host = s.target }))
     if not ok then error(res, 0) end
-    if opts.check ~= false and res.code ~= 0 then error(exit_message(s.target, cmd, res), 0) end
+    if opts.check ~= false and res.code ~= 0 then error(exit_message(api, s.target, cmd, res, secret), 0) end
     return res
   end
 
@@ -303,7 +302,7 @@ return function(run, G, api)
     local okx, r = pcall(exec_on, s, cmd, eopts)
     pcall(s.close, s)
     if not okx then return { host = s.target, ok = false, error = tostring(r) } end
-    if not r.ok then r.error = exit_message(s.target, cmd, r) end
+    if not r.ok then r.error = exit_message(api, s.target, cmd, r, eopts.secret) end
     return r
   end
 
@@ -318,7 +317,7 @@ return function(run, G, api)
     for _, k in ipairs(CONNECT_OPTS) do copts[k] = opts[k] end
     copts.timeout = nil
     local eopts = { timeout = opts.timeout, stdin = opts.stdin, readonly = opts.readonly,
-      quiet = true, check = false }
+      secret = opts.secret, quiet = true, check = false }
     local t0 = loop.now()
     local okp, results = pcall(G.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
       { limit = opts.parallel or FANOUT_LIMIT, check = false })
