@@ -13,7 +13,9 @@ import subprocess
 import sys
 import time
 
+from appserver import lua
 from harness import SOURCE_DIR, RunbookTestCase
+from servers.pebble import PebbleServer
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -22,9 +24,11 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 SERVER = r'''
 import http.server, os, signal, ssl, sys
 d = sys.argv[1]
+cert = sys.argv[2] if len(sys.argv) > 3 else os.path.join(d, "server.pem")
+key = sys.argv[3] if len(sys.argv) > 3 else os.path.join(d, "server.key")
 def context():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    ctx.load_cert_chain(cert, key)
     return ctx
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -236,6 +240,134 @@ class TestRenewal(TlsCase):
         self.assertIn("Challenge failed for domain app.example", end["error"])
         self.assertIsNone(self.step_status("renew"), "expected the renewal never reached")
         self.assertEqual(read(os.path.join(self.d, "renew.log")), "")
+
+
+def serial_of_file(path):
+    p = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", path], capture_output=True,
+                       text=True, timeout=30, check=True)
+    return p.stdout.strip().split("=", 1)[1].lower().lstrip("0")
+
+
+class PebbleCase(RunbookTestCase):
+    """Real certbot renewing from a real pebble, as a user sets them up: a
+    certificate obtained once with `certbot certonly --server ...` (its
+    renewal config remembers the server and the dirs), then the documented
+    `renew = { "certbot", "renew", <dirs> }`, REQUESTS_CA_BUNDLE given
+    through env, and an HTTPS server on loopback serving certbot's live
+    files, reloaded with SIGHUP."""
+
+    def setUp(self):
+        super().setUp()
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+            self.env.pop(var, None)
+        self.pb = PebbleServer()
+        self.addCleanup(self.pb.stop)
+        self.live = self.pb.obtain("localhost")
+        self.d = self.path("tls")
+        os.makedirs(self.d)
+        self.write("tls/server.py", SERVER)
+        self.srv = subprocess.Popen([PYTHON, os.path.join(self.d, "server.py"), self.d,
+                                     os.path.join(self.live, "fullchain.pem"),
+                                     os.path.join(self.live, "privkey.pem")],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(self.stop_server)
+        line = self.srv.stdout.readline()
+        self.assertTrue(line.strip().isdigit(), f"the test HTTPS server did not start: {line!r}")
+        self.port = int(line)
+        root = self.write("tls/pebble-root.pem", self.pb.root_ca())
+        reload = self.write("tls/reload", RELOAD % {"pid": self.srv.pid})
+        os.chmod(reload, 0o755)
+        renew = ["env", f"REQUESTS_CA_BUNDLE={self.pb.ca_bundle}", "certbot", "renew", *self.pb.dirs()]
+        tls = {"endpoints": [f"https://localhost:{self.port}/"],
+               "files": [os.path.join(self.live, "cert.pem")],
+               "renew": renew, "reload": [reload], "cacert": root}
+        self.write("config/runbook/config.lua", f"targets = {{ prod = {{ tls = {lua(tls)} }} }}\n")
+        self.serial = serial_of_file(os.path.join(self.live, "cert.pem"))
+        self.pebble_log_before = len(self.pb.log())
+
+    def stop_server(self):
+        self.srv.kill()
+        self.srv.wait(timeout=10)
+        self.srv.stdout.close()
+        self.srv.stderr.close()
+
+    def renewal(self, *args):
+        self.transcript = self.path(f"tls-{len(os.listdir(self.tmp))}.jsonl")
+        proc = self.run_rb("run", "tls-renewal", "--target", "prod", "--transcript", self.transcript,
+                           *args, cwd=SOURCE_DIR, timeout=180)
+        self.ev = self.events(self.transcript) if os.path.exists(self.transcript) else []
+        return proc
+
+    def logs(self, step=None):
+        return [e["message"] for e in self.ev if e["event"] == "log" and (step is None or e.get("step") == step)]
+
+    def argv_run(self, step):
+        """The argv of the exec calls (run or simulated) of a step."""
+        return [c["args"]["argv"] for c in self.ev
+                if c["event"] == "call" and c["primitive"] == "exec" and c.get("step") == step
+                and "certbot" in c["args"]["argv"]]
+
+    def served_serial(self):
+        p = subprocess.run(f"openssl s_client -connect 127.0.0.1:{self.port} -servername localhost "
+                           "</dev/null 2>/dev/null | openssl x509 -noout -serial", shell=True,
+                           capture_output=True, text=True, timeout=30)
+        return p.stdout.strip().split("=", 1)[1].lower().lstrip("0")
+
+    def new_pebble_log(self):
+        return self.pb.log()[self.pebble_log_before:]
+
+    def reloads(self):
+        return read(os.path.join(self.d, "reloads.log")).splitlines()
+
+
+class TestCertbotPebble(PebbleCase):
+    def test_forced_renewal_gets_a_new_certificate_from_pebble_and_the_reload_serves_it(self):
+        self.assertEqual(self.served_serial(), self.serial)
+        proc = self.renewal("--yes", "-p", "force=yes")
+        self.assertExit(proc, 0)
+        new = serial_of_file(os.path.join(self.live, "cert.pem"))
+        self.assertNotEqual(new, self.serial, "certbot did not replace the certificate")
+        self.assertIn(f"Issued certificate serial {new}", self.new_pebble_log(),
+                      "expected pebble to have issued the new certificate")
+        self.assertEqual(self.served_serial(), new, "the server does not serve the new certificate")
+        self.assertEqual(self.reloads(), ["reload"])
+        renew = self.argv_run("renew")[-1]
+        self.assertIn("--force-renewal", renew)
+        self.assertIn("--no-random-sleep-on-renew", renew)
+        self.assertNotIn("--dry-run", renew)
+        self.assertTrue(any(m.startswith("renewed: endpoint") for m in self.logs("verify")), self.logs())
+
+    def test_not_due_says_certbot_skipped_and_reloads_nothing(self):
+        # 4000 days: the runbook finds pebble's 5-year certificate due, certbot does not
+        proc = self.renewal("--yes", "-p", "warn_days=4000")
+        self.assertExit(proc, 0)
+        self.assertEqual(serial_of_file(os.path.join(self.live, "cert.pem")), self.serial)
+        skipped = [m for m in self.logs("renew") if m.startswith("certbot renewed nothing")]
+        self.assertTrue(skipped, f"expected the runbook to say certbot skipped; logs: {self.logs()}")
+        self.assertIn("it skipped every certificate as not yet due", skipped[0])
+        self.assertIn("-p force=yes", skipped[0])
+        self.assertEqual(self.reloads(), [], "reloaded although certbot renewed nothing")
+        self.assertTrue(any("certbot renewed nothing (not yet due): the reload skipped" in m
+                            for m in self.logs("reload")), self.logs())
+        renew = self.argv_run("renew")[-1]
+        self.assertIn("--no-random-sleep-on-renew", renew)
+        self.assertNotIn("--force-renewal", renew)
+
+    def test_rehearsal_dry_run_reaches_pebble_not_staging(self):
+        proc = self.renewal("--dry-run", "--yes", "-p", "force=yes")
+        self.assertExit(proc, 0)
+        self.assertIn("Congratulations, all simulated renewals succeeded", proc.stdout)
+        rehearsal = self.argv_run("renew-dry-run")[-1]
+        self.assertIn("--dry-run", rehearsal)
+        self.assertEqual(rehearsal[rehearsal.index("--server") + 1], self.pb.directory, rehearsal)
+        log = self.new_pebble_log()
+        self.assertIn("POST /order-plz", log, "pebble saw no order from the rehearsal")
+        self.assertIn("Issued certificate serial", log)
+        self.assertNotIn("acme-staging", proc.stdout + proc.stderr)
+        self.assertEqual(serial_of_file(os.path.join(self.live, "cert.pem")), self.serial,
+                         "a dry run renewed the certificate")
+        self.assertEqual(self.reloads(), [])
+        self.assertRegex(proc.stdout, r"would run: env \S+ certbot renew ")
 
 
 class TestStatic(RunbookTestCase):
