@@ -14,7 +14,7 @@ import sys
 import time
 
 from appserver import lua
-from harness import SOURCE_DIR, RunbookTestCase
+from harness import LUA_EMIT, SOURCE_DIR, RunbookTestCase, emitted
 from servers.pebble import PebbleServer
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
@@ -398,6 +398,51 @@ class TestChecks(TlsCase):
         self.assertExit(proc, 1)
         self.assertEqual(self.step_status("check-expiry"), "failed")
         self.assertIn("add targets.<name>.tls = {", proc.stdout + proc.stderr)
+
+    def test_renew_command_adds_only_what_certbot_lacks(self):
+        conf = self.path("le")
+        os.makedirs(os.path.join(conf, "renewal"))
+        self.write("le/renewal/a.conf", "version = 2.1.0\n[renewalparams]\nserver = https://acme.internal/dir\n")
+        self.write("le/renewal/b.conf", "[renewalparams]\nserver = https://acme.internal/dir\n")
+        self.write("le2/renewal/x.conf", "[renewalparams]\nserver = https://one/dir\n")
+        self.write("le2/renewal/y.conf", "[renewalparams]\nauthenticator = webroot\n")
+        book = self.write("renew_command.lua", LUA_EMIT + r'''
+runbook { name = "renew-command", title = "tls.renew_command" }
+local tls = require("tls")
+step("cases", function()
+  local function run(argv, opts)
+    local out, cb = tls.renew_command(argv, opts)
+    emit("argv", table.concat(out, " "))
+    emit("notes", cb and #cb.notes or -1)
+  end
+  run({ "certbot", "renew", "--config-dir", @CONF@ }, { dry_run = true, force = false })
+  run({ "certbot", "renew", "--config-dir=" .. @CONF@, "--server", "https://s/dir",
+        "--no-random-sleep-on-renew" }, { dry_run = true })
+  run({ "sudo", "-n", "/usr/bin/certbot", "renew", "--config-dir", @CONF@ }, { force = true })
+  run({ "certbot", "renew", "--config-dir", @CONF2@ }, { dry_run = true })
+  run({ "/opt/renew.sh", "renew" }, { dry_run = true, force = true })
+  run({ "certbot", "certificates" }, { dry_run = true })
+  local o = tls.certbot_outcome("The following certificates are not due for renewal yet:\n" ..
+    "  /etc/le/live/a/fullchain.pem expires on 2031-12-01 (skipped)\nNo renewals were attempted.\n")
+  emit("due", { o.nothing_due, #o.not_due })
+  o = tls.certbot_outcome("Congratulations, all renewals succeeded: \n  /etc/le/live/a/fullchain.pem (success)\n" ..
+    "The following certificates are not due for renewal yet:\n  /etc/le/live/b/fullchain.pem expires on 2031-12-01 (skipped)\n")
+  emit("due", { o.nothing_due, #o.not_due, #o.renewed })
+end)
+'''.replace("@CONF@", json.dumps(conf)).replace("@CONF2@", json.dumps(self.path("le2"))))
+        proc = self.run_rb("run", book, "--yes", "--transcript", self.path("rc.jsonl"))
+        self.assertExit(proc, 0)
+        got = emitted(proc.stdout)
+        self.assertEqual(got["argv"], [
+            f"certbot renew --config-dir {conf} --no-random-sleep-on-renew --dry-run --server https://acme.internal/dir",
+            f"certbot renew --config-dir={conf} --server https://s/dir --no-random-sleep-on-renew --dry-run",
+            f"sudo -n /usr/bin/certbot renew --config-dir {conf} --no-random-sleep-on-renew --force-renewal",
+            f"certbot renew --config-dir {self.path('le2')} --no-random-sleep-on-renew --dry-run",
+            "/opt/renew.sh renew --dry-run",
+            "certbot certificates --dry-run",
+        ])
+        self.assertEqual(got["notes"], [2, 0, 2, 2, -1, -1])
+        self.assertEqual(got["due"], [[True, 1], [False, 1, 1]])
 
     def test_parse_date_is_utc_whatever_the_time_zone(self):
         book = self.write("dates.lua", r'''
