@@ -6,7 +6,10 @@ a restart that cures a wedged instance, cache keys deleted by pattern with
 SCAN + DEL (and nothing deleted in a dry run), FLUSHDB refused when the
 operator types the wrong target name and done (on that database only)
 when the name is right, typed on a real terminal too.  Also
-stdlib/health.lua through the host, and the game-day scenario."""
+stdlib/health.lua through the host, and the game-day scenario.  An app
+that hangs on /health (its probes time out, said as timeouts, the fix
+offered after one timeout), a dry-run restart of a stopped service (the
+real state read once), and HTTPS health checks against a private CA."""
 import datetime
 import os
 import sys

@@ -4,6 +4,11 @@ certificate expiring in 5 days).  certbot is replaced by a script named in
 the target config that signs a new 90-day certificate (and only prints with
 --dry-run); the reload command sends SIGHUP to the server, which loads the
 certificate files again: without the reload it keeps serving the old one.
+
+TestCertbotPebble meets the real tools: Debian's certbot renewing from a
+real pebble on loopback (tests/servers/pebble.py), configured the way a
+user would (certonly --server once, then the documented certbot renew),
+and the same reloadable HTTPS server serving certbot's live files.
 """
 import calendar
 import json
