@@ -31,6 +31,7 @@ param("service", { help = "the instance to restart (default: the target's first 
 param("pattern", { help = "cache keys to delete, Redis MATCH syntax like cache:user:* (asked when not given)" })
 param("samples", { help = "requests per health endpoint (failing some of them = intermittent)", default = 3 })
 param("slow_after", { help = "seconds over which a response counts as slow" })
+param("timeout", { help = "seconds each health request may take (they all go out at once)", default = 10 })
 param("settle", { help = "seconds to wait for the health endpoints after a restart", default = 20 })
 param("max_keys", { help = "refuse to delete more keys than this in one go", default = 100000 })
 
@@ -63,21 +64,34 @@ local function redis_where()
   return (tostring(target.redis):gsub("//[^/@]*@", "//"))
 end
 
+-- The health samples and the detailed health go out at once (health.probe):
+-- when the app hangs, every request times out together, and the fix is
+-- offered one request timeout after the start instead of one per request.
 step("Check the health endpoints: status and response times", { id = "health" }, function(p)
-  local results = health.check(nil, { samples = tonumber(p.samples) or 3, slow_after = tonumber(p.slow_after) })
+  local results, d = health.probe(nil, target.detailed_health, { samples = tonumber(p.samples) or 3,
+    slow_after = tonumber(p.slow_after), timeout = tonumber(p.timeout) })
   state.health = health.summary(results)
+  state.detailed = d
   log.info(state.health.text)
   add_findings(health.findings(results))
 end)
 
-step("Read the detailed health and the database pool", { id = "detailed" }, function(p)
+step("Read the detailed health and the database pool", { id = "detailed" }, function()
   if target.detailed_health == nil then
     log.warn("no detailed health: add detailed_health = \"https://.../health/detailed\" to the target")
     return
   end
-  local d = health.detailed(nil, { slow_after = tonumber(p.slow_after) })
-  state.detailed = d
-  if d.status then log.info("GET %s: %d in %s", d.url, d.status, health.ms(d.time)) end
+  local d = state.detailed
+  if d == nil then
+    error("the detailed health was not read: run from the first step (--start-at health)", 0)
+  end
+  if d.status == nil then
+    -- no answer at all: a timeout or a refused connection, said as it was
+    log.warn("no detailed health, so no database pool to read: %s", d.problems[1] or "no answer")
+    add_findings(d.findings)
+    return
+  end
+  log.info("GET %s: %d in %s", d.url, d.status, health.ms(d.time))
   for _, c in ipairs(d.components) do
     print(string.format("    %-10s %s", c.name, c.status))
   end
@@ -85,7 +99,7 @@ step("Read the detailed health and the database pool", { id = "detailed" }, func
     log.info("database pool (%s): %d/%d in use, %d waiting, %d idle (%.0f%% used)", d.pool.path,
       d.pool.in_use, d.pool.size, d.pool.waiting, d.pool.idle, d.pool.usage * 100)
   else
-    log.warn("the detailed health has no database pool section (db.pool)")
+    log.warn("the detailed health (GET %s answered %d) has no database pool section (db.pool)", d.url, d.status)
   end
   add_findings(d.findings)
 end)
@@ -130,14 +144,15 @@ step("Restart the unhealthy instance", { id = "restart" }, function(p)
   log.info("%s (%s, %s): %s", name, st.manager, st.where, st.state)
   confirm("Restart the unhealthy instance now?")
   local r = service.restart(name)
-  if r.dry_run then
-    log.info("dry run: the restart was not run; not waiting for it")
-    return
-  end
+  state.simulated = r.dry_run
   local settle = tonumber(p.settle) or 20
-  poll(function()
-    return health.summary(health.check(nil, { quiet = true, timeout = 5 })).failing == 0
-  end, { every = 0.5, timeout = settle, what = "every health endpoint of " .. name .. " passing" })
+  local what = "every health endpoint of " .. name .. " passing"
+  local ok, s = health.await(nil, { timeout = settle, simulated = r.dry_run, what = what })
+  if r.dry_run then return end
+  if not ok then
+    error(string.format("%s restarted, but not %s after %s s: %s", name, what, tostring(settle),
+      s and s.text or "no answer"), 0)
+  end
   log.info("%s restarted and healthy", name)
 end)
 
@@ -216,6 +231,12 @@ end)
 step("Check the health endpoints again", { id = "verify" }, function()
   local results = health.check(nil, { samples = 1 })
   local s = health.summary(results)
+  if state.simulated then
+    log.info("dry run: the %s was simulated; would expect every check to pass (the real state is %s)",
+      tostring(state.fix), s.failing == 0 and ("healthy: " .. s.text)
+        or ((s.failing == s.total and "still down: " or "still failing: ") .. s.text))
+    return
+  end
   log.info("after the fix (%s): %s", tostring(state.fix), s.text)
   if s.failing > 0 and state.fix ~= "none" then
     error(string.format("still failing after %s: %s", state.fix, s.text), 0)

@@ -38,19 +38,39 @@ local function warn_days(p)
   return tonumber(p.warn_days) or tonumber(cfg().warn_days) or 21
 end
 
-local function argv_of(key, extra)
+local function argv_of(key)
   local cmd = cfg()[key]
   if type(cmd) ~= "table" or #cmd == 0 then return nil end
   local argv = {}
   for i, a in ipairs(cmd) do argv[i] = tostring(a) end
-  if extra then argv[#argv + 1] = extra end
   return argv
+end
+
+-- The renew command as run: for certbot, tls.renew_command adds what a
+-- run without a terminal, a forced renewal and a rehearsal against the
+-- configured ACME server need, and says so.
+local function renew_argv(p, dry_run)
+  local argv = argv_of("renew")
+  if not argv then
+    error("no renew command: add targets.<name>.tls.renew = { \"certbot\", \"renew\" } to the config", 0)
+  end
+  local force = p.force == "yes" and not dry_run
+  local out, cb = tls.renew_command(argv, { dry_run = dry_run, force = force })
+  for _, note in ipairs(cb and cb.notes or {}) do log.info("certbot: %s", note) end
+  if force and cb == nil then
+    log.warn("-p force=yes: %s is not certbot renew, so no --force-renewal was added", argv[1])
+  end
+  return out, cb
 end
 
 -- Steps after the check have nothing to do when nothing is due.
 local function nothing_due(what)
   if state.nothing_due then
     log.info("nothing due: %s skipped (-p force=yes renews anyway)", what)
+    return true
+  end
+  if state.certbot_skipped then
+    log.info("certbot renewed nothing (not yet due): %s skipped (-p force=yes renews anyway)", what)
     return true
   end
   return false
@@ -81,12 +101,9 @@ end)
 -- certbot's --dry-run talks to the staging CA and saves nothing, so it
 -- runs for real in a rehearsal too (readonly): that is what a rehearsal
 -- wants to know.
-step("Rehearse the renewal", { id = "renew-dry-run", timeout = 600 }, function()
+step("Rehearse the renewal", { id = "renew-dry-run", timeout = 600 }, function(p)
   if nothing_due("the rehearsal") then return end
-  local argv = argv_of("renew", "--dry-run")
-  if not argv then
-    error("no renew command: add targets.<name>.tls.renew = { \"certbot\", \"renew\" } to the config", 0)
-  end
+  local argv = renew_argv(p, true)
   argv.readonly, argv.timeout = true, 540
   exec(argv)
 end)
@@ -94,18 +111,27 @@ end)
 -- The renewal is confirmed with a question naming the command and the
 -- certificate closest to expiry, asked only when something is due;
 -- dangerous = true would also ask on runs where nothing is to be done.
-step("Renew the certificates", { id = "renew", timeout = 900 }, function()
+step("Renew the certificates", { id = "renew", timeout = 900 }, function(p)
   if nothing_due("the renewal") then return end
-  local argv = argv_of("renew")
-  if not argv then
-    error("no renew command: add targets.<name>.tls.renew = { \"certbot\", \"renew\" } to the config", 0)
-  end
+  local argv, cb = renew_argv(p, false)
   local soonest = state.soonest
   confirm(string.format("Renew the certificates now with `%s`?%s", table.concat(argv, " "),
     soonest and string.format(" (soonest: %s, %.1f days left)", soonest.name, soonest.days_left) or ""))
   argv.timeout = 840
   local r = exec(argv)
   state.simulated = r.dry_run
+  state.forced = p.force == "yes"
+  if cb == nil or r.dry_run then return end
+  local o = tls.certbot_outcome((r.stdout or "") .. "\n" .. (r.stderr or ""))
+  if o.nothing_due then
+    state.certbot_skipped = true
+    log.warn("certbot renewed nothing: it skipped every certificate as not yet due (certbot renews " ..
+      "within renew_before_expiry of expiry, 30 days by default)%s; nothing to reload or verify. " ..
+      "-p force=yes renews anyway (--force-renewal)",
+      #o.not_due > 0 and (": " .. table.concat(o.not_due, ", ")) or "")
+  elseif #o.not_due > 0 then
+    log.info("certbot skipped %d certificate(s) not yet due: %s", #o.not_due, table.concat(o.not_due, ", "))
+  end
 end)
 
 -- A reload (nginx, haproxy, apache) is graceful, and keeps the running
@@ -122,6 +148,13 @@ step("Reload the server", { id = "reload", timeout = 300 }, function()
   end
 end)
 
+-- A forced renewal replaces certificates that were not due: only a later
+-- expiry than before tells the new one from the old one still served.
+local function newer(c)
+  local before = state.before and state.before[c.name]
+  return before == nil or c.expires > before.expires
+end
+
 step("Verify the new expiry", { id = "verify" }, function(p)
   if nothing_due("the verification") then return end
   local days = warn_days(p)
@@ -136,11 +169,12 @@ step("Verify the new expiry", { id = "verify" }, function(p)
     certs = list
     if #problems > 0 then return false end
     for _, c in ipairs(list) do
-      if c.status ~= "ok" then return false end
+      if c.status ~= "ok" or (state.forced and not newer(c)) then return false end
     end
     return true
   end, { every = 2, timeout = tonumber(p.verify_timeout) or 60,
-    what = string.format("every certificate served and on disk having more than %d days left", days) })
+    what = string.format("every certificate served and on disk having more than %d days left%s", days,
+      state.forced and " and a later expiry than before the renewal" or "") })
   for _, c in ipairs(certs) do
     local before = state.before and state.before[c.name]
     log.info("renewed: %s %s: %s -> %.1f days left (expires %s)", c.kind, c.name,

@@ -7,7 +7,7 @@
 -- health.check(checks, opts) -> results
 --   checks: a URL, or a list of URLs and tables
 --     { url = "https://app/health", name = "api", expect = 200 | { 200, 204 },
---       contains = "ok", json = { status = "ok" }, timeout = 5 }
+--       contains = "ok", json = { status = "ok" }, timeout = 5, cacert = "/etc/ca.pem" }
 --   (default target.health).  expect defaults to any 2xx.  Each check is
 --   a GET (so it runs in a dry run too), all checks at once, each
 --   opts.samples times (default 1) one after the other.  opts: timeout
@@ -37,6 +37,27 @@
 --   problems.  A component whose status is not ok/healthy/up/pass is one.
 --     local d = health.detailed()
 --     if d.pool then log.info("pool %d/%d in use, %d waiting", d.pool.in_use, d.pool.size, d.pool.waiting) end
+--
+-- health.probe(checks, detailed_url, opts) -> results, d
+--   health.check's results and health.detailed's d (nil without a URL),
+--   with every sample of every check and the detailed health sent at once
+--   (parallel): a hung app costs one request timeout (opts.timeout, 10 s),
+--   not one per sample and one more for the detailed health.  Samples are
+--   then concurrent, not one after the other.
+--     local results, d = health.probe(nil, target.detailed_health, { samples = 3 })
+--
+-- health.await(checks, opts) -> ok, s
+--   After an action meant to bring the service back (a restart): polls the
+--   checks until every one passes, every opts.every (0.5) s for up to
+--   opts.timeout (20) s; ok is false when the time runs out; s is the last
+--   summary.  opts.what names the wait.  When the action was simulated
+--   (opts.simulated; default: the dry_run global) nothing changed, so it
+--   reads the real state once and logs "would wait up to 20 s for WHAT
+--   (the real state is still down: ...)"; ok is true, s.simulated true.
+--     local ok, s = health.await(nil, { timeout = 20, simulated = r.dry_run, what = "api healthy" })
+--
+-- HTTPS with a private CA: a check's cacert, else the target's tls.cacert
+-- (the same key tls-renewal reads); health.detailed takes opts.cacert.
 --
 -- health.pool(doc) -> pool | nil    (the search health.detailed does)
 --
@@ -75,8 +96,19 @@ local function normalize(c, i)
   end
   local expect = c.expect
   if type(expect) == "number" then expect = { expect } end
+  if c.cacert ~= nil and type(c.cacert) ~= "string" then
+    error(string.format("health.check: check %d: cacert must be the path of a CA file", i), 0)
+  end
   return { url = c.url, name = c.name or c.url, expect = expect, contains = c.contains, json = c.json,
-    timeout = c.timeout }
+    timeout = c.timeout, cacert = c.cacert }
+end
+
+-- The CA a check trusts when it names none: the target's tls.cacert, the
+-- private CA its HTTPS services are signed by (docs/targets.md).
+local function default_cacert()
+  local t = target and target.tls
+  if type(t) == "table" and type(t.cacert) == "string" then return t.cacert end
+  return nil
 end
 
 local function expected_text(expect)
@@ -116,7 +148,8 @@ local function judge(c, r)
 end
 
 local function sample(c, timeout)
-  local ok, r = pcall(http.get, c.url, { timeout = c.timeout or timeout, quiet = true })
+  local ok, r = pcall(http.get, c.url, { timeout = c.timeout or timeout, quiet = true,
+    cacert = c.cacert or default_cacert() })
   if not ok then
     -- (the primitive's message without the runbook position in front)
     local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
@@ -125,11 +158,11 @@ local function sample(c, timeout)
   return { status = r.status, time = r.time, body = r.body, problem = judge(c, r) }
 end
 
-local function run_check(c, opts)
-  local res = { name = c.name, url = c.url, samples = opts.samples, failures = 0, times = {} }
+-- One check's result from its samples (in the order they were taken).
+local function sum_up(c, samples, opts)
+  local res = { name = c.name, url = c.url, samples = #samples, failures = 0, times = {} }
   local limit = slow_after(opts)
-  for _ = 1, opts.samples do
-    local s = sample(c, opts.timeout)
+  for _, s in ipairs(samples) do
     if s.time then
       res.times[#res.times + 1] = s.time
       if res.time == nil or s.time > res.time then res.time = s.time end
@@ -150,6 +183,12 @@ local function run_check(c, opts)
   return res
 end
 
+local function run_check(c, opts)
+  local samples = {}
+  for i = 1, opts.samples do samples[i] = sample(c, opts.timeout) end
+  return sum_up(c, samples, opts)
+end
+
 local function show(res)
   local verdict = res.ok and (res.slow and "SLOW" or "ok") or (res.intermittent and "FLAKY" or "FAIL")
   local line = string.format("  %-5s %-4s %8s  %s", verdict, res.status and tostring(res.status) or "-",
@@ -159,18 +198,27 @@ local function show(res)
   print(line)
 end
 
-function health.check(checks, opts)
-  opts = opts or {}
+local function check_list(checks, level)
   checks = checks or (target and target.health)
   if checks == nil then
     error("health.check: no URLs given and the target has no health; add health = { " ..
-      "\"https://app.example/health\" } to it in the config file (docs/targets.md)", 2)
+      "\"https://app.example/health\" } to it in the config file (docs/targets.md)", level + 1)
   end
   if type(checks) == "string" then checks = { checks } end
   local list = {}
   for i, c in ipairs(checks) do list[i] = normalize(c, i) end
-  local o = { timeout = opts.timeout or DEFAULT_TIMEOUT, samples = math.max(1, math.floor(opts.samples or 1)),
+  return list
+end
+
+local function check_opts(opts)
+  return { timeout = opts.timeout or DEFAULT_TIMEOUT, samples = math.max(1, math.floor(opts.samples or 1)),
     slow_after = opts.slow_after }
+end
+
+function health.check(checks, opts)
+  opts = opts or {}
+  local list = check_list(checks, 2)
+  local o = check_opts(opts)
   local results = parallel(list, function(c) return run_check(c, o) end)
   if not opts.quiet then
     for _, res in ipairs(results) do show(res) end
@@ -301,7 +349,8 @@ function health.detailed(url, opts)
       "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
   end
   local d = { url = url, ok = false, problems = {}, findings = {}, components = {} }
-  local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet })
+  local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet,
+    cacert = opts.cacert or default_cacert() })
   if not ok then
     local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
     d.problems[1] = msg
@@ -329,6 +378,68 @@ function health.detailed(url, opts)
   end
   d.ok = #d.problems == 0
   return d
+end
+
+-- health.probe: every sample of every check and the detailed health at
+-- once, so a hung app costs one timeout, not one per request.
+function health.probe(checks, detailed_url, opts)
+  opts = opts or {}
+  local list = check_list(checks, 2)
+  local o = check_opts(opts)
+  local tasks = {}
+  for ci = 1, #list do
+    for _ = 1, o.samples do tasks[#tasks + 1] = { check = ci } end
+  end
+  if detailed_url then tasks[#tasks + 1] = { detailed = detailed_url } end
+  local out = parallel(tasks, function(t)
+    if t.detailed then
+      return health.detailed(t.detailed, { timeout = o.timeout, slow_after = opts.slow_after,
+        cacert = opts.cacert, quiet = true })
+    end
+    return sample(list[t.check], o.timeout)
+  end)
+  local per = {}
+  for i, t in ipairs(tasks) do
+    if t.check then
+      per[t.check] = per[t.check] or {}
+      table.insert(per[t.check], out[i])
+    end
+  end
+  local results = {}
+  for ci, c in ipairs(list) do results[ci] = sum_up(c, per[ci] or {}, o) end
+  if not opts.quiet then
+    for _, res in ipairs(results) do show(res) end
+  end
+  return results, detailed_url and out[#out] or nil
+end
+
+local function state_text(s)
+  if s.failing == 0 then return "already healthy: " .. s.text end
+  if s.failing == s.total then return "still down: " .. s.text end
+  return "still failing: " .. s.text
+end
+
+-- health.await: after a simulated action nothing changed, so a wait could
+-- only run out its timeout; the real state is read once instead.
+function health.await(checks, opts)
+  opts = opts or {}
+  local timeout, what = opts.timeout or 20, opts.what or "every health endpoint passing"
+  local simulated = opts.simulated
+  if simulated == nil then simulated = dry_run == true end
+  local s
+  local function once()
+    s = health.summary(health.check(checks, { quiet = true, timeout = opts.request_timeout or 5 }))
+    return s.failing == 0
+  end
+  if simulated then
+    once()
+    s.simulated = true
+    log.info("would wait up to %s s for %s (the real state is %s)", tostring(timeout), what, state_text(s))
+    return true, s
+  end
+  local ok, err = pcall(poll, once, { every = opts.every or 0.5, timeout = timeout, what = what })
+  if not ok and require("runbook.loop").interrupts() > 0 then error(err, 0) end
+  return ok, s
 end
 
 return health

@@ -38,6 +38,28 @@
 --
 -- tls.days_left(epoch) -> days from now (a float; negative: in the past).
 -- tls.soonest(certs) -> the cert with the fewest days left, or nil.
+--
+-- tls.renew_command(argv, opts) -> argv, cb
+--   The renew command of target.tls (a list) as the runbook runs it.  When
+--   it runs certbot's `renew` (argv[1] or a word after env/sudo is named
+--   certbot), cb = { config_dir, server, notes = {...} }, else cb is nil
+--   and argv is the list as given, with --dry-run appended for opts.dry_run.
+--   For certbot, whatever argv lacks of:
+--     --no-random-sleep-on-renew   without a terminal certbot otherwise
+--                                  sleeps up to 8 minutes before renewing
+--     --force-renewal              with opts.force
+--     --dry-run                    with opts.dry_run, and then --server URL
+--                                  when argv has none: certbot's --dry-run
+--                                  goes to Let's Encrypt staging instead of
+--                                  the server the certificates' renewal
+--                                  configs (CONFIG_DIR/renewal/*.conf) name
+--   cb.notes says what was added and why, for the log.
+--     local argv, cb = tls.renew_command({ "certbot", "renew" }, { dry_run = true })
+--
+-- tls.certbot_outcome(text) -> o
+--   What certbot renew printed, read: o = { nothing_due (no renewal was
+--   attempted: every certificate is not yet due), not_due = { paths },
+--   renewed = { paths }, failed = { paths } }.
 local tls = {}
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,
@@ -172,6 +194,136 @@ function tls.soonest(certs)
     if best == nil or c.days_left < best.days_left then best = c end
   end
   return best
+end
+
+-- Let's Encrypt's production directory: certbot's default server, the one
+-- whose --dry-run rightly goes to staging.
+local LE_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
+local WRAPPERS = { env = true, sudo = true, doas = true, nice = true, ionice = true }
+
+local function basename(a)
+  return (a:match("([^/]+)$")) or a
+end
+
+-- Position of certbot in argv (directly, or after env/sudo and their
+-- arguments), or nil when the command is not certbot renew.
+local function certbot_index(argv)
+  for i, a in ipairs(argv) do
+    local b = basename(a)
+    if b == "certbot" or b == "certbot-auto" or b == "letsencrypt" then
+      for j = i + 1, #argv do
+        if argv[j] == "renew" then return i end
+      end
+      return nil
+    end
+    if not (WRAPPERS[b] or a:sub(1, 1) == "-" or a:find("=", 1, true)) then return nil end
+  end
+  return nil
+end
+
+-- The value of a certbot flag (`--flag VALUE` or `--flag=VALUE`) after
+-- position first, or true when present without a value, or nil.
+local function flag_value(argv, first, name)
+  for i = first, #argv do
+    local a = argv[i]
+    if a == name then return argv[i + 1] or true end
+    if a:sub(1, #name + 1) == name .. "=" then return a:sub(#name + 2) end
+  end
+  return nil
+end
+
+-- The server = line of each renewal config certbot would renew, as a list
+-- of distinct URLs, or nil and why not.
+local function renewal_servers(config_dir, cert_name)
+  local files = {}
+  if type(cert_name) == "string" then
+    files[1] = config_dir .. "/renewal/" .. cert_name .. ".conf"
+  else
+    local r = exec { "find", config_dir .. "/renewal", "-maxdepth", "1", "-type", "f", "-name", "*.conf",
+      readonly = true, quiet = true, check = false, timeout = 15 }
+    if r.code ~= 0 then
+      return nil, string.format("cannot list %s/renewal: %s", config_dir, (r.stderr:gsub("%s+$", "")))
+    end
+    for path in r.stdout:gmatch("[^\n]+") do files[#files + 1] = path end
+    table.sort(files)
+  end
+  local seen, servers = {}, {}
+  for _, path in ipairs(files) do
+    local f, err = io.open(path, "r")
+    if not f then return nil, "cannot read " .. tostring(err) end
+    local text = f:read("a")
+    f:close()
+    local url = text:match("\nserver%s*=%s*(%S+)") or text:match("^server%s*=%s*(%S+)") or LE_PRODUCTION
+    if not seen[url] then
+      seen[url] = true
+      servers[#servers + 1] = url
+    end
+  end
+  return servers
+end
+
+local function add(argv, cb, flag, why)
+  argv[#argv + 1] = flag
+  cb.notes[#cb.notes + 1] = flag .. " added: " .. why
+end
+
+-- certbot's --dry-run keeps the server only when it is on the command
+-- line; the renewal configs' server otherwise gives way to staging.
+local function dry_run_server(argv, at, cb)
+  if flag_value(argv, at, "--server") then return end
+  local servers, why = renewal_servers(cb.config_dir, flag_value(argv, at, "--cert-name"))
+  if servers == nil then
+    cb.notes[#cb.notes + 1] = string.format("no --server for the dry run (%s): certbot's --dry-run "
+      .. "then goes to Let's Encrypt staging; add --server URL to tls.renew", why)
+  elseif #servers == 1 and servers[1] ~= LE_PRODUCTION then
+    cb.server = servers[1]
+    add(argv, cb, "--server", "the dry run goes to the server the renewal configs name, not to "
+      .. "Let's Encrypt staging")
+    argv[#argv + 1] = servers[1]
+  elseif #servers > 1 then
+    cb.notes[#cb.notes + 1] = string.format("the certificates renew from %d ACME servers (%s): certbot's "
+      .. "--dry-run sends them all to Let's Encrypt staging; use --cert-name in tls.renew", #servers,
+      table.concat(servers, ", "))
+  end
+end
+
+function tls.renew_command(argv, opts)
+  opts = opts or {}
+  local out = {}
+  for i, a in ipairs(argv) do out[i] = tostring(a) end
+  local at = certbot_index(out)
+  if at == nil then
+    if opts.dry_run then out[#out + 1] = "--dry-run" end
+    return out, nil
+  end
+  local dir = flag_value(out, at, "--config-dir")
+  local cb = { config_dir = type(dir) == "string" and dir or "/etc/letsencrypt", notes = {} }
+  if not flag_value(out, at, "--no-random-sleep-on-renew") then
+    add(out, cb, "--no-random-sleep-on-renew", "without a terminal certbot sleeps up to 8 minutes first")
+  end
+  if opts.force and not flag_value(out, at, "--force-renewal") and not flag_value(out, at, "--renew-by-default") then
+    add(out, cb, "--force-renewal", "-p force=yes")
+  end
+  if opts.dry_run then
+    if not flag_value(out, at, "--dry-run") then out[#out + 1] = "--dry-run" end
+    dry_run_server(out, at, cb)
+  end
+  return out, cb
+end
+
+-- certbot renew's summary lists certificates by path, each followed by
+-- "(success)", "(failure)" or "(skipped)", under headers that say which.
+function tls.certbot_outcome(text)
+  text = text or ""
+  local o = { not_due = {}, renewed = {}, failed = {} }
+  for path, what in text:gmatch("(/%S+%.pem)[^\n]-%((%a+)%)") do
+    if what == "skipped" then o.not_due[#o.not_due + 1] = path
+    elseif what == "success" then o.renewed[#o.renewed + 1] = path
+    elseif what == "failure" then o.failed[#o.failed + 1] = path end
+  end
+  o.nothing_due = text:find("No renewals were attempted", 1, true) ~= nil
+    or (#o.renewed == 0 and #o.failed == 0 and text:find("not yet due for renewal", 1, true) ~= nil)
+  return o
 end
 
 return tls

@@ -19,6 +19,8 @@ answers:
   POST /admin/wedge      this process answers 503 on /health until it is
                          restarted: the failure a restart fixes
   DIR/delay              seconds to wait before answering any /health* request
+  DIR/hang               any /health* request hangs while this file exists
+                         (up to 10 minutes): an app whose workers are stuck
 It logs every request, and an ERROR line for every failing health check,
 to DIR/app.log; with DIR/broken present it refuses to start (a config
 error), so a restart fails the way a real one does.
@@ -196,6 +198,9 @@ class AppService:
     def set_delay(self, name="api", seconds=0.0):
         self.flag(name, "delay", seconds > 0, str(seconds))
 
+    def set_hang(self, name="api", on=True):
+        self.flag(name, "hang", on)
+
     def set_pool(self, name="api", **pool):
         self.flag(name, "pool.json", True, json.dumps(pool))
 
@@ -338,6 +343,12 @@ class Handler(BaseHTTPRequestHandler):
         except (OSError, ValueError):
             pass
 
+    def _hang(self):
+        flag = os.path.join(self.server.dir, "hang")
+        deadline = time.monotonic() + 600
+        while os.path.exists(flag) and time.monotonic() < deadline:
+            time.sleep(0.1)
+
     def _healthy(self):
         if self.server.wedged:
             return False, "worker threads wedged (restart needed)"
@@ -347,6 +358,7 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path == "/health":
+            self._hang()
             self._delay()
             ok, why = self._healthy()
             if not ok:
@@ -354,6 +366,7 @@ class Handler(BaseHTTPRequestHandler):
                 return self._reply(503, {"status": "unhealthy", "error": why})
             return self._reply(200, {"status": "ok"})
         if self.path == "/health/detailed":
+            self._hang()
             self._delay()
             ok, why = self._healthy()
             pool = dict(DEFAULT_POOL)

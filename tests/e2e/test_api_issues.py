@@ -6,12 +6,18 @@ a restart that cures a wedged instance, cache keys deleted by pattern with
 SCAN + DEL (and nothing deleted in a dry run), FLUSHDB refused when the
 operator types the wrong target name and done (on that database only)
 when the name is right, typed on a real terminal too.  Also
-stdlib/health.lua through the host, and the game-day scenario."""
+stdlib/health.lua through the host, and the game-day scenario.  An app
+that hangs on /health (its probes time out, said as timeouts, the fix
+offered after one timeout), a dry-run restart of a stopped service (the
+real state read once), and HTTPS health checks against a private CA."""
+import datetime
 import os
+import sys
 import unittest
 
 from appserver import OpsFixture, free_port
 from harness import SOURCE_DIR, RunbookTestCase
+from servers.https import HttpsServer
 from servers.redis import RedisServer
 
 RS = None
@@ -56,7 +62,8 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
         p = self.rb("api-issues", "-p", "fix=none")
         self.assertIn("ok    200", p.stdout)
         self.assertLogged("1 check: 1 ok, 0 failing, 0 slow; slowest", "health")
-        gets = [c for c in self.ev("call", primitive="http") if c.get("step") == "health"]
+        gets = [c for c in self.ev("call", primitive="http") if c.get("step") == "health"
+                and c["args"]["url"].endswith("/health")]
         self.assertEqual(len(gets), 3, "samples=3 means three requests per endpoint")
         self.assertTrue(all(isinstance(c["result"]["time"], float) for c in gets), gets)
         self.assertLogged("database pool (db.pool): 4/10 in use, 0 waiting, 6 idle (40% used)", "detailed")
@@ -172,8 +179,77 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
                       "Address already in use", end["error"])
         self.assertEqual(self.app.pid(), pid, "the service was touched in a dry run")
 
+    def seconds_to_first_question(self):
+        """From run.start to the first question the operator is asked (transcript times)."""
+        def ts(e):
+            return datetime.datetime.fromisoformat(e["ts"].replace("Z", "+00:00")).timestamp()
+        events = self.events(self.transcript)
+        start = [e for e in events if e["event"] == "run.start"][0]
+        asked = [e for e in events if e["event"] in ("prompt", "confirm", "choose")]
+        self.assertTrue(asked, "no question was asked")
+        return ts(asked[0]) - ts(start)
+
+    def test_hung_app_says_timeout_and_offers_the_fix_after_one_probe_timeout(self):
+        self.app.set_hang()
+        self.rb("api-issues", answers="Which fix? = none\n", timeout=120)
+        waited = self.seconds_to_first_question()
+        sys.stderr.write(f"\n[figure] api-issues, app hung on /health, probe timeout 10 s, samples 3: "
+                         f"first question after {waited:.1f} s\n")
+        findings = [m for m in self.messages("health") if m.startswith("finding (")]
+        self.assertTrue(findings and all("timed out" in m for m in findings), findings)
+        self.assertLogged("no detailed health, so no database pool to read:", "detailed")
+        self.assertLogged("timed out", "detailed")
+        self.assertFalse([m for m in self.messages() if "no database pool section" in m],
+                         "a timeout was reported as a missing pool section")
+        self.assertLogged("proposed fix: restart", "fix")
+
+    def test_503_is_said_as_503(self):
+        self.app.set_unhealthy()
+        self.rb("api-issues", "-p", "samples=1", answers="Which fix? = none\n")
+        self.assertLogged("answered 503, expected 2xx", "health")
+        self.assertLogged("/health/detailed: 503 in", "detailed")
+        self.assertLogged("database pool (db.pool): 3/10 in use", "detailed")
+
+    def test_dry_run_restart_of_a_down_service_reads_the_real_state_once(self):
+        self.app.stop("api")
+        self.rb("api-issues", "--dry-run", "--yes", "-p", "fix=restart", "-p", "samples=1",
+                "-p", "settle=600", timeout=120)
+        self.assertLogged("would wait up to 600 s for every health endpoint of api passing "
+                          "(the real state is still down: 1 check: 0 ok, 1 failing", "restart")
+        self.assertLogged("dry run: the restart was simulated; would expect every check to pass "
+                          "(the real state is still down:", "verify")
+        self.assertIsNone(self.app.pid(), "a dry run started the service")
+
     def test_runbook_check_passes(self):
         self.assertExit(self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "api-issues.lua")), 0)
+
+
+class HttpsHealthTest(OpsFixture, RunbookTestCase):
+    """A healthy HTTPS service signed by a private CA is healthy, with the
+    CA from the target's tls.cacert or from the health entry's cacert."""
+
+    def setUp(self):
+        super().setUp()
+        self.srv = HttpsServer()
+        self.srv.start()
+        self.addCleanup(self.srv.stop)
+
+    def check_no_finding(self):
+        self.rb("api-issues", "-p", "fix=none", "-p", "samples=1")
+        self.assertLogged("1 check: 1 ok, 0 failing", "health")
+        self.assertFalse([m for m in self.messages() if m.startswith("finding (")], self.messages())
+        gets = [c for c in self.ev("call", primitive="http") if c.get("step") == "health"]
+        self.assertTrue(gets and all(c["args"].get("cacert") == self.srv.ca for c in gets), gets)
+
+    def test_the_targets_tls_cacert_is_used(self):
+        self.setup_ops(health=[self.srv.url("/json", tls=True)], detailed_health=None,
+                       tls={"cacert": self.srv.ca})
+        self.check_no_finding()
+
+    def test_a_health_entry_names_its_cacert(self):
+        self.setup_ops(health=[{"url": self.srv.url("/json", tls=True), "cacert": self.srv.ca}],
+                       detailed_health=None)
+        self.check_no_finding()
 
 
 HEALTH_TEST = r"""

@@ -4,6 +4,11 @@ certificate expiring in 5 days).  certbot is replaced by a script named in
 the target config that signs a new 90-day certificate (and only prints with
 --dry-run); the reload command sends SIGHUP to the server, which loads the
 certificate files again: without the reload it keeps serving the old one.
+
+TestCertbotPebble meets the real tools: Debian's certbot renewing from a
+real pebble on loopback (tests/servers/pebble.py), configured the way a
+user would (certonly --server once, then the documented certbot renew),
+and the same reloadable HTTPS server serving certbot's live files.
 """
 import calendar
 import json
@@ -13,7 +18,9 @@ import subprocess
 import sys
 import time
 
-from harness import SOURCE_DIR, RunbookTestCase
+from appserver import lua
+from harness import LUA_EMIT, SOURCE_DIR, RunbookTestCase, emitted
+from servers.pebble import PebbleServer
 
 PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -22,9 +29,11 @@ PYTHON = "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.execu
 SERVER = r'''
 import http.server, os, signal, ssl, sys
 d = sys.argv[1]
+cert = sys.argv[2] if len(sys.argv) > 3 else os.path.join(d, "server.pem")
+key = sys.argv[3] if len(sys.argv) > 3 else os.path.join(d, "server.key")
 def context():
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(os.path.join(d, "server.pem"), os.path.join(d, "server.key"))
+    ctx.load_cert_chain(cert, key)
     return ctx
 class H(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a): pass
@@ -238,6 +247,135 @@ class TestRenewal(TlsCase):
         self.assertEqual(read(os.path.join(self.d, "renew.log")), "")
 
 
+def serial_of_file(path):
+    p = subprocess.run(["openssl", "x509", "-noout", "-serial", "-in", path], capture_output=True,
+                       text=True, timeout=30, check=True)
+    return p.stdout.strip().split("=", 1)[1].lower().lstrip("0")
+
+
+class PebbleCase(RunbookTestCase):
+    """Real certbot renewing from a real pebble, as a user sets them up: a
+    certificate obtained once with `certbot certonly --server ...` (its
+    renewal config remembers the server and the dirs), then the documented
+    `renew = { "certbot", "renew", <dirs> }`, REQUESTS_CA_BUNDLE given
+    through env, and an HTTPS server on loopback serving certbot's live
+    files, reloaded with SIGHUP."""
+
+    def setUp(self):
+        super().setUp()
+        for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "all_proxy"):
+            self.env.pop(var, None)
+        self.pb = PebbleServer()
+        self.addCleanup(self.pb.stop)
+        self.live = self.pb.obtain("localhost")
+        self.d = self.path("tls")
+        os.makedirs(self.d)
+        self.write("tls/server.py", SERVER)
+        self.srv = subprocess.Popen([PYTHON, os.path.join(self.d, "server.py"), self.d,
+                                     os.path.join(self.live, "fullchain.pem"),
+                                     os.path.join(self.live, "privkey.pem")],
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(self.stop_server)
+        line = self.srv.stdout.readline()
+        self.assertTrue(line.strip().isdigit(), f"the test HTTPS server did not start: {line!r}")
+        self.port = int(line)
+        root = self.write("tls/pebble-root.pem", self.pb.root_ca())
+        reload = self.write("tls/reload", RELOAD % {"pid": self.srv.pid})
+        os.chmod(reload, 0o755)
+        renew = ["env", f"REQUESTS_CA_BUNDLE={self.pb.ca_bundle}", "certbot", "renew", *self.pb.dirs()]
+        tls = {"endpoints": [f"https://localhost:{self.port}/"],
+               "files": [os.path.join(self.live, "cert.pem")],
+               "renew": renew, "reload": [reload], "cacert": root}
+        self.write("config/runbook/config.lua", f"targets = {{ prod = {{ tls = {lua(tls)} }} }}\n")
+        self.serial = serial_of_file(os.path.join(self.live, "cert.pem"))
+        self.pebble_log_before = len(self.pb.log())
+
+    def stop_server(self):
+        self.srv.kill()
+        self.srv.wait(timeout=10)
+        self.srv.stdout.close()
+        self.srv.stderr.close()
+
+    def renewal(self, *args):
+        self.transcript = self.path(f"tls-{len(os.listdir(self.tmp))}.jsonl")
+        proc = self.run_rb("run", "tls-renewal", "--target", "prod", "--transcript", self.transcript,
+                           *args, cwd=SOURCE_DIR, timeout=180)
+        self.ev = self.events(self.transcript) if os.path.exists(self.transcript) else []
+        return proc
+
+    def logs(self, step=None):
+        return [e["message"] for e in self.ev if e["event"] == "log" and (step is None or e.get("step") == step)]
+
+    def argv_run(self, step):
+        """The argv of the exec calls (run or simulated) of a step."""
+        return [c["args"]["argv"] for c in self.ev
+                if c["event"] == "call" and c["primitive"] == "exec" and c.get("step") == step
+                and "certbot" in c["args"]["argv"]]
+
+    def served_serial(self):
+        p = subprocess.run(f"openssl s_client -connect 127.0.0.1:{self.port} -servername localhost "
+                           "</dev/null 2>/dev/null | openssl x509 -noout -serial", shell=True,
+                           capture_output=True, text=True, timeout=30)
+        return p.stdout.strip().split("=", 1)[1].lower().lstrip("0")
+
+    def new_pebble_log(self):
+        return self.pb.log()[self.pebble_log_before:]
+
+    def reloads(self):
+        return read(os.path.join(self.d, "reloads.log")).splitlines()
+
+
+class TestCertbotPebble(PebbleCase):
+    def test_forced_renewal_gets_a_new_certificate_from_pebble_and_the_reload_serves_it(self):
+        self.assertEqual(self.served_serial(), self.serial)
+        proc = self.renewal("--yes", "-p", "force=yes")
+        self.assertExit(proc, 0)
+        new = serial_of_file(os.path.join(self.live, "cert.pem"))
+        self.assertNotEqual(new, self.serial, "certbot did not replace the certificate")
+        issued = [m.lower().lstrip("0") for m in
+                  re.findall(r"Issued certificate serial ([0-9a-fA-F]+)", self.new_pebble_log())]
+        self.assertIn(new, issued, "expected pebble to have issued the new certificate")
+        self.assertEqual(self.served_serial(), new, "the server does not serve the new certificate")
+        self.assertEqual(self.reloads(), ["reload"])
+        renew = self.argv_run("renew")[-1]
+        self.assertIn("--force-renewal", renew)
+        self.assertIn("--no-random-sleep-on-renew", renew)
+        self.assertNotIn("--dry-run", renew)
+        self.assertTrue(any(m.startswith("renewed: endpoint") for m in self.logs("verify")), self.logs())
+
+    def test_not_due_says_certbot_skipped_and_reloads_nothing(self):
+        # 4000 days: the runbook finds pebble's 5-year certificate due, certbot does not
+        proc = self.renewal("--yes", "-p", "warn_days=4000")
+        self.assertExit(proc, 0)
+        self.assertEqual(serial_of_file(os.path.join(self.live, "cert.pem")), self.serial)
+        skipped = [m for m in self.logs("renew") if m.startswith("certbot renewed nothing")]
+        self.assertTrue(skipped, f"expected the runbook to say certbot skipped; logs: {self.logs()}")
+        self.assertIn("it skipped every certificate as not yet due", skipped[0])
+        self.assertIn("-p force=yes", skipped[0])
+        self.assertEqual(self.reloads(), [], "reloaded although certbot renewed nothing")
+        self.assertTrue(any("certbot renewed nothing (not yet due): the reload skipped" in m
+                            for m in self.logs("reload")), self.logs())
+        renew = self.argv_run("renew")[-1]
+        self.assertIn("--no-random-sleep-on-renew", renew)
+        self.assertNotIn("--force-renewal", renew)
+
+    def test_rehearsal_dry_run_reaches_pebble_not_staging(self):
+        proc = self.renewal("--dry-run", "--yes", "-p", "force=yes")
+        self.assertExit(proc, 0)
+        self.assertIn("Congratulations, all simulated renewals succeeded", proc.stdout)
+        rehearsal = self.argv_run("renew-dry-run")[-1]
+        self.assertIn("--dry-run", rehearsal)
+        self.assertEqual(rehearsal[rehearsal.index("--server") + 1], self.pb.directory, rehearsal)
+        log = self.new_pebble_log()
+        self.assertIn("POST /order-plz", log, "pebble saw no order from the rehearsal")
+        self.assertIn("Issued certificate serial", log)
+        self.assertNotIn("acme-staging", proc.stdout + proc.stderr)
+        self.assertEqual(serial_of_file(os.path.join(self.live, "cert.pem")), self.serial,
+                         "a dry run renewed the certificate")
+        self.assertEqual(self.reloads(), [])
+        self.assertRegex(proc.stdout, r"would run: env \S+ certbot renew ")
+
+
 class TestStatic(RunbookTestCase):
     def test_the_runbook_and_its_scenario_pass_check_and_load(self):
         proc = self.run_rb("check", "tls-renewal", cwd=SOURCE_DIR)
@@ -265,6 +403,51 @@ class TestChecks(TlsCase):
         self.assertExit(proc, 1)
         self.assertEqual(self.step_status("check-expiry"), "failed")
         self.assertIn("add targets.<name>.tls = {", proc.stdout + proc.stderr)
+
+    def test_renew_command_adds_only_what_certbot_lacks(self):
+        conf = self.path("le")
+        os.makedirs(os.path.join(conf, "renewal"))
+        self.write("le/renewal/a.conf", "version = 2.1.0\n[renewalparams]\nserver = https://acme.internal/dir\n")
+        self.write("le/renewal/b.conf", "[renewalparams]\nserver = https://acme.internal/dir\n")
+        self.write("le2/renewal/x.conf", "[renewalparams]\nserver = https://one/dir\n")
+        self.write("le2/renewal/y.conf", "[renewalparams]\nauthenticator = webroot\n")
+        book = self.write("renew_command.lua", LUA_EMIT + r'''
+runbook { name = "renew-command", title = "tls.renew_command" }
+local tls = require("tls")
+step("cases", function()
+  local function run(argv, opts)
+    local out, cb = tls.renew_command(argv, opts)
+    emit("argv", table.concat(out, " "))
+    emit("notes", cb and #cb.notes or -1)
+  end
+  run({ "certbot", "renew", "--config-dir", @CONF@ }, { dry_run = true, force = false })
+  run({ "certbot", "renew", "--config-dir=" .. @CONF@, "--server", "https://s/dir",
+        "--no-random-sleep-on-renew" }, { dry_run = true })
+  run({ "sudo", "-n", "/usr/bin/certbot", "renew", "--config-dir", @CONF@ }, { force = true })
+  run({ "certbot", "renew", "--config-dir", @CONF2@ }, { dry_run = true })
+  run({ "/opt/renew.sh", "renew" }, { dry_run = true, force = true })
+  run({ "certbot", "certificates" }, { dry_run = true })
+  local o = tls.certbot_outcome("The following certificates are not due for renewal yet:\n" ..
+    "  /etc/le/live/a/fullchain.pem expires on 2031-12-01 (skipped)\nNo renewals were attempted.\n")
+  emit("due", { o.nothing_due, #o.not_due })
+  o = tls.certbot_outcome("Congratulations, all renewals succeeded: \n  /etc/le/live/a/fullchain.pem (success)\n" ..
+    "The following certificates are not due for renewal yet:\n  /etc/le/live/b/fullchain.pem expires on 2031-12-01 (skipped)\n")
+  emit("due", { o.nothing_due, #o.not_due, #o.renewed })
+end)
+'''.replace("@CONF@", json.dumps(conf)).replace("@CONF2@", json.dumps(self.path("le2"))))
+        proc = self.run_rb("run", book, "--yes", "--transcript", self.path("rc.jsonl"))
+        self.assertExit(proc, 0)
+        got = emitted(proc.stdout)
+        self.assertEqual(got["argv"], [
+            f"certbot renew --config-dir {conf} --no-random-sleep-on-renew --dry-run --server https://acme.internal/dir",
+            f"certbot renew --config-dir={conf} --server https://s/dir --no-random-sleep-on-renew --dry-run",
+            f"sudo -n /usr/bin/certbot renew --config-dir {conf} --no-random-sleep-on-renew --force-renewal",
+            f"certbot renew --config-dir {self.path('le2')} --no-random-sleep-on-renew --dry-run",
+            "/opt/renew.sh renew --dry-run",
+            "certbot certificates --dry-run",
+        ])
+        self.assertEqual(got["notes"], [2, 0, 2, 2, -1, -1])
+        self.assertEqual(got["due"], [[True, 1], [False, 1, 1]])
 
     def test_parse_date_is_utc_whatever_the_time_zone(self):
         book = self.write("dates.lua", r'''
