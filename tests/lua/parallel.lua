@@ -10,14 +10,21 @@ local check = require("lib.check")
 local fail, eq, has = check.fail, check.eq, check.has
 
 step("results come back in the order of the items, whatever order they finish in", function()
+  -- item i's process waits until item i+1 has finished: they end 4, 3, 2, 1
+  -- however loaded the machine is
+  local dir = exec { "mktemp", "-d" }.stdout:gsub("%s+$", "")
   local finished = {}
-  local res = parallel({ 0.4, 0.3, 0.2, 0.1 }, function(d, i)
-    local r = exec { "sh", "-c", "sleep " .. d .. "; echo " .. i }
+  local res = parallel({ 1, 2, 3, 4 }, function(i)
+    local r = exec { "sh", "-c", string.format(
+      "n=0; while [ %d -lt 4 ] && [ ! -e %s/done-%d ]; do sleep 0.01; n=$((n+1)); " ..
+      "[ $n -gt 3000 ] && exit 9; done; echo %d", i, dir, i + 1, i) }
     finished[#finished + 1] = i
+    exec { "touch", dir .. "/done-" .. i }
     return tonumber(r.stdout)
   end)
+  exec { "rm", "-rf", dir }
   eq(table.concat(res, ","), "1,2,3,4", "results")
-  eq(table.concat(finished, ","), "4,3,2,1", "completion order (the shortest sleep ends first)")
+  eq(table.concat(finished, ","), "4,3,2,1", "completion order (each item waits for the next)")
 end)
 
 -- Each branch counts itself in before its process starts and out after it
