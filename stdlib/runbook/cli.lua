@@ -390,19 +390,46 @@ function cli.new(args)
   return 0
 end
 
+-- --expect-hash given and not the last line's: say what the file holds
+-- instead, since "missing lines" and "lines added after" need different
+-- follow-ups in an incident.
+local function expect_mismatch(path, res, want)
+  if res.expect_line then
+    local after = res.lines - res.expect_line
+    return string.format("%s: the expected hash is line %d's of %d: %d line(s) after the expected " ..
+      "final hash (added after it was taken); the last line's hash is %s", path, res.expect_line,
+      res.lines, after, res.last_hash)
+  end
+  return string.format("%s: no line has the expected hash %s: lines are missing at the end, or this " ..
+    "is another run's transcript (%d lines, last hash %s)", path, want, res.lines, res.last_hash)
+end
+
 function cli.verify(args)
   local path = args[1]
   if path == nil then return fail(2, "verify: which transcript? (runbook verify FILE)") end
-  local ok, res = transcript.verify(path)
+  if args[2] ~= nil then return fail(2, "verify: one transcript at a time (got %q too)", args[2]) end
+  local want = args["expect-hash"]
+  if want ~= nil then
+    want = want:lower()
+    if not want:match("^" .. string.rep("%x", 64) .. "$") then
+      return fail(2, "verify: --expect-hash: expected the 64 hex digits of a final hash, got %q", args["expect-hash"])
+    end
+  end
+  local ok, res = transcript.verify(path, { expect = want })
   if ok == nil then return fail(2, "verify: %s", res.reason or ("cannot read " .. path)) end
   if not ok then
+    if res.bad_line == 0 then
+      ui.eprint(string.format("%s: %s", path, res.reason))
+      return 1
+    end
     ui.eprint(string.format("%s:%d: %s", path, res.bad_line, res.reason))
-    ui.eprint(string.format("%d line(s) before it verify; last good hash %s", res.lines, res.last_hash))
+    if res.lines > 0 then
+      ui.eprint(string.format("%d line(s) before it verify; last good hash %s", res.lines, res.last_hash))
+    end
     return 1
   end
-  if args["expect-hash"] and args["expect-hash"] ~= res.last_hash then
-    ui.eprint(string.format("%s: last hash %s, expected %s: lines are missing at the end", path,
-      res.last_hash, args["expect-hash"]))
+  if want and want ~= res.last_hash then
+    ui.eprint(expect_mismatch(path, res, want))
     return 1
   end
   ui.print(string.format("ok: %s: %d lines, hash chain intact", path, res.lines))
@@ -422,8 +449,15 @@ function cli.report(args)
   if args.output then
     local f, ferr = io.open(args.output, "w")
     if not f then return fail(2, "report: cannot write %s: %s", args.output, ferr) end
-    f:write(text, "\n")
-    f:close()
+    -- Like the transcript, 0600: a report holds incident details.  Set
+    -- before the first byte is written.
+    local okm, merr = pcall(sys.chmod, args.output, 384)
+    if not okm then f:close(); return fail(2, "report: %s", tostring(merr)) end
+    local okw, werr = f:write(text, "\n")
+    local okc, cerr = f:close()
+    if not okw or not okc then
+      return fail(1, "report: cannot write %s: %s", args.output, tostring(werr or cerr))
+    end
     ui.print("wrote " .. args.output)
   else
     operator.write(text, "\n")
