@@ -106,6 +106,8 @@ function ui.ask(q)
   local step_id = ctx.step and ctx.step.id or nil
   if ctx.answers then
     local text = ctx.answers:next(step_id, q.question)
+    -- "Question = " with nothing after it takes the default, as Enter does.
+    if text == "" and q.default ~= nil then text = tostring(q.default) end
     if text ~= nil then
       local value, err = q.parse(text)
       if value == nil then
