@@ -169,6 +169,34 @@ local function start_record(run, plan, args, first)
   rec:sync()
 end
 
+local function is_write_error(e)
+  return getmetatable(e) == record.WriteError
+end
+
+local function traceback_unless_write_error(e)
+  if is_write_error(e) then return e end
+  return debug.traceback(e)
+end
+
+-- The transcript could not be written (a full disk, an I/O error): the run
+-- stops, since nothing it did next would be recorded.  Says what failed and
+-- where, tries once to record run.end, and leaves whole lines that verify.
+-- Exit 1 (README: "the transcript could not be written").
+local function stopped_by_write_error(run, err, duration)
+  local rec = run.rec
+  local step = run.step
+  local ended = rec:try_end({ status = "transcript_failed", exit = 1, duration = duration,
+    error = err.message, steps = #run.plan.steps })
+  rec:close()
+  ui.eprint(ui.style("red", "runbook: ") .. err.message)
+  ui.eprint(string.format("runbook: the run stopped%s: what it did next would not be recorded",
+    step and string.format(" at step %d '%s'", step.index, step.title) or ""))
+  ui.eprint(string.format("runbook: the %d line(s) written before it %s; check them with: runbook verify %s",
+    err.lines, ended and "and a run.end saying so are whole" or "are whole (no run.end: no room for it)",
+    rec.path))
+  return 1
+end
+
 function cli.run(args)
   local ok, run, plan, first = pcall(prepare, args)
   if not ok then
@@ -188,16 +216,24 @@ function cli.run(args)
     ui.print(string.format("resuming %s at step %d", args.resume, first))
   end
   local t0 = loop.now()
-  local okx, status, code, counts = xpcall(engine.execute, debug.traceback, run, first)
+  local okx, status, code, counts = xpcall(engine.execute, traceback_unless_write_error, run, first)
+  if not okx and is_write_error(status) then
+    engine.finish(run)
+    return stopped_by_write_error(run, status, loop.now() - t0)
+  end
   if not okx then
     -- A bug in the host, not in the runbook: still close the record.
     ui.eprint(ui.style("red", "runbook: internal error: ") .. tostring(status))
     status, code, counts = "error", 1, { ok = 0, skipped = 0 }
   end
   engine.finish(run)
-  rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
-    steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
-  rec:sync()
+  local okw, werr = pcall(function()
+    rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
+      steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
+    rec:sync()
+  end)
+  if not okw and is_write_error(werr) then return stopped_by_write_error(run, werr, loop.now() - t0) end
+  if not okw then error(werr, 0) end
   local final = rec:hash()
   rec:close()
   local color = status == "done" and "green" or "red"
