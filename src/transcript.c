@@ -551,9 +551,11 @@ static void reader_close(line_reader *r)
 /* Room for one more chunk after the unread bytes, moved to the front. */
 static int reader_fill(line_reader *r)
 {
-    memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-    r->len -= r->pos;
-    r->pos = 0;
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
     if (r->cap - r->len < READ_CHUNK) {
         size_t cap = r->cap ? 2 * r->cap : 2 * READ_CHUNK;
         char *p = realloc(r->buf, cap);
