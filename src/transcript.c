@@ -535,6 +535,7 @@ typedef struct line_reader {
     FILE *f;
     char *buf;
     size_t cap, len, pos;  /* buf[pos..len) is read but not yet returned */
+    size_t scanned;        /* bytes after pos known to hold no newline */
     long lineno;           /* lines returned so far */
     int eof;
 } line_reader;
@@ -577,9 +578,13 @@ static int reader_fill(line_reader *r)
 static int reader_next(line_reader *r, const char **line, size_t *n)
 {
     for (;;) {
+        /* Only the bytes read since the last look are searched: a long
+         * line costs one pass, not one per chunk. */
         char *p = r->buf + r->pos;
-        char *nl = r->len > r->pos ? memchr(p, '\n', r->len - r->pos) : NULL;
+        char *nl = r->len > r->pos + r->scanned
+            ? memchr(p + r->scanned, '\n', r->len - r->pos - r->scanned) : NULL;
         size_t avail = nl ? (size_t)(nl - p) : r->len - r->pos;
+        r->scanned = nl ? 0 : avail;
         if (avail > RB_TRANSCRIPT_LINE_MAX) {
             errno = EMSGSIZE;
             return -1;
@@ -588,6 +593,7 @@ static int reader_next(line_reader *r, const char **line, size_t *n)
             *line = p;
             *n = avail;
             r->pos += avail + (nl != NULL);
+            r->scanned = 0;
             r->lineno++;
             return 1;
         }
