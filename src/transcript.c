@@ -23,9 +23,9 @@
 #include <lauxlib.h>
 #include <openssl/evp.h>
 
+#define VSTATE_MT   "runbook.transcript.reading"
 #define WRITER_MT   "runbook.transcript.writer"
 #define REDACTOR_MT "runbook.transcript.redactor"
-#define VSTATE_MT   "runbook.transcript.reading"
 #define REDACTOR_KEY "runbook.redactor"   /* registry key of this state's redactor */
 
 #define HASH_MEMBER ",\"hash\":\""
@@ -1202,9 +1202,9 @@ static const luaL_Reg funcs[] = {
 
 static void create_metatables(lua_State *L)
 {
+    rb_class(L, VSTATE_MT, l_vstate_gc, NULL, NULL);
     rb_class(L, WRITER_MT, l_close, l_tostring, writer_methods);
     rb_class(L, REDACTOR_MT, l_redactor_gc, NULL, NULL);
-    rb_class(L, VSTATE_MT, l_vstate_gc, NULL, NULL);
 }
 
 int luaopen_runbook_transcript(lua_State *L)

@@ -70,7 +70,10 @@ typedef struct rb_verify_result {
 /* Check every line of the file at path: its hash, its prev against the line
  * before, its seq (1, 2, 3, ...).  Returns 0 when intact, 1 when a line is
  * bad or the file is empty (see res), -1 when the file cannot be read or a
- * line is longer than RB_TRANSCRIPT_LINE_MAX (reason says why). */
+ * line is longer than RB_TRANSCRIPT_LINE_MAX (reason says why).  From Lua,
+ * verify(path [, {lines=true, expect=HEX}]) -> ok (nil: unreadable), result
+ * (expect_line: the line whose hash is HEX) and, with lines=true, every
+ * line read, in the same pass (up to RB_TRANSCRIPT_READ_MAX). */
 int rb_transcript_verify(const char *path, rb_verify_result *res);
 
 /*
@@ -104,9 +107,7 @@ int rb_transcript_encode(lua_State *L);
 
 /* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
  * :append(event, fields_json), :sync(), :hash(), :seq(), :path(), :close();
- * verify(path [, {lines=true, expect=HEX}]) -> ok (nil: unreadable), result
- * table (expect_line: the line whose hash is HEX), and with lines=true the
- * list of every line read; timestamp(); sha256(s);
+ * verify(path) -> ok, result table; timestamp(); sha256(s);
  * secret(s) registers a secret in this state's redactor; redact(s).  [-0, +1, m] */
 int luaopen_runbook_transcript(lua_State *L);
 
