@@ -139,7 +139,9 @@ rb_answers *rb_answers_parse(const char *name, const char *text,
         const char *why = NULL;
         if (nl)
             *nl = 0;
-        if (parse_line(a, p, &why) < 0) {
+        if (strlen(p) > RB_ANSWERS_LINE_MAX)
+            why = "line longer than 64 KiB, the bound for an answers-file line";
+        if (why || parse_line(a, p, &why) < 0) {
             seterr(err, errlen, "%s:%d: %s", name, lineno, why);
             rb_answers_free(a);
             return NULL;
@@ -150,13 +152,20 @@ rb_answers *rb_answers_parse(const char *name, const char *text,
 }
 
 /* Reads until EOF rather than trusting the size, so `--answers <(...)` and
- * /dev/stdin work.  Returns a NUL-terminated buffer or NULL with errno. */
+ * /dev/stdin work, but never past the bound: /dev/zero or a FIFO that never
+ * ends would otherwise take all memory.  Returns a NUL-terminated buffer,
+ * or NULL with errno (EFBIG: over RB_ANSWERS_FILE_MAX). */
 static char *slurp(FILE *f, size_t *len)
 {
     size_t cap = 4096, n = 0, got;
     char *buf = malloc(cap);
     while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
         n += got;
+        if (n > RB_ANSWERS_FILE_MAX) {
+            free(buf);
+            errno = EFBIG;
+            return NULL;
+        }
         if (cap - n - 1 == 0) {
             char *b = realloc(buf, cap *= 2);
             if (!b)
@@ -185,6 +194,11 @@ rb_answers *rb_answers_load(const char *path, char *err, size_t errlen)
     char *text = slurp(f, &len);
     int saved = errno;
     fclose(f);
+    if (!text && saved == EFBIG) {
+        seterr(err, errlen, "%s: larger than %zu KiB, the bound for an answers file "
+               "(is it the right file?)", path, RB_ANSWERS_FILE_MAX >> 10);
+        return NULL;
+    }
     if (!text) {
         seterr(err, errlen, "%s: %s", path, strerror(saved));
         return NULL;

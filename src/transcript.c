@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <openssl/evp.h>
 
+#define VSTATE_MT   "runbook.transcript.reading"
 #define WRITER_MT   "runbook.transcript.writer"
 #define REDACTOR_MT "runbook.transcript.redactor"
 #define REDACTOR_KEY "runbook.redactor"   /* registry key of this state's redactor */
@@ -330,6 +331,11 @@ int rb_transcript_append(rb_transcript *t, const char *event, const char *fields
     sb_str(&b, "\"}\n");
     if (b.oom)
         goto done;
+    /* verify refuses longer lines: never write one it would refuse. */
+    if (b.len - RB_HASH_HEX - 1 > RB_TRANSCRIPT_LINE_MAX) {
+        e = EMSGSIZE;
+        goto done;
+    }
     rc = write_all(t, b.p + RB_HASH_HEX, b.len - RB_HASH_HEX);
     e = errno;
     if (rc == 0) {
@@ -492,6 +498,10 @@ static int verify_line(verifier *v, const char *line, size_t n)
     const char *why = split_line(line, n, &lp);
     int ok;
 
+    if (why && res->lines == 0)    /* the first line is no event at all */
+        return n < sizeof SEQ_PREFIX - 1 || memcmp(line, SEQ_PREFIX, sizeof SEQ_PREFIX - 1)
+            ? bad(res, "not a runbook transcript (the line does not start with {\"seq\":)")
+            : bad(res, "not a runbook transcript: %s", why);
     if (why)
         return bad(res, "%s", why);
     if ((ok = hash_matches(v, line, &lp)) < 0) {
@@ -513,36 +523,175 @@ static int verify_line(verifier *v, const char *line, size_t n)
     return 0;
 }
 
-int rb_transcript_verify(const char *path, rb_verify_result *res)
-{
-    verifier v = { NULL, 0, res };
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    int rc = 0;
-    FILE *f;
+/*
+ * Reading lines with a bound: getline() would grow its buffer for as long
+ * as no newline comes (/dev/zero, a FIFO that never ends, a 2 GB line), so
+ * the reader keeps at most RB_TRANSCRIPT_LINE_MAX plus one chunk and
+ * refuses a longer line.
+ */
+#define READ_CHUNK (64 * 1024)
 
-    memset(res, 0, sizeof *res);
-    memset(res->last_hash, '0', RB_HASH_HEX);
-    if (!(f = fopen(path, "re"))) {
-        snprintf(res->reason, sizeof res->reason, "cannot open %s: %s", path, strerror(errno));
+typedef struct line_reader {
+    FILE *f;
+    char *buf;
+    size_t cap, len, pos;  /* buf[pos..len) is read but not yet returned */
+    size_t scanned;        /* bytes after pos known to hold no newline */
+    long lineno;           /* lines returned so far */
+    int eof;
+} line_reader;
+
+static void reader_close(line_reader *r)
+{
+    if (r->f)
+        fclose(r->f);
+    r->f = NULL;
+    free(r->buf);
+    r->buf = NULL;
+}
+
+/* Room for one more chunk after the unread bytes, moved to the front. */
+static int reader_fill(line_reader *r)
+{
+    if (r->pos > 0) {
+        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
+        r->len -= r->pos;
+        r->pos = 0;
+    }
+    if (r->cap - r->len < READ_CHUNK) {
+        size_t cap = r->cap ? 2 * r->cap : 2 * READ_CHUNK;
+        char *p = realloc(r->buf, cap);
+        if (!p)
+            return -1;
+        r->buf = p;
+        r->cap = cap;
+    }
+    size_t got = fread(r->buf + r->len, 1, r->cap - r->len, r->f);
+    r->len += got;
+    if (got == 0 && ferror(r->f))
+        return -1;
+    r->eof = got == 0;
+    return 0;
+}
+
+/* 1 and the next line without its newline, 0 at the end, -1 with errno
+ * (EMSGSIZE: the line is longer than the bound). */
+static int reader_next(line_reader *r, const char **line, size_t *n)
+{
+    for (;;) {
+        /* Only the bytes read since the last look are searched: a long
+         * line costs one pass, not one per chunk. */
+        char *p = r->buf + r->pos;
+        char *nl = r->len > r->pos + r->scanned
+            ? memchr(p + r->scanned, '\n', r->len - r->pos - r->scanned) : NULL;
+        size_t avail = nl ? (size_t)(nl - p) : r->len - r->pos;
+        r->scanned = nl ? 0 : avail;
+        if (avail > RB_TRANSCRIPT_LINE_MAX) {
+            errno = EMSGSIZE;
+            return -1;
+        }
+        if (nl || (r->eof && avail > 0)) {
+            *line = p;
+            *n = avail;
+            r->pos += avail + (nl != NULL);
+            r->scanned = 0;
+            r->lineno++;
+            return 1;
+        }
+        if (r->eof)
+            return 0;
+        if (reader_fill(r) != 0)
+            return -1;
+    }
+}
+
+/* One pass over a file: the reader, the chain check, and what the Lua
+ * binding asks for on the way.  A userdata when Lua drives it, so an error
+ * raised half-way still closes the file. */
+typedef struct vstate {
+    line_reader r;
+    verifier v;
+    rb_verify_result res;
+    const char *expect;    /* a hash to look for, or NULL */
+    long expect_line;      /* the verified line with that hash, 0 if none */
+    int verdict;           /* 0 intact so far, 1 a bad line was found */
+} vstate;
+
+static void vstate_init(vstate *s)
+{
+    memset(s, 0, sizeof *s);
+    s->v.res = &s->res;
+    memset(s->res.last_hash, '0', RB_HASH_HEX);
+}
+
+static void vstate_close(vstate *s)
+{
+    reader_close(&s->r);
+    free(s->v.scratch);
+    s->v.scratch = NULL;
+}
+
+static int vstate_open(vstate *s, const char *path)
+{
+    if (!(s->r.f = fopen(path, "re"))) {
+        snprintf(s->res.reason, sizeof s->res.reason, "cannot open %s: %s", path, strerror(errno));
         return -1;
     }
-    while (rc == 0 && (n = getline(&line, &cap, f)) >= 0) {
-        size_t len = (size_t)n;
-        if (len > 0 && line[len - 1] == '\n')
-            len--;
-        rc = verify_line(&v, line, len);
+    return 0;
+}
+
+/* The next line, checked unless a bad one came before: 1 a line, 0 the
+ * end, -1 cannot read or the line is over the bound (reason set). */
+static int vstate_next(vstate *s, const char *path, const char **line, size_t *n)
+{
+    int got = reader_next(&s->r, line, n), rc;
+
+    if (got < 0) {
+        if (errno == EMSGSIZE)
+            snprintf(s->res.reason, sizeof s->res.reason,
+                     "%s:%ld: line longer than %zu MiB, the bound for a transcript line "
+                     "(not a runbook transcript?)", path, s->r.lineno + 1,
+                     RB_TRANSCRIPT_LINE_MAX >> 20);
+        else
+            snprintf(s->res.reason, sizeof s->res.reason, "cannot read %s: %s", path,
+                     strerror(errno));
+        return -1;
     }
-    /* getline's -1 means end of file or a failure (read error, ENOMEM). */
-    if (rc == 0 && !feof(f)) {
-        snprintf(res->reason, sizeof res->reason, "cannot read %s: %s", path, strerror(errno));
-        rc = -1;
+    if (got == 0 || s->verdict)
+        return got;
+    if ((rc = verify_line(&s->v, *line, *n)) < 0)
+        return -1;
+    s->verdict = rc;
+    if (!rc && s->expect && !s->expect_line && !memcmp(s->res.last_hash, s->expect, RB_HASH_HEX))
+        s->expect_line = s->res.lines;
+    return 1;
+}
+
+/* An empty file holds no run: it is not a transcript that verifies. */
+static int vstate_verdict(vstate *s)
+{
+    if (!s->verdict && s->res.lines == 0) {
+        snprintf(s->res.reason, sizeof s->res.reason, "empty file: not a runbook transcript");
+        s->verdict = 1;
     }
-    free(line);
-    free(v.scratch);
-    fclose(f);
-    return rc;
+    return s->verdict;
+}
+
+int rb_transcript_verify(const char *path, rb_verify_result *res)
+{
+    vstate s;
+    const char *line;
+    size_t n;
+    int got = -1;
+
+    vstate_init(&s);
+    if (vstate_open(&s, path) == 0)
+        while ((got = vstate_next(&s, path, &line, &n)) > 0 && !s.verdict)
+            ;
+    vstate_close(&s);
+    if (got >= 0)
+        vstate_verdict(&s);
+    *res = s.res;
+    return got < 0 ? -1 : s.verdict;
 }
 
 /* ---- redaction ------------------------------------------------------- */
@@ -859,18 +1008,84 @@ static void push_result(lua_State *L, const rb_verify_result *res)
     lua_setfield(L, -2, "ended");
 }
 
+static int l_vstate_gc(lua_State *L)
+{
+    vstate_close(luaL_checkudata(L, 1, VSTATE_MT));
+    return 0;
+}
+
+/* The verify options: {lines = true} also returns every line (kept going
+ * past a bad one, up to RB_TRANSCRIPT_READ_MAX), {expect = HEX} finds the
+ * line with that hash.  The options table keeps the expect string alive. */
+static void verify_options(lua_State *L, vstate *s, int *collect)
+{
+    *collect = 0;
+    if (lua_isnoneornil(L, 2))
+        return;
+    luaL_checktype(L, 2, LUA_TTABLE);
+    *collect = lua_getfield(L, 2, "lines") != LUA_TNIL && lua_toboolean(L, -1);
+    if (lua_getfield(L, 2, "expect") != LUA_TNIL) {
+        size_t n;
+        s->expect = luaL_checklstring(L, -1, &n);
+        luaL_argcheck(L, n == RB_HASH_HEX, 2, "expect must be 64 hex digits");
+    }
+    lua_pop(L, 2);
+}
+
+/* Reads the file once: a FIFO or /dev/stdin gives its lines only once, so
+ * report reads and checks them in the same pass. */
+static int read_all(lua_State *L, vstate *s, const char *path, int collect, int lines_idx)
+{
+    const char *line;
+    size_t n, total = 0;
+    int got;
+
+    while ((got = vstate_next(s, path, &line, &n)) > 0) {
+        if (!collect) {
+            if (s->verdict)
+                break;
+            continue;
+        }
+        if ((total += n + 1) > RB_TRANSCRIPT_READ_MAX) {
+            snprintf(s->res.reason, sizeof s->res.reason,
+                     "%s: larger than %zu MiB, the most of a transcript read into memory",
+                     path, RB_TRANSCRIPT_READ_MAX >> 20);
+            return -1;
+        }
+        lua_pushlstring(L, line, n);
+        lua_rawseti(L, lines_idx, (lua_Integer)s->r.lineno);
+    }
+    return got;
+}
+
 static int l_verify(lua_State *L)
 {
     const char *path = luaL_checkstring(L, 1);
-    rb_verify_result res;
-    int rc = rb_transcript_verify(path, &res);
+    int collect, got = -1;
+    vstate *s;
 
-    if (rc < 0)
+    lua_settop(L, 2);
+    s = lua_newuserdatauv(L, sizeof *s, 0);
+    vstate_init(s);
+    luaL_setmetatable(L, VSTATE_MT);
+    verify_options(L, s, &collect);
+    lua_newtable(L);                                    /* 4: the lines */
+    if (vstate_open(s, path) == 0)
+        got = read_all(L, s, path, collect, 4);
+    vstate_close(s);
+    if (got < 0)
         lua_pushnil(L);
     else
-        lua_pushboolean(L, rc == 0);
-    push_result(L, &res);
-    return 2;
+        lua_pushboolean(L, vstate_verdict(s) == 0);
+    push_result(L, &s->res);
+    if (s->expect_line) {
+        lua_pushinteger(L, s->expect_line);
+        lua_setfield(L, -2, "expect_line");
+    }
+    if (!collect)
+        return 2;
+    lua_pushvalue(L, 4);
+    return 3;
 }
 
 static int l_timestamp(lua_State *L)
@@ -987,6 +1202,7 @@ static const luaL_Reg funcs[] = {
 
 static void create_metatables(lua_State *L)
 {
+    rb_class(L, VSTATE_MT, l_vstate_gc, NULL, NULL);
     rb_class(L, WRITER_MT, l_close, l_tostring, writer_methods);
     rb_class(L, REDACTOR_MT, l_redactor_gc, NULL, NULL);
 }

@@ -24,7 +24,13 @@
 
 typedef struct rb_answers rb_answers;
 
-/* Load a file; NULL with "FILE:LINE: what is wrong" in err on failure. */
+/* An answers file is written by hand: one larger than this, or with a
+ * longer line, is a mistake (--answers /dev/zero), refused with its bound. */
+#define RB_ANSWERS_FILE_MAX ((size_t)1 << 20)
+#define RB_ANSWERS_LINE_MAX ((size_t)64 << 10)
+
+/* Load a file; NULL with "FILE:LINE: what is wrong" in err on failure
+ * (also when it is over RB_ANSWERS_FILE_MAX or a line over RB_ANSWERS_LINE_MAX). */
 rb_answers *rb_answers_load(const char *path, char *err, size_t errlen);
 
 /* Parse text already in memory; `name` is used in error messages. */

@@ -19,6 +19,13 @@
 
 #define RB_HASH_HEX 64
 
+/* The longest line (without its newline) the writer writes and verify,
+ * report and --resume read: a longer one is refused, never cut or kept. */
+#define RB_TRANSCRIPT_LINE_MAX ((size_t)16 << 20)
+
+/* The most of one transcript that report and --resume hold in memory. */
+#define RB_TRANSCRIPT_READ_MAX ((size_t)256 << 20)
+
 typedef struct rb_transcript rb_transcript;
 
 /* Create path (mode 0600, parent directories 0700; fails if it exists) and
@@ -27,7 +34,8 @@ rb_transcript *rb_transcript_open(const char *path, const char *run_id,
                                   char *err, size_t errlen);
 
 /* Append one event; fields_json is "\"k\":v,..." or "".  Returns 0, or -1
- * with errno set (the line is then not written at all). */
+ * with errno set (the line is then not written at all; EMSGSIZE: the line
+ * would be longer than RB_TRANSCRIPT_LINE_MAX). */
 int rb_transcript_append(rb_transcript *t, const char *event,
                          const char *fields_json);
 
@@ -52,7 +60,8 @@ void rb_sha256_hex(const void *data, size_t len, char *out);
 /* What `runbook verify` found. */
 typedef struct rb_verify_result {
     long lines;             /* lines that verified */
-    long bad_line;          /* 1-based number of the first bad line, 0 if none */
+    long bad_line;          /* 1-based number of the first bad line; 0 if none,
+                               or (verify returned 1) the file as a whole */
     char reason[256];       /* why that line is bad */
     char last_hash[RB_HASH_HEX + 1];  /* hash of the last good line */
     int ended;              /* the last good line is a run.end event */
@@ -60,7 +69,11 @@ typedef struct rb_verify_result {
 
 /* Check every line of the file at path: its hash, its prev against the line
  * before, its seq (1, 2, 3, ...).  Returns 0 when intact, 1 when a line is
- * bad (see res), -1 when the file cannot be read (reason says why). */
+ * bad or the file is empty (see res), -1 when the file cannot be read or a
+ * line is longer than RB_TRANSCRIPT_LINE_MAX (reason says why).  From Lua,
+ * verify(path [, {lines=true, expect=HEX}]) -> ok (nil: unreadable), result
+ * (expect_line: the line whose hash is HEX) and, with lines=true, every
+ * line read, in the same pass (up to RB_TRANSCRIPT_READ_MAX). */
 int rb_transcript_verify(const char *path, rb_verify_result *res);
 
 /*

@@ -194,6 +194,34 @@ local function start_record(run, plan, args, first)
   rec:sync()
 end
 
+local function is_write_error(e)
+  return getmetatable(e) == record.WriteError
+end
+
+local function traceback_unless_write_error(e)
+  if is_write_error(e) then return e end
+  return debug.traceback(e)
+end
+
+-- The transcript could not be written (a full disk, an I/O error): the run
+-- stops, since nothing it did next would be recorded.  Says what failed and
+-- where, tries once to record run.end, and leaves whole lines that verify.
+-- Exit 1 (README: "the transcript could not be written").
+local function stopped_by_write_error(run, err, duration)
+  local rec = run.rec
+  local step = run.step
+  local ended = rec:try_end({ status = "transcript_failed", exit = 1, duration = duration,
+    error = err.message, steps = #run.plan.steps })
+  rec:close()
+  ui.eprint(ui.style("red", "runbook: ") .. err.message)
+  ui.eprint(string.format("runbook: the run stopped%s: what it did next would not be recorded",
+    step and string.format(" at step %d '%s'", step.index, step.title) or ""))
+  ui.eprint(string.format("runbook: the %d line(s) written before it %s; check them with: runbook verify %s",
+    err.lines, ended and "and a run.end saying so are whole" or "are whole (no run.end: no room for it)",
+    rec.path))
+  return 1
+end
+
 function cli.run(args)
   local ok, run, plan, first = pcall(prepare, args)
   if not ok then
@@ -213,16 +241,24 @@ function cli.run(args)
     ui.print(string.format("resuming %s at step %d", args.resume, first))
   end
   local t0 = loop.now()
-  local okx, status, code, counts = xpcall(engine.execute, debug.traceback, run, first)
+  local okx, status, code, counts = xpcall(engine.execute, traceback_unless_write_error, run, first)
+  if not okx and is_write_error(status) then
+    engine.finish(run)
+    return stopped_by_write_error(run, status, loop.now() - t0)
+  end
   if not okx then
     -- A bug in the host, not in the runbook: still close the record.
     ui.eprint(ui.style("red", "runbook: internal error: ") .. tostring(status))
     status, code, counts = "error", 1, { ok = 0, skipped = 0 }
   end
   engine.finish(run)
-  rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
-    steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
-  rec:sync()
+  local okw, werr = pcall(function()
+    rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
+      steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
+    rec:sync()
+  end)
+  if not okw and is_write_error(werr) then return stopped_by_write_error(run, werr, loop.now() - t0) end
+  if not okw then error(werr, 0) end
   local final = rec:hash()
   rec:close()
   local color = status == "done" and "green" or "red"
@@ -415,19 +451,46 @@ function cli.new(args)
   return 0
 end
 
+-- --expect-hash given and not the last line's: say what the file holds
+-- instead, since "missing lines" and "lines added after" need different
+-- follow-ups in an incident.
+local function expect_mismatch(path, res, want)
+  if res.expect_line then
+    local after = res.lines - res.expect_line
+    return string.format("%s: the expected hash is line %d's of %d: %d line(s) after the expected " ..
+      "final hash (added after it was taken); the last line's hash is %s", path, res.expect_line,
+      res.lines, after, res.last_hash)
+  end
+  return string.format("%s: no line has the expected hash %s: lines are missing at the end, or this " ..
+    "is another run's transcript (%d lines, last hash %s)", path, want, res.lines, res.last_hash)
+end
+
 function cli.verify(args)
   local path = args[1]
   if path == nil then return fail(2, "verify: which transcript? (runbook verify FILE)") end
-  local ok, res = transcript.verify(path)
+  if args[2] ~= nil then return fail(2, "verify: one transcript at a time (got %q too)", args[2]) end
+  local want = args["expect-hash"]
+  if want ~= nil then
+    want = want:lower()
+    if not want:match("^" .. string.rep("%x", 64) .. "$") then
+      return fail(2, "verify: --expect-hash: expected the 64 hex digits of a final hash, got %q", args["expect-hash"])
+    end
+  end
+  local ok, res = transcript.verify(path, { expect = want })
   if ok == nil then return fail(2, "verify: %s", res.reason or ("cannot read " .. path)) end
   if not ok then
+    if res.bad_line == 0 then
+      ui.eprint(string.format("%s: %s", path, res.reason))
+      return 1
+    end
     ui.eprint(string.format("%s:%d: %s", path, res.bad_line, res.reason))
-    ui.eprint(string.format("%d line(s) before it verify; last good hash %s", res.lines, res.last_hash))
+    if res.lines > 0 then
+      ui.eprint(string.format("%d line(s) before it verify; last good hash %s", res.lines, res.last_hash))
+    end
     return 1
   end
-  if args["expect-hash"] and args["expect-hash"] ~= res.last_hash then
-    ui.eprint(string.format("%s: last hash %s, expected %s: lines are missing at the end", path,
-      res.last_hash, args["expect-hash"]))
+  if want and want ~= res.last_hash then
+    ui.eprint(expect_mismatch(path, res, want))
     return 1
   end
   ui.print(string.format("ok: %s: %d lines, hash chain intact", path, res.lines))
@@ -447,8 +510,15 @@ function cli.report(args)
   if args.output then
     local f, ferr = io.open(args.output, "w")
     if not f then return fail(2, "report: cannot write %s: %s", args.output, ferr) end
-    f:write(text, "\n")
-    f:close()
+    -- Like the transcript, 0600: a report holds incident details.  Set
+    -- before the first byte is written.
+    local okm, merr = pcall(sys.chmod, args.output, 384)
+    if not okm then f:close(); return fail(2, "report: %s", tostring(merr)) end
+    local okw, werr = f:write(text, "\n")
+    local okc, cerr = f:close()
+    if not okw or not okc then
+      return fail(1, "report: cannot write %s: %s", args.output, tostring(werr or cerr))
+    end
     ui.print("wrote " .. args.output)
   else
     operator.write(text, "\n")

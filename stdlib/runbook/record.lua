@@ -96,12 +96,50 @@ function record.open(name, path)
   return setmetatable({ writer = writer, run_id = run_id, path = path }, { __index = record })
 end
 
+-- A transcript that cannot be written (a full disk, an I/O error): the
+-- run must stop, since what it does next would not be recorded.  Raised as
+-- this object so the CLI tells it from a bug and prints no traceback.
+record.WriteError = {}
+record.WriteError.__index = record.WriteError
+record.WriteError.__tostring = function(e) return e.message end
+
+local function write_error(self, what, err)
+  local cause = tostring(err):gsub("^transcript: ", ""):gsub("^write failed: ", "")
+  return setmetatable({ path = self.path, what = what, cause = cause, lines = self.writer:seq(),
+    message = string.format("transcript %s: cannot write %s: %s", self.path, what, cause) },
+    record.WriteError)
+end
+
+-- Once a write failed, nothing more is written: a later event landing
+-- after a lost one would leave a gap that verify cannot see.
 function record:event(event, fields)
-  self.writer:append(event, record.encode(fields))
+  if self.failed then error(self.failed, 0) end
+  local ok, err = pcall(self.writer.append, self.writer, event, record.encode(fields))
+  if ok then return end
+  if tostring(err):find("Message too long", 1, true) then
+    -- Too long for one line: record that it was, rather than lose the run.
+    ok, err = pcall(self.writer.append, self.writer, event, record.encode({ cut =
+      "event too long for one transcript line (16 MiB); its fields were dropped" }))
+    if ok then return end
+  end
+  self.failed = write_error(self, "the " .. event .. " event", err)
+  error(self.failed, 0)
 end
 
 function record:sync()
-  self.writer:sync()
+  if self.failed then error(self.failed, 0) end
+  local ok, err = pcall(self.writer.sync, self.writer)
+  if not ok then
+    self.failed = write_error(self, "(fsync)", err)
+    error(self.failed, 0)
+  end
+end
+
+-- After a write failure: one last try at run.end, so a record whose disk
+-- got space back says how it ended.  Returns whether it was written.
+function record:try_end(fields)
+  if not pcall(self.writer.append, self.writer, "run.end", record.encode(fields)) then return false end
+  return pcall(self.writer.sync, self.writer)
 end
 
 function record:hash()
@@ -112,17 +150,25 @@ function record:close()
   self.writer:close()
 end
 
--- Read a transcript back as a list of decoded events (for --resume, report).
+-- Read a transcript back (for --resume, report), checking its chain in
+-- the same pass: a FIFO or /dev/stdin gives its lines only once.  Returns
+-- the events, one per line (events[n] is line n), whether the chain is
+-- intact and the verify result.  Raises "FILE:LINE: what is wrong" for a
+-- file that cannot be read, a line over the bound, a file over
+-- RB_TRANSCRIPT_READ_MAX or a line that is not a JSON object.
 function record.read(path)
-  local f, err = io.open(path, "r")
-  if not f then return nil, err end
+  local ok, res, lines = transcript.verify(path, { lines = true })
+  if ok == nil then error(res.reason, 0) end
   local events = {}
-  for line in f:lines() do
-    local ok, ev = pcall(cjson.decode, line)
-    if ok and type(ev) == "table" then events[#events + 1] = ev end
+  for n, line in ipairs(lines) do
+    local okd, ev = pcall(cjson.decode, line)
+    if not okd or type(ev) ~= "table" then
+      error(string.format("%s:%d: not a JSON object (not a runbook transcript?)%s", path, n,
+        okd and "" or (": " .. tostring(ev))), 0)
+    end
+    events[n] = ev
   end
-  f:close()
-  return events
+  return events, ok, res
 end
 
 return record

@@ -3,8 +3,8 @@
 -- report.load(paths) reads and verifies each transcript; report.markdown()
 -- renders the summary, a merged timeline, the actions taken and who
 -- confirmed what.  The post-incident runbook builds its report on this.
+local cjson_null = require("cjson").null
 local record = require("runbook.record")
-local transcript = require("runbook.transcript")
 
 local report = {}
 
@@ -71,12 +71,77 @@ local function summarize(path, events, verified)
   return run
 end
 
+-- The members report reads, by event; "?" marks an optional one.  A
+-- transcript that does not have them (edited by hand, another tool's JSON
+-- lines) is refused with its file:line instead of failing half-way.
+local COMMON = { { "seq", "number" }, { "ts", "string" }, { "run", "string" }, { "event", "string" } }
+local SHAPES = {
+  ["run.start"] = { { "runbook", "string" } },
+  ["step.start"] = { { "id", "string" }, { "index", "number" }, { "title", "string" }, { "attempt", "number?" } },
+  ["step.end"] = { { "id", "string" }, { "index", "number" }, { "status", "string" },
+    { "error", "string?" }, { "decision", "string?" } },
+  call = { { "primitive", "string" }, { "outcome", "string" }, { "args", "table?" }, { "result", "table?" } },
+  confirm = { { "question", "string" } },
+  prompt = { { "question", "string" } },
+  manual = { { "question", "string" } },
+  log = { { "level", "string" } },
+}
+
+local function bad_member(ev, key, want, label)
+  local v = ev[key]
+  local optional = want:sub(-1) == "?"
+  local kind = optional and want:sub(1, -2) or want
+  if v == nil and optional then return nil end
+  if v == nil then return string.format("%s has no %s", label, key) end
+  if type(v) ~= kind then
+    return string.format("%s's %s is %s, expected a %s", label, key, v == cjson_null and "null" or type(v), kind)
+  end
+end
+
+local function check_event(ev)
+  for _, m in ipairs(COMMON) do
+    local why = bad_member(ev, m[1], m[2], "the line")
+    if why then return why end
+  end
+  if not report.epoch(ev.ts) then
+    return string.format("ts %q is not a UTC time like 2026-11-23T19:03:03.123Z", ev.ts)
+  end
+  for _, m in ipairs(SHAPES[ev.event] or {}) do
+    local why = bad_member(ev, m[1], m[2], ev.event .. " event")
+    if why then return why end
+  end
+  local argv = type(ev.args) == "table" and ev.args.argv
+  if argv ~= nil and argv ~= false then
+    if type(argv) ~= "table" then return "call event's args.argv is not a list" end
+    for _, a in ipairs(argv) do
+      if type(a) ~= "string" and type(a) ~= "number" then return "call event's args.argv holds a " .. type(a) end
+    end
+  end
+end
+
+-- The events of one transcript, checked; nil and "FILE:LINE: what" when
+-- it cannot be reported on.
+local function read_checked(path)
+  local okr, events, ok, res = pcall(record.read, path)
+  if not okr then return nil, tostring(events) end
+  if #events == 0 then return nil, string.format("%s: %s", path, res.reason or "no events") end
+  local has_start = false
+  for n, ev in ipairs(events) do
+    local why = check_event(ev)
+    if why then return nil, string.format("%s:%d: %s", path, n, why) end
+    has_start = has_start or ev.event == "run.start"
+  end
+  if not has_start then
+    return nil, string.format("%s: no run.start event: not a runbook transcript", path)
+  end
+  return events, ok, res
+end
+
 function report.load(paths)
   local runs = {}
   for _, path in ipairs(paths) do
-    local ok, res = transcript.verify(path)
-    if ok == nil then return nil, string.format("cannot read %s: %s", path, res.reason or "?") end
-    local events = record.read(path)
+    local events, ok, res = read_checked(path)
+    if not events then return nil, ok end
     local verified = ok and string.format("verified, %d lines, final hash `%s`", res.lines, res.last_hash)
       or string.format("**does not verify** at line %d: %s", res.bad_line, res.reason)
     runs[#runs + 1] = summarize(path, events, verified)

@@ -20,8 +20,107 @@
 local scenario = {}
 scenario.__index = scenario
 
-local function fail(path, i, msg)
-  error(string.format("--scenario %s: rule %d: %s", path, i, msg), 0)
+-- The line of each rule's `match` in the file, found by its text: a
+-- rule table carries no line of its own.  Rules built by code (a loop, a
+-- pattern with escapes written differently) get no line.
+local function rule_lines(path, rules)
+  local f = io.open(path, "r")
+  if not f then return {} end
+  local src = {}
+  for l in f:lines() do src[#src + 1] = l end
+  f:close()
+  local lines, from = {}, 1
+  for i, r in ipairs(rules) do
+    if type(r) == "table" and type(r.match) == "string" then
+      for n = from, #src do
+        if src[n]:find("match", 1, true) and src[n]:find(r.match, 1, true) then
+          lines[i], from = n, n + 1
+          break
+        end
+      end
+    end
+  end
+  return lines
+end
+
+local function fail(path, lines, i, msg)
+  local where = lines[i] and string.format("%s:%d", path, lines[i]) or path
+  error(string.format("--scenario %s: rule %d: %s", where, i, msg), 0)
+end
+
+-- Why p is not a valid Lua pattern, in Lua's own words, or nil.  Matching
+-- against one subject is not enough: the matcher stops at the first item
+-- that fails and never reads the malformed part after it ("abc[" on "x").
+-- So walk the pattern the way lstrlib.c does.
+local function set_end(p, i)      -- i just after '['; returns the index after ']'
+  if p:sub(i, i) == "^" then i = i + 1 end
+  repeat
+    if i > #p then return nil, "malformed pattern (missing ']')" end
+    local c = p:sub(i, i)
+    i = i + 1
+    if c == "%" then
+      if i > #p then return nil, "malformed pattern (missing ']')" end
+      i = i + 1
+    end
+  until p:sub(i, i) == "]"
+  return i + 1
+end
+
+local function escape_end(p, i, open, closed)   -- i at '%'
+  local c = p:sub(i + 1, i + 1)
+  if c == "" then return nil, "malformed pattern (ends with '%')" end
+  if c == "b" then
+    if i + 3 > #p then return nil, "malformed pattern (missing arguments to '%b')" end
+    return i + 4
+  elseif c == "f" then
+    if p:sub(i + 2, i + 2) ~= "[" then return nil, "missing '[' after '%f' in pattern" end
+    return set_end(p, i + 3)
+  elseif c:match("%d") then
+    local k = tonumber(c)
+    if k == 0 or k > #open or not closed[k] then return nil, "invalid capture index %" .. c .. " in pattern" end
+  end
+  return i + 2
+end
+
+function scenario.pattern_error(p)
+  -- string.find takes a pattern without any of these as plain text.
+  if not p:find("[%^%$%*%+%?%.%(%[%%%-]") then return nil end
+  local i, open, closed = 1, {}, {}
+  while i <= #p do
+    local c, why = p:sub(i, i), nil
+    if c == "(" then
+      open[#open + 1] = true
+      if #open > 32 then return "too many captures" end
+      i = i + 1
+    elseif c == ")" then
+      local k = #open
+      while k > 0 and closed[k] do k = k - 1 end
+      if k == 0 then return "invalid pattern capture" end
+      closed[k] = true
+      i = i + 1
+    elseif c == "%" then i, why = escape_end(p, i, open, closed)
+    elseif c == "[" then i, why = set_end(p, i + 1)
+    else i = i + 1 end
+    if not i then return why end
+  end
+  for k = 1, #open do if not closed[k] then return "unfinished capture" end end
+  local ok, err = pcall(string.find, "", p)
+  if not ok then return tostring(err) end
+end
+
+local function check_rule(path, lines, i, r)
+  if type(r) ~= "table" then fail(path, lines, i, "not a table") end
+  if type(r.primitive) ~= "string" then fail(path, lines, i, "needs primitive = \"exec\"|\"http\"|...") end
+  if r.match ~= nil and type(r.match) ~= "string" then fail(path, lines, i, "match must be a Lua pattern string") end
+  if r.match ~= nil then
+    local why = scenario.pattern_error(r.match)
+    if why then fail(path, lines, i, string.format("match %q is not a valid Lua pattern: %s", r.match, why)) end
+  end
+  if r.step ~= nil and type(r.step) ~= "string" then fail(path, lines, i, "step must be a step id (a string)") end
+  if r.times ~= nil and math.type(r.times) ~= "integer" then fail(path, lines, i, "times must be a whole number") end
+  if (r.result == nil) == (r.error == nil) then fail(path, lines, i, "needs exactly one of result= or error=") end
+  if r.result ~= nil and type(r.result) ~= "table" then fail(path, lines, i, "result must be a table") end
+  if r.error ~= nil and type(r.error) ~= "string" then fail(path, lines, i, "error must be a string") end
 end
 
 local function deep_copy(v)
@@ -31,19 +130,17 @@ local function deep_copy(v)
   return out
 end
 
+-- Every rule is checked here, when the scenario loads, so a mistake stops
+-- the run before anything runs rather than failing inside a step.
 function scenario.load(path)
   local chunk, err = loadfile(path, "t", {})
   if not chunk then error("--scenario: " .. err, 0) end
   local ok, rules = pcall(chunk)
   if not ok then error("--scenario: " .. tostring(rules), 0) end
   if type(rules) ~= "table" then error("--scenario " .. path .. ": must return a list of rules", 0) end
+  local lines = rule_lines(path, rules)
   for i, r in ipairs(rules) do
-    if type(r) ~= "table" then fail(path, i, "not a table") end
-    if type(r.primitive) ~= "string" then fail(path, i, "needs primitive = \"exec\"|\"http\"|...") end
-    if r.match ~= nil and type(r.match) ~= "string" then fail(path, i, "match must be a Lua pattern string") end
-    if (r.result == nil) == (r.error == nil) then fail(path, i, "needs exactly one of result= or error=") end
-    if r.result ~= nil and type(r.result) ~= "table" then fail(path, i, "result must be a table") end
-    if r.error ~= nil and type(r.error) ~= "string" then fail(path, i, "error must be a string") end
+    check_rule(path, lines, i, r)
     r.name = r.name or string.format("rule %d", i)
     r.fired = 0
   end

@@ -110,6 +110,8 @@ function ui.ask(q)
   local step_id = ctx.step and ctx.step.id or nil
   if ctx.answers then
     local text = ctx.answers:next(step_id, q.question)
+    -- "Question = " with nothing after it takes the default, as Enter does.
+    if text == "" and q.default ~= nil then text = tostring(q.default) end
     if text ~= nil then
       if q.secret then record.secret(text) end
       local value, err = q.parse(text)

@@ -295,6 +295,32 @@ static void load_reads_a_file_larger_than_one_buffer(void **state)
     free(text);
 }
 
+/* --answers /dev/zero read until memory ran out (1 GB, the ulimit of the
+ * check, after 17 s): now it stops at the bound and says so. */
+static void load_refuses_an_endless_file_at_the_bound(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    rb_answers *a = rb_answers_load("/dev/zero", err, sizeof err);
+    if (a || !strstr(err, "/dev/zero: larger than 1024 KiB"))
+        fail_msg("expected /dev/zero refused at the 1024 KiB bound, got \"%s\"", err);
+}
+
+static void parse_refuses_a_line_over_the_bound(void **state)
+{
+    (void)state;
+    char err[512] = "";
+    size_t n = RB_ANSWERS_LINE_MAX + 8;
+    char *text = malloc(n + 32);
+    strcpy(text, "ok = yes\nQ = ");
+    memset(text + 13, 'a', n);
+    text[13 + n] = 0;
+    rb_answers *a = rb_answers_parse("long.txt", text, err, sizeof err);
+    if (a || !strstr(err, "long.txt:2: line longer than 64 KiB"))
+        fail_msg("expected line 2 refused at the 64 KiB bound, got \"%s\"", err);
+    free(text);
+}
+
 static void free_and_count_accept_null(void **state)
 {
     (void)state;
@@ -375,6 +401,8 @@ int main(void)
         cmocka_unit_test(errors_name_file_and_line),
         cmocka_unit_test(load_reads_a_file_and_names_it_in_errors),
         cmocka_unit_test(load_reads_a_file_larger_than_one_buffer),
+        cmocka_unit_test(load_refuses_an_endless_file_at_the_bound),
+        cmocka_unit_test(parse_refuses_a_line_over_the_bound),
         cmocka_unit_test(free_and_count_accept_null),
         cmocka_unit_test(lua_binding_loads_and_answers),
     };

@@ -333,15 +333,84 @@ static void test_final_line_without_newline_is_intact(void **state)
     CHECK(res.lines == 3 && res.ended == 1, "expected 3 lines ending in run.end, got %ld", res.lines);
 }
 
-static void test_empty_file_is_intact(void **state)
+/* An empty file holds no run: "hash chain intact" would vouch for nothing. */
+static void test_empty_file_is_not_a_transcript(void **state)
 {
     fixture *f = *state;
     rb_verify_result res;
 
     spit(f->path, "", 0);
-    CHECK(verify(f->path, &res) == 0, "expected an empty file to be intact, got: %s", res.reason);
-    CHECK(res.lines == 0, "expected 0 lines, got %ld", res.lines);
-    CHECK(strcmp(res.last_hash, ZEROS) == 0, "expected zeros as last hash, got %s", res.last_hash);
+    CHECK(verify(f->path, &res) == 1, "expected an empty file to fail, got: %s", res.reason);
+    CHECK(res.lines == 0 && res.bad_line == 0, "expected 0 lines and the whole file bad, got %ld, %ld",
+          res.lines, res.bad_line);
+    CHECK(strstr(res.reason, "empty file") && strstr(res.reason, "not a runbook transcript"),
+          "expected the reason to say empty, not a transcript, got: %s", res.reason);
+}
+
+static void test_text_file_is_not_a_transcript(void **state)
+{
+    fixture *f = *state;
+    rb_verify_result res;
+    static const char passwd[] = "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1::/:/bin/sh\n";
+
+    spit(f->path, passwd, sizeof passwd - 1);
+    CHECK(verify(f->path, &res) == 1, "expected a text file to fail");
+    CHECK(res.bad_line == 1 && strstr(res.reason, "not a runbook transcript"),
+          "expected line 1 named as not a transcript, got line %ld: %s", res.bad_line, res.reason);
+}
+
+/* /dev/zero has no newline: verify must stop at the bound, not grow its
+ * buffer until memory runs out (it reached 1 GB, the ulimit, before). */
+static void test_endless_line_is_refused_at_the_bound(void **state)
+{
+    rb_verify_result res;
+
+    (void)state;
+    CHECK(verify("/dev/zero", &res) == -1, "expected /dev/zero to be refused, got: %s", res.reason);
+    CHECK(strstr(res.reason, "/dev/zero:1:") && strstr(res.reason, "16 MiB"),
+          "expected the reason to name file:line and the bound, got: %s", res.reason);
+}
+
+/* A line one byte over the bound after a good one: named with its number. */
+static void test_line_over_the_bound_is_named(void **state)
+{
+    fixture *f = *state;
+    rb_verify_result res;
+    FILE *fp;
+
+    write_chain(f->path, 1, 0, NULL);
+    fp = fopen(f->path, "ab");
+    CHECK(fp != NULL, "expected to append to %s", f->path);
+    for (size_t i = 0; i <= RB_TRANSCRIPT_LINE_MAX; i++)
+        fputc('x', fp);
+    fputc('\n', fp);
+    fclose(fp);
+    CHECK(verify(f->path, &res) == -1, "expected the long line to be refused, got: %s", res.reason);
+    CHECK(strstr(res.reason, ":2: line longer than 16 MiB") != NULL,
+          "expected line 2 and the bound named, got: %s", res.reason);
+}
+
+/* The writer never writes a line verify would refuse. */
+static void test_append_refuses_a_line_over_the_bound(void **state)
+{
+    fixture *f = *state;
+    char err[256];
+    rb_verify_result res;
+    size_t n = RB_TRANSCRIPT_LINE_MAX + 16;
+    char *fields = malloc(n + 16);
+    rb_transcript *t = rb_transcript_open(f->path, "r", err, sizeof err);
+
+    CHECK(t && fields, "expected open to succeed, got: %s", err);
+    memcpy(fields, "\"big\":\"", 7);
+    memset(fields + 7, 'y', n);
+    strcpy(fields + 7 + n, "\"");
+    CHECK(rb_transcript_append(t, "run.start", "") == 0, "expected the first append to work");
+    CHECK(rb_transcript_append(t, "log", fields) == -1 && errno == EMSGSIZE,
+          "expected EMSGSIZE for a line over the bound, got %s", strerror(errno));
+    CHECK(rb_transcript_seq(t) == 1, "expected nothing written, seq %ld", rb_transcript_seq(t));
+    rb_transcript_close(t);
+    free(fields);
+    CHECK(verify(f->path, &res) == 0 && res.lines == 1, "expected 1 good line, got: %s", res.reason);
 }
 
 static void test_missing_file_is_an_error(void **state)
@@ -658,6 +727,35 @@ static void test_lua_writer_and_verify(void **state)
     lua_close(L);
 }
 
+/* report reads a transcript in one pass (a FIFO gives its lines once):
+ * the lines come back with the verdict, past a bad line too; expect finds
+ * the line whose hash the operator noted. */
+static void test_lua_verify_reads_lines_once_and_finds_a_hash(void **state)
+{
+    fixture *f = *state;
+    char h[RB_HASH_HEX + 1], code[2048];
+    lua_State *L = new_state(f);
+
+    write_chain(f->path, 3, 1, h);
+    snprintf(code, sizeof code,
+        "local p, h = '%s', '%s'\n"
+        "local ok, res, lines = T.verify(p, { lines = true, expect = h })\n"
+        "assert(ok == true and #lines == 3 and lines[1]:find('^{\"seq\":1,'), 'three lines')\n"
+        "assert(res.expect_line == 3, 'expected hash on line 3, got ' .. tostring(res.expect_line))\n"
+        "local f = assert(io.open(p, 'a')); f:write('not json\\n', 'more\\n'); f:close()\n"
+        "ok, res, lines = T.verify(p, { lines = true, expect = h })\n"
+        "assert(ok == false and res.bad_line == 4 and #lines == 5, 'bad line 4, all 5 lines kept')\n"
+        "assert(res.expect_line == 3 and res.lines == 3, 'the hash is still line 3 of 3 verified')\n"
+        "local two = select(2, T.verify(p, { expect = string.rep('a', 64) }))\n"
+        "assert(two.expect_line == nil, 'an unknown hash is on no line')\n"
+        "local okz, rz = T.verify('/dev/zero', { lines = true })\n"
+        "assert(okz == nil and rz.reason:find('16 MiB'), 'bound: ' .. tostring(rz.reason))\n"
+        "assert(not pcall(T.verify, p, { expect = 'abc' }), 'a short expect is a usage error')\n",
+        f->path, h);
+    run_lua(L, code);
+    lua_close(L);
+}
+
 static void test_lua_secret_and_redact(void **state)
 {
     lua_State *L = new_state(*state);
@@ -689,7 +787,12 @@ int main(void)
         T(test_swapped_lines_are_detected),
         T(test_truncated_last_line_is_detected),
         T(test_final_line_without_newline_is_intact),
-        T(test_empty_file_is_intact),
+        T(test_empty_file_is_not_a_transcript),
+        T(test_text_file_is_not_a_transcript),
+        T(test_endless_line_is_refused_at_the_bound),
+        T(test_line_over_the_bound_is_named),
+        T(test_append_refuses_a_line_over_the_bound),
+        T(test_lua_verify_reads_lines_once_and_finds_a_hash),
         T(test_missing_file_is_an_error),
         T(test_seq_gap_is_detected),
         T(test_failed_append_leaves_whole_lines),
