@@ -24,7 +24,12 @@
 --   pg.root_blockers(pairs) -> { pid, ... }  blockers that wait on nobody: the ones to act on
 --   pg.database_sizes(db) -> { {datname=, bytes=, size="12 MB"}, ... }   largest first
 --   pg.table_sizes(db, {limit = 10})
---                         -> { {relation="public.users", bytes=, size=, rows_estimate=}, ... }
+--                         -> { {relation="public.users", bytes=, size=, rows_estimate=,
+--                               locked_by=}, ... }   largest first; a table another
+--                              backend holds (or asks for) in ACCESS EXCLUSIVE mode
+--                              first, with bytes = nil and locked_by = "123, 456"
+--   pg.lockers(db, "public.users") -> "pid 123" | "pids 123, 456" | nil: who holds or
+--                              asks for an ACCESS EXCLUSIVE lock on it
 --   pg.backend(db, pid)   -> the pg_stat_activity row of one backend, or nil
 --   pg.terminate(db, pid, {wait = 5}) -> gone, "terminated" | "still running" | "simulated"
 --                            pg_terminate_backend, then waits up to `wait` s for the
@@ -42,8 +47,12 @@
 --   pg.dump_row_counts(path)   -> { ["public.users"] = 3, ... }, { "public.users", ... }
 --                                 rows per table in the dump's data (pg_restore --data-only,
 --                                 counted as it streams: the data never sits in memory)
---   pg.row_counts(db, relations) -> { ["public.users"] = 3, ["public.gone"] = false }
---                                 count(*) per relation; false when it does not exist
+--   pg.row_counts(db, relations) -> { ["public.users"] = 3, ["public.gone"] = false },
+--                                 { ["public.orders"] = "pid 123" }
+--                                 count(*) per relation, false when it does not exist;
+--                                 a relation whose lock did not come within
+--                                 pg.LOCK_TIMEOUT is in the second table instead
+--                                 (who holds it), not waited for
 --   pg.compare_counts(want, have) -> { {relation=, want=, have=}, ... } the differences
 --   pg.restore_args(url)       -> url without its password, { PGPASSWORD = ... }: give
 --                                 pg_restore/pg_dump the password through the environment,
@@ -96,11 +105,11 @@ end
 
 local LONG_SQL = [[
 select pid, usename, datname, application_name, client_addr::text as client, state,
-  extract(epoch from now() - coalesce(xact_start, query_start))::float8 as seconds,
+  extract(epoch from clock_timestamp() - coalesce(xact_start, query_start))::float8 as seconds,
   wait_event_type || ':' || wait_event as wait, left(query, 300) as query
 from pg_stat_activity
 where backend_type = 'client backend' and pid <> pg_backend_pid() and state <> 'idle'
-  and coalesce(xact_start, query_start) < now() - make_interval(secs => $1::float8)
+  and coalesce(xact_start, query_start) < clock_timestamp() - make_interval(secs => $1::float8)
 order by seconds desc limit $2::int]]
 
 function pg.long_running(db, opts)
@@ -110,10 +119,10 @@ end
 
 local BLOCKING_SQL = [[
 select w.pid as blocked_pid, w.usename as blocked_user, left(w.query, 300) as blocked_query,
-  extract(epoch from now() - w.query_start)::float8 as blocked_seconds,
+  extract(epoch from clock_timestamp() - w.query_start)::float8 as blocked_seconds,
   b.pid as blocking_pid, b.usename as blocking_user, b.state as blocking_state,
   left(b.query, 300) as blocking_query,
-  extract(epoch from now() - coalesce(b.xact_start, b.query_start))::float8 as blocking_seconds
+  extract(epoch from clock_timestamp() - coalesce(b.xact_start, b.query_start))::float8 as blocking_seconds
 from pg_stat_activity w
 cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
 join pg_stat_activity b on b.pid = bp.pid
@@ -143,22 +152,79 @@ select datname, pg_database_size(datname) as bytes, pg_size_pretty(pg_database_s
 from pg_database where datallowconn order by 2 desc]])
 end
 
+-- Diagnostic queries must not queue behind the lock they are diagnosing:
+-- sizes and counts need an ACCESS SHARE lock, which waits behind any
+-- ACCESS EXCLUSIVE lock held or asked for (LOCK TABLE, ALTER TABLE, a
+-- VACUUM FULL).  They run in a transaction whose lock_timeout is this.
+pg.LOCK_TIMEOUT = "2s"
+
+-- Runs fn(db) in a transaction with lock_timeout = pg.LOCK_TIMEOUT (a dry
+-- run's db:tx is READ ONLY; set_config is a read).  Returns true, fn's
+-- result, or false when the lock timeout fired.
+local function without_waiting(db, fn)
+  local ok, res = pcall(db.tx, db, function(tx)
+    tx:query("select set_config('lock_timeout', $1, true) as v", pg.LOCK_TIMEOUT)
+    return fn(tx)
+  end)
+  if ok then return true, res end
+  if tostring(res):find("SQLSTATE 55P03", 1, true) then return false end
+  error(res, 0)
+end
+
+-- Per relation: the pids of other backends holding or asking for an
+-- ACCESS EXCLUSIVE lock on it, on one of its indexes or on its TOAST table.
+local LOCKED_CTE = [[
+with ax as (
+  select l.relation, l.pid from pg_locks l
+  where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and l.pid <> pg_backend_pid()
+    and l.database = (select oid from pg_database where datname = current_database())
+), locked as (
+  select coalesce(i.indrelid, t.oid, ax.relation) as rel,
+    string_agg(distinct ax.pid::text, ', ') as pids
+  from ax left join pg_index i on i.indexrelid = ax.relation
+    left join pg_class t on t.reltoastrelid = ax.relation
+  group by 1
+)
+]]
+
+-- measure = false: no size at all (the last resort when a lock keeps
+-- being taken between the check and the measure).
+local function table_sizes_sql(measure)
+  local size = measure and "case when k.pids is null then pg_total_relation_size(c.oid) end"
+    or "null::int8"
+  return LOCKED_CTE .. string.format([[
+select relation, bytes, pg_size_pretty(bytes) as size, rows_estimate, locked_by from (
+  select format('%%I.%%I', n.nspname, c.relname) as relation, %s as bytes,
+    greatest(c.reltuples, 0)::int8 as rows_estimate, k.pids as locked_by
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    left join locked k on k.rel = c.oid
+  where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
+    and n.nspname !~ '^pg_toast'
+) s order by bytes desc nulls first, relation limit $1::int]], size)
+end
+
 function pg.table_sizes(db, opts)
   opts = opts or {}
-  return db:query([[
-select format('%I.%I', n.nspname, c.relname) as relation,
-  pg_total_relation_size(c.oid) as bytes, pg_size_pretty(pg_total_relation_size(c.oid)) as size,
-  greatest(c.reltuples, 0)::int8 as rows_estimate
-from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
-  and n.nspname !~ '^pg_toast'
-order by 2 desc limit $1::int]], opts.limit or 10)
+  local limit = opts.limit or 10
+  for _ = 1, 2 do
+    local ok, rows = without_waiting(db, function(tx) return tx:query(table_sizes_sql(true), limit) end)
+    if ok then return rows end
+  end
+  return db:query(table_sizes_sql(false), limit)
+end
+
+-- "pid 123" / "pids 123, 456" holding or asking for an ACCESS EXCLUSIVE
+-- lock on relation (a schema.table name), or nil.
+function pg.lockers(db, relation)
+  local r = db:query(LOCKED_CTE .. "select pids from locked where rel = to_regclass($1)", relation)[1]
+  if r == nil or r.pids == nil then return nil end
+  return (r.pids:find(",", 1, true) and "pids " or "pid ") .. r.pids
 end
 
 function pg.backend(db, pid)
   return db:query([[
 select pid, usename, datname, application_name, client_addr::text as client, state,
-  extract(epoch from now() - coalesce(xact_start, query_start))::float8 as seconds,
+  extract(epoch from clock_timestamp() - coalesce(xact_start, query_start))::float8 as seconds,
   left(query, 300) as query
 from pg_stat_activity where pid = $1::int]], pid)[1]
 end
@@ -334,13 +400,25 @@ function pg.dump_row_counts(path)
 end
 
 function pg.row_counts(db, relations)
-  local out = {}
+  local out, locked = {}, {}
   for _, rel in ipairs(relations) do
     if not qualified_ok(rel) then error(string.format("pg.row_counts: %q is not a schema.table name", rel), 2) end
     local exists = db:query("select to_regclass($1) is not null as ok", rel)[1].ok
-    out[rel] = exists and db:query("select count(*) as n from " .. rel)[1].n or false
+    local who = exists and pg.lockers(db, rel)
+    if not exists then
+      out[rel] = false
+    elseif who then
+      locked[rel] = who
+    else
+      local ok, rows = without_waiting(db, function(tx) return tx:query("select count(*) as n from " .. rel) end)
+      if ok then
+        out[rel] = rows[1].n
+      else
+        locked[rel] = pg.lockers(db, rel) or "another session"
+      end
+    end
   end
-  return out
+  return out, locked
 end
 
 function pg.compare_counts(want, have)

@@ -155,6 +155,24 @@ end)
         self.assertIn("canceling statement due to user request", err)
         self.assertTrue(self.alive(holder))
 
+    def test_an_access_exclusive_lock_is_diagnosed_without_waiting_and_its_holder_terminated(self):
+        self.populate()
+        self.session("locker", "begin; lock table orders in access exclusive mode; "
+                               "select pg_sleep(600);")
+        blocker = self.wait_for("locker", "wait_event = 'PgSleep'")
+        self.session("reader", "select count(*) from orders;")
+        self.wait_for("reader", "wait_event_type = 'Lock'")
+        t0 = time.monotonic()
+        p = self.run_book("db-diagnose", "--yes", "-p", f"db={self.url}", "-p", f"pid={blocker}",
+                          timeout=120)
+        took = time.monotonic() - t0
+        print(f"\ndb-diagnose with orders locked by pid {blocker}: {took:.1f} s", flush=True)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"public\.orders\s+size unknown: locked by pid {blocker}")
+        self.assertRegex(p.stdout, r"public\.users\s+\d+ kB", "the other tables' sizes must be shown")
+        self.assertIn(f"backend {blocker} terminated", p.stdout)
+        self.assertFalse(self.alive(blocker), "the blocker is still there")
+
     def test_runbook_check_passes(self):
         self.assertExit(self.run_rb("check", "db-diagnose"), 0)
 
