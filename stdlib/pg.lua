@@ -39,7 +39,10 @@
 -- Dumps (pg_dump -Fc files)
 --   pg.tool("pg_restore")      -> "/usr/lib/postgresql/15/bin/pg_restore"
 --                                 (target.pg_bin, PATH, then /usr/lib/postgresql/<newest>/bin)
+--   pg.dumps(dir)              -> { {path=, name=, size=, mtime=}, ... } newest first | nil, why
 --   pg.newest_dump(dir)        -> "/var/backups/postgres/app-2026-01-02.dump", mtime | nil, why
+--   pg.read_dump(path)         -> true | false, pg_restore's message: reads the whole dump
+--                                 (pg_restore --file=/dev/null), every data block included
 --   pg.dump_tables(path)       -> { {schema="public", name="users", relation="public.users",
 --                                   quoted='"public"."users"'}, ... }
 --                                 the TABLE DATA entries of the table of contents (pg_restore -l);
@@ -298,22 +301,39 @@ function pg.tool(name)
     name), 2)
 end
 
-function pg.newest_dump(dir, pattern)
+function pg.dumps(dir, pattern)
   pattern = pattern or "%.dump$"
   local names = sys.listdir(dir)
   if names == nil then return nil, string.format("cannot read the backup directory %s", dir) end
-  local best, best_mtime
+  local list = {}
   for _, f in ipairs(names) do
     if f:match(pattern) then
       local st = sys.stat(dir .. "/" .. f)
-      if st and st.type == "file" and (best_mtime == nil or st.mtime > best_mtime
-          or (st.mtime == best_mtime and f > best:match("[^/]+$"))) then
-        best, best_mtime = dir .. "/" .. f, st.mtime
+      if st and st.type == "file" then
+        list[#list + 1] = { path = dir .. "/" .. f, name = f, size = st.size, mtime = st.mtime }
       end
     end
   end
-  if best == nil then return nil, string.format("no file matching %s in %s", pattern, dir) end
-  return best, best_mtime
+  if #list == 0 then return nil, string.format("no file matching %s in %s", pattern, dir) end
+  table.sort(list, function(a, b) return a.mtime > b.mtime or (a.mtime == b.mtime and a.name > b.name) end)
+  return list
+end
+
+function pg.newest_dump(dir, pattern)
+  local list, why = pg.dumps(dir, pattern)
+  if list == nil then return nil, why end
+  return list[1].path, list[1].mtime
+end
+
+-- pg_restore writing the whole script to /dev/null reads the table of
+-- contents and every data block: a dump cut short or corrupted half way
+-- fails here, before anything is stopped, instead of in the restore.
+function pg.read_dump(path)
+  local r = quiet_exec { pg.tool("pg_restore"), "--file=/dev/null", path, readonly = true,
+    check = false, timeout = 3600 }
+  if r.code == 0 then return true end
+  local why = (r.stderr or ""):gsub("%s+$", "")
+  return false, why ~= "" and why or string.format("pg_restore exited with code %d", r.code)
 end
 
 -- A relation name as pg_dump prints it: schema.table, each part bare or
@@ -399,8 +419,19 @@ function pg.dump_row_counts(path)
   return counts, order
 end
 
+-- count(*) of each relation in one transaction under lock_timeout; nil
+-- when a lock was taken after the pg_locks check (then one by one).
+local function count_all(db, rels)
+  local ok, res = without_waiting(db, function(tx)
+    local n = {}
+    for _, rel in ipairs(rels) do n[rel] = tx:query("select count(*) as n from " .. rel)[1].n end
+    return n
+  end)
+  return ok and res or nil
+end
+
 function pg.row_counts(db, relations)
-  local out, locked = {}, {}
+  local out, locked, free = {}, {}, {}
   for _, rel in ipairs(relations) do
     if not qualified_ok(rel) then error(string.format("pg.row_counts: %q is not a schema.table name", rel), 2) end
     local exists = db:query("select to_regclass($1) is not null as ok", rel)[1].ok
@@ -410,12 +441,16 @@ function pg.row_counts(db, relations)
     elseif who then
       locked[rel] = who
     else
-      local ok, rows = without_waiting(db, function(tx) return tx:query("select count(*) as n from " .. rel) end)
-      if ok then
-        out[rel] = rows[1].n
-      else
-        locked[rel] = pg.lockers(db, rel) or "another session"
-      end
+      free[#free + 1] = rel
+    end
+  end
+  local n = #free > 0 and count_all(db, free)
+  for _, rel in ipairs(free) do
+    local one = n or count_all(db, { rel })
+    if one then
+      out[rel] = one[rel]
+    else
+      locked[rel] = pg.lockers(db, rel) or "another session"
     end
   end
   return out, locked

@@ -6,12 +6,11 @@ declining leaves it running; a dry run only shows the pg_terminate_backend;
 pg.cancel cancels the waiting query; the shipped game-day scenario walks
 the saturated-connections and blocking-chain branch."""
 import os
-import subprocess
 import time
 import unittest
 
 from dbcase import SCENARIOS, DbTestCase
-from servers.postgres import PASSWORD, PG_BIN, USER
+from servers.postgres import USER
 
 
 def setUpModule():
@@ -26,33 +25,6 @@ class Diagnose(DbTestCase):
     def setUp(self):
         super().setUp()
         self.sql("create table acc (id int primary key, v int); insert into acc values (1, 0);")
-
-    def session(self, app, sql):
-        """psql as the database's owner, application_name = app, in the background."""
-        p = subprocess.Popen([f"{PG_BIN}/psql", "-X", "-q", "-h", self.pg.host, "-p", str(self.pg.port),
-                              "-U", USER, "-d", self.dbname, "-c", sql],
-                             env={**os.environ, "PGPASSWORD": PASSWORD, "PGAPPNAME": app},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-        def stop():
-            if p.poll() is None:
-                p.kill()
-            p.communicate(timeout=10)
-        self.addCleanup(stop)
-        return p
-
-    def wait_for(self, app, condition, timeout=10):
-        """The pid of the backend named app once `condition` (SQL on
-        pg_stat_activity) holds for it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.query(f"select pid from pg_stat_activity where application_name = '{app}' "
-                             f"and {condition}")
-            if pid:
-                return int(pid)
-            time.sleep(0.05)
-        self.fail(f"backend {app} never reached {condition}: "
-                  f"{self.query('select application_name, state, wait_event from pg_stat_activity')}")
 
     def block(self):
         """A holder with a row lock (sleeping in its transaction) and a writer
@@ -157,9 +129,7 @@ end)
 
     def test_an_access_exclusive_lock_is_diagnosed_without_waiting_and_its_holder_terminated(self):
         self.populate()
-        self.session("locker", "begin; lock table orders in access exclusive mode; "
-                               "select pg_sleep(600);")
-        blocker = self.wait_for("locker", "wait_event = 'PgSleep'")
+        blocker = self.lock_orders()
         self.session("reader", "select count(*) from orders;")
         self.wait_for("reader", "wait_event_type = 'Lock'")
         t0 = time.monotonic()
