@@ -143,6 +143,27 @@ end)
         self.assertIn(f"backend {blocker} terminated", p.stdout)
         self.assertFalse(self.alive(blocker), "the blocker is still there")
 
+    def test_the_age_at_the_question_is_read_at_the_question(self):
+        self.session("sleeper", "select pg_sleep(30);")
+        holder = self.wait_for("sleeper", "wait_event = 'PgSleep'")
+        # the long-running step saw the backend two hours old; the question
+        # must show its age as read when asking, not that earlier figure
+        scenario = self.write("stale.lua", f"""return {{
+  {{ name = "stale age", primitive = "sql.query", step = "long-running", match = "client_addr",
+    result = {{ rows = {{ {{ pid = {holder}, usename = "app", state = "active", seconds = 7260,
+      query = "update acc" }} }} }} }},
+}}""")
+        answers = self.answers("[terminate] Backend to terminate (a pid from the list, or none) = none")
+        p = self.run_book("db-diagnose", "--dry-run", "--answers", answers, "-p", f"db={self.url}",
+                          "--scenario", scenario)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"pid {holder}\s+app\s+2h01m",
+                         "the scenario's stale age must show in the long-running step")
+        line = [l for l in p.stdout.splitlines() if l.strip().startswith(f"pid {holder}") and "long-running" in l]
+        self.assertEqual(len(line), 1, p.stdout)
+        self.assertNotIn("2h01m", line[0], "the question showed the age read at the start")
+        self.assertRegex(line[0], r"long-running \d+s\b")
+
     def test_runbook_check_passes(self):
         self.assertExit(self.run_rb("check", "db-diagnose"), 0)
 
