@@ -622,20 +622,21 @@ static unsigned line_types(struct sess *x, const char *line)
     return bits;
 }
 
-/* What known_hosts holds for this host: the types of its keys into
- * x->on_file and, when b64key is given, the line of an @revoked entry for
- * that key into *revoked (0: none), whatever host the entry names: a
- * revoked key is trusted for no host.  Returns 0 or an errno. */
+/* Without b64key: the types of this host's keys in known_hosts into
+ * x->on_file (before the handshake).  With it: the line of an @revoked
+ * entry for that key into *revoked (0: none), whatever host the entry
+ * names: a revoked key is trusted for no host.  Returns 0 or an errno. */
 static int scan_known(struct sess *x, const char *path, const char *b64key, int *revoked)
 {
     struct kh_reader r = { fopen(path, "re"), NULL, 0, 0 };
-    x->on_file = 0;
+    if (b64key == NULL)
+        x->on_file = 0;
     *revoked = 0;
     if (r.f == NULL)
         return errno == ENOENT ? 0 : errno;
     const char *p;
     while ((p = kh_next(&r)) != NULL) {
-        if (*p != '@')
+        if (*p != '@' && b64key == NULL)
             x->on_file |= line_types(x, p);
         else if (b64key != NULL && *revoked == 0 && strncmp(p, "@revoked", 8) == 0 &&
                  (p[8] == ' ' || p[8] == '\t') && revoked_is(p + 8, b64key))
