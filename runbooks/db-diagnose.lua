@@ -117,8 +117,8 @@ step("Database and table sizes", { id = "sizes" }, function(p)
   log.info("largest tables of %s:", pg.server(db_url(p)))
   for _, r in ipairs(pg.table_sizes(db, { limit = 10 })) do
     if r.locked_by then
-      print(string.format("    %-40s size unknown: locked by pid %s  ~%d rows", r.relation, r.locked_by,
-        r.rows_estimate))
+      print(string.format("    %-40s size unknown: locked by %s %s  ~%d rows", r.relation,
+        r.locked_by:find(",", 1, true) and "pids" or "pid", r.locked_by, r.rows_estimate))
     elseif r.size == nil then
       print(string.format("    %-40s size unknown: a lock came and went while measuring", r.relation))
     else
