@@ -116,7 +116,14 @@ step("Database and table sizes", { id = "sizes" }, function(p)
   end
   log.info("largest tables of %s:", pg.server(db_url(p)))
   for _, r in ipairs(pg.table_sizes(db, { limit = 10 })) do
-    print(string.format("    %-40s %12s  ~%d rows", r.relation, r.size, r.rows_estimate))
+    if r.locked_by then
+      print(string.format("    %-40s size unknown: locked by %s %s  ~%d rows", r.relation,
+        r.locked_by:find(",", 1, true) and "pids" or "pid", r.locked_by, r.rows_estimate))
+    elseif r.size == nil then
+      print(string.format("    %-40s size unknown: a lock came and went while measuring", r.relation))
+    else
+      print(string.format("    %-40s %12s  ~%d rows", r.relation, r.size, r.rows_estimate))
+    end
   end
 end)
 
@@ -133,7 +140,7 @@ step("Terminate a backend", { id = "terminate" }, function(p)
   end
   for _, pid in ipairs(pg.root_blockers(found.pairs or pg.blocking(db))) do add(pid, "root blocker") end
   for _, r in ipairs(found.long or pg.long_running(db, { min_seconds = min_seconds(p) })) do
-    add(r.pid, "long-running " .. secs(r.seconds))
+    add(r.pid, "long-running")
   end
   local pid = p.pid
   if pid == nil then
@@ -141,10 +148,12 @@ step("Terminate a backend", { id = "terminate" }, function(p)
       log.info("nothing to terminate: no blocker and no long-running query")
       return
     end
+    -- read again here: the steps above ran a while ago, and the age the
+    -- operator decides on is the one at this question
     log.info("candidates:")
     for _, c in ipairs(candidates) do
       local b = pg.backend(db, c.pid)
-      print(string.format("    pid %-7d %-22s %s", c.pid, c.why,
+      print(string.format("    pid %-7d %-22s %s", c.pid, b and (c.why .. " " .. secs(b.seconds)) or c.why,
         b and string.format("%s, %s: %s", b.usename or "?", b.state or "?", short(b.query, 60)) or "(gone)"))
     end
     pid = prompt("Backend to terminate (a pid from the list, or none)",

@@ -31,27 +31,84 @@ local RESTORE_TIMEOUT = 6 * 3600
 -- --start-at and --resume work too.
 local ctx = {}
 
+local function human_size(bytes)
+  if bytes >= 1e9 then return string.format("%.1f GB", bytes / 1e9) end
+  if bytes >= 1e6 then return string.format("%.1f MB", bytes / 1e6) end
+  return string.format("%.0f kB", bytes / 1e3)
+end
+
+local function utc(t)
+  return os.date("!%Y-%m-%d %H:%M UTC", t)
+end
+
+-- The database and the lock; the dump is the preflight's choice (ctx.dump),
+-- or, for a run started at a later step, -p dump or the newest in
+-- backup_dir, read through before anything is stopped (see readable).
 local function resolve(p)
-  if ctx.url then return ctx end
-  local url = p.db or target.db
-  if url == nil then
-    error("no database: pass -p db=URL, or set db = env(\"...\") in the target (docs/targets.md)", 0)
+  if ctx.url == nil then
+    local url = p.db or target.db
+    if url == nil then
+      error("no database: pass -p db=URL, or set db = env(\"...\") in the target (docs/targets.md)", 0)
+    end
+    ctx.url, ctx.server = url, pg.server(url)
+    ctx.lock_name = "db-restore:" .. (target.name or ctx.server)
   end
-  local dump, from = p.dump, "-p dump"
-  if dump == nil then
+  if ctx.dump == nil and p.dump ~= nil then
+    ctx.dump, ctx.dump_from = p.dump, "-p dump"
+  elseif ctx.dump == nil then
     if target.backup_dir == nil then
       error("no dump: pass -p dump=FILE, or set backup_dir = \"/var/backups/postgres\" in the " ..
-        "target (its newest *.dump is restored)", 0)
+        "target (its dumps are listed to choose from, the newest first)", 0)
     end
-    local why
-    dump, why = pg.newest_dump(target.backup_dir)
+    local dump, why = pg.newest_dump(target.backup_dir)
     if dump == nil then error(why, 0) end
-    from = "the newest dump in " .. target.backup_dir
+    ctx.dump, ctx.dump_from = dump, "the newest dump in " .. target.backup_dir
   end
-  ctx.url, ctx.dump, ctx.dump_from = url, dump, from
-  ctx.server = pg.server(url)
-  ctx.lock_name = "db-restore:" .. (target.name or ctx.server)
   return ctx
+end
+
+-- The dumps of backup_dir, newest first, for the operator to choose from;
+-- with --yes the newest.  An older dump is only ever the operator's choice.
+local function choose_dump(p)
+  if p.dump ~= nil or target.backup_dir == nil then return end
+  local list, why = pg.dumps(target.backup_dir)
+  if list == nil then error(why, 0) end
+  log.info("dumps in %s, newest first:", target.backup_dir)
+  local labels = {}
+  for i, d in ipairs(list) do
+    labels[i] = string.format("%s  %s  %s", d.name, human_size(d.size), utc(d.mtime))
+    log.info("  %d) %s", i, labels[i])
+  end
+  local pick = #list == 1 and labels[1] or choose("Which dump to restore?", labels, { default = labels[1] })
+  for i, l in ipairs(labels) do
+    if l == pick then
+      ctx.dump = list[i].path
+      ctx.dump_from = i == 1 and ("the newest dump in " .. target.backup_dir)
+        or string.format("dump %d of %d in %s, chosen", i, #list, target.backup_dir)
+    end
+  end
+end
+
+local function other_dumps_hint()
+  local list = target.backup_dir and pg.dumps(target.backup_dir) or {}
+  if #list > 1 then
+    return string.format(". Nothing has been stopped. %d other dump(s) in %s: retry this step and " ..
+      "choose one, or pass -p dump=FILE", #list - 1, target.backup_dir)
+  end
+  return ". Nothing has been stopped. Pass another dump with -p dump=FILE"
+end
+
+-- Reads the whole dump (every data block) once per run; refuses one that
+-- does not read through, with pg_restore's own words.
+local function readable(c)
+  if c.dump_read == c.dump then return end
+  local ok, why = pg.read_dump(c.dump)
+  if not ok then
+    error(string.format("the dump %s does not read through, so it cannot be restored: %s%s", c.dump,
+      why, other_dumps_hint()), 0)
+  end
+  c.dump_read = c.dump
+  log.info("dump read through: %s (every data block)", c.dump)
 end
 
 -- Taken in its own step; every step that changes something takes it again
@@ -77,7 +134,7 @@ local function maintenance(which, service)
   local spec = {}
   for i, a in ipairs(argv) do spec[i] = (tostring(a):gsub("%%s", function() return service end)) end
   spec.timeout = 300
-  exec(spec)
+  return exec(spec)
 end
 
 -- Takes the service out of use (down) or puts it back: maintenance mode
@@ -90,25 +147,36 @@ local function take_service(p, down)
     return
   end
   if has_maintenance() then
-    maintenance(down and "maintenance_on" or "maintenance_off", p.service)
-    log.info("%s: maintenance mode %s", p.service, down and "on" or "off")
-  elseif down then
-    service.stop(p.service)
-    log.info("%s stopped", p.service)
+    local r = maintenance(down and "maintenance_on" or "maintenance_off", p.service)
+    if r.dry_run then
+      log.info("dry run: would turn maintenance mode %s for %s", down and "on" or "off", p.service)
+    else
+      log.info("%s: maintenance mode %s", p.service, down and "on" or "off")
+    end
+    return
+  end
+  local r = down and service.stop(p.service) or service.start(p.service)
+  if r.dry_run then
+    log.info("dry run: would %s %s", down and "stop" or "start", p.service)
   else
-    service.start(p.service)
-    log.info("%s started", p.service)
+    log.info("%s %s", p.service, down and "stopped" or "started")
   end
 end
 
+-- "(rows unknown: locked by pid 123)" for a table whose count would wait.
+local function count_text(n, locked_by)
+  if locked_by then return "rows unknown: locked by " .. locked_by end
+  if n == false then return "(missing)" end
+  return tostring(n)
+end
+
 step("Check the dump and the database", { id = "preflight" }, function(p)
+  choose_dump(p)
   local c = resolve(p)
   local st = require("runbook.sys").stat(c.dump)
   if st == nil or st.type ~= "file" then error("the dump " .. c.dump .. " does not exist or is not a file", 0) end
-  local size = st.size >= 1e6 and string.format("%.1f MB", st.size / 1e6)
-    or string.format("%.0f kB", st.size / 1e3)
-  log.info("dump: %s (%s), %s, modified %s", c.dump, c.dump_from, size,
-    os.date("!%Y-%m-%d %H:%M UTC", st.mtime))
+  log.info("dump: %s (%s), %s, modified %s", c.dump, c.dump_from, human_size(st.size), utc(st.mtime))
+  readable(c)
   local tables = pg.dump_tables(c.dump)
   if #tables == 0 then error("the dump " .. c.dump .. " holds no table data (pg_restore --list)", 0) end
   local db = pg.connect(c.url)
@@ -119,10 +187,17 @@ step("Check the dump and the database", { id = "preflight" }, function(p)
     info.version, info.sessions)
   local quoted = {}
   for i, t in ipairs(tables) do quoted[i] = t.quoted end
-  local now = pg.row_counts(db, quoted)
+  local now, locked = pg.row_counts(db, quoted)
   log.info("%d table(s) with data in the dump; rows in the database now:", #tables)
   for _, t in ipairs(tables) do
-    print(string.format("    %-40s %s", t.relation, now[t.quoted] == false and "(missing)" or tostring(now[t.quoted])))
+    print(string.format("    %-40s %s", t.relation, count_text(now[t.quoted], locked[t.quoted])))
+  end
+  for _, t in ipairs(tables) do
+    if locked[t.quoted] then
+      log.warn("%s is locked by %s: the restore would wait for it (up to %d s) and then fail; " ..
+        "end that session first (runbook run db-diagnose)", t.relation, locked[t.quoted],
+        LOCK_TIMEOUT_MS // 1000)
+    end
   end
   local ok, who = pcall(lock.holder, c.lock_name, { url = c.url })
   if ok and who then
@@ -136,7 +211,7 @@ end)
 step("Get the restore approved", { id = "approval" }, function(p)
   local c = resolve(p)
   log.info("plan: replace the data of %s with %s%s", c.server, c.dump,
-    p.service and (", with " .. p.service .. " stopped") or "")
+    p.service and (", " .. p.service .. " to be stopped during the restore") or "")
   confirm("Has the incident lead approved this restore?")
 end)
 
@@ -146,6 +221,7 @@ end)
 
 step("Stop the service", { id = "stop", dangerous = true }, function(p)
   team_lock(p)
+  readable(resolve(p))   -- already done unless the run started after the preflight
   take_service(p, true)
 end)
 
@@ -162,7 +238,11 @@ step("Restore the dump", {
   local r = exec { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
     "--exit-on-error", "--no-password", "--dbname=" .. url, c.dump,
     env = env, timeout = RESTORE_TIMEOUT }
-  log.info("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0)
+  if r.dry_run then
+    log.info("dry run: would restore %s into %s (pg_restore not run)", c.dump, c.server)
+  else
+    log.info("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0)
+  end
 end)
 
 step("Run the migrations", { id = "migrate" }, function(p)
@@ -186,10 +266,20 @@ step("Verify row counts and health", { id = "verify" }, function(p)
   local c = resolve(p)
   local want, order = pg.dump_row_counts(c.dump)
   local db = pg.connect(c.url)
-  local have = pg.row_counts(db, order)
+  local have, locked = pg.row_counts(db, order)
   for _, rel in ipairs(order) do
-    print(string.format("    %-40s dump %8d   database %s", rel, want[rel],
-      have[rel] == false and "(missing)" or tostring(have[rel])))
+    print(string.format("    %-40s dump %8d   database %s", rel, want[rel], count_text(have[rel], locked[rel])))
+  end
+  local unknown = {}
+  for _, rel in ipairs(order) do
+    if locked[rel] then unknown[#unknown + 1] = rel .. " (locked by " .. locked[rel] .. ")" end
+  end
+  if #unknown > 0 and not dry_run then
+    error(string.format("cannot check the row counts of %s: retry once that session ends",
+      table.concat(unknown, ", ")), 0)
+  end
+  for _, rel in ipairs(order) do
+    if locked[rel] then have[rel] = want[rel] end   -- a dry run only reports it, above
   end
   local diffs = pg.compare_counts(want, have)
   if #diffs == 0 then

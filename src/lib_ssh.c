@@ -7,7 +7,10 @@
  *       and Ctrl-C works), connects TCP without blocking, runs the SSH
  *       handshake, checks the host key against known_hosts and
  *       authenticates with the key files, then the agent.  One deadline
- *       (timeout, seconds) covers all of it.
+ *       (timeout, seconds) covers all of it.  A host with keys in
+ *       known_hosts is offered only their types in the handshake and must
+ *       present one of them; accept_new trusts a key only for a host with
+ *       no entry at all; an @revoked key is refused for every host.
  *   session:exec(cmd, timeout, stdin, on_output) -> {code, stdout, stderr,
  *                                                    signal, truncated, duration}
  *       one channel: exec, feed stdin then EOF, collect both streams, wait
@@ -112,6 +115,7 @@ struct sess {
     char auth[300];             /* what authenticated */
     char fingerprint[64];
     const char *key_type;
+    unsigned on_file;           /* bit i: known_hosts holds a key_types[i] key for the host */
     int new_key, saved;
     char host[256];
     char target[WHO_MAX];       /* "user@host:port" */
@@ -123,21 +127,28 @@ struct sess {
 enum { S_SPEC = 1, S_SESS };
 enum { E_SESS = 1, E_CMD, E_TIMEOUT, E_STDIN, E_CALLBACK, E_OUT, E_ERR };
 
+/* method: the host key algorithm to negotiate when known_hosts holds a
+ * key of this type (libssh2 1.10 verifies RSA host keys only as ssh-rsa). */
 static const struct key_type {
     int hostkey, known;
-    const char *name, *file;
+    const char *name, *file, *method;
 } key_types[] = {
-    { LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "RSA", "rsa" },
-    { LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "DSA", "dsa" },
-    { LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ECDSA", "ecdsa" },
-    { LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ECDSA", "ecdsa" },
-    { LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ECDSA", "ecdsa" },
-    { LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ED25519", "ed25519" },
+    { LIBSSH2_HOSTKEY_TYPE_RSA, LIBSSH2_KNOWNHOST_KEY_SSHRSA, "RSA", "rsa", "ssh-rsa" },
+    { LIBSSH2_HOSTKEY_TYPE_DSS, LIBSSH2_KNOWNHOST_KEY_SSHDSS, "DSA", "dsa", "ssh-dss" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_256, LIBSSH2_KNOWNHOST_KEY_ECDSA_256, "ECDSA", "ecdsa",
+      "ecdsa-sha2-nistp256" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_384, LIBSSH2_KNOWNHOST_KEY_ECDSA_384, "ECDSA", "ecdsa",
+      "ecdsa-sha2-nistp384" },
+    { LIBSSH2_HOSTKEY_TYPE_ECDSA_521, LIBSSH2_KNOWNHOST_KEY_ECDSA_521, "ECDSA", "ecdsa",
+      "ecdsa-sha2-nistp521" },
+    { LIBSSH2_HOSTKEY_TYPE_ED25519, LIBSSH2_KNOWNHOST_KEY_ED25519, "ED25519", "ed25519",
+      "ssh-ed25519" },
 };
+#define N_KEY_TYPES (sizeof key_types / sizeof key_types[0])
 
 static const struct key_type *key_type_of(int hostkey, int known)
 {
-    for (size_t i = 0; i < sizeof key_types / sizeof key_types[0]; i++)
+    for (size_t i = 0; i < N_KEY_TYPES; i++)
         if (key_types[i].hostkey == hostkey || key_types[i].known == known)
             return &key_types[i];
     return NULL;
@@ -414,6 +425,10 @@ static int tcp_failed(lua_State *L, struct sess *x)
                         x->who, x->addr, x->port, strerror(e));
 }
 
+static void prefer_known_types(lua_State *L, struct sess *x);
+static void types_text(unsigned bits, char *out, size_t len);
+static const char *spec_known_hosts(lua_State *L);
+
 /* The socket is connected: hand it to a new libssh2 session. */
 static int tcp_connected(lua_State *L, struct sess *x)
 {
@@ -425,6 +440,7 @@ static int tcp_connected(lua_State *L, struct sess *x)
     if (x->s == NULL)
         return connect_fail(L, x, "%s: out of memory", x->who);
     libssh2_session_set_blocking(x->s, 0);
+    prefer_known_types(L, x);
     x->phase = P_HANDSHAKE;
     return STEP_ON;
 }
@@ -448,11 +464,32 @@ static int ph_tcp(lua_State *L, struct sess *x, struct pollfd *want)
     return STEP_WAIT;
 }
 
+/* The handshake failed while only the key types on file were offered: most
+ * likely the server has none of them (or, for RSA, signs only with SHA-2,
+ * which libssh2 1.10 cannot check). */
+static int handshake_known_failed(lua_State *L, struct sess *x)
+{
+    char types[64];
+    types_text(x->on_file, types, sizeof types);
+    return connect_fail(L, x, "%s: SSH handshake with %s:%d failed: %s. known_hosts %s holds "
+                        "only %s host keys for this host, so only those were offered, and the "
+                        "server did not agree to one%s. Its key cannot be checked against one on "
+                        "file and is not added: verify the server's current host key with its "
+                        "owner (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on it) and put it in "
+                        "known_hosts", x->who, x->addr, x->port, last_error(x->s),
+                        spec_known_hosts(L), types,
+                        (x->on_file & 1u) ? " (libssh2 checks RSA host keys only as ssh-rsa, "
+                        "SHA-1, which OpenSSH 8.8 and later refuse unless HostKeyAlgorithms "
+                        "allows it)" : "");
+}
+
 static int ph_handshake(lua_State *L, struct sess *x, struct pollfd *want)
 {
     int rc = libssh2_session_handshake(x->s, x->fd);
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return want_session(x, want);
+    if (rc != 0 && x->on_file != 0)
+        return handshake_known_failed(L, x);
     if (rc != 0)
         return connect_fail(L, x, "%s: SSH handshake with %s:%d failed: %s (is port %d an SSH "
                             "server? a busy sshd drops new connections beyond MaxStartups)",
@@ -507,26 +544,153 @@ static void fingerprint_b64(const char *text, char *out, size_t outlen)
     free(blob);
 }
 
-/* Load known_hosts line by line, skipping what libssh2 cannot parse
- * (@cert-authority, security-key types) instead of refusing the file.
- * A missing file is an empty one.  Returns 0 or an errno. */
+/* Reading known_hosts one entry at a time: blank lines and comments are
+ * skipped, line ends cut, the line number kept for messages. */
+struct kh_reader {
+    FILE *f;
+    char *line;
+    size_t cap;
+    int no;
+};
+
+static const char *kh_next(struct kh_reader *r)
+{
+    ssize_t n;
+    while ((n = getline(&r->line, &r->cap, r->f)) > 0) {
+        r->no++;
+        while (n > 0 && (r->line[n - 1] == '\n' || r->line[n - 1] == '\r'))
+            r->line[--n] = '\0';
+        const char *p = r->line + strspn(r->line, " \t");
+        if (*p != '\0' && *p != '#')
+            return p;
+    }
+    return NULL;
+}
+
+/* Load the plain entries of known_hosts.  Lines with a marker
+ * (@revoked, @cert-authority) are scan_known's business, lines libssh2
+ * cannot parse (security-key types) are skipped instead of refusing the
+ * file.  A missing file is an empty one.  Returns 0 or an errno. */
 static int load_known_hosts(LIBSSH2_KNOWNHOSTS *kh, const char *path)
 {
-    FILE *f = fopen(path, "re");
-    if (f == NULL)
+    struct kh_reader r = { fopen(path, "re"), NULL, 0, 0 };
+    if (r.f == NULL)
         return errno == ENOENT ? 0 : errno;
-    char *line = NULL;
-    size_t cap = 0;
-    ssize_t n;
-    while ((n = getline(&line, &cap, f)) > 0) {
-        while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-            line[--n] = '\0';
-        if (n > 0)
-            libssh2_knownhost_readline(kh, line, (size_t)n, LIBSSH2_KNOWNHOST_FILE_OPENSSH);
-    }
-    free(line);
-    fclose(f);
+    const char *p;
+    while ((p = kh_next(&r)) != NULL)
+        if (*p != '@')
+            libssh2_knownhost_readline(kh, p, strlen(p), LIBSSH2_KNOWNHOST_FILE_OPENSSH);
+    free(r.line);
+    fclose(r.f);
     return 0;
+}
+
+/* The fields after "@revoked": host patterns, key type, key.  1 when the
+ * key is b64key. */
+static int revoked_is(const char *rest, const char *b64key)
+{
+    const char *p = rest;
+    for (int field = 0; field < 2; field++) {
+        p += strspn(p, " \t");
+        p += strcspn(p, " \t");
+    }
+    p += strspn(p, " \t");
+    size_t n = strcspn(p, " \t");
+    return n > 0 && n == strlen(b64key) && memcmp(p, b64key, n) == 0;
+}
+
+/* The key type bit of one plain known_hosts line when it names this host,
+ * else 0.  Each line gets a collection of its own: libssh2 answers only the
+ * first entry naming a host, and matches hashed names and [host]:port. */
+static unsigned line_types(struct sess *x, const char *line)
+{
+    LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(x->s);
+    struct libssh2_knownhost *found = NULL;
+    unsigned bits = 0;
+    if (kh == NULL)
+        return 0;
+    /* key type 0: any type matches, so a host entry answers MATCH or MISMATCH */
+    if (libssh2_knownhost_readline(kh, line, strlen(line), LIBSSH2_KNOWNHOST_FILE_OPENSSH) == 0 &&
+        libssh2_knownhost_checkp(kh, x->host, x->port, "", 1, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
+                                 LIBSSH2_KNOWNHOST_KEYENC_RAW, &found) !=
+        LIBSSH2_KNOWNHOST_CHECK_NOTFOUND && found != NULL) {
+        const struct key_type *t = key_type_of(-1, found->typemask & LIBSSH2_KNOWNHOST_KEY_MASK);
+        if (t != NULL)
+            bits = 1u << (t - key_types);
+    }
+    libssh2_knownhost_free(kh);
+    return bits;
+}
+
+/* Without b64key: the types of this host's keys in known_hosts into
+ * x->on_file (before the handshake).  With it: the line of an @revoked
+ * entry for that key into *revoked (0: none), whatever host the entry
+ * names: a revoked key is trusted for no host.  Returns 0 or an errno. */
+static int scan_known(struct sess *x, const char *path, const char *b64key, int *revoked)
+{
+    struct kh_reader r = { fopen(path, "re"), NULL, 0, 0 };
+    if (b64key == NULL)
+        x->on_file = 0;
+    *revoked = 0;
+    if (r.f == NULL)
+        return errno == ENOENT ? 0 : errno;
+    const char *p;
+    while ((p = kh_next(&r)) != NULL) {
+        if (*p != '@' && b64key == NULL)
+            x->on_file |= line_types(x, p);
+        else if (b64key != NULL && *revoked == 0 && strncmp(p, "@revoked", 8) == 0 &&
+                 (p[8] == ' ' || p[8] == '\t') && revoked_is(p + 8, b64key))
+            *revoked = r.no;
+    }
+    free(r.line);
+    fclose(r.f);
+    return 0;
+}
+
+/* "RSA, ED25519": the key types of a bit set of key_types. */
+static void types_text(unsigned bits, char *out, size_t len)
+{
+    const char *last = NULL;
+    out[0] = '\0';
+    for (size_t i = 0; i < N_KEY_TYPES; i++) {
+        if (!(bits & (1u << i)) || (last != NULL && strcmp(last, key_types[i].name) == 0))
+            continue;
+        size_t n = strlen(out);
+        snprintf(out + n, len - n, "%s%s", n ? ", " : "", key_types[i].name);
+        last = key_types[i].name;
+    }
+}
+
+static const char *spec_known_hosts(lua_State *L)
+{
+    lua_getfield(L, S_SPEC, "known_hosts");
+    const char *path = lua_tostring(L, -1);
+    lua_pop(L, 1);              /* the string stays in the spec */
+    return path;
+}
+
+/* Before the handshake: when known_hosts holds keys for this host, offer
+ * the server only their types, so that the key it presents can be checked
+ * against one on file instead of being taken for a new one. */
+static void prefer_known_types(lua_State *L, struct sess *x)
+{
+    const char *path = spec_known_hosts(L);
+    int revoked;
+    int e = scan_known(x, path, NULL, &revoked);
+    if (e != 0)
+        connect_fail(L, x, "%s: cannot read the known_hosts file %s: %s (check its permissions)",
+                     x->who, path, strerror(e));
+    if (x->on_file == 0)
+        return;
+    char pref[256] = "";
+    for (size_t i = 0; i < N_KEY_TYPES; i++) {
+        size_t n = strlen(pref);
+        if (x->on_file & (1u << i))
+            snprintf(pref + n, sizeof pref - n, "%s%s", n ? "," : "", key_types[i].method);
+    }
+    if (libssh2_session_method_pref(x->s, LIBSSH2_METHOD_HOSTKEY, pref) != 0)
+        connect_fail(L, x, "%s: cannot ask for the host key types known_hosts holds (%s): %s",
+                     x->who, pref, last_error(x->s));
 }
 
 /* The line of path holding this base64 key, 0 when not found. */
@@ -621,12 +785,60 @@ static int key_unknown(lua_State *L, struct sess *x, const char *path, const cha
                         x->host, x->port, x->key_type, x->fingerprint, path, file);
 }
 
-/* Check the server's key against known_hosts, the spec's known_hosts=,
- * accept_new= and save_new= saying what to do with a key never seen. */
+static int key_revoked(lua_State *L, struct sess *x, const char *path, int line)
+{
+    return connect_fail(L, x, "ssh: host key for %s:%d (%s %s) is REVOKED: %s line %d marks it "
+                        "@revoked. Refusing to connect: the key must not be trusted. Ask the "
+                        "server's owner to install a new host key, then put that one in "
+                        "known_hosts", x->host, x->port, x->key_type, x->fingerprint, path, line);
+}
+
+/* known_hosts holds keys for the host, none of the presented key's type:
+ * the server chose a type it was not offered, or a type runbook cannot ask
+ * for.  Never added: trusting it would let anyone with any key in. */
+static int key_not_on_file(lua_State *L, struct sess *x, const char *path)
+{
+    char types[64];
+    types_text(x->on_file, types, sizeof types);
+    return connect_fail(L, x, "ssh: host key for %s:%d (%s %s) cannot be checked: %s holds only "
+                        "%s keys for this host. It is not added, even with accept_new = true: "
+                        "verify the new key with the server's owner and put it in known_hosts",
+                        x->host, x->port, x->key_type, x->fingerprint, path, types);
+}
+
+/* The base64 text of a key blob, as known_hosts writes it (malloc'd). */
+static char *key_b64(const char *key, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, (const unsigned char *)key, (int)len);
+    return out;
+}
+
+/* A key never seen for a host with no entry at all: accept_new= and
+ * save_new= say whether to trust it and add it.  Returns a CHECK_ code. */
+static int key_new(lua_State *L, struct sess *x, LIBSSH2_KNOWNHOSTS *kh, const char *path,
+                   const char *key, size_t len, int known_type, int *e)
+{
+    lua_getfield(L, S_SPEC, "accept_new");
+    lua_getfield(L, S_SPEC, "save_new");
+    int accept = lua_toboolean(L, -2), save = lua_isnil(L, -1) || lua_toboolean(L, -1);
+    lua_pop(L, 2);
+    if (!accept)
+        return LIBSSH2_KNOWNHOST_CHECK_NOTFOUND;
+    x->new_key = 1;
+    *e = save ? save_key(x, kh, path, key, len, known_type) : 0;
+    x->saved = save && *e == 0;
+    return *e ? LIBSSH2_KNOWNHOST_CHECK_FAILURE : LIBSSH2_KNOWNHOST_CHECK_MATCH;
+}
+
+/* Check the server's key against known_hosts: a revoked key is refused, a
+ * host with any key on file must match one, and only a host with no entry
+ * at all may be trusted on first use (accept_new=). */
 static int ph_hostkey(lua_State *L, struct sess *x)
 {
     size_t len = 0;
-    int type = 0;
+    int type = 0, revoked = 0;
     const char *key = libssh2_session_hostkey(x->s, &len, &type);
     const struct key_type *t = key_type_of(type, -1);
     if (key == NULL || t == NULL)
@@ -634,27 +846,20 @@ static int ph_hostkey(lua_State *L, struct sess *x)
                             x->who);
     fingerprint(key, len, x->fingerprint, sizeof x->fingerprint);
     x->key_type = t->name;
-    lua_getfield(L, S_SPEC, "known_hosts");
-    const char *path = lua_tostring(L, -1);
-    lua_pop(L, 1);              /* the string stays in the spec */
-    LIBSSH2_KNOWNHOSTS *kh = libssh2_knownhost_init(x->s);
-    int e = kh ? load_known_hosts(kh, path) : ENOMEM;
+    const char *path = spec_known_hosts(L);
+    char *b64 = key_b64(key, len);
+    int e = b64 ? scan_known(x, path, b64, &revoked) : ENOMEM;
+    free(b64);
+    if (e == 0 && revoked > 0)
+        return key_revoked(L, x, path, revoked);
+    LIBSSH2_KNOWNHOSTS *kh = e ? NULL : libssh2_knownhost_init(x->s);
+    e = e ? e : kh ? load_known_hosts(kh, path) : ENOMEM;
     struct libssh2_knownhost *found = NULL;
     int check = e ? LIBSSH2_KNOWNHOST_CHECK_FAILURE :
         libssh2_knownhost_checkp(kh, x->host, x->port, key, len, LIBSSH2_KNOWNHOST_TYPE_PLAIN |
                                  LIBSSH2_KNOWNHOST_KEYENC_RAW | t->known, &found);
-    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND) {
-        lua_getfield(L, S_SPEC, "accept_new");
-        lua_getfield(L, S_SPEC, "save_new");
-        int accept = lua_toboolean(L, -2), save = lua_isnil(L, -1) || lua_toboolean(L, -1);
-        lua_pop(L, 2);
-        if (accept) {
-            x->new_key = 1;
-            e = save ? save_key(x, kh, path, key, len, t->known) : 0;
-            x->saved = save && e == 0;
-            check = e ? LIBSSH2_KNOWNHOST_CHECK_FAILURE : LIBSSH2_KNOWNHOST_CHECK_MATCH;
-        }
-    }
+    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND && x->on_file == 0)
+        check = key_new(L, x, kh, path, key, len, t->known, &e);
     if (check == LIBSSH2_KNOWNHOST_CHECK_MISMATCH) {
         struct libssh2_knownhost old = *found;
         char oldkey[4096];
@@ -665,6 +870,8 @@ static int ph_hostkey(lua_State *L, struct sess *x)
     }
     if (kh != NULL)
         libssh2_knownhost_free(kh);
+    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND && x->on_file != 0)
+        return key_not_on_file(L, x, path);
     if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
         return key_unknown(L, x, path, t->file);
     if (check != LIBSSH2_KNOWNHOST_CHECK_MATCH)

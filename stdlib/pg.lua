@@ -24,7 +24,12 @@
 --   pg.root_blockers(pairs) -> { pid, ... }  blockers that wait on nobody: the ones to act on
 --   pg.database_sizes(db) -> { {datname=, bytes=, size="12 MB"}, ... }   largest first
 --   pg.table_sizes(db, {limit = 10})
---                         -> { {relation="public.users", bytes=, size=, rows_estimate=}, ... }
+--                         -> { {relation="public.users", bytes=, size=, rows_estimate=,
+--                               locked_by=}, ... }   largest first; a table another
+--                              backend holds (or asks for) in ACCESS EXCLUSIVE mode
+--                              first, with bytes = nil and locked_by = "123, 456"
+--   pg.lockers(db, "public.users") -> "pid 123" | "pids 123, 456" | nil: who holds or
+--                              asks for an ACCESS EXCLUSIVE lock on it
 --   pg.backend(db, pid)   -> the pg_stat_activity row of one backend, or nil
 --   pg.terminate(db, pid, {wait = 5}) -> gone, "terminated" | "still running" | "simulated"
 --                            pg_terminate_backend, then waits up to `wait` s for the
@@ -34,7 +39,10 @@
 -- Dumps (pg_dump -Fc files)
 --   pg.tool("pg_restore")      -> "/usr/lib/postgresql/15/bin/pg_restore"
 --                                 (target.pg_bin, PATH, then /usr/lib/postgresql/<newest>/bin)
+--   pg.dumps(dir)              -> { {path=, name=, size=, mtime=}, ... } newest first | nil, why
 --   pg.newest_dump(dir)        -> "/var/backups/postgres/app-2026-01-02.dump", mtime | nil, why
+--   pg.read_dump(path)         -> true | false, pg_restore's message: reads the whole dump
+--                                 (pg_restore --file=/dev/null), every data block included
 --   pg.dump_tables(path)       -> { {schema="public", name="users", relation="public.users",
 --                                   quoted='"public"."users"'}, ... }
 --                                 the TABLE DATA entries of the table of contents (pg_restore -l);
@@ -42,8 +50,12 @@
 --   pg.dump_row_counts(path)   -> { ["public.users"] = 3, ... }, { "public.users", ... }
 --                                 rows per table in the dump's data (pg_restore --data-only,
 --                                 counted as it streams: the data never sits in memory)
---   pg.row_counts(db, relations) -> { ["public.users"] = 3, ["public.gone"] = false }
---                                 count(*) per relation; false when it does not exist
+--   pg.row_counts(db, relations) -> { ["public.users"] = 3, ["public.gone"] = false },
+--                                 { ["public.orders"] = "pid 123" }
+--                                 count(*) per relation, false when it does not exist;
+--                                 a relation whose lock did not come within
+--                                 pg.LOCK_TIMEOUT is in the second table instead
+--                                 (who holds it), not waited for
 --   pg.compare_counts(want, have) -> { {relation=, want=, have=}, ... } the differences
 --   pg.restore_args(url)       -> url without its password, { PGPASSWORD = ... }: give
 --                                 pg_restore/pg_dump the password through the environment,
@@ -96,11 +108,11 @@ end
 
 local LONG_SQL = [[
 select pid, usename, datname, application_name, client_addr::text as client, state,
-  extract(epoch from now() - coalesce(xact_start, query_start))::float8 as seconds,
+  extract(epoch from clock_timestamp() - coalesce(xact_start, query_start))::float8 as seconds,
   wait_event_type || ':' || wait_event as wait, left(query, 300) as query
 from pg_stat_activity
 where backend_type = 'client backend' and pid <> pg_backend_pid() and state <> 'idle'
-  and coalesce(xact_start, query_start) < now() - make_interval(secs => $1::float8)
+  and coalesce(xact_start, query_start) < clock_timestamp() - make_interval(secs => $1::float8)
 order by seconds desc limit $2::int]]
 
 function pg.long_running(db, opts)
@@ -110,10 +122,10 @@ end
 
 local BLOCKING_SQL = [[
 select w.pid as blocked_pid, w.usename as blocked_user, left(w.query, 300) as blocked_query,
-  extract(epoch from now() - w.query_start)::float8 as blocked_seconds,
+  extract(epoch from clock_timestamp() - w.query_start)::float8 as blocked_seconds,
   b.pid as blocking_pid, b.usename as blocking_user, b.state as blocking_state,
   left(b.query, 300) as blocking_query,
-  extract(epoch from now() - coalesce(b.xact_start, b.query_start))::float8 as blocking_seconds
+  extract(epoch from clock_timestamp() - coalesce(b.xact_start, b.query_start))::float8 as blocking_seconds
 from pg_stat_activity w
 cross join lateral unnest(pg_blocking_pids(w.pid)) as bp(pid)
 join pg_stat_activity b on b.pid = bp.pid
@@ -143,22 +155,79 @@ select datname, pg_database_size(datname) as bytes, pg_size_pretty(pg_database_s
 from pg_database where datallowconn order by 2 desc]])
 end
 
+-- Diagnostic queries must not queue behind the lock they are diagnosing:
+-- sizes and counts need an ACCESS SHARE lock, which waits behind any
+-- ACCESS EXCLUSIVE lock held or asked for (LOCK TABLE, ALTER TABLE, a
+-- VACUUM FULL).  They run in a transaction whose lock_timeout is this.
+pg.LOCK_TIMEOUT = "2s"
+
+-- Runs fn(db) in a transaction with lock_timeout = pg.LOCK_TIMEOUT (a dry
+-- run's db:tx is READ ONLY; set_config is a read).  Returns true, fn's
+-- result, or false when the lock timeout fired.
+local function without_waiting(db, fn)
+  local ok, res = pcall(db.tx, db, function(tx)
+    tx:query("select set_config('lock_timeout', $1, true) as v", pg.LOCK_TIMEOUT)
+    return fn(tx)
+  end)
+  if ok then return true, res end
+  if tostring(res):find("SQLSTATE 55P03", 1, true) then return false end
+  error(res, 0)
+end
+
+-- Per relation: the pids of other backends holding or asking for an
+-- ACCESS EXCLUSIVE lock on it, on one of its indexes or on its TOAST table.
+local LOCKED_CTE = [[
+with ax as (
+  select l.relation, l.pid from pg_locks l
+  where l.locktype = 'relation' and l.mode = 'AccessExclusiveLock' and l.pid <> pg_backend_pid()
+    and l.database = (select oid from pg_database where datname = current_database())
+), locked as (
+  select coalesce(i.indrelid, t.oid, ax.relation) as rel,
+    string_agg(distinct ax.pid::text, ', ') as pids
+  from ax left join pg_index i on i.indexrelid = ax.relation
+    left join pg_class t on t.reltoastrelid = ax.relation
+  group by 1
+)
+]]
+
+-- measure = false: no size at all (the last resort when a lock keeps
+-- being taken between the check and the measure).
+local function table_sizes_sql(measure)
+  local size = measure and "case when k.pids is null then pg_total_relation_size(c.oid) end"
+    or "null::int8"
+  return LOCKED_CTE .. string.format([[
+select relation, bytes, pg_size_pretty(bytes) as size, rows_estimate, locked_by from (
+  select format('%%I.%%I', n.nspname, c.relname) as relation, %s as bytes,
+    greatest(c.reltuples, 0)::int8 as rows_estimate, k.pids as locked_by
+  from pg_class c join pg_namespace n on n.oid = c.relnamespace
+    left join locked k on k.rel = c.oid
+  where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
+    and n.nspname !~ '^pg_toast'
+) s order by bytes desc nulls first, relation limit $1::int]], size)
+end
+
 function pg.table_sizes(db, opts)
   opts = opts or {}
-  return db:query([[
-select format('%I.%I', n.nspname, c.relname) as relation,
-  pg_total_relation_size(c.oid) as bytes, pg_size_pretty(pg_total_relation_size(c.oid)) as size,
-  greatest(c.reltuples, 0)::int8 as rows_estimate
-from pg_class c join pg_namespace n on n.oid = c.relnamespace
-where c.relkind in ('r', 'p', 'm') and n.nspname not in ('pg_catalog', 'information_schema')
-  and n.nspname !~ '^pg_toast'
-order by 2 desc limit $1::int]], opts.limit or 10)
+  local limit = opts.limit or 10
+  for _ = 1, 2 do
+    local ok, rows = without_waiting(db, function(tx) return tx:query(table_sizes_sql(true), limit) end)
+    if ok then return rows end
+  end
+  return db:query(table_sizes_sql(false), limit)
+end
+
+-- "pid 123" / "pids 123, 456" holding or asking for an ACCESS EXCLUSIVE
+-- lock on relation (a schema.table name), or nil.
+function pg.lockers(db, relation)
+  local r = db:query(LOCKED_CTE .. "select pids from locked where rel = to_regclass($1)", relation)[1]
+  if r == nil or r.pids == nil then return nil end
+  return (r.pids:find(",", 1, true) and "pids " or "pid ") .. r.pids
 end
 
 function pg.backend(db, pid)
   return db:query([[
 select pid, usename, datname, application_name, client_addr::text as client, state,
-  extract(epoch from now() - coalesce(xact_start, query_start))::float8 as seconds,
+  extract(epoch from clock_timestamp() - coalesce(xact_start, query_start))::float8 as seconds,
   left(query, 300) as query
 from pg_stat_activity where pid = $1::int]], pid)[1]
 end
@@ -232,22 +301,39 @@ function pg.tool(name)
     name), 2)
 end
 
-function pg.newest_dump(dir, pattern)
+function pg.dumps(dir, pattern)
   pattern = pattern or "%.dump$"
   local names = sys.listdir(dir)
   if names == nil then return nil, string.format("cannot read the backup directory %s", dir) end
-  local best, best_mtime
+  local list = {}
   for _, f in ipairs(names) do
     if f:match(pattern) then
       local st = sys.stat(dir .. "/" .. f)
-      if st and st.type == "file" and (best_mtime == nil or st.mtime > best_mtime
-          or (st.mtime == best_mtime and f > best:match("[^/]+$"))) then
-        best, best_mtime = dir .. "/" .. f, st.mtime
+      if st and st.type == "file" then
+        list[#list + 1] = { path = dir .. "/" .. f, name = f, size = st.size, mtime = st.mtime }
       end
     end
   end
-  if best == nil then return nil, string.format("no file matching %s in %s", pattern, dir) end
-  return best, best_mtime
+  if #list == 0 then return nil, string.format("no file matching %s in %s", pattern, dir) end
+  table.sort(list, function(a, b) return a.mtime > b.mtime or (a.mtime == b.mtime and a.name > b.name) end)
+  return list
+end
+
+function pg.newest_dump(dir, pattern)
+  local list, why = pg.dumps(dir, pattern)
+  if list == nil then return nil, why end
+  return list[1].path, list[1].mtime
+end
+
+-- pg_restore writing the whole script to /dev/null reads the table of
+-- contents and every data block: a dump cut short or corrupted half way
+-- fails here, before anything is stopped, instead of in the restore.
+function pg.read_dump(path)
+  local r = quiet_exec { pg.tool("pg_restore"), "--file=/dev/null", path, readonly = true,
+    check = false, timeout = 3600 }
+  if r.code == 0 then return true end
+  local why = (r.stderr or ""):gsub("%s+$", "")
+  return false, why ~= "" and why or string.format("pg_restore exited with code %d", r.code)
 end
 
 -- A relation name as pg_dump prints it: schema.table, each part bare or
@@ -333,14 +419,41 @@ function pg.dump_row_counts(path)
   return counts, order
 end
 
+-- count(*) of each relation in one transaction under lock_timeout; nil
+-- when a lock was taken after the pg_locks check (then one by one).
+local function count_all(db, rels)
+  local ok, res = without_waiting(db, function(tx)
+    local n = {}
+    for _, rel in ipairs(rels) do n[rel] = tx:query("select count(*) as n from " .. rel)[1].n end
+    return n
+  end)
+  return ok and res or nil
+end
+
 function pg.row_counts(db, relations)
-  local out = {}
+  local out, locked, free = {}, {}, {}
   for _, rel in ipairs(relations) do
     if not qualified_ok(rel) then error(string.format("pg.row_counts: %q is not a schema.table name", rel), 2) end
     local exists = db:query("select to_regclass($1) is not null as ok", rel)[1].ok
-    out[rel] = exists and db:query("select count(*) as n from " .. rel)[1].n or false
+    local who = exists and pg.lockers(db, rel)
+    if not exists then
+      out[rel] = false
+    elseif who then
+      locked[rel] = who
+    else
+      free[#free + 1] = rel
+    end
   end
-  return out
+  local n = #free > 0 and count_all(db, free)
+  for _, rel in ipairs(free) do
+    local one = n or count_all(db, { rel })
+    if one then
+      out[rel] = one[rel]
+    else
+      locked[rel] = pg.lockers(db, rel) or "another session"
+    end
+  end
+  return out, locked
 end
 
 function pg.compare_counts(want, have)

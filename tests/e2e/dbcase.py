@@ -5,6 +5,7 @@ and `runbook run NAME` with the shipped runbooks/ on RUNBOOK_PATH.
 """
 import os
 import subprocess
+import time
 
 from harness import SOURCE_DIR, RunbookTestCase
 from servers.postgres import PASSWORD, PG_BIN, USER, PostgresServer
@@ -90,6 +91,39 @@ class DbTestCase(RunbookTestCase):
             exists = self.query(f"select to_regclass('public.{q}') is not null")
             out[name] = int(self.query(f"select count(*) from public.{q}")) if exists == "t" else None
         return out
+
+    def session(self, app, sql):
+        """psql as the database's owner, application_name = app, in the background."""
+        p = subprocess.Popen([f"{PG_BIN}/psql", "-X", "-q", "-h", self.pg.host, "-p", str(self.pg.port),
+                              "-U", USER, "-d", self.dbname, "-c", sql],
+                             env={**os.environ, "PGPASSWORD": PASSWORD, "PGAPPNAME": app},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+        def stop():
+            if p.poll() is None:
+                p.kill()
+            p.communicate(timeout=10)
+        self.addCleanup(stop)
+        return p
+
+    def wait_for(self, app, condition, timeout=10):
+        """The pid of the backend named app once `condition` (SQL on
+        pg_stat_activity) holds for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pid = self.query(f"select pid from pg_stat_activity where application_name = '{app}' "
+                             f"and {condition}")
+            if pid:
+                return int(pid)
+            time.sleep(0.05)
+        self.fail(f"backend {app} never reached {condition}: "
+                  f"{self.query('select application_name, state, wait_event from pg_stat_activity')}")
+
+    def lock_orders(self):
+        """Another session holding orders in ACCESS EXCLUSIVE mode, as a
+        forgotten migration or LOCK TABLE does; returns its pid."""
+        self.session("locker", "begin; lock table orders in access exclusive mode; select pg_sleep(600);")
+        return self.wait_for("locker", "wait_event = 'PgSleep'")
 
     def write_config(self, text):
         return self.write("config/runbook/config.lua", text)

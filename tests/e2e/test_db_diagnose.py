@@ -6,12 +6,11 @@ declining leaves it running; a dry run only shows the pg_terminate_backend;
 pg.cancel cancels the waiting query; the shipped game-day scenario walks
 the saturated-connections and blocking-chain branch."""
 import os
-import subprocess
 import time
 import unittest
 
 from dbcase import SCENARIOS, DbTestCase
-from servers.postgres import PASSWORD, PG_BIN, USER
+from servers.postgres import USER
 
 
 def setUpModule():
@@ -26,33 +25,6 @@ class Diagnose(DbTestCase):
     def setUp(self):
         super().setUp()
         self.sql("create table acc (id int primary key, v int); insert into acc values (1, 0);")
-
-    def session(self, app, sql):
-        """psql as the database's owner, application_name = app, in the background."""
-        p = subprocess.Popen([f"{PG_BIN}/psql", "-X", "-q", "-h", self.pg.host, "-p", str(self.pg.port),
-                              "-U", USER, "-d", self.dbname, "-c", sql],
-                             env={**os.environ, "PGPASSWORD": PASSWORD, "PGAPPNAME": app},
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-        def stop():
-            if p.poll() is None:
-                p.kill()
-            p.communicate(timeout=10)
-        self.addCleanup(stop)
-        return p
-
-    def wait_for(self, app, condition, timeout=10):
-        """The pid of the backend named app once `condition` (SQL on
-        pg_stat_activity) holds for it."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            pid = self.query(f"select pid from pg_stat_activity where application_name = '{app}' "
-                             f"and {condition}")
-            if pid:
-                return int(pid)
-            time.sleep(0.05)
-        self.fail(f"backend {app} never reached {condition}: "
-                  f"{self.query('select application_name, state, wait_event from pg_stat_activity')}")
 
     def block(self):
         """A holder with a row lock (sleeping in its transaction) and a writer
@@ -154,6 +126,43 @@ end)
         out, err = waiter_proc.communicate(timeout=10)
         self.assertIn("canceling statement due to user request", err)
         self.assertTrue(self.alive(holder))
+
+    def test_an_access_exclusive_lock_is_diagnosed_without_waiting_and_its_holder_terminated(self):
+        self.populate()
+        blocker = self.lock_orders()
+        self.session("reader", "select count(*) from orders;")
+        self.wait_for("reader", "wait_event_type = 'Lock'")
+        t0 = time.monotonic()
+        p = self.run_book("db-diagnose", "--yes", "-p", f"db={self.url}", "-p", f"pid={blocker}",
+                          timeout=120)
+        took = time.monotonic() - t0
+        print(f"\ndb-diagnose with orders locked by pid {blocker}: {took:.1f} s", flush=True)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"public\.orders\s+size unknown: locked by pid {blocker}")
+        self.assertRegex(p.stdout, r"public\.users\s+\d+ kB", "the other tables' sizes must be shown")
+        self.assertIn(f"backend {blocker} terminated", p.stdout)
+        self.assertFalse(self.alive(blocker), "the blocker is still there")
+
+    def test_the_age_at_the_question_is_read_at_the_question(self):
+        self.session("sleeper", "select pg_sleep(30);")
+        holder = self.wait_for("sleeper", "wait_event = 'PgSleep'")
+        # the long-running step saw the backend two hours old; the question
+        # must show its age as read when asking, not that earlier figure
+        scenario = self.write("stale.lua", f"""return {{
+  {{ name = "stale age", primitive = "sql.query", step = "long-running", match = "client_addr",
+    result = {{ rows = {{ {{ pid = {holder}, usename = "app", state = "active", seconds = 7260,
+      query = "update acc" }} }} }} }},
+}}""")
+        answers = self.answers("[terminate] Backend to terminate (a pid from the list, or none) = none")
+        p = self.run_book("db-diagnose", "--dry-run", "--answers", answers, "-p", f"db={self.url}",
+                          "--scenario", scenario)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"pid {holder}\s+app\s+2h01m",
+                         "the scenario's stale age must show in the long-running step")
+        line = [l for l in p.stdout.splitlines() if l.strip().startswith(f"pid {holder}") and "long-running" in l]
+        self.assertEqual(len(line), 1, p.stdout)
+        self.assertNotIn("2h01m", line[0], "the question showed the age read at the start")
+        self.assertRegex(line[0], r"long-running \d+s\b")
 
     def test_runbook_check_passes(self):
         self.assertExit(self.run_rb("check", "db-diagnose"), 0)

@@ -3,17 +3,23 @@ tables is dumped (pg_dump -Fc), damaged (a table dropped, rows deleted) and
 restored; the verify step compares row counts with the dump.  Also: the
 target's newest dump, its service (a real HTTP server under the "commands"
 manager) stopped, the migration, the service started and healthy; no
-service means stop/start say so and run nothing; --dry-run changes nothing;
-a corrupt dump stops at the preflight; the shipped game-day scenario makes
+service means stop/start say so and run nothing; --dry-run changes nothing
+and claims nothing it simulated; a corrupt dump stops at the preflight; a
+newest dump cut in half (table of contents intact) stops the run before the
+service is stopped and is never swapped for an older one without the
+operator, who chooses from the listed dumps; a table locked by another
+session is reported, not waited for; the shipped game-day scenario makes
 pg_restore fail and the run fails at that step (and its undo brings the
 service back)."""
 import os
 import re
+import subprocess
+import time
 import unittest
 
 from appserver import AppService
-from dbcase import DAMAGE, DAMAGED, FULL, SCENARIOS, DbTestCase
-from servers.postgres import PASSWORD
+from dbcase import DAMAGE, DAMAGED, FULL, SCENARIOS, SCHEMA, DbTestCase
+from servers.postgres import PASSWORD, PG_BIN
 
 
 def setUpModule():
@@ -151,6 +157,81 @@ targets = {{
         self.assertNotIn("restore", ends)
         self.assertEqual(self.counts(), DAMAGED)
 
+    def truncated_newest(self, env):
+        """backup_dir: the good dump, older, and a newer one cut to half
+        its size (a backup job killed while writing).  Returns its path."""
+        # rows that do not compress, so that half the file is past the
+        # table of contents (at its start): only reading the data shows the cut
+        self.sql('drop table if exists "Order Items", orders, users;' + SCHEMA +
+                 "create table bulk (id int, v text); insert into bulk select g, md5(random()::text) || "
+                 "md5(random()::text) from generate_series(1, 40000) g;")
+        self.dump("good.dump")
+        self.sql("drop table bulk;" + DAMAGE)
+        os.utime(self.dump_path, (1_600_000_000, 1_600_000_000))
+        half = self.path("backups", "newest.dump")
+        with open(self.dump_path, "rb") as src, open(half, "wb") as dst:
+            dst.write(src.read())
+        subprocess.run(["truncate", "-s", str(os.path.getsize(half) // 2), half], check=True)
+        listed = subprocess.run([f"{PG_BIN}/pg_restore", "--list", half], capture_output=True)
+        self.assertEqual(listed.returncode, 0, "the cut must leave the table of contents readable")
+        return half
+
+    def test_a_truncated_newest_dump_stops_the_run_before_anything_is_stopped(self):
+        env = self.service_target()
+        half = self.truncated_newest(env)
+        before = self.app.pid("api")
+        p = self.run_book("db-restore", "--yes", "--target", "staging", "-p", "service=api", env=env)
+        self.assertExit(p, 1)
+        ends = self.step_ends()
+        self.assertEqual(ends["preflight"]["status"], "failed", p.stdout)
+        err = ends["preflight"]["error"]
+        self.assertIn(f"the dump {half} does not read through", err)
+        self.assertRegex(err, r"pg_restore: error: .*(could not read|unexpected end|end of file)",
+                         "pg_restore's own message must say why")
+        self.assertIn("Nothing has been stopped. 1 other dump(s) in", err)
+        for later in ("approval", "stop", "restore"):
+            self.assertNotIn(later, ends, f"step {later} ran after a dump that does not read through")
+        self.assertEqual(self.app.pid("api"), before, "the service was stopped")
+        self.assertEqual(self.counts(), DAMAGED, "an older dump was restored without the operator")
+        self.assertIn("newest.dump", p.stdout)
+        self.assertIn("good.dump", p.stdout, "the other dumps must be listed to choose from")
+
+    def test_the_operator_chooses_an_older_dump_from_the_list(self):
+        env = self.service_target()
+        self.truncated_newest(env)
+        answers = self.write("answers", "[preflight] Which dump to restore? = 2\n")
+        p = self.run_book("db-restore", "--yes", "--answers", answers, "--target", "staging",
+                          "-p", "service=api", env=env)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r"1\) newest\.dump\s+[\d.]+ [kM]B\s+\d{4}-\d\d-\d\d \d\d:\d\d UTC")
+        self.assertRegex(p.stdout, r"2\) good\.dump\s+[\d.]+ [kM]B\s+2020-09-13 12:26 UTC")
+        self.assertIn(f"dump read through: {self.dump_path}", p.stdout)
+        self.assertEqual(self.counts(), FULL)
+
+    def test_preflight_and_verify_do_not_wait_behind_a_locked_table(self):
+        blocker = self.lock_orders()
+        t0 = time.monotonic()
+        p = self.run_book("db-restore", "--dry-run", "--yes", "-p", f"db={self.url}",
+                          "-p", f"dump={self.dump_path}", timeout=120)
+        print(f"\ndb-restore --dry-run with orders locked by pid {blocker}: "
+              f"{time.monotonic() - t0:.1f} s", flush=True)
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, rf"public\.orders\s+rows unknown: locked by pid {blocker}")
+        self.assertIn(f"public.orders is locked by pid {blocker}: the restore would wait", p.stdout)
+        self.assertRegex(p.stdout, rf"public\.orders\s+dump\s+120\s+database rows unknown: "
+                                   rf"locked by pid {blocker}")
+
+    def test_dry_run_claims_nothing_it_only_simulated(self):
+        env = self.service_target()
+        p = self.run_book("db-restore", "--dry-run", "--yes", "--target", "staging", "-p", "service=api",
+                          "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        for claim in (r"\bapi stopped\b", r"\bapi started\b", r"\brestored .* in \d", r"maintenance mode on"):
+            self.assertNotRegex(p.stdout, claim, "a dry run reported as done what it simulated")
+        self.assertIn("dry run: would stop api", p.stdout)
+        self.assertIn(f"dry run: would restore {self.dump_path}", p.stdout)
+        self.assertIn("dry run: would start api", p.stdout)
+
     def test_scenario_pg_restore_fails_then_the_undo_brings_the_service_back(self):
         env = self.service_target()
         answers = self.write("answers", "[restore] !error = undo\n")
@@ -160,7 +241,7 @@ targets = {{
         self.assertExit(p, 1)
         ends = self.step_ends()
         self.assertEqual(ends["restore"]["status"], "failed")
-        self.assertIn("could not read from input file", ends["restore"]["error"])
+        self.assertIn("canceling statement due to lock timeout", ends["restore"]["error"])
         undo = [e for e in self.events(self.transcript) if e["event"] == "undo"]
         self.assertEqual([(u["step"], u["ok"]) for u in undo], [("restore", True)])
         self.assertRegex(p.stdout, r"undo:.*\n(.*\n)*?.*would run: \S*/bin/start api")

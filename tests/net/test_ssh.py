@@ -227,6 +227,102 @@ end)
         self.assertEqual(self.known_hosts_text().count("\n"), 2, "a changed key must never be added")
 
 
+class KnownKeyTypes(SSHTestCase):
+    """A server with an RSA and an ED25519 host key, known_hosts holding
+    only one of them (plain, hashed or revoked): the key the server presents
+    must be checked against the one on file, never appended in its place."""
+
+    @classmethod
+    def setUpClass(cls):
+        # `server` also signs with ssh-rsa, the only RSA algorithm libssh2
+        # 1.10 checks; `strict` keeps OpenSSH 9's default, SHA-2 only
+        cls.server = SSHServer(host_keys=("rsa", "ed25519"), ssh_rsa=True).start()
+        cls.strict = SSHServer(host_keys=("rsa", "ed25519")).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.stop()
+        cls.strict.stop()
+
+    def hold(self, *lines):
+        with open(self.known_hosts, "w") as f:
+            f.write("".join(lines))
+        return self.known_hosts_text()
+
+    def connect(self, server, **extra):
+        return self.runbook(f"""
+step("connect", function()
+  local ok, s = try(ssh.connect, {self.opts(server, accept_new=True, **extra)})
+  if ok then emit("key", {{ s.key_type, s.fingerprint }}) s:close() end
+end)
+""")
+
+    def test_rsa_on_file_is_what_the_server_is_checked_against(self):
+        before = self.hold(self.server.known_hosts_line(kind="rsa"))
+        p, out = self.connect(self.server)
+        self.assertEqual(out["err"], [""])
+        self.assertEqual(out["key"], [["RSA", self.server.fingerprint("rsa")]],
+                         "the RSA key on file must be negotiated and checked, not the ED25519 one")
+        self.assertEqual(self.known_hosts_text(), before, "a host with a key on file gets nothing added")
+        self.assertNotIn("added the host key", p.stdout)
+
+    def test_changed_rsa_key_is_refused_though_the_server_has_another_type(self):
+        other = SSHServer(host_keys=("rsa",))   # only for its RSA key; never started
+        self.addCleanup(other.stop)
+        kind, blob = other.host_pub()
+        before = self.hold(f"[127.0.0.1]:{self.server.port} {kind} {blob}\n")
+        p, out = self.connect(self.server)
+        self.assertEqual(out["ok"], [False])
+        self.assertIn(f"has CHANGED (RSA {self.server.fingerprint('rsa')}), known_hosts says RSA "
+                      f"{other.fingerprint()}", out["err"][0])
+        self.assertEqual(self.known_hosts_text(), before)
+
+    def test_server_without_the_type_on_file_is_refused_not_appended(self):
+        before = self.hold(self.strict.known_hosts_line(kind="rsa"))
+        p, out = self.connect(self.strict)
+        self.assertEqual(out["ok"], [False], "an ED25519 key must not be trusted in place of RSA")
+        err = out["err"][0]
+        self.assertIn(f"known_hosts {self.known_hosts} holds only RSA host keys for this host", err)
+        self.assertIn("is not added", err)
+        self.assertIn("ssh-rsa", err, "the message must say why RSA could not be negotiated")
+        self.assertEqual(self.known_hosts_text(), before, "nothing may be appended")
+
+    def test_ed25519_on_file_still_connects_to_a_server_with_both(self):
+        before = self.hold(self.strict.known_hosts_line(kind="ed25519"))
+        p, out = self.connect(self.strict)
+        self.assertEqual(out["key"], [["ED25519", self.strict.fingerprint("ed25519")]])
+        self.assertEqual(self.known_hosts_text(), before)
+
+    def test_hashed_entry_is_found_and_its_type_negotiated(self):
+        self.hold("# hashed by ssh-keygen -H\n", self.server.known_hosts_line(kind="rsa"))
+        subprocess.run(["ssh-keygen", "-q", "-H", "-f", self.known_hosts], check=True,
+                       capture_output=True)
+        before = self.known_hosts_text()
+        self.assertIn("|1|", before)
+        self.assertNotIn("127.0.0.1", before)
+        p, out = self.connect(self.server)
+        self.assertEqual(out["key"], [["RSA", self.server.fingerprint("rsa")]])
+        self.assertEqual(self.known_hosts_text(), before)
+
+    def test_revoked_key_is_refused_with_its_line(self):
+        kind, blob = self.strict.host_pub("ed25519")
+        before = self.hold(self.strict.known_hosts_line(kind="ed25519"), f"@revoked * {kind} {blob}\n")
+        p, out = self.connect(self.strict)
+        self.assertEqual(out["ok"], [False])
+        self.assertIn(f"ssh: host key for 127.0.0.1:{self.strict.port} (ED25519 "
+                      f"{self.strict.fingerprint('ed25519')}) is REVOKED: {self.known_hosts} line 2 "
+                      f"marks it @revoked", out["err"][0])
+        self.assertEqual(self.known_hosts_text(), before)
+
+    def test_revoked_key_is_not_trusted_on_first_use(self):
+        kind, blob = self.strict.host_pub("ed25519")
+        before = self.hold(f"@revoked [127.0.0.1]:{self.strict.port} {kind} {blob}\n")
+        p, out = self.connect(self.strict)
+        self.assertEqual(out["ok"], [False], "accept_new must not trust a revoked key")
+        self.assertIn("is REVOKED", out["err"][0])
+        self.assertEqual(self.known_hosts_text(), before)
+
+
 class Auth(SSHTestCase):
     def test_wrong_key_fails_authentication_naming_the_key(self):
         p, out = self.runbook(f"""

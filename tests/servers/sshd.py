@@ -1,7 +1,7 @@
 """A throwaway OpenSSH server on 127.0.0.1 for the ssh tests and benchmark.
 
 SSHServer() generates, in a temporary directory, its own ed25519 host key
-and three client keys: `key` (authorized), `pass_key` (authorized, with
+(or the host key types given) and three client keys: `key` (authorized), `pass_key` (authorized, with
 PASSPHRASE) and `wrong_key` (not authorized).  start() runs
 /usr/sbin/sshd -D on a free port with a generated config; stop() kills it
 and removes the directory.  Logins are as the user running the tests (root
@@ -30,8 +30,8 @@ SSHD = "/usr/sbin/sshd"
 PASSPHRASE = "correct horse battery"
 
 
-def keygen(path, passphrase=""):
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", passphrase, "-C", "", "-f", path],
+def keygen(path, passphrase="", kind="ed25519"):
+    subprocess.run(["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-C", "", "-f", path],
                    check=True, stdin=subprocess.DEVNULL)
     return path
 
@@ -44,11 +44,19 @@ def fingerprint(pub_path):
 
 
 class SSHServer:
-    def __init__(self):
+    """host_keys: the types of host key sshd serves (the first is host_key);
+    ssh_rsa=True lets sshd sign with ssh-rsa (SHA-1), which OpenSSH 8.8+
+    refuses by default and is the only RSA host key algorithm libssh2 1.10
+    verifies."""
+
+    def __init__(self, host_keys=("ed25519",), ssh_rsa=False):
         self.dir = tempfile.mkdtemp(prefix="rb-sshd-")
         self.port = free_port()
         self.proc = None
-        self.host_key = keygen(os.path.join(self.dir, "ssh_host_ed25519_key"))
+        self.ssh_rsa = ssh_rsa
+        self.host_keys = {kind: keygen(os.path.join(self.dir, f"ssh_host_{kind}_key"), kind=kind)
+                          for kind in host_keys}
+        self.host_key = self.host_keys[host_keys[0]]
         self.key = keygen(os.path.join(self.dir, "id_ed25519"))
         self.pass_key = keygen(os.path.join(self.dir, "id_pass"), PASSPHRASE)
         self.wrong_key = keygen(os.path.join(self.dir, "id_wrong"))
@@ -63,10 +71,13 @@ class SSHServer:
 
     def write_config(self):
         d = self.dir
+        host_keys = "\n".join(f"HostKey {k}" for k in self.host_keys.values())
+        if self.ssh_rsa:
+            host_keys += "\nHostKeyAlgorithms +ssh-rsa"
         with open(self.config, "w") as f:
             f.write(f"""ListenAddress 127.0.0.1
 Port {self.port}
-HostKey {self.host_key}
+{host_keys}
 PidFile {d}/sshd.pid
 AuthorizedKeysFile {self.authorized}
 StrictModes no
@@ -128,18 +139,19 @@ LogLevel ERROR
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def host_pub(self):
-        with open(self.host_key + ".pub") as f:
+    def host_pub(self, kind=None):
+        with open((self.host_keys[kind] if kind else self.host_key) + ".pub") as f:
             kind, blob = f.read().split()[:2]
         return kind, blob
 
-    def known_hosts_line(self, port=None):
-        """The known_hosts entry for this server (or its key under another port)."""
-        kind, blob = self.host_pub()
+    def known_hosts_line(self, port=None, kind=None):
+        """The known_hosts entry for this server's host key (of type kind,
+        default the first), or for its key under another port."""
+        kind, blob = self.host_pub(kind)
         return f"[127.0.0.1]:{port or self.port} {kind} {blob}\n"
 
-    def fingerprint(self):
-        return fingerprint(self.host_key + ".pub")
+    def fingerprint(self, kind=None):
+        return fingerprint((self.host_keys[kind] if kind else self.host_key) + ".pub")
 
 
 if __name__ == "__main__":
