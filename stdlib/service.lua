@@ -355,13 +355,13 @@ end
 
 -- pm2 calls a crash-looping process "online" between its crashes: restarts
 -- that grew while we looked, with the uptime still short, say otherwise.
-local function pm2_judge(st, f, grew)
+local function pm2_judge(st, f, grew, window)
   st.restarts, st.uptime, st.pid = f.restarts, f.uptime, f.pid
   st.running, st.crash_loop = false, false
   if grew > 0 then
     st.crash_loop = true
     st.state = string.format("crash loop: %d restarts, %d of them in %.1f s; up %d s (pm2 says %s)",
-      f.restarts, grew, CRASH_PAUSE, f.uptime or 0, f.status)
+      f.restarts, grew, window, f.uptime or 0, f.status)
   elseif f.status == "errored" and f.restarts > 0 then
     st.crash_loop = true
     st.state = string.format("errored after %d restarts: a crash loop pm2 stopped restarting", f.restarts)
@@ -388,14 +388,15 @@ local function pm2_status(t, name, opts, st)
     st.output = last_line(lr)
     return
   end
-  local grew = 0
+  local grew, window = 0, 0
   if f.restarts > 0 and f.uptime and f.uptime < CRASH_UPTIME and f.status ~= "errored" then
+    local t0 = loop.now()
     loop.sleep(CRASH_PAUSE)
     local again = pm2_list(t, timeout)
     local f2 = again and pm2_facts(again, name)
-    if f2 then grew, f = f2.restarts - f.restarts, f2 end
+    if f2 then grew, f, window = f2.restarts - f.restarts, f2, loop.now() - t0 end
   end
-  pm2_judge(st, f, grew)
+  pm2_judge(st, f, grew, window)
   st.output = st.state
 end
 
