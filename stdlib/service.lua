@@ -389,7 +389,9 @@ local function pm2_status(t, name, opts, st)
     return
   end
   local grew, window = 0, 0
-  if f.restarts > 0 and f.uptime and f.uptime < CRASH_UPTIME and f.status ~= "errored" then
+  -- (pm2 gives no uptime while a process is not online: between two
+  -- crashes it may be "stopped" or "launching" for a moment)
+  if f.restarts > 0 and (f.uptime or 0) < CRASH_UPTIME and f.status ~= "errored" then
     local t0 = loop.now()
     loop.sleep(CRASH_PAUSE)
     local again = pm2_list(t, timeout)
