@@ -253,6 +253,25 @@ class PM2ServiceRestartTest(RealManagerMixin, OpsFixture, RunbookTestCase):
         self.assertEqual(processes_with_env("PM2_HOME", self.pm.home), [], "a pm2 process runs")
 
 
+    def test_restart_of_a_pm2_app_over_ssh(self):
+        sshd = SSHServer()
+        sshd.start()
+        self.addCleanup(sshd.stop)
+        self.pm.add("api")
+        self.pm.start()
+        known = self.write("known_hosts", sshd.known_hosts_line())
+        self.use_target(self.pm, ssh={"host": "127.0.0.1", "port": sshd.port, "user": sshd.user,
+                                      "key": sshd.key, "known_hosts": known})
+        before = self.pm.pid("api")
+        self.rb("service-restart", "--yes")
+        self.assertNotEqual(self.pm.pid("api"), before, "not restarted over ssh")
+        self.assertIsNotNone(health(self.pm.url("api")))
+        cmds = [c["args"]["cmd"] for c in self.ev("call", primitive="ssh") if c["args"]["op"] == "exec"]
+        self.assertIn(f"env PM2_HOME={self.pm.home} {PM2} restart api --no-color", cmds)
+        self.assertTrue(all(c.startswith(f"env PM2_HOME={self.pm.home} ") for c in cmds), cmds)
+        self.assertEqual([c for c in self.ev("call", primitive="exec")], [], "a command ran here, not over ssh")
+
+
 class SupervisorServiceRestartTest(RealManagerMixin, OpsFixture, RunbookTestCase):
     def test_restart_of_a_real_supervisord_program_brings_it_back(self):
         self.setup_real()
