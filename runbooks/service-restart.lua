@@ -6,7 +6,10 @@
 --   runbook run service-restart --target prod --dry-run   (status and health for real; no restart)
 --
 -- Target keys (docs/targets.md): services, manager (+ compose_file /
--- commands / ssh), health, slow_after; notify channels from the config.
+-- commands / pm2_bin, pm2_home, pm2_ecosystem / supervisor_conf / ssh),
+-- health, slow_after; notify channels from the config.  With pm2, an app
+-- the daemon no longer knows (after `pm2 kill`, a reboot) is started from
+-- pm2_ecosystem instead of restarted.
 local health = require("health")
 local incident = require("incident")
 local service = require("service")
@@ -16,7 +19,7 @@ runbook {
   name = "service-restart",
   title = "Restart a service and make sure it came back",
   severity = "P2",
-  description = "Restarts one service through systemd, docker compose, pm2 or the target's " ..
+  description = "Restarts one service through systemd, docker compose, pm2, supervisord or the target's " ..
     "commands, up to `attempts` times; checks its status and health endpoints afterwards; " ..
     "raises the severity and notifies when it does not come back.",
 }
@@ -81,6 +84,7 @@ step("Restart the service", { id = "restart", dangerous = true }, function(p)
     state.attempts = state.attempts + 1
     log.info("restart attempt %d of %d (%d in this run)", i, max, state.attempts)
     local r = service.restart(name, { check = false })
+    if r.note then log.info("%s", r.note) end
     if r.dry_run then
       log.info("dry run: the restart was not run; not waiting for %s", name)
       return
@@ -96,6 +100,10 @@ step("Restart the service", { id = "restart", dangerous = true }, function(p)
       why = string.format("%s through %s exited with code %d: %s", r.action, r.manager, r.code, r.reason)
     end
     log.warn("attempt %d failed: %s", state.attempts, why)
+    if not r.retryable then
+      log.warn("not trying again: another attempt cannot work")
+      break
+    end
   end
   restart_failed(p, why)
 end)

@@ -7,7 +7,8 @@
 --   runbook run triage --target prod --dry-run      (the same checks; nothing is sent)
 --
 -- Target keys it reads (docs/targets.md): health, slow_after, services,
--- manager (+ compose_file / commands / ssh), db, redis; notify channels
+-- manager (+ compose_file / commands / pm2_bin, pm2_home / supervisor_conf
+-- / ssh), db, redis; notify channels
 -- from the config.  A missing key skips its check with a note saying what
 -- to add.  The db URL's role needs pg_monitor (or to own the sessions) to
 -- see other roles' queries in pg_stat_activity.
@@ -82,7 +83,7 @@ step("Check the service status", { id = "status" }, function(p)
       log.info("%s (%s): %s", name, st.manager, st.state)
     else
       log.warn("%s (%s): %s", name, st.manager, st.state)
-      down[#down + 1] = name
+      down[#down + 1] = string.format("%s (%s)", name, st.state)
     end
   end
   if #down > 0 and #down == #list then

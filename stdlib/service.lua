@@ -10,8 +10,21 @@
 --             status: docker compose -f FILE ps --all --format json NAME
 --             (running = State "running" and not Health "unhealthy");
 --             logs: docker compose -f FILE logs --no-color --tail 200 NAME
---   pm2       pm2 jlist (status) | pm2 restart|start|stop NAME;
---             logs: pm2 logs NAME --lines 200 --nostream [--err]
+--   pm2       <pm2_bin> ls -m (status) | restart|start|stop NAME --no-color;
+--             logs: <pm2_bin> logs NAME --lines 200 --nostream --no-color [--err];
+--             PM2_HOME = target.pm2_home when set.  Any pm2 command starts a
+--             daemon when none runs, so every call first looks for the daemon
+--             (PM2_HOME's pm2.pid alive, rpc.sock present): status then says
+--             "pm2 daemon not running" and logs raises, starting none; a
+--             restart or start of an app the daemon does not know (after
+--             `pm2 kill`, a reboot) runs `pm2 start <pm2_ecosystem> --only
+--             NAME` instead.  A crash loop is not "online": with restarts
+--             climbing while the uptime stays under a few seconds, status
+--             says "crash loop: ..." with the counts (running = false).
+--   supervisor <supervisorctl_bin> -c <supervisor_conf> status|start|stop|restart NAME;
+--             running = state RUNNING (supervisorctl exits 0 for BACKOFF and
+--             STARTING too); logs: supervisorctl -c CONF tail -BYTES NAME
+--             stderr (stdout with errors = false), cut to the last lines
 --   commands  the argv lists of target.commands, "%s" replaced by the
 --             service: start, stop, restart, status (exit 0 = running), logs
 -- With target.ssh set ({ host=, port=, user=, key=, known_hosts= }, the
@@ -24,7 +37,11 @@
 --
 -- service.status(name, opts) -> st
 --   st = { service, manager, where, running = bool, state = "active (running)" |
---   "online" | "running" | "not running" | ..., code, output, restarts (pm2) }.
+--   "online" | "RUNNING (pid 12, uptime 0:01:02)" | "not running" | "crash loop: ..." |
+--   "pm2 daemon not running (...)" | ..., code, output, pid (pm2, supervisor),
+--   restarts, uptime (seconds), crash_loop (pm2, supervisor: BACKOFF/FATAL) }.
+--   Output is the command's, escapes removed; for pm2 the state (pm2 ls is
+--   never shown: it lists every process).
 --   A non-zero exit is "not running", not an error; a command that cannot
 --   run at all (systemctl missing, ssh refused) raises.  opts: timeout
 --   (30 s), quiet (do not echo the command's output).
@@ -45,7 +62,9 @@
 --
 -- service.restart(name, opts) / service.start / service.stop -> r
 --   r = { service, manager, action, ok, code, output, reason (the last line
---   of stderr, else stdout: usually why it failed), dry_run }.  A failure
+--   of stderr, else stdout: usually why it failed), dry_run, note (pm2: why
+--   it started the app from the ecosystem file), retryable (false when
+--   trying again cannot help: no daemon and no pm2_ecosystem) }.  A failure
 --   raises "service api: restart through systemd (deploy@app1:22) exited
 --   with code 1: <reason>" unless opts.check == false (then r.ok is false).
 --   opts.timeout: seconds (default 120).
@@ -60,8 +79,13 @@
 -- instead of the global `target`.
 local service = {}
 
+local loop = require("runbook.loop")
+
 local DEFAULT_LINES, READ_TIMEOUT, CHANGE_TIMEOUT = 200, 30, 120
 local ERROR_WORDS = { "error", "fatal", "panic", "exception", "traceback", "critical", "failed" }
+-- pm2: a process up for less than CRASH_UPTIME seconds whose restart count
+-- grows within CRASH_PAUSE seconds is crash-looping.
+local CRASH_UPTIME, CRASH_PAUSE = 5, 1.5
 
 local function target_of(opts)
   return (opts and opts.target) or target or {}
@@ -74,6 +98,26 @@ end
 local function missing(t, key, example)
   error(string.format("service: %s has no %s; add %s to it in the config file (docs/targets.md)",
     target_label(t), key, example), 0)
+end
+
+-- An optional string key: its value, or default when it is not set.
+local function string_key(t, key, default, example)
+  local v = t[key]
+  if v == nil then return default end
+  if type(v) ~= "string" or v == "" then
+    error(string.format("service: %s: %s must be a non-empty string, like %s (docs/targets.md)",
+      target_label(t), key, example), 0)
+  end
+  return v
+end
+
+-- Text without terminal escape sequences (colours, cursor moves): pm2
+-- colours its output even into a pipe, and an escape in front of a line
+-- hides what the line says from every pattern below.
+local function plain(text)
+  text = text:gsub("\27%[[0-?]*[ -/]*[@-~]", "")       -- CSI: colours, cursor
+  text = text:gsub("\27%][^\7\27]*\7", ""):gsub("\27%][^\7\27]*\27\\", "")  -- OSC: titles, links
+  return (text:gsub("\27[@-Z\\-_]", ""))                -- the other two-byte escapes
 end
 
 -- Replace every "%s" in an argument by the service name (plain text: a
@@ -89,6 +133,11 @@ local function fill(arg, name)
   end
   out[#out + 1] = arg:sub(i)
   return table.concat(out)
+end
+
+local function append(list, ...)
+  for _, a in ipairs({ ... }) do list[#list + 1] = a end
+  return list
 end
 
 local function commands_argv(t, action, name)
@@ -112,8 +161,70 @@ local function compose_file(t)
   return t.compose_file
 end
 
+-- One ssh session per target table for the run (this module is loaded
+-- once per run).
+local sessions = setmetatable({}, { __mode = "k" })
+
+local function session_for(t)
+  local s = sessions[t]
+  if s == nil then
+    if type(t.ssh) ~= "table" then
+      error(string.format("service: %s: ssh must be a table like { host = \"app1\", user = \"deploy\" }",
+        target_label(t)), 0)
+    end
+    s = ssh.connect(t.ssh)
+    sessions[t] = s
+  end
+  return s
+end
+
+-- Run argv here or over ssh; never raises on a non-zero exit.  env (a
+-- table of variables, or nil) is exec's env here and an `env K=V` prefix
+-- over ssh.
+local function run_argv(t, argv, readonly, timeout, quiet, env)
+  if t.ssh ~= nil then
+    if env then
+      local names, pre = {}, { "env" }
+      for k in pairs(env) do names[#names + 1] = k end
+      table.sort(names)
+      for _, k in ipairs(names) do pre[#pre + 1] = k .. "=" .. env[k] end
+      argv = append(pre, table.unpack(argv))
+    end
+    local r = session_for(t):exec(argv, { readonly = readonly, check = false, timeout = timeout,
+      quiet = quiet })
+    return r
+  end
+  local spec = { readonly = readonly, check = false, timeout = timeout, quiet = quiet, env = env }
+  for i, a in ipairs(argv) do spec[i] = a end
+  local r = exec(spec)
+  return r
+end
+
+-- The line that says why: the last non-blank line of stderr, else of
+-- stdout, at most 200 bytes.
+local function last_line(r)
+  for _, text in ipairs({ r.stderr or "", r.stdout or "" }) do
+    local last
+    for line in plain(text):gmatch("[^\n]+") do
+      if line:match("%S") then last = line end
+    end
+    if last then
+      last = last:gsub("^%s+", ""):gsub("%s+$", "")
+      return #last > 200 and (last:sub(1, 197) .. "...") or last
+    end
+  end
+  return ""
+end
+
+local function output_of(r)
+  local out = (r.stdout or "") .. (r.stderr ~= "" and r.stderr ~= nil and ("\n" .. r.stderr) or "")
+  return (plain(out):gsub("^%s+", ""):gsub("%s+$", ""))
+end
+
 -- Each manager: argv(t, action, name, opts) for status, logs and the
--- changes, and read_status(st, r, name) to judge the status output.
+-- changes, and read_status(st, r, name) to judge the status output; or
+-- its own status(t, name, opts, st), change(t, action, name, opts) and
+-- before_logs(t, name, opts) where one command is not enough.
 local MANAGERS = {}
 
 MANAGERS.systemd = {
@@ -138,16 +249,12 @@ MANAGERS.systemd = {
 MANAGERS.compose = {
   argv = function(t, action, name, opts)
     local base = { "docker", "compose", "-f", compose_file(t) }
-    local rest
     if action == "logs" then
-      rest = { "logs", "--no-color", "--tail", tostring(opts.lines), name }
+      return append(base, "logs", "--no-color", "--tail", tostring(opts.lines), name)
     elseif action == "status" then
-      rest = { "ps", "--all", "--format", "json", name }
-    else
-      rest = { action, name }
+      return append(base, "ps", "--all", "--format", "json", name)
     end
-    for _, a in ipairs(rest) do base[#base + 1] = a end
-    return base
+    return append(base, action, name)
   end,
   -- `ps --format json` prints a JSON array (Compose < 2.21) or one object
   -- a line (later versions).
@@ -175,37 +282,214 @@ MANAGERS.compose = {
   end,
 }
 
+-- pm2 ------------------------------------------------------------------
+
+local function pm2_bin(t) return string_key(t, "pm2_bin", "pm2", '"/usr/local/bin/pm2"') end
+
+local function pm2_env(t)
+  local home = string_key(t, "pm2_home", nil, '"/home/deploy/.pm2"')
+  return home and { PM2_HOME = home } or nil
+end
+
+-- Is the daemon of PM2_HOME (else ~/.pm2) up?  Asked of its files, never
+-- of pm2, which starts a daemon when none runs (`pm2 kill` and `pm2
+-- --version` included).  A daemon killed by a signal leaves rpc.sock
+-- behind, so the pid in pm2.pid decides.
+local PM2_DAEMON_CHECK = [[
+h="${PM2_HOME:-$HOME/.pm2}"
+pid=$(cat "$h/pm2.pid" 2>/dev/null)
+if [ -z "$pid" ]; then echo "no $h/pm2.pid"; exit 1; fi
+if ! kill -0 "$pid" 2>/dev/null && [ ! -d "/proc/$pid" ]; then
+  echo "$h/pm2.pid names pid $pid, which is not running"; exit 1
+fi
+if [ ! -S "$h/rpc.sock" ]; then echo "no $h/rpc.sock"; exit 1; fi
+echo "pm2 daemon running (pid $pid, PM2_HOME $h)"]]
+
+local function pm2_daemon(t, timeout)
+  local r = run_argv(t, { "/bin/sh", "-c", PM2_DAEMON_CHECK, "pm2-daemon-check" }, true,
+    timeout or READ_TIMEOUT, true, pm2_env(t))
+  return r.code == 0, last_line(r), r
+end
+
+-- `pm2 ls -m` (pm2's minimal list), not `pm2 jlist`: jlist prints every
+-- process's whole environment, secrets included (and a daemon started by
+-- a runbook inherits the runbook's), and exec records what it prints.  The
+-- minimal list has what status needs: per process a "+--- NAME" line, then
+-- "pid : N", "status : online", "restarted : N" (pm2_env.restart_time) and
+-- "uptime : 5s" (since pm_uptime, counted by pm2 on its own host; "0" when
+-- not online).  pm2 may print warnings before the list.
+local UPTIME_UNITS = { s = 1, m = 60, h = 3600, D = 86400, M = 2592000, Y = 31536000 }
+
+local function pm2_list(t, timeout)
+  local r = run_argv(t, { pm2_bin(t), "ls", "-m", "--no-color" }, true, timeout or READ_TIMEOUT, true,
+    pm2_env(t))
+  if r.code ~= 0 then return nil, r end
+  local list, cur = {}, nil
+  for line in plain(r.stdout or ""):gmatch("[^\n]+") do
+    local name = line:match("^%+%-%-%- (.-)%s*$")
+    if name then
+      cur = { name = name }
+      list[#list + 1] = cur
+    elseif cur then
+      local k, v = line:match("^(%a[%a ]-)%s*:%s*(.-)%s*$")
+      if k then cur[k] = v end
+    end
+  end
+  return list, r
+end
+
+-- What the list says of one process: status, restarts, pid and uptime in
+-- seconds (nil when pm2 gave none).
+local function pm2_facts(list, name)
+  for _, proc in ipairs(list) do
+    if proc.name == name then
+      local f = { status = proc.status or "unknown", restarts = math.tointeger(tonumber(proc.restarted)) or 0,
+        pid = math.tointeger(tonumber(proc.pid)) }
+      if f.pid == 0 then f.pid = nil end
+      local n, unit = (proc.uptime or ""):match("^(%d+)(%a)$")
+      if n and UPTIME_UNITS[unit] then f.uptime = tonumber(n) * UPTIME_UNITS[unit] end
+      return f
+    end
+  end
+end
+
+-- pm2 calls a crash-looping process "online" between its crashes: restarts
+-- that grew while we looked, with the uptime still short, say otherwise.
+local function pm2_judge(st, f, grew, window)
+  st.restarts, st.uptime, st.pid = f.restarts, f.uptime, f.pid
+  st.running, st.crash_loop = false, false
+  if grew > 0 then
+    st.crash_loop = true
+    st.state = string.format("crash loop: %d restarts, %d of them in %.1f s; up %d s (pm2 says %s)",
+      f.restarts, grew, window, f.uptime or 0, f.status)
+  elseif f.status == "errored" and f.restarts > 0 then
+    st.crash_loop = true
+    st.state = string.format("errored after %d restarts: a crash loop pm2 stopped restarting", f.restarts)
+  else
+    st.running = f.status == "online"
+    st.state = f.status
+  end
+end
+
+local function pm2_status(t, name, opts, st)
+  local timeout = opts.timeout or READ_TIMEOUT
+  local up, why, r = pm2_daemon(t, timeout)
+  st.code, st.dry_run, st.daemon, st.running = r.code, r.dry_run, up, false
+  if not up then
+    st.state, st.output = "pm2 daemon not running (" .. why .. ")", why
+    return
+  end
+  local list, lr = pm2_list(t, timeout)
+  st.code = lr.code
+  local f = list and pm2_facts(list, name)
+  if f == nil then
+    st.state = list and "not in pm2's list" or ("unknown (pm2 ls exited with code " .. tostring(lr.code)
+      .. ")")
+    st.output = last_line(lr)
+    return
+  end
+  local grew, window = 0, 0
+  -- (pm2 gives no uptime while a process is not online: between two
+  -- crashes it may be "stopped" or "launching" for a moment)
+  if f.restarts > 0 and (f.uptime or 0) < CRASH_UPTIME and f.status ~= "errored" then
+    local t0 = loop.now()
+    loop.sleep(CRASH_PAUSE)
+    local again = pm2_list(t, timeout)
+    local f2 = again and pm2_facts(again, name)
+    if f2 then grew, f, window = f2.restarts - f.restarts, f2, loop.now() - t0 end
+  end
+  pm2_judge(st, f, grew, window)
+  st.output = st.state
+end
+
+-- restart and start of an app the daemon does not know (it was killed, the
+-- host rebooted without `pm2 resurrect`) cannot work; start it from the
+-- ecosystem file instead.  stop with no daemon has nothing to stop.
+local function pm2_change(t, action, name, o)
+  local bin, env = pm2_bin(t), pm2_env(t)
+  local up, why = pm2_daemon(t)
+  if action == "stop" and not up then
+    return { code = 0, stdout = string.format("pm2 daemon not running (%s): %s is not running", why, name),
+      stderr = "", ran = false }
+  end
+  local list = up and pm2_list(t) or nil
+  if action == "stop" or (list and pm2_facts(list, name)) then
+    return run_argv(t, { bin, action, name, "--no-color" }, false, o.timeout, o.quiet, env)
+  end
+  local reason = not up and ("pm2 daemon not running (" .. why .. ")")
+    or (list and (name .. " is not in pm2's list") or "pm2 ls failed")
+  local eco = string_key(t, "pm2_ecosystem", nil, '"/srv/app/ecosystem.config.js"')
+  if eco == nil then
+    return { code = 1, stdout = "", ran = false, retryable = false,
+      stderr = reason .. '; add pm2_ecosystem = "/srv/app/ecosystem.config.js" to the target to start '
+        .. name .. " from it (docs/targets.md)" }
+  end
+  local r = run_argv(t, { bin, "start", eco, "--only", name, "--no-color" }, false, o.timeout, o.quiet, env)
+  r.note = string.format("%s: %s %s from %s", reason, r.dry_run and "would start" or "started", name, eco)
+  return r
+end
+
 MANAGERS.pm2 = {
-  argv = function(_, action, name, opts)
-    if action == "logs" then
-      local argv = { "pm2", "logs", name, "--lines", tostring(opts.lines), "--nostream" }
-      if opts.errors then argv[#argv + 1] = "--err" end
-      return argv, opts.errors
-    elseif action == "status" then
-      return { "pm2", "jlist" }
-    end
-    return { "pm2", action, name }
+  env = pm2_env,
+  argv = function(t, _, name, opts)         -- logs; status and the changes are below
+    local argv = { pm2_bin(t), "logs", name, "--lines", tostring(opts.lines), "--nostream", "--no-color" }
+    if opts.errors then argv[#argv + 1] = "--err" end
+    return argv, opts.errors
   end,
-  -- pm2 may print warnings before the JSON list.
-  read_status = function(st, r, name)
-    st.running, st.state = false, "not in pm2's list"
-    local list
-    for start in ("\n" .. r.stdout):gmatch("\n()%[") do
-      local ok, v = pcall(json.decode, r.stdout:sub(start - 1))
-      if ok and type(v) == "table" then list = v; break end
+  status = pm2_status,
+  change = pm2_change,
+  before_logs = function(t)
+    local up, why = pm2_daemon(t)
+    if not up then return "pm2 daemon not running (" .. why .. "); not starting one to read logs" end
+  end,
+}
+
+-- supervisor -------------------------------------------------------------
+
+local function supervisorctl(t)
+  local conf = t.supervisor_conf
+  if type(conf) ~= "string" or conf == "" then
+    missing(t, "supervisor_conf", 'supervisor_conf = "/etc/supervisor/supervisord.conf"')
+  end
+  return { string_key(t, "supervisorctl_bin", "supervisorctl", '"/usr/bin/supervisorctl"'), "-c", conf }
+end
+
+-- supervisorctl tail counts bytes, not lines: read enough bytes for the
+-- lines asked, and keep the last of them.
+local SUPERVISOR_LINE_BYTES = 256
+
+MANAGERS.supervisor = {
+  argv = function(t, action, name, opts)
+    if action == "logs" then
+      local bytes = math.max(16384, opts.lines * SUPERVISOR_LINE_BYTES)
+      return append(supervisorctl(t), "tail", "-" .. bytes, name, opts.errors and "stderr" or "stdout"),
+        opts.errors, true
     end
-    if list == nil then
-      st.state = "unknown (pm2 jlist printed no JSON list)"
-      return
-    end
-    for _, proc in ipairs(list) do
-      if proc.name == name then
-        local env = type(proc.pm2_env) == "table" and proc.pm2_env or {}
-        st.state = tostring(env.status or "unknown")
-        st.running = env.status == "online"
-        st.restarts = env.restart_time
-        st.pid = proc.pid
+    return append(supervisorctl(t), action, name)
+  end,
+  -- "api   RUNNING   pid 812, uptime 0:01:02"; a program in a group is
+  -- "group:api".  The exit code says little (0 for BACKOFF too), so the
+  -- state word decides.
+  read_status = function(st, r, name, t)
+    local out = plain(r.stdout or "")
+    for line in out:gmatch("[^\n]+") do
+      local prog, word, rest = line:match("^(%S+)%s+(%u+)%s*(.-)%s*$")
+      if prog and (prog == name or prog:sub(-#name - 1) == ":" .. name) then
+        st.running = word == "RUNNING"
+        st.crash_loop = word == "BACKOFF" or word == "FATAL"
+        st.state = word .. (rest ~= "" and (" (" .. rest .. ")") or "")
+          .. (st.crash_loop and ": a crash loop" or "")
+        st.pid = tonumber(rest:match("pid (%d+)"))
+        return
       end
+    end
+    st.running = false
+    local why = last_line(r)
+    if why:find("no such process", 1, true) then
+      st.state = "no such program in " .. t.supervisor_conf .. " (" .. why .. ")"
+    else
+      st.state = "unknown: supervisorctl exited with code " .. tostring(r.code) .. (why ~= "" and (": " .. why) or "")
+        .. " (is supervisord running?)"
     end
   end,
 }
@@ -221,13 +505,13 @@ MANAGERS.commands = {
   end,
 }
 
-local MANAGER_NAMES = { "systemd", "compose", "pm2", "commands" }
+local MANAGER_NAMES = { "systemd", "compose", "pm2", "supervisor", "commands" }
 
 function service.manager(opts)
   local t = target_of(opts)
   local m = t.manager
   if m == nil then
-    missing(t, "manager", 'manager = "systemd" (or "compose", "pm2", "commands")')
+    missing(t, "manager", 'manager = "systemd" (or "compose", "pm2", "supervisor", "commands")')
   end
   if MANAGERS[m] == nil then
     error(string.format("service: %s has manager = %q; use one of %s", target_label(t), tostring(m),
@@ -242,23 +526,6 @@ function service.list(opts)
   return {}
 end
 
--- One ssh session per target table for the run (this module is loaded
--- once per run).
-local sessions = setmetatable({}, { __mode = "k" })
-
-local function session_for(t)
-  local s = sessions[t]
-  if s == nil then
-    if type(t.ssh) ~= "table" then
-      error(string.format("service: %s: ssh must be a table like { host = \"app1\", user = \"deploy\" }",
-        target_label(t)), 0)
-    end
-    s = ssh.connect(t.ssh)
-    sessions[t] = s
-  end
-  return s
-end
-
 function service.where(opts)
   local t = target_of(opts)
   if t.ssh == nil then return "here" end
@@ -268,44 +535,10 @@ function service.where(opts)
   return string.format("%s%s", h.user and (h.user .. "@") or "", tostring(h.host))
 end
 
--- Run argv here or over ssh; never raises on a non-zero exit.
-local function run_argv(t, argv, readonly, timeout, quiet)
-  if t.ssh ~= nil then
-    local r = session_for(t):exec(argv, { readonly = readonly, check = false, timeout = timeout,
-      quiet = quiet })
-    return r
-  end
-  local spec = { readonly = readonly, check = false, timeout = timeout, quiet = quiet }
-  for i, a in ipairs(argv) do spec[i] = a end
-  local r = exec(spec)
-  return r
-end
-
 local function check_name(fn, name)
   if type(name) ~= "string" or name == "" then
     error(string.format("service.%s: expected a service name, got %s", fn, type(name)), 3)
   end
-end
-
--- The line that says why: the last non-blank line of stderr, else of
--- stdout, at most 200 bytes.
-local function last_line(r)
-  for _, text in ipairs({ r.stderr or "", r.stdout or "" }) do
-    local last
-    for line in text:gmatch("[^\n]+") do
-      if line:match("%S") then last = line end
-    end
-    if last then
-      last = last:gsub("^%s+", ""):gsub("%s+$", "")
-      return #last > 200 and (last:sub(1, 197) .. "...") or last
-    end
-  end
-  return ""
-end
-
-local function output_of(r)
-  local out = (r.stdout or "") .. (r.stderr ~= "" and r.stderr ~= nil and ("\n" .. r.stderr) or "")
-  return (out:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
 function service.status(name, opts)
@@ -313,11 +546,16 @@ function service.status(name, opts)
   opts = opts or {}
   local t = target_of(opts)
   local m = service.manager(opts)
-  local argv = MANAGERS[m].argv(t, "status", name, opts)
-  local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet)
-  local st = { service = name, manager = m, where = service.where(opts), code = r.code,
-    output = output_of(r), dry_run = r.dry_run }
-  MANAGERS[m].read_status(st, r, name)
+  local st = { service = name, manager = m }
+  if MANAGERS[m].status then
+    MANAGERS[m].status(t, name, opts, st)
+  else
+    local argv = MANAGERS[m].argv(t, "status", name, opts)
+    local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet)
+    st.code, st.output, st.dry_run = r.code, output_of(r), r.dry_run
+    MANAGERS[m].read_status(st, r, name, t)
+  end
+  st.where = service.where(opts)        -- (after the command: an ssh session names its port)
   return st
 end
 
@@ -330,10 +568,11 @@ local function looks_like_error(line)
 end
 
 -- The managers' own lines around the log: journalctl's "-- No entries --"
--- and "-- Logs begin at ...", pm2's "[TAILING] ..." and "FILE last 200 lines:".
+-- and "-- Logs begin at ...", pm2's "[TAILING] ..." and "FILE last 200
+-- lines:", supervisorctl's "==> ... <==".  (line has no escapes left.)
 local function is_note(line)
   return line:match("^%-%- .* %-%-$") ~= nil or line:match("^%-%- Logs begin") ~= nil
-    or line:match("^%[TAILING%]") ~= nil or line:match("last %d+ lines:%s*$") ~= nil
+    or line:match("^%s*%[TAILING%]") ~= nil or line:match("last %d+ lines:%s*$") ~= nil
 end
 
 function service.logs(name, opts)
@@ -342,19 +581,32 @@ function service.logs(name, opts)
   local t = target_of(opts)
   local m = service.manager(opts)
   local o = { lines = opts.lines or DEFAULT_LINES, errors = opts.errors ~= false }
-  local argv, filtered = MANAGERS[m].argv(t, "logs", name, o)
-  local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet ~= false)
+  if MANAGERS[m].before_logs then
+    local why = MANAGERS[m].before_logs(t, name, opts)
+    if why then
+      error(string.format("service %s: logs through %s (%s): %s", name, m, service.where(opts), why), 2)
+    end
+  end
+  local argv, filtered, cut = MANAGERS[m].argv(t, "logs", name, o)
+  local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet ~= false, MANAGERS[m].env
+    and MANAGERS[m].env(t))
   if r.code ~= 0 then
     error(string.format("service %s: logs through %s (%s) exited with code %d: %s", name, m,
       service.where(opts), r.code, last_line(r)), 2)
   end
-  local lg = { service = name, manager = m, text = r.stdout, lines = {}, errors = {},
+  local text = plain(r.stdout)
+  local lg = { service = name, manager = m, text = text, lines = {}, errors = {},
     filtered = filtered and true or false }
-  for line in r.stdout:gmatch("[^\n]+") do
-    if not is_note(line) then
-      lg.lines[#lg.lines + 1] = line
-      if filtered or looks_like_error(line) then lg.errors[#lg.errors + 1] = line end
-    end
+  for line in text:gmatch("[^\n]+") do
+    if line:match("%S") and not is_note(line) then lg.lines[#lg.lines + 1] = line end
+  end
+  if cut and #lg.lines > o.lines then          -- read by bytes: the first line may be cut too
+    local n = #lg.lines
+    table.move(lg.lines, n - o.lines + 1, n, 1)
+    for i = n, o.lines + 1, -1 do lg.lines[i] = nil end
+  end
+  for _, line in ipairs(lg.lines) do
+    if filtered or looks_like_error(line) then lg.errors[#lg.errors + 1] = line end
   end
   return lg
 end
@@ -363,12 +615,23 @@ local function change(action, name, opts)
   opts = opts or {}
   local t = target_of(opts)
   local m = service.manager(opts)
-  local argv = MANAGERS[m].argv(t, action, name, opts)
-  local r = run_argv(t, argv, false, opts.timeout or CHANGE_TIMEOUT, opts.quiet)
+  local M = MANAGERS[m]
+  local timeout = opts.timeout or CHANGE_TIMEOUT
+  local r
+  if M.change then
+    r = M.change(t, action, name, { timeout = timeout, quiet = opts.quiet })
+  else
+    r = run_argv(t, M.argv(t, action, name, opts), false, timeout, opts.quiet)
+  end
   local res = { service = name, manager = m, action = action, ok = r.code == 0, code = r.code,
-    output = output_of(r), reason = last_line(r), dry_run = r.dry_run }
+    output = output_of(r), reason = last_line(r), dry_run = r.dry_run, note = r.note,
+    retryable = r.retryable ~= false }
   if not res.ok and opts.check ~= false then
     local detail = res.reason ~= "" and (": " .. res.reason) or ""
+    if r.ran == false then
+      error(string.format("service %s: cannot %s through %s (%s)%s", name, action, m, service.where(opts),
+        detail), 3)
+    end
     error(string.format("service %s: %s through %s (%s) exited with code %d%s", name, action, m,
       service.where(opts), r.code, detail), 3)
   end

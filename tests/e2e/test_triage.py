@@ -6,7 +6,10 @@ responses, P2 for long-running queries or Redis down, P3 when nothing is
 wrong), the operator confirms or changes it (answers file and a real
 terminal), and the announcement reaches the notify channel.  Also
 stdlib/incident.lua through the host, and the game-day scenario under
---dry-run."""
+--dry-run.  Against a real PM2 and supervisord: a healthy app whose pm2
+log headers come coloured is P3, not P2; a crash-looping app is a crash
+loop, not "online"; with no pm2 daemon triage says so and starts none;
+and the secret in the app's environment stays off screen and transcript."""
 import os
 import subprocess
 import time
@@ -14,8 +17,13 @@ import unittest
 
 from appserver import OpsFixture, free_port
 from harness import SOURCE_DIR, RunbookTestCase
+from servers.pm2 import PM2, PM2Server, health, processes_with_env
 from servers.postgres import PG_BIN, PostgresServer
 from servers.redis import RedisServer
+from servers.supervisord import SupervisordServer
+
+# Planted in the apps' environment: `pm2 jlist` would print it.
+SECRET = "Tr1-planted-app-secret-k8wz"
 
 PG = None
 RS = None
@@ -174,6 +182,93 @@ class TriageTest(OpsFixture, RunbookTestCase):
     def test_runbook_check_passes(self):
         p = self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "triage.lua"))
         self.assertExit(p, 0)
+
+
+class RealManagerTriageTest(OpsFixture, RunbookTestCase):
+    """triage's status and log checks against a real PM2 and supervisord
+    (no database or Redis in the target: those checks say so and skip).
+    pm2 is also on PATH and PM2_HOME in the environment, as on an
+    operator's shell."""
+
+    def setUp(self):
+        super().setUp()
+        self.setup_ops(services=())
+        self.env["PATH"] = os.path.dirname(PM2) + ":" + self.env.get("PATH", "")
+
+    def pm2(self, crash=False):
+        pm = PM2Server()
+        self.addCleanup(pm.stop)
+        self.env["PM2_HOME"] = pm.home
+        pm.add("api", crash=crash, env={"API_SECRET": SECRET})
+        pm.start()
+        self.use(pm)
+        return pm
+
+    def use(self, server):
+        target = server.target()
+        target["health"] = [server.url("api")]
+        self.write_config(target)
+
+    def assertNoSecret(self, p):
+        self.assertFalse(SECRET in p.stdout + p.stderr, "the app's secret reached the screen")
+        with open(self.transcript) as f:
+            self.assertFalse(SECRET in f.read(), "the app's secret reached the transcript")
+
+    def test_healthy_pm2_app_with_coloured_logs_proposes_p3(self):
+        pm = self.pm2()
+        for _ in range(3):
+            health(pm.url("api"))       # coloured INFO lines in its log
+        p = self.rb("triage", "--yes", "-p", "scope=checkout slow")
+        self.assertLogged("api (pm2): online", "status")
+        self.assertLogged("api: 0 error line(s) in the last 0 line(s) read (filtered by the manager)", "logs")
+        logs = [c for c in self.ev("call", primitive="exec") if c.get("step") == "logs"
+                and c["args"]["argv"][0] == PM2]
+        self.assertEqual([c["args"]["argv"][1:] for c in logs],
+                         [["logs", "api", "--lines", "200", "--nostream", "--no-color", "--err"]])
+        self.assertLogged("Proposed: P3 (cosmetic)", "severity")
+        self.assertEqual(self.declared()[0], "P3")
+        self.assertNoSecret(p)
+
+    def test_crash_looping_pm2_app_is_a_crash_loop_not_online(self):
+        self.pm2(crash=True)
+        p = self.rb("triage", "--yes", "-p", "scope=site down")
+        status = " ".join(self.messages("status"))
+        self.assertRegex(status, r"api \(pm2\): (crash loop: \d+ restarts, \d+ of them in \d+\.\d s; up \d+ s "
+                                 r"\(pm2 says \w+\)|errored after \d+ restarts: a crash loop)", status)
+        self.assertNotIn("api (pm2): online", status)
+        self.assertRegex(status, r"no service is running: api \((crash loop|errored)")
+        self.assertLogged("cannot read config", "logs")       # the app's own error line, escapes removed
+        self.assertFalse(any("\x1b" in m for m in self.messages()), "an escape sequence reached a log line")
+        self.assertEqual(self.declared()[0], "P0")
+        self.assertNoSecret(p)
+
+    def test_no_pm2_daemon_is_said_and_none_is_started(self):
+        pm = self.pm2()
+        pm.kill()
+        self.rb("triage", "--yes", "-p", "scope=site down")
+        self.assertLogged(f"api (pm2): pm2 daemon not running (no {pm.home}/pm2.pid)", "status")
+        self.assertLogged("logs of api: service api: logs through pm2 (here): pm2 daemon not running", "logs")
+        self.assertEqual(self.declared()[0], "P0")
+        self.assertIsNone(pm.daemon_pid(), "triage started a pm2 daemon")
+        self.assertFalse(os.path.exists(os.path.join(pm.home, "rpc.sock")), "PM2_HOME has a new rpc.sock")
+        self.assertEqual(processes_with_env("PM2_HOME", pm.home), [], "a pm2 process runs")
+
+    def test_healthy_supervisord_program_proposes_p3(self):
+        sv = SupervisordServer()
+        self.addCleanup(sv.stop)
+        sv.add("api", env={"API_SECRET": SECRET})
+        sv.start()
+        self.use(sv)
+        p = self.rb("triage", "--yes", "-p", "scope=checkout slow")
+        self.assertRegex(" ".join(self.messages("status")), r"api \(supervisor\): RUNNING \(pid \d+, uptime ")
+        self.assertLogged("api: 0 error line(s)", "logs")
+        self.assertEqual(self.declared()[0], "P3")
+        self.assertNoSecret(p)
+
+    def declared(self):
+        notes = self.notices()
+        self.assertEqual(len(notes), 1, f"expected one announcement, got {notes}")
+        return notes[0]
 
 
 INCIDENT_TEST = r"""
