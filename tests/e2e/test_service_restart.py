@@ -92,6 +92,18 @@ class ServiceRestartTest(OpsFixture, RunbookTestCase):
         status = [c for c in self.ev("call", primitive="exec") if "status" in c["args"]["argv"][0]]
         self.assertTrue(status and all(c["outcome"] == "ok" and c["args"]["readonly"] for c in status), status)
 
+    def test_dry_run_of_a_stopped_service_reads_its_state_once_and_claims_nothing(self):
+        # Nothing was restarted, so the dry run neither waits out settle for
+        # the service to come up nor raises the severity because it did not.
+        self.app.stop()
+        self.rb("service-restart", "--dry-run", "--yes", "-p", "settle=600", timeout=60)
+        self.assertIsNone(self.app.pid(), "a dry run started the service")
+        self.assertLogged("dry run: the restart was simulated, so api was not waited for; its state now: api not running", "after")
+        self.assertLogged("would wait up to 600 s for health endpoints passing", "after")
+        self.assertEqual(self.ev("severity"), [], "a dry run raised the severity")
+        self.assertEqual(self.step_end("after")["status"], "ok")
+        self.assertEqual([n for n in self.ev("notify")], [], "a dry run announced a failure")
+
     def test_scenario_rehearsal_raises_the_severity_without_touching_anything(self):
         scenario = os.path.join(SOURCE_DIR, "examples", "scenarios", "service-restart.lua")
         before = self.app.pid()
@@ -244,8 +256,9 @@ class PM2ServiceRestartTest(RealManagerMixin, OpsFixture, RunbookTestCase):
         self.pm.start()
         self.pm.kill()
         self.use_target(self.pm)
-        p = self.rb("service-restart", "--dry-run", "--yes", expect=1)
+        p = self.rb("service-restart", "--dry-run", "--yes")
         self.assertLogged("api: pm2 daemon not running", "before")
+        self.assertLogged("dry run: the restart was simulated, so api was not waited for; its state now: pm2 daemon not running", "after")
         self.assertRegex(p.stdout, r"would run: \S*pm2 start \S*ecosystem.config.js --only api")
         self.assertLogged("would start api from " + self.pm.ecosystem, "restart")
         self.assertIsNone(self.pm.daemon_pid(), "a read-only look started a pm2 daemon")
