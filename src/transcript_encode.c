@@ -2,11 +2,14 @@
  * transcript_encode.c: a Lua table -> the members of a JSON object, for
  * transcript events, in one C walk.
  *
- * Every string value is redacted on the way (the state's secrets and URL
- * passwords), a credential member (Authorization, Cookie, password, ...) is
- * written as "***" whatever it holds, long strings are cut, bytes that are
- * not UTF-8 are escaped so every line stays valid JSON, and keys (which are
- * the host's own) are written as they are.  Doing this in Lua cost a deep
+ * Every string value is redacted on the way (src/redact.c: the state's
+ * secrets, secret-named keys, token shapes, URL passwords), a string or
+ * number under a secret-named member (Authorization, Set-Cookie, password,
+ * DB_PASSWORD, apiKey, ...) is written as "***" whatever it holds, and so
+ * is the element after a secret flag in an array (an argv's "--password",
+ * "VALUE").  Long strings are cut, bytes that are not UTF-8 are escaped so
+ * every line stays valid JSON, and keys (which are the host's own, or
+ * variable names) are written as they are.  Doing this in Lua cost a deep
  * copy per event (about 9 us of the 11 us an event took).
  *
  * The output is built in a buffer on the C stack and, past 2 KiB, in a
@@ -21,6 +24,7 @@
 
 #include <lauxlib.h>
 
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #define MAX_STRING (64 * 1024)
@@ -124,17 +128,30 @@ static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size
     free(red);
 }
 
-static int is_credential(const char *key, size_t len)
+/* A member whose name says it holds a credential: its string or number
+ * value is hidden whole.  Tables under it are still walked (a "credentials"
+ * table's user stays visible), and booleans stay (an option secret = true). */
+static int is_credential(lua_State *L, int kidx, int vidx)
 {
-    static const struct { const char *name; size_t len; } names[] = {
-        { "authorization", 13 }, { "proxy-authorization", 19 }, { "cookie", 6 },
-        { "set-cookie", 10 }, { "password", 8 }, { "passphrase", 10 }, { "x-api-key", 9 },
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (names[i].len == len && (key[0] | 0x20) == names[i].name[0] &&
-            strcasecmp(key, names[i].name) == 0)
-            return 1;
-    return 0;
+    size_t klen;
+    int vt = lua_type(L, vidx);
+
+    if (lua_type(L, kidx) != LUA_TSTRING || (vt != LUA_TSTRING && vt != LUA_TNUMBER))
+        return 0;
+    const char *key = lua_tolstring(L, kidx, &klen);
+    return rb_redact_secret_name(key, klen);
+}
+
+/* Whether the element at idx is a flag ("--password") whose next argument
+ * is a secret. */
+static int is_secret_flag(lua_State *L, int idx)
+{
+    size_t n;
+
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    const char *s = lua_tolstring(L, idx, &n);
+    return rb_redact_secret_flag(s, n);
 }
 
 static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth);
@@ -176,12 +193,17 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
 {
     if (is_array(L, idx)) {
         lua_Unsigned n = lua_rawlen(L, idx);
+        int hide_next = 0;
         putc_(L, o, '[');
         for (lua_Unsigned i = 1; i <= n; i++) {
             if (i > 1)
                 putc_(L, o, ',');
             lua_rawgeti(L, idx, (lua_Integer)i);
-            put_value(L, o, r, lua_gettop(L), depth + 1);
+            if (hide_next && lua_type(L, -1) == LUA_TSTRING)
+                put(L, o, "\"***\"", 5);
+            else
+                put_value(L, o, r, lua_gettop(L), depth + 1);
+            hide_next = is_secret_flag(L, -1);
             lua_pop(L, 1);
         }
         putc_(L, o, ']');
@@ -198,9 +220,7 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
             first = 0;
             put_key(L, o, lua_gettop(L) - 1);
             putc_(L, o, ':');
-            size_t klen = 0;
-            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
-            if (key != NULL && is_credential(key, klen))
+            if (is_credential(L, lua_gettop(L) - 1, lua_gettop(L)))
                 put(L, o, "\"***\"", 5);
             else
                 put_value(L, o, r, lua_gettop(L), depth + 1);
@@ -268,7 +288,7 @@ int rb_transcript_encode(lua_State *L)
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    rb_redactor *r = rb_transcript_redactor(L);
+    rb_redactor *r = rb_redactor_of(L);
     char local[LOCAL_OUT];
     lua_pushnil(L);                 /* slot 2: the storage once local is outgrown */
     out o = { 2, local, 0, sizeof local };
