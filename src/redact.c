@@ -92,9 +92,12 @@ static int is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
 static int is_upper(unsigned char c) { return c >= 'A' && c <= 'Z'; }
 static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
 static int is_blank(unsigned char c) { return c == ' ' || c == '\t'; }
-static int is_eol(unsigned char c) { return c == '\n' || c == '\r'; }
+/* NUL too: /proc/PID/environ separates its K=V entries with it. */
+static int is_eol(unsigned char c) { return c == '\n' || c == '\r' || c == '\0'; }
 static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; }
 static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
+/* strchr finds the terminator too: a NUL byte of the text is in no set. */
+static int in_set(unsigned char c, const char *set) { return c != '\0' && strchr(set, c) != NULL; }
 static char lower(unsigned char c) { return (char)(is_upper(c) ? c | 0x20 : c); }
 
 /* ---- key names -------------------------------------------------------- */
@@ -227,7 +230,6 @@ static void hide(scan *sc, size_t from, size_t to)
 typedef enum vend {
     V_WORD,      /* password=x in a sentence, a conninfo, a query: at a blank or & ; */
     V_EOL,       /* K=V or k: v at the start of a line: at the end of the line */
-    V_EOLQ,      /* k: v in running text: at the end of the line or a quote */
     V_DQ,        /* "K=V" as a JSON string: at the closing quote */
     V_ESC,       /* \"K=V\" inside an outer JSON string: at the backslash */
     V_SQ,        /* 'K=V': at the closing quote */
@@ -239,12 +241,9 @@ static int ends_value(vend how, unsigned char c)
 {
     switch (how) {
     case V_WORD:
-        return is_space(c) || c == '&' || c == ';' || c == '"' || c == '\'' ||
-               c == '\\' || c == '<' || c == '>';
+        return is_space(c) || is_eol(c) || in_set(c, "&;\"'\\<>");
     case V_EOL:
         return is_eol(c);
-    case V_EOLQ:
-        return is_eol(c) || c == '"' || c == '\\';
     case V_DQ:
         return is_eol(c) || c == '"';
     case V_ESC:
@@ -290,7 +289,7 @@ static size_t nested_string_end(const char *s, size_t len, size_t q)
 }
 
 /* Hide the value that starts at p; return where scanning goes on. */
-static size_t hide_value(scan *sc, size_t p, vend how, int quoted_only)
+static size_t hide_value(scan *sc, size_t p, vend how)
 {
     const char *s = sc->s;
     size_t len = sc->len, e;
@@ -313,7 +312,7 @@ static size_t hide_value(scan *sc, size_t p, vend how, int quoted_only)
         hide(sc, p + 1, e);
         return e;
     }
-    if (quoted_only || s[p] == '{' || s[p] == '[')
+    if (s[p] == '{' || s[p] == '[')
         return p;
     for (e = p; e < len && !ends_value(how, (unsigned char)s[e]); e++)
         ;
@@ -329,19 +328,26 @@ static size_t hide_value(scan *sc, size_t p, vend how, int quoted_only)
     return e;
 }
 
-/* Whether only blanks, and maybe "export" or a YAML "- ", stand between
- * the start of the line and position k. */
+/* Whether only blanks, and maybe "export" or a list or quote mark ("- "
+ * in YAML, "< " in curl -v, "# " in a config), stand between the start
+ * of the line and position k. */
 static int at_line_start(const char *s, size_t k)
 {
     while (k > 0 && is_blank((unsigned char)s[k - 1]))
         k--;
     if (k >= 6 && memcmp(s + k - 6, "export", 6) == 0 && (k == 6 || !is_key_char((unsigned char)s[k - 7])))
         k -= 6;
-    else if (k >= 1 && s[k - 1] == '-')
+    else if (k >= 1 && in_set((unsigned char)s[k - 1], "-<>*#+"))
         k--;
     while (k > 0 && is_blank((unsigned char)s[k - 1]))
         k--;
     return k == 0 || is_eol((unsigned char)s[k - 1]);
+}
+
+/* What may stand before a bare key: "@name=" or "a/b.c:" is no key. */
+static int key_boundary(unsigned char c)
+{
+    return is_space(c) || c == '\0' || in_set(c, "\"'?&;,({[<>|*+$`#");
 }
 
 /* A key that ends just before position j.  Sets *ks, *ke to the name and
@@ -364,7 +370,7 @@ static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
     }
     for (k = j; k > 0 && j - k < KEY_MAX && is_key_char((unsigned char)s[k - 1]); k--)
         ;
-    if (k == j)
+    if (k == j || (k > 0 && !key_boundary((unsigned char)s[k - 1])))
         return -1;
     *ks = k;
     *ke = j;
@@ -374,10 +380,13 @@ static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
         return V_SQ;
     if (at_line_start(s, k))
         return V_EOL;
-    return colon ? V_EOLQ : V_WORD;
+    /* k: v in running text is prose ("requires a password: put it ..."),
+     * not a YAML or header line */
+    return colon ? -1 : V_WORD;
 }
 
-/* K=V, export K=V, "K=V", --password=V, ?token=V, key = "V". */
+/* K=V, export K=V, "K=V", --password=V, ?token=V, and (a TOML or INI
+ * line) key = V. */
 static size_t at_equals(scan *sc, size_t i)
 {
     const char *s = sc->s;
@@ -388,7 +397,7 @@ static size_t at_equals(scan *sc, size_t i)
         return i + 2;                               /* ==, a comparison */
     while (j > 0 && is_blank((unsigned char)s[j - 1]))
         j--, spaced = 1;
-    if (j > 0 && strchr("=!<>", s[j - 1]))
+    if (j > 0 && in_set((unsigned char)s[j - 1], "=!<>"))
         return i + 1;
     if ((how = find_key(s, j, 0, &ks, &ke)) < 0)
         return i + 1;
@@ -399,7 +408,11 @@ static size_t at_equals(scan *sc, size_t i)
         return i + 1;
     while (p < sc->len && is_blank((unsigned char)s[p]))
         p++, spaced = 1;
-    return hide_value(sc, p, how, spaced);
+    /* spaced out in running text ({ token = "x" }, a printed table) only
+     * a K=V line of a config file counts */
+    if (spaced && how != V_EOL)
+        return i + 1;
+    return hide_value(sc, p, how);
 }
 
 /* scheme://user:password@host: hide the password, which ends at the last
@@ -446,7 +459,7 @@ static size_t at_colon(scan *sc, size_t i)
         return i + 1;
     while (p < sc->len && is_blank((unsigned char)s[p]))
         p++;
-    return hide_value(sc, p, how, 0);
+    return hide_value(sc, p, how);
 }
 
 /* Past the line break(s) at b: real ones, or the two characters \n of a
@@ -517,7 +530,7 @@ static size_t at_dash(scan *sc, size_t i)
     if (e + 1 >= len || !is_blank((unsigned char)s[e]) || s[e + 1] == '-' ||
         !rb_redact_secret_flag(s + i, e - i))
         return e;
-    return hide_value(sc, e + 1, V_WORD, 0);
+    return hide_value(sc, e + 1, V_WORD);
 }
 
 static int word_start(const char *s, size_t i)
@@ -550,7 +563,7 @@ static size_t at_underscore(scan *sc, size_t i)
     if (i >= 2 && (s[i - 2] == 's' || s[i - 2] == 'r') && s[i - 1] == 'k' && word_start(s, i - 2) &&
         len - i > 5 && (memcmp(s + i + 1, "live_", 5) == 0 || memcmp(s + i + 1, "test_", 5) == 0))
         return hide_run(sc, i + 6, 8, is_alnum);
-    if (i >= 3 && s[i - 3] == 'g' && s[i - 2] == 'h' && s[i - 1] && strchr("pousr", s[i - 1]) &&
+    if (i >= 3 && s[i - 3] == 'g' && s[i - 2] == 'h' && in_set((unsigned char)s[i - 1], "pousr") &&
         word_start(s, i - 3))
         return hide_run(sc, i + 1, 20, is_alnum);
     if (i >= 6 && memcmp(s + i - 6, "github", 6) == 0 && word_start(s, i - 6) &&
@@ -581,8 +594,8 @@ static size_t at_x(scan *sc, size_t i)
 {
     const char *s = sc->s;
 
-    if (sc->len - i < 6 || s[i + 1] != 'o' || s[i + 2] != 'x' || !s[i + 3] ||
-        !strchr("abprs", s[i + 3]) || s[i + 4] != '-' || !word_start(s, i))
+    if (sc->len - i < 6 || s[i + 1] != 'o' || s[i + 2] != 'x' ||
+        !in_set((unsigned char)s[i + 3], "abprs") || s[i + 4] != '-' || !word_start(s, i))
         return i + 1;
     return hide_run(sc, i + 5, 10, is_slack_char);
 }

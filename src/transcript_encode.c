@@ -129,17 +129,25 @@ static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size
 }
 
 /* A member whose name says it holds a credential: its string or number
- * value is hidden whole.  Tables under it are still walked (a "credentials"
+ * value is hidden whole, and so are those of an array under it (several
+ * Set-Cookie headers).  A map under it is still walked (a "credentials"
  * table's user stays visible), and booleans stay (an option secret = true). */
-static int is_credential(lua_State *L, int kidx, int vidx)
+static int is_credential_key(lua_State *L, int kidx)
 {
     size_t klen;
-    int vt = lua_type(L, vidx);
 
-    if (lua_type(L, kidx) != LUA_TSTRING || (vt != LUA_TSTRING && vt != LUA_TNUMBER))
+    if (lua_type(L, kidx) != LUA_TSTRING)
         return 0;
     const char *key = lua_tolstring(L, kidx, &klen);
-    return rb_redact_secret_name(key, klen);
+    /* "auth" alone is the host's own member saying how a login went
+     * (ssh's "agent key ..."), not a credential */
+    return rb_redact_secret_name(key, klen) && !(klen == 4 && strcasecmp(key, "auth") == 0);
+}
+
+static int is_scalar(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    return t == LUA_TSTRING || t == LUA_TNUMBER;
 }
 
 /* Whether the element at idx is a flag ("--password") whose next argument
@@ -189,7 +197,8 @@ static void put_key(lua_State *L, out *o, int kidx)
     }
 }
 
-static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
+/* hide: the table is an array under a credential member. */
+static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth, int hide)
 {
     if (is_array(L, idx)) {
         lua_Unsigned n = lua_rawlen(L, idx);
@@ -199,7 +208,7 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
             if (i > 1)
                 putc_(L, o, ',');
             lua_rawgeti(L, idx, (lua_Integer)i);
-            if (hide_next && lua_type(L, -1) == LUA_TSTRING)
+            if ((hide || hide_next) && is_scalar(L, -1))
                 put(L, o, "\"***\"", 5);
             else
                 put_value(L, o, r, lua_gettop(L), depth + 1);
@@ -220,10 +229,13 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
             first = 0;
             put_key(L, o, lua_gettop(L) - 1);
             putc_(L, o, ':');
-            if (is_credential(L, lua_gettop(L) - 1, lua_gettop(L)))
+            int top = lua_gettop(L), secret = is_credential_key(L, top - 1);
+            if (secret && is_scalar(L, top))
                 put(L, o, "\"***\"", 5);
+            else if (secret && vt == LUA_TTABLE && depth + 1 < MAX_DEPTH && is_array(L, top))
+                put_table(L, o, r, top, depth + 1, 1);
             else
-                put_value(L, o, r, lua_gettop(L), depth + 1);
+                put_value(L, o, r, top, depth + 1);
         }
         lua_pop(L, 1);
     }
@@ -270,7 +282,7 @@ static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
     default:
         if (lua_type(L, idx) == LUA_TTABLE && depth < MAX_DEPTH) {
             luaL_checkstack(L, 6, "transcript: table too deep");
-            put_table(L, o, r, idx, depth);
+            put_table(L, o, r, idx, depth, 0);
             break;
         }
         s = luaL_tolstring(L, idx, &n);     /* a function, or too deep: its name */
@@ -292,7 +304,7 @@ int rb_transcript_encode(lua_State *L)
     char local[LOCAL_OUT];
     lua_pushnil(L);                 /* slot 2: the storage once local is outgrown */
     out o = { 2, local, 0, sizeof local };
-    put_table(L, &o, r, 1, 0);
+    put_table(L, &o, r, 1, 0, 0);
     if (o.len >= 2 && o.p[0] == '{')
         lua_pushlstring(L, o.p + 1, o.len - 2);    /* members only */
     else

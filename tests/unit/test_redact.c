@@ -124,6 +124,19 @@ static void test_key_value_lines(void **state)
     expect("password = \"lua table\"", "password = \"***\"");
 }
 
+/* cat /proc/PID/environ: entries separated by NUL bytes */
+static void test_key_value_nul_separated(void **state)
+{
+    const char in[] = "PATH=/bin\0DB_PASSWORD=x\0HOME=/", want[] = "PATH=/bin\0DB_PASSWORD=***\0HOME=/";
+    size_t n;
+    char *out = rb_redact(NULL, in, sizeof in - 1, &n);
+    (void)state;
+
+    CHECK(out && n == sizeof want - 1 && memcmp(out, want, n) == 0,
+          "expected the NUL-separated DB_PASSWORD hidden, got %zu bytes: %s", n, out ? out : "(null)");
+    free(out);
+}
+
 static void test_key_value_inline(void **state)
 {
     (void)state;
@@ -131,7 +144,7 @@ static void test_key_value_inline(void **state)
     expect("PASSWORD='a b c' port=5432", "PASSWORD='***' port=5432");
     expect("run with TOKEN=abc and go", "run with TOKEN=*** and go");
     expect("mysql --user=root --password=hunter2 db", "mysql --user=root --password=*** db");
-    stays("password= nothing");
+    stays("host=db password= nothing");
     stays("if password == other then");
     stays("password != ''");
 }
@@ -184,7 +197,10 @@ static void test_yaml_and_headers(void **state)
     expect("Authorization: Bearer abc.def", "Authorization: ***");
     expect("Set-Cookie: sid=abc; Path=/; HttpOnly\nset-cookie: b=2", "Set-Cookie: ***\nset-cookie: ***");
     expect("< Cookie: a=b\n< Server: nginx", "< Cookie: ***\n< Server: nginx");
-    expect("login failed, token: abc \"x\"", "login failed, token: *** \"x\"");
+    expect("curl -H \"Authorization: Bearer abc\" -H 'X-Api-Key: k1' http://h/",
+           "curl -H \"Authorization: ***\" -H 'X-Api-Key: ***' http://h/");
+    expect("[db]\npassword = hunter2\n# token = t0k\n", "[db]\npassword = ***\n# token = ***\n");
+
 }
 
 /* ---- token shapes ------------------------------------------------------ */
@@ -313,6 +329,11 @@ static void test_ordinary_text_stays(void **state)
     stays("{\"name\":\"api\",\"pm_id\":0,\"status\":\"online\",\"user\":\"app\",\"PORT\":\"3000\"}");
     stays("-rw------- 1 root root 1679 Dec  1 20:58 /etc/ssl/private/key.pem");
     stays("exit status 0 -- all done --verbose");
+    /* prose and printed tables, not YAML, header or config lines */
+    stays("redis: NOAUTH (the server requires a password: put :PASSWORD@ before the host)");
+    stays("ssh: failed (tried key /tmp/x/id_pass: cannot be used: wrong passphrase)");
+    stays("{ token = \"x-1\" }");
+    stays("@auth=[\"OK\"]");
 }
 
 /* ---- the Lua functions ------------------------------------------------- */
@@ -378,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_registered_secrets_overlapping),
         cmocka_unit_test(test_registered_secret_binary_and_long),
         cmocka_unit_test(test_key_value_lines),
+        cmocka_unit_test(test_key_value_nul_separated),
         cmocka_unit_test(test_key_value_inline),
         cmocka_unit_test(test_json_members),
         cmocka_unit_test(test_json_escaped_inside_a_string),
