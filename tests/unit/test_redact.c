@@ -336,6 +336,52 @@ static void test_ordinary_text_stays(void **state)
     stays("@auth=[\"OK\"]");
 }
 
+/* ---- robustness -------------------------------------------------------- */
+
+/* Every prefix of texts full of rule triggers, and random texts over an
+ * alphabet of them, each in a buffer of its exact size (so the sanitizer
+ * build sees any read past the end): redaction never fails, never grows a
+ * text more than "***" per byte, and rb_redact_needed agrees with it. */
+static void check_consistent(const char *text, size_t len)
+{
+    char *copy = malloc(len ? len : 1);
+    size_t n;
+
+    memcpy(copy, text, len);
+    char *out = rb_redact(NULL, copy, len, &n);
+    CHECK(out != NULL && n <= 3 * len + 3, "redact of %zu bytes failed or grew to %zu", len, n);
+    int changed = n != len || memcmp(out, copy, len) != 0;
+    CHECK(rb_redact_needed(NULL, copy, len) == changed,
+          "rb_redact_needed disagrees with rb_redact on \"%.*s\"", (int)len, copy);
+    free(out);
+    free(copy);
+}
+
+static void test_truncated_and_random_texts(void **state)
+{
+    static const char *texts[] = {
+        "export DB_PASSWORD=\"a b\"\n", "{\"a\": \"{\\\"token\\\":\\\"x\\\\\\\"y\\\"}\"}",
+        "-----BEGIN RSA PRIVATE KEY-----\\nAAA\\n-----END RSA PRIVATE KEY-----",
+        "postgres://app:p@ss@db:5432/x?sig=1&key=2", "--password hunter2 --api-key k",
+        "sk_live_4eC39HqLyjWDarjt ghp_16C7e42F292c6912E7710c8 github_pat_11ABCDEFG0123456789_ab",
+        "AKIAIOSFODNN7EXAMPLE xoxb-123456789012 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIx.dozjgNryP4J3j",
+        "  password: 'x'\n< Set-Cookie: a=b\n'k'", NULL };
+    static const char alphabet[] = "=:-_Axe\"'\\\n {}[]@/?&;.#<>yJKIASkpasword_tokenBEGIN PRIVATE KEY";
+    char buf[96];
+    unsigned seed = 12345;
+    (void)state;
+
+    for (const char **t = texts; *t; t++)
+        for (size_t len = 0; len <= strlen(*t); len++)
+            check_consistent(*t, len);
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (seed = seed * 1103515245u + 12345u) % sizeof buf;
+        for (size_t i = 0; i < len; i++)
+            buf[i] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof alphabet - 1)];
+        check_consistent(buf, len);
+    }
+}
+
 /* ---- the Lua functions ------------------------------------------------- */
 
 static lua_State *new_state(void)
@@ -413,6 +459,7 @@ int main(void)
         cmocka_unit_test(test_flag_with_separate_value),
         cmocka_unit_test(test_names_and_flags),
         cmocka_unit_test(test_ordinary_text_stays),
+        cmocka_unit_test(test_truncated_and_random_texts),
         cmocka_unit_test(test_lua_redact_uses_the_rules),
         cmocka_unit_test(test_lua_line_redactor_hides_key_body),
     };
