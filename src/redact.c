@@ -96,6 +96,20 @@ static int is_blank(unsigned char c) { return c == ' ' || c == '\t'; }
 static int is_eol(unsigned char c) { return c == '\n' || c == '\r' || c == '\0'; }
 static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; }
 static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
+
+/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), and
+ * the marks a YAML, curl -v or config line may start with: tables, as
+ * these are asked at every '=' and ':'. */
+#define BOUNDARY 1
+#define LINE_MARK 2
+static const unsigned char char_class[256] = {
+    [' '] = BOUNDARY, ['\t'] = BOUNDARY, ['\n'] = BOUNDARY, ['\r'] = BOUNDARY, ['\f'] = BOUNDARY,
+    ['\v'] = BOUNDARY, ['\0'] = BOUNDARY, ['"'] = BOUNDARY, ['\''] = BOUNDARY, ['?'] = BOUNDARY,
+    ['&'] = BOUNDARY, [';'] = BOUNDARY, [','] = BOUNDARY, ['('] = BOUNDARY, ['{'] = BOUNDARY,
+    ['['] = BOUNDARY, ['|'] = BOUNDARY, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
+    ['<'] = BOUNDARY | LINE_MARK, ['>'] = BOUNDARY | LINE_MARK, ['*'] = BOUNDARY | LINE_MARK,
+    ['+'] = BOUNDARY | LINE_MARK, ['#'] = BOUNDARY | LINE_MARK, ['-'] = LINE_MARK,
+};
 /* strchr finds the terminator too: a NUL byte of the text is in no set. */
 static int in_set(unsigned char c, const char *set) { return c != '\0' && strchr(set, c) != NULL; }
 static char lower(unsigned char c) { return (char)(is_upper(c) ? c | 0x20 : c); }
@@ -356,17 +370,16 @@ static int at_line_start(const char *s, size_t k)
         k--;
     if (k >= 6 && memcmp(s + k - 6, "export", 6) == 0 && (k == 6 || !is_key_char((unsigned char)s[k - 7])))
         k -= 6;
-    else if (k >= 1 && in_set((unsigned char)s[k - 1], "-<>*#+"))
+    else if (k >= 1 && (char_class[(unsigned char)s[k - 1]] & LINE_MARK))
         k--;
     while (k > 0 && is_blank((unsigned char)s[k - 1]))
         k--;
     return k == 0 || is_eol((unsigned char)s[k - 1]);
 }
 
-/* What may stand before a bare key: "@name=" or "a/b.c:" is no key. */
 static int key_boundary(unsigned char c)
 {
-    return is_space(c) || c == '\0' || in_set(c, "\"'?&;,({[<>|*+$`#");
+    return char_class[c] & BOUNDARY;
 }
 
 /* A key that ends just before position j.  Sets *ks, *ke to the name and
@@ -416,7 +429,7 @@ static size_t at_equals(scan *sc, size_t i)
         return i + 2;                               /* ==, a comparison */
     while (j > 0 && is_blank((unsigned char)s[j - 1]))
         j--, spaced = 1;
-    if (j > 0 && in_set((unsigned char)s[j - 1], "=!<>"))
+    if (j > 0 && (s[j - 1] == '=' || s[j - 1] == '!' || s[j - 1] == '<' || s[j - 1] == '>'))
         return i + 1;
     if ((how = find_key(s, j, 0, &ks, &ke)) < 0)
         return i + 1;
@@ -619,14 +632,16 @@ static size_t at_x(scan *sc, size_t i)
     return hide_run(sc, i + 5, 10, is_slack_char);
 }
 
-/* eyJ...: a JWT is three base64url parts; the header starts with eyJ ({"). */
-static size_t at_e(scan *sc, size_t i)
+/* eyJ...: a JWT is three base64url parts; the header starts with eyJ ({").
+ * The scan stops at the J, a rarer letter than the e. */
+static size_t at_upper_j(scan *sc, size_t j)
 {
     const char *s = sc->s;
-    size_t p = i;
+    size_t i = j - 2, p;
 
-    if (sc->len - i < 3 || s[i + 1] != 'y' || s[i + 2] != 'J' || !word_start(s, i))
-        return i + 1;
+    if (j < 2 || s[j - 2] != 'e' || s[j - 1] != 'y' || !word_start(s, j - 2))
+        return j + 1;
+    p = i;
     for (int part = 0; part < 3; part++) {
         size_t start = p;
         while (p < sc->len && is_b64url((unsigned char)s[p]))
@@ -644,7 +659,7 @@ static size_t at_e(scan *sc, size_t i)
 }
 
 static const unsigned char trigger[256] = {
-    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['e'] = 1,
+    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1,
 };
 
 /* Run every rule over the text; with no mask, stop at the first hit. */
@@ -665,7 +680,7 @@ static int scan_text(scan *sc)
         case '_': next = at_underscore(sc, i); break;
         case 'A': next = at_upper_a(sc, i); break;
         case 'x': next = at_x(sc, i); break;
-        default:  next = at_e(sc, i); break;
+        default:  next = at_upper_j(sc, i); break;
         }
         if (sc->hit && !sc->mask)
             return 1;
@@ -827,7 +842,10 @@ static int l_redact(lua_State *L)
         return 1;
     }
     s = lua_tolstring(L, 1, &len);
-    push_redacted(L, s, len);
+    if (rb_redact_needed(rb_redactor_of(L), s, len))
+        push_redacted(L, s, len);
+    else
+        lua_settop(L, 1);       /* the common case: the string itself, no copy */
     return 1;
 }
 
