@@ -136,10 +136,10 @@ static int part_is_secret(const char *p, size_t n, const char *prev)
 {
     static const char *const inside[] = { "password", "passwd", "passphrase", "secret",
         "credential", "cookie", "signature", "apikey", "privatekey", "accesskey",
-        "sessionkey", "signingkey", "masterkey", "encryptionkey", NULL };
+        "sessionkey", "signingkey", "masterkey", "encryptionkey", "dockerconfigjson", "dockercfg", NULL };
     static const char *const whole[] = { "pass", "auth", "authorization", NULL };
     static const char *const key_after[] = { "api", "private", "access", "session",
-        "secret", "signing", "master", "encryption", "client", "auth", NULL };
+        "secret", "signing", "master", "encryption", "client", "auth", "tls", NULL };
 
     for (const char *const *w = inside; *w; w++)
         if (strstr(p, *w))
@@ -184,11 +184,11 @@ static size_t next_part(const char *name, size_t len, size_t *i, char *part)
  * pass with no splitting into parts. */
 static int has_secret_stem(const char *name, size_t len)
 {
-    static const char stems[][4] = { "pas", "sec", "cre", "coo", "sig", "key", "aut", "tok" };
+    static const char stems[][4] = { "pas", "sec", "cre", "coo", "sig", "key", "aut", "tok", "doc" };
 
     for (size_t i = 0; i + 3 <= len; i++) {
         char c = lower((unsigned char)name[i]);
-        if (c != 'p' && c != 's' && c != 'c' && c != 'k' && c != 'a' && c != 't')
+        if (c != 'p' && c != 's' && c != 'c' && c != 'k' && c != 'a' && c != 't' && c != 'd')
             continue;
         char b = lower((unsigned char)name[i + 1]), d = lower((unsigned char)name[i + 2]);
         for (size_t k = 0; k < sizeof stems / sizeof stems[0]; k++)

@@ -158,6 +158,11 @@ static void test_json_members(void **state)
     expect("{\"api_key\": 12345, \"n\": 1}", "{\"api_key\": ***, \"n\": 1}");
     expect("{\"token\" : \"a\\\"b\", \"x\": 1}", "{\"token\" : \"***\", \"x\": 1}");
     expect("{'password': 'py repr'}", "{'password': '***'}");
+    /* kubectl get secret -o json of a TLS, an ssh-auth and a registry secret */
+    expect("\"data\": {\"tls.crt\": \"LS0tQ1JU\", \"tls.key\": \"LS0tS0VZ\", \"ssh-privatekey\": \"AAAA\","
+           " \".dockerconfigjson\": \"eyJhdXRocyI6e30=\"}",
+           "\"data\": {\"tls.crt\": \"LS0tQ1JU\", \"tls.key\": \"***\", \"ssh-privatekey\": \"***\","
+           " \".dockerconfigjson\": \"***\"}");
     /* JSON's own words say nothing secret */
     stays("{\"password_set\": true, \"auth\": null, \"secret\": false}");
     /* a structure under a secret-named key is walked, not hidden whole */
