@@ -98,15 +98,16 @@ static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '
 static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
 
 /* What may stand before a bare key ("@name=" or "a/b.c:" is no key), and
- * the marks a YAML, curl -v or config line may start with: tables, as
- * these are asked at every '=' and ':'. */
+ * the marks a YAML, curl -v or config line, or a line of output shown
+ * behind runbook's "    | ", may start with: tables, as these are asked at
+ * every '=' and ':'. */
 #define BOUNDARY 1
 #define LINE_MARK 2
 static const unsigned char char_class[256] = {
     [' '] = BOUNDARY, ['\t'] = BOUNDARY, ['\n'] = BOUNDARY, ['\r'] = BOUNDARY, ['\f'] = BOUNDARY,
     ['\v'] = BOUNDARY, ['\0'] = BOUNDARY, ['"'] = BOUNDARY, ['\''] = BOUNDARY, ['?'] = BOUNDARY,
     ['&'] = BOUNDARY, [';'] = BOUNDARY, [','] = BOUNDARY, ['('] = BOUNDARY, ['{'] = BOUNDARY,
-    ['['] = BOUNDARY, ['|'] = BOUNDARY, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
+    ['['] = BOUNDARY, ['|'] = BOUNDARY | LINE_MARK, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
     ['<'] = BOUNDARY | LINE_MARK, ['>'] = BOUNDARY | LINE_MARK, ['*'] = BOUNDARY | LINE_MARK,
     ['+'] = BOUNDARY | LINE_MARK, ['#'] = BOUNDARY | LINE_MARK, ['-'] = LINE_MARK,
 };
@@ -362,8 +363,8 @@ static size_t hide_value(scan *sc, size_t p, vend how)
 }
 
 /* Whether only blanks, and maybe "export" or a list or quote mark ("- "
- * in YAML, "< " in curl -v, "# " in a config), stand between the start
- * of the line and position k. */
+ * in YAML, "< " in curl -v, "# " in a config, "| " before a line of shown
+ * output), stand between the start of the line and position k. */
 static int at_line_start(const char *s, size_t k)
 {
     while (k > 0 && is_blank((unsigned char)s[k - 1]))

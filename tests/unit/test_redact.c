@@ -120,6 +120,7 @@ static void test_key_value_lines(void **state)
            "STRIPE_PRIVATE_KEY=***\nSESSION_KEY=***\nACCESS_KEY=***\nAPIKEY=***\nDB_CREDENTIALS=***\n");
     expect("apiKey=xyz\r\nclientSecret=abc\r\ndbPass=p\r\n", "apiKey=***\r\nclientSecret=***\r\ndbPass=***\r\n");
     expect("  - DB_PASSWORD=composed", "  - DB_PASSWORD=***");
+    expect("    | MYSQL_PASSWORD=correct horse\n    | PORT=1", "    | MYSQL_PASSWORD=***\n    | PORT=1");
     expect("mypassword=x stays hidden", "mypassword=***");
     expect("password = \"lua table\"", "password = \"***\"");
 }
