@@ -1,15 +1,15 @@
 /*
- * The transcript: a hash-chained JSON Lines writer, its verifier, the
- * redactor that keeps secrets out of it, and the Lua module
- * "runbook.transcript" over all three.  See include/runbook/transcript.h for
- * the line format and the hash rule.
+ * The transcript: a hash-chained JSON Lines writer, its verifier, and the
+ * Lua module "runbook.transcript" over both (its secret/redact functions
+ * come from src/redact.c).  See include/runbook/transcript.h for the line
+ * format and the hash rule.
  */
 #include "runbook/host.h"
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #include <ctype.h>
 #include <errno.h>
-#include <strings.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,8 +25,6 @@
 
 #define VSTATE_MT   "runbook.transcript.reading"
 #define WRITER_MT   "runbook.transcript.writer"
-#define REDACTOR_MT "runbook.transcript.redactor"
-#define REDACTOR_KEY "runbook.redactor"   /* registry key of this state's redactor */
 
 #define HASH_MEMBER ",\"hash\":\""
 #define PREV_MEMBER "\"prev\":\""
@@ -694,206 +692,6 @@ int rb_transcript_verify(const char *path, rb_verify_result *res)
     return got < 0 ? -1 : s.verdict;
 }
 
-/* ---- redaction ------------------------------------------------------- */
-
-typedef struct secret {
-    char *p;
-    size_t len;
-} secret;
-
-struct rb_redactor {
-    secret *v;
-    size_t n, cap;
-};
-
-rb_redactor *rb_redactor_new(void)
-{
-    return calloc(1, sizeof(rb_redactor));
-}
-
-void rb_redactor_free(rb_redactor *r)
-{
-    if (!r)
-        return;
-    for (size_t i = 0; i < r->n; i++)
-        free(r->v[i].p);
-    free(r->v);
-    free(r);
-}
-
-static int has_secret(const rb_redactor *r, const char *value, size_t len)
-{
-    for (size_t i = 0; i < r->n; i++)
-        if (r->v[i].len == len && memcmp(r->v[i].p, value, len) == 0)
-            return 1;
-    return 0;
-}
-
-int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
-{
-    /* A runbook may mark the same value in a loop: keep the list short. */
-    if (len == 0 || has_secret(r, value, len))
-        return 0;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 8;
-        secret *v = realloc(r->v, cap * sizeof *v);
-        if (!v)
-            return -1;
-        r->v = v;
-        r->cap = cap;
-    }
-    if (!(r->v[r->n].p = malloc(len)))
-        return -1;
-    memcpy(r->v[r->n].p, value, len);
-    r->v[r->n++].len = len;
-    return 0;
-}
-
-/*
- * Redaction marks every byte to hide, then prints each run of marked bytes
- * as one "***".  Marking instead of replacing in turn means the order of
- * the secrets does not matter: a secret containing another, or two that
- * overlap, are hidden whole, and a "***" already written can never be
- * matched again.
- */
-static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
-{
-    for (size_t i = 0; r && i < r->n; i++) {
-        const secret *k = &r->v[i];
-        const char *p = s, *end = s + len;
-        while ((size_t)(end - p) >= k->len && (p = memmem(p, (size_t)(end - p), k->p, k->len))) {
-            memset(mask + (p - s), 1, k->len);
-            p++;   /* occurrences may overlap: "aaa" holds "aa" twice */
-        }
-    }
-}
-
-static int is_scheme_char(char c)
-{
-    return isalnum((unsigned char)c) || c == '+' || c == '.' || c == '-';
-}
-
-/* Where the user and password of a URL stop.  '"' and '\\' cannot appear
- * in a URL unencoded; stopping at them keeps "http://h:80","to":"a@b" in
- * a JSON text from being read as a password and mangled. */
-static int ends_userinfo(char c)
-{
-    return isspace((unsigned char)c) || c == '/' || c == '"' || c == '\\';
-}
-
-/* scheme://user:password@host: mark the password. */
-static void mark_url_passwords(const char *s, size_t len, unsigned char *mask)
-{
-    const char *end = s + len;
-
-    for (const char *p = s; (p = memmem(p, (size_t)(end - p), "://", 3)); p += 3) {
-        if (p == s || !is_scheme_char(p[-1]))
-            continue;
-        const char *q = p + 3;
-        while (q < end && *q != ':' && *q != '@' && !ends_userinfo(*q))
-            q++;
-        if (q == end || *q != ':')
-            continue;
-        const char *pw = ++q;
-        while (q < end && *q != '@' && !ends_userinfo(*q))
-            q++;
-        if (q < end && *q == '@' && q > pw)
-            memset(mask + (pw - s), 1, (size_t)(q - pw));
-    }
-}
-
-/* Copy s into out (when not NULL) with each marked run as "***"; return
- * the output length, so one pass sizes the buffer and a second fills it. */
-static size_t emit_redacted(const char *s, size_t len, const unsigned char *mask, char *out)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len; i++) {
-        if (!mask[i]) {
-            if (out)
-                out[o] = s[i];
-            o++;
-        } else if (i == 0 || !mask[i - 1]) {
-            if (out)
-                memcpy(out + o, "***", 3);
-            o += 3;
-        }
-    }
-    return o;
-}
-
-/* libpq's keyword form ("host=db password=s3cret", or password='a b')
- * carries a password that is not in a URL: hide the value after each
- * "password=", whatever the case. */
-static void mark_keyword_passwords(const char *s, size_t len, unsigned char *mask)
-{
-    static const char key[] = "password=";
-    const size_t klen = sizeof key - 1;
-
-    for (size_t i = 0; i + klen <= len; i++) {
-        if ((s[i] | 0x20) != 'p' || strncasecmp(s + i, key, klen) != 0 ||
-            (i > 0 && isalnum((unsigned char)s[i - 1])))
-            continue;
-        size_t v = i + klen, e = v;
-        if (v < len && s[v] == '\'') {
-            for (e = v + 1; e < len && s[e] != '\''; e++)
-                ;
-            v++;
-        } else {
-            while (e < len && !isspace((unsigned char)s[e]) && s[e] != '&' && s[e] != ';' &&
-                   s[e] != '"' && s[e] != '\\')
-                e++;
-        }
-        if (e > v)
-            memset(mask + v, 1, e - v);
-        i = e;
-    }
-}
-
-static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
-{
-    memset(mask, 0, len);
-    mark_secrets(r, s, len, mask);
-    mark_url_passwords(s, len, mask);
-    mark_keyword_passwords(s, len, mask);
-}
-
-/* Whether s holds anything redact() would hide: most strings in an event
- * hold nothing, and this check costs no allocation. */
-int rb_redact_needed(const rb_redactor *r, const char *s, size_t len)
-{
-    for (size_t i = 0; r && i < r->n; i++)
-        if (r->v[i].len <= len && memmem(s, len, r->v[i].p, r->v[i].len))
-            return 1;
-    if (memmem(s, len, "://", 3))
-        return 1;
-    for (const char *p = s, *end = s + len; (p = memchr(p, '=', (size_t)(end - p))); p++)
-        if (p - s >= 8 && strncasecmp(p - 8, "password", 8) == 0)
-            return 1;
-    return 0;
-}
-
-/* A NULL r hides URL passwords only. */
-char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen)
-{
-    unsigned char *mask = malloc(len ? len : 1);
-    char *out = NULL;
-    size_t n;
-
-    if (!mask)
-        return NULL;
-    mark_all(r, s, len, mask);
-    n = emit_redacted(s, len, mask, NULL);
-    if ((out = malloc(n + 1))) {
-        emit_redacted(s, len, mask, out);
-        out[n] = '\0';
-        if (outlen)
-            *outlen = n;
-    }
-    free(mask);
-    return out;
-}
-
 /* ---- Lua: the writer ------------------------------------------------- */
 
 typedef struct writer {
@@ -1109,76 +907,6 @@ static int l_sha256(lua_State *L)
     return 1;
 }
 
-/* ---- Lua: the state's redactor --------------------------------------- */
-
-typedef struct redactor_box {
-    rb_redactor *r;
-} redactor_box;
-
-static int l_redactor_gc(lua_State *L)
-{
-    redactor_box *b = luaL_checkudata(L, 1, REDACTOR_MT);
-    rb_redactor *r = b->r;
-
-    b->r = NULL;
-    rb_redactor_free(r);
-    return 0;
-}
-
-/* The redactor of this lua_State, created on first use and kept in the
- * registry, so the host can drop it after a run by clearing the key. */
-rb_redactor *rb_transcript_redactor(lua_State *L)
-{
-    redactor_box *b;
-
-    if (lua_getfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY) == LUA_TUSERDATA) {
-        b = luaL_checkudata(L, -1, REDACTOR_MT);
-        lua_pop(L, 1);
-        return b->r;
-    }
-    lua_pop(L, 1);
-    b = lua_newuserdatauv(L, sizeof *b, 0);
-    b->r = NULL;
-    luaL_setmetatable(L, REDACTOR_MT);
-    if (!(b->r = rb_redactor_new()))
-        luaL_error(L, "transcript: out of memory");
-    lua_setfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY);
-    return b->r;
-}
-
-static int l_secret(lua_State *L)
-{
-    size_t len;
-    const char *s = luaL_checklstring(L, 1, &len);
-
-    if (rb_redactor_add(rb_transcript_redactor(L), s, len) != 0)
-        return luaL_error(L, "transcript: out of memory");
-    lua_settop(L, 1);
-    return 1;
-}
-
-/* The mask is a userdata and the output a luaL_Buffer, so a memory error
- * raised half-way leaks nothing. */
-static int l_redact(lua_State *L)
-{
-    size_t len, n;
-    const char *s;
-    unsigned char *mask;
-    luaL_Buffer b;
-
-    if (lua_type(L, 1) != LUA_TSTRING) {
-        lua_settop(L, 1);
-        return 1;
-    }
-    s = lua_tolstring(L, 1, &len);
-    mask = lua_newuserdatauv(L, len ? len : 1, 0);
-    mark_all(rb_transcript_redactor(L), s, len, mask);
-    n = emit_redacted(s, len, mask, NULL);
-    emit_redacted(s, len, mask, luaL_buffinitsize(L, &b, n));
-    luaL_pushresultsize(&b, n);
-    return 1;
-}
-
 static const luaL_Reg writer_methods[] = {
     { "append", l_append },
     { "sync", l_sync },
@@ -1195,8 +923,6 @@ static const luaL_Reg funcs[] = {
     { "verify", l_verify },
     { "timestamp", l_timestamp },
     { "sha256", l_sha256 },
-    { "secret", l_secret },
-    { "redact", l_redact },
     { NULL, NULL }
 };
 
@@ -1204,12 +930,12 @@ static void create_metatables(lua_State *L)
 {
     rb_class(L, VSTATE_MT, l_vstate_gc, NULL, NULL);
     rb_class(L, WRITER_MT, l_close, l_tostring, writer_methods);
-    rb_class(L, REDACTOR_MT, l_redactor_gc, NULL, NULL);
 }
 
 int luaopen_runbook_transcript(lua_State *L)
 {
     create_metatables(L);
     luaL_newlib(L, funcs);
+    rb_redact_openlib(L);       /* secret, redact, line_redactor (src/redact.c) */
     return 1;
 }

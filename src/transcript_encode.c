@@ -2,11 +2,14 @@
  * transcript_encode.c: a Lua table -> the members of a JSON object, for
  * transcript events, in one C walk.
  *
- * Every string value is redacted on the way (the state's secrets and URL
- * passwords), a credential member (Authorization, Cookie, password, ...) is
- * written as "***" whatever it holds, long strings are cut, bytes that are
- * not UTF-8 are escaped so every line stays valid JSON, and keys (which are
- * the host's own) are written as they are.  Doing this in Lua cost a deep
+ * Every string value is redacted on the way (src/redact.c: the state's
+ * secrets, secret-named keys, token shapes, URL passwords), a string or
+ * number under a secret-named member (Authorization, Set-Cookie, password,
+ * DB_PASSWORD, apiKey, ...) is written as "***" whatever it holds, and so
+ * is the element after a secret flag in an array (an argv's "--password",
+ * "VALUE").  Long strings are cut, bytes that are not UTF-8 are escaped so
+ * every line stays valid JSON, and keys (which are the host's own, or
+ * variable names) are written as they are.  Doing this in Lua cost a deep
  * copy per event (about 9 us of the 11 us an event took).
  *
  * The output is built in a buffer on the C stack and, past 2 KiB, in a
@@ -21,6 +24,7 @@
 
 #include <lauxlib.h>
 
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #define MAX_STRING (64 * 1024)
@@ -124,17 +128,38 @@ static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size
     free(red);
 }
 
-static int is_credential(const char *key, size_t len)
+/* A member whose name says it holds a credential: its string or number
+ * value is hidden whole, and so are those of an array under it (several
+ * Set-Cookie headers).  A map under it is still walked (a "credentials"
+ * table's user stays visible), and booleans stay (an option secret = true). */
+static int is_credential_key(lua_State *L, int kidx)
 {
-    static const struct { const char *name; size_t len; } names[] = {
-        { "authorization", 13 }, { "proxy-authorization", 19 }, { "cookie", 6 },
-        { "set-cookie", 10 }, { "password", 8 }, { "passphrase", 10 }, { "x-api-key", 9 },
-    };
-    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (names[i].len == len && (key[0] | 0x20) == names[i].name[0] &&
-            strcasecmp(key, names[i].name) == 0)
-            return 1;
-    return 0;
+    size_t klen;
+
+    if (lua_type(L, kidx) != LUA_TSTRING)
+        return 0;
+    const char *key = lua_tolstring(L, kidx, &klen);
+    /* "auth" alone is the host's own member saying how a login went
+     * (ssh's "agent key ..."), not a credential */
+    return rb_redact_secret_name(key, klen) && !(klen == 4 && strcasecmp(key, "auth") == 0);
+}
+
+static int is_scalar(lua_State *L, int idx)
+{
+    int t = lua_type(L, idx);
+    return t == LUA_TSTRING || t == LUA_TNUMBER;
+}
+
+/* Whether the element at idx is a flag ("--password") whose next argument
+ * is a secret. */
+static int is_secret_flag(lua_State *L, int idx)
+{
+    size_t n;
+
+    if (lua_type(L, idx) != LUA_TSTRING)
+        return 0;
+    const char *s = lua_tolstring(L, idx, &n);
+    return rb_redact_secret_flag(s, n);
 }
 
 static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth);
@@ -172,16 +197,22 @@ static void put_key(lua_State *L, out *o, int kidx)
     }
 }
 
-static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
+/* hide: the table is an array under a credential member. */
+static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth, int hide)
 {
     if (is_array(L, idx)) {
         lua_Unsigned n = lua_rawlen(L, idx);
+        int hide_next = 0;
         putc_(L, o, '[');
         for (lua_Unsigned i = 1; i <= n; i++) {
             if (i > 1)
                 putc_(L, o, ',');
             lua_rawgeti(L, idx, (lua_Integer)i);
-            put_value(L, o, r, lua_gettop(L), depth + 1);
+            if ((hide || hide_next) && is_scalar(L, -1))
+                put(L, o, "\"***\"", 5);
+            else
+                put_value(L, o, r, lua_gettop(L), depth + 1);
+            hide_next = is_secret_flag(L, -1);
             lua_pop(L, 1);
         }
         putc_(L, o, ']');
@@ -198,12 +229,13 @@ static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
             first = 0;
             put_key(L, o, lua_gettop(L) - 1);
             putc_(L, o, ':');
-            size_t klen = 0;
-            const char *key = lua_type(L, -2) == LUA_TSTRING ? lua_tolstring(L, -2, &klen) : NULL;
-            if (key != NULL && is_credential(key, klen))
+            int top = lua_gettop(L), secret = is_credential_key(L, top - 1);
+            if (secret && is_scalar(L, top))
                 put(L, o, "\"***\"", 5);
+            else if (secret && vt == LUA_TTABLE && depth + 1 < MAX_DEPTH && is_array(L, top))
+                put_table(L, o, r, top, depth + 1, 1);
             else
-                put_value(L, o, r, lua_gettop(L), depth + 1);
+                put_value(L, o, r, top, depth + 1);
         }
         lua_pop(L, 1);
     }
@@ -250,7 +282,7 @@ static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
     default:
         if (lua_type(L, idx) == LUA_TTABLE && depth < MAX_DEPTH) {
             luaL_checkstack(L, 6, "transcript: table too deep");
-            put_table(L, o, r, idx, depth);
+            put_table(L, o, r, idx, depth, 0);
             break;
         }
         s = luaL_tolstring(L, idx, &n);     /* a function, or too deep: its name */
@@ -268,11 +300,11 @@ int rb_transcript_encode(lua_State *L)
     }
     luaL_checktype(L, 1, LUA_TTABLE);
     lua_settop(L, 1);
-    rb_redactor *r = rb_transcript_redactor(L);
+    rb_redactor *r = rb_redactor_of(L);
     char local[LOCAL_OUT];
     lua_pushnil(L);                 /* slot 2: the storage once local is outgrown */
     out o = { 2, local, 0, sizeof local };
-    put_table(L, &o, r, 1, 0);
+    put_table(L, &o, r, 1, 0, 0);
     if (o.len >= 2 && o.p[0] == '{')
         lua_pushlstring(L, o.p + 1, o.len - 2);    /* members only */
     else

@@ -76,39 +76,16 @@ typedef struct rb_verify_result {
  * line read, in the same pass (up to RB_TRANSCRIPT_READ_MAX). */
 int rb_transcript_verify(const char *path, rb_verify_result *res);
 
-/*
- * Redaction.  A redactor holds the secret values of one run; redact()
- * replaces each occurrence of any of them, and the password of any
- * "scheme://user:password@host" URL, with "***".
- */
-typedef struct rb_redactor rb_redactor;
-
-rb_redactor *rb_redactor_new(void);
-void rb_redactor_free(rb_redactor *r);
-
-/* Remember a secret (copied).  Values shorter than 1 byte are ignored.
- * Returns 0, or -1 when out of memory. */
-int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
-
-/* 1 when rb_redact would change s[0..len), else 0 (no allocation). */
-int rb_redact_needed(const rb_redactor *r, const char *s, size_t len);
-
-/* Return a malloc'ed, NUL-terminated redacted copy of s[0..len) and its
- * length in *outlen (may be NULL); the caller frees it.  NULL when out of memory. */
-char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen);
-
-/* This state's redactor (created on first use, kept in the registry). */
-rb_redactor *rb_transcript_redactor(lua_State *L);
-
 /* transcript.encode(fields): the members of a JSON object for fields (no
  * braces), every string redacted, credential members as "***", long
- * strings cut, invalid UTF-8 escaped.  [-0, +1, m] */
+ * strings cut, invalid UTF-8 escaped (see include/runbook/redact.h).
+ * [-0, +1, m] */
 int rb_transcript_encode(lua_State *L);
 
 /* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
  * :append(event, fields_json), :sync(), :hash(), :seq(), :path(), :close();
  * verify(path) -> ok, result table; timestamp(); sha256(s);
- * secret(s) registers a secret in this state's redactor; redact(s).  [-0, +1, m] */
+ * secret(s), redact(s), line_redactor() from include/runbook/redact.h.  [-0, +1, m] */
 int luaopen_runbook_transcript(lua_State *L);
 
 #endif

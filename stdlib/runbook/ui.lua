@@ -57,9 +57,12 @@ end
 -- Output of a running command: whole lines, indented, as they arrive.
 function ui.output_sink(prefix)
   local pending = { stdout = "", stderr = "" }
+  -- one line redactor per stream: it hides a private key's body lines,
+  -- which hold nothing a per-line redaction could recognise
+  local redactors = { stdout = transcript.line_redactor(), stderr = transcript.line_redactor() }
   local function emit(stream, line)
     local bar = stream == "stderr" and ui.style("yellow", prefix) or ui.style("dim", prefix)
-    ui.print(bar, line)
+    ui.print(bar, redactors[stream]:line(line))
   end
   local sink = {}
   function sink.feed(stream, chunk)

@@ -1,7 +1,7 @@
 /*
  * Unit tests for src/transcript.c: the hash-chained writer, verify's
- * detection of edited, dropped, reordered and torn lines, the redactor,
- * and the Lua module over them.  Every test works in its own mkdtemp
+ * detection of edited, dropped, reordered and torn lines, and the Lua
+ * module over them (the redaction rules are tested in test_redact.c).  Every test works in its own mkdtemp
  * directory, removed afterwards.
  */
 #include <stdarg.h>
@@ -559,112 +559,6 @@ static void test_timestamp_is_utc_with_ms(void **state)
           && ts[19] == '.' && ts[23] == 'Z', "expected YYYY-MM-DDTHH:MM:SS.mmmZ, got \"%s\"", ts);
 }
 
-/* ---- redaction ------------------------------------------------------- */
-
-static void expect_redacted(const rb_redactor *r, const char *in, const char *want)
-{
-    size_t n = 0;
-    char *out = rb_redact(r, in, strlen(in), &n);
-
-    CHECK(out != NULL, "expected a redacted copy of \"%s\"", in);
-    CHECK(strcmp(out, want) == 0, "expected \"%s\" -> \"%s\", got \"%s\"", in, want, out);
-    CHECK(n == strlen(want), "expected length %zu, got %zu", strlen(want), n);
-    free(out);
-}
-
-static void test_redact_several_secrets(void **state)
-{
-    rb_redactor *r = rb_redactor_new();
-    (void)state;
-
-    /* "abc" is added first and is inside "xxabcxx": the longer must still vanish whole. */
-    rb_redactor_add(r, "abc", 3);
-    rb_redactor_add(r, "xxabcxx", 7);
-    rb_redactor_add(r, "tok3n", 5);
-    expect_redacted(r, "key=xxabcxx and abc, token tok3n.", "key=*** and ***, token ***.");
-    expect_redacted(r, "abcabc", "***");
-    expect_redacted(r, "tok3nabc!", "***!");
-    rb_redactor_free(r);
-}
-
-static void test_redact_url_passwords(void **state)
-{
-    rb_redactor *r = rb_redactor_new();
-    (void)state;
-
-    expect_redacted(r, "postgres://u:pw@h/db", "postgres://u:***@h/db");
-    expect_redacted(r, "connect redis://:s3cr:et@127.0.0.1:6379 now",
-                    "connect redis://:***@127.0.0.1:6379 now");
-    expect_redacted(r, "a+b.c-d://user:p@h x://v:w@y", "a+b.c-d://user:***@h x://v:***@y");
-    expect_redacted(r, "http://host:8080/path?to=a@b", "http://host:8080/path?to=a@b");
-    expect_redacted(r, "{\"url\":\"http://h:80\",\"to\":\"ops@example.com\"}",
-                    "{\"url\":\"http://h:80\",\"to\":\"ops@example.com\"}");
-    expect_redacted(r, "ftp://anon@host and ://u:p@h", "ftp://anon@host and ://u:p@h");
-    rb_redactor_free(r);
-}
-
-static void test_redact_keyword_passwords(void **state)
-{
-    rb_redactor *r = rb_redactor_new();
-    (void)state;
-
-    expect_redacted(r, "host=db user=u password=s3cret dbname=x",
-                    "host=db user=u password=*** dbname=x");
-    expect_redacted(r, "PASSWORD='a b c' port=5432", "PASSWORD='***' port=5432");
-    expect_redacted(r, "?user=u&password=pw&db=1", "?user=u&password=***&db=1");
-    expect_redacted(r, "mypassword=x stays", "mypassword=x stays");
-    expect_redacted(r, "password= nothing", "password= nothing");
-    rb_redactor_free(r);
-}
-
-static void test_redact_leaves_clean_text_alone(void **state)
-{
-    rb_redactor *r = rb_redactor_new();
-    (void)state;
-
-    expect_redacted(r, "nothing secret here", "nothing secret here");
-    expect_redacted(r, "", "");
-    rb_redactor_add(r, "", 0);
-    CHECK(rb_redactor_add(r, "zzz", 3) == 0, "expected add to succeed");
-    expect_redacted(r, "nothing secret here", "nothing secret here");
-    rb_redactor_free(r);
-}
-
-static void test_redact_binary_and_long_input(void **state)
-{
-    rb_redactor *r = rb_redactor_new();
-    const char in[] = "a\0sec\0ret\0b";          /* the secret holds a NUL */
-    size_t n, big = 1 << 20;
-    char *out;
-    (void)state;
-
-    rb_redactor_add(r, "sec\0ret", 7);
-    out = rb_redact(r, in, sizeof in - 1, &n);
-    CHECK(n == 7 && memcmp(out, "a\0***\0b", 8) == 0, "expected a\\0***\\0b (7 bytes), got %zu bytes", n);
-    free(out);
-
-    /* 1 MiB of filler with the secret every 4 KiB */
-    char *huge = malloc(big), *want = malloc(big);
-    size_t w = 0;
-    for (size_t i = 0; i < big; i++) {
-        if (i % 4096 == 100 && i + 7 <= big) {
-            memcpy(huge + i, "sec\0ret", 7);
-            memcpy(want + w, "***", 3);
-            w += 3;
-            i += 6;
-            continue;
-        }
-        huge[i] = want[w++] = (char)('a' + i % 26);
-    }
-    out = rb_redact(r, huge, big, &n);
-    CHECK(n == w && memcmp(out, want, w) == 0 && out[n] == '\0',
-          "expected %zu redacted bytes, NUL-terminated, got %zu", w, n);
-    free(out);
-    free(huge);
-    free(want);
-    rb_redactor_free(r);
-}
-
 /* ---- Lua ------------------------------------------------------------- */
 
 static lua_State *new_state(const fixture *f)
@@ -801,11 +695,6 @@ int main(void)
         T(test_open_says_which_directory_failed),
         T(test_sha256_known_vectors),
         T(test_timestamp_is_utc_with_ms),
-        T(test_redact_several_secrets),
-        T(test_redact_url_passwords),
-        T(test_redact_keyword_passwords),
-        T(test_redact_leaves_clean_text_alone),
-        T(test_redact_binary_and_long_input),
         T(test_lua_writer_and_verify),
         T(test_lua_secret_and_redact),
 #undef T

@@ -80,6 +80,39 @@ static void test_secrets_and_credentials_redacted(void **state)
     expect(L, "return { hunter22 = 1 }", "\"hunter22\":1");
 }
 
+/* exec{env = {...}}, an http response's headers: the member's name says
+ * what it holds, so its value goes whatever it looks like. */
+static void test_secret_named_members_hidden(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { env = { DB_PASSWORD = 'x' } }", "\"env\":{\"DB_PASSWORD\":\"***\"}");
+    expect(L, "return { env = { PORT = '3000' } }", "\"env\":{\"PORT\":\"3000\"}");
+    expect(L, "return { headers = { ['set-cookie'] = 'sid=1' } }", "\"headers\":{\"set-cookie\":\"***\"}");
+    expect(L, "return { headers = { ['SET-COOKIE'] = 'sid=1' } }", "\"headers\":{\"SET-COOKIE\":\"***\"}");
+    expect(L, "return { h = { ['Set-Cookie'] = { 'a=1', 'b=2' } } }",
+           "\"h\":{\"Set-Cookie\":[\"***\",\"***\"]}");
+    expect(L, "return { api_key = 12345 }", "\"api_key\":\"***\"");
+    /* booleans stay (an option secret = true), tables are walked */
+    expect(L, "return { secret = true }", "\"secret\":true");
+    expect(L, "return { credentials = { user = 'u' } }", "\"credentials\":{\"user\":\"u\"}");
+    expect(L, "return { author = 'Jane' }", "\"author\":\"Jane\"");
+}
+
+/* An argv's secret flag hides the argument after it. */
+static void test_argv_flag_value_hidden(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { argv = { 'mysql', '--password', 'hunter2', '-h', 'db' } }",
+           "\"argv\":[\"mysql\",\"--password\",\"***\",\"-h\",\"db\"]");
+    expect(L, "return { argv = { 'x', '--api-key', 'k', '--token', 't', '--user', 'bob' } }",
+           "\"argv\":[\"x\",\"--api-key\",\"***\",\"--token\",\"***\",\"--user\",\"bob\"]");
+    expect(L, "return { argv = { 'docker', 'login', '--password-stdin', 'reg' } }",
+           "\"argv\":[\"docker\",\"login\",\"--password-stdin\",\"reg\"]");
+    expect(L, "return { argv = { 'x', '--password=hunter2' } }", "\"argv\":[\"x\",\"--password=***\"]");
+    expect(L, "return { argv = { 'sh', '-c', 'mysql --password hunter2' } }",
+           "\"argv\":[\"sh\",\"-c\",\"mysql --password ***\"]");
+}
+
 static void test_long_string_cut(void **state)
 {
     lua_State *L = *state;
@@ -101,6 +134,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scalars_and_arrays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escapes_and_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_and_credentials_redacted, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_secret_named_members_hidden, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_argv_flag_value_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_and_cyclic_tables_end, setup, teardown),
     };

@@ -1,0 +1,926 @@
+/*
+ * redact.c: what of a string is a secret, and the Lua functions over it
+ * (transcript.secret, transcript.redact, transcript.line_redactor).  See
+ * include/runbook/redact.h for the rules.
+ *
+ * One scanner serves both questions, "is there anything to hide?" and
+ * "hide it": it walks the string once, stopping only at the few bytes that
+ * can start something secret (= : - _ A x e), and each rule there looks
+ * just far enough around to decide.  Without a mask it returns at the
+ * first hit, so the common case (nothing to hide) costs one pass and no
+ * allocation; with a mask it marks every byte to hide, and the output
+ * prints each run of marked bytes as one "***".  Marking instead of
+ * replacing means overlapping matches are hidden whole and a "***"
+ * already written is never matched again.
+ */
+#include "runbook/redact.h"
+#include "runbook/host.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#define REDACTOR_MT  "runbook.transcript.redactor"
+#define LINES_MT     "runbook.transcript.line_redactor"
+#define REDACTOR_KEY "runbook.redactor"    /* registry key of this state's redactor */
+
+#define KEY_MAX 128        /* longest key name looked back over */
+#define PART_MAX 32        /* longest word part of a key compared */
+
+/* ---- the secrets of a run -------------------------------------------- */
+
+typedef struct secret {
+    char *p;
+    size_t len;
+} secret;
+
+struct rb_redactor {
+    secret *v;
+    size_t n, cap;
+};
+
+rb_redactor *rb_redactor_new(void)
+{
+    return calloc(1, sizeof(rb_redactor));
+}
+
+void rb_redactor_free(rb_redactor *r)
+{
+    if (!r)
+        return;
+    for (size_t i = 0; i < r->n; i++)
+        free(r->v[i].p);
+    free(r->v);
+    free(r);
+}
+
+static int has_secret(const rb_redactor *r, const char *value, size_t len)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i].len == len && memcmp(r->v[i].p, value, len) == 0)
+            return 1;
+    return 0;
+}
+
+int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
+{
+    /* A runbook may mark the same value in a loop: keep the list short. */
+    if (len == 0 || has_secret(r, value, len))
+        return 0;
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? 2 * r->cap : 8;
+        secret *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            return -1;
+        r->v = v;
+        r->cap = cap;
+    }
+    if (!(r->v[r->n].p = malloc(len)))
+        return -1;
+    memcpy(r->v[r->n].p, value, len);
+    r->v[r->n++].len = len;
+    return 0;
+}
+
+/* ---- character classes ------------------------------------------------ */
+
+/* ASCII only, and no locale: a byte of UTF-8 text is never a letter here. */
+static int is_alpha(unsigned char c) { return (c | 0x20) >= 'a' && (c | 0x20) <= 'z'; }
+static int is_digit(unsigned char c) { return c >= '0' && c <= '9'; }
+static int is_alnum(unsigned char c) { return is_alpha(c) || is_digit(c); }
+static int is_upper(unsigned char c) { return c >= 'A' && c <= 'Z'; }
+static int is_space(unsigned char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; }
+static int is_blank(unsigned char c) { return c == ' ' || c == '\t'; }
+/* NUL too: /proc/PID/environ separates its K=V entries with it. */
+static int is_eol(unsigned char c) { return c == '\n' || c == '\r' || c == '\0'; }
+static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; }
+static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
+
+/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), and
+ * the marks a YAML, curl -v or config line, or a line of output shown
+ * behind runbook's "    | ", may start with: tables, as these are asked at
+ * every '=' and ':'. */
+#define BOUNDARY 1
+#define LINE_MARK 2
+static const unsigned char char_class[256] = {
+    [' '] = BOUNDARY, ['\t'] = BOUNDARY, ['\n'] = BOUNDARY, ['\r'] = BOUNDARY, ['\f'] = BOUNDARY,
+    ['\v'] = BOUNDARY, ['\0'] = BOUNDARY, ['"'] = BOUNDARY, ['\''] = BOUNDARY, ['?'] = BOUNDARY,
+    ['&'] = BOUNDARY, [';'] = BOUNDARY, [','] = BOUNDARY, ['('] = BOUNDARY, ['{'] = BOUNDARY,
+    ['['] = BOUNDARY, ['|'] = BOUNDARY | LINE_MARK, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
+    ['<'] = BOUNDARY | LINE_MARK, ['>'] = BOUNDARY | LINE_MARK, ['*'] = BOUNDARY | LINE_MARK,
+    ['+'] = BOUNDARY | LINE_MARK, ['#'] = BOUNDARY | LINE_MARK, ['-'] = LINE_MARK,
+};
+/* strchr finds the terminator too: a NUL byte of the text is in no set. */
+static int in_set(unsigned char c, const char *set) { return c != '\0' && strchr(set, c) != NULL; }
+static char lower(unsigned char c) { return (char)(is_upper(c) ? c | 0x20 : c); }
+
+/* ---- key names -------------------------------------------------------- */
+
+static int ends_with(const char *s, size_t n, const char *suffix)
+{
+    size_t k = strlen(suffix);
+    return n >= k && memcmp(s + n - k, suffix, k) == 0;
+}
+
+static int in_list(const char *s, const char *const *list)
+{
+    for (; *list; list++)
+        if (strcmp(s, *list) == 0)
+            return 1;
+    return 0;
+}
+
+/* One lower-case word part of a key (DB_PASSWORD -> "db", "password";
+ * apiKey -> "api", "key") says it holds a secret, given the part before. */
+static int part_is_secret(const char *p, size_t n, const char *prev)
+{
+    static const char *const inside[] = { "password", "passwd", "passphrase", "secret",
+        "credential", "cookie", "signature", "apikey", "privatekey", "accesskey",
+        "sessionkey", "signingkey", "masterkey", "encryptionkey", "dockerconfigjson", "dockercfg", NULL };
+    static const char *const whole[] = { "pass", "auth", "authorization", NULL };
+    static const char *const key_after[] = { "api", "private", "access", "session",
+        "secret", "signing", "master", "encryption", "client", "auth", "tls", NULL };
+
+    for (const char *const *w = inside; *w; w++)
+        if (strstr(p, *w))
+            return 1;
+    return in_list(p, whole) || ends_with(p, n, "token") ||
+           (strcmp(p, "key") == 0 && in_list(prev, key_after));
+}
+
+/* A last part that says the value is about the secret, not the secret:
+ * PASSWORD_FILE=/run/secrets/db, SECRET_NAME, TOKEN_URL, TOKEN_TTL. */
+static int part_is_about(const char *p)
+{
+    static const char *const about[] = { "file", "path", "dir", "stdin", "name", "url", "uri",
+        "length", "len", "min", "max", "ttl", "timeout", "type", "expiry", "expires",
+        "count", "size", "env", "policy", "rotation", "provider", "store", NULL };
+    return in_list(p, about);
+}
+
+/* The next word part of name from *i: a run of letters and digits, split
+ * before an upper-case letter that follows a lower-case one (camelCase). */
+static size_t next_part(const char *name, size_t len, size_t *i, char *part)
+{
+    size_t n = 0;
+
+    while (*i < len && !is_alnum((unsigned char)name[*i]))
+        (*i)++;
+    while (*i < len && is_alnum((unsigned char)name[*i])) {
+        unsigned char c = (unsigned char)name[*i];
+        if (n > 0 && is_upper(c) && !is_upper((unsigned char)name[*i - 1]) &&
+            !is_digit((unsigned char)name[*i - 1]))
+            break;
+        if (n < PART_MAX - 1)
+            part[n++] = lower(c);
+        (*i)++;
+    }
+    part[n] = '\0';
+    return n;
+}
+
+/* Every secret word above holds one of these three-letter stems: most
+ * names (status, request_id, PORT) hold none, and this look costs one
+ * pass with no splitting into parts. */
+static int has_secret_stem(const char *name, size_t len)
+{
+    static const char stems[][4] = { "pas", "sec", "cre", "coo", "sig", "key", "aut", "tok", "doc" };
+
+    for (size_t i = 0; i + 3 <= len; i++) {
+        char c = lower((unsigned char)name[i]);
+        if (c != 'p' && c != 's' && c != 'c' && c != 'k' && c != 'a' && c != 't' && c != 'd')
+            continue;
+        char b = lower((unsigned char)name[i + 1]), d = lower((unsigned char)name[i + 2]);
+        for (size_t k = 0; k < sizeof stems / sizeof stems[0]; k++)
+            if (stems[k][0] == c && stems[k][1] == b && stems[k][2] == d)
+                return 1;
+    }
+    return 0;
+}
+
+int rb_redact_secret_name(const char *name, size_t len)
+{
+    char part[PART_MAX], prev[PART_MAX] = "";
+    size_t i = 0, n;
+    int secret = 0, about = 0;
+
+    if (len > KEY_MAX || !has_secret_stem(name, len))
+        return 0;
+    while ((n = next_part(name, len, &i, part)) > 0) {
+        if (part_is_secret(part, n, prev))
+            secret = 1;
+        about = part_is_about(part);
+        memcpy(prev, part, n + 1);
+    }
+    return secret && !about;
+}
+
+/* Query parameters also hide these short names (?key=..., &sig=...). */
+static int is_query_secret(const char *name, size_t len)
+{
+    static const char *const names[] = { "key", "sig", "code", "apikey", NULL };
+    char low[8];
+
+    if (len < sizeof low) {
+        for (size_t i = 0; i < len; i++)
+            low[i] = lower((unsigned char)name[i]);
+        low[len] = '\0';
+        if (in_list(low, names))
+            return 1;
+    }
+    return rb_redact_secret_name(name, len);
+}
+
+int rb_redact_secret_flag(const char *s, size_t len)
+{
+    if (len < 3 || s[0] != '-' || s[1] != '-' || !is_alpha((unsigned char)s[2]))
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if (!is_key_char((unsigned char)s[i]))
+            return 0;
+    return rb_redact_secret_name(s + 2, len - 2);
+}
+
+/* ---- the scanner ------------------------------------------------------ */
+
+typedef struct scan {
+    const char *s;
+    size_t len;
+    unsigned char *mask;   /* NULL: only say whether anything would be hidden */
+    int hit;
+} scan;
+
+static void hide(scan *sc, size_t from, size_t to)
+{
+    if (to <= from)
+        return;
+    sc->hit = 1;
+    if (sc->mask)
+        memset(sc->mask + from, 1, to - from);
+}
+
+/* How a bare value ends, from what surrounds its key. */
+typedef enum vend {
+    V_WORD,      /* password=x in a sentence, a conninfo, a query: at a blank or & ; */
+    V_EOL,       /* K=V or k: v at the start of a line: at the end of the line */
+    V_DQ,        /* "K=V" as a JSON string: at the closing quote */
+    V_ESC,       /* \"K=V\" inside an outer JSON string: at the backslash */
+    V_SQ,        /* 'K=V': at the closing quote */
+    V_JSON,      /* "k": v: a JSON number or word */
+    V_JSONESC    /* \"k\": v */
+} vend;
+
+static int ends_value(vend how, unsigned char c)
+{
+    switch (how) {
+    case V_WORD:
+        return is_space(c) || is_eol(c) || in_set(c, "&;\"'\\<>");
+    case V_EOL:
+        return is_eol(c);
+    case V_DQ:
+        return is_eol(c) || c == '"';
+    case V_ESC:
+        return is_eol(c) || c == '\\' || c == '"';
+    case V_SQ:
+        return is_eol(c) || c == '\'';
+    case V_JSON:
+        return is_space(c) || c == ',' || c == '}' || c == ']' || c == '"';
+    case V_JSONESC:
+        return is_space(c) || c == ',' || c == '}' || c == ']' || c == '"' || c == '\\';
+    }
+    return 1;
+}
+
+/* The end of a JSON string whose contents start at q: the closing quote. */
+static size_t json_string_end(const char *s, size_t len, size_t q)
+{
+    while (q < len && s[q] != '"' && !is_eol((unsigned char)s[q]))
+        q += s[q] == '\\' ? 2 : 1;
+    return q < len ? q : len;
+}
+
+/* The end of a JSON string nested in another one (\"...\") whose contents
+ * start at q: the outer text's \" that is not itself escaped in the inner
+ * string (an inner escaped quote is \\\" outside).  A raw quote ends the
+ * outer string and so this one too. */
+static size_t nested_string_end(const char *s, size_t len, size_t q)
+{
+    int inner_escape = 0;
+
+    while (q < len && s[q] != '"' && !is_eol((unsigned char)s[q])) {
+        if (s[q] == '\\' && q + 1 < len) {
+            if (s[q + 1] == '"' && !inner_escape)
+                return q;
+            inner_escape = s[q + 1] == '\\' ? !inner_escape : 0;
+            q += 2;
+        } else {
+            inner_escape = 0;
+            q++;
+        }
+    }
+    return q;
+}
+
+/* Hide the value that starts at p; return where scanning goes on. */
+static size_t hide_value(scan *sc, size_t p, vend how)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, e;
+
+    if (p >= len)
+        return p;
+    if (s[p] == '"') {
+        e = json_string_end(s, len, p + 1);
+        hide(sc, p + 1, e);
+        return e;
+    }
+    if (s[p] == '\\' && p + 1 < len && s[p + 1] == '"') {
+        e = nested_string_end(s, len, p + 2);
+        hide(sc, p + 2, e);
+        return e;
+    }
+    if (s[p] == '\'') {
+        for (e = p + 1; e < len && s[e] != '\'' && !is_eol((unsigned char)s[e]); e++)
+            ;
+        hide(sc, p + 1, e);
+        return e;
+    }
+    if (s[p] == '{' || s[p] == '[')
+        return p;
+    for (e = p; e < len && !ends_value(how, (unsigned char)s[e]); e++)
+        ;
+    size_t end = e;
+    while (end > p && is_blank((unsigned char)s[end - 1]))
+        end--;
+    /* JSON's own words are not secrets: "password_set": true */
+    if ((how == V_JSON || how == V_JSONESC) &&
+        ((end - p == 4 && (!memcmp(s + p, "true", 4) || !memcmp(s + p, "null", 4))) ||
+         (end - p == 5 && !memcmp(s + p, "false", 5))))
+        return e;
+    hide(sc, p, end);
+    return e;
+}
+
+/* Whether only blanks, and maybe "export" or a list or quote mark ("- "
+ * in YAML, "< " in curl -v, "# " in a config, "| " before a line of shown
+ * output), stand between the start of the line and position k. */
+static int at_line_start(const char *s, size_t k)
+{
+    while (k > 0 && is_blank((unsigned char)s[k - 1]))
+        k--;
+    if (k >= 6 && memcmp(s + k - 6, "export", 6) == 0 && (k == 6 || !is_key_char((unsigned char)s[k - 7])))
+        k -= 6;
+    else if (k >= 1 && (char_class[(unsigned char)s[k - 1]] & LINE_MARK))
+        k--;
+    while (k > 0 && is_blank((unsigned char)s[k - 1]))
+        k--;
+    return k == 0 || is_eol((unsigned char)s[k - 1]);
+}
+
+static int key_boundary(unsigned char c)
+{
+    return char_class[c] & BOUNDARY;
+}
+
+/* A key that ends just before position j.  Sets *ks, *ke to the name and
+ * returns how its value ends, or -1 when there is no key there. */
+static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
+{
+    size_t k;
+
+    if (j >= 2 && (s[j - 1] == '"' || s[j - 1] == '\'')) {
+        char q = s[j - 1];
+        int esc = q == '"' && s[j - 2] == '\\';
+        size_t stop = j > KEY_MAX ? j - KEY_MAX : 0, close = esc ? j - 2 : j - 1;
+        for (k = close; k > stop && s[k - 1] != q && !is_eol((unsigned char)s[k - 1]); k--)
+            ;
+        if (k == stop || s[k - 1] != q || (esc && (k < 2 || s[k - 2] != '\\')))
+            return -1;
+        *ks = k;
+        *ke = close;
+        return esc ? V_JSONESC : V_JSON;
+    }
+    for (k = j; k > 0 && j - k < KEY_MAX && is_key_char((unsigned char)s[k - 1]); k--)
+        ;
+    if (k == j || (k > 0 && !key_boundary((unsigned char)s[k - 1])))
+        return -1;
+    *ks = k;
+    *ke = j;
+    if (k > 0 && s[k - 1] == '"')
+        return k > 1 && s[k - 2] == '\\' ? V_ESC : V_DQ;
+    if (k > 0 && s[k - 1] == '\'')
+        return V_SQ;
+    if (at_line_start(s, k))
+        return V_EOL;
+    /* k: v in running text is prose ("requires a password: put it ..."),
+     * not a YAML or header line */
+    return colon ? -1 : V_WORD;
+}
+
+/* K=V, export K=V, "K=V", --password=V, ?token=V, and (a TOML or INI
+ * line) key = V. */
+static size_t at_equals(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t j = i, ks, ke, p = i + 1;
+    int spaced = 0, how;
+
+    if (p < sc->len && s[p] == '=')
+        return i + 2;                               /* ==, a comparison */
+    while (j > 0 && is_blank((unsigned char)s[j - 1]))
+        j--, spaced = 1;
+    if (j > 0 && (s[j - 1] == '=' || s[j - 1] == '!' || s[j - 1] == '<' || s[j - 1] == '>'))
+        return i + 1;
+    if ((how = find_key(s, j, 0, &ks, &ke)) < 0)
+        return i + 1;
+    if (how == V_JSON || how == V_JSONESC)          /* "k" = v is no JSON */
+        return i + 1;
+    int query = ks > 0 && (s[ks - 1] == '?' || s[ks - 1] == '&');
+    if (!(query ? is_query_secret(s + ks, ke - ks) : rb_redact_secret_name(s + ks, ke - ks)))
+        return i + 1;
+    while (p < sc->len && is_blank((unsigned char)s[p]))
+        p++, spaced = 1;
+    /* spaced out in running text ({ token = "x" }, a printed table) only
+     * a K=V line of a config file counts */
+    if (spaced && how != V_EOL)
+        return i + 1;
+    return hide_value(sc, p, how);
+}
+
+/* scheme://user:password@host: hide the password, which ends at the last
+ * '@' before the host, so a raw '@' in it is hidden too. */
+static size_t at_url(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t a = i + 3, e, at = 0, colon = 0;
+
+    for (e = a; e < sc->len; e++) {
+        unsigned char c = (unsigned char)s[e];
+        if (is_space(c) || c == '/' || c == '?' || c == '#' || c == '"' || c == '\'' ||
+            c == '\\' || c == '<' || c == '>')
+            break;
+        if (c == '@')
+            at = e;
+        else if (c == ':' && !colon && !at)
+            colon = e;
+    }
+    if (at && colon && colon < at)
+        hide(sc, colon + 1, at);
+    return at ? at + 1 : a;
+}
+
+/* "k": "v", \"k\": \"v\", k: v (YAML, headers), and URLs. */
+static size_t at_colon(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t ks, ke, p = i + 1;
+    int how;
+
+    if (i + 2 < sc->len && s[i + 1] == '/' && s[i + 2] == '/' && i > 0 &&
+        (is_alnum((unsigned char)s[i - 1]) || s[i - 1] == '+' || s[i - 1] == '.' || s[i - 1] == '-'))
+        return at_url(sc, i);
+    size_t j = i;
+    while (j > 0 && is_blank((unsigned char)s[j - 1]))
+        j--;
+    if ((how = find_key(s, j, 1, &ks, &ke)) < 0)
+        return i + 1;
+    /* A bare key needs a blank after its colon (YAML, headers): not 12:30, db:5432 */
+    if (how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
+        return i + 1;
+    if (!rb_redact_secret_name(s + ks, ke - ks))
+        return i + 1;
+    while (p < sc->len && is_blank((unsigned char)s[p]))
+        p++;
+    return hide_value(sc, p, how);
+}
+
+/* Past the line break(s) at b: real ones, or the two characters \n of a
+ * JSON text. */
+static const char *skip_breaks(const char *b, const char *end)
+{
+    while (b < end) {
+        if (is_eol((unsigned char)*b))
+            b++;
+        else if (*b == '\\' && b + 1 < end && (b[1] == 'n' || b[1] == 'r'))
+            b += 2;
+        else
+            break;
+    }
+    return b;
+}
+
+/* Back over the line break(s) that end just before e, down to b. */
+static const char *back_breaks(const char *b, const char *e)
+{
+    while (e > b) {
+        if (is_eol((unsigned char)e[-1]))
+            e--;
+        else if (e - b >= 2 && e[-2] == '\\' && (e[-1] == 'n' || e[-1] == 'r'))
+            e -= 2;
+        else
+            break;
+    }
+    return e;
+}
+
+/* -----BEGIN ... PRIVATE KEY-----: hide the body up to the END line (or
+ * the end of the text); the markers stay. */
+static size_t at_pem(scan *sc, size_t i)
+{
+    static const char label[] = "PRIVATE KEY";
+    const size_t llen = sizeof label - 1, blen = 11;    /* "-----BEGIN " */
+    const char *s = sc->s, *end = s + sc->len;
+    size_t limit = sc->len - i < 80 ? sc->len - i : 80;
+    const char *m = memmem(s + i + blen, limit - blen, "-----", 5);
+
+    if (!m || m < s + i + blen + llen || memcmp(m - llen, label, llen) != 0)
+        return i + 1;
+    const char *b = skip_breaks(m + 5, end);
+    size_t rest = b < end ? (size_t)(end - b) : 0;
+    const char *e = rest ? memmem(b, rest, "-----END", 8) : NULL;
+    if (!e)
+        e = end;
+    hide(sc, (size_t)(b - s), (size_t)(back_breaks(b, e) - s));
+    return (size_t)(e - s) + (e < end ? 8 : 0);
+}
+
+/* --password VALUE (the space form: --password=VALUE is a K=V). */
+static size_t at_dash(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, e;
+
+    if (i + 1 >= len || s[i + 1] != '-')
+        return i + 1;
+    if (len - i >= 11 && memcmp(s + i, "-----BEGIN ", 11) == 0)
+        return at_pem(sc, i);
+    if (i + 2 >= len || !is_alpha((unsigned char)s[i + 2]) ||
+        (i > 0 && !is_space((unsigned char)s[i - 1]) && s[i - 1] != '"' && s[i - 1] != '\''))
+        return i + 1;
+    for (e = i + 2; e < len && is_key_char((unsigned char)s[e]); e++)
+        ;
+    if (e + 1 >= len || !is_blank((unsigned char)s[e]) || s[e + 1] == '-' ||
+        !rb_redact_secret_flag(s + i, e - i))
+        return e;
+    return hide_value(sc, e + 1, V_WORD);
+}
+
+static int word_start(const char *s, size_t i)
+{
+    return i == 0 || !is_b64url((unsigned char)s[i - 1]);
+}
+
+/* Hide the token characters from p; at least min of them.  Returns the end. */
+static size_t hide_run(scan *sc, size_t p, size_t min, int (*ok)(unsigned char))
+{
+    size_t e = p;
+
+    while (e < sc->len && ok((unsigned char)sc->s[e]))
+        e++;
+    if (e - p >= min)
+        hide(sc, p, e);
+    return e;
+}
+
+static int is_token_char(unsigned char c) { return is_alnum(c) || c == '_'; }
+static int is_slack_char(unsigned char c) { return is_alnum(c) || c == '-'; }
+
+/* sk_live_..., rk_test_..., ghp_..., github_pat_...: the prefix stays, so
+ * the reader still sees what kind of key was there. */
+static size_t at_underscore(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len;
+
+    if (i >= 2 && (s[i - 2] == 's' || s[i - 2] == 'r') && s[i - 1] == 'k' && word_start(s, i - 2) &&
+        len - i > 5 && (memcmp(s + i + 1, "live_", 5) == 0 || memcmp(s + i + 1, "test_", 5) == 0))
+        return hide_run(sc, i + 6, 8, is_alnum);
+    if (i >= 3 && s[i - 3] == 'g' && s[i - 2] == 'h' && in_set((unsigned char)s[i - 1], "pousr") &&
+        word_start(s, i - 3))
+        return hide_run(sc, i + 1, 20, is_alnum);
+    if (i >= 6 && memcmp(s + i - 6, "github", 6) == 0 && word_start(s, i - 6) &&
+        len - i > 4 && memcmp(s + i + 1, "pat_", 4) == 0)
+        return hide_run(sc, i + 5, 20, is_token_char);
+    return i + 1;
+}
+
+/* AKIA/ASIA and 16 upper-case letters or digits: an AWS access key id. */
+static size_t at_upper_a(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t e;
+
+    if (sc->len - i < 20 || !word_start(s, i) || s[i + 2] != 'I' || s[i + 3] != 'A' ||
+        (s[i + 1] != 'K' && s[i + 1] != 'S'))
+        return i + 1;
+    for (e = i + 4; e < sc->len && e < i + 21 && (is_upper((unsigned char)s[e]) || is_digit((unsigned char)s[e])); e++)
+        ;
+    if (e != i + 20 || (e < sc->len && is_alnum((unsigned char)s[e])))
+        return i + 1;
+    hide(sc, i + 4, e);
+    return e;
+}
+
+/* xoxb-..., xoxp-... (Slack). */
+static size_t at_x(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+
+    if (sc->len - i < 6 || s[i + 1] != 'o' || s[i + 2] != 'x' ||
+        !in_set((unsigned char)s[i + 3], "abprs") || s[i + 4] != '-' || !word_start(s, i))
+        return i + 1;
+    return hide_run(sc, i + 5, 10, is_slack_char);
+}
+
+/* eyJ...: a JWT is three base64url parts; the header starts with eyJ ({").
+ * The scan stops at the J, a rarer letter than the e. */
+static size_t at_upper_j(scan *sc, size_t j)
+{
+    const char *s = sc->s;
+    size_t i = j - 2, p;
+
+    if (j < 2 || s[j - 2] != 'e' || s[j - 1] != 'y' || !word_start(s, j - 2))
+        return j + 1;
+    p = i;
+    for (int part = 0; part < 3; part++) {
+        size_t start = p;
+        while (p < sc->len && is_b64url((unsigned char)s[p]))
+            p++;
+        if (p - start < 8)
+            return i + 1;
+        if (part < 2) {
+            if (p >= sc->len || s[p] != '.')
+                return i + 1;
+            p++;
+        }
+    }
+    hide(sc, i, p);
+    return p;
+}
+
+static const unsigned char trigger[256] = {
+    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1,
+};
+
+/* Run every rule over the text; with no mask, stop at the first hit. */
+static int scan_text(scan *sc)
+{
+    const unsigned char *u = (const unsigned char *)sc->s;
+    size_t i = 0, next;
+
+    while (i < sc->len) {
+        if (!trigger[u[i]]) {
+            i++;
+            continue;
+        }
+        switch (u[i]) {
+        case '=': next = at_equals(sc, i); break;
+        case ':': next = at_colon(sc, i); break;
+        case '-': next = at_dash(sc, i); break;
+        case '_': next = at_underscore(sc, i); break;
+        case 'A': next = at_upper_a(sc, i); break;
+        case 'x': next = at_x(sc, i); break;
+        default:  next = at_upper_j(sc, i); break;
+        }
+        if (sc->hit && !sc->mask)
+            return 1;
+        i = next > i ? next : i + 1;
+    }
+    return sc->hit;
+}
+
+/* ---- redacting -------------------------------------------------------- */
+
+static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
+{
+    for (size_t i = 0; r && i < r->n; i++) {
+        const secret *k = &r->v[i];
+        const char *p = s, *end = s + len;
+        while ((size_t)(end - p) >= k->len && (p = memmem(p, (size_t)(end - p), k->p, k->len))) {
+            memset(mask + (p - s), 1, k->len);
+            p++;   /* occurrences may overlap: "aaa" holds "aa" twice */
+        }
+    }
+}
+
+int rb_redact_needed(const rb_redactor *r, const char *s, size_t len)
+{
+    scan sc = { s, len, NULL, 0 };
+
+    for (size_t i = 0; r && i < r->n; i++)
+        if (r->v[i].len <= len && memmem(s, len, r->v[i].p, r->v[i].len))
+            return 1;
+    return scan_text(&sc);
+}
+
+static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
+{
+    scan sc = { s, len, mask, 0 };
+
+    memset(mask, 0, len);
+    mark_secrets(r, s, len, mask);
+    scan_text(&sc);
+}
+
+/* Copy s into out (when not NULL) with each marked run as "***"; return
+ * the output length, so one pass sizes the buffer and a second fills it. */
+static size_t emit_redacted(const char *s, size_t len, const unsigned char *mask, char *out)
+{
+    size_t o = 0;
+
+    for (size_t i = 0; i < len; i++) {
+        if (!mask[i]) {
+            if (out)
+                out[o] = s[i];
+            o++;
+        } else if (i == 0 || !mask[i - 1]) {
+            if (out)
+                memcpy(out + o, "***", 3);
+            o += 3;
+        }
+    }
+    return o;
+}
+
+char *rb_redact(const rb_redactor *r, const char *s, size_t len, size_t *outlen)
+{
+    unsigned char *mask = malloc(len ? len : 1);
+    char *out = NULL;
+    size_t n;
+
+    if (!mask)
+        return NULL;
+    mark_all(r, s, len, mask);
+    n = emit_redacted(s, len, mask, NULL);
+    if ((out = malloc(n + 1))) {
+        emit_redacted(s, len, mask, out);
+        out[n] = '\0';
+        if (outlen)
+            *outlen = n;
+    }
+    free(mask);
+    return out;
+}
+
+/* ---- Lua -------------------------------------------------------------- */
+
+typedef struct redactor_box {
+    rb_redactor *r;
+} redactor_box;
+
+static int l_redactor_gc(lua_State *L)
+{
+    redactor_box *b = luaL_checkudata(L, 1, REDACTOR_MT);
+    rb_redactor *r = b->r;
+
+    b->r = NULL;
+    rb_redactor_free(r);
+    return 0;
+}
+
+/* Kept in the registry, so the host can drop it after a run by clearing
+ * the key. */
+rb_redactor *rb_redactor_of(lua_State *L)
+{
+    redactor_box *b;
+
+    if (lua_getfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY) == LUA_TUSERDATA) {
+        b = luaL_checkudata(L, -1, REDACTOR_MT);
+        lua_pop(L, 1);
+        return b->r;
+    }
+    lua_pop(L, 1);
+    b = lua_newuserdatauv(L, sizeof *b, 0);
+    b->r = NULL;
+    luaL_setmetatable(L, REDACTOR_MT);
+    if (!(b->r = rb_redactor_new()))
+        luaL_error(L, "transcript: out of memory");
+    lua_setfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY);
+    return b->r;
+}
+
+static int l_secret(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+
+    if (rb_redactor_add(rb_redactor_of(L), s, len) != 0)
+        return luaL_error(L, "transcript: out of memory");
+    lua_settop(L, 1);
+    return 1;
+}
+
+/* Push s[0..len) redacted.  The mask is a userdata and the output a
+ * luaL_Buffer, so a memory error raised half-way leaks nothing. */
+static void push_redacted(lua_State *L, const char *s, size_t len)
+{
+    rb_redactor *r = rb_redactor_of(L);
+    unsigned char *mask;
+    luaL_Buffer b;
+    size_t n;
+
+    if (!rb_redact_needed(r, s, len)) {
+        lua_pushlstring(L, s, len);
+        return;
+    }
+    mask = lua_newuserdatauv(L, len ? len : 1, 0);
+    mark_all(r, s, len, mask);
+    n = emit_redacted(s, len, mask, NULL);
+    emit_redacted(s, len, mask, luaL_buffinitsize(L, &b, n));
+    luaL_pushresultsize(&b, n);
+    lua_remove(L, -2);
+}
+
+/* redact(s): s redacted; a value that is not a string is returned as it is. */
+static int l_redact(lua_State *L)
+{
+    size_t len;
+    const char *s;
+
+    if (lua_type(L, 1) != LUA_TSTRING) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    s = lua_tolstring(L, 1, &len);
+    if (rb_redact_needed(rb_redactor_of(L), s, len))
+        push_redacted(L, s, len);
+    else
+        lua_settop(L, 1);       /* the common case: the string itself, no copy */
+    return 1;
+}
+
+/*
+ * Output shown line by line cannot be redacted line by line alone: the
+ * body lines of a PEM private key hold no marker.  A line redactor
+ * remembers that it is inside such a block and hides each line until the
+ * END line.
+ */
+typedef struct line_state {
+    int in_key;
+} line_state;
+
+static int opens_key_block(const char *s, size_t len)
+{
+    const char *b = memmem(s, len, "-----BEGIN ", 11);
+    const char *k = b ? memmem(b, (size_t)(s + len - b), "PRIVATE KEY-----", 16) : NULL;
+
+    return k && !memmem(k, (size_t)(s + len - k), "-----END", 8);
+}
+
+static int l_line(lua_State *L)
+{
+    line_state *st = luaL_checkudata(L, 1, LINES_MT);
+    size_t len;
+    const char *s = luaL_checklstring(L, 2, &len);
+
+    if (st->in_key) {
+        const char *end = memmem(s, len, "-----END", 8);
+        if (!end) {
+            lua_pushstring(L, len ? "***" : "");
+            return 1;
+        }
+        st->in_key = 0;
+        lua_pushstring(L, end > s ? "***" : "");
+        push_redacted(L, end, len - (size_t)(end - s));
+        lua_concat(L, 2);
+        return 1;
+    }
+    st->in_key = opens_key_block(s, len);
+    push_redacted(L, s, len);
+    return 1;
+}
+
+static int l_line_gc(lua_State *L)
+{
+    (void)L;    /* nothing to release: the state is the userdata itself */
+    return 0;
+}
+
+static int l_line_redactor(lua_State *L)
+{
+    line_state *st = lua_newuserdatauv(L, sizeof *st, 0);
+
+    st->in_key = 0;
+    luaL_setmetatable(L, LINES_MT);
+    return 1;
+}
+
+static const luaL_Reg line_methods[] = {
+    { "line", l_line },
+    { NULL, NULL }
+};
+
+static const luaL_Reg funcs[] = {
+    { "secret", l_secret },
+    { "redact", l_redact },
+    { "line_redactor", l_line_redactor },
+    { NULL, NULL }
+};
+
+void rb_redact_openlib(lua_State *L)
+{
+    rb_class(L, REDACTOR_MT, l_redactor_gc, NULL, NULL);
+    rb_class(L, LINES_MT, l_line_gc, NULL, line_methods);
+    luaL_setfuncs(L, funcs, 0);
+}
