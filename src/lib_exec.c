@@ -2,7 +2,7 @@
  * lib_exec.c: local processes on the event loop.
  *
  * exec.run{argv..., timeout=60, stdin=, env=, cwd=, on_output=fn} starts
- * argv directly (fork and execve, never a shell) in a process group of its own,
+ * argv directly (vfork and execve, never a shell) in a process group of its own,
  * with stdin from the given string or /dev/null, and waits for it through
  * the loop on three fds: stdout, stderr and a pidfd.  On a timeout, Ctrl-C,
  * SIGTERM/SIGHUP or the step's limit, the whole group gets SIGTERM, then
@@ -370,22 +370,41 @@ static int find_program(const char *name, char *out, size_t outlen)
     return found_denied ? EACCES : ENOENT;
 }
 
-/* What the child does between fork and exec: async-signal-safe calls only
- * (the host may have threads, a name lookup for ssh or redis).  Signals
- * are blocked on entry; the handlers of runbook's own (SIGINT, SIGTERM,
- * SIGHUP: they write to the loop's self-pipe) and its ignored SIGPIPE go
- * back to the defaults before anything can be delivered.  An errno that
- * stops it is written to errfd for the parent. */
+/* In the child: every signal with a handler back to its default (a
+ * handler would run on the parent's memory, the loop's self-pipe and all),
+ * and the ignored SIGPIPE and SIGINT too, as for a program started from a
+ * shell; another inherited SIG_IGN (nohup's SIGHUP) stays. */
+static void child_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) != 0)
+            continue;
+        int ignored = old.sa_handler == SIG_IGN && !(old.sa_flags & SA_SIGINFO);
+        int handled = old.sa_handler != SIG_DFL && !ignored;
+        if (handled || (ignored && (sig == SIGPIPE || sig == SIGINT)))
+            signal(sig, SIG_DFL);
+    }
+}
+
+/* fd as the child's fd `to`, open across exec (dup2 alone would leave a
+ * close-on-exec fd that already is `to` as it is). */
+static int move_fd(int fd, int to)
+{
+    if (fd == to)
+        return fcntl(fd, F_SETFD, 0);
+    return dup2(fd, to);
+}
+
+/* What the child does between vfork and exec: async-signal-safe calls
+ * only, on the parent's memory (it is suspended meanwhile; other threads,
+ * a name lookup for ssh or redis, are not).  Signals are blocked on entry
+ * and let through only once their handlers are gone.  An errno that stops
+ * it is written to errfd for the parent. */
 static void child_setup(const char *path, const char **argv, char **envp, const char *cwd,
                         int stdin_fd, int out_fd, int err_fd, pid_t parent, int errfd)
 {
-    static const int reset[] = { SIGINT, SIGTERM, SIGHUP, SIGPIPE, SIGQUIT };
-    for (size_t i = 0; i < sizeof reset / sizeof reset[0]; i++) {
-        struct sigaction old;
-        if (sigaction(reset[i], NULL, &old) == 0 &&
-            (reset[i] != SIGHUP || old.sa_handler != SIG_IGN))   /* nohup's stays */
-            signal(reset[i], SIG_DFL);
-    }
+    child_signals();
     setpgid(0, 0);
     /* If runbook dies without ending the group (SIGKILL, a crash), the
      * child dies with it.  A parent that died before the prctl would never
@@ -393,9 +412,10 @@ static void child_setup(const char *path, const char **argv, char **envp, const 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
         _exit(127);
     int e = 0;
+    int null = stdin_fd < 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
     if (stdin_fd < 0)
-        stdin_fd = open("/dev/null", O_RDONLY);
-    if (stdin_fd < 0 || dup2(stdin_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0)
+        stdin_fd = null;
+    if (stdin_fd < 0 || move_fd(stdin_fd, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(err_fd, 2) < 0)
         e = errno;
     if (e == 0 && cwd != NULL && chdir(cwd) != 0)
         e = errno;
@@ -428,8 +448,10 @@ static int child_report(pid_t pid, int errfd)
 }
 
 /*
- * fork and exec, not posix_spawnp: the child must set PR_SET_PDEATHSIG,
- * which posix_spawn cannot.  The death signal is SIGKILL: it only fires
+ * vfork and execve, not posix_spawnp: the child must set PR_SET_PDEATHSIG,
+ * which posix_spawn cannot.  vfork, as glibc's posix_spawn does: fork()
+ * copies the host's page tables and made a spawn twice as slow here.
+ * The death signal is SIGKILL: it only fires
  * when runbook could not end the group itself (runbook was SIGKILLed or
  * crashed), so there is nobody left to follow a SIGTERM that the child
  * ignores or traps with a SIGKILL, and an unwatched command acting on
@@ -458,7 +480,7 @@ static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **en
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
-    pid_t pid = fork();
+    pid_t pid = vfork();
     if (pid == 0)
         child_setup(path, argv, envp, cwd, want_stdin ? in[0] : -1, out[1], err[1], parent, rep[1]);
     int fork_errno = errno;

@@ -250,7 +250,7 @@ class Sigterm(SignalTestCase):
                             '  exec { "sh", "-c", "trap \'\' TERM; echo stubborn-started; '
                             'while :; do sleep 0.1; done", timeout = 600 }\n'
                             'end)\n')
-        run.read_until("stubborn-started")
+        run.read_until(r"\| stubborn-started")
         t0 = time.monotonic()
         os.kill(run.pid, signal.SIGTERM)
         sent = 1
