@@ -61,6 +61,7 @@ static volatile sig_atomic_t sigint_count;     /* written by the handler only */
 static volatile sig_atomic_t sigint_acked;     /* written by the loop only */
 static volatile sig_atomic_t term_signal;      /* the first SIGTERM/SIGHUP; never reset */
 static volatile sig_atomic_t term_pending;     /* it counts as an interrupt until acked */
+static volatile sig_atomic_t term_shielded;    /* the run's cleanup: interrupt nothing */
 static int sig_pipe[2] = { -1, -1 };
 static lua_State *volatile running_task;
 
@@ -133,15 +134,19 @@ static void on_sigint(int sig)
  * (the shell forwards it, then the kernel sends it when the shell exits),
  * and cutting the cleanup short would leave the team lock held.  The
  * cleanup is bounded by its own timeouts, and SIGKILL is still there; the
- * handler never exits, so no transcript line is left half written.
+ * handler never exits, so no transcript line is left half written.  For
+ * the same reason a first signal that comes during the cleanup (the
+ * shield, set by engine.finish) is only recorded.
  */
 static void on_term(int sig)
 {
     int saved = errno;
     if (term_signal == 0) {
         term_signal = sig;
-        term_pending = 1;
-        wake_loop();
+        if (!term_shielded) {
+            term_pending = 1;
+            wake_loop();
+        }
     }
     errno = saved;
 }
@@ -745,6 +750,14 @@ static int l_terminated(lua_State *L)
     return 2;
 }
 
+/* loop.shield(on): while on, SIGTERM and SIGHUP are recorded (terminated())
+ * but interrupt no wait: the run's cleanup (a lock's release) must end. */
+static int l_shield(lua_State *L)
+{
+    term_shielded = lua_toboolean(L, 1);
+    return 0;
+}
+
 /* loop.interrupt_text() -> "interrupted (Ctrl-C)" or "terminated (SIGTERM)",
  * for messages about a wait that was cut short. */
 static int l_interrupt_text(lua_State *L)
@@ -772,6 +785,7 @@ int luaopen_runbook_loop(lua_State *L)
         { "ack_interrupt", l_ack_interrupt },
         { "terminated", l_terminated },
         { "interrupt_text", l_interrupt_text },
+        { "shield", l_shield },
         { "in_task", l_in_task },
         { NULL, NULL },
     };

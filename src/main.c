@@ -43,7 +43,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-8s  %s\n", c->name, c->summary);
     fprintf(f, "\n'runbook <command> --help' describes a command.\n"
                "Exit codes: 0 done, 1 a step failed or aborted, 2 usage or load error,\n"
-               "130 interrupted.\n");
+               "130 interrupted, 128+N ended by signal N (143 SIGTERM, 129 SIGHUP).\n");
 }
 
 struct pmain_args {

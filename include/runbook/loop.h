@@ -97,7 +97,7 @@ const char *rb_loop_signal_name(int sig);
 const char *rb_loop_interrupt_text(void);
 
 /* Open the Lua module "runbook.loop": now, sleep, run, parallel, spawn,
- * interrupts, ack_interrupt, terminated, interrupt_text.  [-0, +1, m] */
+ * interrupts, ack_interrupt, terminated, interrupt_text, shield.  [-0, +1, m] */
 int luaopen_runbook_loop(lua_State *L);
 
 #endif

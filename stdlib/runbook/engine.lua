@@ -35,15 +35,18 @@ end
 -- reported, not raised, so every one of them runs.  Interrupts still
 -- pending (the second Ctrl-C, the signal that ended the run) were meant for
 -- the run, not for its cleanup: forgotten first, so releasing a lock can
--- still talk to its server.  A Ctrl-C pressed during the cleanup still
--- interrupts it.
+-- still talk to its server; and a SIGTERM or SIGHUP that comes now is only
+-- recorded (each cleanup call has its own timeout).  A Ctrl-C pressed
+-- during the cleanup still interrupts it.
 function engine.finish(run)
+  loop.shield(true)
   if loop.interrupts() > 0 then loop.ack_interrupt() end
   for i = #run.cleanup, 1, -1 do
     local ok, err = pcall(run.cleanup[i])
     if not ok then ui.eprint("runbook: cleanup: " .. tostring(err)) end
     run.cleanup[i] = nil
   end
+  loop.shield(false)
 end
 
 -- Load a runbook file in its declaration phase.  Returns the plan, or nil

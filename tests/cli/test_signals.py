@@ -343,6 +343,34 @@ class Servers(SignalTestCase):
                           f"the lock key outlived the run (PTTL {REDIS.command('PTTL', key)} ms)")
         self.assertReleaseRecorded(self.assertTerminated("SIGTERM", 143))
 
+    def test_sigterm_during_the_release_lets_it_finish(self):
+        # The run ends on its own; Redis holds writes back (CLIENT PAUSE), so
+        # the release waits; a SIGTERM then must not cut the release short.
+        key = "runbook:lock:signals:test"
+        self.addCleanup(REDIS.command, "DEL", key)
+        self.write("config/runbook/config.lua",
+                   f'lock = {{ backend = "redis", url = "{REDIS.url()}", ttl = 600 }}\n')
+        run = self.run_file('step("Take the lock", function() lock("signals:test") end)\n'
+                            'step("Work", { id = "work" }, function() exec { "sh", "-c", "echo working" } end)\n')
+        run.read_until(r"\| working")
+        REDIS.command("CLIENT", "PAUSE", "3000", "WRITE")
+        self.addCleanup(REDIS.command, "CLIENT", "UNPAUSE")
+        deadline = time.monotonic() + 10
+        while not any(e["event"] == "step.end" and e["id"] == "work" for e in self.events(self.transcript)):
+            self.assertLess(time.monotonic(), deadline, "the last step never ended:\n" + run.output)
+            time.sleep(0.01)
+        time.sleep(0.3)     # into the release, which the pause holds for 3 s
+        self.assertIsNotNone(REDIS.command("GET", key), "the lock was released before the signal")
+        os.kill(run.pid, signal.SIGTERM)
+        code = run.wait()
+        self.assertEqual(code, 0, run.output)
+        self.assertIsNone(REDIS.command("GET", key), "the SIGTERM cut the release short")
+        with open(self.transcript) as f:
+            events = [json.loads(line) for line in f]
+        self.assertEqual((events[-1]["event"], events[-1]["status"], events[-1].get("signal")),
+                         ("run.end", "done", "SIGTERM"))
+        self.assertReleaseRecorded(events)
+
     def test_sigterm_releases_a_postgres_advisory_lock(self):
         run = self.locked_run(f'{{ backend = "postgres", url = "{PG.url()}" }}')
         run.read_until(r"\| working")
