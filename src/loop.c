@@ -154,17 +154,24 @@ static void on_term(int sig)
 void rb_loop_signals(lua_State *L)
 {
     (void)L;
-    struct sigaction sa, old;
+    struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_sigint;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+}
+
+void rb_loop_catch_term(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
     sigaction(SIGTERM, &sa, NULL);
     /* Started under nohup: SIGHUP stays ignored, as nohup promised. */
     if (sigaction(SIGHUP, NULL, &old) != 0 || old.sa_handler != SIG_IGN)
         sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
 }
 
 int rb_loop_terminated(void)

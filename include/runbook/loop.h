@@ -52,9 +52,13 @@ double rb_loop_deadline(double seconds);
 /* Create the loop for this state and store it in the registry. [-0, +0, m] */
 void rb_loop_init(lua_State *L);
 
-/* Install the SIGINT, SIGTERM and SIGHUP handlers that wake the loop (done
- * by rb_loop_init); SIGPIPE is ignored. */
+/* Install the SIGINT handler that wakes the loop (done by rb_loop_init);
+ * SIGPIPE is ignored. */
 void rb_loop_signals(lua_State *L);
+
+/* Make SIGTERM and SIGHUP end the run instead of the process (for the
+ * commands that run steps: run, repl; the others keep the default). */
+void rb_loop_catch_term(void);
 
 /* Suspend the calling C function until fd is ready for events, or the
  * deadline (absolute, rb_loop_now() scale, 0 = none) passes; then the loop

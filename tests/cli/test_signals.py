@@ -350,11 +350,16 @@ class Servers(SignalTestCase):
         self.addCleanup(REDIS.command, "DEL", key)
         self.write("config/runbook/config.lua",
                    f'lock = {{ backend = "redis", url = "{REDIS.url()}", ttl = 600 }}\n')
+        go = self.path("go")
         run = self.run_file('step("Take the lock", function() lock("signals:test") end)\n'
-                            'step("Work", { id = "work" }, function() exec { "sh", "-c", "echo working" } end)\n')
+                            'step("Work", { id = "work" }, function()\n'
+                            f'  exec {{ "sh", "-c", "echo working; while [ ! -e {go} ]; do sleep 0.02; done" }}\n'
+                            'end)\n')
         run.read_until(r"\| working")
         REDIS.command("CLIENT", "PAUSE", "3000", "WRITE")
         self.addCleanup(REDIS.command, "CLIENT", "UNPAUSE")
+        with open(go, "w"):
+            pass
         deadline = time.monotonic() + 10
         while not any(e["event"] == "step.end" and e["id"] == "work" for e in self.events(self.transcript)):
             self.assertLess(time.monotonic(), deadline, "the last step never ended:\n" + run.output)
