@@ -16,6 +16,7 @@ import re
 import select
 import signal
 import sys
+import termios
 import time
 import unittest
 
@@ -236,6 +237,17 @@ class Sigterm(SignalTestCase):
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "at a question"), 143, run.output)
         events = self.assertTerminated("SIGTERM", 143)
         self.assertEqual([e["status"] for e in events if e["event"] == "step.end"], ["terminated"])
+
+    def test_sigterm_at_a_secret_param_prompt_gives_the_terminal_back(self):
+        # Before the run starts (no transcript yet), with echo off for the
+        # secret: the terminal must not be left without echo.
+        run = self.run_file('param("token", { secret = true, required = true })\n'
+                            'step("Use it", function() end)\n', tty=True)
+        run.read_until(r"Value for param token: ")
+        self.assertFalse(termios.tcgetattr(run.fd)[3] & termios.ECHO, "echo should be off at the prompt")
+        self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "at a param prompt"), 143, run.output)
+        self.assertIn("SIGTERM before the run started: nothing was run", run.output)
+        self.assertTrue(termios.tcgetattr(run.fd)[3] & termios.ECHO, "the terminal was left without echo")
 
     def test_sigterm_in_busy_lua_code_ends_the_run(self):
         run = self.run_file('step("Spin", function() print("spinning"); while true do end end)\n')
