@@ -469,10 +469,10 @@ static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **en
     if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
         (want_stdin && pipe2(in, O_CLOEXEC) != 0) || pipe2(rep, O_CLOEXEC) != 0) {
         int e = errno;
-        int *all[] = { out, err, in, rep };
-        for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
-            close_fd(&all[i][0]);
-            close_fd(&all[i][1]);
+        int *pipes[] = { out, err, in, rep };
+        for (size_t i = 0; i < sizeof pipes / sizeof pipes[0]; i++) {
+            close_fd(&pipes[i][0]);
+            close_fd(&pipes[i][1]);
         }
         return e;
     }
@@ -497,7 +497,6 @@ static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **en
         close(rep[0]);
         return fork_errno;
     }
-    setpgid(pid, pid);      /* also here: a kill(-pid) right after must reach it */
     rc = child_report(pid, rep[0]);
     close(rep[0]);
     if (rc != 0)
