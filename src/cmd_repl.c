@@ -16,7 +16,8 @@
  * SIGINT stays blocked while readline() runs except inside repl_getc's
  * ppoll(): a press always lands there, as EINTR.  repl_getc then reports end
  * of input, readline() returns, and the loop's count tells Ctrl-C (discard
- * the chunk, prompt again) from Ctrl-D (quit).
+ * the chunk, prompt again) from Ctrl-D (quit).  SIGTERM and SIGHUP take the
+ * same way in, and end the REPL (run.end "terminated", exit 128 + signal).
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -69,13 +70,26 @@ struct repl {
     int failed;         /* evaluations that raised */
 };
 
-/* Read one byte of fd, waiting in ppoll() with SIGINT let through.
- * Returns the byte, or EOF on end of input, error or Ctrl-C. */
+/* The signals the loop handles: blocked while libedit runs, let through in
+ * repl_getc's ppoll() only. */
+static void loop_signals(sigset_t *set)
+{
+    sigemptyset(set);
+    sigaddset(set, SIGINT);
+    sigaddset(set, SIGTERM);
+    sigaddset(set, SIGHUP);
+}
+
+/* Read one byte of fd, waiting in ppoll() with the loop's signals let
+ * through.  Returns the byte, or EOF on end of input, error, Ctrl-C or a
+ * terminating signal. */
 static int getc_byte(int fd)
 {
     sigset_t mask;
     sigprocmask(SIG_BLOCK, NULL, &mask);
     sigdelset(&mask, SIGINT);
+    sigdelset(&mask, SIGTERM);
+    sigdelset(&mask, SIGHUP);
     struct pollfd p = { .fd = fd, .events = POLLIN, .revents = 0 };
     if (ppoll(&p, 1, NULL, &mask) < 0)
         return EOF;
@@ -124,8 +138,7 @@ static char *read_tty(const char *prompt)
         tcsetattr(STDIN_FILENO, TCSADRAIN, &quiet);
     }
     sigset_t block, mask;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
+    loop_signals(&block);
     sigprocmask(SIG_BLOCK, &block, &mask);
     char *line = readline(prompt);
     sigprocmask(SIG_SETMASK, &mask, NULL);
@@ -236,13 +249,22 @@ static int chunk_eval(struct repl *r, int final)
 }
 
 /* Read and evaluate until the input ends.  Returns the run's end status:
- * "done", or "interrupted" for Ctrl-C on a pipe. */
+ * "done", "interrupted" for Ctrl-C on a pipe, or "terminated" once SIGTERM
+ * or SIGHUP came (at the prompt or during an evaluation). */
 static const char *repl_loop(struct repl *r)
 {
     lua_State *L = r->L;
     for (;;) {
+        if (rb_loop_terminated())
+            return "terminated";
         int pending = !lua_isnil(L, r->chunk);
         char *line = r->tty ? read_tty(pending ? PROMPT_MORE : PROMPT) : read_pipe();
+        if (rb_loop_terminated()) {
+            free(line);
+            if (r->tty)
+                fputs("\n", stdout);
+            return "terminated";
+        }
         if (rb_loop_interrupts(L) > 0) {
             rb_loop_ack_interrupt(L);
             free(line);
@@ -313,6 +335,8 @@ static int repl_run(lua_State *L, int obj)
     lua_settop(L, obj);
     if (strcmp(status, "interrupted") == 0)
         return RB_EXIT_INTERRUPTED;
+    if (strcmp(status, "terminated") == 0)
+        return 128 + rb_loop_terminated();
     if (!ok || (!r.tty && r.failed > 0))
         return RB_EXIT_FAILED;
     return RB_EXIT_OK;

@@ -2,19 +2,25 @@
  * lib_exec.c: local processes on the event loop.
  *
  * exec.run{argv..., timeout=60, stdin=, env=, cwd=, on_output=fn} starts
- * argv directly (posix_spawnp, never a shell) in a process group of its own,
+ * argv directly (vfork and execve, never a shell) in a process group of its own,
  * with stdin from the given string or /dev/null, and waits for it through
- * the loop on three fds: stdout, stderr and a pidfd.  On a timeout, Ctrl-C
- * or the step's limit, the whole group gets SIGTERM, then SIGKILL.  Policy
+ * the loop on three fds: stdout, stderr and a pidfd.  On a timeout, Ctrl-C,
+ * SIGTERM/SIGHUP or the step's limit, the whole group gets SIGTERM, then
+ * SIGKILL; if runbook itself dies first, the child gets SIGKILL from the
+ * kernel (PR_SET_PDEATHSIG, see spawn_proc).  Policy
  * (check=, dry run, the transcript, echoing output) is in the stdlib.
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
+#include <pthread.h>
 #include <signal.h>
-#include <spawn.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/pidfd.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -59,6 +65,26 @@ static void close_fd(int *fd)
     *fd = -1;
 }
 
+/* Whether the process behind pidfd exits within seconds.  A signal that
+ * comes meanwhile (another SIGTERM, a Ctrl-C) does not cut the grace. */
+static int exits_within(int pidfd, double seconds)
+{
+    if (pidfd < 0)
+        return 0;
+    double end = rb_loop_now() + seconds;
+    for (;;) {
+        double left = end - rb_loop_now();
+        if (left <= 0)
+            return 0;
+        struct pollfd pf = { .fd = pidfd, .events = POLLIN, .revents = 0 };
+        int n = poll(&pf, 1, (int)(left * 1000) + 1);
+        if (n > 0)
+            return 1;
+        if (n == 0 || errno != EINTR)
+            return 0;
+    }
+}
+
 /* Kill the process group and reap the child: SIGTERM, a second's grace,
  * then SIGKILL.  Safe to call twice. */
 static void proc_kill(struct proc *p)
@@ -67,12 +93,12 @@ static void proc_kill(struct proc *p)
         return;
     if (!p->exited) {
         kill(-p->pid, SIGTERM);
-        struct pollfd pf = { .fd = p->pidfd, .events = POLLIN, .revents = 0 };
-        if (p->pidfd < 0 || poll(&pf, 1, 1000) <= 0)
+        if (!exits_within(p->pidfd, 1.0))
             kill(-p->pid, SIGKILL);
     }
     kill(-p->pid, SIGKILL);     /* what is left of the group */
-    waitpid(p->pid, &p->status, 0);
+    while (waitpid(p->pid, &p->status, 0) < 0 && errno == EINTR)
+        ;
     p->pid = 0;
 }
 
@@ -312,50 +338,167 @@ static char **collect_env(lua_State *L)
     return env;
 }
 
+/* The program to run: name itself when it holds a '/', else the first
+ * executable file named name in the directories of $PATH (as execvp and
+ * posix_spawnp look it up: runbook's own PATH, not spec.env's).  Done
+ * before fork, where the child may not allocate.  Returns 0 or an errno. */
+static int find_program(const char *name, char *out, size_t outlen)
+{
+    if (strchr(name, '/') != NULL) {
+        if (strlen(name) >= outlen)
+            return ENAMETOOLONG;
+        strcpy(out, name);
+        return 0;
+    }
+    const char *path = getenv("PATH");
+    if (path == NULL)
+        path = "/bin:/usr/bin";
+    int found_denied = 0;
+    for (const char *dir = path;; dir++) {
+        size_t len = strcspn(dir, ":");
+        int n = snprintf(out, outlen, "%.*s%s%s", (int)len, dir, len ? "/" : "", name);
+        struct stat st;
+        if (n > 0 && (size_t)n < outlen && stat(out, &st) == 0 && S_ISREG(st.st_mode)) {
+            if (access(out, X_OK) == 0)
+                return 0;
+            found_denied = 1;
+        }
+        dir += len;
+        if (*dir == '\0')
+            break;
+    }
+    return found_denied ? EACCES : ENOENT;
+}
+
+/* In the child: every signal with a handler back to its default (a
+ * handler would run on the parent's memory, the loop's self-pipe and all),
+ * and the ignored SIGPIPE and SIGINT too, as for a program started from a
+ * shell; another inherited SIG_IGN (nohup's SIGHUP) stays. */
+static void child_signals(void)
+{
+    for (int sig = 1; sig < NSIG; sig++) {
+        struct sigaction old;
+        if (sig == SIGKILL || sig == SIGSTOP || sigaction(sig, NULL, &old) != 0)
+            continue;
+        int ignored = old.sa_handler == SIG_IGN && !(old.sa_flags & SA_SIGINFO);
+        int handled = old.sa_handler != SIG_DFL && !ignored;
+        if (handled || (ignored && (sig == SIGPIPE || sig == SIGINT)))
+            signal(sig, SIG_DFL);
+    }
+}
+
+/* fd as the child's fd `to`, open across exec (dup2 alone would leave a
+ * close-on-exec fd that already is `to` as it is). */
+static int move_fd(int fd, int to)
+{
+    if (fd == to)
+        return fcntl(fd, F_SETFD, 0);
+    return dup2(fd, to);
+}
+
+/* What the child does between vfork and exec: async-signal-safe calls
+ * only, on the parent's memory (it is suspended meanwhile; other threads,
+ * a name lookup for ssh or redis, are not).  Signals are blocked on entry
+ * and let through only once their handlers are gone.  An errno that stops
+ * it is written to errfd for the parent. */
+static void child_setup(const char *path, const char **argv, char **envp, const char *cwd,
+                        int stdin_fd, int out_fd, int err_fd, pid_t parent, int errfd)
+{
+    child_signals();
+    setpgid(0, 0);
+    /* If runbook dies without ending the group (SIGKILL, a crash), the
+     * child dies with it.  A parent that died before the prctl would never
+     * send the signal: then getppid() is no longer it. */
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != parent)
+        _exit(127);
+    int e = 0;
+    int null = stdin_fd < 0 ? open("/dev/null", O_RDONLY | O_CLOEXEC) : -1;
+    if (stdin_fd < 0)
+        stdin_fd = null;
+    if (stdin_fd < 0 || move_fd(stdin_fd, 0) < 0 || move_fd(out_fd, 1) < 0 || move_fd(err_fd, 2) < 0)
+        e = errno;
+    if (e == 0 && cwd != NULL && chdir(cwd) != 0)
+        e = errno;
+    if (e == 0) {
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        execve(path, (char *const *)argv, envp);
+        e = errno;
+    }
+    ssize_t n = write(errfd, &e, sizeof e);
+    (void)n;
+    _exit(127);
+}
+
+/* Read the child's report: 0 once it exec'ed (the CLOEXEC pipe closed), or
+ * the errno that stopped it (the child is reaped then). */
+static int child_report(pid_t pid, int errfd)
+{
+    int e = 0;
+    ssize_t n;
+    do
+        n = read(errfd, &e, sizeof e);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof e)
+        return 0;
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+    return e ? e : ECHILD;
+}
+
+/*
+ * vfork and execve, not posix_spawnp: the child must set PR_SET_PDEATHSIG,
+ * which posix_spawn cannot.  vfork, as glibc's posix_spawn does: fork()
+ * copies the host's page tables and made a spawn twice as slow here.
+ * The death signal is SIGKILL: it only fires
+ * when runbook could not end the group itself (runbook was SIGKILLed or
+ * crashed), so there is nobody left to follow a SIGTERM that the child
+ * ignores or traps with a SIGKILL, and an unwatched command acting on
+ * production is the worse outcome.  It reaches the child only: a
+ * grandchild in the group (sh -c 'x &') survives a SIGKILLed runbook.
+ */
 static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **envp,
                       const char *cwd, int want_stdin)
 {
-    int out[2], err[2], in[2] = { -1, -1 };
-    if (pipe2(out, O_CLOEXEC) != 0)
-        return errno;
-    if (pipe2(err, O_CLOEXEC) != 0 || (want_stdin && pipe2(in, O_CLOEXEC) != 0)) {
+    char path[PATH_MAX];
+    int rc = find_program(argv[0], path, sizeof path);
+    if (rc != 0)
+        return rc;
+    int out[2] = { -1, -1 }, err[2] = { -1, -1 }, in[2] = { -1, -1 }, rep[2] = { -1, -1 };
+    if (pipe2(out, O_CLOEXEC) != 0 || pipe2(err, O_CLOEXEC) != 0 ||
+        (want_stdin && pipe2(in, O_CLOEXEC) != 0) || pipe2(rep, O_CLOEXEC) != 0) {
         int e = errno;
-        close(out[0]); close(out[1]);
+        int *pipes[] = { out, err, in, rep };
+        for (size_t i = 0; i < sizeof pipes / sizeof pipes[0]; i++) {
+            close_fd(&pipes[i][0]);
+            close_fd(&pipes[i][1]);
+        }
         return e;
     }
-    posix_spawn_file_actions_t fa;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&fa);
-    if (want_stdin)
-        posix_spawn_file_actions_adddup2(&fa, in[0], 0);
-    else
-        posix_spawn_file_actions_addopen(&fa, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&fa, out[1], 1);
-    posix_spawn_file_actions_adddup2(&fa, err[1], 2);
-    if (cwd != NULL)
-        posix_spawn_file_actions_addchdir_np(&fa, cwd);
-    posix_spawnattr_init(&attr);
-    sigset_t none, dfl;
-    sigemptyset(&none);
-    sigemptyset(&dfl);
-    sigaddset(&dfl, SIGPIPE);
-    sigaddset(&dfl, SIGINT);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &dfl);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK |
-                                    POSIX_SPAWN_SETSIGDEF);
-    pid_t pid;
-    int rc = posix_spawnp(&pid, argv[0], &fa, &attr, (char *const *)argv, envp);
-    posix_spawn_file_actions_destroy(&fa);
-    posix_spawnattr_destroy(&attr);
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t parent = getpid();
+    pid_t pid = vfork();
+    if (pid == 0)
+        child_setup(path, argv, envp, cwd, want_stdin ? in[0] : -1, out[1], err[1], parent, rep[1]);
+    int fork_errno = errno;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
     close(out[1]);
     close(err[1]);
+    close(rep[1]);
     if (want_stdin)
         close(in[0]);
     p->out.fd = out[0];
     p->err.fd = err[0];
     p->in_fd = in[1];
+    if (pid < 0) {
+        close(rep[0]);
+        return fork_errno;
+    }
+    rc = child_report(pid, rep[0]);
+    close(rep[0]);
     if (rc != 0)
         return rc;
     p->pid = pid;

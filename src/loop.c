@@ -59,6 +59,9 @@ typedef struct rb_loop {
 /* Signal handlers may touch only these (as Lua's lua.c does). */
 static volatile sig_atomic_t sigint_count;     /* written by the handler only */
 static volatile sig_atomic_t sigint_acked;     /* written by the loop only */
+static volatile sig_atomic_t term_signal;      /* the first SIGTERM/SIGHUP; never reset */
+static volatile sig_atomic_t term_pending;     /* it counts as an interrupt until acked */
+static volatile sig_atomic_t term_shielded;    /* the run's cleanup: interrupt nothing */
 static int sig_pipe[2] = { -1, -1 };
 static lua_State *volatile running_task;
 
@@ -96,9 +99,21 @@ static void interrupt_hook(lua_State *L, lua_Debug *ar)
     (void)ar;
     lua_sethook(L, NULL, 0, 0);
     luaL_where(L, 0);   /* the busy function itself, not its caller */
-    lua_pushliteral(L, "interrupted (Ctrl-C)");
+    lua_pushstring(L, rb_loop_interrupt_text());
     lua_concat(L, 2);
     lua_error(L);
+}
+
+/* Wake the loop and stop the task busy in Lua code, if any. */
+static void wake_loop(void)
+{
+    if (sig_pipe[1] >= 0) {
+        ssize_t n = write(sig_pipe[1], "!", 1);
+        (void)n;
+    }
+    lua_State *t = running_task;
+    if (t != NULL)
+        lua_sethook(t, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
 }
 
 static void on_sigint(int sig)
@@ -108,13 +123,31 @@ static void on_sigint(int sig)
     sigint_count++;
     if (sigint_count - sigint_acked >= 3)
         _exit(130);     /* the escape hatch when nothing answers Ctrl-C */
-    if (sig_pipe[1] >= 0) {
-        ssize_t n = write(sig_pipe[1], "!", 1);
-        (void)n;
+    wake_loop();
+    errno = saved;
+}
+
+/*
+ * SIGTERM and SIGHUP end the run: the first one is an interrupt that the
+ * engine takes as "terminate" (no question) and never forgets.  Later ones
+ * change nothing: a dropped ssh session typically delivers SIGHUP twice
+ * (the shell forwards it, then the kernel sends it when the shell exits),
+ * and cutting the cleanup short would leave the team lock held.  The
+ * cleanup is bounded by its own timeouts, and SIGKILL is still there; the
+ * handler never exits, so no transcript line is left half written.  For
+ * the same reason a first signal that comes during the cleanup (the
+ * shield, set by engine.finish) is only recorded.
+ */
+static void on_term(int sig)
+{
+    int saved = errno;
+    if (term_signal == 0) {
+        term_signal = sig;
+        if (!term_shielded) {
+            term_pending = 1;
+            wake_loop();
+        }
     }
-    lua_State *t = running_task;
-    if (t != NULL)
-        lua_sethook(t, interrupt_hook, LUA_MASKCALL | LUA_MASKRET | LUA_MASKCOUNT, 1);
     errno = saved;
 }
 
@@ -127,6 +160,42 @@ void rb_loop_signals(lua_State *L)
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+void rb_loop_catch_term(void)
+{
+    struct sigaction sa, old;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_term;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGTERM, &sa, NULL);
+    /* Started under nohup: SIGHUP stays ignored, as nohup promised. */
+    if (sigaction(SIGHUP, NULL, &old) != 0 || old.sa_handler != SIG_IGN)
+        sigaction(SIGHUP, &sa, NULL);
+}
+
+int rb_loop_terminated(void)
+{
+    return (int)term_signal;
+}
+
+const char *rb_loop_signal_name(int sig)
+{
+    switch (sig) {
+    case SIGTERM: return "SIGTERM";
+    case SIGHUP: return "SIGHUP";
+    case SIGINT: return "SIGINT";
+    default: return "a signal";
+    }
+}
+
+const char *rb_loop_interrupt_text(void)
+{
+    switch (term_signal) {
+    case SIGTERM: return "terminated (SIGTERM)";
+    case SIGHUP: return "terminated (SIGHUP)";
+    default: return "interrupted (Ctrl-C)";
+    }
 }
 
 static int loop_gc(lua_State *L)
@@ -190,12 +259,13 @@ static void drain_sig_pipe(void)
 int rb_loop_interrupts(lua_State *L)
 {
     (void)L;
-    return (int)(sigint_count - sigint_acked);
+    return (int)(sigint_count - sigint_acked) + (int)term_pending;
 }
 
 void rb_loop_ack_interrupt(lua_State *L)
 {
     (void)L;
+    term_pending = 0;
     sigint_acked = sigint_count;
 }
 
@@ -307,7 +377,7 @@ int rb_loop_raise(lua_State *L, enum rb_wake why, const char *who,
         lua_pushfstring(L, "%s: %s timed out after %s s", who, what, secs);
         break;
     case RB_WAKE_INTERRUPT:
-        lua_pushfstring(L, "%s: %s interrupted (Ctrl-C)", who, what);
+        lua_pushfstring(L, "%s: %s %s", who, what, rb_loop_interrupt_text());
         break;
     case RB_WAKE_CANCEL:
         lua_pushfstring(L, "%s: %s stopped: the step's timeout ran out", who, what);
@@ -665,9 +735,42 @@ static int l_ack_interrupt(lua_State *L)
         return 0;
     }
     lua_Integer n = luaL_checkinteger(L, 1);
-    if (n > 0 && n <= rb_loop_interrupts(L))
+    if (n > 0 && n <= rb_loop_interrupts(L)) {
+        if (term_pending) {
+            term_pending = 0;
+            n--;
+        }
         sigint_acked += (sig_atomic_t)n;
+    }
     return 0;
+}
+
+/* loop.terminated() -> nil, or the number and name ("SIGTERM") of the
+ * signal that is ending the run. */
+static int l_terminated(lua_State *L)
+{
+    int sig = rb_loop_terminated();
+    if (sig == 0)
+        return 0;
+    lua_pushinteger(L, sig);
+    lua_pushstring(L, rb_loop_signal_name(sig));
+    return 2;
+}
+
+/* loop.shield(on): while on, SIGTERM and SIGHUP are recorded (terminated())
+ * but interrupt no wait: the run's cleanup (a lock's release) must end. */
+static int l_shield(lua_State *L)
+{
+    term_shielded = lua_toboolean(L, 1);
+    return 0;
+}
+
+/* loop.interrupt_text() -> "interrupted (Ctrl-C)" or "terminated (SIGTERM)",
+ * for messages about a wait that was cut short. */
+static int l_interrupt_text(lua_State *L)
+{
+    lua_pushstring(L, rb_loop_interrupt_text());
+    return 1;
 }
 
 static int l_in_task(lua_State *L)
@@ -687,6 +790,9 @@ int luaopen_runbook_loop(lua_State *L)
         { "now", l_now },
         { "interrupts", l_interrupts },
         { "ack_interrupt", l_ack_interrupt },
+        { "terminated", l_terminated },
+        { "interrupt_text", l_interrupt_text },
+        { "shield", l_shield },
         { "in_task", l_in_task },
         { NULL, NULL },
     };

@@ -10,10 +10,15 @@
 #include <lualib.h>
 
 #include "runbook/host.h"
+#include "runbook/loop.h"
 #include "runbook/operator.h"
 
 /* Flags drive the setup main() does before calling a command. */
-enum { NEEDS_LUA = 1 };   /* a lua_State with the runbook libraries, in a protected call */
+enum {
+    NEEDS_LUA = 1,      /* a lua_State with the runbook libraries, in a protected call */
+    ENDS_ON_TERM = 2,   /* SIGTERM/SIGHUP end its run cleanly (rb_loop_catch_term);
+                         * without it they kill the command, which holds nothing */
+};
 
 struct command {
     const char *name;
@@ -23,12 +28,12 @@ struct command {
 };
 
 static const struct command commands[] = {
-    { "run", cmd_run, NEEDS_LUA, "run a runbook step by step" },
+    { "run", cmd_run, NEEDS_LUA | ENDS_ON_TERM, "run a runbook step by step" },
     { "list", cmd_list, NEEDS_LUA, "list the runbooks that can be run" },
     { "show", cmd_show, NEEDS_LUA, "print a runbook's plan without running it" },
     { "check", cmd_check, NEEDS_LUA, "check a runbook for mistakes" },
     { "new", cmd_new, NEEDS_LUA, "write a commented skeleton runbook" },
-    { "repl", cmd_repl, NEEDS_LUA, "an interactive Lua prompt with every primitive" },
+    { "repl", cmd_repl, NEEDS_LUA | ENDS_ON_TERM, "an interactive Lua prompt with every primitive" },
     { "verify", cmd_verify, NEEDS_LUA, "check a transcript's hash chain" },
     { "report", cmd_report, NEEDS_LUA, "render transcripts as a Markdown timeline" },
     { NULL, NULL, 0, NULL },
@@ -43,7 +48,7 @@ static void usage(FILE *f)
         fprintf(f, "  %-8s  %s\n", c->name, c->summary);
     fprintf(f, "\n'runbook <command> --help' describes a command.\n"
                "Exit codes: 0 done, 1 a step failed or aborted, 2 usage or load error,\n"
-               "130 interrupted.\n");
+               "130 interrupted, 128+N ended by signal N (143 SIGTERM, 129 SIGHUP).\n");
 }
 
 struct pmain_args {
@@ -57,6 +62,8 @@ static int pmain(lua_State *L)
 {
     struct pmain_args *a = lua_touserdata(L, 1);
     rb_host_open(L);
+    if (a->cmd->flags & ENDS_ON_TERM)
+        rb_loop_catch_term();
     a->rc = a->cmd->fn(L, a->argc, a->argv);
     return 0;
 }

@@ -39,7 +39,7 @@
 enum rb_wake {
     RB_WAKE_READY = 0,   /* at least one fd is ready */
     RB_WAKE_TIMEOUT,     /* the wait's own deadline passed */
-    RB_WAKE_INTERRUPT,   /* the operator pressed Ctrl-C */
+    RB_WAKE_INTERRUPT,   /* the operator pressed Ctrl-C, or SIGTERM/SIGHUP came */
     RB_WAKE_CANCEL       /* the task's limit passed (step timeout) */
 };
 
@@ -52,8 +52,13 @@ double rb_loop_deadline(double seconds);
 /* Create the loop for this state and store it in the registry. [-0, +0, m] */
 void rb_loop_init(lua_State *L);
 
-/* Install the SIGINT handler that wakes the loop (done by rb_loop_init). */
+/* Install the SIGINT handler that wakes the loop (done by rb_loop_init);
+ * SIGPIPE is ignored. */
 void rb_loop_signals(lua_State *L);
+
+/* Make SIGTERM and SIGHUP end the run instead of the process (for the
+ * commands that run steps: run, repl; the others keep the default). */
+void rb_loop_catch_term(void);
 
 /* Suspend the calling C function until fd is ready for events, or the
  * deadline (absolute, rb_loop_now() scale, 0 = none) passes; then the loop
@@ -76,14 +81,27 @@ enum rb_wake rb_loop_woke(lua_State *L, struct pollfd *fds, int nfds);
 int rb_loop_raise(lua_State *L, enum rb_wake why, const char *who,
                   const char *what, double timeout);
 
-/* Number of Ctrl-C presses not yet acknowledged by rb_loop_ack_interrupt. */
+/* Number of Ctrl-C presses not yet acknowledged by rb_loop_ack_interrupt,
+ * plus one for a terminating signal (SIGTERM, SIGHUP) not yet acknowledged. */
 int rb_loop_interrupts(lua_State *L);
 
-/* Forget the pending Ctrl-C presses (the engine does this after asking). */
+/* Forget the pending interrupts (the engine does this after asking, and
+ * before the cleanup of a run that a signal ended). */
 void rb_loop_ack_interrupt(lua_State *L);
 
+/* The terminating signal (SIGTERM, SIGHUP) that is ending the run, or 0.
+ * Set by the first one and never cleared: the process is to exit. */
+int rb_loop_terminated(void);
+
+/* "SIGTERM", "SIGHUP", ... for the transcript and messages. */
+const char *rb_loop_signal_name(int sig);
+
+/* How a cut-short wait is described: "interrupted (Ctrl-C)", or
+ * "terminated (SIGTERM)" once a terminating signal came. */
+const char *rb_loop_interrupt_text(void);
+
 /* Open the Lua module "runbook.loop": now, sleep, run, parallel, spawn,
- * interrupts, ack_interrupt, set_limit.  [-0, +1, m] */
+ * interrupts, ack_interrupt, terminated, interrupt_text, shield.  [-0, +1, m] */
 int luaopen_runbook_loop(lua_State *L);
 
 #endif

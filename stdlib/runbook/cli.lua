@@ -222,9 +222,29 @@ local function stopped_by_write_error(run, err, duration)
   return 1
 end
 
+-- A terminating signal before the transcript was opened: nothing ran.
+local function terminated_early()
+  local _, name = loop.terminated()
+  return fail(engine.exit_code("terminated"), "%s before the run started: nothing was run", name)
+end
+
+-- Write run.end and close the transcript; returns its final hash.  The
+-- signal that ended the run (or came during its cleanup) is recorded.
+local function end_record(run, plan, status, code, counts, t0)
+  local rec = run.rec
+  local _, signame = loop.terminated()
+  rec:event("run.end", { status = status, exit = code, signal = signame, duration = loop.now() - t0,
+    steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
+  rec:sync()
+  local final = rec:hash()
+  rec:close()
+  return final
+end
+
 function cli.run(args)
   local ok, run, plan, first = pcall(prepare, args)
   if not ok then
+    if loop.terminated() then return terminated_early() end
     if getmetatable(run) == engine.UsageError then return fail(2, "%s", run.message) end
     return fail(2, "%s", tostring(run))
   end
@@ -252,17 +272,12 @@ function cli.run(args)
     status, code, counts = "error", 1, { ok = 0, skipped = 0 }
   end
   engine.finish(run)
-  local okw, werr = pcall(function()
-    rec:event("run.end", { status = status, exit = code, duration = loop.now() - t0,
-      steps = #plan.steps, ok = counts.ok, skipped = counts.skipped })
-    rec:sync()
-  end)
-  if not okw and is_write_error(werr) then return stopped_by_write_error(run, werr, loop.now() - t0) end
-  if not okw then error(werr, 0) end
-  local final = rec:hash()
-  rec:close()
+  local okw, final = pcall(end_record, run, plan, status, code, counts, t0)
+  if not okw and is_write_error(final) then return stopped_by_write_error(run, final, loop.now() - t0) end
+  if not okw then error(final, 0) end
   local color = status == "done" and "green" or "red"
-  ui.print(ui.style(color, "run " .. status) .. string.format(" in %s: %d ok, %d skipped of %d steps",
+  local why = status == "terminated" and (" (" .. select(2, loop.terminated()) .. ")") or ""
+  ui.print(ui.style(color, "run " .. status .. why) .. string.format(" in %s: %d ok, %d skipped of %d steps",
     ui.duration(loop.now() - t0), counts.ok, counts.skipped, #plan.steps))
   ui.print(ui.style("dim", "transcript: " .. rec.path .. "\nfinal hash: " .. final))
   return code

@@ -32,13 +32,21 @@ function engine.new_run(fields)
 end
 
 -- Call the run's cleanup functions (last registered first); errors are
--- reported, not raised, so every one of them runs.
+-- reported, not raised, so every one of them runs.  Interrupts still
+-- pending (the second Ctrl-C, the signal that ended the run) were meant for
+-- the run, not for its cleanup: forgotten first, so releasing a lock can
+-- still talk to its server; and a SIGTERM or SIGHUP that comes now is only
+-- recorded (each cleanup call has its own timeout).  A Ctrl-C pressed
+-- during the cleanup still interrupts it.
 function engine.finish(run)
+  loop.shield(true)
+  if loop.interrupts() > 0 then loop.ack_interrupt() end
   for i = #run.cleanup, 1, -1 do
     local ok, err = pcall(run.cleanup[i])
     if not ok then ui.eprint("runbook: cleanup: " .. tostring(err)) end
     run.cleanup[i] = nil
   end
+  loop.shield(false)
 end
 
 -- Load a runbook file in its declaration phase.  Returns the plan, or nil
@@ -124,6 +132,17 @@ local function error_text(err)
   return tostring(err)
 end
 
+-- The name of the signal ending the run ("SIGTERM", "SIGHUP"), or nil.
+local function terminating_signal()
+  local _, name = loop.terminated()
+  return name
+end
+
+-- A wait cut short: by Ctrl-C, or by a terminating signal.
+local function interrupted()
+  return terminating_signal() and "terminated" or "interrupted"
+end
+
 -- Run one attempt of a step as a task; returns outcome, message, traceback.
 local function attempt(run, step)
   local p = api.params_proxy(run.plan, run.params)
@@ -131,7 +150,7 @@ local function attempt(run, step)
     local ok, err = pcall(run.env.confirm,
       string.format("Step %d '%s' is marked dangerous. Run it?", step.index, step.title))
     if not ok then
-      if loop.interrupts() > 0 then return "interrupted", error_text(err) end
+      if loop.interrupts() > 0 then return interrupted(), error_text(err) end
       return api.is_declined(err) and "declined" or "failed", error_text(err)
     end
   end
@@ -144,14 +163,17 @@ local function attempt(run, step)
     end
   end)
   if ok then return "ok" end
-  if loop.interrupts() > 0 then return "interrupted", error_text(err), tb end
+  if loop.interrupts() > 0 then return interrupted(), error_text(err), tb end
   if api.is_declined(err) then return "declined", error_text(err), tb end
   return "failed", error_text(err), tb
 end
 
 -- After a failure: retry, skip, abort or undo.  "interrupt" when Ctrl-C is
--- pressed while the question is up.
+-- pressed while the question is up; "terminate" when a terminating signal
+-- came (nobody is there to answer: the question is not asked).
 local function decide(run, step, outcome)
+  local sig = terminating_signal()
+  if sig then return "terminate", sig end
   local can_undo = step.undo ~= nil
   local choices = can_undo and "[r]etry, [s]kip, [u]ndo, [a]bort" or "[r]etry, [s]kip, [a]bort"
   if not run.interactive and not run.answers then return "abort", "non-interactive" end
@@ -165,6 +187,8 @@ local function decide(run, step, outcome)
       return map[t], "answer " .. choices
     end })
   if not ok then
+    sig = terminating_signal()
+    if sig then return "terminate", sig end
     if loop.interrupts() > 0 then return "interrupt", "operator" end
     if not run.interactive then return "abort", "no answer for !error" end
     error(choice, 0)
@@ -182,10 +206,10 @@ local function run_undo(run, step)
 end
 
 local outcome_style = { ok = "green", failed = "red", declined = "yellow", skipped = "yellow",
-  interrupted = "red" }
+  interrupted = "red", terminated = "red" }
 
--- Execute one step with its retries.  Returns "ok", "skipped", "aborted" or
--- "interrupted".
+-- Execute one step with its retries.  Returns "ok", "skipped", "aborted",
+-- "interrupted" or "terminated".
 local function execute_step(run, step, n)
   local attempts = 0
   while true do
@@ -198,6 +222,9 @@ local function execute_step(run, step, n)
     local t0 = loop.now()
     local outcome, msg, tb = attempt(run, step)
     local dur = loop.now() - t0
+    -- The transcript could not be written: nothing more can be recorded, so
+    -- no retry/skip/abort question; the caller stops the run saying why.
+    if run.rec.failed then error(run.rec.failed, 0) end
     if outcome == "ok" then
       run.rec:event("step.end", { index = step.index, id = step.id, status = "ok", duration = dur })
       run.rec:sync()
@@ -208,7 +235,9 @@ local function execute_step(run, step, n)
     ui.print("      " .. ui.style(outcome_style[outcome] or "red", outcome) ..
       ui.style("dim", " (" .. ui.duration(dur) .. ")") .. ": " .. tostring(msg))
     local decision, source
-    if interrupts >= 2 then
+    if terminating_signal() then
+      decision, source = "terminate", terminating_signal()
+    elseif interrupts >= 2 then
       decision, source = "interrupt", "second Ctrl-C"
     else
       loop.ack_interrupt(interrupts)
@@ -231,6 +260,7 @@ local function execute_step(run, step, n)
       run.rec:event("interrupt", { step = step.id, count = 2 })
       return "interrupted"
     end
+    if decision == "terminate" then return "terminated" end
     if decision == "skip" then
       ui.print("      " .. ui.style("yellow", "skipped"))
       return "skipped"
@@ -243,7 +273,18 @@ local function execute_step(run, step, n)
   end
 end
 
+-- The exit code of a run that ended with status: 128 + the signal for a
+-- run that a terminating signal ended, as a shell reports a killed process.
+function engine.exit_code(status)
+  if status == "done" then return 0 end
+  if status == "interrupted" then return 130 end
+  if status == "terminated" then return 128 + (loop.terminated() or 15) end
+  return 1
+end
+
 -- Run the plan from step `first`.  Returns the run status and exit code.
+-- A terminating signal that comes between steps stops the run before the
+-- next one starts; once every step has ended, the run is done.
 function engine.execute(run, first)
   local plan = run.plan
   local n = #plan.steps
@@ -255,6 +296,10 @@ function engine.execute(run, first)
   end
   local status = "done"
   for i = first, n do
+    if loop.terminated() then
+      status = "terminated"
+      break
+    end
     local result = execute_step(run, plan.steps[i], n)
     if result == "ok" or result == "skipped" then
       counts[result] = counts[result] + 1
@@ -265,8 +310,7 @@ function engine.execute(run, first)
   end
   run.step = nil
   run.phase = "done"
-  local code = status == "done" and 0 or (status == "interrupted" and 130 or 1)
-  return status, code, counts
+  return status, engine.exit_code(status), counts
 end
 
 -- The last step that ended ok in a transcript, its params and its runbook.

@@ -156,7 +156,9 @@ end
 function repl:finish(status)
   local rec = self.rec
   engine.finish(self.run)   -- run.cleanup: close connections, release locks
+  local sig, signame = loop.terminated()
   rec:event("run.end", { status = status or "done", evals = self.evals, errors = self.errors,
+    exit = status == "terminated" and 128 + sig or nil, signal = signame,
     duration = loop.now() - self.t0 })
   rec:sync()
   local final = rec:hash()

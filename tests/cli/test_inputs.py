@@ -356,3 +356,22 @@ class FullDisk(Case):
         v = self.run_rb("verify", t)
         self.assertExit(v, 0)
         self.assertIn(f"{len(events)} lines, hash chain intact", v.stdout)
+
+    def test_full_disk_asks_no_question_even_when_an_answer_is_ready(self):
+        # Nothing after the failed write could be recorded: the run stops at
+        # once instead of asking retry/skip/abort (an answers file would
+        # otherwise skip the step and go on unrecorded).
+        d, preexec, cause = self.small_disk()
+        rb = self.write("fill.lua", FILL)
+        a = self.write("a.txt", "[*] !error = skip\n")
+        t = os.path.join(d, "t.jsonl")
+        p = subprocess.run([RUNBOOK, "run", rb, "--answers", a, "--transcript", t],
+                           capture_output=True, text=True, env=dict(self.env), cwd=self.tmp, timeout=60,
+                           preexec_fn=preexec)
+        self.assertExit(p, 1)
+        self.assertClean(p)
+        self.assertNotIn("!error", p.stdout, "a retry/skip/abort question was asked after the write failed")
+        self.assertNotIn("[2/2]", p.stdout, "the run must stop, not go on unrecorded")
+        self.assertIn(f"cannot write the log event: {cause}", p.stderr)
+        self.assertExit(self.run_rb("verify", t), 0)
+

@@ -31,8 +31,9 @@
 -- redis: SET runbook:lock:NAME <holder JSON> NX PX ttl (ttl: opts.ttl, the
 -- config's lock.ttl, else 30 min), released by a compare-and-DEL so a run
 -- never deletes a lock that another run took after its own expired.  A run
--- killed by SIGKILL leaves the key until the TTL runs out; the refusal
--- says when that is and which key to DEL by hand.
+-- ended by SIGTERM or SIGHUP releases it like any other end; one killed by
+-- SIGKILL leaves the key until the TTL runs out, and the refusal says when
+-- that is and which key to DEL by hand.
 --
 -- While the run lasts, every held lock is checked at each step boundary:
 -- lock() registers a run.before_step hook, so each step (and each
@@ -45,7 +46,7 @@
 -- TTL can lose a redis lock: raise lock.ttl for such runbooks.
 --
 -- Released at the end of the run through run.cleanup (engine.finish), which
--- runs after the last step, an abort, and Ctrl-C alike.
+-- runs after the last step, an abort, Ctrl-C, SIGTERM and SIGHUP alike.
 --
 -- Dry run: who holds the lock is read for real (a run that would be
 -- refused is refused in the rehearsal too); taking it is shown as "would
@@ -458,8 +459,8 @@ return function(run, G, api)
       record_call("lock.refresh", call_args(l), t0, true)
       return
     end
-    -- A check cut short by Ctrl-C says nothing about the lock: keep it.
-    if loop.interrupts() > 0 then error("lock: checking " .. l.name .. " interrupted (Ctrl-C)", 0) end
+    -- A check cut short by Ctrl-C or a signal says nothing about the lock: keep it.
+    if loop.interrupts() > 0 then error("lock: checking " .. l.name .. " " .. loop.interrupt_text(), 0) end
     if l.state and l.srv.backend == "postgres" then pcall(b.release, l.srv, l.state, l.name) end
     l.state = nil
     local okt, state, who = pcall(b.take, l.srv, l.name, l.who)
@@ -490,9 +491,10 @@ return function(run, G, api)
   end
 
   local function release_all()
-    -- A second Ctrl-C ends the run with its presses still counted, and every
-    -- wait would end at once: forget them so the release can talk to the
-    -- server (a further Ctrl-C still interrupts it).
+    -- A second Ctrl-C or a SIGTERM ends the run with the interrupt still
+    -- counted, and every wait would end at once: forget it so the release
+    -- can talk to the server (a further Ctrl-C still interrupts it).
+    -- engine.finish does the same; a runbook's own l:release() may not.
     if loop.interrupts() > 0 then loop.ack_interrupt() end
     local names = {}
     for name in pairs(run.locks) do names[#names + 1] = name end
