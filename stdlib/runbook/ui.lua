@@ -53,24 +53,83 @@ function ui.log(level, msg)
   if level == "error" then ui.eprint(line) else ui.print(line) end
 end
 
--- Output of a running command: whole lines, indented, as they arrive.
+-- Output of a running command: whole lines, indented, as they arrive,
+-- without the command's own escape sequences (ours are added after).
+-- Linear in what arrives, so a megabyte on one line costs what a megabyte
+-- of short lines does: a chunk is cut at its newlines with a plain find, a
+-- partial line waits as pieces that are never scanned again, and what one
+-- chunk shows is written at once.  A line longer than ui.LINE_MAX is shown
+-- cut: its first LINE_MAX bytes as soon as they are there, then, when it
+-- ends, a note of how many bytes were not shown (the captured stdout keeps
+-- them all, up to exec's own cap).
+ui.LINE_MAX = 64 * 1024
+
+local strip_ansi = require("runbook.exec").strip_ansi
+
 function ui.output_sink(prefix)
-  local pending = { stdout = "", stderr = "" }
+  local bars = { stdout = ui.style("dim", prefix), stderr = ui.style("yellow", prefix) }
+  local out, n = {}, 0          -- what this chunk shows
   local function emit(stream, line)
-    local bar = stream == "stderr" and ui.style("yellow", prefix) or ui.style("dim", prefix)
-    ui.print(bar, line)
+    out[n + 1], out[n + 2], out[n + 3] = bars[stream], strip_ansi(line), "\n"
+    n = n + 3
+  end
+  local function note(stream, hidden)
+    out[n + 1] = bars[stream] .. ui.style("dim", string.format(
+      "[line cut at %d bytes: %d more not shown]", ui.LINE_MAX, hidden)) .. "\n"
+    n = n + 1
+  end
+  local function write()
+    if n == 0 then return end
+    local text = table.concat(out, "", 1, n)
+    out, n = {}, 0
+    operator.write(transcript.redact(text))
+  end
+  -- per stream: pieces of the partial line, their length, bytes not shown
+  local st = { stdout = { parts = {}, len = 0, hidden = -1 },
+               stderr = { parts = {}, len = 0, hidden = -1 } }
+  -- Add bytes of the current line; a line reaching LINE_MAX is shown then.
+  local function add(stream, s, piece)
+    if s.hidden >= 0 then s.hidden = s.hidden + #piece; return end
+    local room = ui.LINE_MAX - s.len
+    if #piece <= room then
+      s.parts[#s.parts + 1] = piece
+      s.len = s.len + #piece
+      return
+    end
+    s.parts[#s.parts + 1] = piece:sub(1, room)
+    emit(stream, table.concat(s.parts))
+    s.parts, s.len, s.hidden = {}, 0, #piece - room
+  end
+  -- End the current line, whose last bytes are piece.
+  local function finish(stream, s, piece)
+    if s.hidden >= 0 then
+      note(stream, s.hidden + #piece)
+    elseif #s.parts == 0 and #piece <= ui.LINE_MAX then
+      emit(stream, piece)
+    else
+      add(stream, s, piece)
+      if s.hidden >= 0 then note(stream, s.hidden) else emit(stream, table.concat(s.parts)) end
+    end
+    s.parts, s.len, s.hidden = {}, 0, -1
   end
   local sink = {}
   function sink.feed(stream, chunk)
-    local buf = pending[stream] .. chunk
-    for line in buf:gmatch("([^\n]*)\n") do emit(stream, line) end
-    pending[stream] = buf:match("[^\n]*$")
+    local s, pos = st[stream], 1
+    local find, sub = string.find, string.sub
+    while true do
+      local nl = find(chunk, "\n", pos, true)
+      if not nl then break end
+      finish(stream, s, sub(chunk, pos, nl - 1))
+      pos = nl + 1
+    end
+    if pos <= #chunk then add(stream, s, sub(chunk, pos)) end
+    write()
   end
   function sink.flush()
-    for stream, rest in pairs(pending) do
-      if rest ~= "" then emit(stream, rest) end
-      pending[stream] = ""
+    for stream, s in pairs(st) do
+      if s.len > 0 or s.hidden >= 0 then finish(stream, s, "") end
     end
+    write()
   end
   return sink
 end
