@@ -66,6 +66,51 @@ ui.LINE_MAX = 64 * 1024
 
 local strip_ansi = require("runbook.exec").strip_ansi
 
+-- The lines of one stream: show(line) for each whole line, note(hidden)
+-- after a cut one.  Returns feed(chunk) and flush().
+local function line_splitter(show, note)
+  local parts, len, hidden = {}, 0, -1   -- the partial line; bytes not shown
+  -- Add bytes of the current line; a line reaching LINE_MAX is shown then.
+  local function add(piece)
+    if hidden >= 0 then hidden = hidden + #piece; return end
+    local room = ui.LINE_MAX - len
+    if #piece <= room then
+      parts[#parts + 1], len = piece, len + #piece
+      return
+    end
+    parts[#parts + 1] = piece:sub(1, room)
+    show(table.concat(parts))
+    parts, len, hidden = {}, 0, #piece - room
+  end
+  -- End the current line, whose last bytes are piece.
+  local function finish(piece)
+    if hidden >= 0 then
+      note(hidden + #piece)
+    elseif #parts == 0 and #piece <= ui.LINE_MAX then
+      show(piece)
+    else
+      add(piece)
+      if hidden >= 0 then note(hidden) else show(table.concat(parts)) end
+    end
+    parts, len, hidden = {}, 0, -1
+  end
+  local find, sub = string.find, string.sub
+  local function feed(chunk)
+    local pos = 1
+    while true do
+      local nl = find(chunk, "\n", pos, true)
+      if not nl then break end
+      finish(sub(chunk, pos, nl - 1))
+      pos = nl + 1
+    end
+    if pos <= #chunk then add(sub(chunk, pos)) end
+  end
+  local function flush()
+    if len > 0 or hidden >= 0 then finish("") end
+  end
+  return feed, flush
+end
+
 function ui.output_sink(prefix)
   local bars = { stdout = ui.style("dim", prefix), stderr = ui.style("yellow", prefix) }
   local out, n = {}, 0          -- what this chunk shows
@@ -84,51 +129,20 @@ function ui.output_sink(prefix)
     out, n = {}, 0
     operator.write(transcript.redact(text))
   end
-  -- per stream: pieces of the partial line, their length, bytes not shown
-  local st = { stdout = { parts = {}, len = 0, hidden = -1 },
-               stderr = { parts = {}, len = 0, hidden = -1 } }
-  -- Add bytes of the current line; a line reaching LINE_MAX is shown then.
-  local function add(stream, s, piece)
-    if s.hidden >= 0 then s.hidden = s.hidden + #piece; return end
-    local room = ui.LINE_MAX - s.len
-    if #piece <= room then
-      s.parts[#s.parts + 1] = piece
-      s.len = s.len + #piece
-      return
-    end
-    s.parts[#s.parts + 1] = piece:sub(1, room)
-    emit(stream, table.concat(s.parts))
-    s.parts, s.len, s.hidden = {}, 0, #piece - room
-  end
-  -- End the current line, whose last bytes are piece.
-  local function finish(stream, s, piece)
-    if s.hidden >= 0 then
-      note(stream, s.hidden + #piece)
-    elseif #s.parts == 0 and #piece <= ui.LINE_MAX then
-      emit(stream, piece)
-    else
-      add(stream, s, piece)
-      if s.hidden >= 0 then note(stream, s.hidden) else emit(stream, table.concat(s.parts)) end
-    end
-    s.parts, s.len, s.hidden = {}, 0, -1
+  local streams = {}
+  for _, name in ipairs({ "stdout", "stderr" }) do
+    local feed, flush = line_splitter(function(line) emit(name, line) end,
+      function(hidden) note(name, hidden) end)
+    streams[name] = { feed = feed, flush = flush }
   end
   local sink = {}
   function sink.feed(stream, chunk)
-    local s, pos = st[stream], 1
-    local find, sub = string.find, string.sub
-    while true do
-      local nl = find(chunk, "\n", pos, true)
-      if not nl then break end
-      finish(stream, s, sub(chunk, pos, nl - 1))
-      pos = nl + 1
-    end
-    if pos <= #chunk then add(stream, s, sub(chunk, pos)) end
+    streams[stream].feed(chunk)
     write()
   end
   function sink.flush()
-    for stream, s in pairs(st) do
-      if s.len > 0 or s.hidden >= 0 then finish(stream, s, "") end
-    end
+    streams.stdout.flush()
+    streams.stderr.flush()
     write()
   end
   return sink
