@@ -7,6 +7,7 @@ pty, dry run (READ ONLY for query, simulated exec), redaction of the URL's
 password, one connection per URL kept for the run, and parallel queries on
 separate connections."""
 import json
+import os
 import time
 import unittest
 
@@ -724,9 +725,11 @@ end)
         self.assertEqual(out["stopped"], [3])
         self.assertEqual(out["firsts"], [["row 1", "row 2", "row 3"]])
         self.assertEqual(out["after"], [42])
-        # All 2M rows in a result took 632 MB; streamed, memory must not grow
-        # with the row count (a memory bound, not a timing one).
-        self.assertLess(out["rss_kb"][0], 64 * 1024, f"peak RSS {out['rss_kb'][0]} kB")
+        # All 2M rows in a result took 518 MB; streamed, memory must not grow
+        # with the row count (a memory bound, not a timing one).  Under
+        # AddressSanitizer freed memory stays quarantined, so RSS says nothing.
+        if "ASAN_OPTIONS" not in os.environ:
+            self.assertLess(out["rss_kb"][0], 64 * 1024, f"peak RSS {out['rss_kb'][0]} kB")
         each = self.calls("sql.each")
         self.assertEqual([c["result"]["rows"] for c in each], [2000000, 3])
         print(f"\npeak RSS, db:each over 2M rows: {out['rss_kb'][0] / 1024:.0f} MB")
