@@ -66,9 +66,10 @@ ui.LINE_MAX = 64 * 1024
 
 local strip_ansi = require("runbook.exec").strip_ansi
 
--- The lines of one stream: show(line) for each whole line, note(hidden)
--- after a cut one.  Returns feed(chunk) and flush().
-local function line_splitter(show, note)
+-- The lines of one stream: emit(stream, line) for each whole line,
+-- note(stream, hidden) after a cut one.  Returns feed(chunk) and flush().
+-- A line that arrives whole in one chunk (nearly all) goes straight to emit.
+local function line_splitter(emit, stream, note)
   local parts, len, hidden = {}, 0, -1   -- the partial line; bytes not shown
   -- Add bytes of the current line; a line reaching LINE_MAX is shown then.
   local function add(piece)
@@ -79,28 +80,32 @@ local function line_splitter(show, note)
       return
     end
     parts[#parts + 1] = piece:sub(1, room)
-    show(table.concat(parts))
+    emit(stream, table.concat(parts))
     parts, len, hidden = {}, 0, #piece - room
   end
   -- End the current line, whose last bytes are piece.
   local function finish(piece)
     if hidden >= 0 then
-      note(hidden + #piece)
+      note(stream, hidden + #piece)
     elseif #parts == 0 and #piece <= ui.LINE_MAX then
-      show(piece)
+      emit(stream, piece)
     else
       add(piece)
-      if hidden >= 0 then note(hidden) else show(table.concat(parts)) end
+      if hidden >= 0 then note(stream, hidden) else emit(stream, table.concat(parts)) end
     end
     parts, len, hidden = {}, 0, -1
   end
   local find, sub = string.find, string.sub
   local function feed(chunk)
-    local pos = 1
+    local pos, max = 1, ui.LINE_MAX
     while true do
       local nl = find(chunk, "\n", pos, true)
       if not nl then break end
-      finish(sub(chunk, pos, nl - 1))
+      if len == 0 and hidden < 0 and nl - pos <= max then
+        emit(stream, sub(chunk, pos, nl - 1))
+      else
+        finish(sub(chunk, pos, nl - 1))
+      end
       pos = nl + 1
     end
     if pos <= #chunk then add(sub(chunk, pos)) end
@@ -126,13 +131,12 @@ function ui.output_sink(prefix)
   local function write()
     if n == 0 then return end
     local text = table.concat(out, "", 1, n)
-    out, n = {}, 0
+    n = 0
     operator.write(transcript.redact(text))
   end
   local streams = {}
   for _, name in ipairs({ "stdout", "stderr" }) do
-    local feed, flush = line_splitter(function(line) emit(name, line) end,
-      function(hidden) note(name, hidden) end)
+    local feed, flush = line_splitter(emit, name, note)
     streams[name] = { feed = feed, flush = flush }
   end
   local sink = {}
