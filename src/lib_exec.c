@@ -26,11 +26,15 @@
 
 #include <lauxlib.h>
 
+#include "runbook/exec.h"
 #include "runbook/host.h"
 #include "runbook/loop.h"
 
 #define PROC_MT "runbook.exec.process"
-#define OUTPUT_CAP (32u << 20)      /* keep at most 32 MiB of each stream */
+/* What exec keeps in memory of each stream: 32 MiB, then it counts what it
+ * drops (result.truncated, stdout_dropped/stderr_dropped) and goes on
+ * reading, so an endless writer under a timeout cannot eat memory. */
+#define OUTPUT_CAP (32u << 20)
 #define DRAIN_AFTER_EXIT 0.2        /* grandchildren may hold the pipes */
 
 extern char **environ;
@@ -39,7 +43,7 @@ struct stream {
     int fd;
     char *buf;
     size_t len, cap;
-    int truncated;
+    size_t dropped;         /* bytes read past OUTPUT_CAP */
 };
 
 struct proc {
@@ -123,7 +127,7 @@ static int proc_gc(lua_State *L)
 static int stream_append(struct stream *s, const char *data, size_t n)
 {
     if (s->len + n > OUTPUT_CAP) {
-        s->truncated = 1;
+        s->dropped += s->len + n - OUTPUT_CAP;
         n = OUTPUT_CAP - s->len;
     }
     if (s->len + n > s->cap) {
@@ -209,9 +213,13 @@ static void push_result(lua_State *L, struct proc *p)
         lua_pushstring(L, strsignal(WTERMSIG(p->status)));
         lua_setfield(L, -2, "signal");
     }
-    if (p->out.truncated || p->err.truncated) {
+    if (p->out.dropped || p->err.dropped) {
         lua_pushboolean(L, 1);
         lua_setfield(L, -2, "truncated");
+        lua_pushinteger(L, (lua_Integer)p->out.dropped);
+        lua_setfield(L, -2, "stdout_dropped");
+        lua_pushinteger(L, (lua_Integer)p->err.dropped);
+        lua_setfield(L, -2, "stderr_dropped");
     }
     lua_pushnumber(L, rb_loop_now() - p->started);
     lua_setfield(L, -2, "duration");
@@ -511,6 +519,99 @@ static int spawn_proc(lua_State *L, struct proc *p, const char **argv, char **en
     return 0;
 }
 
+/* ---- ANSI escapes ---------------------------------------------------
+ * Tools such as pm2 colour their output even into a pipe; the escapes
+ * defeat the patterns runbooks match output with and would reach notify,
+ * error messages and the report.  One pass, no allocation: the common case
+ * (no ESC at all) is a memchr. */
+
+#define ESC 0x1b
+
+/* Length of the string sequence (OSC, DCS...) at s[0..len), ESC and its
+ * introducer included: up to BEL or ESC \, else up to (not including) a
+ * newline or the end. */
+static size_t string_seq_len(const char *s, size_t len)
+{
+    for (size_t i = 2; i < len; i++) {
+        if (s[i] == '\a')
+            return i + 1;
+        if (s[i] == ESC && i + 1 < len && s[i + 1] == '\\')
+            return i + 2;
+        if (s[i] == '\n')
+            return i;
+    }
+    return len;
+}
+
+/* Length of the CSI at s[0..len): parameter bytes 0x30-0x3f, intermediate
+ * bytes 0x20-0x2f, then one final byte 0x40-0x7e.  A byte outside those
+ * ends a malformed sequence without being part of it. */
+static size_t csi_len(const char *s, size_t len)
+{
+    size_t i = 2;
+    while (i < len && (unsigned char)s[i] >= 0x30 && (unsigned char)s[i] <= 0x3f)
+        i++;
+    while (i < len && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] <= 0x2f)
+        i++;
+    if (i < len && (unsigned char)s[i] >= 0x40 && (unsigned char)s[i] <= 0x7e)
+        i++;
+    return i;
+}
+
+/* Length of the escape starting with the ESC at s[0]. */
+static size_t escape_len(const char *s, size_t len)
+{
+    if (len < 2)
+        return 1;
+    unsigned char c = (unsigned char)s[1];
+    if (c == '[')
+        return csi_len(s, len);
+    if (c == ']' || c == 'P' || c == 'X' || c == '^' || c == '_')
+        return string_seq_len(s, len);
+    size_t i = 1;
+    while (i < len && (unsigned char)s[i] >= 0x20 && (unsigned char)s[i] <= 0x2f)
+        i++;                                    /* ESC ( B and the like */
+    if (i < len && (unsigned char)s[i] >= 0x30 && (unsigned char)s[i] <= 0x7e)
+        i++;
+    return i;
+}
+
+size_t rb_exec_strip_ansi(char *s, size_t len)
+{
+    char *esc = memchr(s, ESC, len);
+    if (esc == NULL)
+        return len;
+    size_t out = (size_t)(esc - s), i = out;
+    while (i < len) {
+        if (s[i] == ESC) {
+            i += escape_len(s + i, len - i);
+            continue;
+        }
+        const char *next = memchr(s + i, ESC, len - i);
+        size_t n = next ? (size_t)(next - (s + i)) : len - i;
+        memmove(s + out, s + i, n);
+        out += n;
+        i += n;
+    }
+    return out;
+}
+
+/* exec.strip_ansi(s) -> s without its escape sequences */
+static int l_strip_ansi(lua_State *L)
+{
+    size_t len;
+    const char *s = luaL_checklstring(L, 1, &len);
+    if (memchr(s, ESC, len) == NULL) {
+        lua_settop(L, 1);
+        return 1;
+    }
+    luaL_Buffer b;
+    char *copy = luaL_buffinitsize(L, &b, len);
+    memcpy(copy, s, len);
+    luaL_pushresultsize(&b, rb_exec_strip_ansi(copy, len));
+    return 1;
+}
+
 /* exec.run(spec) -> {code, ok, stdout, stderr, signal, duration} */
 static int l_run(lua_State *L)
 {
@@ -558,9 +659,12 @@ int luaopen_runbook_exec(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "run", l_run },
+        { "strip_ansi", l_strip_ansi },
         { NULL, NULL },
     };
     rb_class(L, PROC_MT, proc_gc, NULL, NULL);
     luaL_newlib(L, funcs);
+    lua_pushinteger(L, OUTPUT_CAP);
+    lua_setfield(L, -2, "output_cap");
     return 1;
 }

@@ -2,7 +2,10 @@
  * lib_sql.c: PostgreSQL through libpq, on the event loop.
  *
  *   sql.connect(conninfo, connect_timeout) -> conn | nil, failure
- *   conn:query(sql, params, timeout, mode)  -> result... | nil, failure
+ *   conn:query(sql, params, timeout, mode, max_rows, max_bytes)
+ *                                           -> result... | nil, failure
+ *   conn:fetch(n, timeout, discard) -> rows, finished, status, notices
+ *                                           (after mode "stream")
  *   sql.parse(conninfo) -> options | nil, message
  *
  * connect starts a non-blocking connection (PQconnectStartParams) and drives
@@ -13,6 +16,13 @@
  * Ctrl-C end it the same way.  A timed-out or interrupted statement is
  * cancelled on the server (PQcancel) and its reply drained, so the
  * connection stays usable; when that fails the connection is closed.
+ *
+ * Rows arrive in single-row mode (PQsetSingleRowMode) and go straight into
+ * Lua tables, so libpq never holds a whole result: "rows" keeps up to
+ * max_rows rows and max_bytes bytes of values and only counts the rest
+ * (the 4th result says how many there were); "stream" returns at once and
+ * each conn:fetch(n) hands back the next n rows, reading no further until
+ * asked, so memory stays flat however many rows the statement makes.
  *
  * Failures a runbook should see (refused, timed out, a server error...) are
  * returned as nil and a table of facts, and stdlib/runbook/prim/sql.lua words
@@ -39,14 +49,19 @@ enum {
     FLOAT4OID = 700, FLOAT8OID = 701, NUMERICOID = 1700
 };
 
-enum mode { M_ROWS, M_EXEC, M_SIMPLE };
+enum mode { M_ROWS, M_EXEC, M_SIMPLE, M_STREAM, M_FETCH };
 
 struct conn {
     PGconn *pg;             /* NULL once closed */
     PGresult *res;          /* the last result of the call in flight (owned) */
     PGresult *err;          /* its first error (owned) */
     enum mode mode;
-    int busy;               /* a call is waiting on this connection */
+    int busy;               /* a call (or an open stream) holds this connection */
+    int streaming;          /* a stream is open between fetches */
+    int rows_slot;          /* stack slot of the table rows go to; 0: count only */
+    int pause;              /* a fetch: stop reading once max_rows are kept */
+    int full;               /* a cap was reached: the rest is only counted */
+    lua_Integer max_rows, max_bytes, kept, bytes, total;
     double started, deadline, timeout;
     char *notices[MAX_NOTICES];
     int nnotices, dropped;
@@ -56,7 +71,8 @@ struct conn {
 /* Stack slots: connect(conninfo, connect_timeout) then the new conn;
  * query(conn, sql, params, timeout, mode) then the parameter strings. */
 enum { C_INFO = 1, C_TIMEOUT, C_CONN };
-enum { Q_CONN = 1, Q_SQL, Q_PARAMS, Q_TIMEOUT, Q_MODE, Q_VALUES, Q_STRINGS };
+enum { Q_CONN = 1, Q_SQL, Q_PARAMS, Q_TIMEOUT, Q_MODE, Q_VALUES, Q_STRINGS, Q_ROWS };
+enum { F_CONN = 1, F_N, F_TIMEOUT, F_DISCARD, F_ROWS };
 
 static void clear_results(struct conn *c)
 {
@@ -74,6 +90,15 @@ static void clear_notices(struct conn *c)
 
 /* Shared by __gc, __close and conn:close; clears the pointer first so a
  * second close (or a close during a wait) finds nothing to free. */
+/* The call on c is over (or broke): the connection is free again. */
+static void call_over(struct conn *c)
+{
+    c->busy = 0;
+    c->streaming = 0;
+    c->pause = 0;
+    c->rows_slot = 0;
+}
+
 static void conn_close(struct conn *c)
 {
     PGconn *pg = c->pg;
@@ -295,7 +320,29 @@ static const char **collect_params(lua_State *L, int *nparams)
     return values;
 }
 
-enum collect { MORE, DONE, LOST, COPY_OUT };
+enum collect { MORE, DONE, LOST, COPY_OUT, PAUSED };
+
+static void push_row(lua_State *L, const PGresult *r, int row);
+
+/* One row of single-row mode: into the call's table while the caps allow,
+ * else only counted.  L is NULL while a cancelled statement drains. */
+static void take_row(lua_State *L, struct conn *c, const PGresult *r)
+{
+    lua_Integer size = 0;
+    int ncols = PQnfields(r);
+    c->total++;
+    for (int j = 0; j < ncols; j++)
+        size += PQgetlength(r, 0, j);
+    if (L == NULL || c->rows_slot == 0)
+        return;
+    if (c->full || c->kept >= c->max_rows || c->bytes + size > c->max_bytes) {
+        c->full = 1;
+        return;
+    }
+    push_row(L, r, 0);
+    lua_rawseti(L, c->rows_slot, ++c->kept);
+    c->bytes += size;
+}
 
 /* Keep the first error and the last other result of a call. */
 static void keep_result(struct conn *c, PGresult *r)
@@ -314,14 +361,22 @@ static void keep_result(struct conn *c, PGresult *r)
     PQclear(r);
 }
 
-/* Take every result libpq has complete, without blocking. */
-static enum collect collect(struct conn *c)
+/* Take every result libpq has complete, without blocking; a fetch stops
+ * when it has its rows. */
+static enum collect collect(lua_State *L, struct conn *c)
 {
     while (!PQisBusy(c->pg)) {
         PGresult *r = PQgetResult(c->pg);
         if (r == NULL)
             return PQstatus(c->pg) == CONNECTION_BAD ? LOST : DONE;
         ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_SINGLE_TUPLE) {
+            take_row(L, c, r);
+            PQclear(r);
+            if (c->pause && c->kept >= c->max_rows)
+                return PAUSED;
+            continue;
+        }
         keep_result(c, r);
         /* A COPY would wait for data this API never sends or reads. */
         if (st == PGRES_COPY_IN && PQputCopyEnd(c->pg, "COPY FROM STDIN is not supported by runbook's sql") < 0)
@@ -397,7 +452,7 @@ static int push_failure(lua_State *L, struct conn *c, const char *kind, const ch
  * caller opens a fresh one next time. */
 static int query_lost(lua_State *L, struct conn *c)
 {
-    c->busy = 0;
+    call_over(c);
     char msg[512];
     snprintf(msg, sizeof msg, "%s", c->pg ? PQerrorMessage(c->pg) : "closed");
     push_failure(L, c, "lost", msg);
@@ -409,7 +464,7 @@ static int query_lost(lua_State *L, struct conn *c)
  * leave the connection in the middle of it. */
 static int query_unsupported(lua_State *L, struct conn *c, const char *what)
 {
-    c->busy = 0;
+    call_over(c);
     push_failure(L, c, "unsupported", what);
     conn_close(c);
     return 2;
@@ -433,41 +488,60 @@ static void push_value(lua_State *L, const PGresult *r, int row, int col, Oid ty
     }
 }
 
-/* An array of rows, each keyed by column name; NULL stays absent (nil). */
-static void push_rows(lua_State *L, const PGresult *r)
+/* A row keyed by column name; NULL stays absent (nil). */
+static void push_row(lua_State *L, const PGresult *r, int row)
 {
-    int nrows = r ? PQntuples(r) : 0, ncols = r ? PQnfields(r) : 0;
-    lua_createtable(L, nrows, 0);
-    for (int i = 0; i < nrows; i++) {
-        lua_createtable(L, 0, ncols);
-        for (int j = 0; j < ncols; j++) {
-            if (PQgetisnull(r, i, j))
-                continue;
-            push_value(L, r, i, j, PQftype(r, j));
-            lua_setfield(L, -2, PQfname(r, j));
-        }
-        lua_rawseti(L, -2, i + 1);
+    int ncols = PQnfields(r);
+    lua_createtable(L, 0, ncols);
+    for (int j = 0; j < ncols; j++) {
+        if (PQgetisnull(r, row, j))
+            continue;
+        push_value(L, r, row, j, PQftype(r, j));
+        lua_setfield(L, -2, PQfname(r, j));
     }
 }
 
-/* rows: rows, status, notices; exec: affected, status, notices;
- * simple: true, status, notices. */
+/* The 4th result of a capped query: nil, or {total, kept, bytes} when the
+ * caps cut it. */
+static void push_cut(lua_State *L, struct conn *c)
+{
+    if (!c->full) {
+        lua_pushnil(L);
+        return;
+    }
+    lua_createtable(L, 0, 3);
+    lua_pushinteger(L, c->total);
+    lua_setfield(L, -2, "total");
+    lua_pushinteger(L, c->kept);
+    lua_setfield(L, -2, "kept");
+    lua_pushinteger(L, c->bytes);
+    lua_setfield(L, -2, "bytes");
+}
+
+/* rows: rows, status, notices, cut; exec: affected, status, notices;
+ * simple: true, status, notices; fetch: rows, true, status, notices. */
 static int query_done(lua_State *L, struct conn *c)
 {
-    c->busy = 0;
+    int slot = c->rows_slot;
+    call_over(c);
     if (c->err != NULL)
         return push_server_error(L, c);
     const PGresult *r = c->res;
-    if (c->mode == M_ROWS)
-        push_rows(L, r);
+    if (c->mode == M_FETCH) {
+        lua_pushvalue(L, slot);
+        lua_pushboolean(L, 1);
+    } else if (c->mode == M_ROWS)
+        lua_pushvalue(L, slot);
     else if (c->mode == M_EXEC)
         lua_pushinteger(L, r ? (lua_Integer)strtoll(PQcmdTuples((PGresult *)r), NULL, 10) : 0);
     else
         lua_pushboolean(L, 1);
     lua_pushstring(L, r ? PQcmdStatus((PGresult *)r) : "");
     push_notices(L, c);
+    if (c->mode == M_ROWS)
+        push_cut(L, c);
     clear_results(c);
-    return 3;
+    return c->mode == M_ROWS || c->mode == M_FETCH ? 4 : 3;
 }
 
 /*
@@ -481,6 +555,8 @@ static int query_done(lua_State *L, struct conn *c)
 static int cancel_and_drain(struct conn *c)
 {
     char errbuf[256];
+    c->rows_slot = 0;
+    c->pause = 0;
     PGcancel *cancel = PQgetCancel(c->pg);
     int sent = cancel != NULL && PQcancel(cancel, errbuf, sizeof errbuf);
     PQfreeCancel(cancel);
@@ -490,7 +566,7 @@ static int cancel_and_drain(struct conn *c)
     for (;;) {
         if (PQflush(c->pg) < 0)
             return 0;
-        enum collect st = collect(c);
+        enum collect st = collect(NULL, c);
         if (st != MORE)
             return st == DONE;
         double left = end - rb_loop_now();
@@ -506,7 +582,7 @@ static int cancel_and_drain(struct conn *c)
 
 static int query_abort(lua_State *L, struct conn *c, enum rb_wake w)
 {
-    c->busy = 0;
+    call_over(c);
     int drained = cancel_and_drain(c);
     clear_results(c);
     push_failure(L, c, wake_name(w), NULL);
@@ -527,7 +603,13 @@ static int query_pump(lua_State *L, struct conn *c)
     int pending = PQflush(c->pg);
     if (pending < 0)
         return query_lost(L, c);
-    enum collect st = collect(c);
+    enum collect st = collect(L, c);
+    if (st == PAUSED) {
+        lua_pushvalue(L, c->rows_slot);
+        lua_pushboolean(L, 0);
+        c->rows_slot = 0;
+        return 2;
+    }
     if (st == LOST)
         return query_lost(L, c);
     if (st == COPY_OUT)
@@ -544,7 +626,7 @@ static int k_query(lua_State *L, int status, lua_KContext ctx)
     (void)ctx;
     struct conn *c = luaL_checkudata(L, Q_CONN, CONN_MT);
     if (c->pg == NULL) {
-        c->busy = 0;
+        call_over(c);
         return push_failure(L, c, "closed", "the connection was closed during the call");
     }
     enum rb_wake w = rb_loop_woke(L, NULL, 0);
@@ -555,39 +637,86 @@ static int k_query(lua_State *L, int status, lua_KContext ctx)
     return query_pump(L, c);
 }
 
-/* conn:query(sql, params, timeout, mode): params is {n = N, [i] = value};
- * mode "rows" (default: one statement, never more, so a dry run's READ ONLY
- * wrapper cannot be ended from inside), "exec" (several statements when
+/* Start the calls' counters; rows go to the table at slot (0: none). */
+static void start_call(struct conn *c, int slot, lua_Integer max_rows, lua_Integer max_bytes,
+                       double timeout)
+{
+    c->rows_slot = slot;
+    c->max_rows = max_rows;
+    c->max_bytes = max_bytes;
+    c->kept = c->bytes = c->total = 0;
+    c->full = 0;
+    c->timeout = timeout;
+    c->started = rb_loop_now();
+    c->deadline = rb_loop_deadline(timeout);
+}
+
+/* conn:query(sql, params, timeout, mode, max_rows, max_bytes): params is
+ * {n = N, [i] = value}; mode "rows" (default: one statement, never more, so
+ * a dry run's READ ONLY wrapper cannot be ended from inside; at most
+ * max_rows rows and max_bytes bytes of values are kept), "stream" (the same
+ * statement, its rows left for conn:fetch), "exec" (several statements when
  * there are no parameters), or "simple" (the stdlib's own BEGIN/COMMIT). */
 static int l_query(lua_State *L)
 {
-    static const char *const modes[] = { "rows", "exec", "simple", NULL };
+    static const char *const modes[] = { "rows", "exec", "simple", "stream", NULL };
     struct conn *c = check_conn(L, Q_CONN);
     const char *sql = luaL_checkstring(L, Q_SQL);
     luaL_checktype(L, Q_PARAMS, LUA_TTABLE);
     double timeout = luaL_optnumber(L, Q_TIMEOUT, 30);
     int mode = luaL_checkoption(L, Q_MODE, "rows", modes);
+    lua_Integer max_rows = luaL_optinteger(L, Q_MODE + 1, LUA_MAXINTEGER);
+    lua_Integer max_bytes = luaL_optinteger(L, Q_MODE + 2, LUA_MAXINTEGER);
     luaL_argcheck(L, timeout > 0, Q_TIMEOUT, "timeout must be positive");
+    luaL_argcheck(L, max_rows >= 0, Q_MODE + 1, "max_rows must not be negative");
+    luaL_argcheck(L, max_bytes >= 0, Q_MODE + 2, "max_bytes must not be negative");
     if (c->busy)
         return luaL_error(L, "sql: the connection to %s is busy with another call "
                           "(one call at a time per connection)", c->who);
     lua_settop(L, Q_MODE);
     int n = 0;
     const char **values = collect_params(L, &n);
+    lua_newtable(L);                                    /* Q_ROWS */
     clear_results(c);
     clear_notices(c);
     /* Without parameters an exec may be a script of several statements,
      * which only the simple protocol runs (as one implicit transaction). */
-    int sent = mode != M_ROWS && n == 0
+    int one_by_one = mode == M_ROWS || mode == M_STREAM;
+    int sent = !one_by_one && n == 0
         ? PQsendQuery(c->pg, sql)
         : PQsendQueryParams(c->pg, sql, n, NULL, values, NULL, NULL, 0);
-    if (!sent)
+    if (!sent || (one_by_one && !PQsetSingleRowMode(c->pg)))
         return query_lost(L, c);
     c->busy = 1;
     c->mode = (enum mode)mode;
-    c->timeout = timeout;
-    c->started = rb_loop_now();
-    c->deadline = rb_loop_deadline(timeout);
+    start_call(c, one_by_one ? Q_ROWS : 0, max_rows, max_bytes, timeout);
+    if (mode == M_STREAM) {
+        c->streaming = 1;
+        lua_pushboolean(L, 1);
+        return 1;
+    }
+    return query_pump(L, c);
+}
+
+/* conn:fetch(n, timeout, discard) -> rows, finished[, status, notices]:
+ * the next n rows of the open stream (fewer at its end, when finished is
+ * true); with discard, reads to the end keeping nothing (a loop that
+ * stopped early).  A failure is nil, failure, as for query. */
+static int l_fetch(lua_State *L)
+{
+    struct conn *c = check_conn(L, F_CONN);
+    lua_Integer n = luaL_checkinteger(L, F_N);
+    double timeout = luaL_optnumber(L, F_TIMEOUT, 30);
+    int discard = lua_toboolean(L, F_DISCARD);
+    luaL_argcheck(L, n > 0, F_N, "the number of rows must be positive");
+    luaL_argcheck(L, timeout > 0, F_TIMEOUT, "timeout must be positive");
+    if (!c->streaming)
+        return luaL_error(L, "sql: no stream is open on the connection to %s", c->who);
+    lua_settop(L, F_DISCARD);
+    lua_createtable(L, discard ? 0 : (int)(n < 1024 ? n : 1024), 0);   /* F_ROWS */
+    c->mode = M_FETCH;
+    start_call(c, discard ? 0 : F_ROWS, n, LUA_MAXINTEGER, timeout);
+    c->pause = !discard;
     return query_pump(L, c);
 }
 
@@ -672,6 +801,7 @@ int luaopen_runbook_sql(lua_State *L)
     };
     static const luaL_Reg methods[] = {
         { "query", l_query },
+        { "fetch", l_fetch },
         { "close", l_close },
         { "status", l_status },
         { "txstatus", l_txstatus },

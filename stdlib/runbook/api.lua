@@ -125,6 +125,18 @@ local function excerpt(s, n)
   return s
 end
 
+-- The notice for a command's output cut at the capture cap.
+function api.cut_notice(r)
+  local mib = cexec.output_cap // (1024 * 1024)
+  local dropped = {}
+  for _, k in ipairs({ "stdout", "stderr" }) do
+    local n = r[k .. "_dropped"]
+    if n and n > 0 then dropped[#dropped + 1] = string.format("%s %d bytes", k, n) end
+  end
+  return string.format("output over %d MiB: only the first %d MiB of each stream were kept%s",
+    mib, mib, #dropped > 0 and (" (not kept: " .. table.concat(dropped, ", ") .. ")") or "")
+end
+
 -- What the primitives that run a command (exec, sh, ssh exec) add to the
 -- call spec: a dry run's stand-in (a success with no output), the fields
 -- recorded (byte counts instead of the output of a secret call), the
@@ -139,11 +151,24 @@ function api.command_call(spec, finish, extra)
   spec.stand_in = function()
     return with_extra({ code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true })
   end
+  -- What a command printed is kept without its escape sequences (pm2
+  -- colours even into a pipe; escapes defeat the patterns that read it and
+  -- would reach notify and the report), and a capture cut at its cap says so.
+  local perform = spec.perform
+  spec.perform = function()
+    local r = perform()
+    r.stdout, r.stderr = cexec.strip_ansi(r.stdout), cexec.strip_ansi(r.stderr)
+    if r.truncated then ui.log("warn", api.cut_notice(r)) end
+    return r
+  end
   spec.summary = function(r)
     if spec.secret then
-      return { code = r.code, signal = r.signal, stdout_bytes = #r.stdout, stderr_bytes = #r.stderr }
+      return { code = r.code, signal = r.signal, stdout_bytes = #r.stdout, stderr_bytes = #r.stderr,
+               truncated = r.truncated }
     end
-    return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr }
+    return { code = r.code, signal = r.signal, stdout = r.stdout, stderr = r.stderr,
+             truncated = r.truncated, stdout_dropped = r.stdout_dropped,
+             stderr_dropped = r.stderr_dropped }
   end
   spec.mark = function(r)
     record.secret(r.stdout)

@@ -6,9 +6,16 @@
 --       expiry the statement is cancelled on the server), connect_timeout
 --       (default the URL's connect_timeout, else 5 s), statement_timeout
 --       (seconds, enforced by the server), quiet (do not echo statements).
---   db:query(sql, ...) -> rows    an array of rows keyed by column name:
---       int2/int4/int8/oid integers, float4/float8/numeric numbers, bool
---       booleans, NULL nil, everything else text
+--   db:query(sql, ... [, opts]) -> rows    an array of rows keyed by column
+--       name: int2/int4/int8/oid integers, float4/float8/numeric numbers,
+--       bool booleans, NULL nil, everything else text.  At most
+--       opts.max_rows rows (default 100000) and opts.max_bytes bytes of
+--       values (default 64 MiB) are kept: past either, the rest is counted,
+--       not kept, rows.truncated is true, rows.total the statement's row
+--       count, and the operator sees (and the transcript records) a warning
+--   db:each(sql, ..., fn) -> n    fn(row) for every row as it arrives, read
+--       a batch at a time (memory stays flat); fn returning false stops it;
+--       returns the number of rows fn saw
 --   db:exec(sql, ...) -> n, tag   affected rows and the command tag ("UPDATE 3");
 --       without parameters, sql may be a script of several statements (run
 --       as one implicit transaction; n and tag are the last one's)
@@ -38,6 +45,9 @@ local record = require("runbook.record")
 local ui = require("runbook.ui")
 
 local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 30, 5
+-- What db:query keeps: 2 million rows of a few columns took 632 MB before.
+local DEFAULT_MAX_ROWS, DEFAULT_MAX_BYTES = 100000, 64 * 1024 * 1024
+local EACH_BATCH = 1000       -- rows db:each reads at a time
 local NO_PARAMS = { n = 0 }
 
 -- "BEGIN READ ONLY" alone would still let the transaction's first statement
@@ -286,25 +296,59 @@ return function(run, G, api)
   end
 
   -- Run one statement on conn in mode "rows" | "exec" | "simple"; raise a
-  -- worded error on failure.  A secret statement's notices are not shown.
-  local function run_on(h, conn, verb, sql, params, mode, secret)
-    local value, tag, notices = conn:query(sql, params, h.timeout, mode)
+  -- worded error on failure.  extra: {secret=, max_rows=, max_bytes=}; a
+  -- secret statement's notices are not shown.
+  local function run_on(h, conn, verb, sql, params, mode, extra)
+    local secret = extra and extra.secret
+    local value, tag, notices, cut = conn:query(sql, params, h.timeout, mode,
+      extra and extra.max_rows, extra and extra.max_bytes)
     if value == nil then
       if not secret then show_notices(tag.notices) end
       error(failure_message(tag, verb, run.dry_run, secret), 0)
     end
     if not secret then show_notices(notices) end
-    return { value = value, tag = tag, notices = notices }
+    return { value = value, tag = tag, notices = notices, cut = cut }
   end
 
-  local function perform(h, verb, sql, params, secret)
+  -- db:each's statement: rows read EACH_BATCH at a time and handed to fn;
+  -- a stop (fn returned false or raised) reads the rest without keeping it,
+  -- so the connection is ready for the next call.
+  local function stream_on(h, conn, sql, params, fn)
+    local started, f = conn:query(sql, params, h.timeout, "stream")
+    if started == nil then error(failure_message(f, "query", run.dry_run), 0) end
+    local count = 0
+    while true do
+      local rows, finished, tag, notices = conn:fetch(EACH_BATCH, h.timeout)
+      if rows == nil then
+        show_notices(finished.notices)
+        error(failure_message(finished, "query", run.dry_run), 0)
+      end
+      for i = 1, #rows do
+        count = count + 1
+        local ok, more = pcall(fn, rows[i])
+        if not ok or more == false then
+          if not finished then conn:fetch(1, h.timeout, true) end
+          if not ok then error(more, 0) end
+          return { value = count, tag = "", stopped = true }
+        end
+      end
+      if finished then
+        show_notices(notices)
+        return { value = count, tag = tag, notices = notices }
+      end
+    end
+  end
+
+  local function perform(h, verb, sql, params, extra)
     if not h.quiet then ui.print("  " .. ui.style("dim", "sql> " .. one_line(sql, 160))) end
     local conn, pinned = acquire(h)
-    local readonly = run.dry_run and verb == "query" and conn:txstatus() == "idle"
+    local readonly = run.dry_run and verb ~= "exec" and conn:txstatus() == "idle"
     local ok, res = true, nil
     if readonly then ok, res = pcall(run_on, h, conn, verb, BEGIN_READ_ONLY, NO_PARAMS, "simple") end
-    if ok then
-      ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows", secret)
+    if ok and verb == "each" then
+      ok, res = pcall(stream_on, h, conn, sql, params, extra.fn)
+    elseif ok then
+      ok, res = pcall(run_on, h, conn, verb, sql, params, verb == "exec" and "exec" or "rows", extra)
     end
     if readonly and conn:status() == "ok" and conn:txstatus() ~= "idle" then
       pcall(run_on, h, conn, verb, "ROLLBACK", NO_PARAMS, "simple")
@@ -314,7 +358,8 @@ return function(run, G, api)
     return res
   end
 
-  local function call(h, verb, sql, params, secret)
+  local function call(h, verb, sql, params, extra)
+    local secret = extra and extra.secret or nil
     return api.call(run, {
       primitive = "sql." .. verb,
       args = { url = h.url, sql = sql, params = record_params(params) },
@@ -327,17 +372,30 @@ return function(run, G, api)
       -- query, {affected = n, tag = "UPDATE n"} for an exec.
       complete = function(r)
         if verb == "query" then return { value = r.rows or r, tag = r.tag or "" } end
+        if verb == "each" then
+          local rows, n = r.rows or r, 0
+          for i = 1, #rows do
+            n = i
+            if extra.fn(rows[i]) == false then break end
+          end
+          return { value = n, tag = r.tag or "" }
+        end
         return { value = math.tointeger(r.affected) or 0, tag = r.tag or "" }
       end,
-      perform = function() return perform(h, verb, sql, params, secret) end,
+      perform = function() return perform(h, verb, sql, params, extra) end,
       summary = function(r)
         local s = { notices = not secret and r.notices or nil, tag = r.tag ~= "" and r.tag or nil,
           notice_count = secret and r.notices and #r.notices or nil }
-        if verb == "query" then s.rows = #r.value else s.affected = r.value end
+        if verb == "query" then s.rows = #r.value
+        elseif verb == "each" then s.rows, s.stopped = r.value, r.stopped
+        else s.affected = r.value end
+        if r.cut then s.truncated, s.rows_total, s.bytes_kept = true, r.cut.total, r.cut.bytes end
         return s
       end,
     })
   end
+
+  local QUERY_OPTS = { max_rows = true, max_bytes = true }
 
   -- The statement, its parameters and options of db:query/db:exec, in
   -- either form: (sql, ...) or {sql, params..., secret = true}.  Returns
@@ -347,9 +405,9 @@ return function(run, G, api)
     if type(first) == "table" then
       for k, v in pairs(first) do
         if type(k) ~= "number" then
-          if k ~= "secret" then
-            return nil, string.format("sql: db:%s: unknown option %q (the table form takes secret=)",
-              method, tostring(k))
+          if k ~= "secret" and not (method == "query" and QUERY_OPTS[k]) then
+            return nil, string.format("sql: db:%s: unknown option %q (the table form takes secret=%s)",
+              method, tostring(k), method == "query" and ", max_rows=, max_bytes=" or "")
           end
           opts[k] = v
         end
@@ -367,10 +425,75 @@ return function(run, G, api)
     return first, params, opts
   end
 
+  -- A trailing table of named options after a query's parameters (a
+  -- parameter is never a table; an empty or array-like one stays a bad
+  -- parameter, so its error names it).
+  local function trailing_opts(params)
+    local t = params.n > 0 and params[params.n]
+    if type(t) ~= "table" or next(t) == nil then return nil end
+    for k in pairs(t) do
+      if type(k) ~= "string" then return nil end
+    end
+    params[params.n], params.n = nil, params.n - 1
+    return t
+  end
+
+  -- named: the table form's options (secret=, max_rows=, max_bytes=).
+  local function query_caps(params, named)
+    local opts = trailing_opts(params) or {}
+    for k, v in pairs(named) do if k ~= "secret" then opts[k] = v end end
+    for k in pairs(opts) do
+      if not QUERY_OPTS[k] then
+        return nil, string.format("sql: db:query has no option %q (max_rows, max_bytes)", k)
+      end
+    end
+    local caps = { max_rows = opts.max_rows or DEFAULT_MAX_ROWS, max_bytes = opts.max_bytes or DEFAULT_MAX_BYTES,
+      secret = named.secret }
+    for k, v in pairs(caps) do
+      if k ~= "secret" and (math.type(v) ~= "integer" or v < 0) then
+        return nil, string.format("sql: db:query option %s must be a non-negative integer", k)
+      end
+    end
+    return caps
+  end
+
+  -- Say, on screen and in the transcript, that a result was cut.
+  local function cut_notice(h, rows, cut, caps)
+    rows.truncated, rows.total = true, cut.total
+    local msg = string.format("sql: query on %s returned %d rows; kept the first %d (%d bytes; " ..
+      "max_rows=%d, max_bytes=%d): pass {max_rows=, max_bytes=} after the parameters, or " ..
+      "read them with db:each", h.url, cut.total, cut.kept, cut.bytes, caps.max_rows, caps.max_bytes)
+    ui.log("warn", msg)
+    if run.rec then run.rec:event("log", { level = "warn", message = msg, step = run.step and run.step.id }) end
+  end
+
   function Handle:query(...)
-    local sql, params, opts = call_args("query", ...)
+    local sql, params, named = call_args("query", ...)
     if not sql then raise(params, 1) end
-    local ok, res = call(self, "query", sql, params, opts.secret or nil)
+    local caps, cerr = query_caps(params, named)
+    if not caps then raise(cerr, 1) end
+    local ok, res = call(self, "query", sql, params, caps)
+    if not ok then raise(res, 1) end
+    if res.cut then cut_notice(self, res.value, res.cut, caps) end
+    return res.value
+  end
+
+  local function check_sql(method, sql)
+    if type(sql) ~= "string" or sql == "" then
+      return string.format("sql: db:%s expects an SQL string, then its $1..$n parameters", method)
+    end
+  end
+
+  function Handle:each(sql, ...)
+    local bad = check_sql("each", sql)
+    local params = table.pack(...)
+    local fn = params[params.n]
+    if not bad and type(fn) ~= "function" then
+      bad = "sql: db:each expects an SQL string, its $1..$n parameters, then a function(row)"
+    end
+    if bad then raise(bad, 1) end
+    params[params.n], params.n = nil, params.n - 1
+    local ok, res = call(self, "each", sql, params, { fn = fn })
     if not ok then raise(res, 1) end
     return res.value
   end
@@ -378,7 +501,7 @@ return function(run, G, api)
   function Handle:exec(...)
     local sql, params, opts = call_args("exec", ...)
     if not sql then raise(params, 1) end
-    local ok, res = call(self, "exec", sql, params, opts.secret or nil)
+    local ok, res = call(self, "exec", sql, params, { secret = opts.secret })
     if not ok then raise(res, 1) end
     return res.value, res.tag
   end
