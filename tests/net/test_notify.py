@@ -96,6 +96,29 @@ end)''')
         self.assertIn("exited with code 3", by["broken"]["error"])
         self.assertIn("warn: notify: broken: command exited with code 3", p.stdout)
 
+    def test_what_leaves_the_host_is_redacted(self):
+        # A message built from a marked secret, a URL password, a token and
+        # a command's output: neither the webhook nor the pager gets them.
+        planted = ("Db-s3cret-77", "Pw-in-url-31", "sk_live_4eC39HqLyjWDarjtT1zdp7dc", "Xq7-marked-value-9Zk")
+        self.run_book('''
+step("tell", function()
+  local marked = secret("Xq7-marked-value-9Zk")
+  local out = exec { "sh", "-c", "echo STRIPE_KEY=sk_live_4eC39HqLyjWDarjtT1zdp7dc", readonly = true }.stdout
+  local url = "postgres://app:Pw-in-url-31@db.staging:5432/app"
+  notify("restore of " .. target.db .. " from " .. url .. " failed; " .. out .. " token " .. marked,
+    { severity = "P1" })
+end)''', "--target", "staging")
+        ((path, _, body),) = self.hook.bodies
+        with open(self.pager_out) as f:
+            paged = f.read()
+        for value in planted:
+            self.assertNotIn(value, body, "the webhook got a secret")
+            self.assertNotIn(value, paged, "the pager got a secret")
+        text = json.loads(body)["text"]
+        self.assertIn("db.staging:5432", text, "the message lost what is not secret")
+        self.assertIn("STRIPE_KEY=", text)
+        self.assertIn("***", paged)
+
     def test_a_failing_channel_is_fatal_only_when_required(self):
         self.hook.status = 500
         self.run_book('''

@@ -9,8 +9,9 @@
 -- stdin and RUNBOOK_NOTIFY_SEVERITY / RUNBOOK_NOTIFY_CHANNEL in its
 -- environment.  Each channel's answer is recorded; a failing channel is
 -- reported and is fatal only with required = true.  In a dry run nothing
--- is sent.
+-- is sent.  The text sent is redacted like everything shown or recorded.
 local cexec = require("runbook.exec")
+local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
 local function channel_names(run, opts)
@@ -48,6 +49,10 @@ return function(run, G, api)
     if type(text) ~= "string" or text == "" then api.raise("notify: expected the message text", 1) end
     opts = opts or {}
     if run.phase ~= "execute" then api.raise("notify: only inside a step", 1) end
+    -- What leaves the host is redacted like the screen and the record: a
+    -- message built from a command's output or a param must not carry a
+    -- secret to a chat channel or a pager.
+    text = transcript.redact(text)
     local names, all = channel_names(run, opts)
     local results, failed = {}, {}
     for _, name in ipairs(names) do
