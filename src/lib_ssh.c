@@ -1075,7 +1075,7 @@ static int connect_woke(lua_State *L, struct sess *x, enum rb_wake w)
         return connect_fail(L, x, "%s: %s timed out after %.1f s (%s; timeout= raises the limit)",
                             x->who, what[x->phase], x->timeout, hint[x->phase]);
     if (w == RB_WAKE_INTERRUPT)
-        return connect_fail(L, x, "%s: %s interrupted (Ctrl-C)", x->who, what[x->phase]);
+        return connect_fail(L, x, "%s: %s %s", x->who, what[x->phase], rb_loop_interrupt_text());
     return connect_fail(L, x, "%s: %s stopped: the step's timeout ran out", x->who,
                         what[x->phase]);
 }
@@ -1222,8 +1222,8 @@ static int exec_woke(lua_State *L, struct sess *x, enum rb_wake w)
                  "remote command may still be running; timeout= raises the limit)",
                  x->who, c, x->x.timeout);
     else if (w == RB_WAKE_INTERRUPT)
-        snprintf(msg, sizeof msg, "%s: `%s` interrupted (Ctrl-C) (its channel was closed; the "
-                 "remote command may still be running)", x->who, c);
+        snprintf(msg, sizeof msg, "%s: `%s` %s (its channel was closed; the "
+                 "remote command may still be running)", x->who, c, rb_loop_interrupt_text());
     else
         snprintf(msg, sizeof msg, "%s: `%s` stopped: the step's timeout ran out (its channel "
                  "was closed; the remote command may still be running)", x->who, c);

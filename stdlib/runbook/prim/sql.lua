@@ -106,7 +106,7 @@ local function connect_message(f, h)
       "nothing or did not answer: is this the PostgreSQL port? check the host, port and " ..
       "firewalls, or raise connect_timeout)", where, h.connect_timeout)
   elseif f.wake == "interrupt" then
-    return string.format("sql: connection to %s interrupted (Ctrl-C)", where)
+    return string.format("sql: connection to %s %s", where, require("runbook.loop").interrupt_text())
   elseif f.wake == "cancel" then
     return string.format("sql: connection to %s stopped: the step's timeout ran out", where)
   elseif raw:find("could not translate host name", 1, true) then
@@ -179,7 +179,8 @@ local function failure_message(f, verb, dry_run, secret)
     return string.format("sql: %s on %s timed out after %.1f s%s (raise timeout= in " ..
       "sql.connect, or look for locks in pg_stat_activity)", verb, f.who, f.timeout, cancelled)
   elseif k == "interrupt" then
-    return string.format("sql: %s on %s interrupted (Ctrl-C)%s", verb, f.who, cancelled)
+    return string.format("sql: %s on %s %s%s", verb, f.who, require("runbook.loop").interrupt_text(),
+      cancelled)
   elseif k == "cancel" then
     return string.format("sql: %s on %s stopped: the step's timeout ran out%s", verb, f.who, cancelled)
   elseif k == "lost" then

@@ -323,7 +323,7 @@ return function(run, G, api)
       { limit = opts.parallel or FANOUT_LIMIT, check = false })
     if not okp then
       if loop.interrupts() > 0 then
-        error(string.format("ssh.exec on %d hosts: interrupted (Ctrl-C)", #hosts), 0)
+        error(string.format("ssh.exec on %d hosts: %s", #hosts, loop.interrupt_text()), 0)
       end
       error(results, 0)
     end
