@@ -16,7 +16,7 @@ runbook {
 param("db", { help = "database URL to restore into (default: the target's db)", secret = true })
 param("dump", { help = "pg_dump -Fc file (default: the newest *.dump in the target's backup_dir)" })
 param("service", { help = "the service using the database, stopped during the restore " ..
-  "(without it nothing is stopped or started)" })
+  "(default: the target's first service; with neither, nothing is stopped or started)" })
 
 local pg = require("pg")
 local health = require("health")
@@ -140,26 +140,35 @@ end
 -- Takes the service out of use (down) or puts it back: maintenance mode
 -- when the target names its commands, else a stop or start through the
 -- service manager.
+-- The service the restore takes down: -p service, else the target's first.
+local function service_of(p)
+  return p.service or service.list()[1]
+end
+
 local function take_service(p, down)
-  if p.service == nil then
-    log.info(down and "skipped: no service given (-p service=NAME); make sure nothing writes to the database"
+  local name = service_of(p)
+  if name == nil then
+    log.info(down and "skipped: no service given (-p service=NAME, or services = { ... } in the target); " ..
+      "make sure nothing writes to the database"
       or "skipped: no service given (-p service=NAME), so nothing was stopped and nothing is started")
     return
   end
-  if has_maintenance() then
-    local r = maintenance(down and "maintenance_on" or "maintenance_off", p.service)
-    if r.dry_run then
-      log.info("dry run: would turn maintenance mode %s for %s", down and "on" or "off", p.service)
-    else
-      log.info("%s: maintenance mode %s", p.service, down and "on" or "off")
-    end
-    return
-  end
-  local r = down and service.stop(p.service) or service.start(p.service)
-  if r.dry_run then
-    log.info("dry run: would %s %s", down and "stop" or "start", p.service)
+  local how = has_maintenance() and "maintenance" or "manager"
+  local r
+  if how == "maintenance" then
+    r = maintenance(down and "maintenance_on" or "maintenance_off", name)
   else
-    log.info("%s %s", p.service, down and "stopped" or "started")
+    r = down and service.stop(name) or service.start(name)
+  end
+  local what = how == "maintenance" and ("turn maintenance mode " .. (down and "on" or "off") .. " for " .. name)
+    or ((down and "stop " or "start ") .. name)
+  if r.dry_run then
+    log.info("dry run: would %s", what)
+  else
+    ctx.down = down and (how == "maintenance" and (name .. " is in maintenance mode") or (name .. " is stopped"))
+      or nil
+    log.info(how == "maintenance" and "%s: maintenance mode %s" or "%s %s", name,
+      how == "maintenance" and (down and "on" or "off") or (down and "stopped" or "started"))
   end
 end
 
@@ -211,7 +220,7 @@ end)
 step("Get the restore approved", { id = "approval" }, function(p)
   local c = resolve(p)
   log.info("plan: replace the data of %s with %s%s", c.server, c.dump,
-    p.service and (", " .. p.service .. " to be stopped during the restore") or "")
+    service_of(p) and (", " .. service_of(p) .. " to be stopped during the restore") or "")
   confirm("Has the incident lead approved this restore?")
 end)
 
@@ -235,9 +244,18 @@ step("Restore the dump", {
   team_lock(p)
   local url, env = pg.restore_args(c.url)
   env.PGOPTIONS = "-c lock_timeout=" .. LOCK_TIMEOUT_MS
-  local r = exec { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
+  local ok, r = pcall(exec, { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
     "--exit-on-error", "--no-password", "--dbname=" .. url, c.dump,
-    env = env, timeout = RESTORE_TIMEOUT }
+    env = env, timeout = RESTORE_TIMEOUT })
+  if not ok then
+    -- The database is as it was (one transaction); the service is not: say
+    -- so where the run ends, so nobody leaves it down by accident.
+    if ctx.down then
+      error(string.format("%s; %s: bring it back with undo, or `runbook run db-restore --start-at start`",
+        tostring(r), ctx.down), 0)
+    end
+    error(r, 0)
+  end
   if r.dry_run then
     log.info("dry run: would restore %s into %s (pg_restore not run)", c.dump, c.server)
   else
@@ -302,14 +320,13 @@ step("Verify row counts and health", { id = "verify" }, function(p)
     log.info("no health URLs in the target (health = { ... }): health not checked")
     return
   end
-  -- The service may take a moment to answer after its start.
-  local summary
-  local ok, err = pcall(poll, function()
-    summary = health.summary(health.check(target.health, { quiet = true }))
-    return summary.failing == 0
-  end, { every = 2, timeout = 60, what = "every health check of the target to pass" })
+  -- The service may take a moment to answer after its start; after a
+  -- simulated start the real state is read once (health.await).
+  local ok, summary = health.await(target.health, { every = 2, timeout = 60,
+    what = "every health check of the target to pass" })
+  if summary.simulated then return end
   if not ok then
-    error(string.format("the data is back but health still fails: %s", summary and summary.text or tostring(err)), 0)
+    error(string.format("the data is back but health still fails: %s", summary.text), 0)
   end
   log.info("health: %s", summary.text)
 end)

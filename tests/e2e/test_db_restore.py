@@ -38,7 +38,7 @@ class Restore(DbTestCase):
         self.sql(DAMAGE)
         self.assertEqual(self.counts(), DAMAGED, "the damage did not apply")
 
-    def service_target(self):
+    def service_target(self, services=False):
         """A target whose service "api" is a real HTTP server managed through
         the "commands" manager (tests/e2e/appserver.py), with its health URL,
         and a migration that appends to a log."""
@@ -53,7 +53,7 @@ targets = {{
   staging = {{
     db = env("STAGING_DB_URL"),
     backup_dir = "{self.path('backups')}",
-    manager = "commands",
+    manager = "commands",{' services = { "api" },' if services else ''}
     commands = {{ {commands} }},
     health = {{ "{self.app.url('api')}" }},
     migrate = {{ "sh", "-c", "echo migrate ${{DATABASE_URL:+with-url}} >> {self.log}" }},
@@ -146,6 +146,47 @@ targets = {{
         self.assertIn(("restore", "simulated"), outcomes)
         self.assertEqual(self.calls("lock.release"), [], "a dry run took the lock")
         self.assertIn("dry run: nothing was restored", " ".join(self.logs("verify")))
+
+    def test_the_targets_first_service_is_stopped_without_a_service_param(self):
+        # Without -p service the dangerous "Stop the service" step used to be
+        # confirmed and then skip: the restore ran under a live app.
+        env = self.service_target(services=True)
+        before = self.app.pid("api")
+        p = self.run_book("db-restore", "--yes", "--target", "staging", "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        self.assertEqual(self.counts(), FULL)
+        self.assertIn("api stopped", self.logs("stop"))
+        self.assertIn("api started", self.logs("start"))
+        self.assertNotEqual(self.app.pid("api"), before, "the service was not stopped and started again")
+
+    def test_a_dry_run_reads_health_once_instead_of_waiting_for_a_start_it_simulated(self):
+        # The service is down and the dry run starts nothing, so waiting 60 s
+        # for its health could only time out and fail the rehearsal.
+        env = self.service_target(services=True)
+        self.app.stop("api")
+        p = self.run_book("db-restore", "--dry-run", "--yes", "--target", "staging",
+                          "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        self.assertIn("dry run: would start api", self.logs("start"))
+        self.assertTrue(any(m.startswith("would wait up to 60 s for every health check of the target to pass "
+                                         "(the real state is still down") for m in self.logs("verify")),
+                        self.logs("verify"))
+        self.assertEqual([c for c in self.calls("poll") if c["step"] == "verify"], [], "the dry run polled")
+        self.assertIsNone(self.app.pid("api"), "a dry run started the service")
+
+    def test_a_failed_restore_says_the_service_is_still_stopped(self):
+        # A real run (the stop is real) whose pg_restore fails (the shipped
+        # game-day scenario stands in for it): --yes aborts, and the error the
+        # run ends with must say the service is down and how to bring it back.
+        env = self.service_target(services=True)
+        p = self.run_book("db-restore", "--yes", "--target", "staging", "-p", f"dump={self.dump_path}",
+                          "--scenario", os.path.join(SCENARIOS, "db-restore.lua"), env=env)
+        self.assertExit(p, 1)
+        err = self.step_ends()["restore"]["error"]
+        self.assertIn("api is stopped: bring it back with undo, or `runbook run db-restore --start-at start`", err)
+        self.assertIn("api is stopped", p.stdout + p.stderr)
+        self.assertIsNone(self.app.pid("api"), "expected the service stopped by the run")
+        self.assertEqual(self.counts(), DAMAGED)
 
     def test_a_corrupt_dump_stops_at_the_preflight(self):
         bad = self.write("backups/bad.dump", "PGDMP this is not a dump\n")
