@@ -23,7 +23,10 @@ import time
 def processes_under(root):
     """(pid, command line) of every process a test started: its environment
     has TMPDIR=root (redis-server rewrites its command line, so that alone
-    would miss it), or its command line names a path under root."""
+    would miss it), its command line names a path under root, or its working
+    directory is under root (a server started with its own environment,
+    whose directory may be deleted already: three redis-servers outlived a
+    crashed run that way)."""
     mark = b"TMPDIR=" + root.encode()
     found = []
     for pid in os.listdir("/proc"):
@@ -36,8 +39,12 @@ def processes_under(root):
                 env = f.read().split(b"\0")
         except OSError:
             continue
+        try:
+            cwd = os.readlink(f"/proc/{pid}/cwd")
+        except OSError:
+            cwd = ""
         line = " ".join(a.decode(errors="replace") for a in argv if a)
-        if mark in env or root + "/" in line:
+        if mark in env or root + "/" in line or cwd == root or cwd.startswith(root + "/"):
             found.append((int(pid), line))
     return found
 
