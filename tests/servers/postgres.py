@@ -33,7 +33,7 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import SilentListener, free_port  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import SilentListener, Stoppable, free_port  # noqa: E402,F401 (re-exported for the tests)
 
 PG_BIN = os.environ.get("RB_PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "runbook"
@@ -44,7 +44,7 @@ DB = "runbook"
 
 
 
-class PostgresServer:
+class PostgresServer(Stoppable):
     def __init__(self, tls=True, start=True):
         self.tls = tls
         self.host = "127.0.0.1"
@@ -156,12 +156,6 @@ class PostgresServer:
                       check=False, timeout=30)
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
     # -- helpers for tests ---------------------------------------------------
     def url(self, user=USER, password=PASSWORD, db=DB, **params):
