@@ -137,6 +137,16 @@ local function maintenance(which, service)
   return exec(spec)
 end
 
+-- Says what an action did, or in a dry run what it would have done: a
+-- simulated action is never reported as done.
+local function said(r, would, done)
+  if r.dry_run then
+    log.info("dry run: would %s", would)
+  else
+    log.info("%s", done)
+  end
+end
+
 -- Takes the service out of use (down) or puts it back: maintenance mode
 -- when the target names its commands, else a stop or start through the
 -- service manager.
@@ -147,20 +157,15 @@ local function take_service(p, down)
     return
   end
   if has_maintenance() then
-    local r = maintenance(down and "maintenance_on" or "maintenance_off", p.service)
-    if r.dry_run then
-      log.info("dry run: would turn maintenance mode %s for %s", down and "on" or "off", p.service)
-    else
-      log.info("%s: maintenance mode %s", p.service, down and "on" or "off")
-    end
+    local mode = down and "on" or "off"
+    said(maintenance("maintenance_" .. mode, p.service),
+      string.format("turn maintenance mode %s for %s", mode, p.service),
+      string.format("%s: maintenance mode %s", p.service, mode))
     return
   end
-  local r = down and service.stop(p.service) or service.start(p.service)
-  if r.dry_run then
-    log.info("dry run: would %s %s", down and "stop" or "start", p.service)
-  else
-    log.info("%s %s", p.service, down and "stopped" or "started")
-  end
+  local r
+  if down then r = service.stop(p.service) else r = service.start(p.service) end
+  said(r, (down and "stop " or "start ") .. p.service, p.service .. (down and " stopped" or " started"))
 end
 
 -- "(rows unknown: locked by pid 123)" for a table whose count would wait.
@@ -238,11 +243,8 @@ step("Restore the dump", {
   local r = exec { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
     "--exit-on-error", "--no-password", "--dbname=" .. url, c.dump,
     env = env, timeout = RESTORE_TIMEOUT }
-  if r.dry_run then
-    log.info("dry run: would restore %s into %s (pg_restore not run)", c.dump, c.server)
-  else
-    log.info("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0)
-  end
+  said(r, string.format("restore %s into %s (pg_restore not run)", c.dump, c.server),
+    string.format("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0))
 end)
 
 step("Run the migrations", { id = "migrate" }, function(p)
