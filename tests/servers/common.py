@@ -13,6 +13,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def log_tail(path, n=20, missing="(no log)"):
+    """The last n lines of a server's log, for an error message; missing
+    when it cannot be read."""
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return missing
+
+
 def _ended(proc, seconds):
     try:
         proc.wait(seconds)

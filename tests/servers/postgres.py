@@ -33,7 +33,7 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import SilentListener, Stoppable, free_port  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import SilentListener, Stoppable, free_port, log_tail  # noqa: E402,F401 (re-exported for the tests)
 
 PG_BIN = os.environ.get("RB_PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "runbook"
@@ -171,11 +171,7 @@ class PostgresServer(Stoppable):
         return p.stdout
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir or "", "server.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(os.path.join(self.dir or "", "server.log"), n, missing="")
 
 
 class NoTLSListener(SilentListener):

@@ -26,7 +26,7 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import Stoppable, free_port, stop_process  # noqa: E402
+from servers.common import Stoppable, free_port, log_tail, stop_process  # noqa: E402
 from servers.common import SilentListener as silent_listener  # noqa: E402,F401 (re-exported for the tests)
 from servers.common import StalledListener as full_listener  # noqa: E402,F401 (re-exported for the tests)
 
@@ -96,11 +96,7 @@ class RedisServer(Stoppable):
         return u
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir, "redis.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(os.path.join(self.dir, "redis.log"), n)
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="rbredis-")

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import Stoppable, free_port, stop_process  # noqa: E402
+from servers.common import Stoppable, free_port, log_tail, stop_process  # noqa: E402
 from servers.pm2 import health, write_app  # noqa: E402
 
 SUPERVISORD = os.environ.get("RB_SUPERVISORD", "/usr/bin/supervisord")
@@ -123,11 +123,7 @@ class SupervisordServer(Stoppable):
         return self
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir, "supervisord.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(os.path.join(self.dir, "supervisord.log"), n)
 
     def url(self, name="api", path="/health"):
         return f"http://127.0.0.1:{self.apps[name]['port']}{path}"
