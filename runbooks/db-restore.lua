@@ -137,14 +137,24 @@ local function maintenance(which, service)
   return exec(spec)
 end
 
--- Takes the service out of use (down) or puts it back: maintenance mode
--- when the target names its commands, else a stop or start through the
--- service manager.
+-- Says what an action did, or in a dry run what it would have done: a
+-- simulated action is never reported as done.
+local function said(r, would, done)
+  if r.dry_run then
+    log.info("dry run: would %s", would)
+  else
+    log.info("%s", done)
+  end
+end
+
 -- The service the restore takes down: -p service, else the target's first.
 local function service_of(p)
   return p.service or service.list()[1]
 end
 
+-- Takes the service out of use (down) or puts it back: maintenance mode
+-- when the target names its commands, else a stop or start through the
+-- service manager.  ctx.down says what is left down, for the restore's error.
 local function take_service(p, down)
   local name = service_of(p)
   if name == nil then
@@ -153,23 +163,18 @@ local function take_service(p, down)
       or "skipped: no service given (-p service=NAME), so nothing was stopped and nothing is started")
     return
   end
-  local how = has_maintenance() and "maintenance" or "manager"
+  if has_maintenance() then
+    local mode = down and "on" or "off"
+    local r = maintenance("maintenance_" .. mode, name)
+    said(r, string.format("turn maintenance mode %s for %s", mode, name),
+      string.format("%s: maintenance mode %s", name, mode))
+    if not r.dry_run then ctx.down = down and (name .. " is in maintenance mode") or nil end
+    return
+  end
   local r
-  if how == "maintenance" then
-    r = maintenance(down and "maintenance_on" or "maintenance_off", name)
-  else
-    r = down and service.stop(name) or service.start(name)
-  end
-  local what = how == "maintenance" and ("turn maintenance mode " .. (down and "on" or "off") .. " for " .. name)
-    or ((down and "stop " or "start ") .. name)
-  if r.dry_run then
-    log.info("dry run: would %s", what)
-  else
-    ctx.down = down and (how == "maintenance" and (name .. " is in maintenance mode") or (name .. " is stopped"))
-      or nil
-    log.info(how == "maintenance" and "%s: maintenance mode %s" or "%s %s", name,
-      how == "maintenance" and (down and "on" or "off") or (down and "stopped" or "started"))
-  end
+  if down then r = service.stop(name) else r = service.start(name) end
+  said(r, (down and "stop " or "start ") .. name, name .. (down and " stopped" or " started"))
+  if not r.dry_run then ctx.down = down and (name .. " is stopped") or nil end
 end
 
 -- "(rows unknown: locked by pid 123)" for a table whose count would wait.
@@ -256,11 +261,8 @@ step("Restore the dump", {
     end
     error(r, 0)
   end
-  if r.dry_run then
-    log.info("dry run: would restore %s into %s (pg_restore not run)", c.dump, c.server)
-  else
-    log.info("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0)
-  end
+  said(r, string.format("restore %s into %s (pg_restore not run)", c.dump, c.server),
+    string.format("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0))
 end)
 
 step("Run the migrations", { id = "migrate" }, function(p)

@@ -48,6 +48,28 @@ def runbook_path(name):
     return os.path.join(TESTS_DIR, "runbooks", name)
 
 
+def alive(pid):
+    """True while pid exists and is not a zombie."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return False
+    return state != "Z"
+
+
+def kill_quietly(pid):
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def read_pid(path):
+    with open(path) as f:
+        return int(f.read())
+
+
 class RunbookTestCase(unittest.TestCase):
     """Each test gets its own temporary HOME, XDG dirs and working directory."""
 
@@ -94,32 +116,62 @@ class RunbookTestCase(unittest.TestCase):
         with open(transcript) as f:
             return [json.loads(line) for line in f if line.strip()]
 
-    def pty(self, *args, env=None, cwd=None, cols=120):
+    def pty(self, *args, env=None, cwd=None, timeout=15):
+        """runbook ARGS on a real pseudo-terminal (PtySession)."""
+        return self._session(PtySession, args, env, cwd, timeout)
+
+    def piped(self, *args, env=None, cwd=None, timeout=15):
+        """runbook ARGS with stdin /dev/null, stdout and stderr on one pipe
+        (PipedSession)."""
+        return self._session(PipedSession, args, env, cwd, timeout)
+
+    def _session(self, kind, args, env, cwd, timeout):
         e = dict(self.env)
         if env:
             e.update(env)
-        session = PtySession([RUNBOOK, *args], env=e, cwd=cwd or self.tmp)
+        session = kind([RUNBOOK, *args], env=e, cwd=cwd or self.tmp, timeout=timeout)
         self.addCleanup(session.close)
         return session
 
+    def ctrlc_tree(self, start):
+        """tests/runbooks/ctrlc.lua, started by start(PATH, ARGS...), until
+        its shell and the shell's background sleep run: the session and
+        their two pids, which are killed at cleanup whatever the test did."""
+        pids = self.path("pids")
+        os.makedirs(pids)
+        session = start(runbook_path("ctrlc.lua"), "-p", f"dir={pids}")
+        session.expect(r"\| tree-started")
+        found = []
+        for name in ("child.pid", "grandchild.pid"):
+            pid = read_pid(os.path.join(pids, name))
+            self.addCleanup(kill_quietly, pid)
+            self.assertTrue(alive(pid), f"{name} {pid} should run before the test interrupts it")
+            found.append(pid)
+        return session, found
 
-class PtySession:
-    """A program on a real pseudo-terminal: it is the session leader with
-    the pty as its controlling terminal, so ^C is delivered as SIGINT by the
-    line discipline, exactly as for a person at a keyboard."""
+    def assertGone(self, pids, within=5.0, what="after runbook exited"):
+        """Every pid ends within a few seconds (what says after what)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline and any(alive(p) for p in pids):
+            time.sleep(0.01)
+        left = [p for p in pids if alive(p)]
+        self.assertEqual(left, [], f"processes still running {within} s {what}: {left}")
 
-    def __init__(self, argv, env, cwd):
+
+class Session:
+    """A program the test started, its output read from fd (a pty master
+    or a pipe): wait for what it prints, type to it, reap it.  timeout is
+    the default of expect() and wait()."""
+
+    def __init__(self, pid, fd, timeout=15):
+        self.pid, self.fd, self.timeout = pid, fd, timeout
         self.output = ""
-        self.pid, self.fd = pty.fork()
-        if self.pid == 0:
-            try:
-                os.chdir(cwd)
-                os.execve(argv[0], argv, env)
-            finally:
-                os._exit(127)
         self.status = None
 
     def _read(self, timeout):
+        if self.fd < 0:         # close_terminal() was called: nothing to read
+            time.sleep(min(timeout, 0.005))
+            return False
         r, _, _ = select.select([self.fd], [], [], timeout)
         if not r:
             return False
@@ -132,9 +184,10 @@ class PtySession:
         self.output += data.decode("utf-8", "replace")
         return True
 
-    def expect(self, pattern, timeout=15):
+    def expect(self, pattern, timeout=None):
         """Wait until pattern (a regex) appears in the output after the last
         match; return the match.  Fail with the whole output on timeout."""
+        timeout = timeout or self.timeout
         rx = re.compile(pattern)
         deadline = time.monotonic() + timeout
         start = getattr(self, "_pos", 0)
@@ -166,8 +219,10 @@ class PtySession:
     def ctrl_c(self):
         self.send("\x03")
 
-    def wait(self, timeout=15):
-        """Read until the program ends; return its exit code."""
+    def wait(self, timeout=None):
+        """Read until the program ends; return its exit code, or -N when
+        signal N killed it."""
+        timeout = timeout or self.timeout
         deadline = time.monotonic() + timeout
         while self.status is None:
             try:
@@ -187,6 +242,12 @@ class PtySession:
             pass
         return os.waitstatus_to_exitcode(self.status)
 
+    def close_terminal(self):
+        """Close our end (the pty master, or the pipe): the terminal is gone."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
     def close(self):
         if self.status is None:
             try:
@@ -195,7 +256,41 @@ class PtySession:
             except OSError:
                 pass
             self.status = 0
-        try:
-            os.close(self.fd)
-        except OSError:
-            pass
+        self.close_terminal()
+
+
+class PtySession(Session):
+    """A program on a real pseudo-terminal: it is the session leader with
+    the pty as its controlling terminal, so ^C is delivered as SIGINT by the
+    line discipline, exactly as for a person at a keyboard."""
+
+    def __init__(self, argv, env, cwd, timeout=15):
+        pid, fd = pty.fork()
+        if pid == 0:
+            try:
+                os.chdir(cwd)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        super().__init__(pid, fd, timeout)
+
+
+class PipedSession(Session):
+    """A program with no terminal: stdin /dev/null, stdout and stderr on
+    one pipe, as under cron or a CI job."""
+
+    def __init__(self, argv, env, cwd, timeout=15):
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.chdir(cwd)
+                null = os.open("/dev/null", os.O_RDONLY)
+                os.dup2(null, 0)
+                os.dup2(w, 1)
+                os.dup2(w, 2)
+                os.execve(argv[0], argv, env)
+            finally:
+                os._exit(127)
+        os.close(w)
+        super().__init__(pid, r, timeout)

@@ -281,9 +281,8 @@ local function check_question(name, q)
   if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 2) end
 end
 
--- The declaration verbs: runbook{}, param, step.
-local function declaration_verbs(run, G)
-  local plan = run.plan
+-- runbook{...}: the header, once.
+local function header_verb(plan, G)
   function G.runbook(header)
     if type(header) ~= "table" then raise("runbook{}: expected a table {name=, title=, severity=}", 1) end
     if plan.header then raise("runbook{}: the header is declared twice", 1) end
@@ -297,7 +296,11 @@ local function declaration_verbs(run, G)
     end
     plan.header = header
   end
+end
 
+-- param(name, {help, default, required, secret, choices}): an input.
+local function param_verb(run, G)
+  local plan = run.plan
   function G.param(name, spec)
     if run.phase ~= "declare" then raise("param: only at the top level of a runbook", 1) end
     if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
@@ -314,35 +317,92 @@ local function declaration_verbs(run, G)
     plan.params[name] = p
     plan.param_list[#plan.param_list + 1] = p
   end
+end
 
+-- A step's id (opts.id, else from its title) once its options check
+-- out (verify and undo functions, a positive timeout, an id no other step
+-- has); nil, message when they do not.
+local function step_id(plan, title, opts)
+  for _, k in ipairs({ "verify", "undo" }) do
+    if opts[k] ~= nil and type(opts[k]) ~= "function" then
+      return nil, string.format("step %q: %s must be a function", title, k)
+    end
+  end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
+    return nil, string.format("step %q: timeout must be a positive number of seconds", title)
+  end
+  local id = opts.id or api.slug(title)
+  if type(id) ~= "string" or not id:match("^[%w][%w%-_.]*$") then
+    return nil, string.format("step %q: id must be letters, digits, '-', '_' or '.'", title)
+  end
+  for _, s in ipairs(plan.steps) do
+    if s.id == id then
+      return nil, string.format("duplicate step id %q (step %d at line %d has it already)", id, s.index, s.line)
+    end
+  end
+  return id
+end
+
+-- step(title, [opts,] fn): registered, run in the execute phase.
+local function step_verb(run, G)
+  local plan = run.plan
   function G.step(title, opts, fn)
     if run.phase ~= "declare" then raise("step: only at the top level of a runbook", 1) end
     if type(opts) == "function" then opts, fn = {}, opts end
     if type(title) ~= "string" or title == "" then raise("step: the title must be a non-empty string", 1) end
     if type(opts) ~= "table" then raise("step: options must be a table", 1) end
     if type(fn) ~= "function" then raise(string.format("step %q: missing its function", title), 1) end
-    for _, k in ipairs({ "verify", "undo" }) do
-      if opts[k] ~= nil and type(opts[k]) ~= "function" then
-        raise(string.format("step %q: %s must be a function", title, k), 1)
-      end
-    end
-    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout <= 0) then
-      raise(string.format("step %q: timeout must be a positive number of seconds", title), 1)
-    end
-    local id = opts.id or api.slug(title)
-    if type(id) ~= "string" or not id:match("^[%w][%w%-_.]*$") then
-      raise(string.format("step %q: id must be letters, digits, '-', '_' or '.'", title), 1)
-    end
-    local line = debug.getinfo(2, "l").currentline
-    for _, s in ipairs(plan.steps) do
-      if s.id == id then
-        raise(string.format("duplicate step id %q (step %d at line %d has it already)", id, s.index, s.line), 1)
-      end
-    end
-    plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id, fn = fn,
-      dangerous = opts.dangerous and true or false, timeout = opts.timeout,
-      verify = opts.verify, undo = opts.undo, line = line }
+    local id, misuse = step_id(plan, title, opts)
+    if not id then raise(misuse, 1) end
+    plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
+      fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
+      verify = opts.verify, undo = opts.undo, line = debug.getinfo(2, "l").currentline }
   end
+end
+
+-- The declaration verbs: runbook{}, param, step.
+local function declaration_verbs(run, G)
+  header_verb(run.plan, G)
+  param_verb(run, G)
+  step_verb(run, G)
+end
+
+-- choose(): the question with its numbered list, and the parser of an
+-- answer, a number of the list or one of its values as written.
+local function choice_prompt(question, list)
+  local lines = { question }
+  for i, v in ipairs(list) do lines[#lines + 1] = string.format("    %d) %s", i, tostring(v)) end
+  return table.concat(lines, "\n") .. "\n  choice [1-" .. #list .. "]: "
+end
+
+local function choice_parser(list)
+  return function(text)
+    text = text:match("^%s*(.-)%s*$")
+    local n = tonumber(text)
+    if n and list[n] ~= nil then return list[n] end
+    for _, v in ipairs(list) do if tostring(v) == text then return v end end
+    return nil, "choose a number from 1 to " .. #list
+  end
+end
+
+-- prompt(): an answer must match opts.pattern, and be given unless
+-- opts.allow_empty.
+local function prompt_parser(opts)
+  return function(text)
+    if opts.pattern and not text:match("^" .. opts.pattern .. "$") then
+      return nil, "the answer must match " .. opts.pattern
+    end
+    if text == "" and not opts.allow_empty then return nil, "an answer is needed" end
+    return text
+  end
+end
+
+-- manual(): Enter (or y, yes, d, done) marks it done; n, no or skip not.
+local function parse_manual(text)
+  local t = text:lower():match("^%s*(.-)%s*$")
+  if t == "" or t == "y" or t == "yes" or t == "done" or t == "d" then return true end
+  if t == "n" or t == "no" or t == "skip" then return false end
+  return nil, "press Enter when done, or answer n"
 end
 
 -- The questions: confirm, yesno, choose, prompt, manual.
@@ -368,18 +428,8 @@ local function question_verbs(run, G)
     check_question("choose", question)
     if type(list) ~= "table" or #list == 0 then raise("choose: expected a non-empty list of choices", 1) end
     opts = opts or {}
-    local lines = { question }
-    for i, v in ipairs(list) do lines[#lines + 1] = string.format("    %d) %s", i, tostring(v)) end
     local value, source = ui.ask { ctx = question_ctx(run), question = question,
-      prompt = table.concat(lines, "\n") .. "\n  choice [1-" .. #list .. "]: ",
-      default = opts.default,
-      parse = function(text)
-        text = text:match("^%s*(.-)%s*$")
-        local n = tonumber(text)
-        if n and list[n] ~= nil then return list[n] end
-        for _, v in ipairs(list) do if tostring(v) == text then return v end end
-        return nil, "choose a number from 1 to " .. #list
-      end }
+      prompt = choice_prompt(question, list), default = opts.default, parse = choice_parser(list) }
     asked(run, "prompt", question, tostring(value), source)
     return value
   end
@@ -390,13 +440,7 @@ local function question_verbs(run, G)
     local hint = opts.default and not opts.secret and (" [" .. tostring(opts.default) .. "]") or ""
     local value, source = ui.ask { ctx = question_ctx(run), question = question,
       prompt = question .. hint .. ": ", secret = opts.secret, default = opts.default,
-      parse = function(text)
-        if opts.pattern and not text:match("^" .. opts.pattern .. "$") then
-          return nil, "the answer must match " .. opts.pattern
-        end
-        if text == "" and not opts.allow_empty then return nil, "an answer is needed" end
-        return text
-      end }
+      parse = prompt_parser(opts) }
     if opts.secret then require("runbook.record").secret(value) end
     asked(run, "prompt", question, value, source, opts.secret)
     return value
@@ -406,13 +450,7 @@ local function question_verbs(run, G)
     check_question("manual", instruction)
     local done, source = ui.ask { ctx = question_ctx(run), question = instruction,
       prompt = ui.style("yellow", "[manual] ") .. instruction .. "\n  done? [Enter = done, n = not done] ",
-      confirmation = true,
-      parse = function(text)
-        local t = text:lower():match("^%s*(.-)%s*$")
-        if t == "" or t == "y" or t == "yes" or t == "done" or t == "d" then return true end
-        if t == "n" or t == "no" or t == "skip" then return false end
-        return nil, "press Enter when done, or answer n"
-      end }
+      confirmation = true, parse = parse_manual }
     asked(run, "manual", instruction, done and "done" or "not done", source)
     if not done then error(setmetatable({ question = instruction }, api.Declined), 0) end
     return true
@@ -436,6 +474,93 @@ local function logging_verbs(run, G)
     ui.print(msg)
     if run.rec then run.rec:event("log", { level = "print", message = msg, step = run.step and run.step.id }) end
   end
+end
+
+-- poll's `call` event: one when the condition held, or when it timed out.
+local function record_poll(run, what, every, timeout, outcome, msg, attempts, t0)
+  if run.rec then
+    run.rec:event("call", { primitive = "poll", args = { what = what, every = every, timeout = timeout },
+      outcome = outcome, error = msg, attempts = attempts, duration = loop.now() - t0,
+      step = run.step and run.step.id })
+  end
+end
+
+-- poll(fn, {every, timeout, what}): fn() until it is truthy.
+local function poll_verb(run)
+  return function(fn, opts)
+    if type(fn) ~= "function" then raise("poll: expected a function", 1) end
+    opts = opts or {}
+    local every, timeout = opts.every or 5, opts.timeout or 300
+    local what = opts.what or "condition"
+    local t0 = loop.now()
+    local attempts = 0
+    while true do
+      attempts = attempts + 1
+      local value = fn()
+      if value then
+        record_poll(run, what, every, timeout, "ok", nil, attempts, t0)
+        return value
+      end
+      if loop.now() - t0 + every > timeout then
+        local msg = string.format("poll: %s still not true after %s (%d attempts, every %s)",
+          what, ui.duration(loop.now() - t0), attempts, ui.duration(every))
+        record_poll(run, what, every, timeout, "error", msg, attempts, t0)
+        raise(msg, 1)
+      end
+      local ok, err = pcall(loop.sleep, every)
+      if not ok then raise(err, 1) end
+    end
+  end
+end
+
+-- fn(item, i) for every item, at most limit at a time, each in a task of
+-- the loop, until Ctrl-C: the results and errors by index, and how many
+-- failed.
+local function fan_out(items, fn, limit)
+  local n = #items
+  local results, errors, failed, nexti = {}, {}, 0, 0
+  local function worker()
+    while loop.interrupts() == 0 do
+      nexti = nexti + 1
+      local i = nexti
+      if i > n then return end
+      local ok, r = pcall(fn, items[i], i)
+      if ok then results[i] = r else errors[i] = r; failed = failed + 1 end
+    end
+  end
+  for _ = 1, math.min(limit, n) do loop.spawn(worker) end
+  loop.join()
+  return results, errors, failed
+end
+
+-- "parallel: 2 of 5 failed: [1] ...; [4] ...", the first three errors.
+local function failures(errors, failed, n)
+  local msgs = {}
+  for i = 1, n do
+    if errors[i] ~= nil and #msgs < 3 then
+      msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errors[i]))
+    end
+  end
+  return string.format("parallel: %d of %d failed: %s%s", failed, n, table.concat(msgs, "; "),
+    failed > #msgs and "; ..." or "")
+end
+
+-- parallel(items, fn, {limit, check}): fn(item) concurrently, results in
+-- order; outside a task it runs in one of its own.
+local function parallel(items, fn, opts)
+  if type(items) ~= "table" then raise("parallel: expected a list of items", 1) end
+  if type(fn) ~= "function" then raise("parallel: expected a function", 1) end
+  opts = opts or {}
+  if not loop.in_task() then
+    local res = table.pack(loop.run(parallel, items, fn, opts))
+    if not res[1] then raise(res[2], 1) end
+    return table.unpack(res, 2, res.n)
+  end
+  local n = #items
+  local results, errors, failed = fan_out(items, fn, opts.limit or 64)
+  if loop.interrupts() > 0 then raise("parallel: interrupted (Ctrl-C)", 1) end
+  if failed > 0 and opts.check ~= false then raise(failures(errors, failed, n), 1) end
+  return results, errors
 end
 
 -- exec, sh, wait, poll, parallel.
@@ -462,73 +587,8 @@ local function process_verbs(run, G)
     if not ok then raise(err, 1) end
   end
 
-  function G.poll(fn, opts)
-    if type(fn) ~= "function" then raise("poll: expected a function", 1) end
-    opts = opts or {}
-    local every, timeout = opts.every or 5, opts.timeout or 300
-    local what = opts.what or "condition"
-    local t0 = loop.now()
-    local attempts = 0
-    while true do
-      attempts = attempts + 1
-      local value = fn()
-      if value then
-        if run.rec then
-          run.rec:event("call", { primitive = "poll", args = { what = what, every = every, timeout = timeout },
-            outcome = "ok", attempts = attempts, duration = loop.now() - t0, step = run.step and run.step.id })
-        end
-        return value
-      end
-      if loop.now() - t0 + every > timeout then
-        local msg = string.format("poll: %s still not true after %s (%d attempts, every %s)",
-          what, ui.duration(loop.now() - t0), attempts, ui.duration(every))
-        if run.rec then
-          run.rec:event("call", { primitive = "poll", args = { what = what, every = every, timeout = timeout },
-            outcome = "error", error = msg, attempts = attempts, duration = loop.now() - t0,
-            step = run.step and run.step.id })
-        end
-        raise(msg, 1)
-      end
-      local ok, err = pcall(loop.sleep, every)
-      if not ok then raise(err, 1) end
-    end
-  end
-
-  function G.parallel(items, fn, opts)
-    if type(items) ~= "table" then raise("parallel: expected a list of items", 1) end
-    if type(fn) ~= "function" then raise("parallel: expected a function", 1) end
-    opts = opts or {}
-    if not loop.in_task() then
-      local res = table.pack(loop.run(G.parallel, items, fn, opts))
-      if not res[1] then raise(res[2], 1) end
-      return table.unpack(res, 2, res.n)
-    end
-    local n, limit = #items, opts.limit or 64
-    local results, errors, failed, nexti = {}, {}, 0, 0
-    local function worker()
-      while loop.interrupts() == 0 do
-        nexti = nexti + 1
-        local i = nexti
-        if i > n then return end
-        local ok, r = pcall(fn, items[i], i)
-        if ok then results[i] = r else errors[i] = r; failed = failed + 1 end
-      end
-    end
-    for _ = 1, math.min(limit, n) do loop.spawn(worker) end
-    loop.join()
-    if loop.interrupts() > 0 then raise("parallel: interrupted (Ctrl-C)", 1) end
-    if failed > 0 and opts.check ~= false then
-      local msgs = {}
-      for i = 1, n do
-        if errors[i] ~= nil and #msgs < 3 then
-          msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errors[i]))
-        end
-      end
-      raise(string.format("parallel: %d of %d failed: %s%s", failed, n, table.concat(msgs, "; "),
-        failed > #msgs and "; ..." or ""), 1)
-    end
-    return results, errors
-  end
+  G.poll = poll_verb(run)
+  G.parallel = parallel
 end
 
 -- pcall and xpcall as a runbook sees them: they let Ctrl-C through.  An

@@ -208,17 +208,60 @@ end
 local outcome_style = { ok = "green", failed = "red", declined = "yellow", skipped = "yellow",
   interrupted = "red", terminated = "red" }
 
+-- The step.start event and the step's heading on the screen.
+local function announce(run, step, n, attempts)
+  run.step = step
+  run.rec:event("step.start", { index = step.index, id = step.id, title = step.title,
+    attempt = attempts, dangerous = step.dangerous })
+  ui.print(ui.style("bold", string.format("[%d/%d] %s", step.index, n, step.title)) ..
+    (attempts > 1 and ui.style("dim", string.format(" (attempt %d)", attempts)) or ""))
+end
+
+-- What to do after an attempt that did not succeed, and who decided: a
+-- terminating signal or a second Ctrl-C decides alone; otherwise the
+-- operator (or the answers file), again after an undo they chose.
+-- interrupts is the Ctrl-C count when the attempt ended.  Returns
+-- decision, source and, after an undo, whether it succeeded.
+local function after_failure(run, step, outcome, interrupts)
+  if terminating_signal() then return "terminate", terminating_signal() end
+  if interrupts >= 2 then return "interrupt", "second Ctrl-C" end
+  loop.ack_interrupt(interrupts)
+  if outcome == "interrupted" then
+    run.rec:event("interrupt", { step = step.id, count = 1 })
+  end
+  local decision, source = decide(run, step, outcome)
+  if decision ~= "undo" then return decision, source end
+  local undone = run_undo(run, step)
+  decision, source = decide(run, step, "undone")
+  if decision == "undo" then decision = "abort" end
+  return decision, source, undone
+end
+
+-- How execute_step ends after the decision, or nil to try again.
+local function ending(run, step, decision, source, attempts)
+  if decision == "interrupt" then
+    run.rec:event("interrupt", { step = step.id, count = 2 })
+    return "interrupted"
+  end
+  if decision == "terminate" then return "terminated" end
+  if decision == "skip" then
+    ui.print("      " .. ui.style("yellow", "skipped"))
+    return "skipped"
+  end
+  if decision == "abort" then return "aborted" end
+  if attempts >= 10 and source == "answers" then
+    ui.print("      giving up after 10 attempts answered from the answers file")
+    return "aborted"
+  end
+end
+
 -- Execute one step with its retries.  Returns "ok", "skipped", "aborted",
 -- "interrupted" or "terminated".
 local function execute_step(run, step, n)
   local attempts = 0
   while true do
     attempts = attempts + 1
-    run.step = step
-    run.rec:event("step.start", { index = step.index, id = step.id, title = step.title,
-      attempt = attempts, dangerous = step.dangerous })
-    ui.print(ui.style("bold", string.format("[%d/%d] %s", step.index, n, step.title)) ..
-      (attempts > 1 and ui.style("dim", string.format(" (attempt %d)", attempts)) or ""))
+    announce(run, step, n, attempts)
     local t0 = loop.now()
     local outcome, msg, tb = attempt(run, step)
     local dur = loop.now() - t0
@@ -234,42 +277,13 @@ local function execute_step(run, step, n)
     local interrupts = loop.interrupts()
     ui.print("      " .. ui.style(outcome_style[outcome] or "red", outcome) ..
       ui.style("dim", " (" .. ui.duration(dur) .. ")") .. ": " .. tostring(msg))
-    local decision, source
-    if terminating_signal() then
-      decision, source = "terminate", terminating_signal()
-    elseif interrupts >= 2 then
-      decision, source = "interrupt", "second Ctrl-C"
-    else
-      loop.ack_interrupt(interrupts)
-      if outcome == "interrupted" then
-        run.rec:event("interrupt", { step = step.id, count = 1 })
-      end
-      decision, source = decide(run, step, outcome)
-    end
-    local undone
-    if decision == "undo" then
-      undone = run_undo(run, step)
-      decision, source = decide(run, step, "undone")
-      if decision == "undo" then decision = "abort" end
-    end
+    local decision, source, undone = after_failure(run, step, outcome, interrupts)
     local status = decision == "skip" and "skipped" or outcome
     run.rec:event("step.end", { index = step.index, id = step.id, status = status, duration = dur,
       error = msg, traceback = tb, decision = decision, decided_by = source, undone = undone })
     run.rec:sync()
-    if decision == "interrupt" then
-      run.rec:event("interrupt", { step = step.id, count = 2 })
-      return "interrupted"
-    end
-    if decision == "terminate" then return "terminated" end
-    if decision == "skip" then
-      ui.print("      " .. ui.style("yellow", "skipped"))
-      return "skipped"
-    end
-    if decision == "abort" then return "aborted" end
-    if attempts >= 10 and source == "answers" then
-      ui.print("      giving up after 10 attempts answered from the answers file")
-      return "aborted"
-    end
+    local ended = ending(run, step, decision, source, attempts)
+    if ended then return ended end
   end
 end
 

@@ -1,8 +1,6 @@
 """runbook run on a real pseudo-terminal: the operator answers questions,
 decides retry/skip/abort/undo after a failure, presses Ctrl-C, types
 secrets; colours appear only on a terminal and never with NO_COLOR."""
-import os
-import signal
 import time
 import unittest
 
@@ -10,27 +8,11 @@ from harness import RunbookTestCase, runbook_path
 
 CONFIRM = runbook_path("confirm.lua")
 FLAKY = runbook_path("flaky.lua")
-CTRLC = runbook_path("ctrlc.lua")
 INTERACTIVE = runbook_path("interactive.lua")
 TTY = runbook_path("tty.lua")
 
 RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
 RSUA = r"\[r\]etry, \[s\]kip, \[u\]ndo, \[a\]bort\? "
-
-
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
-def read_pid(path):
-    with open(path) as f:
-        return int(f.read())
 
 
 class InteractiveTestCase(RunbookTestCase):
@@ -184,29 +166,8 @@ class CtrlC(InteractiveTestCase):
     def start_tree(self):
         """Run ctrlc.lua until its shell and the shell's sleep are running;
         return the session and both pids."""
-        pids = self.path("pids")
-        os.makedirs(pids)
-        s = self.session(CTRLC, "-p", f"dir={pids}")
-        s.expect(r"\| tree-started")
-        child, grandchild = (read_pid(os.path.join(pids, n)) for n in ("child.pid", "grandchild.pid"))
-        for pid in (child, grandchild):
-            self.addCleanup(self.kill_quietly, pid)
-            self.assertTrue(alive(pid), f"pid {pid} should be running before Ctrl-C")
+        s, (child, grandchild) = self.ctrlc_tree(self.session)
         return s, child, grandchild
-
-    @staticmethod
-    def kill_quietly(pid):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-
-    def assertGone(self, *pids, within=5.0):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and any(alive(p) for p in pids):
-            time.sleep(0.02)
-        left = [p for p in pids if alive(p)]
-        self.assertEqual(left, [], f"processes still running {within} s after Ctrl-C: {left}")
 
     def test_ctrl_c_terminates_the_process_group_and_asks(self):
         s, child, grandchild = self.start_tree()
@@ -215,7 +176,7 @@ class CtrlC(InteractiveTestCase):
         s.expect(r"interrupted \(\d+ ms\): .*interrupted \(Ctrl-C\)")
         s.expect(r"Step 1 interrupted\. " + RSA)
         asked_after = time.monotonic() - t0
-        self.assertGone(child, grandchild)
+        self.assertGone([child, grandchild], what="after Ctrl-C")
         self.assertLess(asked_after, 3.0, "Ctrl-C took too long to interrupt the wait")
         s.sendline("s")
         s.expect("after ran")
@@ -227,7 +188,7 @@ class CtrlC(InteractiveTestCase):
         s, child, grandchild = self.start_tree()
         s.ctrl_c()
         s.expect(RSA)
-        self.assertGone(child, grandchild)
+        self.assertGone([child, grandchild], what="after Ctrl-C")
         s.ctrl_c()
         s.expect("run interrupted")
         self.assertEqual(s.wait(), 130, s.output)
@@ -242,7 +203,7 @@ class CtrlC(InteractiveTestCase):
         s, child, grandchild = self.start_tree()
         s.ctrl_c()
         s.expect(RSA)
-        self.assertGone(child, grandchild)
+        self.assertGone([child, grandchild], what="after Ctrl-C")
         s.sendline("r")
         s.expect(r"\(attempt 2\)")
         s.expect(r"\| tree-started")

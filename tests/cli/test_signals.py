@@ -11,20 +11,16 @@ Each test prints how long runbook took from the signal to its exit (on
 stderr, for the report; nothing is asserted about it)."""
 import json
 import os
-import pty
-import re
-import select
 import signal
 import sys
 import termios
 import time
 import unittest
 
-from harness import RUNBOOK, RunbookTestCase, runbook_path
+from harness import RunbookTestCase, alive, kill_quietly, read_pid
 from servers.postgres import PostgresServer
 from servers.redis import RedisServer
 
-CTRLC = runbook_path("ctrlc.lua")    # sh + a background sleep, pids in files
 PG = None
 REDIS = None
 
@@ -41,86 +37,8 @@ def tearDownModule():
             server.stop()
 
 
-def alive(pid):
-    """True while pid exists and is not a zombie."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (FileNotFoundError, ProcessLookupError, IndexError):
-        return False
-    return state != "Z"
-
-
-def kill_quietly(pid):
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-
-
 def figure(what, seconds):
     print(f"\n[figure] {what}: {seconds * 1000:.0f} ms", file=sys.stderr, flush=True)
-
-
-class Running:
-    """runbook started with stdout a pipe (or a pty): wait for its output,
-    signal it, reap it."""
-
-    def __init__(self, pid, fd):
-        self.pid, self.fd, self.output, self.status = pid, fd, "", None
-
-    def read_until(self, pattern, timeout=30):
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        while not rx.search(self.output):
-            left = deadline - time.monotonic()
-            if left <= 0:
-                raise AssertionError(f"expected {pattern!r} within {timeout} s; output:\n{self.output}")
-            r, _, _ = select.select([self.fd], [], [], left)
-            if r:
-                try:
-                    data = os.read(self.fd, 65536)
-                except OSError:
-                    data = b""
-                if not data:
-                    raise AssertionError(f"runbook ended before {pattern!r}; output:\n{self.output}")
-                self.output += data.decode("utf-8", "replace")
-
-    def close_terminal(self):
-        """Close our end (the pty master, or the pipe): the terminal is gone."""
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
-    def wait(self, timeout=30):
-        """Reap runbook (reading what it still prints); its exit code, or
-        -N when a signal killed it."""
-        deadline = time.monotonic() + timeout
-        while self.status is None:
-            if self.fd >= 0:
-                r, _, _ = select.select([self.fd], [], [], 0.02)
-                if r:
-                    try:
-                        data = os.read(self.fd, 65536)
-                    except OSError:
-                        data = b""
-                    if data:
-                        self.output += data.decode("utf-8", "replace")
-            else:
-                time.sleep(0.005)
-            pid, status = os.waitpid(self.pid, os.WNOHANG)
-            if pid == self.pid:
-                self.status = status
-            elif time.monotonic() > deadline:
-                raise AssertionError(f"runbook still running {timeout} s after; output:\n{self.output}")
-        return os.waitstatus_to_exitcode(self.status)
-
-    def stop(self):
-        if self.status is None:
-            kill_quietly(self.pid)
-            os.waitpid(self.pid, 0)
-            self.status = 0
-        self.close_terminal()
 
 
 class SignalTestCase(RunbookTestCase):
@@ -130,35 +48,9 @@ class SignalTestCase(RunbookTestCase):
         self.env["NO_COLOR"] = "1"
 
     def start(self, *args, tty=False):
-        """runbook run --transcript T ARGS, stdout and stderr on one pipe (or
-        a pty as its controlling terminal); stdin is /dev/null or the pty."""
-        argv = [RUNBOOK, *args]
-        if tty:
-            pid, fd = pty.fork()
-            if pid == 0:
-                try:
-                    os.chdir(self.tmp)
-                    os.execve(argv[0], argv, self.env)
-                finally:
-                    os._exit(127)
-        else:
-            r, w = os.pipe()
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    os.chdir(self.tmp)
-                    null = os.open("/dev/null", os.O_RDONLY)
-                    os.dup2(null, 0)
-                    os.dup2(w, 1)
-                    os.dup2(w, 2)
-                    os.execve(argv[0], argv, self.env)
-                finally:
-                    os._exit(127)
-            os.close(w)
-            fd = r
-        run = Running(pid, fd)
-        self.addCleanup(run.stop)
-        return run
+        """runbook ARGS on a pty as its controlling terminal, or with stdin
+        /dev/null and stdout and stderr on one pipe."""
+        return (self.pty if tty else self.piped)(*args, timeout=30)
 
     def run_file(self, body, *args, tty=False):
         path = self.write("rb.lua", 'runbook { name = "sig", title = "Signals", severity = "P3" }\n' + body)
@@ -167,18 +59,8 @@ class SignalTestCase(RunbookTestCase):
     def tree(self, tty=False):
         """ctrlc.lua until its shell and the shell's background sleep run;
         returns the run and both pids."""
-        pids = self.path("pids")
-        os.makedirs(pids)
-        run = self.start("run", "--transcript", self.transcript, CTRLC, "-p", f"dir={pids}", tty=tty)
-        run.read_until(r"\| tree-started")
-        found = []
-        for name in ("child.pid", "grandchild.pid"):
-            with open(os.path.join(pids, name)) as f:
-                pid = int(f.read())
-            self.addCleanup(kill_quietly, pid)
-            self.assertTrue(alive(pid), f"{name} {pid} should run before the signal")
-            found.append(pid)
-        return run, found
+        return self.ctrlc_tree(
+            lambda *args: self.start("run", "--transcript", self.transcript, *args, tty=tty))
 
     def signal_and_wait(self, run, sig, what, close_terminal=False):
         t0 = time.monotonic()
@@ -188,13 +70,6 @@ class SignalTestCase(RunbookTestCase):
         code = run.wait()
         figure(f"{what}: {signal.Signals(sig).name} to exit", time.monotonic() - t0)
         return code
-
-    def assertGone(self, pids, within=5.0, what="after runbook exited"):
-        deadline = time.monotonic() + within
-        while time.monotonic() < deadline and any(alive(p) for p in pids):
-            time.sleep(0.01)
-        left = [p for p in pids if alive(p)]
-        self.assertEqual(left, [], f"processes still running {within} s {what}: {left}")
 
     def assertTerminated(self, signame, code):
         """The transcript is whole, verifies and ends with run.end status
@@ -233,7 +108,7 @@ class Sigterm(SignalTestCase):
 
     def test_sigterm_at_a_question_ends_the_run(self):
         run = self.run_file('step("Ask", { id = "ask" }, function() confirm("Go on?") end)\n', tty=True)
-        run.read_until(r"Go on\? \[y/n\] ")
+        run.expect(r"Go on\? \[y/n\] ")
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "at a question"), 143, run.output)
         events = self.assertTerminated("SIGTERM", 143)
         self.assertEqual([e["status"] for e in events if e["event"] == "step.end"], ["terminated"])
@@ -243,7 +118,7 @@ class Sigterm(SignalTestCase):
         # secret: the terminal must not be left without echo.
         run = self.run_file('param("token", { secret = true, required = true })\n'
                             'step("Use it", function() end)\n', tty=True)
-        run.read_until(r"Value for param token: ")
+        run.expect(r"Value for param token: ")
         self.assertFalse(termios.tcgetattr(run.fd)[3] & termios.ECHO, "echo should be off at the prompt")
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "at a param prompt"), 143, run.output)
         self.assertIn("SIGTERM before the run started: nothing was run", run.output)
@@ -251,7 +126,7 @@ class Sigterm(SignalTestCase):
 
     def test_sigterm_in_busy_lua_code_ends_the_run(self):
         run = self.run_file('step("Spin", function() print("spinning"); while true do end end)\n')
-        run.read_until("spinning")
+        run.expect("spinning")
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "busy Lua"), 143, run.output)
         self.assertTerminated("SIGTERM", 143)
 
@@ -262,7 +137,7 @@ class Sigterm(SignalTestCase):
                             '  exec { "sh", "-c", "trap \'\' TERM; echo stubborn-started; '
                             'while :; do sleep 0.1; done", timeout = 600 }\n'
                             'end)\n')
-        run.read_until(r"\| stubborn-started")
+        run.expect(r"\| stubborn-started")
         t0 = time.monotonic()
         os.kill(run.pid, signal.SIGTERM)
         sent = 1
@@ -348,7 +223,7 @@ class Servers(SignalTestCase):
         key = "runbook:lock:signals:test"
         self.addCleanup(REDIS.command, "DEL", key)
         run = self.locked_run(f'{{ backend = "redis", url = "{REDIS.url()}", ttl = 600 }}')
-        run.read_until(r"\| working")
+        run.expect(r"\| working")
         self.assertIsNotNone(REDIS.command("GET", key), "the lock was not taken")
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "redis lock"), 143, run.output)
         self.assertIsNone(REDIS.command("GET", key),
@@ -367,7 +242,7 @@ class Servers(SignalTestCase):
                             'step("Work", { id = "work" }, function()\n'
                             f'  exec {{ "sh", "-c", "echo working; while [ ! -e {go} ]; do sleep 0.02; done" }}\n'
                             'end)\n')
-        run.read_until(r"\| working")
+        run.expect(r"\| working")
         REDIS.command("CLIENT", "PAUSE", "3000", "WRITE")
         self.addCleanup(REDIS.command, "CLIENT", "UNPAUSE")
         with open(go, "w"):
@@ -390,7 +265,7 @@ class Servers(SignalTestCase):
 
     def test_sigterm_releases_a_postgres_advisory_lock(self):
         run = self.locked_run(f'{{ backend = "postgres", url = "{PG.url()}" }}')
-        run.read_until(r"\| working")
+        run.expect(r"\| working")
         held = "select count(*) from pg_locks where locktype = 'advisory' and granted"
         self.assertEqual(self.pg_count(held), "1", "the lock was not taken")
         self.assertEqual(self.signal_and_wait(run, signal.SIGTERM, "postgres lock"), 143, run.output)
@@ -404,9 +279,8 @@ class Sigkill(SignalTestCase):
         run = self.run_file(f'step("Sleep", function()\n'
                             f'  exec {{ "sh", "-c", "echo $$ > {pidfile}; echo sleeping; exec sleep 600" }}\n'
                             f'end)\n')
-        run.read_until(r"\| sleeping")
-        with open(pidfile) as f:
-            child = int(f.read())
+        run.expect(r"\| sleeping")
+        child = read_pid(pidfile)
         self.addCleanup(kill_quietly, child)
         self.assertTrue(alive(child))
         t0 = time.monotonic()
@@ -419,7 +293,7 @@ class Sigkill(SignalTestCase):
 class Repl(SignalTestCase):
     def repl(self):
         run = self.start("repl", "--transcript", self.transcript, tty=True)
-        run.read_until(r"runbook> ")
+        run.expect(r"runbook> ")
         return run
 
     def test_sigterm_at_the_prompt(self):
@@ -432,9 +306,8 @@ class Repl(SignalTestCase):
         pidfile = self.path("child.pid")
         os.write(run.fd, f'exec {{ "sh", "-c", "echo $$ > {pidfile}; echo sleeping; exec sleep 600" }}\r'
                  .encode())
-        run.read_until(r"\| sleeping")
-        with open(pidfile) as f:
-            child = int(f.read())
+        run.expect(r"\| sleeping")
+        child = read_pid(pidfile)
         self.addCleanup(kill_quietly, child)
         code = self.signal_and_wait(run, signal.SIGHUP, "repl eval", close_terminal=True)
         self.assertEqual(code, 129)

@@ -7,16 +7,8 @@ param("dir", { help = "the directory holding the planted files", required = true
 param("only", { help = "run only the step with this id" })
 param("pw", { help = "a short secret param", secret = true, default = "none" })
 
--- Whether the step with this id is to run (-p only=ID runs just one).
-local function wanted(p, id)
-  return p.only == nil or p.only == id
-end
-
-local function save(p, name, value)
-  local f = assert(io.open(p.dir .. "/" .. name .. ".got", "w"))
-  f:write(value)
-  f:close()
-end
+local planted = require("lib.planted")
+local wanted, save = planted.wanted, planted.save
 
 step("exec secret = true", { id = "exec" }, function(p)
   if not wanted(p, "exec") then return end
@@ -44,9 +36,7 @@ end)
 
 step("A multi-line secret", { id = "multiline" }, function(p)
   if not wanted(p, "multiline") then return end
-  local f = assert(io.open(p.dir .. "/key.pem"))
-  local key = secret(f:read("a"))
-  f:close()
+  local key = secret(planted.read(p, "key.pem"))
   exec { "cat", p.dir .. "/key.pem", readonly = true }
   for line in key:gmatch("[^\n]+") do print(line) end
   log.info("key without its newline: %s", (key:gsub("\n$", "")))

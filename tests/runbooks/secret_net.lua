@@ -13,33 +13,18 @@ param("ssh_port", { help = "sshd port" })
 param("ssh_key", { help = "client key" })
 param("known_hosts", { help = "known_hosts file" })
 
--- Whether the step with this id is to run (-p only=ID runs just one).
-local function wanted(p, id)
-  return p.only == nil or p.only == id
-end
-
-local function save(p, name, value)
-  local f = assert(io.open(p.dir .. "/" .. name .. ".got", "w"))
-  f:write(value)
-  f:close()
-end
-
-local function planted(p, name)
-  local f = assert(io.open(p.dir .. "/" .. name))
-  local v = f:read("a")
-  f:close()
-  return v
-end
+local planted = require("lib.planted")
+local wanted, save = planted.wanted, planted.save
 
 step("HTTP", { id = "http" }, function(p)
   if not wanted(p, "http") then return end
   -- the server echoes the body back: the reply carries the planted value
-  local r = http.post(p.http, { body = planted(p, "http.txt"), cacert = p.cacert, secret = true })
+  local r = http.post(p.http, { body = planted.read(p, "http.txt"), cacert = p.cacert, secret = true })
   local got = r:json().body
   log.info("echoed: %s", got)
   log.info("body: %s", r.body)
   save(p, "http", got)
-  local ok, err = pcall(http.post, p.http, { body = planted(p, "http.txt"), cacert = p.cacert,
+  local ok, err = pcall(http.post, p.http, { body = planted.read(p, "http.txt"), cacert = p.cacert,
     secret = true, expect = 201 })
   log.warn("expect 201: %s %s", tostring(ok), tostring(err))
 end)

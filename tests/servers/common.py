@@ -1,6 +1,8 @@
-"""What every test server module needs: a free port, a listener that
-accepts and never answers, and one whose accept queue is full."""
+"""What every test server module needs: a free port, a way to stop the
+server process it started, close() and `with` for its class, a listener
+that accepts and never answers, and one whose accept queue is full."""
 import socket
+import subprocess
 import threading
 import time
 
@@ -11,8 +13,46 @@ def free_port():
         return s.getsockname()[1]
 
 
-class _Listener:
-    """close() and `with` for the listeners below, which define stop()."""
+def log_tail(path, n=20, missing="(no log)"):
+    """The last n lines of a server's log, for an error message; missing
+    when it cannot be read."""
+    try:
+        with open(path) as f:
+            return "".join(f.readlines()[-n:])
+    except OSError:
+        return missing
+
+
+def _ended(proc, seconds):
+    try:
+        proc.wait(seconds)
+        return True
+    except subprocess.TimeoutExpired:
+        return False
+
+
+def stop_process(proc, asked=0, grace=5):
+    """Ends a server process a test started and reaps it, so that neither
+    a zombie nor an orphan outlives the test (tests/leaks.py looks).  One
+    that was asked to shut down (SHUTDOWN, `supervisorctl shutdown`, a
+    signal to its group) gets `asked` seconds first; then SIGTERM and
+    `grace` seconds (none with grace=0); then SIGKILL.  None, or a process
+    that already ended, is fine."""
+    if proc is None or proc.poll() is not None:
+        return
+    if asked and _ended(proc, asked):
+        return
+    if grace:
+        proc.terminate()
+        if _ended(proc, grace):
+            return
+    proc.kill()
+    proc.wait(10)
+
+
+class Stoppable:
+    """close() and `with` for a class that defines stop(): the servers and
+    the listeners below."""
 
     def close(self):
         self.stop()
@@ -24,7 +64,7 @@ class _Listener:
         self.stop()
 
 
-class SilentListener(_Listener):
+class SilentListener(Stoppable):
     """A TCP port on 127.0.0.1 that accepts and never says a word: a client
     connects, then waits for a banner or a reply until its own timeout.
     Subclasses may override answer(conn) to say something first."""
@@ -59,7 +99,7 @@ class SilentListener(_Listener):
         self.sock.close()
 
 
-class StalledListener(_Listener):
+class StalledListener(Stoppable):
     """A listener whose accept queue is full: Linux drops further SYNs, so a
     TCP connect to it hangs until the client's own timeout."""
 

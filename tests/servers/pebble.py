@@ -36,7 +36,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import free_port  # noqa: E402
+from servers.common import Stoppable, free_port, stop_process  # noqa: E402
 
 PEBBLE = os.environ.get("RB_PEBBLE", "/usr/bin/pebble")
 CERTBOT = os.environ.get("RB_CERTBOT", "/usr/bin/certbot")
@@ -62,7 +62,7 @@ def make_server_cert(d):
             "-extfile", "ext.cnf")
 
 
-class PebbleServer:
+class PebbleServer(Stoppable):
     def __init__(self, start=True):
         self.proc = None
         self.dir = None
@@ -157,22 +157,11 @@ class PebbleServer:
             return ""
 
     def stop(self):
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-            self.proc = None
+        stop_process(self.proc, grace=0)
+        self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, True)
             self.dir = None
-
-    def close(self):
-        self.stop()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 if __name__ == "__main__":

@@ -35,7 +35,7 @@ import time
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import free_port  # noqa: E402
+from servers.common import Stoppable, free_port  # noqa: E402
 
 SOURCE_DIR = os.environ.get("RUNBOOK_SOURCE_DIR") or os.path.dirname(
     os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -96,7 +96,7 @@ def processes_with_env(var, value):
     return pids
 
 
-class PM2Server:
+class PM2Server(Stoppable):
     def __init__(self):
         if not os.access(PM2, os.X_OK):
             raise RuntimeError(f"pm2 not found at {PM2}: scripts/setup installs it into .tools/")
@@ -208,12 +208,6 @@ class PM2Server:
                 time.sleep(0.5)
         shutil.rmtree(self.dir, True)
         self.dir = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 if __name__ == "__main__":

@@ -33,7 +33,7 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import SilentListener, free_port  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import SilentListener, Stoppable, free_port, log_tail  # noqa: E402,F401 (re-exported for the tests)
 
 PG_BIN = os.environ.get("RB_PG_BIN", "/usr/lib/postgresql/15/bin")
 USER = "runbook"
@@ -44,7 +44,7 @@ DB = "runbook"
 
 
 
-class PostgresServer:
+class PostgresServer(Stoppable):
     def __init__(self, tls=True, start=True):
         self.tls = tls
         self.host = "127.0.0.1"
@@ -157,12 +157,6 @@ class PostgresServer:
         shutil.rmtree(self.dir, ignore_errors=True)
         self.dir = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
-
     # -- helpers for tests ---------------------------------------------------
     def url(self, user=USER, password=PASSWORD, db=DB, **params):
         auth = user if password is None else f"{user}:{password}"
@@ -177,11 +171,7 @@ class PostgresServer:
         return p.stdout
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir or "", "server.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return ""
+        return log_tail(os.path.join(self.dir or "", "server.log"), n, missing="")
 
 
 class NoTLSListener(SilentListener):

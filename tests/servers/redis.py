@@ -26,9 +26,9 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import free_port
+from servers.common import Stoppable, free_port, log_tail, stop_process  # noqa: E402
 from servers.common import SilentListener as silent_listener  # noqa: E402,F401 (re-exported for the tests)
-from servers.common import StalledListener as full_listener  # noqa: E402,F401 (re-exported for the tests)  # noqa: E402,F401 (re-exported for the tests)
+from servers.common import StalledListener as full_listener  # noqa: E402,F401 (re-exported for the tests)
 
 REDIS_SERVER = os.environ.get("RB_REDIS_SERVER", "/usr/bin/redis-server")
 USER = "ops"
@@ -72,7 +72,7 @@ def parse(f):
     raise ConnectionError(f"not RESP: {line!r}")
 
 
-class RedisServer:
+class RedisServer(Stoppable):
     def __init__(self, password=None, start=True):
         self.password = password
         self.host = "127.0.0.1"
@@ -96,11 +96,7 @@ class RedisServer:
         return u
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir, "redis.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(os.path.join(self.dir, "redis.log"), n)
 
     def start(self):
         self.dir = tempfile.mkdtemp(prefix="rbredis-")
@@ -117,7 +113,7 @@ class RedisServer:
                                          stderr=subprocess.DEVNULL, cwd=self.dir)
             if self._wait_ready(5.0):
                 return self
-            self._kill()
+            stop_process(self.proc, grace=0)
             if "Address already in use" not in self.log_tail():
                 break
         log = self.log_tail()
@@ -154,31 +150,17 @@ class RedisServer:
             s.sendall(encode(*args))
             return parse(f)
 
-    def _kill(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(5)
-
     def stop(self):
         if self.proc and self.proc.poll() is None:
             try:
                 self.command("SHUTDOWN", "NOSAVE", timeout=2)
             except (OSError, ConnectionError):
                 pass
-            try:
-                self.proc.wait(3)
-            except subprocess.TimeoutExpired:
-                self._kill()
+            stop_process(self.proc, asked=3, grace=0)
         self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, True)
             self.dir = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 if __name__ == "__main__":

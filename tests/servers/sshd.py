@@ -23,7 +23,7 @@ import time
 
 # Also run as a script: find the servers package from this file.
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import StalledListener, free_port
+from servers.common import StalledListener, free_port, stop_process
 from servers.common import SilentListener as SilentServer  # noqa: E402,F401 (re-exported for the tests)
 
 SSHD = "/usr/sbin/sshd"
@@ -131,11 +131,7 @@ LogLevel ERROR
                 os.killpg(self.proc.pid, signal.SIGTERM)
             except OSError:
                 pass
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            stop_process(self.proc, asked=5, grace=0)
         self.proc = None
         shutil.rmtree(self.dir, ignore_errors=True)
 

@@ -23,7 +23,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from servers.common import free_port  # noqa: E402
+from servers.common import Stoppable, free_port, log_tail, stop_process  # noqa: E402
 from servers.pm2 import health, write_app  # noqa: E402
 
 SUPERVISORD = os.environ.get("RB_SUPERVISORD", "/usr/bin/supervisord")
@@ -66,7 +66,7 @@ def env_line(env):
     return ",".join(f'{k}="{v}"' for k, v in env.items())
 
 
-class SupervisordServer:
+class SupervisordServer(Stoppable):
     def __init__(self):
         self.dir = tempfile.mkdtemp(prefix="rbsv-")
         self.conf = os.path.join(self.dir, "supervisord.conf")
@@ -123,11 +123,7 @@ class SupervisordServer:
         return self
 
     def log_tail(self, n=20):
-        try:
-            with open(os.path.join(self.dir, "supervisord.log")) as f:
-                return "".join(f.readlines()[-n:])
-        except OSError:
-            return "(no log)"
+        return log_tail(os.path.join(self.dir, "supervisord.log"), n)
 
     def url(self, name="api", path="/health"):
         return f"http://127.0.0.1:{self.apps[name]['port']}{path}"
@@ -139,25 +135,11 @@ class SupervisordServer:
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
             self.ctl("shutdown", timeout=10)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.terminate()
-                try:
-                    self.proc.wait(5)
-                except subprocess.TimeoutExpired:
-                    self.proc.kill()
-                    self.proc.wait(5)
+            stop_process(self.proc, asked=10)
         self.proc = None
         if self.dir:
             shutil.rmtree(self.dir, True)
             self.dir = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.stop()
 
 
 if __name__ == "__main__":

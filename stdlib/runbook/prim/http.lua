@@ -215,78 +215,115 @@ local function build_headers(verb, given)
   return lines, recorded, names
 end
 
-local function request(run, api, verb, method, url, opts)
+-- The body to send: o.body, or o.json encoded (adding Content-Type and
+-- Accept unless the call set them); nil, message when json cannot be.
+local function request_body(verb, o, lines, names)
+  if o.json == nil then return o.body end
+  local ok, encoded = pcall(cjson.encode, o.json)
+  if not ok then return nil, verb .. ": json cannot be encoded: " .. tostring(encoded) end
+  if not names["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
+  if not names["accept"] then lines[#lines + 1] = "Accept: application/json" end
+  return encoded
+end
+
+-- A call's arguments checked and turned into the request: its options,
+-- expected statuses, header lines (and as recorded) and body; nil,
+-- message on misuse.
+local function prepare(verb, method, url, opts)
   if type(url) ~= "string" or not url:lower():match("^https?://[^/]") then
-    api.raise(string.format("%s: expected an http:// or https:// URL, got %s", verb,
-      type(url) == "string" and string.format("%q", display_url(url)) or type(url)), 2)
+    return nil, string.format("%s: expected an http:// or https:// URL, got %s", verb,
+      type(url) == "string" and string.format("%q", display_url(url)) or type(url))
   end
   local o, err = check_options(verb, opts)
-  if not o then api.raise(err, 2) end
+  if not o then return nil, err end
   local expect
   expect, err = expect_list(verb, o.expect)
-  if err then api.raise(err, 2) end
+  if err then return nil, err end
   local lines, recorded, names = build_headers(verb, o.headers)
-  if not lines then api.raise(recorded, 2) end
-  local body = o.body
-  if o.json ~= nil then
-    local okj, encoded = pcall(cjson.encode, o.json)
-    if not okj then api.raise(verb .. ": json cannot be encoded: " .. tostring(encoded), 2) end
-    body = encoded
-    if not names["content-type"] then lines[#lines + 1] = "Content-Type: application/json" end
-    if not names["accept"] then lines[#lines + 1] = "Accept: application/json" end
-  end
-  mark_url_credentials(url)
-  local who = "http " .. method .. " " .. display_url(url)
-  local spec = { method = method, url = url, headers = lines, body = body, timeout = o.timeout or 30,
-    connect_timeout = o.connect_timeout, insecure = o.insecure, cacert = o.cacert,
-    max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh, who = who }
-  local args = { method = method, url = display_url(url),
-    headers = next(recorded) and recorded or nil, body_bytes = body and #body or nil,
-    timeout = spec.timeout, expect = expect, insecure = o.insecure or nil, cacert = o.cacert,
+  if not lines then return nil, recorded end
+  local body
+  body, err = request_body(verb, o, lines, names)
+  if err then return nil, err end
+  return { method = method, url = url, o = o, expect = expect, lines = lines, recorded = recorded,
+    body = body, who = "http " .. method .. " " .. display_url(url) }
+end
+
+-- What the `call` event records of the request (credentials hidden).
+local function recorded_args(q)
+  local o = q.o
+  return { method = q.method, url = display_url(q.url),
+    headers = next(q.recorded) and q.recorded or nil, body_bytes = q.body and #q.body or nil,
+    timeout = o.timeout or 30, expect = q.expect, insecure = o.insecure or nil, cacert = o.cacert,
     follow = o.follow, max_redirects = o.max_redirects, readonly = o.readonly, fresh = o.fresh }
-  local ok, res = api.call(run, {
+end
+
+-- The request made for real (src/lib_http.c), its status checked.
+local function perform(q)
+  local o, who = q.o, q.who
+  if o.insecure then
+    ui.print("  " .. ui.style("yellow", "warning:") .. " TLS verification is off for " .. who ..
+      " (insecure=true)")
+  end
+  if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
+  local r = chttp.request({ method = q.method, url = q.url, headers = q.lines, body = q.body,
+    timeout = o.timeout or 30, connect_timeout = o.connect_timeout, insecure = o.insecure,
+    cacert = o.cacert, max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh,
+    who = who })
+  r.method, r.secret = q.method, o.secret
+  if r.tls then r.tls = tls_view(r.tls) end
+  setmetatable(r, Response)
+  check_expect(r, q.expect, who)
+  return r
+end
+
+-- A --scenario rule's result, filled in as a real one.
+local function complete(q, r)
+  r.status = math.tointeger(r.status) or 200
+  r.headers = r.headers or {}
+  r.body = r.body or ""
+  r.time, r.url, r.method, r.redirects = r.time or 0, r.url or q.url, q.method, r.redirects or 0
+  r.scenario, r.secret = true, q.o.secret
+  return setmetatable(r, Response)
+end
+
+-- What the `call` event records of the response.
+local function summary(r)
+  return { status = r.status, bytes = #r.body, time = r.time,
+    url = r.redirects > 0 and display_url(r.url) or nil,
+    redirects = r.redirects > 0 and r.redirects or nil, reused = r.reused,
+    tls = r.tls and { subject = r.tls.subject, issuer = r.tls.issuer,
+      expires = r.tls.expires, verified = r.tls.verified } or nil }
+end
+
+-- The api.call of a prepared request: recorded, simulated in a dry run
+-- unless it only reads, replaced by a --scenario rule, or made.
+local function call_spec(q)
+  local o = q.o
+  return {
     primitive = "http",
-    args = args,
-    mutating = not READS[method] and not o.readonly,
-    describe = who,
+    args = recorded_args(q),
+    mutating = not READS[q.method] and not o.readonly,
+    describe = q.who,
     secret = o.secret,
     mark = function(r) record.secret(r.body) end,
     stand_in = function()
-      return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = url,
-        method = method, redirects = 0, dry_run = true }, Response)
+      return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = q.url,
+        method = q.method, redirects = 0, dry_run = true }, Response)
     end,
-    perform = function()
-      if o.insecure then
-        ui.print("  " .. ui.style("yellow", "warning:") .. " TLS verification is off for " .. who ..
-          " (insecure=true)")
-      end
-      if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
-      local r = chttp.request(spec)
-      r.method, r.secret = method, o.secret
-      if r.tls then r.tls = tls_view(r.tls) end
-      setmetatable(r, Response)
-      check_expect(r, expect, who)
-      return r
-    end,
-    complete = function(r)     -- a --scenario rule's result, as a real one
-      r.status = math.tointeger(r.status) or 200
-      r.headers = r.headers or {}
-      r.body = r.body or ""
-      r.time, r.url, r.method, r.redirects = r.time or 0, r.url or url, method, r.redirects or 0
-      r.scenario, r.secret = true, o.secret
-      return setmetatable(r, Response)
-    end,
-    summary = function(r)
-      return { status = r.status, bytes = #r.body, time = r.time,
-        url = r.redirects > 0 and display_url(r.url) or nil,
-        redirects = r.redirects > 0 and r.redirects or nil, reused = r.reused,
-        tls = r.tls and { subject = r.tls.subject, issuer = r.tls.issuer,
-          expires = r.tls.expires, verified = r.tls.verified } or nil }
-    end,
-  })
+    perform = function() return perform(q) end,
+    complete = function(r) return complete(q, r) end,
+    summary = summary,
+  }
+end
+
+local function request(run, api, verb, method, url, opts)
+  local q, err = prepare(verb, method, url, opts)
+  if not q then api.raise(err, 2) end
+  mark_url_credentials(url)
+  local ok, res = api.call(run, call_spec(q))
   if not ok then api.raise(res, 2) end
   if res.scenario then
-    local okx, xerr = pcall(check_expect, res, expect, who)
+    local okx, xerr = pcall(check_expect, res, q.expect, q.who)
     if not okx then api.raise(xerr, 2) end
   end
   return res
