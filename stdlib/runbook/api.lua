@@ -558,7 +558,7 @@ local function parallel(items, fn, opts)
   end
   local n = #items
   local results, errors, failed = fan_out(items, fn, opts.limit or 64)
-  if loop.interrupts() > 0 then raise("parallel: interrupted (Ctrl-C)", 1) end
+  if loop.interrupts() > 0 then raise("parallel: " .. loop.interrupt_text(), 1) end
   if failed > 0 and opts.check ~= false then raise(failures(errors, failed, n), 1) end
   return results, errors
 end

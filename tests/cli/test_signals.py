@@ -166,6 +166,21 @@ class Sighup(SignalTestCase):
         self.assertGone(pids)
         self.assertTerminated("SIGHUP", 129)
 
+    def test_sighup_during_parallel_is_said_as_sighup_not_ctrl_c(self):
+        run = self.run_file('''step("Fan out", function()
+  print("fanning")
+  parallel({ 1, 2, 3 }, function() exec { "sleep", "600" } end)
+end)
+''')
+        run.expect("fanning")
+        time.sleep(0.3)
+        self.assertEqual(self.signal_and_wait(run, signal.SIGHUP, "parallel"), 129, run.output)
+        self.assertTerminated("SIGHUP", 129)
+        with open(self.transcript) as f:
+            ends = [json.loads(l) for l in f if '"step.end"' in l]
+        self.assertIn("parallel: terminated (SIGHUP)", ends[-1]["error"])
+        self.assertNotIn("Ctrl-C", ends[-1]["error"])
+
     def test_closing_the_terminal_is_a_sighup(self):
         # runbook is the session leader of the pty: the kernel sends SIGHUP
         # when the master side closes, as when sshd or tmux goes away.
