@@ -40,14 +40,16 @@
  * neither cost grows with their number.
  *
  * The trie steps 4 bytes at a time.  An edge is (node, next 4 bytes) -> the
- * child, in one open-addressing hash table, so a node is only its flags.
- * A secret's last len % 4 bytes are a "tail" of its node, in the same
- * table (so are secrets under 4 bytes, tails of the root).  A secret that
- * shares its path with no other past some node hangs there whole as a
- * "leaf" (its copy is compared with memcmp); a second secret under the
- * same edge pushes it one node down.  So a 1 MB secret costs one entry,
- * not 250,000 nodes, and many lines that start alike share their nodes.
- * The table is also the set that keeps one copy of a value marked twice.
+ * child, in one open-addressing hash table, so a node holds no array of
+ * children.  A secret's last len % 4 bytes are a "tail" of its node, in
+ * the same table (so are secrets under 4 bytes, tails of the root).  A
+ * secret that shares its path with no other past some node hangs there
+ * whole as a "leaf" (its copy is compared with memcmp), and an edge may
+ * span many steps where no path branches (its bytes are compared in the
+ * copy of a secret below it).  So a 1 MB secret costs one entry, and so
+ * does the same value without its final newline (both are marked), not
+ * 250,000 nodes; nodes exist only where paths part or a secret ends.  The
+ * table is also the set that keeps one copy of a value marked twice.
  * Every position of a text asks the root for its 4-byte window: a bitmap
  * over those windows answers "no" for most of them without a probe.
  */
@@ -66,12 +68,20 @@ typedef struct secret {
     size_t len;
 } secret;
 
+/* The edge into a node spans the bytes [parent's depth, depth) of the
+ * leaf src (and of every secret below). */
+typedef struct node {
+    size_t depth;
+    uint32_t src;
+    unsigned char flags;      /* TERM and TAIL */
+} node;
+
 struct rb_redactor {
     uint64_t *keys;           /* KEY(node, 0, 4 bytes): an edge; KEY(node, r, r bytes): a tail */
     uint32_t *vals;           /* an edge's child node, or LEAF | index in leaves */
     size_t slots, used;       /* slots is a power of 2, at most half used */
     unsigned shift;           /* 64 - log2(slots) */
-    unsigned char *nodes;     /* TERM and TAIL flags; node 0 is the root */
+    node *nodes;              /* node 0 is the root */
     size_t n_nodes, cap_nodes;
     secret *leaves;
     size_t n_leaves, cap_leaves;
@@ -206,7 +216,7 @@ static int reserve(rb_redactor *r)
         return -1;
     if (r->n_nodes >= MAX_NODES || r->n_leaves >= LEAF)
         return -1;
-    if (grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, 1) != 0)
+    if (grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof(node)) != 0)
         return -1;
     return grow_array((void **)&r->leaves, &r->cap_leaves, r->n_leaves + 1, sizeof(secret));
 }
@@ -221,7 +231,7 @@ rb_redactor *rb_redactor_new(void)
     }
     if (r) {
         r->filter_bits = FILTER_MIN_BITS;
-        r->nodes[r->n_nodes++] = 0;     /* the root */
+        r->nodes[r->n_nodes++] = (node){ 0, 0, 0 };     /* the root */
     }
     return r;
 }
@@ -244,15 +254,15 @@ void rb_redactor_free(rb_redactor *r)
 static int end_at(rb_redactor *r, uint32_t n, const char *p, size_t rest)
 {
     if (rest == 0) {
-        if (r->nodes[n] & TERM)
+        if (r->nodes[n].flags & TERM)
             return 0;
-        r->nodes[n] |= TERM;
+        r->nodes[n].flags |= TERM;
     } else {
         uint64_t key = KEY(n, rest, load_tail(p, rest));
         if (find(r, key))
             return 0;
         put(r, key, 0);
-        r->nodes[n] |= TAIL(rest);
+        r->nodes[n].flags |= TAIL(rest);
     }
     r->count++;
     return 0;
@@ -277,34 +287,67 @@ static int hang_leaf(rb_redactor *r, uint64_t key, const char *value, size_t len
     return 0;
 }
 
-/* The edge at slot i holds leaf a and a second secret arrives under it:
- * a node takes the edge and a goes one step down (depth d past it). */
-static uint32_t push_down(rb_redactor *r, size_t i, uint32_t a, size_t d)
+/* Where a and b (alen, blen long) first differ, from from on. */
+static size_t common(const char *a, size_t alen, const char *b, size_t blen, size_t from)
+{
+    size_t n = alen < blen ? alen : blen, i = from;
+
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* A new node at depth d on the edge at slot i, above what the edge led
+ * to (child: a leaf or a node); the leaf src spans the new edge's bytes. */
+static uint32_t split(rb_redactor *r, size_t i, uint32_t child, uint32_t src, size_t d)
 {
     uint32_t m = (uint32_t)r->n_nodes++;
-    const secret *leaf = &r->leaves[a];
-    size_t rest = leaf->len - d;
+    const secret *a = &r->leaves[src];
+    size_t rest = a->len - d;
 
-    r->nodes[m] = 0;
+    r->nodes[m] = (node){ d, src, 0 };
     r->vals[i] = m;
-    if (rest == 0)
-        r->nodes[m] |= TERM;
-    else if (rest < 4) {
-        put(r, KEY(m, rest, load_tail(leaf->p + d, rest)), 0);
-        r->nodes[m] |= TAIL(rest);
-    } else
-        put(r, KEY(m, 0, load4(leaf->p + d)), LEAF | a);
+    if (!(child & LEAF) || rest >= 4)
+        put(r, KEY(m, 0, load4(a->p + d)), child);
+    else if (rest == 0)
+        r->nodes[m].flags |= TERM;
+    else {
+        put(r, KEY(m, rest, load_tail(a->p + d, rest)), 0);
+        r->nodes[m].flags |= TAIL(rest);
+    }
     return m;
+}
+
+/* One step of an add below node n for value (len bytes), whose edge at
+ * slot i exists: the node to go on from, after splitting the edge where
+ * value leaves it, or UINT32_MAX when value is already held.  Both go on
+ * below the last 4-byte step they share whole. */
+static uint32_t descend(rb_redactor *r, size_t i, uint32_t n, const char *value, size_t len)
+{
+    uint32_t v = r->vals[i];
+    size_t d = r->nodes[n].depth;
+
+    if (v & LEAF) {
+        const secret *a = &r->leaves[v & ~LEAF];
+        if (a->len == len && memcmp(a->p, value, len) == 0)
+            return UINT32_MAX;
+        return split(r, i, v, v & ~LEAF, common(a->p, a->len, value, len, d + 4) & ~(size_t)3);
+    }
+    const node *m = &r->nodes[v];
+    size_t c = common(r->leaves[m->src].p, m->depth, value, len, d + 4);
+    if (c == m->depth)
+        return v;
+    return split(r, i, v, m->src, c & ~(size_t)3);
 }
 
 int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
 {
     uint32_t n = 0;
-    size_t d = 0;
 
     if (len == 0)
         return 0;
     for (;;) {
+        size_t d = r->nodes[n].depth;
         if (reserve(r) != 0)
             return -1;
         if (len - d < 4)
@@ -313,15 +356,8 @@ int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
         size_t i = slot_of(r, key);
         if (r->keys[i] == EMPTY)
             return hang_leaf(r, key, value, len);
-        uint32_t v = r->vals[i];
-        d += 4;
-        if (v & LEAF) {
-            const secret *a = &r->leaves[v & ~LEAF];
-            if (a->len == len && memcmp(a->p, value, len) == 0)
-                return 0;
-            v = push_down(r, i, v & ~LEAF, d);
-        }
-        n = v;
+        if ((n = descend(r, i, n, value, len)) == UINT32_MAX)
+            return 0;
     }
 }
 
@@ -333,7 +369,7 @@ static size_t longest_at(const rb_redactor *r, const char *s, size_t len)
     uint32_t n = 0;
 
     for (;;) {
-        unsigned f = r->nodes[n];
+        unsigned f = r->nodes[n].flags;
         size_t rest = len - d;
         if (f & TERM)
             best = d;
@@ -352,8 +388,11 @@ static size_t longest_at(const rb_redactor *r, const char *s, size_t len)
             const secret *a = &r->leaves[*v & ~LEAF];
             return a->len <= len && memcmp(s + d + 4, a->p + d + 4, a->len - d - 4) == 0 ? a->len : best;
         }
+        const node *m = &r->nodes[*v];
+        if (m->depth > len || memcmp(s + d + 4, r->leaves[m->src].p + d + 4, m->depth - d - 4) != 0)
+            return best;
         n = *v;
-        d += 4;
+        d = m->depth;
     }
 }
 
@@ -361,7 +400,7 @@ static size_t longest_at(const rb_redactor *r, const char *s, size_t len)
  * and its tails only when it has any (secrets under 4 bytes are rare). */
 static int may_start(const rb_redactor *r, const char *s, size_t len)
 {
-    return (r->nodes[0] & TAILS) || (len >= 4 && filter_has(r, load4(s)));
+    return (r->nodes[0].flags & TAILS) || (len >= 4 && filter_has(r, load4(s)));
 }
 
 /* ---- character classes ------------------------------------------------ */

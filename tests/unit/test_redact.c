@@ -204,30 +204,69 @@ static void test_many_secrets_sharing_a_prefix(void **state)
     rb_redactor_free(r);
 }
 
-/* Random secrets and texts over two letters (so secrets overlap, nest and
- * share prefixes at every length, 1 to 13 bytes) against the reference. */
+static unsigned next_rand(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 16;
+}
+
+/* A random secret over two letters, 1 to 40 bytes; half of them start
+ * with a piece of an earlier one, so they share long prefixes, nest and
+ * end inside each other's paths at every offset. */
+static size_t random_secret(unsigned *seed, char (*store)[48], size_t k)
+{
+    size_t sl = 1 + next_rand(seed) % 40, from = 0;
+
+    if (k > 0 && next_rand(seed) % 2) {
+        const char *prev = store[next_rand(seed) % k];
+        from = next_rand(seed) % (strlen(prev) + 1);
+        if (from > sl)
+            from = sl;
+        memcpy(store[k], prev, from);
+    }
+    for (size_t i = from; i < sl; i++)
+        store[k][i] = "ab"[next_rand(seed) % 2];
+    store[k][sl] = '\0';
+    return sl;
+}
+
+/* A text of pieces of the secrets and of noise ('c' is in none). */
+static size_t random_text(unsigned *seed, const char *const *sec, size_t nsec, char *text, size_t max)
+{
+    size_t len = 0, want = next_rand(seed) % max;
+
+    while (len < want) {
+        const char *piece = next_rand(seed) % 3 ? sec[next_rand(seed) % nsec] : "cab";
+        size_t pl = strlen(piece), cut = next_rand(seed) % (pl + 1);
+        if (next_rand(seed) % 2)
+            cut = pl;                       /* whole, so most texts hold a secret */
+        for (size_t i = 0; i < cut && len < want; i++)
+            text[len++] = piece[i];
+        if (len < want && next_rand(seed) % 2)
+            text[len++] = "abc"[next_rand(seed) % 3];
+    }
+    return len;
+}
+
+/* Random secrets and texts (so secrets overlap, nest and share prefixes
+ * at every length) against the reference. */
 static void test_index_matches_the_reference(void **state)
 {
     unsigned seed = 7;
-    char store[40][16], text[200], want[800];
+    char store[40][48], text[200], want[800];
     const char *sec[40];
     (void)state;
 
-    for (int round = 0; round < 300; round++) {
+    for (int round = 0; round < 500; round++) {
         rb_redactor *r = rb_redactor_new();
-        size_t nsec = 1 + (seed = seed * 1103515245u + 12345u) % 40;
+        size_t nsec = 1 + next_rand(&seed) % 40;
         for (size_t k = 0; k < nsec; k++) {
-            size_t sl = 1 + ((seed = seed * 1103515245u + 12345u) >> 16) % 13;
-            for (size_t i = 0; i < sl; i++)
-                store[k][i] = "ab"[((seed = seed * 1103515245u + 12345u) >> 16) % 2];
-            store[k][sl] = '\0';
+            size_t sl = random_secret(&seed, store, k);
             sec[k] = store[k];
-            rb_redactor_add(r, store[k], sl);
+            CHECK(rb_redactor_add(r, store[k], sl) == 0, "expected add to succeed");
         }
         for (int t = 0; t < 20; t++) {
-            size_t len = ((seed = seed * 1103515245u + 12345u) >> 16) % sizeof text;
-            for (size_t i = 0; i < len; i++)
-                text[i] = "abbc"[((seed = seed * 1103515245u + 12345u) >> 16) % 4];
+            size_t len = random_text(&seed, sec, nsec, text, sizeof text);
             size_t w = reference_redact(sec, nsec, text, len, want);
             want[w] = '\0';
             expect_n(r, text, len, want);
