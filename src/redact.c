@@ -396,11 +396,22 @@ static size_t longest_at(const rb_redactor *r, const char *s, size_t len)
     }
 }
 
-/* Whether a secret may start at s (len > 0 bytes left): the root's filter,
- * and its tails only when it has any (secrets under 4 bytes are rare). */
-static int may_start(const rb_redactor *r, const char *s, size_t len)
+/* The first position from i on where a secret may start: the root's
+ * filter says no for most, without a probe (every position when the root
+ * has tails: secrets under 4 bytes are rare).  len when none. */
+static size_t next_start(const rb_redactor *r, const char *s, size_t len, size_t i)
 {
-    return (r->nodes[0].flags & TAILS) || (len >= 4 && filter_has(r, load4(s)));
+    const uint64_t *f = r->filter;
+    unsigned shift = 32 - r->filter_bits;
+
+    if (r->nodes[0].flags & TAILS)
+        return i;
+    for (; i + 4 <= len; i++) {
+        uint32_t h = (uint32_t)(load4(s + i) * 0x2545F491u) >> shift;
+        if ((f[h / 64] >> (h % 64)) & 1)
+            return i;
+    }
+    return len;
 }
 
 /* ---- character classes ------------------------------------------------ */
@@ -1019,9 +1030,9 @@ static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsign
 {
     size_t covered = 0;
 
-    for (size_t i = 0; r && r->count && i < len; i++) {
-        if (!may_start(r, s + i, len - i))
-            continue;
+    if (!r || !r->count)
+        return;
+    for (size_t i = 0; (i = next_start(r, s, len, i)) < len; i++) {
         size_t m = longest_at(r, s + i, len - i), from = i > covered ? i : covered;
         if (m && i + m > from) {
             memset(mask + from, 1, i + m - from);
@@ -1032,8 +1043,10 @@ static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsign
 
 static int has_secret(const rb_redactor *r, const char *s, size_t len)
 {
-    for (size_t i = 0; r && r->count && i < len; i++)
-        if (may_start(r, s + i, len - i) && longest_at(r, s + i, len - i))
+    if (!r || !r->count)
+        return 0;
+    for (size_t i = 0; (i = next_start(r, s, len, i)) < len; i++)
+        if (longest_at(r, s + i, len - i))
             return 1;
     return 0;
 }
