@@ -615,6 +615,32 @@ static void test_lua_redact_uses_the_rules(void **state)
     lua_close(L);
 }
 
+/* A string with nothing to hide comes back as the very same string (no
+ * copy), also with many secrets held; one with something comes back new. */
+static void test_lua_redact_returns_a_clean_string_itself(void **state)
+{
+    lua_State *L = new_state();
+    (void)state;
+
+    run_lua(L, "for i = 1, 20000 do T.secret(('line %05d of a secret file'):format(i)) end\n"
+               "clean = ('status ok, nothing to see; '):rep(2000)\n"
+               "dirty = clean .. 'line 19999 of a secret file'\n");
+    const char *names[] = { "clean", "dirty" };
+    for (int k = 0; k < 2; k++) {
+        lua_getglobal(L, "T");
+        lua_getfield(L, -1, "redact");
+        lua_getglobal(L, names[k]);
+        const void *in = lua_topointer(L, -1);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+            fail_msg("expected redact to pass, got: %s", lua_tostring(L, -1));
+        CHECK((lua_topointer(L, -1) == in) == (k == 0), "expected the %s string %s", names[k],
+              k == 0 ? "returned as it is" : "replaced by a redacted copy");
+        lua_pop(L, 2);
+    }
+    run_lua(L, "assert(T.redact(dirty) == clean .. '***', 'the last secret hidden')");
+    lua_close(L);
+}
+
 static void test_lua_line_redactor_hides_key_body(void **state)
 {
     lua_State *L = new_state();
@@ -668,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_ordinary_text_stays),
         cmocka_unit_test(test_truncated_and_random_texts),
         cmocka_unit_test(test_lua_redact_uses_the_rules),
+        cmocka_unit_test(test_lua_redact_returns_a_clean_string_itself),
         cmocka_unit_test(test_lua_line_redactor_hides_key_body),
     };
 
