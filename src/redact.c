@@ -16,6 +16,7 @@
 #include "runbook/redact.h"
 #include "runbook/host.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -30,57 +31,387 @@
 
 /* ---- the secrets of a run -------------------------------------------- */
 
+/*
+ * A run may mark tens of thousands of values (each line of a secret file),
+ * and every string shown or recorded is searched for all of them: a list
+ * would cost one search per secret per string, and one comparison per
+ * secret held per add.  They are kept in a trie instead, walked from each
+ * position of a text only as far as the text matches some secret, so
+ * neither cost grows with their number.
+ *
+ * The trie steps 4 bytes at a time.  An edge is (node, next 4 bytes) -> the
+ * child, in one open-addressing hash table, so a node holds no array of
+ * children.  A secret's last len % 4 bytes are a "tail" of its node, in
+ * the same table (so are secrets under 4 bytes, tails of the root).  A
+ * secret that shares its path with no other past some node hangs there
+ * whole as a "leaf" (its copy is compared with memcmp), and an edge may
+ * span many steps where no path branches (its bytes are compared in the
+ * copy of a secret below it).  So a 1 MB secret costs one entry, and so
+ * does the same value without its final newline (both are marked), not
+ * 250,000 nodes; nodes exist only where paths part or a secret ends.  The
+ * table is also the set that keeps one copy of a value marked twice.
+ * Every position of a text asks the root for its 4-byte window: a bitmap
+ * over those windows answers "no" for most of them without a probe.
+ */
+
+#define TERM 1u                          /* a secret ends at this node */
+#define TAIL(r) (1u << (r))              /* one ends r (1..3) bytes past it */
+#define TAILS (TAIL(1) | TAIL(2) | TAIL(3))
+#define LEAF 0x80000000u                 /* an edge's value: a leaf, not a node */
+#define EMPTY UINT64_MAX
+#define MAX_NODES ((1u << 30) - 1)       /* a node id takes 30 bits of a key */
+#define KEY(node, tag, bytes) (((uint64_t)(node) << 34) | ((uint64_t)(tag) << 32) | (bytes))
+#define FILTER_MIN_BITS 16
+
 typedef struct secret {
     char *p;
     size_t len;
 } secret;
 
+/* The edge into a node spans the bytes [parent's depth, depth) of the
+ * leaf src (and of every secret below). */
+typedef struct node {
+    size_t depth;
+    uint32_t src;
+    unsigned char flags;      /* TERM and TAIL */
+} node;
+
 struct rb_redactor {
-    secret *v;
-    size_t n, cap;
+    uint64_t *keys;           /* KEY(node, 0, 4 bytes): an edge; KEY(node, r, r bytes): a tail */
+    uint32_t *vals;           /* an edge's child node, or LEAF | index in leaves */
+    size_t slots, used;       /* slots is a power of 2, at most half used */
+    unsigned shift;           /* 64 - log2(slots) */
+    node *nodes;              /* node 0 is the root */
+    size_t n_nodes, cap_nodes;
+    secret *leaves;
+    size_t n_leaves, cap_leaves;
+    uint64_t *filter;         /* a bit per hash of each root edge's 4 bytes */
+    unsigned filter_bits;
+    size_t root_edges;
+    size_t count;             /* distinct secrets held */
 };
+
+static uint32_t load4(const char *p)
+{
+    uint32_t x;
+    memcpy(&x, p, 4);
+    return x;
+}
+
+static uint32_t load_tail(const char *p, size_t r)
+{
+    uint32_t x = 0;
+    memcpy(&x, p, r);
+    return x;
+}
+
+static size_t slot_of(const rb_redactor *r, uint64_t key)
+{
+    size_t mask = r->slots - 1, i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> r->shift);
+
+    while (r->keys[i] != key && r->keys[i] != EMPTY)
+        i = (i + 1) & mask;
+    return i;
+}
+
+static const uint32_t *find(const rb_redactor *r, uint64_t key)
+{
+    size_t i = slot_of(r, key);
+    return r->keys[i] == key ? &r->vals[i] : NULL;
+}
+
+/* Only after reserve(): never grows the table. */
+static void put(rb_redactor *r, uint64_t key, uint32_t val)
+{
+    size_t i = slot_of(r, key);
+
+    r->keys[i] = key;
+    r->vals[i] = val;
+    r->used++;
+}
+
+static size_t filter_index(const rb_redactor *r, uint32_t bytes)
+{
+    return (size_t)((uint32_t)(bytes * 0x2545F491u) >> (32 - r->filter_bits));
+}
+
+static int filter_has(const rb_redactor *r, uint32_t bytes)
+{
+    size_t i = filter_index(r, bytes);
+    return (int)((r->filter[i / 64] >> (i % 64)) & 1);
+}
+
+static void filter_set(rb_redactor *r, uint32_t bytes)
+{
+    size_t i = filter_index(r, bytes);
+    r->filter[i / 64] |= 1ull << (i % 64);
+}
+
+/* Rebuilt from the table with 16 bits or more per root edge, so it stays
+ * sparse.  A failed allocation keeps the old one: still right, only
+ * fuller. */
+static void filter_grow(rb_redactor *r)
+{
+    unsigned bits = r->filter_bits ? r->filter_bits : FILTER_MIN_BITS;
+
+    while (bits < 32 && ((size_t)1 << bits) < 16 * r->root_edges)
+        bits++;
+    if (bits == r->filter_bits)
+        return;
+    uint64_t *f = calloc(((size_t)1 << bits) / 64, sizeof *f);
+    if (!f)
+        return;
+    free(r->filter);
+    r->filter = f;
+    r->filter_bits = bits;
+    for (size_t i = 0; i < r->slots; i++)
+        if (r->keys[i] != EMPTY && (r->keys[i] >> 32) == 0)
+            filter_set(r, (uint32_t)r->keys[i]);
+}
+
+static int table_grow(rb_redactor *r)
+{
+    size_t slots = r->slots ? 2 * r->slots : 64, old = r->slots;
+    uint64_t *keys = malloc(slots * sizeof *keys), *ok = r->keys;
+    uint32_t *vals = malloc(slots * sizeof *vals), *ov = r->vals;
+
+    if (!keys || !vals) {
+        free(keys);
+        free(vals);
+        return -1;
+    }
+    memset(keys, 0xff, slots * sizeof *keys);
+    r->keys = keys;
+    r->vals = vals;
+    r->slots = slots;
+    r->used = 0;
+    for (r->shift = 64; slots > 1; slots /= 2)
+        r->shift--;
+    for (size_t i = 0; i < old; i++)
+        if (ok[i] != EMPTY)
+            put(r, ok[i], ov[i]);
+    free(ok);
+    free(ov);
+    return 0;
+}
+
+static int grow_array(void **p, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t cap2 = *cap ? 2 * *cap : 16;
+    void *q = realloc(*p, cap2 * size);
+    if (!q)
+        return -1;
+    *p = q;
+    *cap = cap2;
+    return 0;
+}
+
+/* Room for one step of an add (two entries, a node, a leaf), taken before
+ * anything changes: an add that fails leaves every secret findable. */
+static int reserve(rb_redactor *r)
+{
+    if ((r->used + 2) * 2 > r->slots && table_grow(r) != 0)
+        return -1;
+    if (r->n_nodes >= MAX_NODES || r->n_leaves >= LEAF)
+        return -1;
+    if (grow_array((void **)&r->nodes, &r->cap_nodes, r->n_nodes + 1, sizeof(node)) != 0)
+        return -1;
+    return grow_array((void **)&r->leaves, &r->cap_leaves, r->n_leaves + 1, sizeof(secret));
+}
 
 rb_redactor *rb_redactor_new(void)
 {
-    return calloc(1, sizeof(rb_redactor));
+    rb_redactor *r = calloc(1, sizeof(rb_redactor));
+
+    if (r && (reserve(r) != 0 || !(r->filter = calloc(((size_t)1 << FILTER_MIN_BITS) / 64, 8)))) {
+        rb_redactor_free(r);
+        return NULL;
+    }
+    if (r) {
+        r->filter_bits = FILTER_MIN_BITS;
+        r->nodes[r->n_nodes++] = (node){ 0, 0, 0 };     /* the root */
+    }
+    return r;
 }
 
 void rb_redactor_free(rb_redactor *r)
 {
     if (!r)
         return;
-    for (size_t i = 0; i < r->n; i++)
-        free(r->v[i].p);
-    free(r->v);
+    for (size_t i = 0; i < r->n_leaves; i++)
+        free(r->leaves[i].p);
+    free(r->leaves);
+    free(r->nodes);
+    free(r->keys);
+    free(r->vals);
+    free(r->filter);
     free(r);
 }
 
-static int has_secret(const rb_redactor *r, const char *value, size_t len)
+/* A secret that ends rest (0..3) bytes past node n, at p. */
+static int end_at(rb_redactor *r, uint32_t n, const char *p, size_t rest)
 {
-    for (size_t i = 0; i < r->n; i++)
-        if (r->v[i].len == len && memcmp(r->v[i].p, value, len) == 0)
-            return 1;
+    if (rest == 0) {
+        if (r->nodes[n].flags & TERM)
+            return 0;
+        r->nodes[n].flags |= TERM;
+    } else {
+        uint64_t key = KEY(n, rest, load_tail(p, rest));
+        if (find(r, key))
+            return 0;
+        put(r, key, 0);
+        r->nodes[n].flags |= TAIL(rest);
+    }
+    r->count++;
     return 0;
+}
+
+/* A new leaf for value under the edge key, which is absent. */
+static int hang_leaf(rb_redactor *r, uint64_t key, const char *value, size_t len)
+{
+    char *copy = malloc(len);
+
+    if (!copy)
+        return -1;
+    memcpy(copy, value, len);
+    r->leaves[r->n_leaves] = (secret){ copy, len };
+    put(r, key, LEAF | (uint32_t)r->n_leaves++);
+    r->count++;
+    if ((key >> 32) == 0) {
+        r->root_edges++;
+        filter_set(r, (uint32_t)key);
+        filter_grow(r);
+    }
+    return 0;
+}
+
+/* Where a and b (alen, blen long) first differ, from from on. */
+static size_t common(const char *a, size_t alen, const char *b, size_t blen, size_t from)
+{
+    size_t n = alen < blen ? alen : blen, i = from;
+
+    while (i < n && a[i] == b[i])
+        i++;
+    return i;
+}
+
+/* A new node at depth d on the edge at slot i, above what the edge led
+ * to (child: a leaf or a node); the leaf src spans the new edge's bytes. */
+static uint32_t split(rb_redactor *r, size_t i, uint32_t child, uint32_t src, size_t d)
+{
+    uint32_t m = (uint32_t)r->n_nodes++;
+    const secret *a = &r->leaves[src];
+    size_t rest = a->len - d;
+
+    r->nodes[m] = (node){ d, src, 0 };
+    r->vals[i] = m;
+    if (!(child & LEAF) || rest >= 4)
+        put(r, KEY(m, 0, load4(a->p + d)), child);
+    else if (rest == 0)
+        r->nodes[m].flags |= TERM;
+    else {
+        put(r, KEY(m, rest, load_tail(a->p + d, rest)), 0);
+        r->nodes[m].flags |= TAIL(rest);
+    }
+    return m;
+}
+
+/* One step of an add below node n for value (len bytes), whose edge at
+ * slot i exists: the node to go on from, after splitting the edge where
+ * value leaves it, or UINT32_MAX when value is already held.  Both go on
+ * below the last 4-byte step they share whole. */
+static uint32_t descend(rb_redactor *r, size_t i, uint32_t n, const char *value, size_t len)
+{
+    uint32_t v = r->vals[i];
+    size_t d = r->nodes[n].depth;
+
+    if (v & LEAF) {
+        const secret *a = &r->leaves[v & ~LEAF];
+        if (a->len == len && memcmp(a->p, value, len) == 0)
+            return UINT32_MAX;
+        return split(r, i, v, v & ~LEAF, common(a->p, a->len, value, len, d + 4) & ~(size_t)3);
+    }
+    const node *m = &r->nodes[v];
+    size_t c = common(r->leaves[m->src].p, m->depth, value, len, d + 4);
+    if (c == m->depth)
+        return v;
+    return split(r, i, v, m->src, c & ~(size_t)3);
 }
 
 int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
 {
-    /* A runbook may mark the same value in a loop: keep the list short. */
-    if (len == 0 || has_secret(r, value, len))
+    uint32_t n = 0;
+
+    if (len == 0)
         return 0;
-    if (r->n == r->cap) {
-        size_t cap = r->cap ? 2 * r->cap : 8;
-        secret *v = realloc(r->v, cap * sizeof *v);
-        if (!v)
+    for (;;) {
+        size_t d = r->nodes[n].depth;
+        if (reserve(r) != 0)
             return -1;
-        r->v = v;
-        r->cap = cap;
+        if (len - d < 4)
+            return end_at(r, n, value + d, len - d);
+        uint64_t key = KEY(n, 0, load4(value + d));
+        size_t i = slot_of(r, key);
+        if (r->keys[i] == EMPTY)
+            return hang_leaf(r, key, value, len);
+        if ((n = descend(r, i, n, value, len)) == UINT32_MAX)
+            return 0;
     }
-    if (!(r->v[r->n].p = malloc(len)))
-        return -1;
-    memcpy(r->v[r->n].p, value, len);
-    r->v[r->n++].len = len;
-    return 0;
+}
+
+/* The length of the longest secret s[0..len) starts with, 0 when none: a
+ * longer secret wins over one that is its prefix, so it is hidden whole. */
+static size_t longest_at(const rb_redactor *r, const char *s, size_t len)
+{
+    size_t best = 0, d = 0;
+    uint32_t n = 0;
+
+    for (;;) {
+        unsigned f = r->nodes[n].flags;
+        size_t rest = len - d;
+        if (f & TERM)
+            best = d;
+        for (size_t t = rest < 3 ? rest : 3; t > 0 && (f & TAILS); t--)
+            if ((f & TAIL(t)) && find(r, KEY(n, t, load_tail(s + d, t)))) {
+                best = d + t;
+                break;
+            }
+        if (rest < 4)
+            return best;
+        uint32_t c = load4(s + d);
+        const uint32_t *v = n == 0 && !filter_has(r, c) ? NULL : find(r, KEY(n, 0, c));
+        if (!v)
+            return best;
+        if (*v & LEAF) {
+            const secret *a = &r->leaves[*v & ~LEAF];
+            return a->len <= len && memcmp(s + d + 4, a->p + d + 4, a->len - d - 4) == 0 ? a->len : best;
+        }
+        const node *m = &r->nodes[*v];
+        if (m->depth > len || memcmp(s + d + 4, r->leaves[m->src].p + d + 4, m->depth - d - 4) != 0)
+            return best;
+        n = *v;
+        d = m->depth;
+    }
+}
+
+/* The first position from i on where a secret may start: the root's
+ * filter says no for most, without a probe (every position when the root
+ * has tails: secrets under 4 bytes are rare).  len when none. */
+static size_t next_start(const rb_redactor *r, const char *s, size_t len, size_t i)
+{
+    const uint64_t *f = r->filter;
+    unsigned shift = 32 - r->filter_bits;
+
+    if (r->nodes[0].flags & TAILS)
+        return i;
+    for (; i + 4 <= len; i++) {
+        uint32_t h = (uint32_t)(load4(s + i) * 0x2545F491u) >> shift;
+        if ((f[h / 64] >> (h % 64)) & 1)
+            return i;
+    }
+    return len;
 }
 
 /* ---- character classes ------------------------------------------------ */
@@ -692,26 +1023,39 @@ static int scan_text(scan *sc)
 
 /* ---- redacting -------------------------------------------------------- */
 
+/* Mark every occurrence of every secret; occurrences may overlap ("aaa"
+ * holds "aa" twice) and the longest at each position covers the others
+ * that start there.  covered keeps each byte marked once. */
 static void mark_secrets(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
 {
-    for (size_t i = 0; r && i < r->n; i++) {
-        const secret *k = &r->v[i];
-        const char *p = s, *end = s + len;
-        while ((size_t)(end - p) >= k->len && (p = memmem(p, (size_t)(end - p), k->p, k->len))) {
-            memset(mask + (p - s), 1, k->len);
-            p++;   /* occurrences may overlap: "aaa" holds "aa" twice */
+    size_t covered = 0;
+
+    if (!r || !r->count)
+        return;
+    for (size_t i = 0; (i = next_start(r, s, len, i)) < len; i++) {
+        size_t m = longest_at(r, s + i, len - i), from = i > covered ? i : covered;
+        if (m && i + m > from) {
+            memset(mask + from, 1, i + m - from);
+            covered = i + m;
         }
     }
+}
+
+static int has_secret(const rb_redactor *r, const char *s, size_t len)
+{
+    if (!r || !r->count)
+        return 0;
+    for (size_t i = 0; (i = next_start(r, s, len, i)) < len; i++)
+        if (longest_at(r, s + i, len - i))
+            return 1;
+    return 0;
 }
 
 int rb_redact_needed(const rb_redactor *r, const char *s, size_t len)
 {
     scan sc = { s, len, NULL, 0 };
 
-    for (size_t i = 0; r && i < r->n; i++)
-        if (r->v[i].len <= len && memmem(s, len, r->v[i].p, r->v[i].len))
-            return 1;
-    return scan_text(&sc);
+    return has_secret(r, s, len) || scan_text(&sc);
 }
 
 static void mark_all(const rb_redactor *r, const char *s, size_t len, unsigned char *mask)
@@ -811,20 +1155,15 @@ static int l_secret(lua_State *L)
     return 1;
 }
 
-/* Push s[0..len) redacted.  The mask is a userdata and the output a
- * luaL_Buffer, so a memory error raised half-way leaks nothing. */
-static void push_redacted(lua_State *L, const char *s, size_t len)
+/* Push s[0..len) redacted, once rb_redact_needed said it changes.  The
+ * mask is a userdata and the output a luaL_Buffer, so a memory error
+ * raised half-way leaks nothing. */
+static void push_masked(lua_State *L, const rb_redactor *r, const char *s, size_t len)
 {
-    rb_redactor *r = rb_redactor_of(L);
-    unsigned char *mask;
+    unsigned char *mask = lua_newuserdatauv(L, len ? len : 1, 0);
     luaL_Buffer b;
     size_t n;
 
-    if (!rb_redact_needed(r, s, len)) {
-        lua_pushlstring(L, s, len);
-        return;
-    }
-    mask = lua_newuserdatauv(L, len ? len : 1, 0);
     mark_all(r, s, len, mask);
     n = emit_redacted(s, len, mask, NULL);
     emit_redacted(s, len, mask, luaL_buffinitsize(L, &b, n));
@@ -832,21 +1171,34 @@ static void push_redacted(lua_State *L, const char *s, size_t len)
     lua_remove(L, -2);
 }
 
-/* redact(s): s redacted; a value that is not a string is returned as it is. */
+static void push_redacted(lua_State *L, const char *s, size_t len)
+{
+    rb_redactor *r = rb_redactor_of(L);
+
+    if (rb_redact_needed(r, s, len))
+        push_masked(L, r, s, len);
+    else
+        lua_pushlstring(L, s, len);
+}
+
+/* redact(s): s redacted; a value that is not a string is returned as it
+ * is, and so is a string with nothing to hide (the common case: one scan,
+ * no mask, no copy). */
 static int l_redact(lua_State *L)
 {
     size_t len;
     const char *s;
+    rb_redactor *r;
 
     if (lua_type(L, 1) != LUA_TSTRING) {
         lua_settop(L, 1);
         return 1;
     }
     s = lua_tolstring(L, 1, &len);
-    if (rb_redact_needed(rb_redactor_of(L), s, len))
-        push_redacted(L, s, len);
-    else
-        lua_settop(L, 1);       /* the common case: the string itself, no copy */
+    r = rb_redactor_of(L);
+    lua_settop(L, 1);
+    if (rb_redact_needed(r, s, len))
+        push_masked(L, r, s, len);
     return 1;
 }
 

@@ -32,8 +32,10 @@ rb_redactor *rb_redactor_new(void);
 /* Free r and the secrets it holds; NULL is allowed. */
 void rb_redactor_free(rb_redactor *r);
 
-/* Remember a secret (copied); empty values are ignored.
- * Returns 0, or -1 when out of memory. */
+/* Remember a secret (copied once, however often it is added); empty values
+ * are ignored.  Neither this nor a later search costs more with the number
+ * of secrets held.  Returns 0, or -1 when out of memory (then every secret
+ * added before is still hidden). */
 int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
 
 /* 1 when rb_redact would change s[0..len), else 0: one pass over the

@@ -101,6 +101,202 @@ static void test_registered_secret_binary_and_long(void **state)
     rb_redactor_free(r);
 }
 
+/* ---- many secrets: the index ------------------------------------------ */
+
+/* What the old list of secrets did, as the reference: every occurrence of
+ * every secret, overlaps included, is one run of "***". */
+static size_t reference_redact(const char *const *sec, size_t nsec, const char *s, size_t len, char *out)
+{
+    unsigned char mask[256] = { 0 };
+    size_t o = 0;
+
+    for (size_t k = 0; k < nsec; k++) {
+        size_t sl = strlen(sec[k]);
+        for (size_t i = 0; sl && i + sl <= len; i++)
+            if (memcmp(s + i, sec[k], sl) == 0)
+                memset(mask + i, 1, sl);
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (!mask[i])
+            out[o++] = s[i];
+        else if (i == 0 || !mask[i - 1]) {
+            memcpy(out + o, "***", 3);
+            o += 3;
+        }
+    }
+    return o;
+}
+
+static void expect_s(const rb_redactor *r, const char *in, const char *want)
+{
+    expect_n(r, in, strlen(in), want);
+}
+
+static void test_secret_that_is_a_prefix_of_another(void **state)
+{
+    rb_redactor *r = rb_redactor_new();
+    (void)state;
+
+    /* the shorter first, then longer ones down the same path, and the
+     * other way round: each length 4k and 4k + 1..3 */
+    rb_redactor_add(r, "abcd", 4);
+    rb_redactor_add(r, "abcdefghijkl", 12);
+    rb_redactor_add(r, "abcdef", 6);
+    rb_redactor_add(r, "abcdefgh", 8);
+    rb_redactor_add(r, "abcdefghi", 9);
+    expect_s(r, "abcdefghijklm", "***m");
+    expect_s(r, "abcdefghijk", "***jk");
+    expect_s(r, "abcdefg", "***g");
+    expect_s(r, "abcd-abc", "***-abc");
+    expect_s(r, "xabcdefghix", "x***x");
+    rb_redactor_free(r);
+
+    r = rb_redactor_new();
+    rb_redactor_add(r, "0123456789", 10);
+    rb_redactor_add(r, "01234567", 8);
+    rb_redactor_add(r, "0123", 4);
+    expect_s(r, "[0123456789]", "[***]");
+    expect_s(r, "[012345678]", "[***8]");
+    expect_s(r, "[01234]", "[***4]");
+    expect_s(r, "[012]", "[012]");
+    rb_redactor_free(r);
+}
+
+static void test_secrets_of_exactly_four_bytes(void **state)
+{
+    rb_redactor *r = rb_redactor_new();
+    (void)state;
+
+    rb_redactor_add(r, "wxyz", 4);
+    rb_redactor_add(r, "zzzz", 4);
+    expect_s(r, "wxyz", "***");
+    expect_s(r, "a wxyz", "a ***");
+    expect_s(r, "wxyzwxyz b", "*** b");
+    expect_s(r, "wxy xyz", "wxy xyz");
+    expect_s(r, "zzzzz", "***");               /* two overlapping occurrences, one run */
+    expect_s(r, "wxyzz zzz", "***z zzz");
+    CHECK(rb_redactor_add(r, "wxyz", 4) == 0, "adding a value twice should succeed");
+    expect_s(r, "1wxyz2", "1***2");
+    rb_redactor_free(r);
+}
+
+/* 5,000 lines of a .pgpass-like file: all start with the same 22 bytes,
+ * many share more, and some are prefixes of others. */
+static void test_many_secrets_sharing_a_prefix(void **state)
+{
+    rb_redactor *r = rb_redactor_new();
+    char buf[64], text[256];
+    (void)state;
+
+    for (unsigned i = 0; i < 5000; i++) {
+        int n = snprintf(buf, sizeof buf, "db.prod.internal:5432:app_%u:svc", i);
+        CHECK(rb_redactor_add(r, buf, (size_t)n) == 0, "expected add %u to succeed", i);
+        CHECK(rb_redactor_add(r, buf, (size_t)n) == 0, "expected the second add of %u to succeed", i);
+    }
+    expect_s(r, "db.prod.internal:5432:app_4999:svc", "***");
+    expect_s(r, "a db.prod.internal:5432:app_17:svc b", "a *** b");
+    expect_s(r, "db.prod.internal:5432:app_17:svcdb.prod.internal:5432:app_1:svc!", "***!");
+    /* a near miss of every line stays: the shared prefix alone is no secret */
+    expect_s(r, "db.prod.internal:5432:app_5000:svc", "db.prod.internal:5432:app_5000:svc");
+    expect_s(r, "db.prod.internal:5432:app_12:sv", "db.prod.internal:5432:app_12:sv");
+    int n = snprintf(text, sizeof text, "log db.prod.internal:5432:app_7:svc, db.prod.internal:5432:app_700:sv");
+    expect_n(r, text, (size_t)n, "log ***, db.prod.internal:5432:app_700:sv");
+    rb_redactor_free(r);
+}
+
+static unsigned next_rand(unsigned *seed)
+{
+    *seed = *seed * 1103515245u + 12345u;
+    return *seed >> 16;
+}
+
+/* A random secret over two letters, 1 to 40 bytes; half of them start
+ * with a piece of an earlier one, so they share long prefixes, nest and
+ * end inside each other's paths at every offset. */
+static size_t random_secret(unsigned *seed, char (*store)[48], size_t k)
+{
+    size_t sl = 1 + next_rand(seed) % 40, from = 0;
+
+    if (k > 0 && next_rand(seed) % 2) {
+        const char *prev = store[next_rand(seed) % k];
+        from = next_rand(seed) % (strlen(prev) + 1);
+        if (from > sl)
+            from = sl;
+        memcpy(store[k], prev, from);
+    }
+    for (size_t i = from; i < sl; i++)
+        store[k][i] = "ab"[next_rand(seed) % 2];
+    store[k][sl] = '\0';
+    return sl;
+}
+
+/* A text of pieces of the secrets and of noise ('c' is in none). */
+static size_t random_text(unsigned *seed, const char *const *sec, size_t nsec, char *text, size_t max)
+{
+    size_t len = 0, want = next_rand(seed) % max;
+
+    while (len < want) {
+        const char *piece = next_rand(seed) % 3 ? sec[next_rand(seed) % nsec] : "cab";
+        size_t pl = strlen(piece), cut = next_rand(seed) % (pl + 1);
+        if (next_rand(seed) % 2)
+            cut = pl;                       /* whole, so most texts hold a secret */
+        for (size_t i = 0; i < cut && len < want; i++)
+            text[len++] = piece[i];
+        if (len < want && next_rand(seed) % 2)
+            text[len++] = "abc"[next_rand(seed) % 3];
+    }
+    return len;
+}
+
+/* Random secrets and texts (so secrets overlap, nest and share prefixes
+ * at every length) against the reference. */
+static void test_index_matches_the_reference(void **state)
+{
+    unsigned seed = 7;
+    char store[40][48], text[200], want[800];
+    const char *sec[40];
+    (void)state;
+
+    for (int round = 0; round < 500; round++) {
+        rb_redactor *r = rb_redactor_new();
+        size_t nsec = 1 + next_rand(&seed) % 40;
+        for (size_t k = 0; k < nsec; k++) {
+            size_t sl = random_secret(&seed, store, k);
+            sec[k] = store[k];
+            CHECK(rb_redactor_add(r, store[k], sl) == 0, "expected add to succeed");
+        }
+        for (int t = 0; t < 20; t++) {
+            size_t len = random_text(&seed, sec, nsec, text, sizeof text);
+            size_t w = reference_redact(sec, nsec, text, len, want);
+            want[w] = '\0';
+            expect_n(r, text, len, want);
+        }
+        rb_redactor_free(r);
+    }
+}
+
+/* 100,000 secrets (a result of that many values): the one added last is
+ * still found, inside a longer text, and so is the first. */
+static void test_hundred_thousand_secrets(void **state)
+{
+    rb_redactor *r = rb_redactor_new();
+    char buf[64], text[160];
+    int n = 0;
+    (void)state;
+
+    for (unsigned i = 0; i < 100000; i++) {
+        n = snprintf(buf, sizeof buf, "tok_%08x%u", i * 2654435761u, i);
+        CHECK(rb_redactor_add(r, buf, (size_t)n) == 0, "expected add %u to succeed", i);
+    }
+    int t = snprintf(text, sizeof text, "last=%s, first tok_000000000 end", buf);
+    expect_n(r, text, (size_t)t, "last=***, first *** end");
+    /* the last one but its last byte is no secret */
+    buf[n - 1] = '\0';
+    memcpy(text, buf, (size_t)n);
+    expect_n(r, text, (size_t)n - 1, buf);
+    rb_redactor_free(r);
+}
+
 /* ---- secret-named keys ------------------------------------------------- */
 
 static void test_key_value_lines(void **state)
@@ -419,6 +615,32 @@ static void test_lua_redact_uses_the_rules(void **state)
     lua_close(L);
 }
 
+/* A string with nothing to hide comes back as the very same string (no
+ * copy), also with many secrets held; one with something comes back new. */
+static void test_lua_redact_returns_a_clean_string_itself(void **state)
+{
+    lua_State *L = new_state();
+    (void)state;
+
+    run_lua(L, "for i = 1, 20000 do T.secret(('line %05d of a secret file'):format(i)) end\n"
+               "clean = ('status ok, nothing to see; '):rep(2000)\n"
+               "dirty = clean .. 'line 19999 of a secret file'\n");
+    const char *names[] = { "clean", "dirty" };
+    for (int k = 0; k < 2; k++) {
+        lua_getglobal(L, "T");
+        lua_getfield(L, -1, "redact");
+        lua_getglobal(L, names[k]);
+        const void *in = lua_topointer(L, -1);
+        if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+            fail_msg("expected redact to pass, got: %s", lua_tostring(L, -1));
+        CHECK((lua_topointer(L, -1) == in) == (k == 0), "expected the %s string %s", names[k],
+              k == 0 ? "returned as it is" : "replaced by a redacted copy");
+        lua_pop(L, 2);
+    }
+    run_lua(L, "assert(T.redact(dirty) == clean .. '***', 'the last secret hidden')");
+    lua_close(L);
+}
+
 static void test_lua_line_redactor_hides_key_body(void **state)
 {
     lua_State *L = new_state();
@@ -450,6 +672,11 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_registered_secrets_overlapping),
         cmocka_unit_test(test_registered_secret_binary_and_long),
+        cmocka_unit_test(test_secret_that_is_a_prefix_of_another),
+        cmocka_unit_test(test_secrets_of_exactly_four_bytes),
+        cmocka_unit_test(test_many_secrets_sharing_a_prefix),
+        cmocka_unit_test(test_index_matches_the_reference),
+        cmocka_unit_test(test_hundred_thousand_secrets),
         cmocka_unit_test(test_key_value_lines),
         cmocka_unit_test(test_key_value_nul_separated),
         cmocka_unit_test(test_key_value_inline),
@@ -467,6 +694,7 @@ int main(void)
         cmocka_unit_test(test_ordinary_text_stays),
         cmocka_unit_test(test_truncated_and_random_texts),
         cmocka_unit_test(test_lua_redact_uses_the_rules),
+        cmocka_unit_test(test_lua_redact_returns_a_clean_string_itself),
         cmocka_unit_test(test_lua_line_redactor_hides_key_body),
     };
 
