@@ -7,7 +7,9 @@
  * the loop on three fds: stdout, stderr and a pidfd.  On a timeout, Ctrl-C,
  * SIGTERM/SIGHUP or the step's limit, the whole group gets SIGTERM, then
  * SIGKILL; if runbook itself dies first, the child gets SIGKILL from the
- * kernel (PR_SET_PDEATHSIG, see spawn_proc).  Policy
+ * kernel (PR_SET_PDEATHSIG, see spawn_proc).  An on_output made by
+ * exec.sink (output_sink.c) is fed in C, straight from the read, with no
+ * Lua call or string per chunk.  Policy
  * (check=, dry run, the transcript, echoing output) is in the stdlib.
  */
 #include <errno.h>
@@ -36,6 +38,7 @@
  * reading, so an endless writer under a timeout cannot eat memory. */
 #define OUTPUT_CAP (32u << 20)
 #define DRAIN_AFTER_EXIT 0.2        /* grandchildren may hold the pipes */
+#define READ_CHUNK 65536            /* a pipe's default capacity */
 
 extern char **environ;
 
@@ -55,6 +58,8 @@ struct proc {
     int in_fd;
     size_t in_off;
     struct stream out, err;
+    rb_sink *sink;          /* on_output is exec.sink's feed: shown in C */
+    const rb_redactor *redactor;
     double started, deadline, timeout;
     char name[64];
 };
@@ -124,50 +129,69 @@ static int proc_gc(lua_State *L)
     return 0;
 }
 
-static int stream_append(struct stream *s, const char *data, size_t n)
+/* Room for a read of READ_CHUNK in the capture, which grows by doubling up
+ * to OUTPUT_CAP (realloc of a large block moves pages, it copies nothing). */
+static int stream_reserve(struct stream *s)
 {
-    if (s->len + n > OUTPUT_CAP) {
-        s->dropped += s->len + n - OUTPUT_CAP;
-        n = OUTPUT_CAP - s->len;
-    }
-    if (s->len + n > s->cap) {
-        size_t cap = s->cap ? s->cap : 4096;
-        while (cap < s->len + n)
-            cap *= 2;
-        char *b = realloc(s->buf, cap);
-        if (b == NULL)
-            return -1;
-        s->buf = b;
-        s->cap = cap;
-    }
-    memcpy(s->buf + s->len, data, n);
-    s->len += n;
+    size_t need = s->len + READ_CHUNK;
+    if (need > OUTPUT_CAP)
+        need = OUTPUT_CAP;
+    if (need <= s->cap)
+        return 0;
+    size_t cap = s->cap ? s->cap : 4096;
+    while (cap < need)
+        cap *= 2;
+    if (cap > OUTPUT_CAP)
+        cap = OUTPUT_CAP;
+    char *b = realloc(s->buf, cap);
+    if (b == NULL)
+        return -1;
+    s->buf = b;
+    s->cap = cap;
     return 0;
 }
 
-/* Read what is there; call on_output(stream, chunk) when given.  EOF closes.
- * Returns a Lua status: an error in on_output (a Ctrl-C caught while it runs
- * Lua code among them) is left on the stack for the caller, which must end
- * the process group before raising it. */
-static int stream_read(lua_State *L, struct stream *s, const char *which)
+/* Read what is there, straight into the capture while it is under its cap
+ * (past it, into a scratch buffer: shown and counted, not kept), and show
+ * it: through the sink in C when on_output is one, else by calling
+ * on_output(stream, chunk).  EOF closes.  Returns a Lua status: an error
+ * in on_output (a Ctrl-C caught while it runs Lua code among them) is left
+ * on the stack for the caller, which must end the process group before
+ * raising it. */
+static int stream_read(lua_State *L, struct proc *p, struct stream *s, const char *which)
 {
-    char chunk[65536];
-    ssize_t n = read(s->fd, chunk, sizeof chunk);
+    char scratch[READ_CHUNK];
+    char *dst = scratch;
+    size_t room = sizeof scratch;
+    if (s->len < OUTPUT_CAP) {
+        if (stream_reserve(s) != 0) {
+            lua_pushliteral(L, "exec: out of memory");
+            return LUA_ERRMEM;
+        }
+        dst = s->buf + s->len;
+        room = s->cap - s->len < READ_CHUNK ? s->cap - s->len : READ_CHUNK;
+    }
+    ssize_t n = read(s->fd, dst, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
         return LUA_OK;
     if (n <= 0) {
         close_fd(&s->fd);
         return LUA_OK;
     }
-    if (stream_append(s, chunk, (size_t)n) != 0) {
-        lua_pushliteral(L, "exec: out of memory");
+    if (dst == scratch)
+        s->dropped += (size_t)n;
+    else
+        s->len += (size_t)n;
+    if (p->sink != NULL &&
+        rb_sink_feed(p->sink, p->redactor, s == &p->err, dst, (size_t)n) != 0) {
+        lua_pushliteral(L, "exec: out of memory showing output");
         return LUA_ERRMEM;
     }
-    if (lua_isnil(L, S_CALLBACK))
+    if (p->sink != NULL || lua_isnil(L, S_CALLBACK))
         return LUA_OK;
     lua_pushvalue(L, S_CALLBACK);
     lua_pushstring(L, which);
-    lua_pushlstring(L, chunk, (size_t)n);
+    lua_pushlstring(L, dst, (size_t)n);
     return lua_pcall(L, 2, 0, 0);
 }
 
@@ -263,9 +287,9 @@ static int k_proc(lua_State *L, int status, lua_KContext ctx)
         if (pf[i].revents == 0)
             continue;
         if (pf[i].fd == p->out.fd)
-            rc = stream_read(L, &p->out, "stdout");
+            rc = stream_read(L, p, &p->out, "stdout");
         else if (pf[i].fd == p->err.fd)
-            rc = stream_read(L, &p->err, "stderr");
+            rc = stream_read(L, p, &p->err, "stderr");
         else if (pf[i].fd == p->in_fd)
             feed_stdin(L, p);
         if (rc != LUA_OK) {
@@ -634,6 +658,8 @@ static int l_run(lua_State *L)
     lua_getfield(L, S_SPEC, "on_output");                   /* S_CALLBACK */
     if (!lua_isnil(L, S_CALLBACK) && !lua_isfunction(L, S_CALLBACK))
         return luaL_error(L, "exec: on_output must be a function");
+    if ((p->sink = rb_sink_of(L, S_CALLBACK)) != NULL)
+        p->redactor = rb_redactor_of(L);
 
     const char **argv = collect_argv(L);
     char **envp = collect_env(L);
@@ -660,9 +686,11 @@ int luaopen_runbook_exec(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "run", l_run },
         { "strip_ansi", l_strip_ansi },
+        { "sink", rb_exec_sink_new },
         { NULL, NULL },
     };
     rb_class(L, PROC_MT, proc_gc, NULL, NULL);
+    rb_exec_sink_class(L);
     luaL_newlib(L, funcs);
     lua_pushinteger(L, OUTPUT_CAP);
     lua_setfield(L, -2, "output_cap");
