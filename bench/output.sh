@@ -12,8 +12,10 @@
 #   (c) one line without a newline of 16 KB, 64 KB and 1 MB: the whole
 #       `runbook run` (the sink was quadratic in a line's length)
 #
-# ROUNDS=5 interleaved rounds of (a) and (b), the median round reported, so
-# a burst of load on the shared VM hits both alike.  Needs a built runbook
+# ROUNDS=5 interleaved rounds of (a) and (b), the median round reported with
+# the spread (fastest-slowest), so a burst of load on the shared VM hits
+# both alike.  BASE_BIN=path/to/other/runbook times a second build in the
+# same rounds (before/after a change).  Needs a built runbook
 # ($RUNBOOK_BIN, default build/runbook); writes its 100 MB file under a
 # temporary directory removed at exit.
 set -euo pipefail
@@ -53,18 +55,26 @@ time_of() {
   awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
 }
 
-rb_show() { echo "rm -f '$work/t.jsonl'; '$RUNBOOK_BIN' run --yes --transcript '$work/t.jsonl' '$work/show-$1.lua' | cat >/dev/null"; }
+# rb_show QUIET [BIN]
+rb_show() { echo "rm -f '$work/t.jsonl'; '${2:-$RUNBOOK_BIN}' run --yes --transcript '$work/t.jsonl' '$work/show-$1.lua' | cat >/dev/null"; }
 
-: > "$work/cat.t"; : > "$work/rb.t"; : > "$work/rbq.t"
+: > "$work/cat.t"; : > "$work/rb.t"; : > "$work/rbq.t"; : > "$work/base.t"; : > "$work/baseq.t"
 cat "$work/log.txt" >/dev/null          # in the page cache for every round
 for _ in $(seq "$ROUNDS"); do
   time_of "cat '$work/log.txt' | cat >/dev/null" >> "$work/cat.t"
   time_of "$(rb_show false)" >> "$work/rb.t"
   time_of "$(rb_show true)" >> "$work/rbq.t"
+  if [ -n "${BASE_BIN:-}" ]; then
+    time_of "$(rb_show false "$BASE_BIN")" >> "$work/base.t"
+    time_of "$(rb_show true "$BASE_BIN")" >> "$work/baseq.t"
+  fi
 done
 cat_s=$(median < "$work/cat.t")
 rb_s=$(median < "$work/rb.t")
 rbq_s=$(median < "$work/rbq.t")
+
+# spread FILE: "fastest-slowest" of a row's rounds.
+spread() { sort -g "$1" | awk 'NR == 1 { a = $1 } { b = $1 } END { printf "%.2f-%.2f s", a, b }'; }
 
 for n in 16384 65536 1048576; do
   cat > "$work/line-$n.lua" <<EOF
@@ -83,6 +93,12 @@ line "${MB} MB of log lines shown to a pipe" "median" "vs cat"
 row "cat FILE | cat" "$cat_s" "$cat_s"
 row "runbook run (exec cat FILE) | cat" "$rb_s" "$cat_s"
 row "runbook run, quiet = true (capture + record only)" "$rbq_s" "$cat_s"
+if [ -n "${BASE_BIN:-}" ]; then
+  row "BASE_BIN run (exec cat FILE) | cat" "$(median < "$work/base.t")" "$cat_s"
+  row "BASE_BIN run, quiet = true" "$(median < "$work/baseq.t")" "$cat_s"
+fi
+line "spread of the $ROUNDS rounds: cat $(spread "$work/cat.t"), runbook $(spread "$work/rb.t"), quiet $(spread "$work/rbq.t")"
+[ -z "${BASE_BIN:-}" ] || line "  BASE_BIN $(spread "$work/base.t"), quiet $(spread "$work/baseq.t")"
 bench_row "show ${MB} MB to a pipe" "cat FILE | cat" "$cat_s" raw
 bench_row "show ${MB} MB to a pipe" "runbook exec cat FILE | cat" "$rb_s" runbook
 bench_row "show ${MB} MB to a pipe" "runbook, quiet (capture + record)" "$rbq_s" other

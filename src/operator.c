@@ -156,6 +156,26 @@ static int l_readline(lua_State *L)
     return answer_or_wait(L, get_input(L), (lua_KContext)(timeout * 1000.0));
 }
 
+void rb_operator_write(const char *s, size_t n)
+{
+    fflush(stdout);
+    while (n > 0) {
+        ssize_t k = write(STDOUT_FILENO, s, n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k < 0 && errno == EAGAIN) {
+            /* a stdout someone else made non-blocking: wait until it drains */
+            struct pollfd pf = { .fd = STDOUT_FILENO, .events = POLLOUT, .revents = 0 };
+            if (poll(&pf, 1, 1000) >= 0)
+                continue;
+        }
+        if (k <= 0)
+            return;
+        s += k;
+        n -= (size_t)k;
+    }
+}
+
 static int write_to(lua_State *L, FILE *f)
 {
     int n = lua_gettop(L);

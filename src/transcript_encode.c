@@ -106,21 +106,64 @@ static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
     putc_(L, o, '"');
 }
 
+/*
+ * A string over MAX_STRING is recorded cut, so only its head is redacted:
+ * a prefix that ends at a line's end, long enough that its redaction holds
+ * MAX_STRING bytes plus three times CUT_MARGIN (a hidden byte shows as up
+ * to three).  Every rule but the PEM block and the run's secret values
+ * stops at a line's end, so the prefix's redaction is the whole string's
+ * but for its last CUT_MARGIN bytes (a secret value up to that long that
+ * straddles the prefix's end; a PEM body runs to the prefix's end), which
+ * are never kept.  A 32 MiB stdout costs a scan of about 1 MiB, not of 32.
+ * The note counts the redacted prefix's bytes past MAX_STRING and the
+ * unscanned rest as it is.
+ */
+#define CUT_MARGIN (256 * 1024)
+
+/* The end of the first line that ends at or after want, or len. */
+static size_t line_end_after(const char *s, size_t len, size_t want)
+{
+    if (want >= len)
+        return len;
+    const char *nl = memchr(s + want, '\n', len - want);
+    return nl ? (size_t)(nl - s) + 1 : len;
+}
+
+/* s redacted (malloc'ed, its length in *n), through at least enough of
+ * it to keep MAX_STRING bytes; *end is how much of s was redacted. */
+static char *redact_head(lua_State *L, rb_redactor *r, const char *s, size_t len, size_t *n,
+                         size_t *end)
+{
+    size_t want = MAX_STRING + 4 * (size_t)CUT_MARGIN;
+    for (;;) {
+        *end = line_end_after(s, len, want);
+        char *red = rb_redact(r, s, *end, n);
+        if (red == NULL)
+            luaL_error(L, "transcript: out of memory");
+        if (*end == len || *n >= MAX_STRING + 3 * (size_t)CUT_MARGIN)
+            return red;
+        free(red);          /* the head hid more than it kept: take more */
+        want *= 2;
+    }
+}
+
 static void put_string(lua_State *L, out *o, rb_redactor *r, const char *s, size_t len)
 {
-    size_t n;
+    size_t n, end;
     if (len <= MAX_STRING && !rb_redact_needed(r, s, len)) {
         put_escaped(L, o, s, len);      /* the common case: nothing to hide */
         return;
     }
-    char *red = rb_redact(r, s, len, &n);
+    char *red = len <= MAX_STRING ? rb_redact(r, s, len, &n) : redact_head(L, r, s, len, &n, &end);
     if (red == NULL)
         luaL_error(L, "transcript: out of memory");
+    if (len <= MAX_STRING)
+        end = len;
     if (n > MAX_STRING) {
         char note[64];
         put_escaped(L, o, red, MAX_STRING);
         o->len--;       /* reopen the string to add the note */
-        int k = snprintf(note, sizeof note, "... [%zu bytes cut]\"", n - MAX_STRING);
+        int k = snprintf(note, sizeof note, "... [%zu bytes cut]\"", n - MAX_STRING + (len - end));
         put(L, o, note, (size_t)k);
     } else {
         put_escaped(L, o, red, n);

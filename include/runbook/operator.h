@@ -8,10 +8,17 @@
 #ifndef RUNBOOK_OPERATOR_H
 #define RUNBOOK_OPERATOR_H
 
+#include <stddef.h>
+
 #include <lua.h>
 
 /* Restore the terminal if a secret prompt left echo off (atexit-safe). */
 void rb_operator_restore_tty(void);
+
+/* Write s[0..n) to stdout at once, after what stdio holds: one write(2)
+ * (more only when the pipe takes part of it); an error is dropped, as
+ * operator.write's are. */
+void rb_operator_write(const char *s, size_t n);
 
 /* Open the Lua module "runbook.operator": write, ewrite, isatty, readline,
  * username, hostname, getenv.  [-0, +1, m] */

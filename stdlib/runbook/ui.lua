@@ -55,105 +55,26 @@ function ui.log(level, msg)
 end
 
 -- Output of a running command: whole lines, indented, as they arrive,
--- without the command's own escape sequences (ours are added after).
--- Linear in what arrives, so a megabyte on one line costs what a megabyte
--- of short lines does: a chunk is cut at its newlines with a plain find, a
--- partial line waits as pieces that are never scanned again, and what one
--- chunk shows is written at once.  A line longer than ui.LINE_MAX is shown
--- cut: its first LINE_MAX bytes as soon as they are there, then, when it
--- ends, a note of how many bytes were not shown (the captured stdout keeps
--- them all, up to exec's own cap).
+-- without the command's own escape sequences (ours are added after), each
+-- through redaction and a line redactor per stream (which hides a private
+-- key's body lines, which hold nothing a per-line redaction could
+-- recognise).  Linear in what arrives.  A line longer than ui.LINE_MAX is
+-- shown cut: its first LINE_MAX bytes as soon as they are there, then,
+-- when it ends, a note of how many bytes were not shown (the captured
+-- stdout keeps them all, up to exec's own cap).  The work is exec.sink's,
+-- in C (src/output_sink.c); exec feeds it straight from its reads.
 ui.LINE_MAX = 64 * 1024
 
-local strip_ansi = require("runbook.exec").strip_ansi
+local exec_sink = require("runbook.exec").sink
 
--- The lines of one stream: emit(stream, line) for each whole line,
--- note(stream, hidden) after a cut one.  Returns feed(chunk) and flush().
--- A line that arrives whole in one chunk (nearly all) goes straight to emit.
-local function line_splitter(emit, stream, note)
-  local parts, len, hidden = {}, 0, -1   -- the partial line; bytes not shown
-  -- Add bytes of the current line; a line reaching LINE_MAX is shown then.
-  local function add(piece)
-    if hidden >= 0 then hidden = hidden + #piece; return end
-    local room = ui.LINE_MAX - len
-    if #piece <= room then
-      parts[#parts + 1], len = piece, len + #piece
-      return
-    end
-    parts[#parts + 1] = piece:sub(1, room)
-    emit(stream, table.concat(parts))
-    parts, len, hidden = {}, 0, #piece - room
-  end
-  -- End the current line, whose last bytes are piece.
-  local function finish(piece)
-    if hidden >= 0 then
-      note(stream, hidden + #piece)
-    elseif #parts == 0 and #piece <= ui.LINE_MAX then
-      emit(stream, piece)
-    else
-      add(piece)
-      if hidden >= 0 then note(stream, hidden) else emit(stream, table.concat(parts)) end
-    end
-    parts, len, hidden = {}, 0, -1
-  end
-  local find, sub = string.find, string.sub
-  local function feed(chunk)
-    local pos, max = 1, ui.LINE_MAX
-    while true do
-      local nl = find(chunk, "\n", pos, true)
-      if not nl then break end
-      if len == 0 and hidden < 0 and nl - pos <= max then
-        emit(stream, sub(chunk, pos, nl - 1))
-      else
-        finish(sub(chunk, pos, nl - 1))
-      end
-      pos = nl + 1
-    end
-    if pos <= #chunk then add(sub(chunk, pos)) end
-  end
-  local function flush()
-    if len > 0 or hidden >= 0 then finish("") end
-  end
-  return feed, flush
-end
-
+-- Returns {feed = fn(stream, chunk), flush = fn()}.
 function ui.output_sink(prefix)
-  local bars = { stdout = ui.style("dim", prefix), stderr = ui.style("yellow", prefix) }
-  -- one line redactor per stream: it hides a private key's body lines,
-  -- which hold nothing a per-line redaction could recognise
-  local redactors = { stdout = transcript.line_redactor(), stderr = transcript.line_redactor() }
-  local out, n = {}, 0          -- what this chunk shows
-  local function emit(stream, line)
-    out[n + 1], out[n + 2], out[n + 3] = bars[stream], redactors[stream]:line(strip_ansi(line)), "\n"
-    n = n + 3
-  end
-  local function note(stream, hidden)
-    out[n + 1] = bars[stream] .. ui.style("dim", string.format(
-      "[line cut at %d bytes: %d more not shown]", ui.LINE_MAX, hidden)) .. "\n"
-    n = n + 1
-  end
-  local function write()
-    if n == 0 then return end
-    local text = table.concat(out, "", 1, n)
-    n = 0
-    operator.write(transcript.redact(text))
-  end
-  local streams = {}
-  for _, name in ipairs({ "stdout", "stderr" }) do
-    local feed, flush = line_splitter(emit, name, note)
-    streams[name] = { feed = feed, flush = flush }
-  end
-  local sink = {}
-  function sink.feed(stream, chunk)
-    streams[stream].feed(chunk)
-    write()
-  end
-  function sink.flush()
-    streams.stdout.flush()
-    streams.stderr.flush()
-    write()
-  end
-  return sink
+  local on, off = ui.style("dim", "|"):match("^(.-)|(.*)$")
+  local feed, flush = exec_sink {
+    stdout = ui.style("dim", prefix), stderr = ui.style("yellow", prefix),
+    line_max = ui.LINE_MAX, note = { on, off },
+  }
+  return { feed = feed, flush = flush }
 end
 
 -- Error raised when a question cannot be answered: names the question.

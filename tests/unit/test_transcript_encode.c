@@ -121,6 +121,55 @@ static void test_long_string_cut(void **state)
     assert_true(strlen(got) < 66000);
 }
 
+/* Run code that returns a table to encode and the count its note must
+ * give (the whole string redacted, less 64 KiB); check the note. */
+static const char *expect_cut(lua_State *L, const char *code)
+{
+    lua_settop(L, 0);
+    if (luaL_dostring(L, code) != LUA_OK)
+        fail_msg("test chunk failed: %s", lua_tostring(L, -1));
+    lua_Integer cut = lua_tointeger(L, 2);
+    lua_pushcfunction(L, rb_transcript_encode);
+    lua_pushvalue(L, 1);
+    if (lua_pcall(L, 1, 1, 0) != LUA_OK)
+        fail_msg("encode raised: %s", lua_tostring(L, -1));
+    const char *got = lua_tostring(L, -1);
+    char note[64];
+    snprintf(note, sizeof note, "... [%lld bytes cut]\"", (long long)cut);
+    if (strstr(got, note) == NULL)
+        fail_msg("expected the note %s at the end of %.200s...", note, got + strlen(got) - 100);
+    return got;
+}
+
+/* A long string is redacted through a head only, but a secret that
+ * straddles the 64 KiB cut is still found, and the note counts what the
+ * whole string's redaction would have cut. */
+static void test_long_string_redacted_across_the_cut(void **state)
+{
+    lua_State *L = *state;
+    const char *got = expect_cut(L,
+        "transcript.secret('Sekret-Straddle-42')\n"
+        "local head = string.rep('2026-12-01 GET /v1/orders 200\\n', 2184)\n"    /* 65520 bytes */
+        "local s = head .. 'Sekret-Straddle-42 password=hunter2-Cut\\n' ..\n"
+        "  string.rep('user=00123 trace=abcdef0123456789\\n', 100000)\n"
+        "return { out = s }, #transcript.redact(s) - 65536");
+    assert_null(strstr(got, "Sek"));
+    assert_non_null(strstr(got, "200\\u000a*** password=***... ["));
+}
+
+/* A head whose redaction hides most of it (a 2 MiB private key) is taken
+ * longer, until what it keeps is the whole string's. */
+static void test_long_string_head_grows_past_a_hidden_block(void **state)
+{
+    lua_State *L = *state;
+    const char *got = expect_cut(L,
+        "local s = '-----BEGIN PRIVATE KEY-----\\n' .. string.rep('TUlJRXZRSUJBREFOQmdrcWhraUc5\\n', 70000) ..\n"
+        "  '-----END PRIVATE KEY-----\\n' .. string.rep('after the key line 0123456789\\n', 40000)\n"
+        "return { out = s }, #transcript.redact(s) - 65536");
+    assert_null(strstr(got, "TUlJ"));
+    assert_non_null(strstr(got, "KEY-----\\u000a***\\u000a-----END PRIVATE KEY-----\\u000aafter the key line"));
+}
+
 static void test_deep_and_cyclic_tables_end(void **state)
 {
     lua_State *L = *state;
@@ -137,6 +186,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secret_named_members_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_argv_flag_value_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_string_redacted_across_the_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_string_head_grows_past_a_hidden_block, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_and_cyclic_tables_end, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1,0 +1,394 @@
+/*
+ * output_sink.c: a running command's output on the operator's screen.  See
+ * exec.h.
+ *
+ * Each stream is cut into lines (rb_lines); each line is shown without its
+ * escapes, redacted, behind its stream's bar, a line longer than the
+ * display bound cut with a note; what one chunk shows is one write.  This
+ * was Lua (ui.output_sink) at about 1 us a line; here a chunk costs one
+ * redaction scan over its lines (rb_redact_needed), and only a chunk with
+ * something to hide is redacted line by line.
+ *
+ * Redaction is line by line, as it was: each line is what rb_redact sees,
+ * so a YAML "password: x" is at the start of its line whatever bar is in
+ * front of it.  The scan of a whole chunk stands for the scans of its
+ * lines: its lines are joined with '\n', and every rule but the PEM block
+ * stops at a line's end, so it finds all that any line's scan would (and
+ * the PEM case takes the line-by-line path anyway).  A private key's body
+ * lines hold nothing a rule could recognise: each stream remembers, as
+ * transcript.line_redactor does, that it is inside such a block.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <lauxlib.h>
+
+#include "runbook/exec.h"
+#include "runbook/host.h"
+#include "runbook/operator.h"
+
+#define SINK_MT "runbook.exec.sink"
+
+/* ---- lines ------------------------------------------------------------ */
+
+void rb_lines_init(rb_lines *l, size_t max)
+{
+    memset(l, 0, sizeof *l);
+    l->max = max;
+}
+
+void rb_lines_free(rb_lines *l)
+{
+    free(l->part);
+    l->part = NULL;
+    l->len = l->cap = 0;
+}
+
+/* Append to the pending line; the caller keeps len + n <= max. */
+static int part_add(rb_lines *l, const char *s, size_t n)
+{
+    if (l->len + n > l->cap) {
+        size_t cap = l->cap ? l->cap : 256;
+        while (cap < l->len + n)
+            cap *= 2;
+        if (cap > l->max)
+            cap = l->max;
+        char *p = realloc(l->part, cap);
+        if (p == NULL)
+            return -1;
+        l->part = p;
+        l->cap = cap;
+    }
+    memcpy(l->part + l->len, s, n);
+    l->len += n;
+    return 0;
+}
+
+/* More of the current line: the line reaching max is handed over then, and
+ * what comes after is only counted. */
+static int add(rb_lines *l, const char *s, size_t n, rb_line_fn fn, void *ctx)
+{
+    if (l->cut) {
+        l->hidden += n;
+        return 0;
+    }
+    size_t room = l->max - l->len;
+    if (n <= room)
+        return n ? part_add(l, s, n) : 0;
+    if (part_add(l, s, room) != 0)
+        return -1;
+    int rc = fn(ctx, l->part, l->len, 0);
+    l->len = 0;
+    l->cut = 1;
+    l->hidden = n - room;
+    return rc;
+}
+
+/* The end of the current line, whose last bytes are s[0..n). */
+static int finish(rb_lines *l, const char *s, size_t n, rb_line_fn fn, void *ctx)
+{
+    int rc;
+    if (l->cut)
+        rc = fn(ctx, NULL, 0, l->hidden + n);
+    else if (l->len == 0 && n <= l->max)
+        rc = fn(ctx, s, n, 0);          /* nearly every line: where it lies */
+    else if ((rc = add(l, s, n, fn, ctx)) == 0)
+        rc = l->cut ? fn(ctx, NULL, 0, l->hidden) : fn(ctx, l->part, l->len, 0);
+    l->len = 0;
+    l->cut = 0;
+    l->hidden = 0;
+    return rc;
+}
+
+int rb_lines_feed(rb_lines *l, const char *data, size_t n, rb_line_fn fn, void *ctx)
+{
+    const char *p = data, *end = data + n, *nl;
+    while (p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL) {
+        if (finish(l, p, (size_t)(nl - p), fn, ctx) != 0)
+            return -1;
+        p = nl + 1;
+    }
+    return p < end ? add(l, p, (size_t)(end - p), fn, ctx) : 0;
+}
+
+int rb_lines_flush(rb_lines *l, rb_line_fn fn, void *ctx)
+{
+    return l->len > 0 || l->cut ? finish(l, "", 0, fn, ctx) : 0;
+}
+
+/* ---- the sink --------------------------------------------------------- */
+
+typedef struct growbuf {
+    char *p;
+    size_t len, cap;
+} growbuf;
+
+/* A line of the chunk being shown: text.p[off..off+len), or a note. */
+typedef struct shown {
+    size_t off, len, hidden;
+    int note;
+} shown;
+
+struct rb_sink {
+    rb_lines lines[2];
+    char *bar[2];
+    size_t barlen[2];
+    int in_key[2];          /* inside a private key block */
+    char *note_on, *note_off;
+    size_t max;
+    growbuf text;           /* the chunk's lines, stripped, each ending in \n */
+    shown *rec;
+    size_t nrec, caprec;
+    growbuf out;            /* what the chunk writes */
+};
+
+static int buf_put(growbuf *b, const char *s, size_t n)
+{
+    if (b->len + n > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n)
+            cap *= 2;
+        char *p = realloc(b->p, cap);
+        if (p == NULL)
+            return -1;
+        b->p = p;
+        b->cap = cap;
+    }
+    if (n)
+        memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* rb_line_fn: keep a line (stripped of escapes) or a note for render. */
+static int collect(void *ctx, const char *line, size_t len, size_t hidden)
+{
+    rb_sink *s = ctx;
+    if (s->nrec == s->caprec) {
+        size_t cap = s->caprec ? 2 * s->caprec : 256;
+        shown *r = realloc(s->rec, cap * sizeof *r);
+        if (r == NULL)
+            return -1;
+        s->rec = r;
+        s->caprec = cap;
+    }
+    shown *r = &s->rec[s->nrec];
+    r->note = line == NULL;
+    r->hidden = hidden;
+    r->off = s->text.len;
+    r->len = 0;
+    if (line != NULL) {
+        if (buf_put(&s->text, line, len) != 0)
+            return -1;
+        r->len = rb_exec_strip_ansi(s->text.p + r->off, len);
+        s->text.len = r->off + r->len;
+        if (buf_put(&s->text, "\n", 1) != 0)
+            return -1;
+    }
+    s->nrec++;
+    return 0;
+}
+
+/* Whether a line opens a private key block that it does not close (as
+ * transcript.line_redactor decides). */
+static int opens_key_block(const char *s, size_t len)
+{
+    const char *b = memmem(s, len, "-----BEGIN ", 11);
+    const char *k = b ? memmem(b, (size_t)(s + len - b), "PRIVATE KEY-----", 16) : NULL;
+    return k && !memmem(k, (size_t)(s + len - k), "-----END", 8);
+}
+
+static int put_redacted(growbuf *b, const rb_redactor *r, const char *t, size_t n)
+{
+    if (!rb_redact_needed(r, t, n))
+        return buf_put(b, t, n);
+    size_t m;
+    char *red = rb_redact(r, t, n, &m);
+    if (red == NULL)
+        return -1;
+    int rc = buf_put(b, red, m);
+    free(red);
+    return rc;
+}
+
+/* One line through the stream's line redactor: inside a key block, a line
+ * is "***" up to the END marker. */
+static int put_line_redacted(rb_sink *s, const rb_redactor *r, int stream, const char *t, size_t n)
+{
+    if (s->in_key[stream]) {
+        const char *end = memmem(t, n, "-----END", 8);
+        if (end == NULL)
+            return buf_put(&s->out, "***", n ? 3 : 0);
+        s->in_key[stream] = 0;
+        if (end > t && buf_put(&s->out, "***", 3) != 0)
+            return -1;
+        return put_redacted(&s->out, r, end, n - (size_t)(end - t));
+    }
+    s->in_key[stream] = opens_key_block(t, n);
+    return put_redacted(&s->out, r, t, n);
+}
+
+static int put_note(rb_sink *s, size_t hidden)
+{
+    char note[96];
+    int k = snprintf(note, sizeof note, "[line cut at %zu bytes: %zu more not shown]", s->max, hidden);
+    if (buf_put(&s->out, s->note_on, strlen(s->note_on)) != 0 || buf_put(&s->out, note, (size_t)k) != 0)
+        return -1;
+    return buf_put(&s->out, s->note_off, strlen(s->note_off));
+}
+
+/* Write the lines collected from one chunk of stream and forget them. */
+static int render(rb_sink *s, const rb_redactor *r, int stream)
+{
+    int rc = 0;
+    int plain = !s->in_key[stream] &&
+        (s->text.len == 0 || (!memmem(s->text.p, s->text.len, "-----BEGIN ", 11) &&
+                              !rb_redact_needed(r, s->text.p, s->text.len)));
+    s->out.len = 0;
+    for (size_t i = 0; i < s->nrec && rc == 0; i++) {
+        const shown *l = &s->rec[i];
+        rc = buf_put(&s->out, s->bar[stream], s->barlen[stream]);
+        if (rc == 0 && l->note)
+            rc = put_note(s, l->hidden);
+        else if (rc == 0 && plain)
+            rc = buf_put(&s->out, s->text.p + l->off, l->len);
+        else if (rc == 0)
+            rc = put_line_redacted(s, r, stream, s->text.p + l->off, l->len);
+        if (rc == 0)
+            rc = buf_put(&s->out, "\n", 1);
+    }
+    s->nrec = 0;
+    s->text.len = 0;
+    if (rc == 0)
+        rb_operator_write(s->out.p, s->out.len);
+    return rc;
+}
+
+int rb_sink_feed(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n)
+{
+    if (rb_lines_feed(&s->lines[stream], data, n, collect, s) != 0) {
+        s->nrec = 0;
+        s->text.len = 0;
+        return -1;
+    }
+    return render(s, r, stream);
+}
+
+static int sink_flush(rb_sink *s, const rb_redactor *r)
+{
+    for (int i = 0; i < 2; i++)
+        if (rb_lines_flush(&s->lines[i], collect, s) != 0 || render(s, r, i) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---- Lua -------------------------------------------------------------- */
+
+static int l_sink_gc(lua_State *L)
+{
+    rb_sink *s = luaL_checkudata(L, 1, SINK_MT);
+    for (int i = 0; i < 2; i++) {
+        rb_lines_free(&s->lines[i]);
+        free(s->bar[i]);
+        s->bar[i] = NULL;
+    }
+    free(s->note_on);
+    free(s->note_off);
+    free(s->text.p);
+    free(s->out.p);
+    free(s->rec);
+    memset(s, 0, sizeof *s);
+    return 0;
+}
+
+static int stream_arg(lua_State *L, int arg)
+{
+    static const char *const names[] = { "stdout", "stderr", NULL };
+    return luaL_checkoption(L, arg, NULL, names);
+}
+
+/* feed(stream, chunk); upvalue 1 is the sink. */
+static int l_feed(lua_State *L)
+{
+    rb_sink *s = luaL_checkudata(L, lua_upvalueindex(1), SINK_MT);
+    int stream = stream_arg(L, 1);
+    size_t n;
+    const char *data = luaL_checklstring(L, 2, &n);
+    if (rb_sink_feed(s, rb_redactor_of(L), stream, data, n) != 0)
+        return luaL_error(L, "exec: out of memory showing output");
+    return 0;
+}
+
+static int l_flush(lua_State *L)
+{
+    rb_sink *s = luaL_checkudata(L, lua_upvalueindex(1), SINK_MT);
+    if (sink_flush(s, rb_redactor_of(L)) != 0)
+        return luaL_error(L, "exec: out of memory showing output");
+    return 0;
+}
+
+rb_sink *rb_sink_of(lua_State *L, int idx)
+{
+    if (lua_tocfunction(L, idx) != l_feed || lua_getupvalue(L, idx, 1) == NULL)
+        return NULL;
+    rb_sink *s = luaL_testudata(L, -1, SINK_MT);
+    lua_pop(L, 1);
+    return s;
+}
+
+/* A malloc'ed copy of the string field name of the table at idx (or of
+ * sub[i] when i > 0); "" when absent. */
+static char *string_field(lua_State *L, int idx, const char *name, lua_Integer i)
+{
+    int t = lua_getfield(L, idx, name);
+    if (i > 0 && t == LUA_TTABLE)
+        lua_geti(L, -1, i);
+    else if (i > 0)
+        lua_pushnil(L);
+    size_t n = 0;
+    const char *v = lua_isnil(L, -1) ? "" : lua_tolstring(L, -1, &n);
+    if (v == NULL)
+        luaL_error(L, "exec.sink: %s must be a string", name);
+    char *copy = malloc(n + 1);
+    if (copy != NULL) {
+        memcpy(copy, v, n);
+        copy[n] = '\0';
+    }
+    lua_pop(L, i > 0 ? 2 : 1);
+    return copy;
+}
+
+int rb_exec_sink_new(lua_State *L)
+{
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_getfield(L, 1, "line_max");
+    lua_Integer max = luaL_optinteger(L, -1, 64 * 1024);
+    luaL_argcheck(L, max >= 1, 1, "line_max must be at least 1");
+    lua_pop(L, 1);
+    rb_sink *s = lua_newuserdatauv(L, sizeof *s, 0);     /* closed until filled */
+    memset(s, 0, sizeof *s);
+    luaL_setmetatable(L, SINK_MT);
+    int ud = lua_gettop(L);
+    s->max = (size_t)max;
+    rb_lines_init(&s->lines[0], s->max);
+    rb_lines_init(&s->lines[1], s->max);
+    s->bar[0] = string_field(L, 1, "stdout", 0);
+    s->bar[1] = string_field(L, 1, "stderr", 0);
+    s->note_on = string_field(L, 1, "note", 1);
+    s->note_off = string_field(L, 1, "note", 2);
+    if (!s->bar[0] || !s->bar[1] || !s->note_on || !s->note_off)
+        return luaL_error(L, "exec.sink: out of memory");
+    s->barlen[0] = strlen(s->bar[0]);
+    s->barlen[1] = strlen(s->bar[1]);
+    lua_pushvalue(L, ud);
+    lua_pushcclosure(L, l_feed, 1);
+    lua_pushvalue(L, ud);
+    lua_pushcclosure(L, l_flush, 1);
+    return 2;
+}
+
+void rb_exec_sink_class(lua_State *L)
+{
+    rb_class(L, SINK_MT, l_sink_gc, NULL, NULL);
+}
