@@ -89,6 +89,7 @@ struct rb_redactor {
     unsigned filter_bits;
     size_t root_edges;
     size_t count;             /* distinct secrets held */
+    size_t longest;           /* the longest secret ever added */
 };
 
 static uint32_t load4(const char *p)
@@ -346,6 +347,8 @@ int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
 
     if (len == 0)
         return 0;
+    if (len > r->longest)
+        r->longest = len;       /* an over-estimate if the add fails: harmless */
     for (;;) {
         size_t d = r->nodes[n].depth;
         if (reserve(r) != 0)
@@ -359,6 +362,11 @@ int rb_redactor_add(rb_redactor *r, const char *value, size_t len)
         if ((n = descend(r, i, n, value, len)) == UINT32_MAX)
             return 0;
     }
+}
+
+size_t rb_redactor_longest(const rb_redactor *r)
+{
+    return r ? r->longest : 0;
 }
 
 /* The length of the longest secret s[0..len) starts with, 0 when none: a

@@ -120,6 +120,15 @@ static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
  */
 #define CUT_MARGIN (256 * 1024)
 
+/* The margin: CUT_MARGIN, or more when a run secret is longer than that
+ * (a marked PEM bundle, a 1 MB secret output), so no secret can straddle
+ * the end of the scanned head unseen. */
+static size_t cut_margin(const rb_redactor *r)
+{
+    size_t longest = rb_redactor_longest(r) + 1;
+    return longest > CUT_MARGIN ? longest : CUT_MARGIN;
+}
+
 /* The end of the first line that ends at or after want, or len. */
 static size_t line_end_after(const char *s, size_t len, size_t want)
 {
@@ -134,13 +143,14 @@ static size_t line_end_after(const char *s, size_t len, size_t want)
 static char *redact_head(lua_State *L, rb_redactor *r, const char *s, size_t len, size_t *n,
                          size_t *end)
 {
-    size_t want = MAX_STRING + 4 * (size_t)CUT_MARGIN;
+    size_t margin = cut_margin(r);
+    size_t want = MAX_STRING + 4 * margin;
     for (;;) {
         *end = line_end_after(s, len, want);
         char *red = rb_redact(r, s, *end, n);
         if (red == NULL)
             luaL_error(L, "transcript: out of memory");
-        if (*end == len || *n >= MAX_STRING + 3 * (size_t)CUT_MARGIN)
+        if (*end == len || *n >= MAX_STRING + 3 * margin)
             return red;
         free(red);          /* the head hid more than it kept: take more */
         want *= 2;

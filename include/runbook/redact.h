@@ -38,6 +38,10 @@ void rb_redactor_free(rb_redactor *r);
  * added before is still hidden). */
 int rb_redactor_add(rb_redactor *r, const char *value, size_t len);
 
+/* The length of the longest secret added so far (0 for none or NULL): how
+ * far past a cut a secret that straddles it can reach. */
+size_t rb_redactor_longest(const rb_redactor *r);
+
 /* 1 when rb_redact would change s[0..len), else 0: one pass over the
  * bytes that can start something to hide, no allocation.  r may be NULL. */
 int rb_redact_needed(const rb_redactor *r, const char *s, size_t len);

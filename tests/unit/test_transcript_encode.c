@@ -170,6 +170,24 @@ static void test_long_string_head_grows_past_a_hidden_block(void **state)
     assert_non_null(strstr(got, "KEY-----\\u000a***\\u000a-----END PRIVATE KEY-----\\u000aafter the key line"));
 }
 
+/* A marked secret longer than the head's fixed margin (a 1.5 MB multi-line
+ * secret output), starting inside the kept 64 KiB: the head reaches past
+ * its end, so not one of its bytes is recorded in clear. */
+static void test_long_secret_straddling_the_head_is_hidden(void **state)
+{
+    lua_State *L = *state;
+    const char *got = encode(L,
+        "local big = {}\n"
+        "for i = 1, 60000 do big[i] = string.format('vault-line-%06d-of-the-bundle', i) end\n"
+        "big = table.concat(big, '\\n')\n"                              /* 1.7 MB, 60000 lines */
+        "transcript.secret(big)\n"
+        "local s = string.rep('2026-12-01 GET /v1/orders 200\\n', 2000) .. big ..\n"
+        "  string.rep('\\nuser=00123 trace=abcdef0123456789', 1000)\n"
+        "return { out = s }");
+    assert_null(strstr(got, "vault-line"));
+    assert_non_null(strstr(got, "200\\u000a***"));
+}
+
 static void test_deep_and_cyclic_tables_end(void **state)
 {
     lua_State *L = *state;
@@ -188,6 +206,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_long_string_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_redacted_across_the_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_head_grows_past_a_hidden_block, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_long_secret_straddling_the_head_is_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_deep_and_cyclic_tables_end, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
