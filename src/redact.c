@@ -341,8 +341,10 @@ static size_t hide_value(scan *sc, size_t p, vend how)
         return e;
     }
     if (s[p] == '\'') {
+        /* a JavaScript 'it\'s' runs on past its escaped quote */
         for (e = p + 1; e < len && s[e] != '\'' && !is_eol((unsigned char)s[e]); e++)
-            ;
+            if (s[e] == '\\' && e + 1 < len && !is_eol((unsigned char)s[e + 1]))
+                e++;
         hide(sc, p + 1, e);
         return e;
     }
@@ -470,12 +472,19 @@ static size_t at_url(scan *sc, size_t i)
     return at ? at + 1 : a;
 }
 
-/* "k": "v", \"k\": \"v\", k: v (YAML, headers), and URLs. */
+/* Whether a quoted string starts at p: ', " or the \" of a nested one. */
+static int quote_at(const char *s, size_t len, size_t p)
+{
+    return p < len && (s[p] == '\'' || s[p] == '"' || (s[p] == '\\' && p + 1 < len && s[p + 1] == '"'));
+}
+
+/* "k": "v", \"k\": \"v\", k: v (YAML, headers), k: 'v' anywhere in a
+ * line (a JavaScript object: { password: 'x' }), and URLs. */
 static size_t at_colon(scan *sc, size_t i)
 {
     const char *s = sc->s;
-    size_t ks, ke, p = i + 1;
-    int how;
+    size_t ks, ke, p = i + 1, v = i + 1;
+    int how, quoted;
 
     if (i + 2 < sc->len && s[i + 1] == '/' && s[i + 2] == '/' && i > 0 &&
         (is_alnum((unsigned char)s[i - 1]) || s[i - 1] == '+' || s[i - 1] == '.' || s[i - 1] == '-'))
@@ -483,16 +492,18 @@ static size_t at_colon(scan *sc, size_t i)
     size_t j = i;
     while (j > 0 && is_blank((unsigned char)s[j - 1]))
         j--;
-    if ((how = find_key(s, j, 1, &ks, &ke)) < 0)
+    while (v < sc->len && is_blank((unsigned char)s[v]))
+        v++;
+    /* prose has no quoted value after its colon ("a password: put it ...") */
+    quoted = quote_at(s, sc->len, v);
+    if ((how = find_key(s, j, !quoted, &ks, &ke)) < 0)
         return i + 1;
     /* A bare key needs a blank after its colon (YAML, headers): not 12:30, db:5432 */
-    if (how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
+    if (!quoted && how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
         return i + 1;
     if (!rb_redact_secret_name(s + ks, ke - ks))
         return i + 1;
-    while (p < sc->len && is_blank((unsigned char)s[p]))
-        p++;
-    return hide_value(sc, p, how);
+    return hide_value(sc, v, how);
 }
 
 /* Past the line break(s) at b: real ones, or the two characters \n of a
@@ -545,14 +556,131 @@ static size_t at_pem(scan *sc, size_t i)
     return (size_t)(e - s) + (e < end ? 8 : 0);
 }
 
-/* --password VALUE (the space form: --password=VALUE is a K=V). */
-static size_t at_dash(scan *sc, size_t i)
+/* ---- command lines ---------------------------------------------------- */
+
+/* Some tools take a secret after a one-letter flag whose letter means
+ * something else elsewhere (-p is a port to psql and ssh, -a is grep's
+ * binary switch, -u a user to sudo).  A flag belongs to the nearest
+ * command named before it in its command line; these are the names looked
+ * for, the ones that only stop the search included. */
+typedef enum command {
+    CMD_NONE, CMD_REDIS, CMD_MYSQL, CMD_CURL, CMD_SSHPASS, CMD_OTHER
+} command;
+
+/* The last lookup of a scan: a later one in the same command line only
+ * walks back to it, so a line full of flags is still read once. */
+typedef struct command_cache {
+    size_t at;      /* 1 + where the last lookup started; 0: none yet */
+    command found;
+} command_cache;
+
+static command command_named(const char *w, size_t n)
+{
+    static const struct { const char *name; command c; } names[] = {
+        { "redis-cli", CMD_REDIS }, { "mysql", CMD_MYSQL }, { "mysqldump", CMD_MYSQL },
+        { "mysqladmin", CMD_MYSQL }, { "mariadb", CMD_MYSQL }, { "mariadb-dump", CMD_MYSQL },
+        { "curl", CMD_CURL }, { "sshpass", CMD_SSHPASS }, { "ssh", CMD_OTHER }, { "scp", CMD_OTHER },
+        { "sftp", CMD_OTHER }, { "rsync", CMD_OTHER }, { "psql", CMD_OTHER }, { "pg_dump", CMD_OTHER },
+        { "pg_restore", CMD_OTHER }, { "sudo", CMD_OTHER }, { "su", CMD_OTHER }, { "docker", CMD_OTHER },
+    };
+    const char *slash = memrchr(w, '/', n);
+
+    if (slash) {
+        n -= (size_t)(slash + 1 - w);
+        w = slash + 1;
+    }
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (strlen(names[k].name) == n && memcmp(names[k].name, w, n) == 0)
+            return names[k].c;
+    return CMD_NONE;
+}
+
+static int ends_command(unsigned char c) { return is_eol(c) || in_set(c, "|;&()`"); }
+static int ends_word(unsigned char c) { return is_blank(c) || c == '"' || c == '\'' || ends_command(c); }
+
+/* The command the flag at i belongs to: the nearest known name before it,
+ * word by word, back to the start of its line or of its part of a
+ * pipeline or list. */
+static command command_of(scan *sc, command_cache *cache, size_t i)
+{
+    const char *s = sc->s;
+    size_t k = i, e;
+    command found = CMD_NONE;
+
+    for (;;) {
+        while (k > 0 && ends_word((unsigned char)s[k - 1]) && !ends_command((unsigned char)s[k - 1]))
+            k--;
+        if (k == 0 || ends_command((unsigned char)s[k - 1]))
+            break;
+        for (e = k; k > 0 && !ends_word((unsigned char)s[k - 1]); k--)
+            ;
+        if (cache->at && k < cache->at) {
+            found = cache->found;
+            break;
+        }
+        if ((found = command_named(s + k, e - k)) != CMD_NONE)
+            break;
+    }
+    cache->at = i + 1;
+    cache->found = found;
+    return found;
+}
+
+/* curl's user:password: hide what follows the first colon. */
+static size_t hide_userpass(scan *sc, size_t p)
+{
+    const char *s = sc->s;
+    char q = p < sc->len && (s[p] == '"' || s[p] == '\'') ? s[p] : 0;
+    size_t a = q ? p + 1 : p, e;
+
+    for (e = a; e < sc->len && !is_eol((unsigned char)s[e]) &&
+                (q ? s[e] != q : !is_space((unsigned char)s[e]) && s[e] != '"' && s[e] != '\''); e++)
+        ;
+    const char *c = e > a ? memchr(s + a, ':', e - a) : NULL;
+    if (c)
+        hide(sc, (size_t)(c - s) + 1, e);
+    return e;
+}
+
+/* redis-cli -a PW, mysql -pPW (glued: mysql -p DB prompts and uses DB),
+ * sshpass -p PW and -pPW, curl -u user:PW and -U (its proxy's). */
+static size_t at_short_flag(scan *sc, command_cache *cache, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, g = i + 2, w = g, v;
+    unsigned char f = (unsigned char)s[i + 1];
+
+    if (!in_set(f, "apuU") || (i > 0 && !is_space((unsigned char)s[i - 1]) && s[i - 1] != '"' && s[i - 1] != '\''))
+        return i + 1;
+    if (w < len && i > 0 && (s[i - 1] == '"' || s[i - 1] == '\'') && s[w] == s[i - 1])
+        w++;                                            /* "-a" "PW": the flag's closing quote */
+    int glued = w == g && g < len && !is_space((unsigned char)s[g]) && !is_eol((unsigned char)s[g]);
+    for (v = w; v < len && is_blank((unsigned char)s[v]); v++)
+        ;
+    int apart = !glued && v > w && v < len && s[v] != '-' && !is_eol((unsigned char)s[v]);
+    if (!glued && !apart)
+        return g;
+    command c = command_of(sc, cache, i);
+    if (f == 'a' && c == CMD_REDIS && apart)
+        return hide_value(sc, v, V_WORD);
+    if (f == 'p' && ((c == CMD_MYSQL && glued) || c == CMD_SSHPASS))
+        return hide_value(sc, glued ? g : v, V_WORD);
+    if ((f == 'u' || f == 'U') && c == CMD_CURL)
+        return hide_userpass(sc, glued ? g : v);
+    return g;
+}
+
+/* --password VALUE (the space form: --password=VALUE is a K=V), and
+ * curl's --user user:PW and --proxy-user. */
+static size_t at_dash(scan *sc, command_cache *cache, size_t i)
 {
     const char *s = sc->s;
     size_t len = sc->len, e;
 
-    if (i + 1 >= len || s[i + 1] != '-')
+    if (i + 1 >= len)
         return i + 1;
+    if (s[i + 1] != '-')
+        return at_short_flag(sc, cache, i);
     if (len - i >= 11 && memcmp(s + i, "-----BEGIN ", 11) == 0)
         return at_pem(sc, i);
     if (i + 2 >= len || !is_alpha((unsigned char)s[i + 2]) ||
@@ -560,10 +688,58 @@ static size_t at_dash(scan *sc, size_t i)
         return i + 1;
     for (e = i + 2; e < len && is_key_char((unsigned char)s[e]); e++)
         ;
+    if (((e - i == 6 && memcmp(s + i, "--user", 6) == 0) || (e - i == 12 && memcmp(s + i, "--proxy-user", 12) == 0)) &&
+        e + 1 < len && (s[e] == '=' || is_blank((unsigned char)s[e])) && command_of(sc, cache, i) == CMD_CURL) {
+        size_t v = e + 1;
+        while (v < len && is_blank((unsigned char)s[v]))
+            v++;
+        return hide_userpass(sc, v);
+    }
     if (e + 1 >= len || !is_blank((unsigned char)s[e]) || s[e + 1] == '-' ||
         !rb_redact_secret_flag(s + i, e - i))
         return e;
     return hide_value(sc, e + 1, V_WORD);
+}
+
+/* <password>...</password>, <apiKey>...</apiKey>: the text of an element
+ * named like a secret key, when its close tag follows on the same line
+ * (so "usage: login <token> [options]" stays).  A CDATA section's
+ * content is hidden, its markers stay. */
+static size_t at_lt(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, n = i + 1, e, v, end, from;
+
+    if (n >= len || !is_alpha((unsigned char)s[n]))
+        return i + 1;
+    for (e = n; e < len && e - n < KEY_MAX && (is_key_char((unsigned char)s[e]) || s[e] == ':'); e++)
+        ;
+    if (e >= len || (s[e] != '>' && !is_blank((unsigned char)s[e])) || !rb_redact_secret_name(s + n, e - n))
+        return i + 1;
+    for (v = e; v < len && s[v] != '>' && s[v] != '<' && !is_eol((unsigned char)s[v]); v++)
+        ;                                               /* past the attributes */
+    if (v >= len || s[v] != '>' || s[v - 1] == '/')
+        return i + 1;
+    from = ++v;
+    if (len - v >= 9 && memcmp(s + v, "<![CDATA[", 9) == 0) {
+        const char *c = memmem(s + v + 9, len - v - 9, "]]>", 3);
+        if (!c)
+            return i + 1;
+        from = v + 9;
+        v = (size_t)(c - s);
+        end = v + 3;
+    } else {
+        for (end = v; end < len && s[end] != '<' && !is_eol((unsigned char)s[end]); end++)
+            ;
+        v = end;
+    }
+    /* the close tag, also as JSON may escape it: <\/password> */
+    size_t c = end + 2 + (end + 2 < len && s[end + 1] == '\\');
+    if (end + 1 >= len || s[end] != '<' || s[c - 1] != '/' || len - c < e - n + 1 ||
+        memcmp(s + c, s + n, e - n) != 0 || s[c + e - n] != '>')
+        return i + 1;
+    hide(sc, from, v);
+    return end;
 }
 
 static int word_start(const char *s, size_t i)
@@ -660,13 +836,14 @@ static size_t at_upper_j(scan *sc, size_t j)
 }
 
 static const unsigned char trigger[256] = {
-    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1,
+    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1, ['<'] = 1,
 };
 
 /* Run every rule over the text; with no mask, stop at the first hit. */
 static int scan_text(scan *sc)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
+    command_cache cmds = { 0, CMD_NONE };
     size_t i = 0, next;
 
     while (i < sc->len) {
@@ -677,7 +854,8 @@ static int scan_text(scan *sc)
         switch (u[i]) {
         case '=': next = at_equals(sc, i); break;
         case ':': next = at_colon(sc, i); break;
-        case '-': next = at_dash(sc, i); break;
+        case '-': next = at_dash(sc, &cmds, i); break;
+        case '<': next = at_lt(sc, i); break;
         case '_': next = at_underscore(sc, i); break;
         case 'A': next = at_upper_a(sc, i); break;
         case 'x': next = at_x(sc, i); break;
