@@ -97,20 +97,29 @@ static int is_eol(unsigned char c) { return c == '\n' || c == '\r' || c == '\0';
 static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; }
 static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
 
-/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), and
- * the marks a YAML, curl -v or config line, or a line of output shown
- * behind runbook's "    | ", may start with: tables, as these are asked at
- * every '=' and ':'. */
+/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), the
+ * marks a YAML, curl -v or config line, or a line of output shown behind
+ * runbook's "    | ", may start with, and what ends a word and a command
+ * of a shell command line: tables, as these are asked at every '=' and
+ * ':' and at every byte walked back over a command line. */
 #define BOUNDARY 1
 #define LINE_MARK 2
+#define WORD_END 4
+#define COMMAND_END 8
+#define B BOUNDARY
+#define W WORD_END
+#define C (WORD_END | COMMAND_END)
 static const unsigned char char_class[256] = {
-    [' '] = BOUNDARY, ['\t'] = BOUNDARY, ['\n'] = BOUNDARY, ['\r'] = BOUNDARY, ['\f'] = BOUNDARY,
-    ['\v'] = BOUNDARY, ['\0'] = BOUNDARY, ['"'] = BOUNDARY, ['\''] = BOUNDARY, ['?'] = BOUNDARY,
-    ['&'] = BOUNDARY, [';'] = BOUNDARY, [','] = BOUNDARY, ['('] = BOUNDARY, ['{'] = BOUNDARY,
-    ['['] = BOUNDARY, ['|'] = BOUNDARY | LINE_MARK, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
-    ['<'] = BOUNDARY | LINE_MARK, ['>'] = BOUNDARY | LINE_MARK, ['*'] = BOUNDARY | LINE_MARK,
-    ['+'] = BOUNDARY | LINE_MARK, ['#'] = BOUNDARY | LINE_MARK, ['-'] = LINE_MARK,
+    [' '] = B | W, ['\t'] = B | W, ['\n'] = B | C, ['\r'] = B | C, ['\f'] = B,
+    ['\v'] = B, ['\0'] = B | C, ['"'] = B | W, ['\''] = B | W, ['?'] = B,
+    ['&'] = B | C, [';'] = B | C, [','] = B, ['('] = B | C, [')'] = C, ['{'] = B,
+    ['['] = B, ['|'] = B | LINE_MARK | C, ['$'] = B, ['`'] = B | C,
+    ['<'] = B | LINE_MARK, ['>'] = B | LINE_MARK, ['*'] = B | LINE_MARK,
+    ['+'] = B | LINE_MARK, ['#'] = B | LINE_MARK, ['-'] = LINE_MARK,
 };
+#undef B
+#undef W
+#undef C
 /* strchr finds the terminator too: a NUL byte of the text is in no set. */
 static int in_set(unsigned char c, const char *set) { return c != '\0' && strchr(set, c) != NULL; }
 static char lower(unsigned char c) { return (char)(is_upper(c) ? c | 0x20 : c); }
@@ -386,8 +395,9 @@ static int key_boundary(unsigned char c)
 }
 
 /* A key that ends just before position j.  Sets *ks, *ke to the name and
- * returns how its value ends, or -1 when there is no key there. */
-static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
+ * returns how its value ends (V_WORD: a bare key inside a line), or -1
+ * when there is no key there. */
+static int find_key(const char *s, size_t j, size_t *ks, size_t *ke)
 {
     size_t k;
 
@@ -413,11 +423,7 @@ static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
         return k > 1 && s[k - 2] == '\\' ? V_ESC : V_DQ;
     if (k > 0 && s[k - 1] == '\'')
         return V_SQ;
-    if (at_line_start(s, k))
-        return V_EOL;
-    /* k: v in running text is prose ("requires a password: put it ..."),
-     * not a YAML or header line */
-    return colon ? -1 : V_WORD;
+    return at_line_start(s, k) ? V_EOL : V_WORD;
 }
 
 /* K=V, export K=V, "K=V", --password=V, ?token=V, and (a TOML or INI
@@ -434,7 +440,7 @@ static size_t at_equals(scan *sc, size_t i)
         j--, spaced = 1;
     if (j > 0 && (s[j - 1] == '=' || s[j - 1] == '!' || s[j - 1] == '<' || s[j - 1] == '>'))
         return i + 1;
-    if ((how = find_key(s, j, 0, &ks, &ke)) < 0)
+    if ((how = find_key(s, j, &ks, &ke)) < 0)
         return i + 1;
     if (how == V_JSON || how == V_JSONESC)          /* "k" = v is no JSON */
         return i + 1;
@@ -492,11 +498,14 @@ static size_t at_colon(scan *sc, size_t i)
     size_t j = i;
     while (j > 0 && is_blank((unsigned char)s[j - 1]))
         j--;
+    if ((how = find_key(s, j, &ks, &ke)) < 0)
+        return i + 1;
     while (v < sc->len && is_blank((unsigned char)s[v]))
         v++;
-    /* prose has no quoted value after its colon ("a password: put it ...") */
     quoted = quote_at(s, sc->len, v);
-    if ((how = find_key(s, j, !quoted, &ks, &ke)) < 0)
+    /* k: v in running text is prose ("requires a password: put it ..."),
+     * not a YAML or header line; k: 'v' there is a value */
+    if (how == V_WORD && !quoted)
         return i + 1;
     /* A bare key needs a blank after its colon (YAML, headers): not 12:30, db:5432 */
     if (!quoted && how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
@@ -574,51 +583,67 @@ typedef struct command_cache {
     command found;
 } command_cache;
 
+/* w[0..n) is a program's base name. */
 static command command_named(const char *w, size_t n)
 {
-    static const struct { const char *name; command c; } names[] = {
-        { "redis-cli", CMD_REDIS }, { "mysql", CMD_MYSQL }, { "mysqldump", CMD_MYSQL },
-        { "mysqladmin", CMD_MYSQL }, { "mariadb", CMD_MYSQL }, { "mariadb-dump", CMD_MYSQL },
-        { "curl", CMD_CURL }, { "sshpass", CMD_SSHPASS }, { "ssh", CMD_OTHER }, { "scp", CMD_OTHER },
-        { "sftp", CMD_OTHER }, { "rsync", CMD_OTHER }, { "psql", CMD_OTHER }, { "pg_dump", CMD_OTHER },
-        { "pg_restore", CMD_OTHER }, { "sudo", CMD_OTHER }, { "su", CMD_OTHER }, { "docker", CMD_OTHER },
+#define NAME(s, c) { s, sizeof s - 1, c }
+    static const struct { const char *name; size_t len; command c; } names[] = {
+        NAME("redis-cli", CMD_REDIS), NAME("mysql", CMD_MYSQL), NAME("mysqldump", CMD_MYSQL),
+        NAME("mysqladmin", CMD_MYSQL), NAME("mariadb", CMD_MYSQL), NAME("mariadb-dump", CMD_MYSQL),
+        NAME("curl", CMD_CURL), NAME("sshpass", CMD_SSHPASS), NAME("ssh", CMD_OTHER),
+        NAME("scp", CMD_OTHER), NAME("sftp", CMD_OTHER), NAME("rsync", CMD_OTHER),
+        NAME("psql", CMD_OTHER), NAME("pg_dump", CMD_OTHER), NAME("pg_restore", CMD_OTHER),
+        NAME("sudo", CMD_OTHER), NAME("su", CMD_OTHER), NAME("docker", CMD_OTHER),
     };
-    const char *slash = memrchr(w, '/', n);
+#undef NAME
 
-    if (slash) {
-        n -= (size_t)(slash + 1 - w);
-        w = slash + 1;
-    }
+    /* most words of a command line are no program named here */
+    if (n < 2 || n > 12 || (w[0] != 'c' && w[0] != 'd' && w[0] != 'm' && w[0] != 'p' && w[0] != 'r' && w[0] != 's'))
+        return CMD_NONE;
     for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
-        if (strlen(names[k].name) == n && memcmp(names[k].name, w, n) == 0)
+        if (names[k].len == n && names[k].name[0] == w[0] && memcmp(names[k].name, w, n) == 0)
             return names[k].c;
     return CMD_NONE;
 }
 
-static int ends_command(unsigned char c) { return is_eol(c) || in_set(c, "|;&()`"); }
-static int ends_word(unsigned char c) { return is_blank(c) || c == '"' || c == '\'' || ends_command(c); }
+static int ends_command(unsigned char c) { return char_class[c] & COMMAND_END; }
+static int ends_word(unsigned char c) { return char_class[c] & WORD_END; }
+
+/* The word that ends at e, or before it past blanks and quotes: its start
+ * in *start and the program it names in *named.  0 when a command starts
+ * there instead (the line's start, a pipe, a ;). */
+static int word_before(const char *s, size_t e, size_t *start, command *named)
+{
+    size_t k = e, base;
+
+    while (k > 0 && ends_word((unsigned char)s[k - 1]) && !ends_command((unsigned char)s[k - 1]))
+        k--;
+    if (k == 0 || ends_command((unsigned char)s[k - 1]))
+        return 0;
+    for (e = base = k; k > 0 && !ends_word((unsigned char)s[k - 1]); k--)
+        if (base == e && s[k - 1] == '/')
+            base = k;                                   /* /usr/bin/mysql: mysql */
+    if (base == e)
+        base = k;
+    *start = k;
+    *named = command_named(s + base, e - base);
+    return 1;
+}
 
 /* The command the flag at i belongs to: the nearest known name before it,
  * word by word, back to the start of its line or of its part of a
  * pipeline or list. */
 static command command_of(scan *sc, command_cache *cache, size_t i)
 {
-    const char *s = sc->s;
-    size_t k = i, e;
-    command found = CMD_NONE;
+    size_t k = i;
+    command found = CMD_NONE, named;
 
-    for (;;) {
-        while (k > 0 && ends_word((unsigned char)s[k - 1]) && !ends_command((unsigned char)s[k - 1]))
-            k--;
-        if (k == 0 || ends_command((unsigned char)s[k - 1]))
-            break;
-        for (e = k; k > 0 && !ends_word((unsigned char)s[k - 1]); k--)
-            ;
+    while (word_before(sc->s, k, &k, &named)) {
         if (cache->at && k < cache->at) {
             found = cache->found;
             break;
         }
-        if ((found = command_named(s + k, e - k)) != CMD_NONE)
+        if ((found = named) != CMD_NONE)
             break;
     }
     cache->at = i + 1;
@@ -626,31 +651,48 @@ static command command_of(scan *sc, command_cache *cache, size_t i)
     return found;
 }
 
-/* curl's user:password: hide what follows the first colon. */
-static size_t hide_userpass(scan *sc, size_t p)
+/* curl's user:password at p, maybe quoted: where the password starts (0:
+ * no colon, nothing to hide) and, in *end, where it ends. */
+static size_t userpass_at(const char *s, size_t len, size_t p, size_t *end)
 {
-    const char *s = sc->s;
-    char q = p < sc->len && (s[p] == '"' || s[p] == '\'') ? s[p] : 0;
+    char q = p < len && (s[p] == '"' || s[p] == '\'') ? s[p] : 0;
     size_t a = q ? p + 1 : p, e;
 
-    for (e = a; e < sc->len && !is_eol((unsigned char)s[e]) &&
+    for (e = a; e < len && !is_eol((unsigned char)s[e]) &&
                 (q ? s[e] != q : !is_space((unsigned char)s[e]) && s[e] != '"' && s[e] != '\''); e++)
         ;
+    *end = e;
     const char *c = e > a ? memchr(s + a, ':', e - a) : NULL;
-    if (c)
-        hide(sc, (size_t)(c - s) + 1, e);
-    return e;
+    return c ? (size_t)(c - s) + 1 : 0;
+}
+
+/* Whether the word before position i is sshpass (or /usr/bin/sshpass):
+ * looked at in place, as -p apart is common and mostly a port. */
+static int after_sshpass(const char *s, size_t i)
+{
+    size_t k = i;
+
+    while (k > 0 && is_blank((unsigned char)s[k - 1]))
+        k--;
+    if (k > 0 && (s[k - 1] == '"' || s[k - 1] == '\''))
+        k--;
+    return k >= 7 && memcmp(s + k - 7, "sshpass", 7) == 0 &&
+           (k == 7 || s[k - 8] == '/' || ends_word((unsigned char)s[k - 8]));
 }
 
 /* redis-cli -a PW, mysql -pPW (glued: mysql -p DB prompts and uses DB),
- * sshpass -p PW and -pPW, curl -u user:PW and -U (its proxy's). */
+ * sshpass -pPW and sshpass -p PW (the -p right after sshpass: -p apart is
+ * a port to most tools), curl -u user:PW and -U (its proxy's).  The
+ * cheap tests come first: most such flags are no secret's. */
 static size_t at_short_flag(scan *sc, command_cache *cache, size_t i)
 {
     const char *s = sc->s;
-    size_t len = sc->len, g = i + 2, w = g, v;
+    size_t len = sc->len, g = i + 2, w = g, v, end, pw;
     unsigned char f = (unsigned char)s[i + 1];
+    command c;
 
-    if (!in_set(f, "apuU") || (i > 0 && !is_space((unsigned char)s[i - 1]) && s[i - 1] != '"' && s[i - 1] != '\''))
+    if ((i > 0 && !is_space((unsigned char)s[i - 1]) && s[i - 1] != '"' && s[i - 1] != '\'') ||
+        (f != 'a' && f != 'p' && f != 'u' && f != 'U'))
         return i + 1;
     if (w < len && i > 0 && (s[i - 1] == '"' || s[i - 1] == '\'') && s[w] == s[i - 1])
         w++;                                            /* "-a" "PW": the flag's closing quote */
@@ -660,14 +702,39 @@ static size_t at_short_flag(scan *sc, command_cache *cache, size_t i)
     int apart = !glued && v > w && v < len && s[v] != '-' && !is_eol((unsigned char)s[v]);
     if (!glued && !apart)
         return g;
-    command c = command_of(sc, cache, i);
-    if (f == 'a' && c == CMD_REDIS && apart)
-        return hide_value(sc, v, V_WORD);
-    if (f == 'p' && ((c == CMD_MYSQL && glued) || c == CMD_SSHPASS))
-        return hide_value(sc, glued ? g : v, V_WORD);
-    if ((f == 'u' || f == 'U') && c == CMD_CURL)
-        return hide_userpass(sc, glued ? g : v);
+    switch (f) {
+    case 'a':
+        if (apart && command_of(sc, cache, i) == CMD_REDIS)
+            return hide_value(sc, v, V_WORD);
+        break;
+    case 'p':
+        if (apart ? after_sshpass(s, i) : (c = command_of(sc, cache, i)) == CMD_MYSQL || c == CMD_SSHPASS)
+            return hide_value(sc, apart ? v : g, V_WORD);
+        break;
+    default:
+        if ((pw = userpass_at(s, len, glued ? g : v, &end)) && command_of(sc, cache, i) == CMD_CURL) {
+            hide(sc, pw, end);
+            return end;
+        }
+    }
     return g;
+}
+
+/* curl --user user:PW, --user=user:PW and --proxy-user, the flag at
+ * [i, e): where the hidden password ends, or 0 when there is none. */
+static size_t curl_user_flag(scan *sc, command_cache *cache, size_t i, size_t e)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, v = e + 1, end, pw;
+
+    if (e + 1 >= len || (s[e] != '=' && !is_blank((unsigned char)s[e])))
+        return 0;
+    while (v < len && is_blank((unsigned char)s[v]))
+        v++;
+    if (!(pw = userpass_at(s, len, v, &end)) || command_of(sc, cache, i) != CMD_CURL)
+        return 0;
+    hide(sc, pw, end);
+    return end;
 }
 
 /* --password VALUE (the space form: --password=VALUE is a K=V), and
@@ -688,12 +755,10 @@ static size_t at_dash(scan *sc, command_cache *cache, size_t i)
         return i + 1;
     for (e = i + 2; e < len && is_key_char((unsigned char)s[e]); e++)
         ;
-    if (((e - i == 6 && memcmp(s + i, "--user", 6) == 0) || (e - i == 12 && memcmp(s + i, "--proxy-user", 12) == 0)) &&
-        e + 1 < len && (s[e] == '=' || is_blank((unsigned char)s[e])) && command_of(sc, cache, i) == CMD_CURL) {
-        size_t v = e + 1;
-        while (v < len && is_blank((unsigned char)s[v]))
-            v++;
-        return hide_userpass(sc, v);
+    if ((e - i == 6 && memcmp(s + i, "--user", 6) == 0) || (e - i == 12 && memcmp(s + i, "--proxy-user", 12) == 0)) {
+        size_t end = curl_user_flag(sc, cache, i, e);
+        if (end)
+            return end;
     }
     if (e + 1 >= len || !is_blank((unsigned char)s[e]) || s[e + 1] == '-' ||
         !rb_redact_secret_flag(s + i, e - i))
@@ -714,7 +779,9 @@ static size_t at_lt(scan *sc, size_t i)
         return i + 1;
     for (e = n; e < len && e - n < KEY_MAX && (is_key_char((unsigned char)s[e]) || s[e] == ':'); e++)
         ;
-    if (e >= len || (s[e] != '>' && !is_blank((unsigned char)s[e])) || !rb_redact_secret_name(s + n, e - n))
+    /* no secret name is shorter than "pass": <a>, <td>, <li> are looked at no further */
+    if (e - n < 4 || e >= len || (s[e] != '>' && !is_blank((unsigned char)s[e])) ||
+        !rb_redact_secret_name(s + n, e - n))
         return i + 1;
     for (v = e; v < len && s[v] != '>' && s[v] != '<' && !is_eol((unsigned char)s[v]); v++)
         ;                                               /* past the attributes */
@@ -843,15 +910,18 @@ static const unsigned char trigger[256] = {
 static int scan_text(scan *sc)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
+    const size_t len = sc->len;
     command_cache cmds = { 0, CMD_NONE };
     size_t i = 0, next;
 
-    while (i < sc->len) {
-        if (!trigger[u[i]]) {
-            i++;
-            continue;
-        }
-        switch (u[i]) {
+    for (;;) {
+        const unsigned char *p = u + i, *end = u + len;
+        while (p < end && !trigger[*p])
+            p++;
+        if (p == end)
+            break;
+        i = (size_t)(p - u);
+        switch (*p) {
         case '=': next = at_equals(sc, i); break;
         case ':': next = at_colon(sc, i); break;
         case '-': next = at_dash(sc, &cmds, i); break;

@@ -513,6 +513,8 @@ static void test_command_line_flags(void **state)
     stays("curl -u admin https://h/ ; curl -fsS https://h/status");
     stays("redis-cli -h h -p 6379 ping | grep -a PONG");
     stays("redis-cli -a --no-auth-warning; tar -xpf a.tar; kubectl exec -it p -- sh -c 'ls -a /tmp'");
+    stays("app 1042 /usr/bin/node /srv/app/server.js -p 3000 -a -u app");
+    stays("sshpass -f /run/pw ssh -p 2222 app@h; curl -s -u : https://h/");
 }
 
 /* The flag's command is found by walking back over its line: a long line
