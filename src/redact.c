@@ -436,20 +436,29 @@ static int is_eol(unsigned char c) { return c == '\n' || c == '\r' || c == '\0';
 static int is_b64url(unsigned char c) { return is_alnum(c) || c == '_' || c == '-'; }
 static int is_key_char(unsigned char c) { return is_alnum(c) || c == '_' || c == '-' || c == '.'; }
 
-/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), and
- * the marks a YAML, curl -v or config line, or a line of output shown
- * behind runbook's "    | ", may start with: tables, as these are asked at
- * every '=' and ':'. */
+/* What may stand before a bare key ("@name=" or "a/b.c:" is no key), the
+ * marks a YAML, curl -v or config line, or a line of output shown behind
+ * runbook's "    | ", may start with, and what ends a word and a command
+ * of a shell command line: tables, as these are asked at every '=' and
+ * ':' and at every byte walked back over a command line. */
 #define BOUNDARY 1
 #define LINE_MARK 2
+#define WORD_END 4
+#define COMMAND_END 8
+#define B BOUNDARY
+#define W WORD_END
+#define C (WORD_END | COMMAND_END)
 static const unsigned char char_class[256] = {
-    [' '] = BOUNDARY, ['\t'] = BOUNDARY, ['\n'] = BOUNDARY, ['\r'] = BOUNDARY, ['\f'] = BOUNDARY,
-    ['\v'] = BOUNDARY, ['\0'] = BOUNDARY, ['"'] = BOUNDARY, ['\''] = BOUNDARY, ['?'] = BOUNDARY,
-    ['&'] = BOUNDARY, [';'] = BOUNDARY, [','] = BOUNDARY, ['('] = BOUNDARY, ['{'] = BOUNDARY,
-    ['['] = BOUNDARY, ['|'] = BOUNDARY | LINE_MARK, ['$'] = BOUNDARY, ['`'] = BOUNDARY,
-    ['<'] = BOUNDARY | LINE_MARK, ['>'] = BOUNDARY | LINE_MARK, ['*'] = BOUNDARY | LINE_MARK,
-    ['+'] = BOUNDARY | LINE_MARK, ['#'] = BOUNDARY | LINE_MARK, ['-'] = LINE_MARK,
+    [' '] = B | W, ['\t'] = B | W, ['\n'] = B | C, ['\r'] = B | C, ['\f'] = B,
+    ['\v'] = B, ['\0'] = B | C, ['"'] = B | W, ['\''] = B | W, ['?'] = B,
+    ['&'] = B | C, [';'] = B | C, [','] = B, ['('] = B | C, [')'] = C, ['{'] = B,
+    ['['] = B, ['|'] = B | LINE_MARK | C, ['$'] = B, ['`'] = B | C,
+    ['<'] = B | LINE_MARK, ['>'] = B | LINE_MARK, ['*'] = B | LINE_MARK,
+    ['+'] = B | LINE_MARK, ['#'] = B | LINE_MARK, ['-'] = LINE_MARK,
 };
+#undef B
+#undef W
+#undef C
 /* strchr finds the terminator too: a NUL byte of the text is in no set. */
 static int in_set(unsigned char c, const char *set) { return c != '\0' && strchr(set, c) != NULL; }
 static char lower(unsigned char c) { return (char)(is_upper(c) ? c | 0x20 : c); }
@@ -680,8 +689,10 @@ static size_t hide_value(scan *sc, size_t p, vend how)
         return e;
     }
     if (s[p] == '\'') {
+        /* a JavaScript 'it\'s' runs on past its escaped quote */
         for (e = p + 1; e < len && s[e] != '\'' && !is_eol((unsigned char)s[e]); e++)
-            ;
+            if (s[e] == '\\' && e + 1 < len && !is_eol((unsigned char)s[e + 1]))
+                e++;
         hide(sc, p + 1, e);
         return e;
     }
@@ -723,8 +734,9 @@ static int key_boundary(unsigned char c)
 }
 
 /* A key that ends just before position j.  Sets *ks, *ke to the name and
- * returns how its value ends, or -1 when there is no key there. */
-static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
+ * returns how its value ends (V_WORD: a bare key inside a line), or -1
+ * when there is no key there. */
+static int find_key(const char *s, size_t j, size_t *ks, size_t *ke)
 {
     size_t k;
 
@@ -750,11 +762,7 @@ static int find_key(const char *s, size_t j, int colon, size_t *ks, size_t *ke)
         return k > 1 && s[k - 2] == '\\' ? V_ESC : V_DQ;
     if (k > 0 && s[k - 1] == '\'')
         return V_SQ;
-    if (at_line_start(s, k))
-        return V_EOL;
-    /* k: v in running text is prose ("requires a password: put it ..."),
-     * not a YAML or header line */
-    return colon ? -1 : V_WORD;
+    return at_line_start(s, k) ? V_EOL : V_WORD;
 }
 
 /* K=V, export K=V, "K=V", --password=V, ?token=V, and (a TOML or INI
@@ -771,7 +779,7 @@ static size_t at_equals(scan *sc, size_t i)
         j--, spaced = 1;
     if (j > 0 && (s[j - 1] == '=' || s[j - 1] == '!' || s[j - 1] == '<' || s[j - 1] == '>'))
         return i + 1;
-    if ((how = find_key(s, j, 0, &ks, &ke)) < 0)
+    if ((how = find_key(s, j, &ks, &ke)) < 0)
         return i + 1;
     if (how == V_JSON || how == V_JSONESC)          /* "k" = v is no JSON */
         return i + 1;
@@ -809,12 +817,19 @@ static size_t at_url(scan *sc, size_t i)
     return at ? at + 1 : a;
 }
 
-/* "k": "v", \"k\": \"v\", k: v (YAML, headers), and URLs. */
+/* Whether a quoted string starts at p: ', " or the \" of a nested one. */
+static int quote_at(const char *s, size_t len, size_t p)
+{
+    return p < len && (s[p] == '\'' || s[p] == '"' || (s[p] == '\\' && p + 1 < len && s[p + 1] == '"'));
+}
+
+/* "k": "v", \"k\": \"v\", k: v (YAML, headers), k: 'v' anywhere in a
+ * line (a JavaScript object: { password: 'x' }), and URLs. */
 static size_t at_colon(scan *sc, size_t i)
 {
     const char *s = sc->s;
-    size_t ks, ke, p = i + 1;
-    int how;
+    size_t ks, ke, p = i + 1, v = i + 1;
+    int how, quoted;
 
     if (i + 2 < sc->len && s[i + 1] == '/' && s[i + 2] == '/' && i > 0 &&
         (is_alnum((unsigned char)s[i - 1]) || s[i - 1] == '+' || s[i - 1] == '.' || s[i - 1] == '-'))
@@ -822,16 +837,21 @@ static size_t at_colon(scan *sc, size_t i)
     size_t j = i;
     while (j > 0 && is_blank((unsigned char)s[j - 1]))
         j--;
-    if ((how = find_key(s, j, 1, &ks, &ke)) < 0)
+    if ((how = find_key(s, j, &ks, &ke)) < 0)
+        return i + 1;
+    while (v < sc->len && is_blank((unsigned char)s[v]))
+        v++;
+    quoted = quote_at(s, sc->len, v);
+    /* k: v in running text is prose ("requires a password: put it ..."),
+     * not a YAML or header line; k: 'v' there is a value */
+    if (how == V_WORD && !quoted)
         return i + 1;
     /* A bare key needs a blank after its colon (YAML, headers): not 12:30, db:5432 */
-    if (how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
+    if (!quoted && how != V_JSON && how != V_JSONESC && (p >= sc->len || !is_blank((unsigned char)s[p])))
         return i + 1;
     if (!rb_redact_secret_name(s + ks, ke - ks))
         return i + 1;
-    while (p < sc->len && is_blank((unsigned char)s[p]))
-        p++;
-    return hide_value(sc, p, how);
+    return hide_value(sc, v, how);
 }
 
 /* Past the line break(s) at b: real ones, or the two characters \n of a
@@ -884,14 +904,189 @@ static size_t at_pem(scan *sc, size_t i)
     return (size_t)(e - s) + (e < end ? 8 : 0);
 }
 
-/* --password VALUE (the space form: --password=VALUE is a K=V). */
-static size_t at_dash(scan *sc, size_t i)
+/* ---- command lines ---------------------------------------------------- */
+
+/* Some tools take a secret after a one-letter flag whose letter means
+ * something else elsewhere (-p is a port to psql and ssh, -a is grep's
+ * binary switch, -u a user to sudo).  A flag belongs to the nearest
+ * command named before it in its command line; these are the names looked
+ * for, the ones that only stop the search included. */
+typedef enum command {
+    CMD_NONE, CMD_REDIS, CMD_MYSQL, CMD_CURL, CMD_SSHPASS, CMD_OTHER
+} command;
+
+/* The last lookup of a scan: a later one in the same command line only
+ * walks back to it, so a line full of flags is still read once. */
+typedef struct command_cache {
+    size_t at;      /* 1 + where the last lookup started; 0: none yet */
+    command found;
+} command_cache;
+
+/* w[0..n) is a program's base name. */
+static command command_named(const char *w, size_t n)
+{
+#define NAME(s, c) { s, sizeof s - 1, c }
+    static const struct { const char *name; size_t len; command c; } names[] = {
+        NAME("redis-cli", CMD_REDIS), NAME("mysql", CMD_MYSQL), NAME("mysqldump", CMD_MYSQL),
+        NAME("mysqladmin", CMD_MYSQL), NAME("mariadb", CMD_MYSQL), NAME("mariadb-dump", CMD_MYSQL),
+        NAME("curl", CMD_CURL), NAME("sshpass", CMD_SSHPASS), NAME("ssh", CMD_OTHER),
+        NAME("scp", CMD_OTHER), NAME("sftp", CMD_OTHER), NAME("rsync", CMD_OTHER),
+        NAME("psql", CMD_OTHER), NAME("pg_dump", CMD_OTHER), NAME("pg_restore", CMD_OTHER),
+        NAME("sudo", CMD_OTHER), NAME("su", CMD_OTHER), NAME("docker", CMD_OTHER),
+    };
+#undef NAME
+
+    /* most words of a command line are no program named here */
+    if (n < 2 || n > 12 || (w[0] != 'c' && w[0] != 'd' && w[0] != 'm' && w[0] != 'p' && w[0] != 'r' && w[0] != 's'))
+        return CMD_NONE;
+    for (size_t k = 0; k < sizeof names / sizeof names[0]; k++)
+        if (names[k].len == n && names[k].name[0] == w[0] && memcmp(names[k].name, w, n) == 0)
+            return names[k].c;
+    return CMD_NONE;
+}
+
+static int ends_command(unsigned char c) { return char_class[c] & COMMAND_END; }
+static int ends_word(unsigned char c) { return char_class[c] & WORD_END; }
+
+/* The word that ends at e, or before it past blanks and quotes: its start
+ * in *start and the program it names in *named.  0 when a command starts
+ * there instead (the line's start, a pipe, a ;). */
+static int word_before(const char *s, size_t e, size_t *start, command *named)
+{
+    size_t k = e, base;
+
+    while (k > 0 && ends_word((unsigned char)s[k - 1]) && !ends_command((unsigned char)s[k - 1]))
+        k--;
+    if (k == 0 || ends_command((unsigned char)s[k - 1]))
+        return 0;
+    for (e = base = k; k > 0 && !ends_word((unsigned char)s[k - 1]); k--)
+        if (base == e && s[k - 1] == '/')
+            base = k;                                   /* /usr/bin/mysql: mysql */
+    if (base == e)
+        base = k;
+    *start = k;
+    *named = command_named(s + base, e - base);
+    return 1;
+}
+
+/* The command the flag at i belongs to: the nearest known name before it,
+ * word by word, back to the start of its line or of its part of a
+ * pipeline or list. */
+static command command_of(scan *sc, command_cache *cache, size_t i)
+{
+    size_t k = i;
+    command found = CMD_NONE, named;
+
+    while (word_before(sc->s, k, &k, &named)) {
+        if (cache->at && k < cache->at) {
+            found = cache->found;
+            break;
+        }
+        if ((found = named) != CMD_NONE)
+            break;
+    }
+    cache->at = i + 1;
+    cache->found = found;
+    return found;
+}
+
+/* curl's user:password at p, maybe quoted: where the password starts (0:
+ * no colon, nothing to hide) and, in *end, where it ends. */
+static size_t userpass_at(const char *s, size_t len, size_t p, size_t *end)
+{
+    char q = p < len && (s[p] == '"' || s[p] == '\'') ? s[p] : 0;
+    size_t a = q ? p + 1 : p, e;
+
+    for (e = a; e < len && !is_eol((unsigned char)s[e]) &&
+                (q ? s[e] != q : !is_space((unsigned char)s[e]) && s[e] != '"' && s[e] != '\''); e++)
+        ;
+    *end = e;
+    const char *c = e > a ? memchr(s + a, ':', e - a) : NULL;
+    return c ? (size_t)(c - s) + 1 : 0;
+}
+
+/* Whether the word before position i is sshpass (or /usr/bin/sshpass):
+ * looked at in place, as -p apart is common and mostly a port. */
+static int after_sshpass(const char *s, size_t i)
+{
+    size_t k = i;
+
+    while (k > 0 && is_blank((unsigned char)s[k - 1]))
+        k--;
+    if (k > 0 && (s[k - 1] == '"' || s[k - 1] == '\''))
+        k--;
+    return k >= 7 && memcmp(s + k - 7, "sshpass", 7) == 0 &&
+           (k == 7 || s[k - 8] == '/' || ends_word((unsigned char)s[k - 8]));
+}
+
+/* redis-cli -a PW, mysql -pPW (glued: mysql -p DB prompts and uses DB),
+ * sshpass -pPW and sshpass -p PW (the -p right after sshpass: -p apart is
+ * a port to most tools), curl -u user:PW and -U (its proxy's).  The
+ * cheap tests come first: most such flags are no secret's. */
+static size_t at_short_flag(scan *sc, command_cache *cache, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, g = i + 2, w = g, v, end, pw;
+    unsigned char f = (unsigned char)s[i + 1];
+    command c;
+
+    if ((i > 0 && !is_space((unsigned char)s[i - 1]) && s[i - 1] != '"' && s[i - 1] != '\'') ||
+        (f != 'a' && f != 'p' && f != 'u' && f != 'U'))
+        return i + 1;
+    if (w < len && i > 0 && (s[i - 1] == '"' || s[i - 1] == '\'') && s[w] == s[i - 1])
+        w++;                                            /* "-a" "PW": the flag's closing quote */
+    int glued = w == g && g < len && !is_space((unsigned char)s[g]) && !is_eol((unsigned char)s[g]);
+    for (v = w; v < len && is_blank((unsigned char)s[v]); v++)
+        ;
+    int apart = !glued && v > w && v < len && s[v] != '-' && !is_eol((unsigned char)s[v]);
+    if (!glued && !apart)
+        return g;
+    switch (f) {
+    case 'a':
+        if (apart && command_of(sc, cache, i) == CMD_REDIS)
+            return hide_value(sc, v, V_WORD);
+        break;
+    case 'p':
+        if (apart ? after_sshpass(s, i) : (c = command_of(sc, cache, i)) == CMD_MYSQL || c == CMD_SSHPASS)
+            return hide_value(sc, apart ? v : g, V_WORD);
+        break;
+    default:
+        if ((pw = userpass_at(s, len, glued ? g : v, &end)) && command_of(sc, cache, i) == CMD_CURL) {
+            hide(sc, pw, end);
+            return end;
+        }
+    }
+    return g;
+}
+
+/* curl --user user:PW, --user=user:PW and --proxy-user, the flag at
+ * [i, e): where the hidden password ends, or 0 when there is none. */
+static size_t curl_user_flag(scan *sc, command_cache *cache, size_t i, size_t e)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, v = e + 1, end, pw;
+
+    if (e + 1 >= len || (s[e] != '=' && !is_blank((unsigned char)s[e])))
+        return 0;
+    while (v < len && is_blank((unsigned char)s[v]))
+        v++;
+    if (!(pw = userpass_at(s, len, v, &end)) || command_of(sc, cache, i) != CMD_CURL)
+        return 0;
+    hide(sc, pw, end);
+    return end;
+}
+
+/* --password VALUE (the space form: --password=VALUE is a K=V), and
+ * curl's --user user:PW and --proxy-user. */
+static size_t at_dash(scan *sc, command_cache *cache, size_t i)
 {
     const char *s = sc->s;
     size_t len = sc->len, e;
 
-    if (i + 1 >= len || s[i + 1] != '-')
+    if (i + 1 >= len)
         return i + 1;
+    if (s[i + 1] != '-')
+        return at_short_flag(sc, cache, i);
     if (len - i >= 11 && memcmp(s + i, "-----BEGIN ", 11) == 0)
         return at_pem(sc, i);
     if (i + 2 >= len || !is_alpha((unsigned char)s[i + 2]) ||
@@ -899,10 +1094,58 @@ static size_t at_dash(scan *sc, size_t i)
         return i + 1;
     for (e = i + 2; e < len && is_key_char((unsigned char)s[e]); e++)
         ;
+    if ((e - i == 6 && memcmp(s + i, "--user", 6) == 0) || (e - i == 12 && memcmp(s + i, "--proxy-user", 12) == 0)) {
+        size_t end = curl_user_flag(sc, cache, i, e);
+        if (end)
+            return end;
+    }
     if (e + 1 >= len || !is_blank((unsigned char)s[e]) || s[e + 1] == '-' ||
         !rb_redact_secret_flag(s + i, e - i))
         return e;
     return hide_value(sc, e + 1, V_WORD);
+}
+
+/* <password>...</password>, <apiKey>...</apiKey>: the text of an element
+ * named like a secret key, when its close tag follows on the same line
+ * (so "usage: login <token> [options]" stays).  A CDATA section's
+ * content is hidden, its markers stay. */
+static size_t at_lt(scan *sc, size_t i)
+{
+    const char *s = sc->s;
+    size_t len = sc->len, n = i + 1, e, v, end, from;
+
+    if (n >= len || !is_alpha((unsigned char)s[n]))
+        return i + 1;
+    for (e = n; e < len && e - n < KEY_MAX && (is_key_char((unsigned char)s[e]) || s[e] == ':'); e++)
+        ;
+    /* no secret name is shorter than "pass": <a>, <td>, <li> are looked at no further */
+    if (e - n < 4 || e >= len || (s[e] != '>' && !is_blank((unsigned char)s[e])) ||
+        !rb_redact_secret_name(s + n, e - n))
+        return i + 1;
+    for (v = e; v < len && s[v] != '>' && s[v] != '<' && !is_eol((unsigned char)s[v]); v++)
+        ;                                               /* past the attributes */
+    if (v >= len || s[v] != '>' || s[v - 1] == '/')
+        return i + 1;
+    from = ++v;
+    if (len - v >= 9 && memcmp(s + v, "<![CDATA[", 9) == 0) {
+        const char *c = memmem(s + v + 9, len - v - 9, "]]>", 3);
+        if (!c)
+            return i + 1;
+        from = v + 9;
+        v = (size_t)(c - s);
+        end = v + 3;
+    } else {
+        for (end = v; end < len && s[end] != '<' && !is_eol((unsigned char)s[end]); end++)
+            ;
+        v = end;
+    }
+    /* the close tag, also as JSON may escape it: <\/password> */
+    size_t c = end + 2 + (end + 2 < len && s[end + 1] == '\\');
+    if (end + 1 >= len || s[end] != '<' || s[c - 1] != '/' || len - c < e - n + 1 ||
+        memcmp(s + c, s + n, e - n) != 0 || s[c + e - n] != '>')
+        return i + 1;
+    hide(sc, from, v);
+    return end;
 }
 
 static int word_start(const char *s, size_t i)
@@ -999,24 +1242,29 @@ static size_t at_upper_j(scan *sc, size_t j)
 }
 
 static const unsigned char trigger[256] = {
-    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1,
+    ['='] = 1, [':'] = 1, ['-'] = 1, ['_'] = 1, ['A'] = 1, ['x'] = 1, ['J'] = 1, ['<'] = 1,
 };
 
 /* Run every rule over the text; with no mask, stop at the first hit. */
 static int scan_text(scan *sc)
 {
     const unsigned char *u = (const unsigned char *)sc->s;
+    const size_t len = sc->len;
+    command_cache cmds = { 0, CMD_NONE };
     size_t i = 0, next;
 
-    while (i < sc->len) {
-        if (!trigger[u[i]]) {
-            i++;
-            continue;
-        }
-        switch (u[i]) {
+    for (;;) {
+        const unsigned char *p = u + i, *end = u + len;
+        while (p < end && !trigger[*p])
+            p++;
+        if (p == end)
+            break;
+        i = (size_t)(p - u);
+        switch (*p) {
         case '=': next = at_equals(sc, i); break;
         case ':': next = at_colon(sc, i); break;
-        case '-': next = at_dash(sc, i); break;
+        case '-': next = at_dash(sc, &cmds, i); break;
+        case '<': next = at_lt(sc, i); break;
         case '_': next = at_underscore(sc, i); break;
         case 'A': next = at_upper_a(sc, i); break;
         case 'x': next = at_x(sc, i); break;

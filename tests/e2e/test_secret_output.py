@@ -148,3 +148,53 @@ class SecretOutput(RunbookTestCase):
                              'log.warn("retrying https://h.example.com/?token=tok-Warn-2211")')
         self.assertHidden(out, ["pw-Log-3008", "tok-Warn-2211"], ["DB_PASSWORD=", "h.example.com"])
         self.assertTrue(os.path.exists(self.path("t.jsonl")))
+
+    def test_pm2_ecosystem_file_xml_and_client_command_lines(self):
+        """A drill on a PM2 stack showed these in clear: a real ecosystem
+        file's JavaScript object literals, an XML config, and the password
+        flags of redis-cli, mysql, curl and sshpass."""
+        self.write("ecosystem.config.js",
+                   "module.exports = {\n"
+                   "  apps: [{\n"
+                   "    name: 'api', script: 'server.js', instances: 1,\n"
+                   "    env: { NODE_ENV: 'production', PORT: 3000, DB_PASSWORD: 'drillpw_Xk29',\n"
+                   "      DB_HOST: 'db.internal', password: \"js-Pw-5120\", \"API_TOKEN\": 'js-Tok-7781' },\n"
+                   "    env_staging: {SESSION_SECRET:'js-Sess-3349', author: 'jane'},\n"
+                   "  }],\n"
+                   "};\n")
+        # the file is one pm2 loads: node reads the same env back from it
+        node = subprocess.run(["node", "-e", "const a = require(process.argv[1]).apps[0];"
+                               "console.log(a.env.DB_PASSWORD, a.env_staging.SESSION_SECRET)",
+                               self.path("ecosystem.config.js")], capture_output=True, text=True, timeout=30)
+        self.assertEqual(node.stdout.strip(), "drillpw_Xk29 js-Sess-3349", node.stderr)
+        self.write("settings.xml",
+                   "<settings>\n"
+                   "  <server>\n"
+                   "    <id>releases</id>\n"
+                   "    <username>deploy</username>\n"
+                   "    <password>xml-Pw-6604</password>\n"
+                   "  </server>\n"
+                   "  <secret>xml-Sec-1932</secret><apiKey>xml-Key-2287</apiKey>\n"
+                   "  <author>jane</author>\n"
+                   "</settings>\n")
+        lines = ["redis-cli -h 127.0.0.1 -p 6379 -a cli-Redis-4410 ping",
+                 "redis-cli --pass cli-Redis-4411 info",
+                 "mysql -uroot -pcli-Mysql-4420 orders",
+                 "mysqldump --password=cli-Mysql-4421 orders",
+                 "curl -fsS -u admin:cli-Curl-4430 https://h.internal/",
+                 "curl --user admin:cli-Curl-4431 https://h.internal/",
+                 "sshpass -p cli-Sshpass-4440 ssh -p 2222 app@h.internal",
+                 "PGPASSWORD=cli-Pg-4450 psql -h db.internal -p 5432 -U app"]
+        body = ('exec{"cat", "ecosystem.config.js", readonly = true}\n'
+                'exec{"cat", "settings.xml", readonly = true}\n')
+        for l in lines:
+            body += f'exec{{"sh", "-c", {lua_str("echo " + l)}, readonly = true}}\n'
+        out = self.run_steps(body)
+        self.assertHidden(out, ["drillpw_Xk29", "js-Pw-5120", "js-Tok-7781", "js-Sess-3349",
+                                "xml-Pw-6604", "xml-Sec-1932", "xml-Key-2287",
+                                "cli-Redis-4410", "cli-Redis-4411", "cli-Mysql-4420", "cli-Mysql-4421",
+                                "cli-Curl-4430", "cli-Curl-4431", "cli-Sshpass-4440", "cli-Pg-4450"],
+                          ["DB_PASSWORD: '", "NODE_ENV: 'production'", "DB_HOST: 'db.internal'",
+                           "author: 'jane'", "<username>deploy</username>", "<password>", "</password>",
+                           "<author>jane</author>", "-p 6379 -a ", "-uroot -p", "-u admin:",
+                           "ssh -p 2222 app@h.internal", "PGPASSWORD="])

@@ -667,6 +667,124 @@ static void test_lua_line_redactor_hides_key_body(void **state)
     lua_close(L);
 }
 
+/* ---- what a newcomer's drill on a PM2 stack found shown ---------------- */
+
+/* cat ecosystem.config.js: a JavaScript object literal, the key unquoted,
+ * the value quoted, anywhere in a line */
+static void test_javascript_object_literal(void **state)
+{
+    (void)state;
+    expect("    env: { DB_PASSWORD: 'drillpw_Xk29', PORT: 3000 },",
+           "    env: { DB_PASSWORD: '***', PORT: 3000 },");
+    expect("{ name: 'api', password: \"x\" }", "{ name: 'api', password: \"***\" }");
+    expect("apps: [{ name: 'api', env: {SESSION_SECRET:'s3'} }]", "apps: [{ name: 'api', env: {SESSION_SECRET:'***'} }]");
+    expect("  \"DB_PASSWORD\": 'x',\n  API_TOKEN: \"t\\\"q\",\n", "  \"DB_PASSWORD\": '***',\n  API_TOKEN: \"***\",\n");
+    expect("{ apiKey: 'it\\'s long', user: 'bob' }", "{ apiKey: '***', user: 'bob' }");
+    /* the neighbours: names that hold no secret, unquoted values */
+    stays("    env: { NODE_ENV: 'production', PORT: 3000, author: 'jane', keyboard: 'us' },");
+    stays("    env: { DB_PASSWORD: process.env.DB_PASSWORD, PORT: 3000 },");
+    stays("{ name: 'api', script: 'server.js', time: '12:30', passenger: \"3\" }");
+}
+
+/* k: 'v' inside a line: a quoted value is a value, an unquoted one prose */
+static void test_quoted_value_inside_a_line(void **state)
+{
+    (void)state;
+    expect("login failed: bad password: 'hunter2' for bob", "login failed: bad password: '***' for bob");
+    expect("config error, token: \"abc def\" is expired", "config error, token: \"***\" is expired");
+    expect("{\"msg\": \"the secret: \\\"s1\\\" was rotated\"}", "{\"msg\": \"the secret: \\\"***\\\" was rotated\"}");
+    stays("the server requires a password: put it in the URL");
+    stays("error: token: none given, author: 'jane', host: 'db'");
+}
+
+static void test_xml_elements(void **state)
+{
+    (void)state;
+    expect("<password>drill-Pw</password>", "<password>***</password>");
+    expect("  <secret>s 1</secret>\n  <apiKey>k1</apiKey>\n", "  <secret>***</secret>\n  <apiKey>***</apiKey>\n");
+    expect("<db><user>app</user><password>p</password></db>", "<db><user>app</user><password>***</password></db>");
+    expect("<ns:password enc=\"no\">p</ns:password>", "<ns:password enc=\"no\">***</ns:password>");
+    expect("<token><![CDATA[a<b]]></token>", "<token><![CDATA[***]]></token>");
+    /* as JSON may carry it, with the close tag's slash escaped */
+    expect("{\"xml\": \"<password>p<\\/password>\"}", "{\"xml\": \"<password>***<\\/password>\"}");
+    stays("<author>Jane</author><keyboard>us</keyboard><user>bob</user>");
+    stays("<passwordFile>/run/secrets/db</passwordFile>");
+    stays("usage: vault login <token> [options]");
+    stays("<password/> <password></password> <password>x</pass>");
+    stays("<input type=\"password\" name=\"password\">");
+}
+
+static void test_command_line_flags(void **state)
+{
+    (void)state;
+    expect("redis-cli -h 127.0.0.1 -p 6379 -a redisPw ping", "redis-cli -h 127.0.0.1 -p 6379 -a *** ping");
+    expect("/usr/bin/redis-cli --pass 'r p' --no-auth-warning", "/usr/bin/redis-cli --pass '***' --no-auth-warning");
+    expect("mysql -uroot -pmyPw orders", "mysql -uroot -p*** orders");
+    expect("mysqldump --password=dumpPw db; mariadb -p'q w' db", "mysqldump --password=*** db; mariadb -p'***' db");
+    expect("curl -fsS -u admin:curlPw https://h/", "curl -fsS -u admin:*** https://h/");
+    expect("curl --user admin:p:w https://h/ && curl --user='bob:x y' -U px:proxyPw h",
+           "curl --user admin:*** https://h/ && curl --user='bob:***' -U px:*** h");
+    expect("sshpass -p sshPw ssh -p 2222 app@h", "sshpass -p *** ssh -p 2222 app@h");
+    expect("sshpass -psshPw scp f h:", "sshpass -p*** scp f h:");
+    expect("docker exec -u app cache redis-cli -a pw1", "docker exec -u app cache redis-cli -a ***");
+    expect("sh -c 'redis-cli -a pw2 info'", "sh -c 'redis-cli -a *** info'");
+    /* the same letters in other commands, or with no secret after them */
+    stays("psql -h db -p 5432 -U app orders");
+    stays("ssh -p 2222 app@h; grep -a needle file | sudo -u postgres psql -p 5433");
+    stays("mysql -p orders; mysql -u root -p -h db");
+    stays("curl -u admin https://h/ ; curl -fsS https://h/status");
+    stays("redis-cli -h h -p 6379 ping | grep -a PONG");
+    stays("redis-cli -a --no-auth-warning; tar -xpf a.tar; kubectl exec -it p -- sh -c 'ls -a /tmp'");
+    stays("app 1042 /usr/bin/node /srv/app/server.js -p 3000 -a -u app");
+    stays("sshpass -f /run/pw ssh -p 2222 app@h; curl -s -u : https://h/");
+}
+
+/* The flag's command is found by walking back over its line: a long line
+ * of flags, another command between, and a line break each decide. */
+static void test_command_of_a_flag_on_long_lines(void **state)
+{
+    size_t n = 4000 * 6 + 64;
+    char *line = malloc(n), *want = malloc(n);
+    (void)state;
+
+    for (int round = 0; round < 3; round++) {
+        const char *head = round == 1 ? "redis-cli ssh " : "redis-cli ";
+        size_t o = (size_t)snprintf(line, n, "%s", head);
+        for (int k = 0; k < 4000; k++)
+            o += (size_t)snprintf(line + o, n - o, "-h hh ");
+        if (round == 2)
+            line[o - 1] = '\n';
+        memcpy(want, line, o);
+        snprintf(line + o, n - o, "-a pw-%d", round);
+        snprintf(want + o, n - o, round == 0 ? "-a ***" : "-a pw-%d", round);
+        expect(line, want);
+    }
+    free(line);
+    free(want);
+}
+
+static void test_new_rules_truncated_and_random_texts(void **state)
+{
+    static const char *texts[] = {
+        "env: { DB_PASSWORD: 'x\\'y', token: \"a\\\"b\" }", "<ns:password a=\"b\"><![CDATA[x]]></ns:password>",
+        "{\"x\":\"<apiKey>k<\\/apiKey>\"}", "redis-cli -h h -a 'p w' | mysql -uroot -p\"q\" db",
+        "curl --user 'u:p' -U a:b --proxy-user=c:d && sshpass -pX ssh -p 2", "\"-a\" \"pw\" '-p' 'x'", NULL };
+    static const char alphabet[] = "<>/:'\"\\ -apuU{}[],=|;&\nredis-cli mysql curl sshpass passwordsecret![CDATA[]]";
+    char buf[96];
+    unsigned seed = 424242;
+    (void)state;
+
+    for (const char **t = texts; *t; t++)
+        for (size_t len = 0; len <= strlen(*t); len++)
+            check_consistent(*t, len);
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (seed = seed * 1103515245u + 12345u) % sizeof buf;
+        for (size_t i = 0; i < len; i++)
+            buf[i] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof alphabet - 1)];
+        check_consistent(buf, len);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -696,6 +814,12 @@ int main(void)
         cmocka_unit_test(test_lua_redact_uses_the_rules),
         cmocka_unit_test(test_lua_redact_returns_a_clean_string_itself),
         cmocka_unit_test(test_lua_line_redactor_hides_key_body),
+        cmocka_unit_test(test_javascript_object_literal),
+        cmocka_unit_test(test_quoted_value_inside_a_line),
+        cmocka_unit_test(test_xml_elements),
+        cmocka_unit_test(test_command_line_flags),
+        cmocka_unit_test(test_command_of_a_flag_on_long_lines),
+        cmocka_unit_test(test_new_rules_truncated_and_random_texts),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
