@@ -945,6 +945,34 @@ static command command_named(const char *w, size_t n)
     return CMD_NONE;
 }
 
+/* An argv's element arg[0..an) of program prog (its path or name): what
+ * of it or of the next element is a secret, for the encoder, which sees
+ * an argv as separate strings (the scanner sees a shown command line). */
+rb_argv_secret rb_redact_argv(const char *prog, size_t pn, const char *arg, size_t an)
+{
+    size_t base = pn;
+    while (base > 0 && prog[base - 1] != '/')
+        base--;
+    command c = command_named(prog + base, pn - base);
+    int dash_p = an >= 2 && arg[0] == '-' && arg[1] == 'p';
+    size_t ab = an;
+    while (ab > 0 && arg[ab - 1] != '/')
+        ab--;
+    if (arg != prog && command_named(arg + ab, an - ab) != CMD_NONE)
+        return RB_ARGV_PROGRAM;
+    if (c == CMD_REDIS && an == 2 && memcmp(arg, "-a", 2) == 0)
+        return RB_ARGV_NEXT;
+    if (c == CMD_SSHPASS && dash_p)
+        return an == 2 ? RB_ARGV_NEXT : RB_ARGV_AFTER_FLAG;
+    if (c == CMD_MYSQL && dash_p && an > 2)
+        return RB_ARGV_AFTER_FLAG;                      /* -pPW; -p alone prompts */
+    if (c == CMD_CURL && ((an == 2 && (memcmp(arg, "-u", 2) == 0 || memcmp(arg, "-U", 2) == 0)) ||
+                          (an == 6 && memcmp(arg, "--user", 6) == 0) ||
+                          (an == 12 && memcmp(arg, "--proxy-user", 12) == 0)))
+        return RB_ARGV_NEXT_PASSWORD;
+    return RB_ARGV_NONE;
+}
+
 static int ends_command(unsigned char c) { return char_class[c] & COMMAND_END; }
 static int ends_word(unsigned char c) { return char_class[c] & WORD_END; }
 

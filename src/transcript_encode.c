@@ -203,18 +203,6 @@ static int is_scalar(lua_State *L, int idx)
     return t == LUA_TSTRING || t == LUA_TNUMBER;
 }
 
-/* Whether the element at idx is a flag ("--password") whose next argument
- * is a secret. */
-static int is_secret_flag(lua_State *L, int idx)
-{
-    size_t n;
-
-    if (lua_type(L, idx) != LUA_TSTRING)
-        return 0;
-    const char *s = lua_tolstring(L, idx, &n);
-    return rb_redact_secret_flag(s, n);
-}
-
 static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth);
 
 /* A table with keys 1..n and nothing else is an array (n > 0). */
@@ -250,25 +238,84 @@ static void put_key(lua_State *L, out *o, int kidx)
     }
 }
 
+/* The string at idx with its bytes from keep on written as "***" (keep is
+ * at most its length), the kept part redacted like any string. */
+static void put_kept(lua_State *L, out *o, rb_redactor *r, int idx, int depth, size_t keep)
+{
+    size_t n;
+    const char *s = lua_tolstring(L, idx, &n);
+    if (keep > n)
+        keep = n;
+    lua_pushlstring(L, s, keep);
+    lua_pushliteral(L, "***");
+    lua_concat(L, 2);
+    put_value(L, o, r, lua_gettop(L), depth + 1);
+    lua_pop(L, 1);
+}
+
+/* What element i of an argv whose program is prog (NULL when the first
+ * element is not a string) hides, given what the element before said. */
+static rb_argv_secret argv_rule(lua_State *L, const char *prog, size_t pn, int idx)
+{
+    size_t an;
+    if (prog == NULL || lua_type(L, idx) != LUA_TSTRING)
+        return RB_ARGV_NONE;
+    const char *a = lua_tolstring(L, idx, &an);
+    if (rb_redact_secret_flag(a, an))
+        return RB_ARGV_NEXT;
+    return rb_redact_argv(prog, pn, a, an);
+}
+
+/* One element of an array; pending is what the element before hides of it. */
+static void put_element(lua_State *L, out *o, rb_redactor *r, int idx, int depth, int hide,
+                        rb_argv_secret pending, rb_argv_secret own)
+{
+    if ((hide || pending == RB_ARGV_NEXT) && is_scalar(L, idx)) {
+        put(L, o, "\"***\"", 5);
+    } else if (pending == RB_ARGV_NEXT_PASSWORD && lua_type(L, idx) == LUA_TSTRING) {
+        const char *s = lua_tostring(L, idx), *colon = strchr(s, ':');
+        put_kept(L, o, r, idx, depth, colon ? (size_t)(colon - s) + 1 : lua_rawlen(L, idx));
+    } else if (own == RB_ARGV_AFTER_FLAG) {
+        put_kept(L, o, r, idx, depth, 2);
+    } else {
+        put_value(L, o, r, idx, depth + 1);
+    }
+}
+
+/* An array: an argv's secrets are found element by element (the flag
+ * before a value, the program the flag belongs to). */
+static void put_array(lua_State *L, out *o, rb_redactor *r, int idx, int depth, int hide)
+{
+    lua_Unsigned n = lua_rawlen(L, idx);
+    rb_argv_secret pending = RB_ARGV_NONE;
+    size_t pn = 0;
+    lua_rawgeti(L, idx, 1);
+    const char *prog = lua_type(L, -1) == LUA_TSTRING ? lua_tolstring(L, -1, &pn) : NULL;
+    putc_(L, o, '[');       /* the program stays on the stack while prog is used */
+    for (lua_Unsigned i = 1; i <= n; i++) {
+        if (i > 1)
+            putc_(L, o, ',');
+        lua_rawgeti(L, idx, (lua_Integer)i);
+        int top = lua_gettop(L);
+        rb_argv_secret own = argv_rule(L, prog, pn, top);
+        put_element(L, o, r, top, depth, hide, pending, own);
+        if (own == RB_ARGV_PROGRAM) {
+            lua_replace(L, top - 1);    /* keep the new program where the old one was */
+            lua_rawgeti(L, idx, (lua_Integer)i);
+            prog = lua_tolstring(L, top - 1, &pn);
+        }
+        pending = own == RB_ARGV_AFTER_FLAG || own == RB_ARGV_PROGRAM ? RB_ARGV_NONE : own;
+        lua_pop(L, 1);
+    }
+    putc_(L, o, ']');
+    lua_pop(L, 1);
+}
+
 /* hide: the table is an array under a credential member. */
 static void put_table(lua_State *L, out *o, rb_redactor *r, int idx, int depth, int hide)
 {
     if (is_array(L, idx)) {
-        lua_Unsigned n = lua_rawlen(L, idx);
-        int hide_next = 0;
-        putc_(L, o, '[');
-        for (lua_Unsigned i = 1; i <= n; i++) {
-            if (i > 1)
-                putc_(L, o, ',');
-            lua_rawgeti(L, idx, (lua_Integer)i);
-            if ((hide || hide_next) && is_scalar(L, -1))
-                put(L, o, "\"***\"", 5);
-            else
-                put_value(L, o, r, lua_gettop(L), depth + 1);
-            hide_next = is_secret_flag(L, -1);
-            lua_pop(L, 1);
-        }
-        putc_(L, o, ']');
+        put_array(L, o, r, idx, depth, hide);
         return;
     }
     putc_(L, o, '{');

@@ -59,6 +59,16 @@ int rb_redact_secret_name(const char *name, size_t len);
  * ("--password", "--api-key"; not "--password-stdin", "--password=x"). */
 int rb_redact_secret_flag(const char *s, size_t len);
 
+/* What an argv element of program prog hides: nothing, the next element
+ * (redis-cli -a PW, sshpass -p PW), the next element after its first ':'
+ * (curl -u user:PW), or this element after its two-byte flag (mysql -pPW);
+ * RB_ARGV_PROGRAM: the element names a program whose flags follow
+ * (sshpass -p PW ssh -p 2222: the second -p is ssh's port). */
+typedef enum rb_argv_secret {
+    RB_ARGV_NONE, RB_ARGV_NEXT, RB_ARGV_NEXT_PASSWORD, RB_ARGV_AFTER_FLAG, RB_ARGV_PROGRAM
+} rb_argv_secret;
+rb_argv_secret rb_redact_argv(const char *prog, size_t pn, const char *arg, size_t an);
+
 /* This state's redactor, created on first use and kept in the registry.
  * [-0, +0, m] */
 rb_redactor *rb_redactor_of(lua_State *L);

@@ -113,6 +113,30 @@ static void test_argv_flag_value_hidden(void **state)
            "\"argv\":[\"sh\",\"-c\",\"mysql --password ***\"]");
 }
 
+/* A program's own password flags, in an argv as exec records it: the
+ * program (first element, a path or a name) decides what -a, -p or -u
+ * mean; elsewhere they stay (psql -p is a port, grep -a is text). */
+static void test_argv_program_password_flags_hidden(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { argv = { 'redis-cli', '-h', 'cache', '-a', 'Rds-pw-1', 'ping' } }",
+           "\"argv\":[\"redis-cli\",\"-h\",\"cache\",\"-a\",\"***\",\"ping\"]");
+    expect(L, "return { argv = { '/usr/bin/mysql', '-uroot', '-pMy-pw-2', 'shop' } }",
+           "\"argv\":[\"/usr/bin/mysql\",\"-uroot\",\"-p***\",\"shop\"]");
+    expect(L, "return { argv = { 'curl', '-u', 'ops:Curl-pw-3', 'https://x/' } }",
+           "\"argv\":[\"curl\",\"-u\",\"ops:***\",\"https://x/\"]");
+    expect(L, "return { argv = { 'curl', '--user', 'ops:Curl-pw-4' } }",
+           "\"argv\":[\"curl\",\"--user\",\"ops:***\"]");
+    expect(L, "return { argv = { 'sshpass', '-p', 'Ssh-pw-5', 'ssh', '-p', '2222', 'h' } }",
+           "\"argv\":[\"sshpass\",\"-p\",\"***\",\"ssh\",\"-p\",\"2222\",\"h\"]");
+    expect(L, "return { argv = { 'psql', '-p', '5432', '-a', 'x' } }",
+           "\"argv\":[\"psql\",\"-p\",\"5432\",\"-a\",\"x\"]");
+    expect(L, "return { argv = { 'grep', '-a', 'needle', 'f' } }",
+           "\"argv\":[\"grep\",\"-a\",\"needle\",\"f\"]");
+    expect(L, "return { argv = { 'mysql', '-p', 'shop' } }",
+           "\"argv\":[\"mysql\",\"-p\",\"shop\"]");
+}
+
 static void test_long_string_cut(void **state)
 {
     lua_State *L = *state;
@@ -203,6 +227,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_secrets_and_credentials_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_named_members_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_argv_flag_value_hidden, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_argv_program_password_flags_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_redacted_across_the_cut, setup, teardown),
         cmocka_unit_test_setup_teardown(test_long_string_head_grows_past_a_hidden_block, setup, teardown),
