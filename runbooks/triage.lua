@@ -33,8 +33,8 @@ runbook {
   title = "Triage: the first five minutes of an incident",
   severity = "P1",
   description = "Notes the start time and scope; checks health endpoints, service status, " ..
-    "the error log lines of the last 10 minutes (log_window), database connectivity, connections and long-running " ..
-    "queries, and Redis; proposes a severity (P0-P3) for the operator to confirm or " ..
+    "the error log lines of the last 10 minutes (log_window), database connectivity, " ..
+    "connections and long-running queries, and Redis; proposes a severity (P0-P3) for the operator to confirm or " ..
     "change, and announces it through notify.  Changes nothing but the announcement.",
 }
 
@@ -88,7 +88,7 @@ end
 
 local function note_start(p, resumed)
   noted.triage_started = os.date("!%Y-%m-%d %H:%M:%S UTC")
-  noted.started = p.started or (resumed and "(not known: this run resumed past the start step; " ..
+  noted.started = p.started or (resumed and "(not known: the start step did not run in this run; " ..
     "pass -p started=...)") or noted.triage_started
   noted.scope = p.scope or prompt("What is affected (scope)?", { default = "not yet known" })
   log.info("triage started %s on target %s", noted.triage_started, target.name or "(none)")
@@ -194,14 +194,14 @@ local function long_queries(db, p)
        and query_start < now() - make_interval(secs => $1::float8)
      order by query_start limit 10]], limit)
   if #long == 0 then
-    log.info("no query has run longer than %s s", tostring(limit))
+    log.info("no query has run longer than %g s", limit)
     return
   end
   for _, q in ipairs(long) do
     print(string.format("    pid %d  %s  %.0f s  %s: %s", q.pid, q.user or "?", q.seconds, q.state or "?", q.query or ""))
   end
-  found("database", "degraded", string.format("%d quer%s running longer than %s s (oldest: pid %d, %.0f s)", #long,
-    #long == 1 and "y" or "ies", tostring(limit), long[1].pid, long[1].seconds))
+  found("database", "degraded", string.format("%d quer%s running longer than %g s (oldest: pid %d, %.0f s)", #long,
+    #long == 1 and "y" or "ies", limit, long[1].pid, long[1].seconds))
 end
 
 function run_check.database(p)

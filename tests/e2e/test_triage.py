@@ -221,7 +221,7 @@ class TriageTest(OpsFixture, RunbookTestCase):
         sev, text = self.declared()
         self.assertEqual(sev, "P0", text)
         self.assertIn("Scope: checkout down.", text)
-        self.assertIn("Started: (not known: this run resumed past the start step", text)
+        self.assertIn("Started: (not known: the start step did not run in this run", text)
 
     def test_start_at_announce_announces_nothing_unconfirmed(self):
         self.app.set_unhealthy()
