@@ -647,8 +647,11 @@ function service.logs(name, opts)
   opts = opts or {}
   local t = target_of(opts)
   local m = service.manager(opts)
-  local since = opts.since and math.max(1, math.floor(tonumber(opts.since) or
-    error("service.logs: since must be a number of seconds", 2))) or nil
+  local since = opts.since
+  if since ~= nil then
+    if tonumber(since) == nil then error("service.logs: since must be a number of seconds", 2) end
+    since = math.max(1, math.floor(tonumber(since)))
+  end
   local o = { lines = opts.lines or DEFAULT_LINES, errors = opts.errors ~= false, since = since }
   if MANAGERS[m].before_logs then
     local why = MANAGERS[m].before_logs(t, name, opts)

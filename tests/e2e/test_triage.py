@@ -251,18 +251,22 @@ class TriageTest(OpsFixture, RunbookTestCase):
         self.assertEqual(self.notices(), [])
 
     def test_error_lines_older_than_the_window_are_left_out(self):
-        # An earlier episode, 25 minutes ago, left an ERROR line; the stack is healthy now.
-        old = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 25 * 60))
+        # An earlier episode, 30 and 25 minutes ago, left ERROR lines (one
+        # stamped in UTC with no zone, one in UTC+2 saying so); the stack is
+        # healthy now.
+        older = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 30 * 60))
+        old = time.strftime("%Y-%m-%d %H:%M:%S.250+02:00", time.gmtime(time.time() - 25 * 60 + 2 * 3600))
         with open(os.path.join(self.app.dir("api"), "app.log"), "a") as f:
-            f.write(f"{old} ERROR [4242] health check failing: database connection refused\n")
+            f.write(f"{older} ERROR [4242] health check failing: database connection refused\n"
+                    f"{old} ERROR [4242] worker crashed\n")
         self.rb("triage", "--yes", "-p", "scope=checkout slow")
-        self.assertLogged("api: 1 error line(s) older than 10 min left out (the newest of them 25 min old)",
+        self.assertLogged("api: 2 error line(s) older than 10 min left out (the newest of them 25 min old)",
                           "logs")
         self.assertLogged("Proposed: P3 (cosmetic)", "severity")
         self.assertEqual(self.declared()[0], "P3")
         # a wider window takes it in, and the finding says how old it is
         self.rb("triage", "--yes", "-p", "scope=checkout slow", "-p", "log_window=3600")
-        self.assertLogged("api logged 1 error line(s) in the last 60 min; the newest is 25 min old", "logs")
+        self.assertLogged("api logged 2 error line(s) in the last 60 min; the newest is 25 min old", "logs")
         self.assertLogged("Proposed: P2", "severity")
 
 
