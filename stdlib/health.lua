@@ -280,13 +280,13 @@ function health.findings(results)
   return findings
 end
 
--- The names pools give their counts, first match wins: HikariCP,
--- node-postgres, SQLAlchemy, pgbouncer-style and plain ones.
+-- The names a pool's counts go by, first match wins: plain ones, and
+-- those of HikariCP, node-postgres and SQLAlchemy as apps report them.
 local POOL_KEYS = {
-  size = { "size", "max", "max_size", "maxSize", "maximum", "limit", "capacity" },
-  total = { "total", "totalCount", "open", "connections" },
-  in_use = { "in_use", "inUse", "active", "used", "busy", "checked_out", "checkedOut" },
-  idle = { "idle", "idleCount", "available", "free" },
+  size = { "size", "max", "max_size", "maxSize", "maximum", "maximumPoolSize", "limit", "capacity" },
+  total = { "total", "totalCount", "totalConnections", "open", "connections" },
+  in_use = { "in_use", "inUse", "active", "activeConnections", "used", "busy", "checked_out", "checkedOut" },
+  idle = { "idle", "idleCount", "idleConnections", "available", "free" },
   waiting = { "waiting", "waitingCount", "pending", "queued", "threadsAwaitingConnection" },
 }
 
@@ -344,7 +344,7 @@ function health.pool(doc)
   if in_use == nil and idle ~= nil and open ~= nil then in_use = open - idle end
   pool.in_use = in_use or 0
   pool.idle = idle or (pool.size and pool.size - pool.in_use)
-  pool.usage = pool.size and pool.size > 0 and pool.in_use / pool.size or nil
+  if pool.size then pool.usage = pool.size > 0 and pool.in_use / pool.size or 0 end
   return pool
 end
 
