@@ -9,7 +9,11 @@ when the name is right, typed on a real terminal too.  Also
 stdlib/health.lua through the host, and the game-day scenario.  An app
 that hangs on /health (its probes time out, said as timeouts, the fix
 offered after one timeout), a dry-run restart of a stopped service (the
-real state read once), and HTTPS health checks against a private CA."""
+real state read once), and HTTPS health checks against a private CA.
+With the app's Redis down (a real Redis, stopped) the 503 detailed
+health is read: the pool (node-postgres counts) and the Redis error are
+reported, no restart is proposed, and the last step fails; fix=none
+with the health still failing ends failed, not done."""
 import datetime
 import os
 import sys

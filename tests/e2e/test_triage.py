@@ -9,7 +9,15 @@ stdlib/incident.lua through the host, and the game-day scenario under
 --dry-run.  Against a real PM2 and supervisord: a healthy app whose pm2
 log headers come coloured is P3, not P2; a crash-looping app is a crash
 loop, not "online"; with no pm2 daemon triage says so and starts none;
-and the secret in the app's environment stays off screen and transcript."""
+and the secret in the app's environment stays off screen and transcript.
+Resumed after a SIGHUP at the severity question (or started at it), the
+severity step checks again and proposes what is true now; the announce
+step announces only a severity confirmed in its own run; with nothing to
+check (no --target) no all-clear is proposed; error lines older than
+log_window are left out (by their timestamps for commands and pm2, by
+journalctl/compose --since), and a line with no timestamp is said to be
+of unknown age."""
+import json
 import os
 import signal
 import subprocess
@@ -183,6 +191,29 @@ class TriageTest(OpsFixture, RunbookTestCase):
     def test_runbook_check_passes(self):
         p = self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "triage.lua"))
         self.assertExit(p, 0)
+
+    def test_journalctl_and_compose_select_the_window_by_time(self):
+        # No systemd or Docker daemon runs here: their output comes from a
+        # scenario, in a dry run; what is checked is the argv they are given.
+        cases = {
+            "systemd": ({"manager": "systemd"}, "^journalctl",
+                        ["journalctl", "-u", "api", "-n", "200", "--no-pager", "-p", "err", "--since", "-900s"]),
+            "compose": ({"manager": "compose", "compose_file": "/srv/app/compose.yml"}, "^docker compose",
+                        ["docker", "compose", "-f", "/srv/app/compose.yml", "logs", "--no-color", "--tail", "200",
+                         "--since", "900s", "api"]),
+        }
+        for name, (keys, pattern, argv) in cases.items():
+            with self.subTest(manager=name):
+                self.write_config(dict(services=["api"], **keys))
+                scenario = self.write(f"{name}.lua", "return { { primitive = \"exec\", match = %s, result = "
+                                      "{ code = 0, stdout = \"api-1  | ERROR upstream timed out\\n\" } } }\n"
+                                      % json.dumps(pattern))
+                self.rb("triage", "--dry-run", "--yes", "--scenario", scenario, "-p", "scope=x",
+                        "-p", "log_window=900")
+                logs = [c["args"]["argv"] for c in self.ev("call", primitive="exec") if c.get("step") == "logs"]
+                self.assertEqual(logs, [argv])
+                self.assertLogged(f"api logged 1 error line(s) in the last 15 min ({name} selects them by time)",
+                                  "logs")
 
     def test_resumed_after_sighup_at_the_severity_question_checks_again_and_proposes_p0(self):
         # The app is down; the ssh session to the bastion drops at the question.
