@@ -3,7 +3,12 @@
 -- and its database pool, then offer the usual fixes, each behind its own
 -- confirmation: restart the unhealthy instance, delete cache keys matching
 -- a pattern (SCAN + DEL), or flush the Redis database (the operator types
--- the target's name first).
+-- the target's name first).  When the detailed health says a dependency
+-- is down (Redis refusing connections, the database unreachable), the
+-- runbook says which and proposes no restart: restarting the app does not
+-- bring a dependency back.  The last step checks again and fails while the
+-- health endpoints still fail or a dependency is still down, whatever fix
+-- was chosen (none included).
 --
 --   runbook run api-issues --target prod
 --   runbook run api-issues --target prod -p fix=delete-cache-keys -p pattern='cache:user:*'
@@ -76,6 +81,30 @@ step("Check the health endpoints: status and response times", { id = "health" },
   add_findings(health.findings(results))
 end)
 
+-- "redis (connect ECONNREFUSED ...), db" for the components that are down.
+local function down_text(d)
+  local parts = {}
+  for i, c in ipairs(d and d.down or {}) do
+    parts[i] = c.name .. (c.error and (" (" .. c.error .. ")") or "")
+  end
+  return table.concat(parts, ", ")
+end
+
+local function show_pool(d)
+  local pool = d.pool
+  if pool == nil then
+    log.warn("the detailed health (GET %s answered %d) has no database pool (no table named pool with " ..
+      "size, in_use, idle or waiting counts, like db.pool)", d.url, d.status)
+  elseif pool.size then
+    log.info("database pool (%s): %d/%d in use, %d waiting, %d idle (%.0f%% used)%s", pool.path,
+      pool.in_use, pool.size, pool.waiting, pool.idle, pool.usage * 100,
+      pool.size_is_open and "; the size is the connections open, the maximum is not given" or "")
+  else
+    log.info("database pool (%s): %d in use, %d waiting (its size is not given)", pool.path, pool.in_use,
+      pool.waiting)
+  end
+end
+
 step("Read the detailed health and the database pool", { id = "detailed" }, function()
   if target.detailed_health == nil then
     log.warn("no detailed health: add detailed_health = \"https://.../health/detailed\" to the target")
@@ -91,24 +120,34 @@ step("Read the detailed health and the database pool", { id = "detailed" }, func
     add_findings(d.findings)
     return
   end
+  -- (a 503 comes with the document that says what is down: read it all)
   log.info("GET %s: %d in %s", d.url, d.status, health.ms(d.time))
   for _, c in ipairs(d.components) do
-    print(string.format("    %-10s %s", c.name, c.status))
+    print(string.format("    %-10s %s%s", c.name, c.status, c.error and (": " .. c.error) or ""))
   end
-  if d.pool then
-    log.info("database pool (%s): %d/%d in use, %d waiting, %d idle (%.0f%% used)", d.pool.path,
-      d.pool.in_use, d.pool.size, d.pool.waiting, d.pool.idle, d.pool.usage * 100)
-  else
-    log.warn("the detailed health (GET %s answered %d) has no database pool section (db.pool)", d.url, d.status)
+  show_pool(d)
+  if #d.down > 0 then
+    log.warn("down, says the detailed health: %s", down_text(d))
   end
   add_findings(d.findings)
 end)
 
-step("Choose a fix", { id = "fix" }, function(p)
-  local proposed = "none"
-  if (state.health and state.health.failing > 0) or (state.detailed and not state.detailed.ok) then
-    proposed = "restart"
+-- The fix to propose.  A dependency the detailed health says is down is
+-- not cured by restarting the app: propose none, and say what is down.
+local function propose_fix(p)
+  local d = state.detailed
+  if d and #d.down > 0 then
+    log.warn("not proposing a restart: %s %s down; restarting %s does not bring %s back: fix %s first",
+      down_text(d), #d.down == 1 and "is" or "are", p.service or service.list()[1] or "the app",
+      #d.down == 1 and "it" or "them", #d.down == 1 and "it" or "them")
+    return "none"
   end
+  if (state.health and state.health.failing > 0) or (d and not d.ok) then return "restart" end
+  return "none"
+end
+
+step("Choose a fix", { id = "fix" }, function(p)
+  local proposed = propose_fix(p)
   if #state.findings > 0 then
     local sev, why = incident.propose(state.findings)
     log.info("this looks like %s (%s): %s", sev, incident.meaning(sev), table.concat(why, "; "))
@@ -228,17 +267,25 @@ step("Flush the Redis database (type the target's name)", { id = "flush" }, func
   log.info("FLUSHDB done; %d key(s) left", r:call("DBSIZE"))
 end)
 
-step("Check the health endpoints again", { id = "verify" }, function()
-  local results = health.check(nil, { samples = 1 })
+-- The run ends done only when the health endpoints pass and the detailed
+-- health names no dependency down, whatever the fix was (none included):
+-- "done" with the API still failing would read as resolved.
+step("Check the health endpoints again", { id = "verify" }, function(p)
+  local results, d = health.probe(nil, target.detailed_health, { samples = 1, timeout = tonumber(p.timeout) })
   local s = health.summary(results)
+  local down = down_text(d)
+  local failing = s.failing > 0 or down ~= ""
+  local text = s.text .. (down ~= "" and ("; down, says the detailed health: " .. down) or "")
   if state.simulated then
     log.info("dry run: the %s was simulated; would expect every check to pass (the real state is %s)",
-      tostring(state.fix), s.failing == 0 and ("healthy: " .. s.text)
-        or ((s.failing == s.total and "still down: " or "still failing: ") .. s.text))
+      tostring(state.fix), not failing and ("healthy: " .. text)
+        or ((s.failing == s.total and "still down: " or "still failing: ") .. text))
     return
   end
-  log.info("after the fix (%s): %s", tostring(state.fix), s.text)
-  if s.failing > 0 and state.fix ~= "none" then
-    error(string.format("still failing after %s: %s", state.fix, s.text), 0)
+  log.info("after the fix (%s): %s", tostring(state.fix), text)
+  if failing and state.fix == "none" then
+    error(string.format("still failing, and no fix was applied (fix: none): %s", text), 0)
+  elseif failing then
+    error(string.format("still failing after %s: %s", state.fix, text), 0)
   end
 end)

@@ -28,13 +28,26 @@
 --
 -- health.detailed(url, opts) -> d
 --   GET the detailed health document (default target.detailed_health) and
---   read it: d = { url, ok, status, time, doc (the decoded JSON), pool,
---   components = { {name, status, ok} ... }, problems = { "text" ... },
---   findings }.  The pool is the first table named `pool` with a numeric
---   size (db.pool, database.pool, pool, checks.db.pool ...):
---     { size, in_use, waiting, idle, usage (in_use / size), path = "db.pool" }
---   Requests waiting for a connection, or every connection in use, are
---   problems.  A component whose status is not ok/healthy/up/pass is one.
+--   read it, whatever the status it came with (an app with a dependency
+--   down answers 503 with the document that says which):
+--   d = { url, ok, status, time, doc (the decoded JSON), pool,
+--   components = { {name, status, ok, down, error} ... }, down (the
+--   components that are down), problems = { "text" ... }, findings }.
+--   A component is an entry (top level, or under components, checks,
+--   dependencies, services) with a status word or an ok/healthy/up
+--   boolean: {"redis":{"ok":false,"error":"connect ECONNREFUSED ..."}};
+--   error is its error, message, reason or details.error.  One whose
+--   status is not ok/healthy/up/pass is a problem; down when the word
+--   says so (down, error, failed, unreachable, ...) or the boolean is
+--   false, not when it is merely "degraded".
+--   The pool is the first table named `pool` with a count in it (db.pool,
+--   database.pool, pool, checks.db.pool ...), its counts under the names
+--   pools use (size/max, total/totalCount, in_use/active, idle/idleCount,
+--   waiting/waitingCount/pending):
+--     { size, in_use, waiting, idle, usage (in_use / size), path = "db.pool",
+--       size_is_open (size is the connections open, not the most allowed) }
+--   Requests waiting for a connection, or every connection of a pool at
+--   its maximum in use, are problems.
 --     local d = health.detailed()
 --     if d.pool then log.info("pool %d/%d in use, %d waiting", d.pool.in_use, d.pool.size, d.pool.waiting) end
 --
@@ -267,7 +280,32 @@ function health.findings(results)
   return findings
 end
 
--- Depth-first search for a table named pool with a numeric size.
+-- The names a pool's counts go by, first match wins: plain ones, and
+-- those of HikariCP, node-postgres and SQLAlchemy as apps report them.
+local POOL_KEYS = {
+  size = { "size", "max", "max_size", "maxSize", "maximum", "maximumPoolSize", "limit", "capacity" },
+  total = { "total", "totalCount", "totalConnections", "open", "connections" },
+  in_use = { "in_use", "inUse", "active", "activeConnections", "used", "busy", "checked_out", "checkedOut" },
+  idle = { "idle", "idleCount", "idleConnections", "available", "free" },
+  waiting = { "waiting", "waitingCount", "pending", "queued", "threadsAwaitingConnection" },
+}
+
+local function first_number(t, names)
+  for _, k in ipairs(names) do
+    if type(t[k]) == "number" then return num(t[k]) end
+  end
+  return nil
+end
+
+local function is_pool(t)
+  if type(t) ~= "table" then return false end
+  for _, names in pairs(POOL_KEYS) do
+    if first_number(t, names) ~= nil then return true end
+  end
+  return false
+end
+
+-- Depth-first search for a table named pool with a count in it.
 local function find_pool(t, path, depth)
   if depth > 4 then return nil end
   local keys = {}
@@ -278,7 +316,7 @@ local function find_pool(t, path, depth)
     if pa ~= pb then return pa < pb end
     return a < b
   end)
-  if type(t.pool) == "table" and type(t.pool.size) == "number" then
+  if is_pool(t.pool) then
     return t.pool, path == "" and "pool" or (path .. ".pool")
   end
   for _, k in ipairs(keys) do
@@ -290,14 +328,23 @@ local function find_pool(t, path, depth)
   return nil
 end
 
+-- pool.size is the most connections the pool may open when the document
+-- says (size, max, ...); with only the number open (node-postgres'
+-- totalCount) it is that number and pool.size_is_open is true: all of
+-- them busy is then no exhaustion, as the pool may open more.
 function health.pool(doc)
   if type(doc) ~= "table" then return nil end
   local p, path = find_pool(doc, "", 0)
   if p == nil then return nil end
-  local pool = { size = num(p.size), in_use = num(p.in_use or p.active or p.used or 0),
-    waiting = num(p.waiting or p.pending or 0), idle = num(p.idle), path = path }
-  if pool.idle == nil then pool.idle = pool.size - pool.in_use end
-  pool.usage = pool.size > 0 and pool.in_use / pool.size or 0
+  local size, total = first_number(p, POOL_KEYS.size), first_number(p, POOL_KEYS.total)
+  local in_use, idle = first_number(p, POOL_KEYS.in_use), first_number(p, POOL_KEYS.idle)
+  local pool = { size = size or total, size_is_open = size == nil and total ~= nil or nil,
+    waiting = first_number(p, POOL_KEYS.waiting) or 0, path = path }
+  local open = total or pool.size
+  if in_use == nil and idle ~= nil and open ~= nil then in_use = open - idle end
+  pool.in_use = in_use or 0
+  pool.idle = idle or (pool.size and pool.size - pool.in_use)
+  if pool.size then pool.usage = pool.size > 0 and pool.in_use / pool.size or 0 end
   return pool
 end
 
@@ -305,40 +352,90 @@ local function is_ok_word(v)
   return type(v) == "string" and OK_WORDS[v:lower()] == true
 end
 
+-- Words that say a dependency is down, not merely degraded.
+local DOWN_WORDS = { down = true, error = true, failed = true, fail = true, failing = true, critical = true,
+  unreachable = true, unavailable = true, dead = true, red = true, offline = true, unhealthy = true }
+
+-- One entry of the detailed health as a component, or nil when it does
+-- not say its state: { name, status, ok, down, error }.  The state is a
+-- status word ({"status":"up"}) or a boolean ({"ok":false},
+-- {"healthy":false}, {"up":false}); the error is what the entry says
+-- went wrong (error, message, reason, details.error).
+local function component(name, v)
+  local ok, status
+  if type(v.ok) == "boolean" then ok = v.ok
+  elseif type(v.healthy) == "boolean" then ok = v.healthy
+  elseif type(v.up) == "boolean" then ok = v.up end
+  if type(v.status) == "string" or type(v.status) == "number" then
+    status = tostring(v.status)
+    if ok == nil then ok = is_ok_word(status) end
+  elseif ok == nil then
+    return nil
+  end
+  local details = type(v.details) == "table" and v.details or {}
+  local err = v.error or v.message or v.reason or details.error or details.message
+  if type(err) == "table" then err = err.message or json.encode(err) end
+  local c = { name = name, ok = ok, status = status or (ok and "ok" or "down"),
+    error = err ~= nil and tostring(err) or nil }
+  c.down = not ok and (status == nil or DOWN_WORDS[status:lower()] == true)
+  return c
+end
+
+-- The components: the top level's entries, and those of a components /
+-- checks / dependencies / services table (Spring's actuator, .NET).
+local function components_of(doc)
+  local list = {}
+  local function scan(t, prefix)
+    local names = {}
+    for k, v in pairs(t) do
+      if type(k) == "string" and type(v) == "table" then names[#names + 1] = k end
+    end
+    table.sort(names)
+    for _, k in ipairs(names) do
+      local c = component(prefix .. k, t[k])
+      if c then list[#list + 1] = c end
+    end
+  end
+  scan(doc, "")
+  for _, group in ipairs({ "components", "checks", "dependencies", "services" }) do
+    if type(doc[group]) == "table" and component(group, doc[group]) == nil then scan(doc[group], "") end
+  end
+  return list
+end
+
+local function pool_problems(d, pool)
+  local shown = pool.size and string.format("%d/%d in use, %d waiting", pool.in_use, pool.size, pool.waiting)
+    or string.format("%d in use, %d waiting", pool.in_use, pool.waiting)
+  local what
+  if pool.waiting > 0 then
+    what = string.format("%d request(s) waiting for a database connection (pool %s)", pool.waiting, shown)
+  elseif pool.size and not pool.size_is_open and pool.in_use >= pool.size then
+    what = string.format("the database pool is exhausted (%s)", shown)
+  end
+  if what then
+    d.problems[#d.problems + 1] = what
+    d.findings[#d.findings + 1] = { kind = "degraded", source = "db pool", what = what }
+  end
+end
+
 local function read_detailed(d, doc)
   d.doc = doc
   if doc.status ~= nil and not is_ok_word(doc.status) then
     d.problems[#d.problems + 1] = string.format("the detailed health says status %s", tostring(doc.status))
   end
-  local names = {}
-  for k, v in pairs(doc) do
-    if type(v) == "table" and v.status ~= nil then names[#names + 1] = k end
-  end
-  table.sort(names)
-  for _, k in ipairs(names) do
-    local ok = is_ok_word(doc[k].status)
-    d.components[#d.components + 1] = { name = k, status = tostring(doc[k].status), ok = ok }
-    if not ok then
-      local what = string.format("%s is %s in the detailed health", k, tostring(doc[k].status))
+  for _, c in ipairs(components_of(doc)) do
+    d.components[#d.components + 1] = c
+    if not c.ok then
+      local what = string.format("%s is %s in the detailed health%s", c.name, c.status,
+        c.error and (": " .. c.error) or "")
       d.problems[#d.problems + 1] = what
       d.findings[#d.findings + 1] = { kind = "feature_down", source = "detailed health", what = what }
+      if c.down then d.down[#d.down + 1] = c end
     end
   end
   local pool = health.pool(doc)
   d.pool = pool
-  if pool then
-    local shown = string.format("%d/%d in use, %d waiting", pool.in_use, pool.size, pool.waiting)
-    if pool.waiting > 0 then
-      local what = string.format("%d request(s) waiting for a database connection (pool %s)",
-        pool.waiting, shown)
-      d.problems[#d.problems + 1] = what
-      d.findings[#d.findings + 1] = { kind = "degraded", source = "db pool", what = what }
-    elseif pool.in_use >= pool.size then
-      local what = string.format("the database pool is exhausted (%s)", shown)
-      d.problems[#d.problems + 1] = what
-      d.findings[#d.findings + 1] = { kind = "degraded", source = "db pool", what = what }
-    end
-  end
+  if pool then pool_problems(d, pool) end
 end
 
 function health.detailed(url, opts)
@@ -348,7 +445,7 @@ function health.detailed(url, opts)
     error("health.detailed: no URL given and the target has no detailed_health; add " ..
       "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
   end
-  local d = { url = url, ok = false, problems = {}, findings = {}, components = {} }
+  local d = { url = url, ok = false, problems = {}, findings = {}, components = {}, down = {} }
   local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet,
     cacert = opts.cacert or default_cacert() })
   if not ok then

@@ -59,6 +59,17 @@
 --   non-zero exit raises.
 --     local lg = service.logs("api", { lines = 200 })
 --     log.info("%d error lines", #lg.errors)
+--   opts.since = N keeps the lines of the last N seconds.  journalctl and
+--   docker compose select them (--since; lg.window_by = "manager").  pm2,
+--   supervisorctl tail and commands have no time filter: a line whose
+--   start carries a date and time (2026-12-01T09:01:02[.123][Z|+01:00],
+--   or with a space for the T; without a zone it is local time) older
+--   than N s is left out (lg.window_by = "timestamps"); a line with none
+--   is kept, as its age is unknown.  Then lg.older counts the error lines
+--   left out and lg.older_newest_age is the age of the newest of them,
+--   lg.newest_error_age the age (s) of the newest error kept when its
+--   line says, lg.untimed the error lines kept with no time.
+--     local lg = service.logs("api", { since = 600 })
 --
 -- service.restart(name, opts) / service.start / service.stop -> r
 --   r = { service, manager, action, ok, code, output, reason (the last line
@@ -232,7 +243,8 @@ MANAGERS.systemd = {
     if action == "logs" then
       local argv = { "journalctl", "-u", name, "-n", tostring(opts.lines), "--no-pager" }
       if opts.errors then argv[#argv + 1] = "-p"; argv[#argv + 1] = "err" end
-      return argv, opts.errors
+      if opts.since then append(argv, "--since", string.format("-%ds", opts.since)) end
+      return argv, opts.errors, false, opts.since ~= nil
     elseif action == "status" then
       return { "systemctl", "status", "--no-pager", "--lines=0", name }
     end
@@ -250,7 +262,9 @@ MANAGERS.compose = {
   argv = function(t, action, name, opts)
     local base = { "docker", "compose", "-f", compose_file(t) }
     if action == "logs" then
-      return append(base, "logs", "--no-color", "--tail", tostring(opts.lines), name)
+      append(base, "logs", "--no-color", "--tail", tostring(opts.lines))
+      if opts.since then append(base, "--since", string.format("%ds", opts.since)) end
+      return append(base, name), false, false, opts.since ~= nil
     elseif action == "status" then
       return append(base, "ps", "--all", "--format", "json", name)
     end
@@ -575,19 +589,77 @@ local function is_note(line)
     or line:match("^%s*%[TAILING%]") ~= nil or line:match("last %d+ lines:%s*$") ~= nil
 end
 
+-- Days since 1970-01-01 of a civil date (proleptic Gregorian): a zoned
+-- timestamp is converted without os.time, which reads the local zone.
+local function days_from_civil(y, m, d)
+  y = m <= 2 and y - 1 or y
+  local era = (y >= 0 and y or y - 399) // 400
+  local yoe = y - era * 400
+  local doy = (153 * (m + (m > 2 and -3 or 9)) + 2) // 5 + d - 1
+  local doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+  return era * 146097 + doe - 719468
+end
+
+-- The time (epoch seconds) a log line starts with, or nil: a date and
+-- time in its first 80 bytes (after a manager's "0|api | " or a
+-- container's "api-1  | " prefix), with an optional fraction and zone.
+local STAMP = "(%d%d%d%d)%-(%d%d)%-(%d%d)[T ](%d%d):(%d%d):(%d%d)[%.,]?%d*()"
+local function line_time(line)
+  local y, mo, d, h, mi, sec, after = line:sub(1, 80):match(STAMP)
+  if y == nil then return nil end
+  y, mo, d, h, mi, sec = tonumber(y), tonumber(mo), tonumber(d), tonumber(h), tonumber(mi), tonumber(sec)
+  if mo < 1 or mo > 12 or d < 1 or d > 31 or h > 23 or mi > 59 or sec > 60 then return nil end
+  local rest = line:sub(after, after + 6)
+  local utc = days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec
+  if rest:match("^Z") or rest:match("^ UTC") then return utc end
+  local sign, oh, om = rest:match("^([+-])(%d%d):?(%d%d)")
+  if sign then
+    local off = (tonumber(oh) * 60 + tonumber(om)) * 60
+    return sign == "+" and utc - off or utc + off
+  end
+  return os.time({ year = y, month = mo, day = d, hour = h, min = mi, sec = sec })
+end
+
+-- Leave out the error lines older than `since` seconds where the line
+-- says its time; note the age of the newest error line kept.
+local function apply_window(lg, since, by_manager)
+  lg.window = since
+  lg.window_by = by_manager and "manager" or "timestamps"
+  lg.older, lg.untimed = 0, 0
+  local now, kept = os.time(), {}
+  for _, line in ipairs(lg.errors) do
+    local at = line_time(line)
+    local age = at and math.max(0, now - at)
+    if age and age > since and not by_manager then
+      lg.older = lg.older + 1
+      lg.older_newest_age = math.min(lg.older_newest_age or age, age)
+    else
+      kept[#kept + 1] = line
+      if age then lg.newest_error_age = math.min(lg.newest_error_age or age, age)
+      else lg.untimed = lg.untimed + 1 end
+    end
+  end
+  lg.errors = kept
+end
+
 function service.logs(name, opts)
   check_name("logs", name)
   opts = opts or {}
   local t = target_of(opts)
   local m = service.manager(opts)
-  local o = { lines = opts.lines or DEFAULT_LINES, errors = opts.errors ~= false }
+  local since = opts.since
+  if since ~= nil then
+    if tonumber(since) == nil then error("service.logs: since must be a number of seconds", 2) end
+    since = math.max(1, math.floor(tonumber(since)))
+  end
+  local o = { lines = opts.lines or DEFAULT_LINES, errors = opts.errors ~= false, since = since }
   if MANAGERS[m].before_logs then
     local why = MANAGERS[m].before_logs(t, name, opts)
     if why then
       error(string.format("service %s: logs through %s (%s): %s", name, m, service.where(opts), why), 2)
     end
   end
-  local argv, filtered, cut = MANAGERS[m].argv(t, "logs", name, o)
+  local argv, filtered, cut, by_manager = MANAGERS[m].argv(t, "logs", name, o)
   local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet ~= false, MANAGERS[m].env
     and MANAGERS[m].env(t))
   if r.code ~= 0 then
@@ -608,6 +680,7 @@ function service.logs(name, opts)
   for _, line in ipairs(lg.lines) do
     if filtered or looks_like_error(line) then lg.errors[#lg.errors + 1] = line end
   end
+  if since then apply_window(lg, since, by_manager) end
   return lg
 end
 

@@ -4,7 +4,9 @@
 -- Expected: the health step records "every health check fails", the
 -- severity step proposes P0 (outage), and the announce step shows the
 -- "severity P0 declared" message it would send (a dry run sends nothing).
+-- The rule names no step: with --start-at severity the severity step
+-- checks again, and reads the same 503.
 return {
-  { name = "API answers 503", primitive = "http", step = "health", match = "GET ",
+  { name = "API answers 503", primitive = "http", match = "GET ",
     result = { status = 503, body = '{"status":"unhealthy","error":"database connection refused"}' } },
 }

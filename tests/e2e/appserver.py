@@ -17,7 +17,18 @@ answers:
                          "in_use":3,"waiting":0}}, "redis":{"status":"ok"}, ...};
                          DIR/pool.json replaces the pool
   POST /admin/wedge      this process answers 503 on /health until it is
-                         restarted: the failure a restart fixes
+                         restarted: the failure a restart fixes (the
+                         detailed health says so in its status; its db
+                         and redis stay ok: they are not what failed)
+  DIR/redis              HOST:PORT of a Redis the app depends on, as a Node
+                         app does: every /health* request PINGs it for
+                         real, /health answers 503 when it does not answer
+                         PONG, and /health/detailed answers in the style
+                         of a Node app (node-postgres pool counts, ok
+                         booleans): {"status":"ok"|"error", "db":{"ok":true,
+                         "pool":{"max":10,"total":4,"idle":1,"waiting":0}},
+                         "redis":{"ok":false,"error":"connect ECONNREFUSED
+                         127.0.0.1:PORT"}}, 503 when a dependency is down
   DIR/delay              seconds to wait before answering any /health* request
   DIR/hang               any /health* request hangs while this file exists
                          (up to 10 minutes): an app whose workers are stuck
@@ -33,6 +44,7 @@ restart, status (exit 0 if the pid is alive, 3 if not) and logs (tail -n
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -204,6 +216,10 @@ class AppService:
     def set_pool(self, name="api", **pool):
         self.flag(name, "pool.json", True, json.dumps(pool))
 
+    def depend_on_redis(self, hostport, name="api"):
+        """The app PINGs the Redis at HOST:PORT on every health request."""
+        self.flag(name, "redis", True, hostport)
+
     def wedge(self, name="api"):
         import urllib.request
         req = urllib.request.Request(self.url(name, "/admin/wedge"), data=b"", method="POST")
@@ -255,6 +271,9 @@ class OpsFixture:
             self.app.start(name)
         self.notify_file = self.path("notify.txt")
         self.env["RUNBOOK_PATH"] = os.path.join(SOURCE_DIR, "runbooks")
+        # the app server stamps its log lines in UTC with no zone, which a
+        # reader takes as local time
+        self.env["TZ"] = "UTC"
         self.runs = 0
         base = {"services": list(services), "manager": "commands", "commands": self.app.commands()}
         if services:
@@ -356,11 +375,47 @@ class Handler(BaseHTTPRequestHandler):
             return False, "database connection refused"
         return True, ""
 
+    def _redis(self):
+        """None when the app depends on no Redis, else (ok, error) of a
+        real PING to it."""
+        try:
+            with open(os.path.join(self.server.dir, "redis")) as f:
+                host, port = f.read().strip().rsplit(":", 1)
+        except (OSError, ValueError):
+            return None
+        try:
+            with socket.create_connection((host, int(port)), timeout=2) as c:
+                c.sendall(b"PING\r\n")
+                reply = c.recv(64)
+        except ConnectionRefusedError:
+            return False, f"connect ECONNREFUSED {host}:{port}"
+        except OSError as e:
+            return False, f"redis {host}:{port}: {e}"
+        if not reply.startswith(b"+PONG"):
+            return False, f"redis {host}:{port} answered {reply[:40]!r}"
+        return True, ""
+
+    def _node_detailed(self, ok, why, redis):
+        """The detailed health as a Node app with pg and ioredis writes it."""
+        redis_ok, redis_error = redis
+        doc = {"status": "ok" if ok and redis_ok else "error",
+               "uptime": round(time.monotonic() - self.server.started, 3),
+               "db": {"ok": True, "pool": {"max": 10, "total": 4, "idle": 1, "waiting": 0}},
+               "redis": {"ok": redis_ok}}
+        if not redis_ok:
+            doc["redis"]["error"] = redis_error
+        if not ok:
+            doc["error"] = why
+        return self._reply(200 if ok and redis_ok else 503, doc)
+
     def do_GET(self):
         if self.path == "/health":
             self._hang()
             self._delay()
             ok, why = self._healthy()
+            redis = self._redis()
+            if ok and redis is not None and not redis[0]:
+                ok, why = False, "redis: " + redis[1]
             if not ok:
                 self.server.log("ERROR", f"health check failing: {why}")
                 return self._reply(503, {"status": "unhealthy", "error": why})
@@ -369,6 +424,10 @@ class Handler(BaseHTTPRequestHandler):
             self._hang()
             self._delay()
             ok, why = self._healthy()
+            redis = self._redis()
+            if redis is not None:
+                return self._node_detailed(ok, why, redis)
+            db_down = os.path.exists(os.path.join(self.server.dir, "unhealthy"))
             pool = dict(DEFAULT_POOL)
             try:
                 with open(os.path.join(self.server.dir, "pool.json")) as f:
@@ -377,8 +436,10 @@ class Handler(BaseHTTPRequestHandler):
                 pass
             doc = {"status": "ok" if ok else "degraded", "version": "1.4.2", "pid": os.getpid(),
                    "uptime": round(time.monotonic() - self.server.started, 3),
-                   "db": {"status": "ok" if ok else "down", "pool": pool},
+                   "db": {"status": "down" if db_down else "ok", "pool": pool},
                    "redis": {"status": "ok"}}
+            if not ok and not db_down:
+                doc["error"] = why          # wedged: the app itself, not a dependency
             return self._reply(200 if ok else 503, doc)
         self._reply(404, {"error": "not found"})
 

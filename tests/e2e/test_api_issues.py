@@ -9,7 +9,11 @@ when the name is right, typed on a real terminal too.  Also
 stdlib/health.lua through the host, and the game-day scenario.  An app
 that hangs on /health (its probes time out, said as timeouts, the fix
 offered after one timeout), a dry-run restart of a stopped service (the
-real state read once), and HTTPS health checks against a private CA."""
+real state read once), and HTTPS health checks against a private CA.
+With the app's Redis down (a real Redis, stopped) the 503 detailed
+health is read: the pool (node-postgres counts) and the Redis error are
+reported, no restart is proposed, and the last step fails; fix=none
+with the health still failing ends failed, not done."""
 import datetime
 import os
 import sys
@@ -191,7 +195,7 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
 
     def test_hung_app_says_timeout_and_offers_the_fix_after_one_probe_timeout(self):
         self.app.set_hang()
-        self.rb("api-issues", answers="Which fix? = none\n", timeout=120)
+        self.rb("api-issues", answers="Which fix? = none\n", timeout=120, expect=1)
         waited = self.seconds_to_first_question()
         sys.stderr.write(f"\n[figure] api-issues, app hung on /health, probe timeout 10 s, samples 3: "
                          f"first question after {waited:.1f} s\n")
@@ -205,10 +209,53 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
 
     def test_503_is_said_as_503(self):
         self.app.set_unhealthy()
-        self.rb("api-issues", "-p", "samples=1", answers="Which fix? = none\n")
+        self.rb("api-issues", "-p", "samples=1", answers="Which fix? = none\n", expect=1)
         self.assertLogged("answered 503, expected 2xx", "health")
         self.assertLogged("/health/detailed: 503 in", "detailed")
         self.assertLogged("database pool (db.pool): 3/10 in use", "detailed")
+
+    def test_redis_down_is_read_from_the_503_body_and_no_restart_is_proposed(self):
+        down = RedisServer()            # a real Redis the app used, now stopped
+        port = down.port
+        down.stop()
+        self.app.depend_on_redis(f"127.0.0.1:{port}")
+        pid = self.app.pid()
+        p = self.rb("api-issues", "--yes", "-p", "samples=1", "-p", "settle=2", expect=1)
+        refused = f"connect ECONNREFUSED 127.0.0.1:{port}"
+        self.assertLogged("/health/detailed: 503 in", "detailed")
+        self.assertIn(f"redis      down: {refused}", p.stdout)
+        self.assertLogged(f"redis is down in the detailed health: {refused}", "detailed")
+        self.assertLogged("database pool (db.pool): 3/10 in use, 0 waiting, 1 idle (30% used)", "detailed")
+        self.assertFalse([m for m in self.messages() if "no database pool" in m], self.messages("detailed"))
+        self.assertLogged(f"not proposing a restart: redis ({refused}) is down; restarting api does not "
+                          "bring it back", "fix")
+        self.assertLogged("proposed fix: none", "fix")
+        self.assertEqual(self.app.pid(), pid, "the app was restarted for a dependency that is down")
+        self.assertEqual([c for c in self.ev("call", primitive="exec") if "restart" in " ".join(c["args"]["argv"])],
+                         [], "a restart ran")
+        end = self.step_end("verify")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("still failing, and no fix was applied (fix: none)", end["error"])
+        self.assertIn(f"down, says the detailed health: redis ({refused})", end["error"])
+
+    def test_node_style_detailed_health_with_redis_up_is_healthy(self):
+        self.app.depend_on_redis(f"127.0.0.1:{RS.port}")
+        p = self.rb("api-issues", "-p", "fix=none", "-p", "samples=1")
+        self.assertLogged("/health/detailed: 200 in", "detailed")
+        self.assertIn("redis      ok", p.stdout)
+        self.assertLogged("database pool (db.pool): 3/10 in use, 0 waiting, 1 idle (30% used)", "detailed")
+        self.assertFalse([m for m in self.messages() if m.startswith("finding (")], self.messages())
+        self.assertLogged("after the fix (none): 1 check: 1 ok", "verify")
+
+    def test_fix_none_while_the_health_check_fails_ends_failed(self):
+        self.app.wedge()
+        self.rb("api-issues", "-p", "fix=none", "-p", "samples=1", expect=1)
+        end = self.step_end("verify")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("still failing, and no fix was applied (fix: none): 1 check: 0 ok, 1 failing", end["error"])
+        run_end = self.ev("run.end")[-1]
+        self.assertNotEqual(run_end["status"], "done", run_end)
+        self.assertEqual(run_end["exit"], 1, run_end)
 
     def test_dry_run_restart_of_a_down_service_reads_the_real_state_once(self):
         self.app.stop("api")
@@ -301,6 +348,11 @@ step("detailed health and the pool", function(p)
   local pool = health.pool({ checks = { database = { pool = { size = 5, active = 5 } } } })
   eq(pool.path, "checks.database.pool", "nested"); eq(pool.in_use, 5, "active"); eq(pool.idle, 0, "idle")
   eq(health.pool({ status = "ok" }), nil, "no pool")
+  pool = health.pool({ db = { ok = true, pool = { max = 10, total = 4, idle = 1, waiting = 0 } } })
+  eq(pool.size, 10, "max"); eq(pool.in_use, 3, "total - idle"); eq(pool.idle, 1, "idle")
+  pool = health.pool({ db = { pool = { totalCount = 5, idleCount = 0, waitingCount = 2 } } })
+  eq(pool.size, 5, "totalCount"); eq(pool.size_is_open, true, "open"); eq(pool.in_use, 5, "busy")
+  eq(pool.waiting, 2, "waitingCount")
   d = health.detailed(p.closed)
   eq(d.ok, false, "closed"); eq(d.findings[1].kind, "feature_down", "closed finding")
 end)

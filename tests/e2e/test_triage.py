@@ -9,8 +9,17 @@ stdlib/incident.lua through the host, and the game-day scenario under
 --dry-run.  Against a real PM2 and supervisord: a healthy app whose pm2
 log headers come coloured is P3, not P2; a crash-looping app is a crash
 loop, not "online"; with no pm2 daemon triage says so and starts none;
-and the secret in the app's environment stays off screen and transcript."""
+and the secret in the app's environment stays off screen and transcript.
+Resumed after a SIGHUP at the severity question (or started at it), the
+severity step checks again and proposes what is true now; the announce
+step announces only a severity confirmed in its own run; with nothing to
+check (no --target) no all-clear is proposed; error lines older than
+log_window are left out (by their timestamps for commands and pm2, by
+journalctl/compose --since), and a line with no timestamp is said to be
+of unknown age."""
+import json
 import os
+import signal
 import subprocess
 import time
 import unittest
@@ -86,7 +95,7 @@ class TriageTest(OpsFixture, RunbookTestCase):
         self.assertLogged("FAIL  503", "health")
         self.assertLogged("every health check fails (1 of 1)", "health")
         # the app logged an ERROR line for the failing check: the log step finds it
-        self.assertLogged("api logged 1 error line(s) recently", "logs")
+        self.assertLogged("api logged 1 error line(s) in the last 10 min; the newest is", "logs")
         self.assertLogged("Proposed: P0 (outage, data loss or security breach)", "severity")
         sev, text = self.declared()
         self.assertEqual(sev, "P0", text)
@@ -183,6 +192,114 @@ class TriageTest(OpsFixture, RunbookTestCase):
         p = self.run_rb("check", os.path.join(SOURCE_DIR, "runbooks", "triage.lua"))
         self.assertExit(p, 0)
 
+    def test_journalctl_and_compose_select_the_window_by_time(self):
+        # No systemd or Docker daemon runs here: their output comes from a
+        # scenario, in a dry run; what is checked is the argv they are given.
+        cases = {
+            "systemd": ({"manager": "systemd"}, "^journalctl",
+                        ["journalctl", "-u", "api", "-n", "200", "--no-pager", "-p", "err", "--since", "-900s"]),
+            "compose": ({"manager": "compose", "compose_file": "/srv/app/compose.yml"}, "^docker compose",
+                        ["docker", "compose", "-f", "/srv/app/compose.yml", "logs", "--no-color", "--tail", "200",
+                         "--since", "900s", "api"]),
+        }
+        for name, (keys, pattern, argv) in cases.items():
+            with self.subTest(manager=name):
+                self.write_config(dict(services=["api"], **keys))
+                scenario = self.write(f"{name}.lua", "return { { primitive = \"exec\", match = %s, result = "
+                                      "{ code = 0, stdout = \"api-1  | ERROR upstream timed out\\n\" } } }\n"
+                                      % json.dumps(pattern))
+                self.rb("triage", "--dry-run", "--yes", "--scenario", scenario, "-p", "scope=x",
+                        "-p", "log_window=900")
+                logs = [c["args"]["argv"] for c in self.ev("call", primitive="exec") if c.get("step") == "logs"]
+                self.assertEqual(logs, [argv])
+                self.assertLogged(f"api logged 1 error line(s) in the last 15 min ({name} selects them by time)",
+                                  "logs")
+
+    def test_resumed_after_sighup_at_the_severity_question_checks_again_and_proposes_p0(self):
+        # The app is down; the ssh session to the bastion drops at the question.
+        self.app.set_unhealthy()
+        first = self.path("first.jsonl")
+        s = self.pty("run", "triage", "--target", "staging", "-p", "scope=site down",
+                     "-p", "started=03:10 UTC", "--transcript", first)
+        s.expect(r"Proposed: P0")
+        s.expect(r"Severity for this incident\?")
+        os.kill(s.pid, signal.SIGHUP)
+        self.assertEqual(s.wait(30), 129, s.output)
+        self.assertEqual(self.notices(), [], "the cut run announced something")
+        self.rb("triage", "--resume", first, "--yes")
+        skipped = [e["id"] for e in self.ev("step.end", status="skipped")]
+        self.assertEqual(skipped, ["start", "health", "status", "logs", "database", "redis"])
+        self.assertLogged("resumed: checking again before proposing a severity", "severity")
+        self.assertLogged("every health check fails (1 of 1)", "severity")
+        gets = [c for c in self.ev("call", primitive="http") if c.get("step") == "severity"]
+        self.assertEqual(len(gets), 1, "the health endpoint was not read again in the resumed run")
+        self.assertLogged("Proposed: P0 (outage, data loss or security breach)", "severity")
+        self.assertFalse([m for m in self.messages() if "P3" in m and "Proposed" in m], self.messages())
+        sev, text = self.declared()
+        self.assertEqual(sev, "P0", text)
+        self.assertIn("answered 503, expected 2xx", text)
+        self.assertNotIn("the checks found nothing wrong", text)
+        self.assertIn("Scope: site down.", text)
+        self.assertIn("Started: 03:10 UTC.", text)
+
+    def test_start_at_severity_checks_again_and_asks_the_scope(self):
+        self.app.set_unhealthy()
+        self.rb("triage", "--start-at", "severity",
+                answers="[severity] What is affected (scope)? = checkout down\n"
+                        "[severity] Severity for this incident? = P0\n")
+        self.assertLogged("resumed: checking again before proposing a severity", "severity")
+        self.assertLogged("Proposed: P0", "severity")
+        sev, text = self.declared()
+        self.assertEqual(sev, "P0", text)
+        self.assertIn("Scope: checkout down.", text)
+        self.assertIn("Started: (not known: the start step did not run in this run", text)
+
+    def test_start_at_announce_announces_nothing_unconfirmed(self):
+        self.app.set_unhealthy()
+        self.rb("triage", "--start-at", "announce", "--yes", "-p", "scope=site down", expect=1)
+        end = self.step_end("announce")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("no severity was proposed and confirmed in this run, so none is announced", end["error"])
+        self.assertEqual(self.notices(), [])
+        self.assertEqual(self.ev("notify"), [])
+
+    def test_no_target_checks_nothing_and_proposes_no_all_clear(self):
+        p = self.rb("triage", "--yes", "-p", "scope=site down", target=False, expect=1)
+        end = self.step_end("severity")
+        self.assertEqual(end["status"], "failed")
+        self.assertIn("nothing was checked: no --target", end["error"])
+        self.assertIn("did you forget --target?", p.stdout + p.stderr)
+        self.assertEqual(self.ev("severity"), [], "a severity was proposed with nothing checked")
+        self.assertEqual(self.notices(), [])
+
+    def test_target_with_nothing_to_check_proposes_no_all_clear(self):
+        self.write_config({"manager": "commands"})
+        self.rb("triage", "--yes", "-p", "scope=site down", expect=1)
+        end = self.step_end("severity")
+        self.assertIn("nothing was checked: target staging names no health, db, redis or services",
+                      end["error"])
+        self.assertEqual(self.ev("severity"), [])
+        self.assertEqual(self.notices(), [])
+
+    def test_error_lines_older_than_the_window_are_left_out(self):
+        # An earlier episode, 30 and 25 minutes ago, left ERROR lines (one
+        # stamped in UTC with no zone, one in UTC+2 saying so); the stack is
+        # healthy now.
+        older = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 30 * 60))
+        old = time.strftime("%Y-%m-%d %H:%M:%S.250+02:00", time.gmtime(time.time() - 25 * 60 + 2 * 3600))
+        with open(os.path.join(self.app.dir("api"), "app.log"), "a") as f:
+            f.write(f"{older} ERROR [4242] health check failing: database connection refused\n"
+                    f"{old} ERROR [4242] worker crashed\n")
+        self.rb("triage", "--yes", "-p", "scope=checkout slow")
+        self.assertLogged("api: 2 error line(s) older than 10 min left out (the newest of them 25 min old)",
+                          "logs")
+        self.assertLogged("Proposed: P3 (cosmetic)", "severity")
+        self.assertEqual(self.declared()[0], "P3")
+        # a wider window takes it in, and the finding says how old it is
+        self.rb("triage", "--yes", "-p", "scope=checkout slow", "-p", "log_window=3600")
+        self.assertLogged("api logged 2 error line(s) in the last 60 min; the newest is 25 min old", "logs")
+        self.assertLogged("Proposed: P2", "severity")
+
 
 class RealManagerTriageTest(OpsFixture, RunbookTestCase):
     """triage's status and log checks against a real PM2 and supervisord
@@ -228,6 +345,25 @@ class RealManagerTriageTest(OpsFixture, RunbookTestCase):
         self.assertLogged("Proposed: P3 (cosmetic)", "severity")
         self.assertEqual(self.declared()[0], "P3")
         self.assertNoSecret(p)
+
+    def test_old_pm2_error_line_is_left_out_and_an_untimed_one_says_so(self):
+        pm = self.pm2()
+        errlog = os.path.join(pm.home, "logs", "api-error.log")
+        old = time.strftime("%Y-%m-%dT%H:%M:%S.123Z", time.gmtime(time.time() - 40 * 60))
+        with open(errlog, "a") as f:
+            f.write(f"{old} ERROR redis: connect ECONNREFUSED 127.0.0.1:6379\n")
+        self.rb("triage", "--yes", "-p", "scope=checkout slow")
+        self.assertLogged("api: 1 error line(s) older than 10 min left out (the newest of them 40 min old)",
+                          "logs")
+        self.assertEqual(self.declared()[0], "P3")
+        with open(errlog, "a") as f:
+            f.write("TypeError: cannot read properties of undefined\n")
+        os.unlink(self.notify_file)
+        self.rb("triage", "--yes", "-p", "scope=checkout slow")
+        self.assertLogged("api logged 1 error line(s) of unknown age (the 10 min window could not be "
+                          "applied: no timestamp in the line); last: 0|api", "logs")
+        self.assertLogged("TypeError: cannot read properties of undefined", "logs")
+        self.assertEqual(self.declared()[0], "P2")
 
     def test_crash_looping_pm2_app_is_a_crash_loop_not_online(self):
         self.pm2(crash=True)
