@@ -627,6 +627,8 @@ static size_t escape_len(const char *s, size_t len)
 
 size_t rb_exec_strip_ansi(char *s, size_t len)
 {
+    if (len == 0)
+        return 0;           /* s may be NULL then: an empty line of an empty buffer */
     char *esc = memchr(s, ESC, len);
     if (esc == NULL)
         return len;

@@ -181,7 +181,7 @@ static int collect(void *ctx, const char *line, size_t len, size_t hidden)
     if (line != NULL) {
         if (buf_put(&s->text, line, len) != 0)
             return -1;
-        r->len = rb_exec_strip_ansi(s->text.p + r->off, len);
+        r->len = len ? rb_exec_strip_ansi(s->text.p + r->off, len) : 0;    /* text.p may be NULL */
         s->text.len = r->off + r->len;
         if (buf_put(&s->text, "\n", 1) != 0)
             return -1;

@@ -30,6 +30,7 @@ static void plain_text_is_untouched(void **state)
 {
     (void)state;
     check("", "");
+    assert_int_equal(rb_exec_strip_ansi(NULL, 0), 0);       /* an empty, unallocated buffer */
     check("online  \xe2\x9c\x93 caf\xc3\xa9\n[0] app", "online  \xe2\x9c\x93 caf\xc3\xa9\n[0] app");
 }
 

@@ -203,6 +203,10 @@ static void secrets_hidden_line_by_line(void **state)
 static void escapes_go_and_long_lines_are_cut(void **state)
 {
     lua_State *L = *state;
+    /* empty lines first (certbot's output starts a block with one): the
+     * sink's text buffer is still unallocated then (UBSan caught a NULL
+     * passed to memchr in the ASan pass of tls-renewal) */
+    expect_as_reference(L, "\n\n- - -\n\nProcessing\n");
     expect_as_reference(L, "\033]0;title\007\033[1;33mwarn\033[m\nplain\n");
     luaL_Buffer b;
     luaL_buffinit(L, &b);
