@@ -559,6 +559,25 @@ static void check_consistent(const char *text, size_t len)
     free(copy);
 }
 
+
+/* Every prefix of each text, then 20000 random texts of up to 95 bytes
+ * drawn from alphabet (each checked in an exact-size buffer). */
+static void check_prefixes_and_random(const char *const *texts, const char *alphabet, size_t n,
+                                      unsigned seed)
+{
+    char buf[96];
+
+    for (const char *const *t = texts; *t; t++)
+        for (size_t len = 0; len <= strlen(*t); len++)
+            check_consistent(*t, len);
+    for (int round = 0; round < 20000; round++) {
+        size_t len = (seed = seed * 1103515245u + 12345u) % sizeof buf;
+        for (size_t i = 0; i < len; i++)
+            buf[i] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % n];
+        check_consistent(buf, len);
+    }
+}
+
 static void test_truncated_and_random_texts(void **state)
 {
     static const char *texts[] = {
@@ -569,19 +588,8 @@ static void test_truncated_and_random_texts(void **state)
         "AKIAIOSFODNN7EXAMPLE xoxb-123456789012 eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIx.dozjgNryP4J3j",
         "  password: 'x'\n< Set-Cookie: a=b\n'k'", NULL };
     static const char alphabet[] = "=:-_Axe\"'\\\n {}[]@/?&;.#<>yJKIASkpasword_tokenBEGIN PRIVATE KEY";
-    char buf[96];
-    unsigned seed = 12345;
     (void)state;
-
-    for (const char **t = texts; *t; t++)
-        for (size_t len = 0; len <= strlen(*t); len++)
-            check_consistent(*t, len);
-    for (int round = 0; round < 20000; round++) {
-        size_t len = (seed = seed * 1103515245u + 12345u) % sizeof buf;
-        for (size_t i = 0; i < len; i++)
-            buf[i] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof alphabet - 1)];
-        check_consistent(buf, len);
-    }
+    check_prefixes_and_random(texts, alphabet, sizeof alphabet - 1, 12345u);
 }
 
 /* ---- the Lua functions ------------------------------------------------- */
@@ -770,19 +778,8 @@ static void test_new_rules_truncated_and_random_texts(void **state)
         "{\"x\":\"<apiKey>k<\\/apiKey>\"}", "redis-cli -h h -a 'p w' | mysql -uroot -p\"q\" db",
         "curl --user 'u:p' -U a:b --proxy-user=c:d && sshpass -pX ssh -p 2", "\"-a\" \"pw\" '-p' 'x'", NULL };
     static const char alphabet[] = "<>/:'\"\\ -apuU{}[],=|;&\nredis-cli mysql curl sshpass passwordsecret![CDATA[]]";
-    char buf[96];
-    unsigned seed = 424242;
     (void)state;
-
-    for (const char **t = texts; *t; t++)
-        for (size_t len = 0; len <= strlen(*t); len++)
-            check_consistent(*t, len);
-    for (int round = 0; round < 20000; round++) {
-        size_t len = (seed = seed * 1103515245u + 12345u) % sizeof buf;
-        for (size_t i = 0; i < len; i++)
-            buf[i] = alphabet[((seed = seed * 1103515245u + 12345u) >> 16) % (sizeof alphabet - 1)];
-        check_consistent(buf, len);
-    }
+    check_prefixes_and_random(texts, alphabet, sizeof alphabet - 1, 424242u);
 }
 
 int main(void)

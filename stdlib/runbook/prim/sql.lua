@@ -208,6 +208,75 @@ local function check_timeout(name, v)
   end
 end
 
+-- Argument checks of db:query/db:each/db:exec: pure, no run involved.
+local QUERY_OPTS = { max_rows = true, max_bytes = true }
+
+-- The statement, its parameters and options of db:query/db:exec, in
+-- either form: (sql, ...) or {sql, params..., secret = true}.  Returns
+-- nil and a message on misuse.
+local function call_args(method, first, ...)
+  local params, opts = table.pack(...), {}
+  if type(first) == "table" then
+    for k, v in pairs(first) do
+      if type(k) ~= "number" then
+        if k ~= "secret" and not (method == "query" and QUERY_OPTS[k]) then
+          return nil, string.format("sql: db:%s: unknown option %q (the table form takes secret=%s)",
+            method, tostring(k), method == "query" and ", max_rows=, max_bytes=" or "")
+        end
+        opts[k] = v
+      end
+    end
+    if opts.secret ~= nil and type(opts.secret) ~= "boolean" then
+      return nil, string.format("sql: db:%s: secret must be true or false", method)
+    end
+    params = table.pack(table.unpack(first, 2, #first))
+    first = first[1]
+  end
+  if type(first) ~= "string" or first == "" then
+    return nil, string.format("sql: db:%s expects an SQL string, then its $1..$n parameters " ..
+      "(or a table {sql, params..., secret = true})", method)
+  end
+  return first, params, opts
+end
+
+-- A trailing table of named options after a query's parameters (a
+-- parameter is never a table; an empty or array-like one stays a bad
+-- parameter, so its error names it).
+local function trailing_opts(params)
+  local t = params.n > 0 and params[params.n]
+  if type(t) ~= "table" or next(t) == nil then return nil end
+  for k in pairs(t) do
+    if type(k) ~= "string" then return nil end
+  end
+  params[params.n], params.n = nil, params.n - 1
+  return t
+end
+
+-- named: the table form's options (secret=, max_rows=, max_bytes=).
+local function query_caps(params, named)
+  local opts = trailing_opts(params) or {}
+  for k, v in pairs(named) do if k ~= "secret" then opts[k] = v end end
+  for k in pairs(opts) do
+    if not QUERY_OPTS[k] then
+      return nil, string.format("sql: db:query has no option %q (max_rows, max_bytes)", k)
+    end
+  end
+  local caps = { max_rows = opts.max_rows or DEFAULT_MAX_ROWS, max_bytes = opts.max_bytes or DEFAULT_MAX_BYTES,
+    secret = named.secret }
+  for k, v in pairs(caps) do
+    if k ~= "secret" and (math.type(v) ~= "integer" or v < 0) then
+      return nil, string.format("sql: db:query option %s must be a non-negative integer", k)
+    end
+  end
+  return caps
+end
+
+local function check_sql(method, sql)
+  if type(sql) ~= "string" or sql == "" then
+    return string.format("sql: db:%s expects an SQL string, then its $1..$n parameters", method)
+  end
+end
+
 return function(run, G, api)
   local raise = api.raise
 
@@ -396,68 +465,6 @@ return function(run, G, api)
     })
   end
 
-  local QUERY_OPTS = { max_rows = true, max_bytes = true }
-
-  -- The statement, its parameters and options of db:query/db:exec, in
-  -- either form: (sql, ...) or {sql, params..., secret = true}.  Returns
-  -- nil and a message on misuse.
-  local function call_args(method, first, ...)
-    local params, opts = table.pack(...), {}
-    if type(first) == "table" then
-      for k, v in pairs(first) do
-        if type(k) ~= "number" then
-          if k ~= "secret" and not (method == "query" and QUERY_OPTS[k]) then
-            return nil, string.format("sql: db:%s: unknown option %q (the table form takes secret=%s)",
-              method, tostring(k), method == "query" and ", max_rows=, max_bytes=" or "")
-          end
-          opts[k] = v
-        end
-      end
-      if opts.secret ~= nil and type(opts.secret) ~= "boolean" then
-        return nil, string.format("sql: db:%s: secret must be true or false", method)
-      end
-      params = table.pack(table.unpack(first, 2, #first))
-      first = first[1]
-    end
-    if type(first) ~= "string" or first == "" then
-      return nil, string.format("sql: db:%s expects an SQL string, then its $1..$n parameters " ..
-        "(or a table {sql, params..., secret = true})", method)
-    end
-    return first, params, opts
-  end
-
-  -- A trailing table of named options after a query's parameters (a
-  -- parameter is never a table; an empty or array-like one stays a bad
-  -- parameter, so its error names it).
-  local function trailing_opts(params)
-    local t = params.n > 0 and params[params.n]
-    if type(t) ~= "table" or next(t) == nil then return nil end
-    for k in pairs(t) do
-      if type(k) ~= "string" then return nil end
-    end
-    params[params.n], params.n = nil, params.n - 1
-    return t
-  end
-
-  -- named: the table form's options (secret=, max_rows=, max_bytes=).
-  local function query_caps(params, named)
-    local opts = trailing_opts(params) or {}
-    for k, v in pairs(named) do if k ~= "secret" then opts[k] = v end end
-    for k in pairs(opts) do
-      if not QUERY_OPTS[k] then
-        return nil, string.format("sql: db:query has no option %q (max_rows, max_bytes)", k)
-      end
-    end
-    local caps = { max_rows = opts.max_rows or DEFAULT_MAX_ROWS, max_bytes = opts.max_bytes or DEFAULT_MAX_BYTES,
-      secret = named.secret }
-    for k, v in pairs(caps) do
-      if k ~= "secret" and (math.type(v) ~= "integer" or v < 0) then
-        return nil, string.format("sql: db:query option %s must be a non-negative integer", k)
-      end
-    end
-    return caps
-  end
-
   -- Say, on screen and in the transcript, that a result was cut.
   local function cut_notice(h, rows, cut, caps)
     rows.truncated, rows.total = true, cut.total
@@ -477,12 +484,6 @@ return function(run, G, api)
     if not ok then raise(res, 1) end
     if res.cut then cut_notice(self, res.value, res.cut, caps) end
     return res.value
-  end
-
-  local function check_sql(method, sql)
-    if type(sql) ~= "string" or sql == "" then
-      return string.format("sql: db:%s expects an SQL string, then its $1..$n parameters", method)
-    end
   end
 
   function Handle:each(sql, ...)
