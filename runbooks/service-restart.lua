@@ -98,7 +98,10 @@ step("Restart the service", { id = "restart", dangerous = true }, function(p)
       end
       why = string.format("%s restarted but is %s after %s s", name, st and st.state or "unknown", tostring(settle))
     else
-      why = string.format("%s through %s exited with code %d: %s", r.action, r.manager, r.code, r.reason)
+      -- say what the service is now: a crash-looping pm2 app can make pm2's
+      -- own restart fail ("Process with pid N already exists")
+      why = string.format("%s through %s exited with code %d: %s; %s is now: %s", r.action, r.manager,
+        r.code, r.reason, name, service.status(name, { quiet = true }).state)
     end
     log.warn("attempt %d failed: %s", state.attempts, why)
     if not r.retryable then
