@@ -110,6 +110,10 @@ end
 -- The table of target `name`, or nil and a message listing the known ones.
 function config.target(cfg, name)
   local t = cfg.targets[name]
+  if t == nil and cfg.path == nil then
+    return nil, string.format("--target %s: there is no config file (looked for %s): write one with a " ..
+      "`targets` table, or pass --config FILE (docs/targets.md)", name, config.default_path())
+  end
   if t == nil then
     local names = {}
     for k in pairs(cfg.targets) do names[#names + 1] = k end

@@ -164,6 +164,16 @@ end)''', "--target", "staging")
         self.assertIn('no target "prod"', p.stderr)
         self.assertIn("targets: staging", p.stderr)
 
+    def test_a_target_without_any_config_file_says_the_file_is_missing(self):
+        # (a newcomer's drill: "no target \"drill\" in ~/.config/runbook/config.lua
+        # (targets: none)" when that file did not exist at all)
+        self.env["XDG_CONFIG_HOME"] = self.path("nowhere")
+        p = self.run_book('step("x", function() end)', "--target", "drill", code=2)
+        self.assertIn("--target drill: there is no config file (looked for "
+                      + self.path("nowhere") + "/runbook/config.lua)", p.stderr)
+        self.assertIn("--config FILE", p.stderr)
+        self.assertNotIn("targets: none", p.stderr)
+
     def test_missing_environment_variable_is_a_clear_error(self):
         del self.env["STAGING_DB"]
         p = self.run_book('step("x", function() end)', "--target", "staging", code=2)
