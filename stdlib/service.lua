@@ -207,7 +207,15 @@ local function run_argv(t, argv, readonly, timeout, quiet, env)
   end
   local spec = { readonly = readonly, check = false, timeout = timeout, quiet = quiet, env = env }
   for i, a in ipairs(argv) do spec[i] = a end
-  local r = exec(spec)
+  local ok, r = pcall(exec, spec)
+  if not ok and tostring(r):find("cannot run", 1, true) then
+    -- said in the target's words: this reaches the operator and notify
+    local key = ({ pm2 = "pm2_bin", supervisor = "supervisorctl_bin" })[t.manager]
+    error(string.format("service: cannot run %s for manager %q here (not installed, or not on PATH): %s",
+      tostring(argv[1]), tostring(t.manager),
+      key and ("give its full path as " .. key .. " in the target") or "give its full path in the target"), 0)
+  end
+  if not ok then error(r, 0) end
   return r
 end
 

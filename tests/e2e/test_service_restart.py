@@ -254,6 +254,21 @@ class PM2ServiceRestartTest(RealManagerMixin, OpsFixture, RunbookTestCase):
         self.assertIn("add pm2_ecosystem", self.step_end("restart")["error"])
         self.assertIsNone(self.pm.daemon_pid(), "a pm2 daemon was started")
 
+    def test_a_pm2_that_cannot_run_is_named_by_its_target_key(self):
+        # (a newcomer's drill: "/.../stdlib/service.lua:199: exec: cannot run
+        # 'pm2'" reached the operator and the notification)
+        self.pm.add("api")
+        self.pm.start()
+        self.pm.kill()
+        missing = self.path("no-such-dir/pm2")
+        self.use_target(self.pm, pm2_bin=missing)
+        self.rb("service-restart", "--yes", expect=1)
+        err = self.step_end("restart")["error"]
+        self.assertIn(f'service: cannot run {missing} for manager "pm2" here (not installed, or not on PATH): '
+                      "give its full path as pm2_bin in the target", err)
+        self.assertNotIn("service.lua", err)
+        self.assertNotIn("service.lua", " ".join(t for _, t in self.notices()))
+
     def test_read_only_look_with_no_daemon_starts_none(self):
         self.pm.add("api")
         self.pm.start()
