@@ -18,6 +18,7 @@
  * lines hold nothing a rule could recognise: each stream remembers, as
  * transcript.line_redactor does, that it is inside such a block.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -45,20 +46,31 @@ void rb_lines_free(rb_lines *l)
     l->len = l->cap = 0;
 }
 
+/* p (capacity *cap items of size bytes) grown to hold need > *cap items:
+ * doubling from first, never past most (which is >= need).  The new
+ * pointer, or NULL when out of memory (p and *cap unchanged).  The one
+ * grower of this file's buffers. */
+static void *grow(void *p, size_t *cap, size_t need, size_t size, size_t first, size_t most)
+{
+    size_t c = *cap ? *cap : first;
+    while (c < need)
+        c *= 2;
+    if (c > most)
+        c = most;
+    void *q = realloc(p, c * size);
+    if (q != NULL)
+        *cap = c;
+    return q;
+}
+
 /* Append to the pending line; the caller keeps len + n <= max. */
 static int part_add(rb_lines *l, const char *s, size_t n)
 {
     if (l->len + n > l->cap) {
-        size_t cap = l->cap ? l->cap : 256;
-        while (cap < l->len + n)
-            cap *= 2;
-        if (cap > l->max)
-            cap = l->max;
-        char *p = realloc(l->part, cap);
+        char *p = grow(l->part, &l->cap, l->len + n, 1, 256, l->max);
         if (p == NULL)
             return -1;
         l->part = p;
-        l->cap = cap;
     }
     memcpy(l->part + l->len, s, n);
     l->len += n;
@@ -146,14 +158,10 @@ struct rb_sink {
 static int buf_put(growbuf *b, const char *s, size_t n)
 {
     if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
+        char *p = grow(b->p, &b->cap, b->len + n, 1, 4096, SIZE_MAX);
         if (p == NULL)
             return -1;
         b->p = p;
-        b->cap = cap;
     }
     if (n)
         memcpy(b->p + b->len, s, n);
@@ -166,12 +174,10 @@ static int collect(void *ctx, const char *line, size_t len, size_t hidden)
 {
     rb_sink *s = ctx;
     if (s->nrec == s->caprec) {
-        size_t cap = s->caprec ? 2 * s->caprec : 256;
-        shown *r = realloc(s->rec, cap * sizeof *r);
+        shown *r = grow(s->rec, &s->caprec, s->nrec + 1, sizeof *s->rec, 256, SIZE_MAX);
         if (r == NULL)
             return -1;
         s->rec = r;
-        s->caprec = cap;
     }
     shown *r = &s->rec[s->nrec];
     r->note = line == NULL;
