@@ -122,15 +122,6 @@ local function string_key(t, key, default, example)
   return v
 end
 
--- Text without terminal escape sequences (colours, cursor moves): pm2
--- colours its output even into a pipe, and an escape in front of a line
--- hides what the line says from every pattern below.
-local function plain(text)
-  text = text:gsub("\27%[[0-?]*[ -/]*[@-~]", "")       -- CSI: colours, cursor
-  text = text:gsub("\27%][^\7\27]*\7", ""):gsub("\27%][^\7\27]*\27\\", "")  -- OSC: titles, links
-  return (text:gsub("\27[@-Z\\-_]", ""))                -- the other two-byte escapes
-end
-
 -- Replace every "%s" in an argument by the service name (plain text: a
 -- name with "%" in it is not a pattern).
 local function fill(arg, name)
@@ -224,7 +215,7 @@ end
 local function last_line(r)
   for _, text in ipairs({ r.stderr or "", r.stdout or "" }) do
     local last
-    for line in plain(text):gmatch("[^\n]+") do
+    for line in text:gmatch("[^\n]+") do
       if line:match("%S") then last = line end
     end
     if last then
@@ -237,7 +228,7 @@ end
 
 local function output_of(r)
   local out = (r.stdout or "") .. (r.stderr ~= "" and r.stderr ~= nil and ("\n" .. r.stderr) or "")
-  return (plain(out):gsub("^%s+", ""):gsub("%s+$", ""))
+  return (out:gsub("^%s+", ""):gsub("%s+$", ""))
 end
 
 -- Each manager: argv(t, action, name, opts) for status, logs and the
@@ -347,7 +338,7 @@ local function pm2_list(t, timeout)
     pm2_env(t))
   if r.code ~= 0 then return nil, r end
   local list, cur = {}, nil
-  for line in plain(r.stdout or ""):gmatch("[^\n]+") do
+  for line in (r.stdout or ""):gmatch("[^\n]+") do
     local name = line:match("^%+%-%-%- (.-)%s*$")
     if name then
       cur = { name = name }
@@ -493,7 +484,7 @@ MANAGERS.supervisor = {
   -- "group:api".  The exit code says little (0 for BACKOFF too), so the
   -- state word decides.
   read_status = function(st, r, name, t)
-    local out = plain(r.stdout or "")
+    local out = r.stdout or ""
     for line in out:gmatch("[^\n]+") do
       local prog, word, rest = line:match("^(%S+)%s+(%u+)%s*(.-)%s*$")
       if prog and (prog == name or prog:sub(-#name - 1) == ":" .. name) then
@@ -674,7 +665,7 @@ function service.logs(name, opts)
     error(string.format("service %s: logs through %s (%s) exited with code %d: %s", name, m,
       service.where(opts), r.code, last_line(r)), 2)
   end
-  local text = plain(r.stdout)
+  local text = r.stdout
   local lg = { service = name, manager = m, text = text, lines = {}, errors = {},
     filtered = filtered and true or false }
   for line in text:gmatch("[^\n]+") do

@@ -151,13 +151,17 @@ function api.command_call(spec, finish, extra)
   spec.stand_in = function()
     return with_extra({ code = 0, ok = true, stdout = "", stderr = "", duration = 0, dry_run = true })
   end
-  -- What a command printed is kept without its escape sequences (pm2
-  -- colours even into a pipe; escapes defeat the patterns that read it and
-  -- would reach notify and the report), and a capture cut at its cap says so.
+  -- What a command printed, run or a --scenario's stand-in, is kept
+  -- without its escape sequences (pm2 colours even into a pipe; escapes
+  -- defeat the patterns that read it and would reach notify and the
+  -- report), and a capture cut at its cap says so.
+  local function stripped(r)
+    r.stdout, r.stderr = cexec.strip_ansi(r.stdout), cexec.strip_ansi(r.stderr)
+    return r
+  end
   local perform = spec.perform
   spec.perform = function()
-    local r = perform()
-    r.stdout, r.stderr = cexec.strip_ansi(r.stdout), cexec.strip_ansi(r.stderr)
+    local r = stripped(perform())
     if r.truncated then ui.log("warn", api.cut_notice(r)) end
     return r
   end
@@ -177,7 +181,7 @@ function api.command_call(spec, finish, extra)
   spec.complete = function(r)
     r.code = r.code or 0
     r.stdout, r.stderr, r.duration = r.stdout or "", r.stderr or "", r.duration or 0
-    return finish(with_extra(r))
+    return finish(with_extra(stripped(r)))
   end
   return spec
 end
