@@ -196,15 +196,6 @@ static int collect(void *ctx, const char *line, size_t len, size_t hidden)
     return 0;
 }
 
-/* Whether a line opens a private key block that it does not close (as
- * transcript.line_redactor decides). */
-static int opens_key_block(const char *s, size_t len)
-{
-    const char *b = memmem(s, len, "-----BEGIN ", 11);
-    const char *k = b ? memmem(b, (size_t)(s + len - b), "PRIVATE KEY-----", 16) : NULL;
-    return k && !memmem(k, (size_t)(s + len - k), "-----END", 8);
-}
-
 static int put_redacted(growbuf *b, const rb_redactor *r, const char *t, size_t n)
 {
     if (!rb_redact_needed(r, t, n))
@@ -218,21 +209,14 @@ static int put_redacted(growbuf *b, const rb_redactor *r, const char *t, size_t 
     return rc;
 }
 
-/* One line through the stream's line redactor: inside a key block, a line
- * is "***" up to the END marker. */
+/* One line through the stream's key-block state, as transcript.line_redactor
+ * does: a block's body is "***" up to the END marker. */
 static int put_line_redacted(rb_sink *s, const rb_redactor *r, int stream, const char *t, size_t n)
 {
-    if (s->in_key[stream]) {
-        const char *end = memmem(t, n, "-----END", 8);
-        if (end == NULL)
-            return buf_put(&s->out, "***", n ? 3 : 0);
-        s->in_key[stream] = 0;
-        if (end > t && buf_put(&s->out, "***", 3) != 0)
-            return -1;
-        return put_redacted(&s->out, r, end, n - (size_t)(end - t));
-    }
-    s->in_key[stream] = opens_key_block(t, n);
-    return put_redacted(&s->out, r, t, n);
+    size_t body = rb_redact_key_line(&s->in_key[stream], t, n);
+    if (body && buf_put(&s->out, "***", 3) != 0)
+        return -1;
+    return put_redacted(&s->out, r, t + body, n - body);
 }
 
 static int put_note(rb_sink *s, size_t hidden)

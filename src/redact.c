@@ -1504,26 +1504,29 @@ static int opens_key_block(const char *s, size_t len)
     return k && !memmem(k, (size_t)(s + len - k), "-----END", 8);
 }
 
+size_t rb_redact_key_line(int *in_key, const char *s, size_t len)
+{
+    if (*in_key) {
+        const char *end = memmem(s, len, "-----END", 8);
+        if (end == NULL)
+            return len;
+        *in_key = 0;
+        return (size_t)(end - s);
+    }
+    *in_key = opens_key_block(s, len);
+    return 0;
+}
+
 static int l_line(lua_State *L)
 {
     line_state *st = luaL_checkudata(L, 1, LINES_MT);
     size_t len;
     const char *s = luaL_checklstring(L, 2, &len);
+    size_t body = rb_redact_key_line(&st->in_key, s, len);
 
-    if (st->in_key) {
-        const char *end = memmem(s, len, "-----END", 8);
-        if (!end) {
-            lua_pushstring(L, len ? "***" : "");
-            return 1;
-        }
-        st->in_key = 0;
-        lua_pushstring(L, end > s ? "***" : "");
-        push_redacted(L, end, len - (size_t)(end - s));
-        lua_concat(L, 2);
-        return 1;
-    }
-    st->in_key = opens_key_block(s, len);
-    push_redacted(L, s, len);
+    lua_pushstring(L, body ? "***" : "");
+    push_redacted(L, s + body, len - body);
+    lua_concat(L, 2);
     return 1;
 }
 

@@ -69,6 +69,12 @@ typedef enum rb_argv_secret {
 } rb_argv_secret;
 rb_argv_secret rb_redact_argv(const char *prog, size_t pn, const char *arg, size_t an);
 
+/* One line of output shown line by line, through the state of a private
+ * key block (*in_key, 0 at the start of a stream): the length of the
+ * line's head that is a block's body, to show as "***" (0 for none, len
+ * for the whole line); the rest is redacted as any text.  Updates *in_key. */
+size_t rb_redact_key_line(int *in_key, const char *s, size_t len);
+
 /* This state's redactor, created on first use and kept in the registry.
  * [-0, +0, m] */
 rb_redactor *rb_redactor_of(lua_State *L);
