@@ -185,7 +185,7 @@ static int stream_reserve(struct stream *s)
  * raising it. */
 static int stream_read(lua_State *L, struct proc *p, struct stream *s, const char *which)
 {
-    char scratch[READ_CHUNK];
+    static char scratch[READ_CHUNK];   /* past the cap: shown, not kept */
     char *dst = scratch;
     size_t room = sizeof scratch;
     if (s->len < OUTPUT_CAP) {

@@ -92,7 +92,7 @@ int main(int argc, char **argv)
     }
     if (!(cmd->flags & NEEDS_LUA))
         return cmd->fn(NULL, argc - 1, argv + 1);
-    lua_State *L = luaL_newstate();
+    lua_State *L = rb_newstate();
     if (L == NULL) {
         fprintf(stderr, "runbook: cannot create the Lua state: out of memory\n");
         return RB_EXIT_FAILED;

@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <termios.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <lauxlib.h>
@@ -156,8 +158,25 @@ static int l_readline(lua_State *L)
     return answer_or_wait(L, get_input(L), (lua_KContext)(timeout * 1000.0));
 }
 
+/* A stdout that is a pipe (runbook run ... | tee log) is given room for a
+ * megabyte, as the pipes of exec's children have: a fast command's output
+ * then goes on in a few large writes instead of one per 64 KiB the reader
+ * took.  Asked once; only a hint (a pipe at its user's limit stays as it
+ * is). */
+static void widen_stdout_pipe(void)
+{
+    static int done;
+    struct stat st;
+    if (done)
+        return;
+    done = 1;
+    if (fstat(STDOUT_FILENO, &st) == 0 && S_ISFIFO(st.st_mode))
+        fcntl(STDOUT_FILENO, F_SETPIPE_SZ, 1 << 20);
+}
+
 void rb_operator_write(const char *s, size_t n)
 {
+    widen_stdout_pipe();
     fflush(stdout);
     while (n > 0) {
         ssize_t k = write(STDOUT_FILENO, s, n);

@@ -228,14 +228,14 @@ static int put_note(rb_sink *s, size_t hidden)
     return buf_put(&s->out, s->note_off, strlen(s->note_off));
 }
 
-/* Write the lines collected from one chunk of stream and forget them. */
+/* Add the lines collected from stream to what the chunk writes, and
+ * forget them. */
 static int render(rb_sink *s, const rb_redactor *r, int stream)
 {
     int rc = 0;
     int plain = !s->in_key[stream] &&
         (s->text.len == 0 || (!memmem(s->text.p, s->text.len, "-----BEGIN ", 11) &&
                               !rb_redact_needed(r, s->text.p, s->text.len)));
-    s->out.len = 0;
     for (size_t i = 0; i < s->nrec && rc == 0; i++) {
         const shown *l = &s->rec[i];
         rc = buf_put(&s->out, s->bar[stream], s->barlen[stream]);
@@ -250,14 +250,13 @@ static int render(rb_sink *s, const rb_redactor *r, int stream)
     }
     s->nrec = 0;
     s->text.len = 0;
-    if (rc == 0)
-        rb_operator_write(s->out.p, s->out.len);
     return rc;
 }
 
-int rb_sink_feed(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n)
+/* data[0..n) through the line cutter into lines, then rendered. */
+static int collect_and_render(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n)
 {
-    if (rb_lines_feed(&s->lines[stream], data, n, collect, s) != 0) {
+    if (n > 0 && rb_lines_feed(&s->lines[stream], data, n, collect, s) != 0) {
         s->nrec = 0;
         s->text.len = 0;
         return -1;
@@ -265,11 +264,71 @@ int rb_sink_feed(rb_sink *s, const rb_redactor *r, int stream, const char *data,
     return render(s, r, stream);
 }
 
+/* What the chunk rendered, in one write. */
+static void emit(rb_sink *s)
+{
+    if (s->out.len > 0)
+        rb_operator_write(s->out.p, s->out.len);
+    s->out.len = 0;
+}
+
+/* Whole lines shown as they lie, without collecting them: data[0..n)
+ * starts a line, and show_plain is used only when no line is too long,
+ * there is no escape, no key block is open and nothing in the lines is to
+ * be hidden (what render would find plain).  *shown is how much of data
+ * that was, the whole lines (0: they take the general path); -1 when out
+ * of memory. */
+static int show_plain(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n,
+                      size_t *shown)
+{
+    *shown = 0;
+    if (n == 0 || s->in_key[stream] || n > s->max || memchr(data, 0x1b, n))
+        return 0;
+    const char *last = memrchr(data, '\n', n);
+    size_t whole = last ? (size_t)(last - data) + 1 : 0;
+    if (whole == 0 || memmem(data, whole, "-----BEGIN ", 11) || rb_redact_needed(r, data, whole))
+        return 0;
+    for (const char *p = data, *end = data + whole, *nl; p < end; p = nl + 1) {
+        nl = memchr(p, '\n', (size_t)(end - p));
+        if (buf_put(&s->out, s->bar[stream], s->barlen[stream]) != 0 ||
+            buf_put(&s->out, p, (size_t)(nl - p) + 1) != 0)
+            return -1;
+    }
+    *shown = whole;
+    return 0;
+}
+
+/* A chunk: the end of a line carried over from the last one goes the
+ * general way; then nearly always the chunk's whole lines go plain; what
+ * is left (a line to be continued, or lines with something to hide or
+ * cut) goes the general way. */
+int rb_sink_feed(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n)
+{
+    const rb_lines *l = &s->lines[stream];
+    size_t first = 0, shown;
+    if (l->len || l->cut) {
+        const char *nl = memchr(data, '\n', n);
+        first = nl ? (size_t)(nl - data) + 1 : n;
+    }
+    s->out.len = 0;
+    int rc = collect_and_render(s, r, stream, data, first);
+    if (rc == 0)
+        rc = show_plain(s, r, stream, data + first, n - first, &shown);
+    if (rc == 0)
+        rc = collect_and_render(s, r, stream, data + first + shown, n - first - shown);
+    if (rc == 0)
+        emit(s);
+    return rc;
+}
+
 static int sink_flush(rb_sink *s, const rb_redactor *r)
 {
-    for (int i = 0; i < 2; i++)
+    for (int i = 0; i < 2; i++) {
+        s->out.len = 0;
         if (rb_lines_flush(&s->lines[i], collect, s) != 0 || render(s, r, i) != 0)
             return -1;
+        emit(s);
+    }
     return 0;
 }
 

@@ -18,6 +18,13 @@
 /* Exit codes (DESIGN.md). */
 enum { RB_EXIT_OK = 0, RB_EXIT_FAILED = 1, RB_EXIT_USAGE = 2, RB_EXIT_INTERRUPTED = 130 };
 
+/* A new Lua state, as luaL_newstate's but with rb_alloc (src/alloc.c):
+ * blocks of 2 MiB and more live in huge pages.  NULL when out of memory. */
+lua_State *rb_newstate(void);
+
+/* The lua_Alloc of rb_newstate (exported for tests). */
+void *rb_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
+
 /* Open the runbook libraries into L and point require() at stdlib/. [-0, +0, e] */
 void rb_host_open(lua_State *L);
 

@@ -4,11 +4,13 @@ Ctrl-C still work during endless output), a line longer than 64 KiB is
 shown cut with a note while the result keeps it whole, exec's capture is
 capped at 32 MiB with a notice, and ANSI escapes are stripped from what is
 captured, recorded and shown."""
+import fcntl
 import json
+import subprocess
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, emitted
+from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, emitted
 
 PRELUDE = 'runbook { name = "output-test" }\n' + LUA_EMIT + """
 local function peak_rss_kb()
@@ -144,6 +146,28 @@ end)
         ends = [e for e in self.events(self.transcript) if e["event"] == "step.end"]
         self.assertRegex(ends[0]["error"], r"exited with code 1: \[PM2\]\[ERROR\] Process app not found$")
         self.assertNotIn("\x1b", p.stdout + p.stderr)
+
+
+
+class PipeRoom(OutputTestCase):
+    def test_a_piped_stdout_gets_a_megabyte_of_room(self):
+        # runbook run ... | tee: shown output went out in writes of the
+        # pipe's 64 KiB; the pipe is now widened (a hint the kernel takes
+        # up to pipe-max-size, 1 MiB by default) when output is shown.
+        path = self.write("rb.lua", PRELUDE + """
+step("show", function() exec { "echo", "shown", readonly = true } end)
+""")
+        p = subprocess.Popen([RUNBOOK, "run", "--yes", "--transcript", self.transcript, path],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, env=self.env)
+        out = p.stdout.read()           # to the end: runbook has written all
+        room = fcntl.fcntl(p.stdout.fileno(), fcntl.F_GETPIPE_SZ)
+        err = p.communicate(timeout=60)[1]
+        self.assertEqual(p.returncode, 0, err)
+        self.assertIn(b"    | shown", out)
+        with open("/proc/sys/fs/pipe-max-size") as f:
+            most = int(f.read())
+        self.assertEqual(room, min(most, 1 << 20))
 
 
 class CtrlC(OutputTestCase):

@@ -219,6 +219,38 @@ static void escapes_go_and_long_lines_are_cut(void **state)
     free(text);
 }
 
+/* A log whose chunks mostly hold nothing to hide (shown as they lie, see
+ * show_plain) with a secret, an escape or an over-long line now and then,
+ * and chunks that end and start inside a line. */
+static void plain_chunks_among_the_rest(void **state)
+{
+    lua_State *L = *state;
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    for (int i = 0; i < 300; i++) {
+        char line[160];
+        snprintf(line, sizeof line, "2026-12-01T20:00:%02d.000Z INFO api[%d]: GET /v1/x/%d 200 user=%d\n",
+                 i % 60, i, i * 7, i % 97);
+        luaL_addstring(&b, line);
+        if (i % 37 == 5)
+            luaL_addstring(&b, "DB_PASSWORD=pw-Plain-Chunk-9\n");
+        if (i % 53 == 7)
+            luaL_addstring(&b, "\033[32monline\033[0m ok\n");
+        if (i == 150)
+            for (int k = 0; k < 5000; k++)
+                luaL_addchar(&b, k == 4999 ? '\n' : 'z');
+    }
+    luaL_pushresult(&b);
+    char *text = strdup(lua_tostring(L, -1));
+    expect_as_reference(L, text);
+    char *want, *out = show(L, text, 1000, "stdout", &want);
+    assert_null(strstr(out, "pw-Plain-Chunk-9"));
+    assert_non_null(strstr(out, "O| DB_PASSWORD=***\n"));
+    free(out);
+    free(want);
+    free(text);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -228,6 +260,7 @@ int main(void)
         cmocka_unit_test(the_head_comes_before_the_end),
         cmocka_unit_test_setup_teardown(secrets_hidden_line_by_line, setup, teardown),
         cmocka_unit_test_setup_teardown(escapes_go_and_long_lines_are_cut, setup, teardown),
+        cmocka_unit_test_setup_teardown(plain_chunks_among_the_rest, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
