@@ -1,0 +1,155 @@
+-- runbook.markdown, runbook.mdblocks, runbook.mdtext and runbook.shellwords:
+-- pure Lua, run by lua5.4 with stdlib/ on package.path (tests/CMakeLists.txt).
+-- Each example under examples/markdown/ is read as a person would count it.
+local SOURCE = assert(os.getenv("RB_SOURCE_DIR"), "RB_SOURCE_DIR not set")
+package.path = SOURCE .. "/stdlib/?.lua;" .. package.path
+local markdown = require("runbook.markdown")
+local mdtext = require("runbook.mdtext")
+local shellwords = require("runbook.shellwords")
+
+local failures, passed = 0, 0
+local function test(name, fn)
+  local ok, err = pcall(fn)
+  if ok then passed = passed + 1 else failures = failures + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
+end
+local function eq(got, want, what)
+  if got ~= want then error(string.format("%s: expected %q, got %q", what, tostring(want), tostring(got)), 2) end
+end
+
+local function read(name)
+  local path = SOURCE .. "/examples/markdown/" .. name
+  local f = assert(io.open(path))
+  local doc, err = markdown.parse(f:read("a"), "examples/markdown/" .. name)
+  f:close()
+  return assert(doc, err)
+end
+
+local function titles(doc)
+  local t = {}
+  for _, s in ipairs(doc.steps) do t[#t + 1] = s.title end
+  return table.concat(t, " | ")
+end
+
+-- Every item of kind (choices opened) across the doc's steps.
+local function items(doc, kind)
+  local out = {}
+  for _, s in ipairs(doc.steps) do
+    for _, it in ipairs(s.items) do
+      if it.kind == kind then out[#out + 1] = it end
+      for _, o in ipairs(it.options or {}) do if o.kind == kind then out[#out + 1] = o end end
+    end
+  end
+  return out
+end
+
+local function class_of(doc, prefix)
+  for _, c in ipairs(items(doc, "command")) do
+    if c.cmd:sub(1, #prefix) == prefix then return c.class end
+  end
+  error("no command " .. prefix)
+end
+
+test("a numbered on-call checklist", function()
+  local doc = read("oncall-checklist.md")
+  eq(titles(doc), "Triage & communicate | Check the service | Check the database | Mitigate | Hand over", "steps")
+  local choice = doc.steps[2].items[2]
+  eq(choice.kind, "choice", "step 2 item 2")
+  eq(#choice.options, 3, "platforms offered")
+  eq(choice.options[1].platform .. "," .. choice.options[2].platform .. "," .. choice.options[3].platform,
+    "linux,pm2,windows", "platforms")
+  eq(doc.steps[4].items[2].kind, "choice", "systemd / PM2 / NSSM sub-items")
+  eq(class_of(doc, "pg_isready"), "read", "pg_isready")
+  eq(class_of(doc, "sudo systemctl restart"), "write", "a restart")
+  eq(#items(doc, "blank"), 2, "blanks")
+  eq(#items(doc, "check"), 4, "checks")
+  eq(table.concat(doc.params.order, ","), "db_host,database_url", "params")
+  eq(doc.params.database_url.secret, true, "DATABASE_URL is secret")
+end)
+
+test("a long incident checklist with phases, severities and templates", function()
+  local doc = read("incident-response.md")
+  eq(titles(doc), "Phase 1: Detection | Phase 2: Investigation | Phase 3: Mitigation | Phase 4: Recovery", "steps")
+  eq(#doc.reference, 2, "severity levels and templates are reference")
+  eq(#doc.severities, 3, "severities")
+  eq(doc.severities[1].name, "P0", "first severity")
+  eq(#doc.templates, 2, "templates")
+  eq(class_of(doc, "pg_restore"), "destructive", "a restore")
+  eq(class_of(doc, "tail -n 100"), "read", "readonly by comment")
+  eq(class_of(doc, "sudo systemctl stop"), "write", "a stop")
+  local sql = items(doc, "sql")
+  eq(#sql, 1, "one sql block")
+  eq(sql[1].class, "read", "the investigation's sql")
+  eq(doc.steps[2].items[1].kind, "heading", "### nested in its phase")
+  eq(#items(doc, "blank"), 3, "blanks")
+  eq(doc.params.domain.placeholder, "your-domain", "your-domain")
+  eq(doc.params.redis_host.placeholder, "<REDIS_HOST>", "<REDIS_HOST>")
+end)
+
+test("a checklist of links", function()
+  local doc = read("links.md")
+  eq(#doc.steps, 4, "one step per item")
+  local links = items(doc, "link")
+  eq(#links, 2, "markdown links, not the https one")
+  eq(links[1].target, "./triage.md", "link target")
+end)
+
+test("symptoms, impact, investigation, resolution", function()
+  local doc = read("api-latency.md")
+  eq(titles(doc), "Symptoms | Impact | Investigation | Resolution", "steps")
+  eq(class_of(doc, "psql -c"), "destructive", "pg_terminate_backend")
+  eq(class_of(doc, "curl -X POST"), "write", "a POST")
+  eq(class_of(doc, "curl -fsS -o /dev/null"), "read", "a GET to /dev/null")
+  eq(doc.params.pid.placeholder, "<PID>", "the pid to end")
+end)
+
+test("on-call procedures: matrices and templates are reference", function()
+  local doc = read("oncall-procedures.md")
+  eq(titles(doc), "When paged", "steps")
+  eq(#doc.reference, 3, "reference sections")
+  eq(doc.severities[1].name .. doc.severities[3].name, "SEV1SEV3", "severities")
+  eq(#doc.templates, 2, "templates")
+end)
+
+test("errors name the file and line", function()
+  local _, err = markdown.parse("# T\n\n## A\n\n```bash\necho hi\n", "x.md")
+  eq(err, "x.md:5: the code block opened here is never closed (no closing ```)", "unclosed fence")
+  _, err = markdown.parse("# T\n\n## A\n\n- run `echo 'oops`\n", "y.md")
+  eq(err, "y.md:5: cannot read the command `echo 'oops`: unclosed quote at column 6", "bad command")
+  _, err = markdown.parse("# T\n\nJust prose.\n", "z.md")
+  eq(err:match("^z%.md:1: no steps"), "z.md:1: no steps", "no steps")
+  _, err = markdown.parse("# T\n\n## Severity\n\n| P1 | bad |\n|--|--|\n", "r.md")
+  eq(err:match("^r%.md:1: no steps"), "r.md:1: no steps", "reference only")
+end)
+
+test("text as written: CRLF, BOM, mojibake", function()
+  local doc = assert(markdown.parse("\239\187\191# Restore \195\162\226\130\172\226\128\157 fast\r\n\r\n" ..
+    "## Step 1\r\n- [ ] caf\195\131\194\169 \240\159\148\165\r\n", "m.md"))
+  eq(doc.title, "Restore \226\128\148 fast", "em dash repaired")
+  eq(doc.steps[1].items[1].text, "caf\195\169 \240\159\148\165", "é repaired, emoji kept")
+  eq(select(2, mdtext.normalize("na\195\175ve \195\131 x")), 0, "real text left alone")
+end)
+
+test("shell lines", function()
+  local cases = {
+    { "curl -fsS https://x/health", "read" }, { "curl -X POST https://x", "write" },
+    { "curl --data a=1 https://x", "write" }, { "wget -qO- https://x", "read" },
+    { "sudo systemctl restart app", "write" }, { "systemctl status app", "read" },
+    { "journalctl -u app | tail -50", "read" }, { "redis-cli -h db ping", "read" },
+    { "redis-cli -a pw GET k", "read" }, { "redis-cli SET k v", "write" },
+    { "redis-cli FLUSHALL", "destructive" }, { "psql -c 'SELECT 1'", "read" },
+    { "psql -c 'UPDATE t SET a = 1'", "write" }, { "psql", "write" },
+    { "pg_restore -d app x.dump", "destructive" }, { "rm -rf /tmp/x", "destructive" },
+    { "rm /tmp/x", "write" }, { "docker compose logs api", "read" },
+    { "docker compose up -d", "write" }, { "git log -5", "read" }, { "git checkout v1", "write" },
+    { "df -h > /tmp/df", "write" }, { "grep x y 2>&1 >/dev/null", "read" },
+    { "kubectl get pods", "read" }, { "kubectl delete pod x", "destructive" },
+    { "find /var/log -name '*.gz' -delete", "write" }, { "sed -n 1,5p f", "read" },
+    { "sed -i s/a/b/ f", "write" }, { "backdrop --now", "write" }, { "TZ=UTC date", "read" },
+  }
+  for _, c in ipairs(cases) do eq(shellwords.classify(c[1]), c[2], c[1]) end
+  local w = assert(shellwords.split([[a "b c" 'd e' f\ g|h&&i # no]]))
+  eq(table.concat(w, ","), "a,b c,d e,f g,|,h,&&,i", "split")
+end)
+
+print(string.format("%d passed, %d failed", passed, failures))
+os.exit(failures == 0 and 0 or 1)
