@@ -236,9 +236,7 @@ end
 local function text_items(doc, b, override, out)
   local text, line = b.text, b.line
   local blank = text:match("^(.-)_____*") or text:match("^(.-)%[%s*___+%s*%]")
-  if b.check then
-    out[#out + 1] = { kind = "check", text = plain(text), done = b.check == "x", line = line }
-  elseif blank and text:find("___", 1, true) then
+  if blank and text:find("___", 1, true) and not b.check then
     out[#out + 1] = { kind = "blank", label = plain(blank):gsub("[:%s]+$", ""), line = line }
   end
   link_items(doc, text, line, out)
@@ -259,11 +257,14 @@ local function text_items(doc, b, override, out)
   -- first colon leads the first command
   local only_labels = cmds > 0 and
     text:gsub("`[^`]*`", ""):gsub("[^:`]*:", ""):gsub("[%s/%.,;%*%-]", "") == ""
-  if only_labels then
+  if b.check then       -- after its commands: "- [ ] Health is green: `curl ...`"
+    out[#out + 1] = { kind = "check", text = plain(text:gsub(":?%s*`[^`]*`", "")), done = b.check == "x",
+                      line = line }
+  elseif only_labels then
     out[#out - cmds + 1].lead = plain(text:match("^([^:`]*):") or "")
   elseif not b.check and not (blank and text:find("___", 1, true)) and cmds == 0 then
     out[#out + 1] = { kind = "note", text = plain(text), line = line }
-  elseif cmds > 0 and not b.check then
+  elseif cmds > 0 then
     table.insert(out, #out - cmds + 1, { kind = "note", text = plain(text), line = line })
   end
   return true

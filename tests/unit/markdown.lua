@@ -151,5 +151,24 @@ test("shell lines", function()
   eq(table.concat(w, ","), "a,b c,d e,f g,|,h,&&,i", "split")
 end)
 
+test("import: Lua that loads, with each item in place", function()
+  local mdimport = require("runbook.mdimport")
+  for _, name in ipairs({ "oncall-checklist.md", "incident-response.md", "links.md", "api-latency.md",
+      "oncall-procedures.md" }) do
+    local src = mdimport.to_lua(read(name))
+    assert(load(src, "=" .. name, "t", {}), "the import of " .. name .. " does not load")
+  end
+  local src = mdimport.to_lua(read("oncall-checklist.md"))
+  assert(src:find('run("pg_isready -h " .. sh_quote(p.db_host) .. " -p 5432", "read", nil, "Connectivity")', 1, true),
+    "placeholder spliced, shell-quoted")
+  assert(src:find('"read", { DATABASE_URL = p.database_url }', 1, true), "$DATABASE_URL through env")
+  assert(src:find('{ platform = "pm2", label = "PM2", cmd = "pm2 list", class = "read" }', 1, true), "a choice")
+  assert(src:find('check("Confirm health is green again")   -- line 24', 1, true), "check after its command")
+  src = mdimport.to_lua(read("incident-response.md"))
+  assert(src:find('query("SELECT count(*) AS orders FROM orders", "read")', 1, true), "sql statements split")
+  assert(src:find('param("database_url", { help = "$DATABASE_URL in the document (line 43)", secret = true, ' ..
+    'default = env("DATABASE_URL") })', 1, true), "secret param from the environment")
+end)
+
 print(string.format("%d passed, %d failed", passed, failures))
 os.exit(failures == 0 and 0 or 1)
