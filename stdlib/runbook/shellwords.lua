@@ -16,16 +16,21 @@ local M = {}
 local OPERATORS = { ["|"] = true, ["||"] = true, ["&&"] = true, [";"] = true, ["&"] = true }
 
 -- The word that starts at i of line (not a blank): its text, where the next
--- word may start, or nil and the column of an unclosed quote.
+-- word may start, or nil and the column of an unclosed quote.  Runs of
+-- plain characters are taken whole (a pattern), quotes and backslashes
+-- one by one.
 local function word_at(line, i)
-  local out, n = {}, #line
+  local out = {}
   local op = not line:match("^&>", i) and line:match("^[|&;]+", i)
   if op then return op, i + #op end
   local start = i
-  while i <= n do
+  while true do
+    local run = line:match("^[^%s'\"\\|&;]+", i)
+    if run then
+      out[#out + 1] = run
+      i = i + #run
+    end
     local c = line:sub(i, i)
-    local redirect = c == "&" and (i == start or line:sub(i - 1, i - 1) == ">")   -- 2>&1, &>f
-    if c:match("%s") or (c:match("[|&;]") and not redirect) then break end
     if c == "'" then
       local close = line:find("'", i + 1, true)
       if not close then return nil, i end
@@ -33,16 +38,18 @@ local function word_at(line, i)
       i = close + 1
     elseif c == '"' then
       local j = i + 1
-      while j <= n and line:sub(j, j) ~= '"' do j = j + (line:sub(j, j) == "\\" and 2 or 1) end
-      if j > n then return nil, i end
+      while j <= #line and line:sub(j, j) ~= '"' do j = j + (line:sub(j, j) == "\\" and 2 or 1) end
+      if j > #line then return nil, i end
       out[#out + 1] = line:sub(i + 1, j - 1):gsub('\\(["\\$`])', "%1")
       i = j + 1
     elseif c == "\\" then
       out[#out + 1] = line:sub(i + 1, i + 1)
       i = i + 2
-    else
+    elseif c == "&" and (i == start or line:sub(i - 1, i - 1) == ">") then   -- 2>&1, &>f
       out[#out + 1] = c
       i = i + 1
+    else
+      break                           -- a blank, an operator or the end
     end
   end
   return table.concat(out), i
