@@ -438,7 +438,8 @@ function M.parse(text, file)
   if not bs then return nil, err end
   local doc = { file = file, name = (file:match("([^/]+)$") or file):gsub("%.[%w]+$", ""),
     intro = {}, steps = {}, reference = {}, severities = {}, templates = {},
-    params = { order = {} }, ids = {}, repaired = repaired }
+    params = { order = {} }, ids = {}, repaired = repaired,
+    nlines = select(2, normal:gsub("\n", "")) + (normal:match("[^\n]$") and 1 or 0) }
   local first = 1
   if bs[1] and bs[1].type == "heading" and bs[1].level == 1 then
     doc.title, doc.title_line, first = plain(bs[1].text), bs[1].line, 2

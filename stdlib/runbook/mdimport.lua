@@ -44,13 +44,13 @@ local function command_expr(doc, text)
   return table.concat(parts, " .. "), #env > 0 and ("{ " .. table.concat(env, ", ") .. " }") or nil
 end
 
-local function command_code(doc, it, ind)
+local function command_code(doc, it)
   local expr, env = command_expr(doc, it.cmd)
   local args = { expr, string.format("%q", it.class) }
   local lead = it.lead ~= "" and it.lead or nil
   if env or lead then args[#args + 1] = env or "nil" end
   if lead then args[#args + 1] = q(lead) end
-  return string.format("%srun(%s)   -- line %d", ind, table.concat(args, ", "), it.line)
+  return string.format("run(%s)", table.concat(args, ", "))
 end
 
 -- The statements of a SQL block, split at semicolons outside quotes.
@@ -79,18 +79,16 @@ local function statements(sql)
   return kept
 end
 
-local function item_code(doc, it, ind)
+-- The Lua of one item: one or more statements, a line each.
+local function item_code(doc, it)
   local k = it.kind
-  if k == "check" then return string.format("%scheck(%s)   -- line %d", ind, q(it.text), it.line) end
-  if k == "blank" then
-    return string.format("%sfilled[%s] = fill(%s)   -- line %d", ind, q(it.label), q(it.label), it.line)
-  end
-  if k == "command" then return command_code(doc, it, ind) end
+  if k == "check" then return "check(" .. q(it.text) .. ")" end
+  if k == "blank" then return string.format("filled[%s] = fill(%s)", q(it.label), q(it.label)) end
+  if k == "command" then return command_code(doc, it) end
   if k == "sql" then
     local out = {}
     for _, st in ipairs(statements(it.sql)) do
-      local expr = command_expr(doc, st)
-      out[#out + 1] = string.format("%squery(%s, %q)   -- line %d", ind, expr, it.class, it.line)
+      out[#out + 1] = string.format("query(%s, %q)", command_expr(doc, st), it.class)
     end
     return table.concat(out, "\n")
   end
@@ -98,25 +96,25 @@ local function item_code(doc, it, ind)
     local opts = {}
     for _, o in ipairs(it.options) do
       local expr, env = command_expr(doc, o.cmd)
-      opts[#opts + 1] = string.format("%s  { platform = %q, label = %s, cmd = %s, class = %q%s },",
-        ind, o.platform, q(o.label or o.platform), expr, o.class, env and (", env = " .. env) or "")
+      opts[#opts + 1] = string.format("  { platform = %q, label = %s, cmd = %s, class = %q%s },",
+        o.platform, q(o.label or o.platform), expr, o.class, env and (", env = " .. env) or "")
     end
-    return string.format("%spick {   -- line %d\n%s\n%s}", ind, it.line, table.concat(opts, "\n"), ind)
+    return "pick {\n" .. table.concat(opts, "\n") .. "\n}"
   end
   if k == "link" then
-    return string.format("%slog.info(%s)   -- line %d: another runbook", ind,
-      q("next, as the document says: runbook run " .. it.target:gsub("^%./", "") .. " (" .. it.text .. ")"), it.line)
+    return "log.info(" .. q("next, as the document says: runbook run " .. it.target:gsub("^%./", "") ..
+      " (" .. it.text .. ")") .. ")"
   end
-  if k == "heading" then return string.format("%sprint(%s)   -- line %d", ind, q(it.text), it.line) end
   if k == "table" then
     local rows = {}
     for _, r in ipairs(it.rows) do rows[#rows + 1] = table.concat(r, " | ") end
-    return string.format("%sprint(%s)   -- line %d", ind, q(table.concat(rows, "\n")), it.line)
+    return "print(" .. q(table.concat(rows, "\n")) .. ")"
   end
-  local text = it.text or it.body or ""
-  return string.format("%sprint(%s)   -- line %d", ind, q(text), it.line)
+  return "print(" .. q(it.text or it.body or "") .. ")"
 end
 
+-- What a checklist item does, the same for every document: written at
+-- the top of an import, loaded beside a markdown run (M.helpers).
 local PRELUDE = [[
 -- What a checklist item does (the same for every imported document).
 local filled = {}                 -- the blanks filled in, by label
@@ -196,6 +194,8 @@ local function pick(options)
 end
 ]]
 
+local HELPERS = "filled, sh_quote, check, fill, run, query, pick"
+
 local function param_code(doc, name)
   local p = doc.params[name]
   local fields = { string.format("help = %s", q(p.placeholder .. " in the document (line " .. p.line .. ")")) }
@@ -206,23 +206,67 @@ local function param_code(doc, name)
   return string.format("param(%q, { %s })", name, table.concat(fields, ", "))
 end
 
+local function header_code(doc)
+  return string.format("runbook { name = %q, title = %s }", doc.name, q(doc.title))
+end
+
+local function step_code(s)
+  return string.format("step(%s, { id = %q }, function(p)", q(s.title), s.id)
+end
+
+-- A readable runbook: the prelude written out, an item a line, each with
+-- its line in the document.
 function M.to_lua(doc)
   local out = {
     string.format("-- Imported from %s by `runbook import`: each step is a section of", doc.file),
     "-- the document, and each line says where in it the item stands.",
-    string.format("runbook { name = %q, title = %s }", doc.name, q(doc.title)),
-    "",
+    header_code(doc), "",
   }
   for _, name in ipairs(doc.params.order) do out[#out + 1] = param_code(doc, name) end
   out[#out + 1] = ""
   out[#out + 1] = PRELUDE
   for _, s in ipairs(doc.steps) do
-    out[#out + 1] = string.format("step(%s, { id = %q }, function(p)   -- line %d", q(s.title), s.id, s.line)
-    for _, it in ipairs(s.items) do out[#out + 1] = item_code(doc, it, "  ") end
+    out[#out + 1] = step_code(s) .. "   -- line " .. s.line
+    for _, it in ipairs(s.items) do
+      local code = item_code(doc, it):gsub("\n", "\n  ")
+      out[#out + 1] = "  " .. code .. "   -- line " .. it.line
+    end
     out[#out + 1] = "end)"
     out[#out + 1] = ""
   end
   return table.concat(out, "\n")
+end
+
+-- The same runbook with every step and item on its line of the document,
+-- for `runbook run FILE.md`: an error or a position the engine reports
+-- (FILE.md:24) is the document's own line.  The helpers come in as the
+-- chunk's arguments (M.helpers makes them), not written out.
+function M.to_aligned_lua(doc)
+  local lines = {}
+  local function put(at, code)
+    at = math.max(1, at)
+    lines[at] = lines[at] and (lines[at] .. " " .. code) or code
+  end
+  local head = { "local " .. HELPERS .. " = ...", header_code(doc) }
+  for _, name in ipairs(doc.params.order) do head[#head + 1] = param_code(doc, name) end
+  put(1, table.concat(head, " "))
+  for i, s in ipairs(doc.steps) do
+    put(s.line, step_code(s))
+    for _, it in ipairs(s.items) do put(it.line, (item_code(doc, it):gsub("\n", " "))) end
+    local next_step = doc.steps[i + 1]
+    put(next_step and next_step.line - 1 or doc.nlines, "end)")
+  end
+  local n = 0
+  for at in pairs(lines) do n = math.max(n, at) end
+  for at = 1, n do lines[at] = lines[at] or "" end
+  return table.concat(lines, "\n")
+end
+
+-- The helpers of an aligned chunk, loaded in the runbook's environment
+-- env (so they call its verbs): the values for its `...`.
+function M.helpers(env)
+  local chunk = assert(load(PRELUDE .. "\nreturn " .. HELPERS, "=markdown runbook helpers", "t", env))
+  return chunk()
 end
 
 return M

@@ -170,5 +170,33 @@ test("import: Lua that loads, with each item in place", function()
     'default = env("DATABASE_URL") })', 1, true), "secret param from the environment")
 end)
 
+test("a markdown run: each step and item on the document's own line", function()
+  local mdimport = require("runbook.mdimport")
+  for _, name in ipairs({ "oncall-checklist.md", "incident-response.md", "links.md", "api-latency.md" }) do
+    local doc = read(name)
+    local seen = {}
+    local env = setmetatable({
+      runbook = function() end, param = function() end, env = function() end,
+      step = function(title, _, fn)
+        seen[#seen + 1] = { title = title, line = debug.getinfo(2, "l").currentline }
+        local calls = {}
+        local stub = function(...) calls[#calls + 1] = debug.getinfo(2, "l").currentline end
+        local fenv = { check = stub, fill = stub, run = stub, query = stub, pick = stub, print = stub,
+          log = { info = stub }, filled = {}, sh_quote = tostring }
+        seen[#seen].calls = calls
+        seen[#seen].fn, seen[#seen].fenv = fn, fenv
+      end,
+    }, { __index = _G })
+    local src = mdimport.to_aligned_lua(doc)
+    local chunk = assert(load(src, "@" .. name, "t", env))
+    chunk()
+    eq(#seen, #doc.steps, name .. ": steps declared")
+    for i, s in ipairs(doc.steps) do
+      eq(seen[i].title, s.title, name .. " step " .. i)
+      eq(seen[i].line, s.line, name .. " step " .. i .. "'s line")
+    end
+  end
+end)
+
 print(string.format("%d passed, %d failed", passed, failures))
 os.exit(failures == 0 and 0 or 1)
