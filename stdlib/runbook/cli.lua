@@ -32,7 +32,7 @@ end
 
 -- A path for NAME|FILE, or nil and a message saying where it looked.
 function cli.resolve(name)
-  if name:find("/") or name:match("%.lua$") then
+  if name:find("/") or name:match("%.lua$") or name:match("%.md$") then
     if is_file(name) then return name end
     return nil, string.format("no runbook file %s", name)
   end

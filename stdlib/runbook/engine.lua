@@ -53,7 +53,12 @@ end
 -- and "file:line: message".
 function engine.declare(run, path)
   local env = api.environment(run)
-  local chunk, err = loadfile(path, "t", env)
+  local chunk, err
+  if path:match("%.md$") then       -- a markdown checklist (runbook.mdrun)
+    chunk, err = require("runbook.mdrun").load(path, env)
+  else
+    chunk, err = loadfile(path, "t", env)
+  end
   if not chunk then return nil, err end
   run.phase = "declare"
   run.plan.file = path      -- require() finds modules beside it
