@@ -109,20 +109,37 @@ local SUBREADS = {
 }
 
 -- What makes a line destructive wherever it stands (a pipeline, a
--- quoted -c "..."): each a pattern and the words said of it.
+-- quoted -c "..."): by the word it starts with, patterns and the words
+-- said of each.  Looked up by the line's words, so a line costs a pass
+-- over its words, not a search per pattern.
 local DESTRUCTIVE = {
-  { "%f[%a]flushall%f[%A]", "FLUSHALL" }, { "%f[%a]flushdb%f[%A]", "FLUSHDB" },
-  { "pg_terminate_backend", "pg_terminate_backend" }, { "%f[%a]drop%s+%a", "DROP" },
-  { "%f[%a]truncate%s+%a", "TRUNCATE" }, { "%f[%a]delete%s+from%f[%A]", "DELETE FROM" },
-  { "%f[%a]dropdb%f[%A]", "dropdb" }, { "%f[%a]pg_restore%f[%A]", "pg_restore (a restore)" },
-  { "%f[%a]mysql%f[%A][^|]*<", "a mysql restore" }, { "%f[%a]kill%s+%-9", "kill -9" },
-  { "%f[%a]kill%s+%-kill", "kill -KILL" }, { "git%s+reset%s+%-%-hard", "git reset --hard" },
-  { "push%s+[^|]*%-%-force", "git push --force" }, { "push%s+%-f%f[%A]", "git push -f" },
-  { "system%s+prune", "docker system prune" }, { "volume%s+rm%f[%A]", "docker volume rm" },
-  { "kubectl%s+delete", "kubectl delete" }, { "%f[%a]rm%s+%-%a*[rR]", "rm -r" },
-  { "%f[%a]mkfs", "mkfs" }, { "%f[%a]dd%s+if=", "dd" }, { "%f[%a]wipefs%f[%A]", "wipefs" },
-  { "%f[%a]shred%f[%A]", "shred" },
+  flushall = { { "%f[%a]flushall%f[%A]", "FLUSHALL" } },
+  flushdb = { { "%f[%a]flushdb%f[%A]", "FLUSHDB" } },
+  pg_terminate_backend = { { "pg_terminate_backend", "pg_terminate_backend" } },
+  drop = { { "%f[%a]drop%s+%a", "DROP" } }, truncate = { { "%f[%a]truncate%s+%a", "TRUNCATE" } },
+  delete = { { "%f[%a]delete%s+from%f[%A]", "DELETE FROM" } },
+  dropdb = { { "%f[%a]dropdb%f[%A]", "dropdb" } },
+  pg_restore = { { "%f[%a]pg_restore%f[%A]", "pg_restore (a restore)" } },
+  mysql = { { "%f[%a]mysql%f[%A][^|]*<", "a mysql restore" } },
+  kill = { { "%f[%a]kill%s+%-9", "kill -9" }, { "%f[%a]kill%s+%-kill", "kill -KILL" } },
+  reset = { { "git%s+reset%s+%-%-hard", "git reset --hard" } },
+  push = { { "push%s+[^|]*%-%-force", "git push --force" }, { "push%s+%-f%f[%A]", "git push -f" } },
+  prune = { { "system%s+prune", "docker system prune" } },
+  volume = { { "volume%s+rm%f[%A]", "docker volume rm" } },
+  kubectl = { { "kubectl%s+delete", "kubectl delete" } },
+  rm = { { "%f[%a]rm%s+%-%a*[rR]", "rm -r" } }, mkfs = { { "%f[%a]mkfs", "mkfs" } },
+  dd = { { "%f[%a]dd%s+if=", "dd" } }, wipefs = { { "%f[%a]wipefs%f[%A]", "wipefs" } },
+  shred = { { "%f[%a]shred%f[%A]", "shred" } },
 }
+
+-- The destructive thing low (a lower-case line) does, or nil.
+local function destructive(low)
+  for word in low:gmatch("[%a_][%w_]*") do
+    for _, d in ipairs(DESTRUCTIVE[word] or {}) do
+      if low:find(d[1]) then return d[2] end
+    end
+  end
+end
 
 -- sudo, env assignments and a leading `time`/`nice` say nothing of what a
 -- command does: the program is the word after them.
@@ -185,9 +202,8 @@ end
 
 function M.sql_class(sql)
   local low = sql:lower()
-  for _, d in ipairs(DESTRUCTIVE) do
-    if low:find(d[1]) then return "destructive", d[2] end
-  end
+  local hit = destructive(low)
+  if hit then return "destructive", hit end
   for stmt in (low .. ";"):gmatch("([^;]*);") do
     local verb = stmt:match("^%s*(%a+)")
     if verb and not SQL_READ[verb] then return "write" end
@@ -252,10 +268,8 @@ end
 
 -- The class of a whole line, and a short reason when it is not a read.
 function M.classify(line)
-  local low = line:lower()
-  for _, d in ipairs(DESTRUCTIVE) do
-    if low:find(d[1]) then return "destructive", d[2] end
-  end
+  local hit = destructive(line:lower())
+  if hit then return "destructive", hit end
   local words, err = M.split(line)
   if not words then return "write", err end
   local class, why = "read", nil
