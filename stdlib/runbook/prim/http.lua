@@ -31,6 +31,7 @@
 -- shown and recorded.
 local chttp = require("runbook.lazy")("runbook.http")
 local cjson = require("cjson")
+local networds = require("runbook.networds")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
 
@@ -265,10 +266,11 @@ local function perform(q)
       " (insecure=true)")
   end
   if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
-  local r = chttp.request({ method = q.method, url = q.url, headers = q.lines, body = q.body,
+  local r, f = chttp.request({ method = q.method, url = q.url, headers = q.lines, body = q.body,
     timeout = o.timeout or 30, connect_timeout = o.connect_timeout, insecure = o.insecure,
     cacert = o.cacert, max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh,
     who = who })
+  if r == nil then error(networds.message("http", f), 0) end
   r.method, r.secret = q.method, o.secret
   if r.tls then r.tls = tls_view(r.tls) end
   setmetatable(r, Response)

@@ -59,6 +59,7 @@ local config = require("runbook.config")
 local credis = require("runbook.lazy")("runbook.redis")
 local csql = require("runbook.lazy")("runbook.sql")
 local loop = require("runbook.loop")
+local networds = require("runbook.networds")
 local operator = require("runbook.operator")
 local record = require("runbook.record")
 local sys = require("runbook.sys")
@@ -308,13 +309,15 @@ local RD = {}
 
 function RD.call(srv, c, argv)
   local ok, v = c:call(CALL_TIMEOUT, argv)
-  if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v), 0) end
+  if not ok and v.kind ~= "server" then error(networds.message("redis", v), 0) end
+  if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v.message), 0) end
   return v
 end
 
 function RD.open(srv)
   local r = srv.redis
-  local c = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
+  local c, f = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
+  if not c then error(networds.message("redis", f), 0) end
   local ok, err = pcall(function()
     if r.password then
       RD.call(srv, c, r.user and { "AUTH", r.user, r.password } or { "AUTH", r.password })

@@ -52,6 +52,7 @@
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
 local credis = require("runbook.lazy")("runbook.redis")
+local networds = require("runbook.networds")
 local record = require("runbook.record")
 local transcript = require("runbook.transcript")
 
@@ -263,33 +264,42 @@ local function summarize(v)
   return { type = math.type(v) or type(v), value = v }
 end
 
-local function reply_error(cfg, name, text)
-  local code = text:match("^(%u+)")
+-- The message of a failed call: the server's error reply with a hint for
+-- its code, or the words for a transport failure (runbook.networds).
+local function reply_error(cfg, name, f)
+  if f.kind ~= "server" then return networds.message("redis", f) end
+  local code = f.message:match("^(%u+)")
   local hint = ERROR_HINTS[code]
-  return string.format("redis %s: %s: %s%s", server_name(cfg), name, text,
+  return string.format("redis %s: %s: %s%s", server_name(cfg), name, f.message,
     hint and (" (" .. hint .. ")") or "")
+end
+
+-- A call of the session set-up: the reply, or raises; a server error
+-- reply is worded by why(message).
+local function setup_call(c, cfg, argv, why)
+  local ok, f = c:call(cfg.timeout, argv)
+  if ok then return f end
+  c:close()
+  error(f.kind == "server" and why(f.message) or networds.message("redis", f), 0)
 end
 
 -- One server connection: connect, AUTH, SELECT.  Raises on failure.
 local function open_session(cfg)
-  local c = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
+  local c, f = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
+  if not c then error(networds.message("redis", f), 0) end
   if cfg.password then
     local argv = cfg.user and { "AUTH", cfg.user, cfg.password } or { "AUTH", cfg.password }
-    local ok, err = c:call(cfg.timeout, argv)
-    if not ok then
-      c:close()
-      error(string.format("redis %s: authentication failed%s: %s (check the %spassword in the URL)",
+    setup_call(c, cfg, argv, function(err)
+      return string.format("redis %s: authentication failed%s: %s (check the %spassword in the URL)",
         server_name(cfg), cfg.user and (" for user " .. cfg.user) or "", err,
-        cfg.user and "user and " or ""), 0)
-    end
+        cfg.user and "user and " or "")
+    end)
   end
   if cfg.db ~= 0 then
-    local ok, err = c:call(cfg.timeout, { "SELECT", tostring(cfg.db) })
-    if not ok then
-      c:close()
-      error(string.format("redis %s: SELECT %d failed: %s (check the /db in the URL against " ..
-        "the server's `databases` setting)", server_name(cfg), cfg.db, err), 0)
-    end
+    setup_call(c, cfg, { "SELECT", tostring(cfg.db) }, function(err)
+      return string.format("redis %s: SELECT %d failed: %s (check the /db in the URL against " ..
+        "the server's `databases` setting)", server_name(cfg), cfg.db, err)
+    end)
   end
   return c
 end
@@ -332,7 +342,8 @@ end
 -- COMMAND (renamed or denied by its ACL).  A lost connection raises.
 local function command_info(self, name)
   local ok, reply = acquire(self):call(self.cfg.timeout, { "COMMAND", "INFO", name })
-  if not ok then return { error = reply } end
+  if not ok and reply.kind ~= "server" then error(networds.message("redis", reply), 0) end
+  if not ok then return { error = reply.message } end
   local info = type(reply) == "table" and reply[1]
   if type(info) ~= "table" then return { unknown = true } end
   local entry = { flags = info[3], subs = {} }
