@@ -55,8 +55,8 @@ local credis = require("runbook.lazy")("runbook.redis")
 local networds = require("runbook.networds")
 local record = require("runbook.record")
 local transcript = require("runbook.transcript")
+local urls = require("runbook.url")
 
-local DEFAULT_PORT = 6379
 local CONNECT_TIMEOUT, COMMAND_TIMEOUT = 5, 10
 local SHOWN_ARG = 1024        -- longer arguments are cut in the record
 
@@ -85,65 +85,17 @@ local ERROR_HINTS = {
   LOADING = "the server is still loading its dataset: retry in a moment",
 }
 
-local function percent_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function parse_query(query, cfg, fail)
-  for pair in query:gmatch("[^&]+") do
-    local k, v = pair:match("^([%w_]+)=(.*)$")
-    local n = tonumber(v)
-    if (k == "connect_timeout" or k == "timeout") and n and n >= 0 then
-      cfg[k] = n
-    else
-      fail(string.format("unknown or bad option %q (connect_timeout=SECONDS, timeout=SECONDS)", pair))
-    end
-  end
-end
-
--- host[:port][/db] with host possibly [v6].
-local function parse_hostpart(hostpart, cfg, fail)
-  local host, after = hostpart:match("^%[([^%]]+)%](.*)$")
-  if not host then host, after = hostpart:match("^([^:/]*)(.*)$") end
-  if host == "" then fail("no host") end
-  local port, path = after:match("^:(%d+)(.*)$")
-  if not port then
-    if after:match("^:") then fail("the port must be a number") end
-    path = after
-  end
-  cfg.host, cfg.port = host, tonumber(port) or DEFAULT_PORT
-  if cfg.port < 1 or cfg.port > 65535 then fail("the port must be 1-65535") end
-  if path ~= "" and path ~= "/" then
-    local db = path:match("^/(%d+)$")
-    if not db then fail("the path must be a database number, like /2") end
-    cfg.db = tonumber(db)
-  end
-end
-
--- Parse redis://... into {host, port, db, user, password, timeouts}; raises
--- a message naming what is wrong (with the password hidden).
+-- Parse redis://... (runbook.url) into {host, port, db, user, password,
+-- timeouts}; raises a message naming what is wrong (with the password hidden).
 local function parse_url(url)
-  local function fail(why)
+  local cfg, why = urls.redis(url)
+  if not cfg then
     -- (no example password here: the screen's redaction would mangle it)
     error(string.format("redis.connect: %s in %s (expected redis://host[:port][/db], with " ..
       "user:password@ before the host to log in)", why, transcript.redact(url)), 0)
   end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if scheme == "rediss" then fail("TLS (rediss://) is not supported") end
-  if scheme ~= "redis" then fail("not a redis:// URL") end
-  local cfg = { db = 0, connect_timeout = CONNECT_TIMEOUT, timeout = COMMAND_TIMEOUT }
-  local main, query = rest:match("^([^?]*)%?(.*)$")
-  if main then parse_query(query, cfg, fail) else main = rest end
-  local userinfo, hostpart = main:match("^(.*)@([^@]*)$")
-  if userinfo then
-    local user, password = userinfo:match("^([^:]*):(.*)$")
-    if not user then fail("the password goes after a colon, before the @") end
-    cfg.user = user ~= "" and percent_decode(user) or nil
-    cfg.password = password ~= "" and percent_decode(password) or nil
-  else
-    hostpart = main
-  end
-  parse_hostpart(hostpart, cfg, fail)
+  cfg.connect_timeout = cfg.connect_timeout or CONNECT_TIMEOUT
+  cfg.timeout = cfg.timeout or COMMAND_TIMEOUT
   return cfg
 end
 
