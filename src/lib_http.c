@@ -4,7 +4,10 @@
  *
  * http.request{method=, url=, headers={"Name: value", ...}, body=, timeout=,
  * connect_timeout=, insecure=, cacert=, max_redirects=, follow=, fresh=, who=}
- * returns {status, headers, body, time, url, redirects, reused, tls}.  Policy (JSON
+ * returns {status, headers, body, time, url, redirects, reused, tls}, or nil
+ * and the facts of the failure: {kind = "resolve" | "refused" | "timeout" |
+ * "tls" | "protocol" | "closed", stage, problem, who, host, port, addr,
+ * errno, reason, ...}, which stdlib/runbook/networds.lua words.  Policy (JSON
  * bodies, expect=, dry run, the transcript, redaction) is in
  * stdlib/runbook/prim/http.lua.
  *
@@ -38,6 +41,7 @@
 
 #include "runbook/host.h"
 #include "runbook/loop.h"
+#include "runbook/net.h"
 
 #define MULTI_MT "runbook.http.multi"
 #define REQUEST_MT "runbook.http.request"
@@ -384,121 +388,135 @@ static curl_off_t info_off(CURL *e, CURLINFO what)
     return v;
 }
 
-/* Where a request that ran out of time was stuck, and what to check. */
+/* Where a request that ran out of time was stuck. */
 static const char *timeout_stage(const struct request *r)
 {
     /* curl publishes the local port once TCP is connected, but the connect
      * time only once TLS is up too */
     int connected = info_long(r->e, CURLINFO_LOCAL_PORT) != 0;
     if (!connected && info_off(r->e, CURLINFO_NAMELOOKUP_TIME_T) == 0)
-        return "while resolving the host name (check DNS and the host name in the "
-               "URL/--target)";
+        return "resolve";
     if (!connected)
-        return "while connecting (is the host up and reachable? check the firewall "
-               "and the URL/--target)";
+        return "connect";
     if (r->https && info_off(r->e, CURLINFO_APPCONNECT_TIME_T) == 0)
-        return "during the TLS handshake (is this really a TLS port? is the service stuck?)";
-    return "waiting for the response (the service accepted the connection but did not "
-           "answer: is it stuck or overloaded? raise timeout= if it is only slow)";
+        return "tls";
+    return "call";
 }
 
-static void push_timeout(lua_State *L, struct request *r, double seconds)
+/* host and port of the request's URL into the facts on top. */
+static void set_url_parts(lua_State *L)
 {
-    char n[32];
-    snprintf(n, sizeof n, "%.1f", seconds);
-    lua_pushfstring(L, "%s: timed out after %s s %s", who(L), n, timeout_stage(r));
-}
-
-static int fail_timeout(lua_State *L, struct request *r)
-{
-    push_timeout(L, r, r->timeout);
-    request_close(r, NULL);
-    return lua_error(L);
-}
-
-static void push_host(lua_State *L, const char *url)
-{
-    char name[256] = "?";
     CURLU *u = curl_url();
-    char *host = NULL;
-    if (u != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK &&
-        curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
-        snprintf(name, sizeof name, "%s", host);
-    curl_free(host);
-    curl_url_cleanup(u);
-    lua_pushstring(L, name);
-}
-
-/* Push the message for a transfer curl ended with an error: what failed,
- * in the operator's words, and what to check. */
-static void push_failure(lua_State *L, struct request *r)
-{
-    const char *detail = r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result);
-    long os_errno = info_long(r->e, CURLINFO_OS_ERRNO);
-    switch (r->result) {
-    case CURLE_COULDNT_RESOLVE_HOST:
-        lua_getfield(L, S_SPEC, "url");
-        push_host(L, lua_tostring(L, -1));
-        lua_pushfstring(L, "%s: name not resolved: %s (check the host name in the URL/--target "
-                        "and DNS)", who(L), lua_tostring(L, -1));
-        return;
-    case CURLE_COULDNT_CONNECT:
-        if (os_errno == ECONNREFUSED)
-            lua_pushfstring(L, "%s: connection refused (is the service up? check the "
-                            "URL/--target)", who(L));
-        else
-            lua_pushfstring(L, "%s: cannot connect (%s; check the host, the port and the "
-                            "firewall)", who(L), detail);
-        return;
-    case CURLE_OPERATION_TIMEDOUT:
-        push_timeout(L, r, r->connect_timeout);
-        return;
-    case CURLE_PEER_FAILED_VERIFICATION:
-        lua_pushfstring(L, "%s: TLS certificate verify failed (%s; pass cacert= or "
-                        "insecure=true knowingly)", who(L), detail);
-        return;
-    case CURLE_SSL_CONNECT_ERROR:
-        lua_pushfstring(L, "%s: TLS handshake failed (%s; is this really a TLS port? check "
-                        "http:// vs https:// and the server's TLS setup)", who(L), detail);
-        return;
-    case CURLE_SSL_CACERT_BADFILE:
-        lua_pushfstring(L, "%s: cannot use the CA file (%s; check cacert=)", who(L), detail);
-        return;
-    case CURLE_TOO_MANY_REDIRECTS:
-        lua_getfield(L, S_SPEC, "max_redirects");
-        lua_pushfstring(L, "%s: too many redirects (more than %d; check for a redirect loop, "
-                        "or raise max_redirects=)", who(L), (int)luaL_optinteger(L, -1, 5));
-        return;
-    case CURLE_GOT_NOTHING:
-        lua_pushfstring(L, "%s: the server closed the connection without answering (check "
-                        "the service's logs)", who(L));
-        return;
-    case CURLE_SEND_ERROR:
-    case CURLE_RECV_ERROR:
-        lua_pushfstring(L, "%s: connection lost (%s; check the service's logs)", who(L), detail);
-        return;
-    case CURLE_WRITE_ERROR:
-        if (r->body.over || r->head.over) {
-            lua_pushfstring(L, "%s: the response is larger than %d MiB (not kept)", who(L),
-                            (int)(BODY_CAP >> 20));
-            return;
+    char *host = NULL, *port = NULL;
+    lua_getfield(L, S_SPEC, "url");
+    const char *url = lua_tostring(L, -1);
+    lua_pop(L, 1);              /* the string stays in the spec */
+    if (u != NULL && url != NULL && curl_url_set(u, CURLUPART_URL, url, 0) == CURLUE_OK) {
+        if (curl_url_get(u, CURLUPART_HOST, &host, 0) == CURLUE_OK)
+            rb_net_set(L, "host", host);
+        if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_DEFAULT_PORT) == CURLUE_OK) {
+            lua_pushinteger(L, atoi(port));
+            lua_setfield(L, -2, "port");
         }
-        break;
-    default:
-        break;
     }
-    lua_pushfstring(L, "%s: %s (%s)", who(L), curl_easy_strerror(r->result), detail);
+    curl_free(host);
+    curl_free(port);
+    curl_url_cleanup(u);
 }
 
+/* nil, {kind, stage, who, host, port}: the facts of a failed request, to
+ * which the caller adds its own.  [-0, +2, m] */
+static void push_facts(lua_State *L, const char *kind, const char *stage)
+{
+    lua_pushnil(L);
+    rb_net_push_facts(L, kind, stage);
+    rb_net_set(L, "who", who(L));
+    set_url_parts(L);
+}
+
+/* nil, facts of a request out of time; limit names the option that set it. */
+static int fail_timeout(lua_State *L, struct request *r, double seconds, const char *limit)
+{
+    push_facts(L, "timeout", timeout_stage(r));
+    rb_net_set(L, "wake", "timeout");
+    rb_net_set(L, "limit", limit);
+    lua_pushnumber(L, seconds);
+    lua_setfield(L, -2, "timeout");
+    request_close(r, NULL);
+    return 2;
+}
+
+/* kind, stage and problem of a curl error; NULL kind for one runbook has
+ * no facts of its own for (the facts then carry curl's own words). */
+static const char *curl_kind(CURLcode rc, const char **stage, const char **problem)
+{
+    *problem = NULL;
+    switch (rc) {
+    case CURLE_COULDNT_RESOLVE_HOST: *stage = "resolve"; return "resolve";
+    case CURLE_COULDNT_CONNECT: *stage = "connect"; return "refused";
+    case CURLE_PEER_FAILED_VERIFICATION: *stage = "tls"; *problem = "verify"; return "tls";
+    case CURLE_SSL_CONNECT_ERROR: *stage = "tls"; *problem = "handshake"; return "tls";
+    case CURLE_SSL_CACERT_BADFILE: *stage = "tls"; *problem = "cafile"; return "tls";
+    case CURLE_TOO_MANY_REDIRECTS: *stage = "call"; *problem = "redirects"; return "protocol";
+    case CURLE_GOT_NOTHING:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR: *stage = "call"; return "closed";
+    default: *stage = "call"; *problem = "curl"; return "protocol";
+    }
+}
+
+/* What curl knows of the connection: errno, the address it tried. */
+static void set_conn_facts(lua_State *L, struct request *r)
+{
+    long os_errno = info_long(r->e, CURLINFO_OS_ERRNO);
+    if (os_errno != 0)
+        rb_net_set(L, "errno", strerrorname_np((int)os_errno));
+    char *ip = NULL;
+    if (curl_easy_getinfo(r->e, CURLINFO_PRIMARY_IP, &ip) != CURLE_OK || ip == NULL || !*ip)
+        return;
+    if (strchr(ip, ':') != NULL) {
+        lua_pushfstring(L, "[%s]", ip);
+        lua_setfield(L, -2, "addr");
+    } else {
+        rb_net_set(L, "addr", ip);
+    }
+}
+
+/* nil, facts of a transfer curl ended with an error; closes the request. */
 static int fail_curl(lua_State *L, struct request *r)
 {
-    push_failure(L, r);
+    if (r->result == CURLE_OPERATION_TIMEDOUT) {    /* curl's own limit: the connect's */
+        /* without connect_timeout= it is timeout=, cut to at most 10 s */
+        int given = lua_getfield(L, S_SPEC, "connect_timeout") != LUA_TNIL;
+        lua_pop(L, 1);
+        return fail_timeout(L, r, r->connect_timeout, given ? "connect_timeout" : "timeout");
+    }
+    const char *stage, *problem, *kind = curl_kind(r->result, &stage, &problem);
+    if (r->result == CURLE_WRITE_ERROR && (r->body.over || r->head.over))
+        problem = "too_large";
+    push_facts(L, kind, stage);
+    rb_net_set(L, "problem", problem);
+    set_conn_facts(L, r);
+    if (r->result == CURLE_GOT_NOTHING) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "eof");
+        lua_pushboolean(L, 0);
+        lua_setfield(L, -2, "answered");
+    }
+    /* curl's errbuf repeats the host name for a failed lookup: no reason */
+    if (r->result != CURLE_COULDNT_RESOLVE_HOST)
+        rb_net_set(L, "reason", r->errbuf[0] ? r->errbuf : curl_easy_strerror(r->result));
+    rb_net_set(L, "curl_error", curl_easy_strerror(r->result));
+    lua_getfield(L, S_SPEC, "max_redirects");
+    lua_pushinteger(L, luaL_optinteger(L, -1, 5));
+    lua_setfield(L, -3, "max_redirects");
+    lua_pop(L, 1);
+    lua_pushinteger(L, (lua_Integer)(BODY_CAP >> 20));
+    lua_setfield(L, -2, "cap_mib");
     request_close(r, NULL);
-    return lua_error(L);
+    return 2;
 }
 
-
-/* One "Name: value" line into the table at index t. */
 static void set_header(lua_State *L, int t, const char *p, const char *colon, const char *end)
 {
     const char *v = colon + 1;
@@ -673,14 +691,17 @@ static int k_request(lua_State *L, int status, lua_KContext ctx)
     enum rb_wake w = rb_loop_woke(L, r->wait, r->nwait);
     if (w == RB_WAKE_INTERRUPT || w == RB_WAKE_CANCEL) {
         request_close(r, NULL);
-        return rb_loop_raise(L, w, who(L), "request", r->timeout);
+        lua_pushnil(L);
+        rb_net_push_wake(L, w, "call", r->timeout);
+        rb_net_set(L, "who", who(L));
+        return 2;
     }
     if (!r->done)   /* a wake-up for curl's timer is not a timeout */
         drive(mu, r->wait, w == RB_WAKE_READY ? r->nwait : 0, 0);
     if (r->done)
         return finish(L, r, mu);
     if (rb_loop_now() >= r->deadline)
-        return fail_timeout(L, r);
+        return fail_timeout(L, r, r->timeout, "timeout");
     return wait_more(L, r, mu);
 }
 

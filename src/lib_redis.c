@@ -3,16 +3,21 @@
  *
  * Two verbs, both non-blocking through rb_loop_wait:
  *
- *   redis.open(host, port, connect_timeout [, label]) -> conn
- *       resolves the name (in a helper thread, so the wait has a deadline
- *       and Ctrl-C works), then tries each address with
- *       redisConnectNonBlock until one accepts.
- *   conn:call(timeout, argv) -> true, value | false, error_text
+ *   redis.open(host, port, connect_timeout [, label]) -> conn | nil, facts
+ *       resolves the name and tries each address (src/net.c), then hands
+ *       the connected socket to hiredis.
+ *   conn:call(timeout, argv) -> true, value | nil, facts
  *       sends one command and reads its reply.  A server error reply is
- *       returned (false, text), not raised: the stdlib decides what to say.
- *       Transport failures (timeout, Ctrl-C, lost connection) raise and
- *       close the connection, since a late reply would otherwise be read
- *       as the answer to the next command.
+ *       nil, {kind = "server", message}.  After a transport failure
+ *       (timeout, Ctrl-C, lost connection) the connection is closed, since
+ *       a late reply would otherwise be read as the next command's answer.
+ *
+ * Failures are facts, never prose: {kind = "resolve" | "refused" |
+ * "timeout" | "closed" | "protocol" | "server", stage = "resolve" |
+ * "connect" | "call", errno, reason, host, port, addr, wake, timeout,
+ * command, who, eof, message}; stdlib/runbook/networds.lua words them for
+ * the operator, as it does for ssh and http.  Misuse (a closed or busy
+ * connection, a bad argument) still raises.
  *
  * Reply mapping: status and string -> string, integer -> integer, nil ->
  * nil at the top and false inside an array (so # and ipairs see every
@@ -21,19 +26,8 @@
  * scripting does.  URLs, AUTH, SELECT, dry run and the transcript are the
  * stdlib's business (stdlib/runbook/prim/redis.lua).
  */
-#include <errno.h>
-#include <fcntl.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -41,149 +35,25 @@
 
 #include "runbook/host.h"
 #include "runbook/loop.h"
+#include "runbook/net.h"
 
 #define CONN_MT "runbook.redis.conn"
 #define WHERE_MAX 300
 #define READS_PER_WAKE 64           /* 1 MiB of a big reply, then a loop round */
 
-/* A name lookup running in a detached thread.  The thread and the
- * connection each hold a reference; whoever drops the last one frees it,
- * so an abandoned lookup (timeout, Ctrl-C) finishes harmlessly. */
-struct lookup {
-    atomic_int refs;
-    int wfd;                    /* the thread writes one byte, then closes */
-    int rc;                     /* getaddrinfo's result */
-    int sys_errno;              /* the thread's errno, for EAI_SYSTEM */
-    struct addrinfo *res;
-    char host[256];
-    char port[16];
-};
-
 struct conn {
     redisContext *ctx;          /* NULL when not connected */
-    struct lookup *lookup;      /* during open: this conn's reference */
-    int lookup_fd;              /* during open: read end of the pipe */
-    struct addrinfo *next_ai;   /* during open: next address to try */
-    int last_errno;             /* during open: why the last address failed */
-    char last_err[128];
+    struct rb_net net;          /* during open: the lookup and connect */
     int busy;                   /* a call is in flight */
     int written;                /* the command has left the buffer */
     double deadline, timeout;
-    char where[WHERE_MAX];      /* "redis host:port" for messages */
-    char cmd[40];               /* the command in flight, for messages */
+    char where[WHERE_MAX];      /* "redis host:port", the facts' who */
+    char cmd[40];               /* the command in flight, the facts' command */
 };
 
 /* Stack slots of redis.open and conn:call. */
 enum { S_HOST = 1, S_PORT, S_CTIMEOUT, S_LABEL, S_OPEN_CONN };
 enum { S_CONN = 1, S_TIMEOUT, S_ARGV };
-
-/* Raise a message without a position: api.raise adds the runbook's line. */
-static int raise_text(lua_State *L, const char *fmt, ...)
-{
-    char buf[768];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    lua_pushstring(L, buf);
-    return lua_error(L);
-}
-
-static void lookup_unref(struct lookup *lk)
-{
-    if (atomic_fetch_sub(&lk->refs, 1) == 1) {
-        if (lk->res != NULL)
-            freeaddrinfo(lk->res);
-        free(lk);
-    }
-}
-
-static void *lookup_thread(void *arg)
-{
-    struct lookup *lk = arg;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    lk->rc = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
-    lk->sys_errno = errno;
-    ssize_t n = write(lk->wfd, "!", 1);    /* EPIPE if nobody waits: fine */
-    (void)n;
-    close(lk->wfd);
-    lookup_unref(lk);
-    return NULL;
-}
-
-static struct lookup *lookup_new(const char *host, int port)
-{
-    struct lookup *lk = calloc(1, sizeof *lk);
-    if (lk == NULL)
-        return NULL;
-    snprintf(lk->host, sizeof lk->host, "%s", host);
-    snprintf(lk->port, sizeof lk->port, "%d", port);
-    lk->wfd = -1;
-    atomic_init(&lk->refs, 1);
-    return lk;
-}
-
-/* A numeric address needs no query: convert it here, at once. */
-static int lookup_numeric(struct conn *c, const char *host, int port)
-{
-    struct lookup *lk = lookup_new(host, port);
-    if (lk == NULL)
-        return -1;
-    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM };
-    if (getaddrinfo(lk->host, lk->port, &hints, &lk->res) != 0) {
-        lookup_unref(lk);
-        return 0;
-    }
-    c->lookup = lk;
-    c->next_ai = lk->res;
-    return 1;
-}
-
-/* Start the lookup of a host name in a thread; returns the read end of its
- * pipe, or -1 with errno set.  Signals are blocked in the thread so that
- * Ctrl-C is always handled by the thread running the loop. */
-static int lookup_start(struct conn *c, const char *host, int port)
-{
-    int fds[2];
-    struct lookup *lk = lookup_new(host, port);
-    if (lk == NULL || pipe2(fds, O_CLOEXEC) != 0) {
-        free(lk);
-        return -1;
-    }
-    lk->wfd = fds[1];
-    atomic_init(&lk->refs, 2);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t tid;
-    int rc = pthread_create(&tid, &attr, lookup_thread, lk);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        free(lk);
-        errno = rc;
-        return -1;
-    }
-    c->lookup = lk;
-    c->lookup_fd = fds[0];
-    return fds[0];
-}
-
-static void lookup_release(struct conn *c)
-{
-    if (c->lookup_fd >= 0)
-        close(c->lookup_fd);
-    c->lookup_fd = -1;
-    if (c->lookup != NULL)
-        lookup_unref(c->lookup);
-    c->lookup = NULL;
-    c->next_ai = NULL;
-}
 
 /* Close everything; safe to call twice (__gc after __close or close()). */
 static void conn_release(struct conn *c)
@@ -193,7 +63,7 @@ static void conn_release(struct conn *c)
     c->busy = 0;
     if (ctx != NULL)
         redisFree(ctx);
-    lookup_release(c);
+    rb_net_close(&c->net);
 }
 
 static int l_gc(lua_State *L)
@@ -212,63 +82,56 @@ static struct conn *check_open(lua_State *L, int idx)
 
 /* ---- opening ---------------------------------------------------------- */
 
-static int connect_failed(lua_State *L, struct conn *c)
+/* nil, facts (the table on top gets who); closes c.  Returns 2. */
+static int open_failed(lua_State *L, struct conn *c)
 {
-    int e = c->last_errno;
+    rb_net_set(L, "who", c->where);
+    lua_pushnil(L);
+    lua_insert(L, -2);
     conn_release(c);
-    if (e == ECONNREFUSED)
-        return raise_text(L, "%s: connection refused (is Redis running and listening there? "
-                          "check the host and port in the URL)", c->where);
-    if (e == ENETUNREACH || e == EHOSTUNREACH)
-        return raise_text(L, "%s: cannot connect: %s (check the host in the URL and the "
-                          "network route to it)", c->where, strerror(e));
-    if (e == 0 && c->last_err[0] == '\0')
-        return raise_text(L, "%s: cannot connect: the name has no usable address (check the "
-                          "host in the URL)", c->where);
-    return raise_text(L, "%s: cannot connect: %s (check the host and port in the URL)",
-                      c->where, c->last_err[0] ? c->last_err : strerror(e));
+    return 2;
 }
 
 static int k_connected(lua_State *L, int status, lua_KContext ctx);
 
-/* Try the next address of the lookup; hiredis resolves the numeric form
- * it is given without a query. */
-static int try_next(lua_State *L, struct conn *c)
+/* The socket is connected: hand it to hiredis, which takes it over.
+ * redisConnectFd marks a context blocking; ours is not (EAGAIN from a
+ * non-blocking read must mean "later", not an error). */
+static int attach(lua_State *L, struct conn *c)
 {
-    while (c->next_ai != NULL) {
-        struct addrinfo *ai = c->next_ai;
-        c->next_ai = ai->ai_next;
-        char ip[NI_MAXHOST];
-        if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST) != 0)
-            continue;
-        redisContext *ctx = redisConnectNonBlock(ip, (int)lua_tointeger(L, S_PORT));
-        if (ctx == NULL)
-            return raise_text(L, "%s: out of memory", c->where);
-        if (ctx->err) {
-            c->last_errno = errno;
-            snprintf(c->last_err, sizeof c->last_err, "%s", ctx->errstr);
-            redisFree(ctx);
-            continue;
-        }
-        c->ctx = ctx;
-        return rb_loop_wait(L, ctx->fd, POLLOUT, c->deadline, k_connected, 0);
+    int fd = rb_net_take(&c->net);
+    redisContext *ctx = redisConnectFd(fd);
+    if (ctx == NULL) {
+        close(fd);
+        conn_release(c);
+        return luaL_error(L, "%s: out of memory", c->where);
     }
-    return connect_failed(L, c);
+    ctx->flags &= ~REDIS_BLOCK;
+    c->ctx = ctx;
+    redisEnableKeepAlive(ctx);      /* a REPL session may idle for hours */
+    lua_settop(L, S_OPEN_CONN);
+    return 1;
 }
 
-/* How a wait of the opening ended: nothing when the fd is ready; else the
- * connection is released and the timeout (with the hint of what to check),
- * Ctrl-C or error raised, so this does not return. */
-static void opening_woke(lua_State *L, struct conn *c, const char *op, const char *doing,
-                         const char *hint)
+/* Where the connect loop goes next: wait, attach or fail. */
+static int connect_on(lua_State *L, struct conn *c, enum rb_net_result r)
+{
+    if (r == RB_NET_WAIT)
+        return rb_loop_wait(L, c->net.fd, POLLOUT, c->deadline, k_connected, 0);
+    if (r == RB_NET_READY)
+        return attach(L, c);
+    rb_net_push_failure(L, &c->net);
+    return open_failed(L, c);
+}
+
+/* nil, facts when a wait of the opening did not end READY, else 0. */
+static int opening_woke(lua_State *L, struct conn *c, const char *stage)
 {
     enum rb_wake w = rb_loop_woke(L, NULL, 0);
     if (w == RB_WAKE_READY)
-        return;
-    conn_release(c);
-    if (w == RB_WAKE_TIMEOUT)
-        raise_text(L, "%s: %s timed out after %.1f s (%s)", c->where, doing, c->timeout, hint);
-    rb_loop_raise(L, w, c->where, op, c->timeout);
+        return 0;
+    rb_net_push_wake(L, w, stage, c->timeout);
+    return open_failed(L, c);
 }
 
 static int k_connected(lua_State *L, int status, lua_KContext kctx)
@@ -276,25 +139,8 @@ static int k_connected(lua_State *L, int status, lua_KContext kctx)
     (void)status;
     (void)kctx;
     struct conn *c = luaL_checkudata(L, S_OPEN_CONN, CONN_MT);
-    opening_woke(L, c, "connect", "connect", "is the host up, and the port not dropped by a "
-                 "firewall? connect_timeout= raises the limit");
-    int err = 0;
-    socklen_t len = sizeof err;
-    if (getsockopt(c->ctx->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-        err = errno;
-    if (err != 0) {
-        c->last_errno = err;
-        c->last_err[0] = '\0';
-        redisFree(c->ctx);
-        c->ctx = NULL;
-        return try_next(L, c);
-    }
-    lookup_release(c);
-    int one = 1;
-    setsockopt(c->ctx->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    redisEnableKeepAlive(c->ctx);   /* a REPL session may idle for hours */
-    lua_settop(L, S_OPEN_CONN);
-    return 1;
+    int n = opening_woke(L, c, "connect");
+    return n ? n : connect_on(L, c, rb_net_connected(&c->net));
 }
 
 static int k_resolved(lua_State *L, int status, lua_KContext kctx)
@@ -302,23 +148,18 @@ static int k_resolved(lua_State *L, int status, lua_KContext kctx)
     (void)status;
     (void)kctx;
     struct conn *c = luaL_checkudata(L, S_OPEN_CONN, CONN_MT);
-    opening_woke(L, c, "name lookup", "resolving the host name",
-                 "check DNS and the host in the URL");
-    struct lookup *lk = c->lookup;
-    if (lk->rc != 0) {
-        const char *why = lk->rc == EAI_SYSTEM ? strerror(lk->sys_errno) : gai_strerror(lk->rc);
-        char host[256];
-        snprintf(host, sizeof host, "%s", lk->host);
-        conn_release(c);
-        return raise_text(L, "%s: cannot resolve host name '%s': %s (check the host in the "
-                          "URL and DNS)", c->where, host, why);
+    int n = opening_woke(L, c, "resolve");
+    if (n)
+        return n;
+    if (rb_net_resolved(&c->net) != RB_NET_READY) {
+        rb_net_push_failure(L, &c->net);
+        return open_failed(L, c);
     }
-    c->next_ai = lk->res;
-    return try_next(L, c);
+    return connect_on(L, c, rb_net_connect(&c->net));
 }
 
-/* redis.open(host, port, connect_timeout [, label]) -> conn; label names
- * the server in messages (default "redis host:port"). */
+/* redis.open(host, port, connect_timeout [, label]) -> conn | nil, facts;
+ * label names the server in the facts (default "redis host:port"). */
 static int l_open(lua_State *L)
 {
     const char *host = luaL_checkstring(L, S_HOST);
@@ -332,23 +173,19 @@ static int l_open(lua_State *L)
 
     struct conn *c = lua_newuserdatauv(L, sizeof *c, 0);    /* S_OPEN_CONN, closed */
     memset(c, 0, sizeof *c);
-    c->lookup_fd = -1;
+    rb_net_init(&c->net);
     luaL_setmetatable(L, CONN_MT);
     if (label != NULL)
         snprintf(c->where, sizeof c->where, "%s", label);
-    else if (strchr(host, ':') != NULL)
-        snprintf(c->where, sizeof c->where, "redis [%s]:%d", host, (int)port);
     else
-        snprintf(c->where, sizeof c->where, "redis %s:%d", host, (int)port);
+        snprintf(c->where, sizeof c->where, strchr(host, ':') ? "redis [%s]:%d" : "redis %s:%d",
+                 host, (int)port);
     c->timeout = timeout;
     c->deadline = rb_loop_deadline(timeout);
-    int numeric = lookup_numeric(c, host, (int)port);
-    if (numeric > 0)
-        return try_next(L, c);
-    int fd = numeric < 0 ? -1 : lookup_start(c, host, (int)port);
-    if (fd < 0)
-        return raise_text(L, "%s: cannot start the name lookup: %s", c->where, strerror(errno));
-    return rb_loop_wait(L, fd, POLLIN, c->deadline, k_resolved, 0);
+    enum rb_net_result r = rb_net_start(&c->net, host, (int)port);
+    if (r == RB_NET_WAIT)
+        return rb_loop_wait(L, c->net.fd, POLLIN, c->deadline, k_resolved, 0);
+    return connect_on(L, c, r == RB_NET_READY ? rb_net_connect(&c->net) : r);
 }
 
 /* ---- replies ---------------------------------------------------------- */
@@ -392,13 +229,25 @@ static void push_value(lua_State *L, const redisReply *r, int in_array)
     }
 }
 
-/* Protected half of push_reply: may raise (memory) without leaking. */
+/* The facts of a failed call: {kind, stage = "call", command, who, ...}. */
+static void push_call_facts(lua_State *L, struct conn *c, const char *kind)
+{
+    rb_net_push_facts(L, kind, "call");
+    rb_net_set(L, "command", c->cmd);
+    rb_net_set(L, "who", c->where);
+}
+
+/* Protected half of push_reply: may raise (memory) without leaking.  An
+ * error reply is nil, {kind = "server", message = the server's text}. */
 static int l_push_reply(lua_State *L)
 {
     const redisReply *r = lua_touserdata(L, 1);
+    struct conn *c = lua_touserdata(L, 2);
     if (r->type == REDIS_REPLY_ERROR) {
-        lua_pushboolean(L, 0);
+        lua_pushnil(L);
+        push_call_facts(L, c, "server");
         lua_pushlstring(L, r->str, r->len);
+        lua_setfield(L, -2, "message");
     } else {
         lua_pushboolean(L, 1);
         push_value(L, r, 0);
@@ -407,11 +256,12 @@ static int l_push_reply(lua_State *L)
 }
 
 /* Push ok, value for a reply and free it (takes ownership of reply). */
-static int push_reply(lua_State *L, redisReply *reply)
+static int push_reply(lua_State *L, struct conn *c, redisReply *reply)
 {
     lua_pushcfunction(L, l_push_reply);
     lua_pushlightuserdata(L, reply);
-    int rc = lua_pcall(L, 1, 2, 0);
+    lua_pushlightuserdata(L, c);
+    int rc = lua_pcall(L, 2, 2, 0);
     freeReplyObject(reply);
     if (rc != LUA_OK)
         return lua_error(L);
@@ -420,31 +270,31 @@ static int push_reply(lua_State *L, redisReply *reply)
 
 /* ---- calls ------------------------------------------------------------ */
 
-/* The connection failed under a call: close it, then say why. */
+/* The connection failed under a call: nil, facts, and the connection
+ * closed (a late reply would be read as the next command's). */
 static int call_io_failed(lua_State *L, struct conn *c)
 {
     int err = c->ctx->err;
-    char detail[128];
-    snprintf(detail, sizeof detail, "%s", c->ctx->errstr);
+    lua_pushnil(L);
+    push_call_facts(L, c, err == REDIS_ERR_PROTOCOL ? "protocol" : "closed");
+    if (err == REDIS_ERR_EOF) {
+        lua_pushboolean(L, 1);
+        lua_setfield(L, -2, "eof");
+    } else {
+        rb_net_set(L, "reason", c->ctx->errstr);
+    }
     conn_release(c);
-    if (err == REDIS_ERR_EOF)
-        return raise_text(L, "%s: %s: the server closed the connection (check the server's log: "
-                          "a restart, maxclients, or a proxy's idle timeout)", c->where, c->cmd);
-    if (err == REDIS_ERR_PROTOCOL)
-        return raise_text(L, "%s: %s: the reply is not Redis protocol (%s); is that port a "
-                          "Redis server?", c->where, c->cmd, detail);
-    return raise_text(L, "%s: %s: connection lost: %s (check the server and the network)",
-                      c->where, c->cmd, detail);
+    return 2;
 }
 
 static int call_wait_failed(lua_State *L, struct conn *c, enum rb_wake w)
 {
+    lua_pushnil(L);
+    rb_net_push_wake(L, w, "call", c->timeout);
+    rb_net_set(L, "command", c->cmd);
+    rb_net_set(L, "who", c->where);
     conn_release(c);
-    if (w == RB_WAKE_TIMEOUT)
-        return raise_text(L, "%s: %s timed out after %.1f s waiting for the reply (is the "
-                          "server overloaded, or not Redis? timeout= raises the limit)",
-                          c->where, c->cmd, c->timeout);
-    return rb_loop_raise(L, w, c->where, c->cmd, c->timeout);
+    return 2;
 }
 
 /* Read what has arrived into hiredis's reader, without waiting, and take
@@ -471,8 +321,12 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
 {
     (void)status;
     struct conn *c = luaL_checkudata(L, S_CONN, CONN_MT);
-    if (c->ctx == NULL)
-        return raise_text(L, "%s: %s: the connection was closed during the call", c->where, c->cmd);
+    if (c->ctx == NULL) {          /* r:close() from another task */
+        lua_pushnil(L);
+        push_call_facts(L, c, "closed");
+        rb_net_set(L, "by", "runbook");
+        return 2;
+    }
     if (woke) {
         enum rb_wake w = rb_loop_woke(L, NULL, 0);
         if (w != RB_WAKE_READY)
@@ -494,7 +348,7 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
     if (reply == NULL)
         return rb_loop_wait(L, ctx->fd, POLLIN, c->deadline, k_call, 1);
     c->busy = 0;
-    return push_reply(L, reply);
+    return push_reply(L, c, reply);
 }
 
 /* Queue argv (a list of strings) in hiredis's output buffer. */
@@ -520,7 +374,7 @@ static void append_command(lua_State *L, struct conn *c)
     lua_pop(L, 2);
 }
 
-/* conn:call(timeout, {cmd, args...}) -> true, value | false, error_text */
+/* conn:call(timeout, {cmd, args...}) -> true, value | nil, facts */
 static int l_call(lua_State *L)
 {
     struct conn *c = check_open(L, S_CONN);

@@ -2,9 +2,9 @@
  * lib_ssh.c: SSH sessions on the event loop (libssh2 1.10, non-blocking).
  *
  *   ssh.connect{host=, port=, user=, keys={path...}, passphrase=, agent=,
- *               known_hosts=, accept_new=, save_new=, timeout=} -> session, info
- *       resolves the name (in a helper thread, so the wait has a deadline
- *       and Ctrl-C works), connects TCP without blocking, runs the SSH
+ *               known_hosts=, accept_new=, save_new=, timeout=}
+ *                                    -> session, info | nil, facts
+ *       resolves the name and connects TCP (src/net.c), runs the SSH
  *       handshake, checks the host key against known_hosts and
  *       authenticates with the key files, then the agent.  One deadline
  *       (timeout, seconds) covers all of it.  A host with keys in
@@ -12,7 +12,7 @@
  *       present one of them; accept_new trusts a key only for a host with
  *       no entry at all; an @revoked key is refused for every host.
  *   session:exec(cmd, timeout, stdin, on_output) -> {code, stdout, stderr,
- *                                                    signal, truncated, duration}
+ *                                   signal, truncated, duration} | nil, facts
  *       one channel: exec, feed stdin then EOF, collect both streams, wait
  *       for the server's close and read the exit status.
  *   session:close()
@@ -24,6 +24,11 @@
  * run, check=, the transcript and fan-out are the stdlib's business
  * (stdlib/runbook/prim/ssh.lua).
  *
+ * A failure is facts, not prose: {kind = "resolve" | "refused" | "timeout" |
+ * "protocol" | "hostkey" | "auth" | "closed" | "server", stage, problem,
+ * who, target, host, port, addr, ...}, worded by stdlib/runbook/networds.lua.
+ * Misuse (a busy or closed session) still raises.
+ *
  * An exec that ends early (timeout, Ctrl-C, the step's limit) sends the
  * channel's close and does not wait: libssh2 frees a channel only once the
  * server confirms the close, and sshd does that only when the remote
@@ -34,18 +39,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <netdb.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -55,28 +52,17 @@
 
 #include "runbook/host.h"
 #include "runbook/loop.h"
+#include "runbook/net.h"
 
 #define SESSION_MT "runbook.ssh.session"
 #define OUTPUT_CAP (32u << 20)      /* keep at most 32 MiB of each stream */
 #define MAX_PARKED 16
 #define WHO_MAX 320
 
-/* A name lookup in a detached thread.  The thread and the session each
- * hold a reference; whoever drops the last one frees it, so an abandoned
- * lookup (timeout, Ctrl-C) finishes harmlessly. */
-struct lookup {
-    atomic_int refs;
-    atomic_int done;            /* rc and res are set */
-    int wfd;
-    int rc;
-    struct addrinfo *res;
-    char host[256];
-    char port[16];
-};
-
 enum phase { P_RESOLVE, P_TCP, P_HANDSHAKE, P_HOSTKEY, P_METHODS, P_KEYS, P_AGENT, P_READY };
 enum xphase { X_OPEN, X_EXEC, X_IO, X_CLOSE, X_DONE };
-enum { STEP_ON, STEP_WAIT };    /* a phase moved on, or must wait for the socket */
+/* a phase moved on, must wait for the socket, or failed (facts on the stack) */
+enum { STEP_ON, STEP_WAIT, STEP_FAIL };
 
 struct exec {
     enum xphase phase;
@@ -102,16 +88,12 @@ struct sess {
     int fd;
     int busy;
     enum phase phase;
-    struct lookup *lookup;
-    int lookup_fd;
-    struct addrinfo *next_ai;
-    int last_errno;
-    char addr[64];              /* the address of the last TCP attempt */
+    struct rb_net net;          /* the lookup and TCP connect */
     int port;
     int key_i;
     double deadline, timeout;
     char methods[128];
-    char tried[600];            /* what authentication tried, for the error */
+    int ntried;                 /* entries in the S_TRIED list */
     char auth[300];             /* what authenticated */
     char fingerprint[64];
     const char *key_type;
@@ -124,7 +106,7 @@ struct sess {
 };
 
 /* Stack slots of ssh.connect and session:exec. */
-enum { S_SPEC = 1, S_SESS };
+enum { S_SPEC = 1, S_SESS, S_TRIED };
 enum { E_SESS = 1, E_CMD, E_TIMEOUT, E_STDIN, E_CALLBACK, E_OUT, E_ERR };
 
 /* method: the host key algorithm to negotiate when known_hosts holds a
@@ -167,93 +149,6 @@ static const char *last_error(LIBSSH2_SESSION *s)
     if (s == NULL || libssh2_session_last_error(s, &msg, NULL, 0) == 0 || msg == NULL)
         return "unknown error";
     return msg;
-}
-
-/* ---- name lookup -------------------------------------------------------- */
-
-static void lookup_unref(struct lookup *lk)
-{
-    if (atomic_fetch_sub(&lk->refs, 1) == 1) {
-        if (lk->res != NULL)
-            freeaddrinfo(lk->res);
-        free(lk);
-    }
-}
-
-static void *lookup_thread(void *arg)
-{
-    struct lookup *lk = arg;
-    struct addrinfo hints = { .ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM };
-    lk->rc = getaddrinfo(lk->host, lk->port, &hints, &lk->res);
-    atomic_store(&lk->done, 1);
-    ssize_t n = write(lk->wfd, "!", 1);     /* EPIPE if nobody waits: fine */
-    (void)n;
-    close(lk->wfd);
-    lookup_unref(lk);
-    return NULL;
-}
-
-static struct lookup *lookup_new(const char *host, int port, int refs)
-{
-    struct lookup *lk = calloc(1, sizeof *lk);
-    if (lk == NULL)
-        return NULL;
-    snprintf(lk->host, sizeof lk->host, "%s", host);
-    snprintf(lk->port, sizeof lk->port, "%d", port);
-    lk->wfd = -1;
-    atomic_init(&lk->refs, refs);
-    atomic_init(&lk->done, 0);
-    return lk;
-}
-
-/* A numeric address needs no query: 1 when host was one. */
-static int lookup_numeric(struct sess *x)
-{
-    struct lookup *lk = lookup_new(x->host, x->port, 1);
-    if (lk == NULL)
-        return 0;
-    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM };
-    if (getaddrinfo(lk->host, lk->port, &hints, &lk->res) != 0) {
-        lookup_unref(lk);
-        return 0;
-    }
-    x->lookup = lk;
-    x->next_ai = lk->res;
-    return 1;
-}
-
-/* Start the lookup in a thread with every signal blocked, so that Ctrl-C
- * always reaches the thread running the loop.  Returns 0 or an errno. */
-static int lookup_start(struct sess *x)
-{
-    int fds[2];
-    struct lookup *lk = lookup_new(x->host, x->port, 2);
-    if (lk == NULL)
-        return ENOMEM;
-    if (pipe2(fds, O_CLOEXEC) != 0) {
-        free(lk);
-        return errno;
-    }
-    lk->wfd = fds[1];
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t tid;
-    int rc = pthread_create(&tid, &attr, lookup_thread, lk);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
-    if (rc != 0) {
-        close(fds[0]);
-        close(fds[1]);
-        free(lk);
-        return rc;
-    }
-    x->lookup = lk;
-    x->lookup_fd = fds[0];
-    return 0;
 }
 
 /* ---- closing ------------------------------------------------------------ */
@@ -301,11 +196,7 @@ static void sess_close(struct sess *x)
         x->nparked = 0;
     }
     close_fd(&x->fd);
-    close_fd(&x->lookup_fd);
-    if (x->lookup != NULL)
-        lookup_unref(x->lookup);
-    x->lookup = NULL;
-    x->next_ai = NULL;
+    rb_net_close(&x->net);
 }
 
 static int l_gc(lua_State *L)
@@ -323,18 +214,26 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-/* Raise a message without a position (api.raise adds the runbook's line),
- * closing the session first. */
-static int connect_fail(lua_State *L, struct sess *x, const char *fmt, ...)
+/* Push the facts of a connect failure: {kind, stage, problem, who,
+ * target, host, port}; the caller adds its own and returns STEP_FAIL. */
+static void push_fail(lua_State *L, struct sess *x, const char *kind, const char *stage,
+                      const char *problem)
 {
-    char buf[1536];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    sess_close(x);
-    lua_pushstring(L, buf);
-    return lua_error(L);
+    rb_net_push_facts(L, kind, stage);
+    rb_net_set(L, "problem", problem);
+    rb_net_set(L, "who", x->who);
+    rb_net_set(L, "target", x->target);
+    rb_net_set(L, "host", x->host);
+    lua_pushinteger(L, x->port);
+    lua_setfield(L, -2, "port");
+}
+
+static int fail_reason(lua_State *L, struct sess *x, const char *kind, const char *stage,
+                       const char *problem, const char *reason)
+{
+    push_fail(L, x, kind, stage, problem);
+    rb_net_set(L, "reason", reason);
+    return STEP_FAIL;
 }
 
 /* ---- connecting: TCP ---------------------------------------------------- */
@@ -354,133 +253,81 @@ static int want_session(struct sess *x, struct pollfd *want)
     return STEP_WAIT;
 }
 
+/* The facts of a failed lookup or TCP connect (src/net.c's), named. */
+static int net_failed(lua_State *L, struct sess *x)
+{
+    rb_net_push_failure(L, &x->net);
+    rb_net_set(L, "who", x->who);
+    rb_net_set(L, "target", x->target);
+    return STEP_FAIL;
+}
+
+/* Where src/net.c's answer leads: the next phase, a wait, or a failure. */
+static int net_step(lua_State *L, struct sess *x, enum rb_net_result r, enum phase next,
+                    short events, struct pollfd *want)
+{
+    if (r == RB_NET_FAIL)
+        return net_failed(L, x);
+    if (r == RB_NET_READY) {
+        x->phase = next;
+        return STEP_ON;
+    }
+    want->fd = x->net.fd;
+    want->events = events;
+    return STEP_WAIT;
+}
+
 static int ph_resolve(lua_State *L, struct sess *x, struct pollfd *want)
 {
-    if (x->lookup_fd < 0) {
-        if (lookup_numeric(x)) {
-            x->phase = P_TCP;
-            return STEP_ON;
-        }
-        int e = lookup_start(x);
-        if (e != 0)
-            return connect_fail(L, x, "%s: cannot start the name lookup: %s", x->who, strerror(e));
-        want->fd = x->lookup_fd;
-        want->events = POLLIN;
-        return STEP_WAIT;
-    }
-    close_fd(&x->lookup_fd);
-    struct lookup *lk = x->lookup;
-    if (!atomic_load(&lk->done))
-        return connect_fail(L, x, "%s: the name lookup of '%s' ended without an answer",
-                            x->who, x->host);
-    if (lk->rc != 0)
-        return connect_fail(L, x, "%s: cannot resolve host name '%s': %s (check the host name, "
-                            "and DNS)", x->who, x->host,
-                            lk->rc == EAI_SYSTEM ? "system error" : gai_strerror(lk->rc));
-    x->next_ai = lk->res;
-    x->phase = P_TCP;
-    return STEP_ON;
+    enum rb_net_result r = x->net.lookup == NULL ? rb_net_start(&x->net, x->host, x->port)
+                                                 : rb_net_resolved(&x->net);
+    return net_step(L, x, r, P_TCP, POLLIN, want);
 }
 
-static void addr_text(const struct addrinfo *ai, char *out, size_t len)
-{
-    char ip[NI_MAXHOST];
-    if (getnameinfo(ai->ai_addr, ai->ai_addrlen, ip, sizeof ip, NULL, 0, NI_NUMERICHOST) != 0)
-        snprintf(ip, sizeof ip, "?");
-    snprintf(out, len, ai->ai_family == AF_INET6 ? "[%s]" : "%s", ip);
-}
-
-/* Start connecting to the next address: 1 when one is under way. */
-static int tcp_next(struct sess *x)
-{
-    while (x->next_ai != NULL) {
-        struct addrinfo *ai = x->next_ai;
-        x->next_ai = ai->ai_next;
-        addr_text(ai, x->addr, sizeof x->addr);
-        x->fd = socket(ai->ai_family, ai->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                       ai->ai_protocol);
-        if (x->fd < 0) {
-            x->last_errno = errno;
-            continue;
-        }
-        if (connect(x->fd, ai->ai_addr, ai->ai_addrlen) == 0 || errno == EINPROGRESS)
-            return 1;
-        x->last_errno = errno;
-        close_fd(&x->fd);
-    }
-    return 0;
-}
-
-static int tcp_failed(lua_State *L, struct sess *x)
-{
-    int e = x->last_errno;
-    if (e == ECONNREFUSED)
-        return connect_fail(L, x, "%s: connection refused by %s:%d (is sshd running and "
-                            "listening on port %d? check host= and port=)",
-                            x->who, x->addr, x->port, x->port);
-    if (e == ENETUNREACH || e == EHOSTUNREACH)
-        return connect_fail(L, x, "%s: %s is unreachable: %s (check the address and the "
-                            "network route to it)", x->who, x->addr, strerror(e));
-    return connect_fail(L, x, "%s: cannot connect to %s:%d: %s (check host= and port=)",
-                        x->who, x->addr, x->port, strerror(e));
-}
-
-static void prefer_known_types(lua_State *L, struct sess *x);
+static int prefer_known_types(lua_State *L, struct sess *x);
 static void types_text(unsigned bits, char *out, size_t len);
 static const char *spec_known_hosts(lua_State *L);
 
 /* The socket is connected: hand it to a new libssh2 session. */
 static int tcp_connected(lua_State *L, struct sess *x)
 {
-    /* libssh2 leaves Nagle on: each exec would wait for delayed ACKs
-     * (52 ms an exec instead of 9 on loopback). */
-    int one = 1;
-    setsockopt(x->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    /* src/net.c set TCP_NODELAY: libssh2 leaves Nagle on, and each exec
+     * would wait for delayed ACKs (52 ms an exec instead of 9 on loopback). */
+    x->fd = rb_net_take(&x->net);
     x->s = libssh2_session_init_ex(NULL, NULL, NULL, x);
     if (x->s == NULL)
-        return connect_fail(L, x, "%s: out of memory", x->who);
+        return luaL_error(L, "%s: out of memory", x->who);
     libssh2_session_set_blocking(x->s, 0);
-    prefer_known_types(L, x);
+    if (prefer_known_types(L, x) == STEP_FAIL)
+        return STEP_FAIL;
     x->phase = P_HANDSHAKE;
     return STEP_ON;
 }
 
 static int ph_tcp(lua_State *L, struct sess *x, struct pollfd *want)
 {
-    if (x->fd >= 0) {           /* woken: did the connect under way succeed? */
-        int err = 0;
-        socklen_t len = sizeof err;
-        if (getsockopt(x->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
-            err = errno;
-        if (err == 0)
-            return tcp_connected(L, x);
-        x->last_errno = err;
-        close_fd(&x->fd);
-    }
-    if (!tcp_next(x))
-        return tcp_failed(L, x);
-    want->fd = x->fd;
-    want->events = POLLOUT;
-    return STEP_WAIT;
+    enum rb_net_result r = x->net.fd < 0 ? rb_net_connect(&x->net) : rb_net_connected(&x->net);
+    if (r == RB_NET_READY)
+        return tcp_connected(L, x);
+    return net_step(L, x, r, P_TCP, POLLOUT, want);
 }
 
-/* The handshake failed while only the key types on file were offered: most
- * likely the server has none of them (or, for RSA, signs only with SHA-2,
- * which libssh2 1.10 cannot check). */
-static int handshake_known_failed(lua_State *L, struct sess *x)
+/* The handshake failed.  With types set, only the key types on file were
+ * offered: most likely the server has none of them (or, for RSA, signs
+ * only with SHA-2, which libssh2 1.10 cannot check). */
+static int handshake_failed(lua_State *L, struct sess *x)
 {
-    char types[64];
-    types_text(x->on_file, types, sizeof types);
-    return connect_fail(L, x, "%s: SSH handshake with %s:%d failed: %s. known_hosts %s holds "
-                        "only %s host keys for this host, so only those were offered, and the "
-                        "server did not agree to one%s. Its key cannot be checked against one on "
-                        "file and is not added: verify the server's current host key with its "
-                        "owner (ssh-keygen -lf /etc/ssh/ssh_host_*_key.pub on it) and put it in "
-                        "known_hosts", x->who, x->addr, x->port, last_error(x->s),
-                        spec_known_hosts(L), types,
-                        (x->on_file & 1u) ? " (libssh2 checks RSA host keys only as ssh-rsa, "
-                        "SHA-1, which OpenSSH 8.8 and later refuse unless HostKeyAlgorithms "
-                        "allows it)" : "");
+    fail_reason(L, x, "protocol", "handshake", NULL, last_error(x->s));
+    rb_net_set(L, "addr", x->net.addr);
+    if (x->on_file != 0) {
+        char types[64];
+        types_text(x->on_file, types, sizeof types);
+        rb_net_set(L, "types", types);
+        rb_net_set(L, "known_hosts", spec_known_hosts(L));
+        lua_pushboolean(L, (x->on_file & 1u) != 0);    /* key_types[0] is RSA */
+        lua_setfield(L, -2, "rsa_on_file");
+    }
+    return STEP_FAIL;
 }
 
 static int ph_handshake(lua_State *L, struct sess *x, struct pollfd *want)
@@ -488,12 +335,8 @@ static int ph_handshake(lua_State *L, struct sess *x, struct pollfd *want)
     int rc = libssh2_session_handshake(x->s, x->fd);
     if (rc == LIBSSH2_ERROR_EAGAIN)
         return want_session(x, want);
-    if (rc != 0 && x->on_file != 0)
-        return handshake_known_failed(L, x);
     if (rc != 0)
-        return connect_fail(L, x, "%s: SSH handshake with %s:%d failed: %s (is port %d an SSH "
-                            "server? a busy sshd drops new connections beyond MaxStartups)",
-                            x->who, x->addr, x->port, last_error(x->s), x->port);
+        return handshake_failed(L, x);
     x->phase = P_HOSTKEY;
     return STEP_ON;
 }
@@ -669,28 +512,45 @@ static const char *spec_known_hosts(lua_State *L)
     return path;
 }
 
+/* The facts of a host key refused or not checked: {kind = "hostkey",
+ * problem, key_type, fingerprint, known_hosts}; the caller adds more. */
+static int key_fail(lua_State *L, struct sess *x, const char *problem, const char *path)
+{
+    push_fail(L, x, "hostkey", "hostkey", problem);
+    rb_net_set(L, "key_type", x->key_type);
+    rb_net_set(L, "fingerprint", x->fingerprint[0] ? x->fingerprint : NULL);
+    rb_net_set(L, "known_hosts", path);
+    return STEP_FAIL;
+}
+
 /* Before the handshake: when known_hosts holds keys for this host, offer
  * the server only their types, so that the key it presents can be checked
  * against one on file instead of being taken for a new one. */
-static void prefer_known_types(lua_State *L, struct sess *x)
+static int prefer_known_types(lua_State *L, struct sess *x)
 {
     const char *path = spec_known_hosts(L);
     int revoked;
     int e = scan_known(x, path, NULL, &revoked);
-    if (e != 0)
-        connect_fail(L, x, "%s: cannot read the known_hosts file %s: %s (check its permissions)",
-                     x->who, path, strerror(e));
+    if (e != 0) {
+        key_fail(L, x, "unreadable", path);
+        rb_net_set(L, "reason", strerror(e));
+        return STEP_FAIL;
+    }
     if (x->on_file == 0)
-        return;
+        return STEP_ON;
     char pref[256] = "";
     for (size_t i = 0; i < N_KEY_TYPES; i++) {
         size_t n = strlen(pref);
         if (x->on_file & (1u << i))
             snprintf(pref + n, sizeof pref - n, "%s%s", n ? "," : "", key_types[i].method);
     }
-    if (libssh2_session_method_pref(x->s, LIBSSH2_METHOD_HOSTKEY, pref) != 0)
-        connect_fail(L, x, "%s: cannot ask for the host key types known_hosts holds (%s): %s",
-                     x->who, pref, last_error(x->s));
+    if (libssh2_session_method_pref(x->s, LIBSSH2_METHOD_HOSTKEY, pref) != 0) {
+        key_fail(L, x, "prefer", path);
+        rb_net_set(L, "types", pref);
+        rb_net_set(L, "reason", last_error(x->s));
+        return STEP_FAIL;
+    }
+    return STEP_ON;
 }
 
 /* The line of path holding this base64 key, 0 when not found. */
@@ -759,38 +619,28 @@ static int save_key(struct sess *x, LIBSSH2_KNOWNHOSTS *kh, const char *path,
 static int key_changed(lua_State *L, struct sess *x, const char *path,
                        const struct libssh2_knownhost *old)
 {
-    char oldfp[64], name[300], where[PATH_MAX + 32];
+    char oldfp[64], name[300];
     const struct key_type *t = key_type_of(-1, old->typemask & LIBSSH2_KNOWNHOST_KEY_MASK);
     fingerprint_b64(old->key, oldfp, sizeof oldfp);
     known_name(x, name, sizeof name);
     int line = line_of(path, old->key);
-    if (line > 0)
-        snprintf(where, sizeof where, "%s line %d", path, line);
-    else
-        snprintf(where, sizeof where, "%s", path);
-    return connect_fail(L, x, "ssh: host key for %s:%d has CHANGED (%s %s), known_hosts says "
-                        "%s %s (%s). Someone may be intercepting the connection, or the server "
-                        "was reinstalled: verify the new key with its owner, then remove the "
-                        "old entry (ssh-keygen -R '%s' -f %s) and connect with accept_new = true",
-                        x->host, x->port, x->key_type, x->fingerprint, t ? t->name : "?",
-                        oldfp, where, name, path);
-}
-
-static int key_unknown(lua_State *L, struct sess *x, const char *path, const char *file)
-{
-    return connect_fail(L, x, "ssh: host key for %s:%d is not known (%s %s): %s has no entry "
-                        "for it. Check the fingerprint with the server's owner (ssh-keygen -lf "
-                        "/etc/ssh/ssh_host_%s_key.pub on it), then connect with "
-                        "accept_new = true to add it",
-                        x->host, x->port, x->key_type, x->fingerprint, path, file);
+    key_fail(L, x, "changed", path);
+    rb_net_set(L, "old_key_type", t ? t->name : NULL);
+    rb_net_set(L, "old_fingerprint", oldfp);
+    rb_net_set(L, "known_name", name);
+    if (line > 0) {
+        lua_pushinteger(L, line);
+        lua_setfield(L, -2, "line");
+    }
+    return STEP_FAIL;
 }
 
 static int key_revoked(lua_State *L, struct sess *x, const char *path, int line)
 {
-    return connect_fail(L, x, "ssh: host key for %s:%d (%s %s) is REVOKED: %s line %d marks it "
-                        "@revoked. Refusing to connect: the key must not be trusted. Ask the "
-                        "server's owner to install a new host key, then put that one in "
-                        "known_hosts", x->host, x->port, x->key_type, x->fingerprint, path, line);
+    key_fail(L, x, "revoked", path);
+    lua_pushinteger(L, line);
+    lua_setfield(L, -2, "line");
+    return STEP_FAIL;
 }
 
 /* known_hosts holds keys for the host, none of the presented key's type:
@@ -800,10 +650,9 @@ static int key_not_on_file(lua_State *L, struct sess *x, const char *path)
 {
     char types[64];
     types_text(x->on_file, types, sizeof types);
-    return connect_fail(L, x, "ssh: host key for %s:%d (%s %s) cannot be checked: %s holds only "
-                        "%s keys for this host. It is not added, even with accept_new = true: "
-                        "verify the new key with the server's owner and put it in known_hosts",
-                        x->host, x->port, x->key_type, x->fingerprint, path, types);
+    key_fail(L, x, "not_on_file", path);
+    rb_net_set(L, "types", types);
+    return STEP_FAIL;
 }
 
 /* The base64 text of a key blob, as known_hosts writes it (malloc'd). */
@@ -842,8 +691,7 @@ static int ph_hostkey(lua_State *L, struct sess *x)
     const char *key = libssh2_session_hostkey(x->s, &len, &type);
     const struct key_type *t = key_type_of(type, -1);
     if (key == NULL || t == NULL)
-        return connect_fail(L, x, "%s: the server's host key is of a type runbook cannot check",
-                            x->who);
+        return fail_reason(L, x, "hostkey", "hostkey", "untyped", NULL);
     fingerprint(key, len, x->fingerprint, sizeof x->fingerprint);
     x->key_type = t->name;
     const char *path = spec_known_hosts(L);
@@ -872,12 +720,16 @@ static int ph_hostkey(lua_State *L, struct sess *x)
         libssh2_knownhost_free(kh);
     if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND && x->on_file != 0)
         return key_not_on_file(L, x, path);
-    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND)
-        return key_unknown(L, x, path, t->file);
-    if (check != LIBSSH2_KNOWNHOST_CHECK_MATCH)
-        return connect_fail(L, x, "%s: cannot %s known_hosts file %s: %s (check its permissions)",
-                            x->who, x->new_key ? "add the host key to the" : "read the", path,
-                            strerror(e ? e : EINVAL));
+    if (check == LIBSSH2_KNOWNHOST_CHECK_NOTFOUND) {
+        key_fail(L, x, "unknown", path);
+        rb_net_set(L, "key_file", t->file);
+        return STEP_FAIL;
+    }
+    if (check != LIBSSH2_KNOWNHOST_CHECK_MATCH) {
+        key_fail(L, x, x->new_key ? "unwritable" : "unreadable", path);
+        rb_net_set(L, "reason", strerror(e ? e : EINVAL));
+        return STEP_FAIL;
+    }
     x->phase = P_METHODS;
     return STEP_ON;
 }
@@ -892,27 +744,32 @@ static const char *spec_user(lua_State *L)
     return user;
 }
 
-static void note_tried(struct sess *x, const char *fmt, ...)
+/* One credential authentication tried, for the facts: {key = path | nil
+ * (the agent), problem = "refused" | "unusable" | "no_agent" | "no_list"
+ * | "empty" | "error", reason}. */
+static void note_tried(lua_State *L, struct sess *x, const char *key, const char *problem,
+                       const char *reason)
 {
-    size_t used = strlen(x->tried);
-    if (used + 3 >= sizeof x->tried)
-        return;
-    if (used > 0)
-        used += (size_t)snprintf(x->tried + used, sizeof x->tried - used, "; ");
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(x->tried + used, sizeof x->tried - used, fmt, ap);
-    va_end(ap);
+    lua_createtable(L, 0, 3);
+    rb_net_set(L, "key", key);
+    rb_net_set(L, "problem", problem);
+    rb_net_set(L, "reason", reason);
+    lua_rawseti(L, S_TRIED, ++x->ntried);
+}
+
+static int auth_fail(lua_State *L, struct sess *x, const char *problem, const char *reason)
+{
+    fail_reason(L, x, "auth", "auth", problem, reason);
+    rb_net_set(L, "methods", x->methods[0] ? x->methods : NULL);
+    rb_net_set(L, "user", spec_user(L));
+    lua_pushvalue(L, S_TRIED);
+    lua_setfield(L, -2, "tried");
+    return STEP_FAIL;
 }
 
 static int auth_failed(lua_State *L, struct sess *x)
 {
-    lua_getfield(L, S_SPEC, "user");
-    return connect_fail(L, x, "ssh: authentication failed for %s (tried %s; the server accepts: "
-                        "%s). Check that the public key is in %s's authorized_keys on the "
-                        "server, the user name, and passphrase=",
-                        x->target, x->tried[0] ? x->tried : "nothing: no key and no agent",
-                        x->methods, lua_tostring(L, -1));
+    return auth_fail(L, x, "failed", NULL);
 }
 
 static int ph_methods(lua_State *L, struct sess *x)
@@ -927,27 +784,24 @@ static int ph_methods(lua_State *L, struct sess *x)
         }
         if (libssh2_session_last_errno(x->s) == LIBSSH2_ERROR_EAGAIN)
             return STEP_WAIT;
-        return connect_fail(L, x, "%s: cannot start authentication: %s", x->who,
-                            last_error(x->s));
+        return auth_fail(L, x, "start", last_error(x->s));
     }
     snprintf(x->methods, sizeof x->methods, "%s", list);
     if (strstr(list, "publickey") == NULL)
-        return connect_fail(L, x, "ssh: authentication failed for %s: the server does not "
-                            "accept public keys (it accepts: %s), and runbook authenticates "
-                            "with keys only", x->target, list);
+        return auth_fail(L, x, "no_publickey", NULL);
     x->phase = P_KEYS;
     return STEP_ON;
 }
 
 /* libssh2 says UNVERIFIED when its signing callback cannot load the
  * private key, which with a .pub beside it means a wrong passphrase. */
-static const char *key_problem(struct sess *x, int rc)
+static const char *key_problem(int rc)
 {
     if (rc == LIBSSH2_ERROR_AUTHENTICATION_FAILED)
-        return "refused by the server";
+        return "refused";
     if (rc == LIBSSH2_ERROR_FILE || rc == LIBSSH2_ERROR_PUBLICKEY_UNVERIFIED)
-        return "cannot be used: wrong passphrase, or an unreadable key file";
-    return last_error(x->s);
+        return "unusable";
+    return "error";
 }
 
 static int ph_keys(lua_State *L, struct sess *x)
@@ -978,7 +832,7 @@ static int ph_keys(lua_State *L, struct sess *x)
             lua_pop(L, 2);
             return STEP_ON;
         }
-        note_tried(x, "key %s: %s", priv, key_problem(x, rc));
+        note_tried(L, x, priv, key_problem(rc), last_error(x->s));
     }
     lua_pop(L, 2);
     lua_getfield(L, S_SPEC, "agent");
@@ -992,19 +846,19 @@ static int ph_keys(lua_State *L, struct sess *x)
 
 /* Connect to the agent and take its first identity.  The agent is a local
  * socket: these calls block, briefly. */
-static int agent_start(struct sess *x)
+static int agent_start(lua_State *L, struct sess *x)
 {
     x->agent = libssh2_agent_init(x->s);
     if (x->agent == NULL || libssh2_agent_connect(x->agent) != 0) {
-        note_tried(x, "the agent: cannot connect to it (is SSH_AUTH_SOCK set?)");
+        note_tried(L, x, NULL, "no_agent", NULL);
         return -1;
     }
     if (libssh2_agent_list_identities(x->agent) != 0) {
-        note_tried(x, "the agent: cannot list its keys");
+        note_tried(L, x, NULL, "no_list", NULL);
         return -1;
     }
     if (libssh2_agent_get_identity(x->agent, &x->identity, NULL) != 0) {
-        note_tried(x, "the agent: it holds no keys");
+        note_tried(L, x, NULL, "empty", NULL);
         return -1;
     }
     return 0;
@@ -1012,7 +866,7 @@ static int agent_start(struct sess *x)
 
 static int ph_agent(lua_State *L, struct sess *x)
 {
-    if (x->agent == NULL && agent_start(x) != 0)
+    if (x->agent == NULL && agent_start(L, x) != 0)
         return auth_failed(L, x);
     const char *user = spec_user(L);
     int refused = 0;
@@ -1029,7 +883,7 @@ static int ph_agent(lua_State *L, struct sess *x)
         refused++;
         struct libssh2_agent_publickey *prev = x->identity;
         if (libssh2_agent_get_identity(x->agent, &x->identity, prev) != 0) {
-            note_tried(x, "the agent's keys: refused by the server");
+            note_tried(L, x, NULL, "refused", NULL);
             return auth_failed(L, x);
         }
     }
@@ -1053,31 +907,29 @@ static int connect_step(lua_State *L, struct sess *x, struct pollfd *want)
     return r == STEP_WAIT ? want_session(x, want) : r;
 }
 
-/* The deadline passed, Ctrl-C, or the step's limit: say where it stuck. */
+/* The deadline passed, Ctrl-C, or the step's limit: the facts say where
+ * it stuck. */
 static int connect_woke(lua_State *L, struct sess *x, enum rb_wake w)
 {
-    static const char *const what[] = {
-        [P_RESOLVE] = "resolving the host name", [P_TCP] = "TCP connect",
-        [P_HANDSHAKE] = "SSH handshake", [P_HOSTKEY] = "host key check",
-        [P_METHODS] = "authentication", [P_KEYS] = "authentication",
-        [P_AGENT] = "authentication", [P_READY] = "connect",
+    static const char *const stage[] = {
+        [P_RESOLVE] = "resolve", [P_TCP] = "connect", [P_HANDSHAKE] = "handshake",
+        [P_HOSTKEY] = "hostkey", [P_METHODS] = "auth", [P_KEYS] = "auth",
+        [P_AGENT] = "agent", [P_READY] = "connect",
     };
-    static const char *const hint[] = {
-        [P_RESOLVE] = "check DNS and the host name",
-        [P_TCP] = "is the host up? does a firewall drop the port?",
-        [P_HANDSHAKE] = "the server accepted the connection but did not answer as an SSH "
-                        "server: is it sshd? is it overloaded?",
-        [P_HOSTKEY] = "", [P_METHODS] = "is the server overloaded?",
-        [P_KEYS] = "is the server overloaded?", [P_AGENT] = "is the agent answering?",
-        [P_READY] = "",
-    };
-    if (w == RB_WAKE_TIMEOUT)
-        return connect_fail(L, x, "%s: %s timed out after %.1f s (%s; timeout= raises the limit)",
-                            x->who, what[x->phase], x->timeout, hint[x->phase]);
-    if (w == RB_WAKE_INTERRUPT)
-        return connect_fail(L, x, "%s: %s %s", x->who, what[x->phase], rb_loop_interrupt_text());
-    return connect_fail(L, x, "%s: %s stopped: the step's timeout ran out", x->who,
-                        what[x->phase]);
+    rb_net_push_wake(L, w, stage[x->phase], x->timeout);
+    rb_net_set(L, "who", x->who);
+    rb_net_set(L, "target", x->target);
+    rb_net_set(L, "host", x->host);
+    return STEP_FAIL;
+}
+
+/* nil, facts (on top of the stack), the session closed. */
+static int connect_failed(lua_State *L, struct sess *x)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    sess_close(x);
+    return 2;
 }
 
 static void push_info(lua_State *L, struct sess *x)
@@ -1101,18 +953,18 @@ static int k_connect(lua_State *L, int status, lua_KContext ctx)
     struct sess *x = luaL_checkudata(L, S_SESS, SESSION_MT);
     if (status == LUA_YIELD) {
         enum rb_wake w = rb_loop_woke(L, NULL, 0);
-        if (w != RB_WAKE_READY)
-            return connect_woke(L, x, w);
+        if (w != RB_WAKE_READY && connect_woke(L, x, w) == STEP_FAIL)
+            return connect_failed(L, x);
     }
     struct pollfd want = { .fd = -1, .events = 0, .revents = 0 };
     while (x->phase != P_READY) {
-        if (connect_step(L, x, &want) == STEP_WAIT)
+        int r = connect_step(L, x, &want);
+        if (r == STEP_WAIT)
             return rb_loop_wait(L, want.fd, want.events, x->deadline, k_connect, 0);
+        if (r == STEP_FAIL)
+            return connect_failed(L, x);
     }
-    if (x->lookup != NULL)
-        lookup_unref(x->lookup);
-    x->lookup = NULL;
-    x->next_ai = NULL;
+    rb_net_close(&x->net);
     lua_settop(L, S_SESS);
     push_info(L, x);
     return 2;
@@ -1127,7 +979,7 @@ static const char *spec_string(lua_State *L, const char *name)
     return s;
 }
 
-/* ssh.connect(spec) -> session, info */
+/* ssh.connect(spec) -> session, info | nil, facts */
 static int l_connect(lua_State *L)
 {
     luaL_checktype(L, S_SPEC, LUA_TTABLE);
@@ -1147,14 +999,15 @@ static int l_connect(lua_State *L)
 
     struct sess *x = lua_newuserdatauv(L, sizeof *x, 0);       /* S_SESS, closed */
     memset(x, 0, sizeof *x);
-    x->fd = x->lookup_fd = -1;
+    x->fd = -1;
+    rb_net_init(&x->net);
     luaL_setmetatable(L, SESSION_MT);
+    lua_newtable(L);                                            /* S_TRIED */
     snprintf(x->host, sizeof x->host, "%s", host);
     x->port = (int)port;
     snprintf(x->target, sizeof x->target, strchr(host, ':') ? "%s@[%s]:%d" : "%s@%s:%d",
              user, host, x->port);
     snprintf(x->who, sizeof x->who, "ssh %s", x->target);
-    x->last_errno = ECONNREFUSED;
     x->timeout = timeout;
     x->deadline = rb_loop_deadline(timeout);
     x->phase = P_RESOLVE;
@@ -1195,41 +1048,38 @@ static void exec_release(struct sess *x)
         x->parked[x->nparked++] = ch;
 }
 
-static const char *short_cmd(lua_State *L, char *buf, size_t len)
+/* The facts of a failed exec: {kind, stage = "exec", problem, command,
+ * who, target, reason}; the channel let go.  STEP_FAIL. */
+static int exec_fail(lua_State *L, struct sess *x, const char *kind, const char *problem)
 {
-    size_t n;
-    const char *cmd = lua_tolstring(L, E_CMD, &n);
-    snprintf(buf, len, n + 1 > len ? "%.*s..." : "%.*s", (int)(len - 4), cmd);
-    return buf;
-}
-
-static int exec_fail(lua_State *L, struct sess *x, const char *what, const char *hint)
-{
-    char msg[1024], cmd[64];
-    snprintf(msg, sizeof msg, "%s: `%s`: %s: %s (%s)", x->who, short_cmd(L, cmd, sizeof cmd),
-             what, last_error(x->s), hint);
+    rb_net_push_facts(L, kind, "exec");
+    rb_net_set(L, "problem", problem);
+    rb_net_set(L, "command", lua_tostring(L, E_CMD));
+    rb_net_set(L, "who", x->who);
+    rb_net_set(L, "target", x->target);
+    rb_net_set(L, "reason", last_error(x->s));
     exec_release(x);
-    lua_pushstring(L, msg);
-    return lua_error(L);
+    return STEP_FAIL;
 }
 
+/* The exec's wait did not end READY: its channel is closed, and the
+ * remote command may still run (the facts' words say so).  STEP_FAIL. */
 static int exec_woke(lua_State *L, struct sess *x, enum rb_wake w)
 {
-    char msg[1024], cmd[64];
-    const char *c = short_cmd(L, cmd, sizeof cmd);
-    if (w == RB_WAKE_TIMEOUT)
-        snprintf(msg, sizeof msg, "%s: `%s` timed out after %.1f s (its channel was closed; the "
-                 "remote command may still be running; timeout= raises the limit)",
-                 x->who, c, x->x.timeout);
-    else if (w == RB_WAKE_INTERRUPT)
-        snprintf(msg, sizeof msg, "%s: `%s` %s (its channel was closed; the "
-                 "remote command may still be running)", x->who, c, rb_loop_interrupt_text());
-    else
-        snprintf(msg, sizeof msg, "%s: `%s` stopped: the step's timeout ran out (its channel "
-                 "was closed; the remote command may still be running)", x->who, c);
+    rb_net_push_wake(L, w, "exec", x->x.timeout);
+    rb_net_set(L, "command", lua_tostring(L, E_CMD));
+    rb_net_set(L, "who", x->who);
+    rb_net_set(L, "target", x->target);
     exec_release(x);
-    lua_pushstring(L, msg);
-    return lua_error(L);
+    return STEP_FAIL;
+}
+
+/* nil, facts (on top of the stack). */
+static int exec_failed(lua_State *L)
+{
+    lua_pushnil(L);
+    lua_insert(L, -2);
+    return 2;
 }
 
 static void note_dirs(struct sess *x)
@@ -1239,7 +1089,7 @@ static void note_dirs(struct sess *x)
 
 /* Keep a chunk of output (up to OUTPUT_CAP a stream) and pass it to
  * on_output; an error there ends the exec. */
-static void keep_chunk(lua_State *L, struct sess *x, int stream, const char *data, size_t n)
+static int keep_chunk(lua_State *L, struct sess *x, int stream, const char *data, size_t n)
 {
     struct exec *e = &x->x;
     size_t *total = stream ? &e->err_len : &e->out_len;
@@ -1252,7 +1102,7 @@ static void keep_chunk(lua_State *L, struct sess *x, int stream, const char *dat
         *total += keep;
     }
     if (lua_isnil(L, E_CALLBACK))
-        return;
+        return 0;
     lua_pushvalue(L, E_CALLBACK);
     lua_pushstring(L, stream ? "stderr" : "stdout");
     lua_pushlstring(L, data, n);
@@ -1260,13 +1110,15 @@ static void keep_chunk(lua_State *L, struct sess *x, int stream, const char *dat
         /* Ctrl-C while Lua code runs is raised by a hook, here in the
          * callback: report it as this exec's interruption. */
         if (rb_loop_interrupts(L) > 0)
-            exec_woke(L, x, RB_WAKE_INTERRUPT);
+            return exec_woke(L, x, RB_WAKE_INTERRUPT);
         exec_release(x);
         lua_error(L);
     }
+    return 0;
 }
 
-/* Read what is there on one stream; a negative libssh2 error or 0. */
+/* Read what is there on one stream; a negative libssh2 error, 0, or
+ * STEP_FAIL when on_output was interrupted (facts pushed). */
 static int read_stream(lua_State *L, struct sess *x, int stream, int *progress)
 {
     for (;;) {
@@ -1278,7 +1130,8 @@ static int read_stream(lua_State *L, struct sess *x, int stream, int *progress)
         if (n <= 0)
             return (int)n;
         *progress = 1;
-        keep_chunk(L, x, stream, x->x.buf, (size_t)n);
+        if (keep_chunk(L, x, stream, x->x.buf, (size_t)n) == STEP_FAIL)
+            return STEP_FAIL;
     }
 }
 
@@ -1318,8 +1171,10 @@ static int x_io(lua_State *L, struct sess *x)
     int rc = read_stream(L, x, 0, &progress);
     if (rc == 0)
         rc = read_stream(L, x, SSH_EXTENDED_DATA_STDERR, &progress);
+    if (rc == STEP_FAIL)
+        return STEP_FAIL;
     if (rc < 0)
-        return exec_fail(L, x, "reading its output failed", "the connection may be lost");
+        return exec_fail(L, x, "closed", "read");
     if (libssh2_channel_eof(x->x.ch)) {
         x->x.phase = X_CLOSE;
         return STEP_ON;
@@ -1360,8 +1215,7 @@ static int x_open(lua_State *L, struct sess *x)
                 note_dirs(x);
                 return STEP_WAIT;
             }
-            return exec_fail(L, x, "cannot open a channel", "is the connection lost? sshd's "
-                             "MaxSessions limits channels on one connection");
+            return exec_fail(L, x, "server", "channel");
         }
         e->phase = X_EXEC;
     }
@@ -1371,7 +1225,7 @@ static int x_open(lua_State *L, struct sess *x)
         return STEP_WAIT;
     }
     if (rc != 0)
-        return exec_fail(L, x, "the server refused to run it", "check sshd's logs");
+        return exec_fail(L, x, "server", "exec");
     e->phase = X_IO;
     return STEP_ON;
 }
@@ -1415,8 +1269,10 @@ static int k_exec(lua_State *L, int status, lua_KContext ctx)
     struct sess *x = luaL_checkudata(L, E_SESS, SESSION_MT);
     if (status == LUA_YIELD) {
         enum rb_wake w = rb_loop_woke(L, NULL, 0);
-        if (w != RB_WAKE_READY)
-            return exec_woke(L, x, w);
+        if (w != RB_WAKE_READY) {
+            exec_woke(L, x, w);
+            return exec_failed(L);
+        }
     }
     for (;;) {
         int r = STEP_ON;
@@ -1436,10 +1292,12 @@ static int k_exec(lua_State *L, int status, lua_KContext ctx)
                 ev |= POLLOUT;
             return rb_loop_wait(L, x->fd, ev, x->x.deadline, k_exec, 0);
         }
+        if (r == STEP_FAIL)
+            return exec_failed(L);
     }
 }
 
-/* session:exec(cmd, timeout, stdin, on_output) -> result */
+/* session:exec(cmd, timeout, stdin, on_output) -> result | nil, facts */
 static int l_exec(lua_State *L)
 {
     struct sess *x = check_open(L, E_SESS);

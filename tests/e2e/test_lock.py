@@ -178,6 +178,20 @@ class Redis(LockTestCase):
                  if c["primitive"].startswith("lock")}
         self.assertEqual(calls, {("lock.check", "ok"), ("lock", "simulated")})
 
+    def test_the_lock_url_is_read_as_redis_connect_reads_it(self):
+        # lock.lua had a parser of its own: it took "pw@host" as a password
+        # (redis.connect refuses it: user or password?) and called a
+        # rediss:// URL "not a redis:// URL".  Both now read it alike.
+        for url, why in ((f"redis://lock-Pa55@{REDIS.host}:{REDIS.port}",
+                          "the password goes after a colon, before the @"),
+                         (f"rediss://{REDIS.host}:{REDIS.port}", r"TLS \(rediss://\) is not supported")):
+            self.write_config(f'lock = {{ backend = "redis", url = "{url}" }}\n')
+            p = self.second_run()
+            self.assertExit(p, 1)
+            self.assertRegex(p.stdout, r"lock: bad redis URL from lock\.url in \S+: " + why)
+            self.assertNotIn("lock-Pa55", p.stdout)
+            self.assertIsNone(self.holder(), f"a lock was taken through {url}")
+
     def test_a_lock_taken_in_the_repl_is_released_when_it_exits(self):
         self.config(120)
         key = "runbook:lock:repl-test"

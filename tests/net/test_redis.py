@@ -257,8 +257,9 @@ class ConnectionErrors(RedisTestCase):
         p, out, took = self.timed(f"""
 step("refused", function() try(redis.connect, "redis://127.0.0.1:{port}") end)
 """)
-        self.assertEqual(out["err"], [f"redis 127.0.0.1:{port}: connection refused (is Redis running "
-                                      "and listening there? check the host and port in the URL)"])
+        self.assertEqual(out["err"], [f"redis 127.0.0.1:{port}: connection refused by 127.0.0.1:{port} "
+                                      f"(is Redis running and listening on port {port}? check the host "
+                                      "and port in the URL)"])
         self.assertLess(took, 3.0)
         self.assertEqual(self.calls("redis.connect")[0]["outcome"], "error")
 
@@ -280,7 +281,8 @@ step("silent", function()
 end)
 """)
         self.assertEqual(out["err"], [f"redis 127.0.0.1:{sl.port}: PING timed out after 0.5 s waiting "
-                                      "for the reply (is the server overloaded, or not Redis? "
+                                      "for the reply (the server accepted the connection but did not "
+                                      "answer: is it stuck or overloaded, or not a Redis server? "
                                       "timeout= raises the limit)"])
         self.assertGreaterEqual(out["took"][0], 0.45)
         self.assertLess(out["took"][0], 2.0)
@@ -293,8 +295,8 @@ step("stalled", function()
 end)
 """)
         self.assertEqual(out["err"], [f"redis 127.0.0.1:{fl.port}: connect timed out after 0.5 s (is "
-                                      "the host up, and the port not dropped by a firewall? "
-                                      "connect_timeout= raises the limit)"])
+                                      "the host up, and the port not dropped by a firewall? check the "
+                                      "host and port in the URL; connect_timeout= raises the limit)"])
         self.assertLess(took, 3.0)
 
     def test_connection_closed_while_idle_is_replaced_before_the_next_call(self):

@@ -31,8 +31,10 @@
 -- shown and recorded.
 local chttp = require("runbook.lazy")("runbook.http")
 local cjson = require("cjson")
+local networds = require("runbook.networds")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
+local urls = require("runbook.url")
 
 local OPTIONS = {
   headers = "table", body = "string", json = "any", timeout = "number",
@@ -49,9 +51,9 @@ local function option_list()
   return table.concat(names, ", ")
 end
 
--- scheme://user:password@host -> scheme://user:***@host
+-- scheme://user:password@host -> scheme://user:***@host (runbook.url)
 local function display_url(url)
-  return (url:gsub("^(%a[%w+.-]*://[^/@:]*):[^/@]*@", "%1:***@"))
+  return urls.redact(url)
 end
 
 local function excerpt(s, n)
@@ -98,19 +100,15 @@ local function base64(s)
   return table.concat(out)
 end
 
-local function unescape(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
 -- A URL's password is hidden by the transcript's URL rule; curl also sends
 -- it as "Authorization: Basic base64(user:password)", which a server may
 -- echo, so that form is marked secret too.
 local function mark_url_credentials(url)
-  local user, pw = url:match("^%a[%w+.-]*://([^/@:]*):([^/@]*)@")
-  if pw == nil or pw == "" then return end
-  record.secret(pw)
-  record.secret(unescape(pw))
-  record.secret(base64(unescape(user) .. ":" .. unescape(pw)))
+  local u = urls.parse(url)
+  if not u or not u.raw_password or u.raw_password == "" then return end
+  record.secret(u.raw_password)
+  record.secret(u.password)
+  record.secret(base64(u.user .. ":" .. u.password))
 end
 
 local Response = {}
@@ -230,9 +228,13 @@ end
 -- expected statuses, header lines (and as recorded) and body; nil,
 -- message on misuse.
 local function prepare(verb, method, url, opts)
-  if type(url) ~= "string" or not url:lower():match("^https?://[^/]") then
-    return nil, string.format("%s: expected an http:// or https:// URL, got %s", verb,
-      type(url) == "string" and string.format("%q", display_url(url)) or type(url))
+  local u, why
+  if type(url) == "string" then u, why = urls.parse(url) end
+  if u and (u.scheme ~= "http" and u.scheme ~= "https" or not u.host) then u, why = nil, nil end
+  if not u then
+    return nil, string.format("%s: expected an http:// or https:// URL, got %s%s", verb,
+      type(url) == "string" and string.format("%q", display_url(url)) or type(url),
+      why and type(url) == "string" and url:match("^%a[%w+.-]*://") and (" (" .. why .. ")") or "")
   end
   local o, err = check_options(verb, opts)
   if not o then return nil, err end
@@ -265,10 +267,11 @@ local function perform(q)
       " (insecure=true)")
   end
   if not o.quiet then ui.print("  " .. ui.style("dim", who)) end
-  local r = chttp.request({ method = q.method, url = q.url, headers = q.lines, body = q.body,
+  local r, f = chttp.request({ method = q.method, url = q.url, headers = q.lines, body = q.body,
     timeout = o.timeout or 30, connect_timeout = o.connect_timeout, insecure = o.insecure,
     cacert = o.cacert, max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh,
     who = who })
+  if r == nil then error(networds.message("http", f), 0) end
   r.method, r.secret = q.method, o.secret
   if r.tls then r.tls = tls_view(r.tls) end
   setmetatable(r, Response)

@@ -59,10 +59,12 @@ local config = require("runbook.config")
 local credis = require("runbook.lazy")("runbook.redis")
 local csql = require("runbook.lazy")("runbook.sql")
 local loop = require("runbook.loop")
+local networds = require("runbook.networds")
 local operator = require("runbook.operator")
 local record = require("runbook.record")
 local sys = require("runbook.sys")
 local ui = require("runbook.ui")
+local urls = require("runbook.url")
 
 -- The advisory lock's first key ("RBLK"): runbook's locks use the two-key
 -- form under it, clear of the application's own one-key advisory locks.
@@ -140,35 +142,10 @@ end
 -- ---- where ------------------------------------------------------------------
 
 local function backend_of(url)
-  if url:match("^rediss?://") then return "redis" end
+  local u = urls.parse(url)
+  if u and (u.scheme == "redis" or u.scheme == "rediss") then return "redis" end
   if url:match("^postgres") or url:find("=", 1, true) then return "postgres" end
   return nil
-end
-
--- redis://[[user]:password@]host[:port][/db] -> {host, port, db, user, password}
-local function parse_redis(url)
-  local rest = url:match("^redis://(.*)$")
-  if rest == nil then return nil, "not a redis:// URL" end
-  rest = rest:match("^([^?]*)")
-  local auth, hostpart = rest:match("^(.*)@([^@]*)$")
-  if not auth then hostpart = rest end
-  local cfg = { port = 6379, db = 0 }
-  if auth then
-    local user, password = auth:match("^([^:]*):(.*)$")
-    if not user then user, password = nil, auth end
-    local function dec(s) return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end)) end
-    cfg.user = user ~= "" and user and dec(user) or nil
-    cfg.password = password ~= "" and dec(password) or nil
-  end
-  local host, after = hostpart:match("^%[([^%]]+)%](.*)$")
-  if not host then host, after = hostpart:match("^([^:/]*)(.*)$") end
-  if host == "" then return nil, "no host" end
-  cfg.host = host
-  local port = after:match("^:(%d+)")
-  if port then cfg.port = tonumber(port) end
-  local db = after:match("/(%d+)$")
-  if db then cfg.db = tonumber(db) end
-  return cfg
 end
 
 -- The lock server: {backend, url, shown, source, ttl}.  Raises a message
@@ -216,7 +193,7 @@ local function choose_server(run, opts)
     srv.shown = string.format("postgres %s:%s/%s", parsed.host or parsed.hostaddr or "localhost",
       parsed.port or "5432", parsed.dbname or parsed.user or "?")
   else
-    local r, rerr = parse_redis(url)
+    local r, rerr = urls.redis(url)
     if r == nil then error("lock: bad redis URL from " .. source .. ": " .. rerr, 0) end
     if r.password then record.secret(r.password) end
     srv.redis = r
@@ -308,13 +285,15 @@ local RD = {}
 
 function RD.call(srv, c, argv)
   local ok, v = c:call(CALL_TIMEOUT, argv)
-  if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v), 0) end
+  if not ok and v.kind ~= "server" then error(networds.message("redis", v), 0) end
+  if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v.message), 0) end
   return v
 end
 
 function RD.open(srv)
   local r = srv.redis
-  local c = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
+  local c, f = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
+  if not c then error(networds.message("redis", f), 0) end
   local ok, err = pcall(function()
     if r.password then
       RD.call(srv, c, r.user and { "AUTH", r.user, r.password } or { "AUTH", r.password })

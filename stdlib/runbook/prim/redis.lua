@@ -52,10 +52,11 @@
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
 local credis = require("runbook.lazy")("runbook.redis")
+local networds = require("runbook.networds")
 local record = require("runbook.record")
 local transcript = require("runbook.transcript")
+local urls = require("runbook.url")
 
-local DEFAULT_PORT = 6379
 local CONNECT_TIMEOUT, COMMAND_TIMEOUT = 5, 10
 local SHOWN_ARG = 1024        -- longer arguments are cut in the record
 
@@ -84,65 +85,17 @@ local ERROR_HINTS = {
   LOADING = "the server is still loading its dataset: retry in a moment",
 }
 
-local function percent_decode(s)
-  return (s:gsub("%%(%x%x)", function(h) return string.char(tonumber(h, 16)) end))
-end
-
-local function parse_query(query, cfg, fail)
-  for pair in query:gmatch("[^&]+") do
-    local k, v = pair:match("^([%w_]+)=(.*)$")
-    local n = tonumber(v)
-    if (k == "connect_timeout" or k == "timeout") and n and n >= 0 then
-      cfg[k] = n
-    else
-      fail(string.format("unknown or bad option %q (connect_timeout=SECONDS, timeout=SECONDS)", pair))
-    end
-  end
-end
-
--- host[:port][/db] with host possibly [v6].
-local function parse_hostpart(hostpart, cfg, fail)
-  local host, after = hostpart:match("^%[([^%]]+)%](.*)$")
-  if not host then host, after = hostpart:match("^([^:/]*)(.*)$") end
-  if host == "" then fail("no host") end
-  local port, path = after:match("^:(%d+)(.*)$")
-  if not port then
-    if after:match("^:") then fail("the port must be a number") end
-    path = after
-  end
-  cfg.host, cfg.port = host, tonumber(port) or DEFAULT_PORT
-  if cfg.port < 1 or cfg.port > 65535 then fail("the port must be 1-65535") end
-  if path ~= "" and path ~= "/" then
-    local db = path:match("^/(%d+)$")
-    if not db then fail("the path must be a database number, like /2") end
-    cfg.db = tonumber(db)
-  end
-end
-
--- Parse redis://... into {host, port, db, user, password, timeouts}; raises
--- a message naming what is wrong (with the password hidden).
+-- Parse redis://... (runbook.url) into {host, port, db, user, password,
+-- timeouts}; raises a message naming what is wrong (with the password hidden).
 local function parse_url(url)
-  local function fail(why)
+  local cfg, why = urls.redis(url)
+  if not cfg then
     -- (no example password here: the screen's redaction would mangle it)
     error(string.format("redis.connect: %s in %s (expected redis://host[:port][/db], with " ..
       "user:password@ before the host to log in)", why, transcript.redact(url)), 0)
   end
-  local scheme, rest = url:match("^(%a[%w+.-]*)://(.*)$")
-  if scheme == "rediss" then fail("TLS (rediss://) is not supported") end
-  if scheme ~= "redis" then fail("not a redis:// URL") end
-  local cfg = { db = 0, connect_timeout = CONNECT_TIMEOUT, timeout = COMMAND_TIMEOUT }
-  local main, query = rest:match("^([^?]*)%?(.*)$")
-  if main then parse_query(query, cfg, fail) else main = rest end
-  local userinfo, hostpart = main:match("^(.*)@([^@]*)$")
-  if userinfo then
-    local user, password = userinfo:match("^([^:]*):(.*)$")
-    if not user then fail("the password goes after a colon, before the @") end
-    cfg.user = user ~= "" and percent_decode(user) or nil
-    cfg.password = password ~= "" and percent_decode(password) or nil
-  else
-    hostpart = main
-  end
-  parse_hostpart(hostpart, cfg, fail)
+  cfg.connect_timeout = cfg.connect_timeout or CONNECT_TIMEOUT
+  cfg.timeout = cfg.timeout or COMMAND_TIMEOUT
   return cfg
 end
 
@@ -263,33 +216,42 @@ local function summarize(v)
   return { type = math.type(v) or type(v), value = v }
 end
 
-local function reply_error(cfg, name, text)
-  local code = text:match("^(%u+)")
+-- The message of a failed call: the server's error reply with a hint for
+-- its code, or the words for a transport failure (runbook.networds).
+local function reply_error(cfg, name, f)
+  if f.kind ~= "server" then return networds.message("redis", f) end
+  local code = f.message:match("^(%u+)")
   local hint = ERROR_HINTS[code]
-  return string.format("redis %s: %s: %s%s", server_name(cfg), name, text,
+  return string.format("redis %s: %s: %s%s", server_name(cfg), name, f.message,
     hint and (" (" .. hint .. ")") or "")
+end
+
+-- A call of the session set-up: the reply, or raises; a server error
+-- reply is worded by why(message).
+local function setup_call(c, cfg, argv, why)
+  local ok, f = c:call(cfg.timeout, argv)
+  if ok then return f end
+  c:close()
+  error(f.kind == "server" and why(f.message) or networds.message("redis", f), 0)
 end
 
 -- One server connection: connect, AUTH, SELECT.  Raises on failure.
 local function open_session(cfg)
-  local c = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
+  local c, f = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
+  if not c then error(networds.message("redis", f), 0) end
   if cfg.password then
     local argv = cfg.user and { "AUTH", cfg.user, cfg.password } or { "AUTH", cfg.password }
-    local ok, err = c:call(cfg.timeout, argv)
-    if not ok then
-      c:close()
-      error(string.format("redis %s: authentication failed%s: %s (check the %spassword in the URL)",
+    setup_call(c, cfg, argv, function(err)
+      return string.format("redis %s: authentication failed%s: %s (check the %spassword in the URL)",
         server_name(cfg), cfg.user and (" for user " .. cfg.user) or "", err,
-        cfg.user and "user and " or ""), 0)
-    end
+        cfg.user and "user and " or "")
+    end)
   end
   if cfg.db ~= 0 then
-    local ok, err = c:call(cfg.timeout, { "SELECT", tostring(cfg.db) })
-    if not ok then
-      c:close()
-      error(string.format("redis %s: SELECT %d failed: %s (check the /db in the URL against " ..
-        "the server's `databases` setting)", server_name(cfg), cfg.db, err), 0)
-    end
+    setup_call(c, cfg, { "SELECT", tostring(cfg.db) }, function(err)
+      return string.format("redis %s: SELECT %d failed: %s (check the /db in the URL against " ..
+        "the server's `databases` setting)", server_name(cfg), cfg.db, err)
+    end)
   end
   return c
 end
@@ -332,7 +294,8 @@ end
 -- COMMAND (renamed or denied by its ACL).  A lost connection raises.
 local function command_info(self, name)
   local ok, reply = acquire(self):call(self.cfg.timeout, { "COMMAND", "INFO", name })
-  if not ok then return { error = reply } end
+  if not ok and reply.kind ~= "server" then error(networds.message("redis", reply), 0) end
+  if not ok then return { error = reply.message } end
   local info = type(reply) == "table" and reply[1]
   if type(info) ~= "table" then return { unknown = true } end
   local entry = { flags = info[3], subs = {} }

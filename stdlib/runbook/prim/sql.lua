@@ -43,6 +43,7 @@
 local csql = require("runbook.lazy")("runbook.sql")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
+local urls = require("runbook.url")
 
 local DEFAULT_TIMEOUT, DEFAULT_CONNECT_TIMEOUT = 30, 5
 -- What db:query keeps: 2 million rows of a few columns took 632 MB before.
@@ -58,8 +59,7 @@ local BEGIN_READ_ONLY = "BEGIN READ ONLY; SELECT 1"
 -- The URL with its password replaced by ***, for the screen, the
 -- transcript and error messages.
 local function redact_url(url, password)
-  local s = url:gsub("^([%a][%w+.-]*://[^:/@?#]*:)[^@]*@", "%1***@")
-  s = s:gsub("([?&]password=)[^&#]*", "%1***")
+  local s = urls.redact(url)
   s = s:gsub("(%f[%w_]password%s*=%s*)'[^']*'", "%1***")
   s = s:gsub("(%f[%w_]password%s*=%s*)[^%s'*][^%s]*", "%1***")
   if password and password ~= "" then

@@ -51,6 +51,7 @@
 -- counts with secret = true).
 local cssh = require("runbook.lazy")("runbook.ssh")
 local loop = require("runbook.loop")
+local networds = require("runbook.networds")
 local operator = require("runbook.operator")
 local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
@@ -219,6 +220,7 @@ return function(run, G, api)
       perform = function()
         if not quiet then ui.print("  " .. ui.style("dim", "ssh " .. target)) end
         local handle, info = cssh.connect(spec)
+        if handle == nil then error(networds.message("ssh", info), 0) end
         return { handle = handle, info = info }
       end,
       summary = function(r)
@@ -258,7 +260,10 @@ return function(run, G, api)
         end
         if not opts.quiet then ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd)) end
         local feed, done = api.output(opts.quiet or secret)   -- a secret is never streamed
-        return finish(done(pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)), s.target)
+        local okx, r, f = pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)
+        r = done(okx, r)
+        if r == nil then error(networds.message("ssh", f), 0) end
+        return finish(r, s.target)
       end,
     }, function(r) return finish(r, s.target) end, { host = s.target }))
     if not ok then error(res, 0) end
