@@ -215,7 +215,7 @@ function run_check.database(p)
   local okq, err = ok, db
   if ok then okq, err = pcall(db.query, db, "select 1 as one") end
   if not okq then
-    found("database", "feature_down", "database unreachable: " .. tostring(err):gsub("^[^:]*:%d+: ", ""))
+    found("database", "feature_down", "database unreachable: " .. (err.message or tostring(err)))
     return
   end
   log.info("database answers (%s to connect and run select 1)", ms(loop.now() - t0))
@@ -247,7 +247,7 @@ function run_check.redis()
   if ok then
     log.info("Redis answers PONG (%s)", ms(loop.now() - t0))
   else
-    found("redis", "degraded", "Redis PING failed: " .. tostring(err):gsub("^[^:]*:%d+: ", ""))
+    found("redis", "degraded", "Redis PING failed: " .. (err.message or tostring(err)))
   end
 end
 
@@ -280,7 +280,7 @@ local function check_again(p)
     begin_check(id)
     local ok, err = pcall(run_check[id], p)
     if not ok then
-      found(id, "degraded", string.format("the %s check failed: %s", id, tostring(err):gsub("^[^:]*:%d+: ", "")))
+      found(id, "degraded", string.format("the %s check failed: %s", id, err.message or tostring(err)))
     end
   end
 end

@@ -368,7 +368,7 @@ int rb_loop_raise(lua_State *L, enum rb_wake why, const char *who,
                   const char *what, double timeout)
 {
     /* No luaL_error: its position would be the stdlib line that called the
-     * primitive; api.raise adds the runbook's own line instead. */
+     * primitive; runbook.errors names the runbook's own line instead. */
     char secs[32];
     switch (why) {
     case RB_WAKE_TIMEOUT:

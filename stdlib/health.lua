@@ -165,7 +165,7 @@ local function sample(c, timeout)
     cacert = c.cacert or default_cacert() })
   if not ok then
     -- (the primitive's message without the runbook position in front)
-    local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
+    local msg = require("runbook.errors").message(r)
     return { problem = msg }
   end
   return { status = r.status, time = r.time, body = r.body, problem = judge(c, r) }
@@ -449,7 +449,7 @@ function health.detailed(url, opts)
   local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet,
     cacert = opts.cacert or default_cacert() })
   if not ok then
-    local msg = tostring(r):gsub("^[^:]*:%d+: ", "")
+    local msg = require("runbook.errors").message(r)
     d.problems[1] = msg
     d.findings[1] = { kind = "feature_down", source = "detailed health", what = msg }
     return d

@@ -225,8 +225,8 @@ function incident.announce(kind, fields, opts)
   local text = incident.message(kind, fields)
   local ok, results = pcall(notify, text, { severity = fields and fields.severity, channel = opts.channel,
     required = opts.required ~= false })
-  -- (raised again at the runbook's line, not this file's)
-  if not ok then error((tostring(results):gsub("^[^:]*:%d+: ", "")), 2) end
+  -- (an error object names the runbook's line, not this file's)
+  if not ok then error(results, 0) end
   return text, results
 end
 

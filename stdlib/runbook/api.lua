@@ -2,28 +2,33 @@
 --
 -- api.environment(run) returns a fresh environment bound to one run.  The
 -- declaration verbs (runbook, param, step) only register into run.plan;
--- the primitives refuse to run until run.phase is "execute".
+-- the primitives refuse to run until run.phase is "execute".  The verbs
+-- are defined once, here (api.verbs); each finds its run through
+-- runbook.context.
 --
--- The error contract, written down once: a primitive that fails raises a
--- Lua error whose message says what failed, where, and what to check,
--- prefixed with the runbook's file:line.  The step engine turns any error
--- into the operator's retry/skip/abort; an author who wants to branch on
--- a failure uses pcall, which lets Ctrl-C through.  confirm() raises a
--- "declined" error object.
+-- The error contract, written down once: a primitive that fails raises an
+-- error object (runbook.errors) whose message says what failed, where, and
+-- what to check, positioned at the runbook's own line, and whose kind says
+-- what sort of failure it is.  The step engine turns any error into the
+-- operator's retry/skip/abort; an author who wants to branch on a failure
+-- uses pcall (which lets Ctrl-C through) and reads err.kind.  confirm()
+-- raises a "declined" error object.
 local cjson = require("cjson")
 local cexec = require("runbook.exec")
+local context = require("runbook.context")
+local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
 
 local api = {}
+local verbs = {}
+api.verbs = verbs
 
 local SEVERITIES = { P0 = true, P1 = true, P2 = true, P3 = true }
 
 -- The error object confirm() raises when the operator says no.
-api.Declined = {}
-api.Declined.__index = api.Declined
-api.Declined.__tostring = function(d) return "declined: " .. d.question end
+api.Declined = errors.Declined
 
 function api.is_declined(err)
   return getmetatable(err) == api.Declined
@@ -66,11 +71,12 @@ end
 -- replaces it; else a mutating call in a dry run is simulated; else it is
 -- performed.  The result of a secret call is marked before its event is
 -- recorded, and the event says secret = true; its summary (the
--- primitive's) holds no output.  Returns ok, result_or_error.
+-- primitive's) holds no output.  Returns ok, result_or_error (an error
+-- object of runbook.errors, positioned at the runbook's line).
 function api.call(run, spec)
   if run.phase ~= "execute" then
-    return false, string.format("%s: cannot run while the runbook is being declared; " ..
-      "call it inside a step function", spec.primitive)
+    return false, errors.new("usage", string.format("%s: cannot run while the runbook is being " ..
+      "declared; call it inside a step function", spec.primitive), { primitive = spec.primitive })
   end
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id,
     secret = spec.secret or nil }
@@ -83,7 +89,10 @@ function api.call(run, spec)
     fields.error = rule.error
     fields.result = not spec.secret and rule.result or nil
     if run.rec then run.rec:event("call", fields) end
-    if rule.error then return false, spec.primitive .. ": " .. rule.error end
+    if rule.error then
+      return false, errors.new(errors.classify(rule.error), spec.primitive .. ": " .. rule.error,
+        { primitive = spec.primitive, scenario = rule.name })
+    end
     local result = rule.copy()
     if spec.complete then result = spec.complete(result) end
     if spec.secret and spec.mark then spec.mark(result) end
@@ -105,19 +114,12 @@ function api.call(run, spec)
     if spec.summary then fields.result = spec.summary(res) end
   else
     fields.outcome = "error"
-    fields.error = tostring(res)
+    res = errors.from(res, spec.primitive)
+    fields.error = errors.message(res)
   end
   if run.rec then run.rec:event("call", fields) end
   return ok, res
 end
-
--- Raise err at the caller of the primitive (the runbook's line), unless it
--- is already an error object.
-local function raise(err, level)
-  if type(err) ~= "string" then error(err, 0) end
-  error(err, (level or 1) + 2)
-end
-api.raise = raise
 
 local function excerpt(s, n)
   s = s:gsub("%s+$", "")
@@ -233,11 +235,12 @@ local function env_names(env)
   return names
 end
 
-local function exec_impl(run, primitive, spec, display_argv, display)
-  if type(spec) ~= "table" then raise(primitive .. ": expected a table {argv..., timeout=}", 2) end
+local function exec_impl(primitive, spec, display_argv, display)
+  local run = context.need(primitive)
+  if type(spec) ~= "table" then errors.usage(primitive .. ": expected a table {argv..., timeout=}", primitive) end
   local argv = {}
   for i = 1, #spec do argv[i] = tostring(spec[i]) end
-  if #argv == 0 then raise(primitive .. ": no command given", 2) end
+  if #argv == 0 then errors.usage(primitive .. ": no command given", primitive) end
   local describe = display or api.argv_string(display_argv or argv)
   local cspec = { timeout = spec.timeout or 60, stdin = spec.stdin, env = spec.env, cwd = spec.cwd }
   for i = 1, #argv do cspec[i] = argv[i] end
@@ -260,10 +263,11 @@ local function exec_impl(run, primitive, spec, display_argv, display)
     r.ok = r.code == 0
     return r
   end))
-  if not ok then raise(res, 2) end
+  if not ok then error(res, 0) end
   if spec.check ~= false and res.code ~= 0 then
-    raise(string.format("%s %s: exited with code %d%s%s", primitive, display or argv[1], res.code,
-      res.signal and (" (" .. res.signal .. ")") or "", api.failure_detail(res, secret)), 2)
+    errors.raise("failed", string.format("%s %s: exited with code %d%s%s", primitive, display or argv[1],
+      res.code, res.signal and (" (" .. res.signal .. ")") or "", api.failure_detail(res, secret)),
+      { primitive = primitive, code = res.code, signal = res.signal })
   end
   return res
 end
@@ -280,47 +284,47 @@ local function question_ctx(run)
   return { answers = run.answers, yes = run.yes, interactive = run.interactive, step = run.step }
 end
 
-local function check_question(name, q)
-  -- level 2: check_question, then the primitive, then the runbook's line
-  if type(q) ~= "string" or q == "" then raise(name .. ": the question must be a non-empty string", 2) end
+-- The run of a question, once the question checks out.
+local function question_run(name, q)
+  if type(q) ~= "string" or q == "" then errors.usage(name .. ": the question must be a non-empty string", name) end
+  return context.need(name)
 end
 
 -- runbook{...}: the header, once.
-local function header_verb(plan, G)
-  function G.runbook(header)
-    if type(header) ~= "table" then raise("runbook{}: expected a table {name=, title=, severity=}", 1) end
-    if plan.header then raise("runbook{}: the header is declared twice", 1) end
-    for _, k in ipairs({ "name", "title", "description" }) do
-      if header[k] ~= nil and type(header[k]) ~= "string" then
-        raise(string.format("runbook{}: %s must be a string", k), 1)
-      end
+function verbs.runbook(header)
+  local plan = context.need("runbook{}").plan
+  if type(header) ~= "table" then errors.usage("runbook{}: expected a table {name=, title=, severity=}", "runbook") end
+  if plan.header then errors.usage("runbook{}: the header is declared twice", "runbook") end
+  for _, k in ipairs({ "name", "title", "description" }) do
+    if header[k] ~= nil and type(header[k]) ~= "string" then
+      errors.usage(string.format("runbook{}: %s must be a string", k), "runbook")
     end
-    if header.severity ~= nil and not SEVERITIES[header.severity] then
-      raise(string.format("runbook{}: severity %q is not one of P0, P1, P2, P3", tostring(header.severity)), 1)
-    end
-    plan.header = header
   end
+  if header.severity ~= nil and not SEVERITIES[header.severity] then
+    errors.usage(string.format("runbook{}: severity %q is not one of P0, P1, P2, P3",
+      tostring(header.severity)), "runbook")
+  end
+  plan.header = header
 end
 
 -- param(name, {help, default, required, secret, choices}): an input.
-local function param_verb(run, G)
+function verbs.param(name, spec)
+  local run = context.need("param")
   local plan = run.plan
-  function G.param(name, spec)
-    if run.phase ~= "declare" then raise("param: only at the top level of a runbook", 1) end
-    if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
-      raise("param: the name must be an identifier (letters, digits, _)", 1)
-    end
-    spec = spec or {}
-    if type(spec) ~= "table" then raise("param: options must be a table", 1) end
-    if plan.params[name] then raise(string.format("param %q is declared twice", name), 1) end
-    if spec.choices ~= nil and type(spec.choices) ~= "table" then
-      raise(string.format("param %q: choices must be a list", name), 1)
-    end
-    local p = { name = name, help = spec.help, default = spec.default, required = spec.required,
-      secret = spec.secret, choices = spec.choices, line = debug.getinfo(2, "l").currentline }
-    plan.params[name] = p
-    plan.param_list[#plan.param_list + 1] = p
+  if run.phase ~= "declare" then errors.usage("param: only at the top level of a runbook", "param") end
+  if type(name) ~= "string" or not name:match("^[%a_][%w_]*$") then
+    errors.usage("param: the name must be an identifier (letters, digits, _)", "param")
   end
+  spec = spec or {}
+  if type(spec) ~= "table" then errors.usage("param: options must be a table", "param") end
+  if plan.params[name] then errors.usage(string.format("param %q is declared twice", name), "param") end
+  if spec.choices ~= nil and type(spec.choices) ~= "table" then
+    errors.usage(string.format("param %q: choices must be a list", name), "param")
+  end
+  local p = { name = name, help = spec.help, default = spec.default, required = spec.required,
+    secret = spec.secret, choices = spec.choices, line = debug.getinfo(2, "l").currentline }
+  plan.params[name] = p
+  plan.param_list[#plan.param_list + 1] = p
 end
 
 -- A step's id (opts.id, else from its title) once its options check
@@ -348,27 +352,19 @@ local function step_id(plan, title, opts)
 end
 
 -- step(title, [opts,] fn): registered, run in the execute phase.
-local function step_verb(run, G)
+function verbs.step(title, opts, fn)
+  local run = context.need("step")
   local plan = run.plan
-  function G.step(title, opts, fn)
-    if run.phase ~= "declare" then raise("step: only at the top level of a runbook", 1) end
-    if type(opts) == "function" then opts, fn = {}, opts end
-    if type(title) ~= "string" or title == "" then raise("step: the title must be a non-empty string", 1) end
-    if type(opts) ~= "table" then raise("step: options must be a table", 1) end
-    if type(fn) ~= "function" then raise(string.format("step %q: missing its function", title), 1) end
-    local id, misuse = step_id(plan, title, opts)
-    if not id then raise(misuse, 1) end
-    plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
-      fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
-      verify = opts.verify, undo = opts.undo, line = debug.getinfo(2, "l").currentline }
-  end
-end
-
--- The declaration verbs: runbook{}, param, step.
-local function declaration_verbs(run, G)
-  header_verb(run.plan, G)
-  param_verb(run, G)
-  step_verb(run, G)
+  if run.phase ~= "declare" then errors.usage("step: only at the top level of a runbook", "step") end
+  if type(opts) == "function" then opts, fn = {}, opts end
+  if type(title) ~= "string" or title == "" then errors.usage("step: the title must be a non-empty string", "step") end
+  if type(opts) ~= "table" then errors.usage("step: options must be a table", "step") end
+  if type(fn) ~= "function" then errors.usage(string.format("step %q: missing its function", title), "step") end
+  local id, misuse = step_id(plan, title, opts)
+  if not id then errors.usage(misuse, "step") end
+  plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
+    fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
+    verify = opts.verify, undo = opts.undo, line = debug.getinfo(2, "l").currentline }
 end
 
 -- choose(): the question with its numbered list, and the parser of an
@@ -410,74 +406,76 @@ local function parse_manual(text)
 end
 
 -- The questions: confirm, yesno, choose, prompt, manual.
-local function question_verbs(run, G)
-  function G.confirm(question)
-    check_question("confirm", question)
-    local yes, source = ui.ask { ctx = question_ctx(run), question = question,
-      prompt = question .. " [y/n] ", parse = ui.parse_yesno, confirmation = true }
-    asked(run, "confirm", question, yes and "yes" or "no", source)
-    if not yes then error(setmetatable({ question = question }, api.Declined), 0) end
-    return true
-  end
+function verbs.confirm(question)
+  local run = question_run("confirm", question)
+  local yes, source = ui.ask { ctx = question_ctx(run), question = question,
+    prompt = question .. " [y/n] ", parse = ui.parse_yesno, confirmation = true }
+  asked(run, "confirm", question, yes and "yes" or "no", source)
+  if not yes then error(errors.declined(question, "confirm"), 0) end
+  return true
+end
 
-  function G.yesno(question)
-    check_question("yesno", question)
-    local yes, source = ui.ask { ctx = question_ctx(run), question = question,
-      prompt = question .. " [y/n] ", parse = ui.parse_yesno }
-    asked(run, "prompt", question, yes and "yes" or "no", source)
-    return yes
-  end
+function verbs.yesno(question)
+  local run = question_run("yesno", question)
+  local yes, source = ui.ask { ctx = question_ctx(run), question = question,
+    prompt = question .. " [y/n] ", parse = ui.parse_yesno }
+  asked(run, "prompt", question, yes and "yes" or "no", source)
+  return yes
+end
 
-  function G.choose(question, list, opts)
-    check_question("choose", question)
-    if type(list) ~= "table" or #list == 0 then raise("choose: expected a non-empty list of choices", 1) end
-    opts = opts or {}
-    local value, source = ui.ask { ctx = question_ctx(run), question = question,
-      prompt = choice_prompt(question, list), default = opts.default, parse = choice_parser(list) }
-    asked(run, "prompt", question, tostring(value), source)
-    return value
-  end
+function verbs.choose(question, list, opts)
+  local run = question_run("choose", question)
+  if type(list) ~= "table" or #list == 0 then errors.usage("choose: expected a non-empty list of choices", "choose") end
+  opts = opts or {}
+  local value, source = ui.ask { ctx = question_ctx(run), question = question,
+    prompt = choice_prompt(question, list), default = opts.default, parse = choice_parser(list) }
+  asked(run, "prompt", question, tostring(value), source)
+  return value
+end
 
-  function G.prompt(question, opts)
-    check_question("prompt", question)
-    opts = opts or {}
-    local hint = opts.default and not opts.secret and (" [" .. tostring(opts.default) .. "]") or ""
-    local value, source = ui.ask { ctx = question_ctx(run), question = question,
-      prompt = question .. hint .. ": ", secret = opts.secret, default = opts.default,
-      parse = prompt_parser(opts) }
-    if opts.secret then require("runbook.record").secret(value) end
-    asked(run, "prompt", question, value, source, opts.secret)
-    return value
-  end
+function verbs.prompt(question, opts)
+  local run = question_run("prompt", question)
+  opts = opts or {}
+  local hint = opts.default and not opts.secret and (" [" .. tostring(opts.default) .. "]") or ""
+  local value, source = ui.ask { ctx = question_ctx(run), question = question,
+    prompt = question .. hint .. ": ", secret = opts.secret, default = opts.default,
+    parse = prompt_parser(opts) }
+  if opts.secret then record.secret(value) end
+  asked(run, "prompt", question, value, source, opts.secret)
+  return value
+end
 
-  function G.manual(instruction)
-    check_question("manual", instruction)
-    local done, source = ui.ask { ctx = question_ctx(run), question = instruction,
-      prompt = ui.style("yellow", "[manual] ") .. instruction .. "\n  done? [Enter = done, n = not done] ",
-      confirmation = true, parse = parse_manual }
-    asked(run, "manual", instruction, done and "done" or "not done", source)
-    if not done then error(setmetatable({ question = instruction }, api.Declined), 0) end
-    return true
-  end
+function verbs.manual(instruction)
+  local run = question_run("manual", instruction)
+  local done, source = ui.ask { ctx = question_ctx(run), question = instruction,
+    prompt = ui.style("yellow", "[manual] ") .. instruction .. "\n  done? [Enter = done, n = not done] ",
+    confirmation = true, parse = parse_manual }
+  asked(run, "manual", instruction, done and "done" or "not done", source)
+  if not done then error(errors.declined(instruction, "manual"), 0) end
+  return true
 end
 
 -- log.info/warn/error and print: shown and recorded.
-local function logging_verbs(run, G)
-  local function logger(level)
-    return function(fmt, ...)
-      local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
-      ui.log(level, msg)
-      if run.rec then run.rec:event("log", { level = level, message = msg, step = run.step and run.step.id }) end
-    end
+local function record_log(level, msg)
+  local run = context.run()
+  if run and run.rec then run.rec:event("log", { level = level, message = msg, step = run.step and run.step.id }) end
+end
+
+local function logger(level)
+  return function(fmt, ...)
+    local msg = select("#", ...) > 0 and string.format(fmt, ...) or tostring(fmt)
+    ui.log(level, msg)
+    record_log(level, msg)
   end
-  G.log = { info = logger("info"), warn = logger("warn"), error = logger("error") }
-  G.print = function(...)
-    local parts = table.pack(...)
-    for i = 1, parts.n do parts[i] = tostring(parts[i]) end
-    local msg = table.concat(parts, "\t", 1, parts.n)
-    ui.print(msg)
-    if run.rec then run.rec:event("log", { level = "print", message = msg, step = run.step and run.step.id }) end
-  end
+end
+verbs.log = { info = logger("info"), warn = logger("warn"), error = logger("error") }
+
+function verbs.print(...)
+  local parts = table.pack(...)
+  for i = 1, parts.n do parts[i] = tostring(parts[i]) end
+  local msg = table.concat(parts, "\t", 1, parts.n)
+  ui.print(msg)
+  record_log("print", msg)
 end
 
 -- poll's `call` event: one when the condition held, or when it timed out.
@@ -490,133 +488,149 @@ local function record_poll(run, what, every, timeout, outcome, msg, attempts, t0
 end
 
 -- poll(fn, {every, timeout, what}): fn() until it is truthy.
-local function poll_verb(run)
-  return function(fn, opts)
-    if type(fn) ~= "function" then raise("poll: expected a function", 1) end
-    opts = opts or {}
-    local every, timeout = opts.every or 5, opts.timeout or 300
-    local what = opts.what or "condition"
-    local t0 = loop.now()
-    local attempts = 0
-    while true do
-      attempts = attempts + 1
-      local value = fn()
-      if value then
-        record_poll(run, what, every, timeout, "ok", nil, attempts, t0)
-        return value
-      end
-      if loop.now() - t0 + every > timeout then
-        local msg = string.format("poll: %s still not true after %s (%d attempts, every %s)",
-          what, ui.duration(loop.now() - t0), attempts, ui.duration(every))
-        record_poll(run, what, every, timeout, "error", msg, attempts, t0)
-        raise(msg, 1)
-      end
-      local ok, err = pcall(loop.sleep, every)
-      if not ok then raise(err, 1) end
+function verbs.poll(fn, opts)
+  if type(fn) ~= "function" then errors.usage("poll: expected a function", "poll") end
+  local run = context.need("poll")
+  opts = opts or {}
+  local every, timeout = opts.every or 5, opts.timeout or 300
+  local what = opts.what or "condition"
+  local t0 = loop.now()
+  local attempts = 0
+  while true do
+    attempts = attempts + 1
+    local value = fn()
+    if value then
+      record_poll(run, what, every, timeout, "ok", nil, attempts, t0)
+      return value
     end
+    if loop.now() - t0 + every > timeout then
+      local msg = string.format("poll: %s still not true after %s (%d attempts, every %s)",
+        what, ui.duration(loop.now() - t0), attempts, ui.duration(every))
+      record_poll(run, what, every, timeout, "error", msg, attempts, t0)
+      errors.raise("timeout", msg, { primitive = "poll", attempts = attempts })
+    end
+    local ok, err = pcall(loop.sleep, every)
+    if not ok then error(errors.from(err, "poll"), 0) end
   end
 end
 
 -- fn(item, i) for every item, at most limit at a time, each in a task of
--- the loop, until Ctrl-C: the results and errors by index, and how many
--- failed.
+-- the loop bound to the run of the caller, until Ctrl-C: the results and
+-- errors by index, and how many failed.
 local function fan_out(items, fn, limit)
   local n = #items
-  local results, errors, failed, nexti = {}, {}, 0, 0
+  local run = context.run()
+  local results, errs, failed, nexti = {}, {}, 0, 0
   local function worker()
+    context.bind(run)
     while loop.interrupts() == 0 do
       nexti = nexti + 1
       local i = nexti
       if i > n then return end
       local ok, r = pcall(fn, items[i], i)
-      if ok then results[i] = r else errors[i] = r; failed = failed + 1 end
+      if ok then results[i] = r else errs[i] = r; failed = failed + 1 end
     end
   end
   for _ = 1, math.min(limit, n) do loop.spawn(worker) end
   loop.join()
-  return results, errors, failed
+  return results, errs, failed
 end
 
--- "parallel: 2 of 5 failed: [1] ...; [4] ...", the first three errors.
-local function failures(errors, failed, n)
-  local msgs = {}
+-- "parallel: 2 of 5 failed: [1] ...; [4] ...", the first three errors;
+-- its kind is the branches' when they all failed alike.
+local function failures(errs, failed, n)
+  local msgs, kind = {}, nil
   for i = 1, n do
-    if errors[i] ~= nil and #msgs < 3 then
-      msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errors[i]))
+    if errs[i] ~= nil then
+      if #msgs < 3 then msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errs[i])) end
+      local k = errors.kind(errs[i])
+      kind = (kind == nil or kind == k) and k or "error"
     end
   end
-  return string.format("parallel: %d of %d failed: %s%s", failed, n, table.concat(msgs, "; "),
-    failed > #msgs and "; ..." or "")
+  return errors.new(kind, string.format("parallel: %d of %d failed: %s%s", failed, n,
+    table.concat(msgs, "; "), failed > #msgs and "; ..." or ""), { primitive = "parallel", errors = errs })
 end
 
 -- parallel(items, fn, {limit, check}): fn(item) concurrently, results in
 -- order; outside a task it runs in one of its own.
-local function parallel(items, fn, opts)
-  if type(items) ~= "table" then raise("parallel: expected a list of items", 1) end
-  if type(fn) ~= "function" then raise("parallel: expected a function", 1) end
+function verbs.parallel(items, fn, opts)
+  if type(items) ~= "table" then errors.usage("parallel: expected a list of items", "parallel") end
+  if type(fn) ~= "function" then errors.usage("parallel: expected a function", "parallel") end
   opts = opts or {}
   if not loop.in_task() then
-    local res = table.pack(loop.run(parallel, items, fn, opts))
-    if not res[1] then raise(res[2], 1) end
+    local res = table.pack(loop.run(verbs.parallel, items, fn, opts))
+    if not res[1] then error(errors.from(res[2], "parallel"), 0) end
     return table.unpack(res, 2, res.n)
   end
   local n = #items
-  local results, errors, failed = fan_out(items, fn, opts.limit or 64)
-  if loop.interrupts() > 0 then raise("parallel: " .. loop.interrupt_text(), 1) end
-  if failed > 0 and opts.check ~= false then raise(failures(errors, failed, n), 1) end
-  return results, errors
+  local results, errs, failed = fan_out(items, fn, opts.limit or 64)
+  if loop.interrupts() > 0 then
+    errors.raise("interrupted", "parallel: " .. loop.interrupt_text(), { primitive = "parallel" })
+  end
+  if failed > 0 and opts.check ~= false then error(failures(errs, failed, n), 0) end
+  return results, errs
+end
+api.parallel = verbs.parallel
+
+-- exec, sh, wait.
+function verbs.exec(spec)
+  return exec_impl("exec", spec)
 end
 
--- exec, sh, wait, poll, parallel.
-local function process_verbs(run, G)
-  -- (no tail calls into exec_impl: the caller's frame names the line)
-  function G.exec(spec)
-    local r = exec_impl(run, "exec", spec)
-    return r
-  end
+function verbs.sh(cmd, opts)
+  if type(cmd) ~= "string" then errors.usage("sh: expected a command string", "sh") end
+  local spec = {}
+  for k, v in pairs(opts or {}) do spec[k] = v end
+  spec[1], spec[2], spec[3] = "/bin/sh", "-c", cmd
+  return exec_impl("sh", spec, { cmd }, cmd)
+end
 
-  function G.sh(cmd, opts)
-    if type(cmd) ~= "string" then raise("sh: expected a command string", 1) end
-    local spec = {}
-    for k, v in pairs(opts or {}) do spec[k] = v end
-    spec[1], spec[2], spec[3] = "/bin/sh", "-c", cmd
-    local r = exec_impl(run, "sh", spec, { cmd }, cmd)
-    return r
-  end
+function verbs.wait(seconds)
+  if type(seconds) ~= "number" or seconds < 0 then errors.usage("wait: expected seconds >= 0", "wait") end
+  local ok, err = api.call(context.need("wait"), { primitive = "wait", args = { seconds = seconds },
+    perform = function() loop.sleep(seconds) end })
+  if not ok then error(err, 0) end
+end
 
-  function G.wait(seconds)
-    if type(seconds) ~= "number" or seconds < 0 then raise("wait: expected seconds >= 0", 1) end
-    local ok, err = api.call(run, { primitive = "wait", args = { seconds = seconds },
-      perform = function() loop.sleep(seconds) end })
-    if not ok then raise(err, 1) end
+-- Every verb above into G, each table a copy of its own (a runbook that
+-- changes log.info changes its own).
+local function install_verbs(G)
+  for k, v in pairs(verbs) do
+    if type(v) == "table" then
+      local t = {}
+      for kk, vv in pairs(v) do t[kk] = vv end
+      v = t
+    end
+    G[k] = v
   end
-
-  G.poll = poll_verb(run)
-  G.parallel = parallel
 end
 
 -- pcall and xpcall as a runbook sees them: they let Ctrl-C through.  An
 -- author's pcall is for branching on a failure; the operator's interrupt
 -- must stop the step (and reach the retry/skip/abort question), never be
--- handled as one more failed check.
-local function protected_calls(G)
-  local function pass_interrupts(r)
-    if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
-    return table.unpack(r, 1, r.n)
-  end
-  function G.pcall(f, ...)
-    return pass_interrupts(table.pack(pcall(f, ...)))
-  end
-  function G.xpcall(f, handler, ...)
-    return pass_interrupts(table.pack(xpcall(f, handler, ...)))
-  end
+-- handled as one more failed check.  They stand for the author's own
+-- call: a primitive handed to them directly, as pcall(redis.connect,
+-- url), names no line, as with Lua's own pcall.
+local function pass_interrupts(r)
+  if not r[1] and loop.interrupts() > 0 then error(r[2], 0) end
+  return table.unpack(r, 1, r.n)
 end
+
+function verbs.pcall(f, ...)
+  return pass_interrupts(table.pack(pcall(f, ...)))
+end
+errors.author_call(verbs.pcall)
+
+function verbs.xpcall(f, handler, ...)
+  return pass_interrupts(table.pack(xpcall(f, handler, ...)))
+end
+errors.author_call(verbs.xpcall)
 
 -- json, env, secret.
 local function helper_verbs(G)
   G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
   function G.env(name, default)
-    if type(name) ~= "string" then raise("env: expected a variable name", 1) end
+    if type(name) ~= "string" then errors.usage("env: expected a variable name", "env") end
     local v = os.getenv(name)
     if v == nil or v == "" then return default end
     -- as the config's env(): a variable is how a secret reaches a runbook
@@ -636,16 +650,12 @@ function api.environment(run)
       "coroutine", "require", "_VERSION" }) do
     G[k] = _G[k]
   end
-  declaration_verbs(run, G)
-  question_verbs(run, G)
-  logging_verbs(run, G)
-  process_verbs(run, G)
-  protected_calls(G)
+  install_verbs(G)
   helper_verbs(G)
   G.target = run.target or {}
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
-  api.install_primitives(run, G)
+  api.install_primitives(G)
   setmetatable(env, { __index = G })
   return env, G
 end
@@ -657,7 +667,7 @@ end
 -- one copy per run.  The host's own runbook.* modules and C libraries come
 -- from the ordinary require.
 function api.require(run, env, name)
-  if type(name) ~= "string" then raise("require: expected a module name", 2) end
+  if type(name) ~= "string" then errors.usage("require: expected a module name", "require") end
   run.modules = run.modules or {}
   if run.modules[name] ~= nil then return run.modules[name] end
   if name:match("^runbook%.") or package.loaded[name] ~= nil then return require(name) end
@@ -668,19 +678,21 @@ function api.require(run, env, name)
   end
   if path == nil then return require(name) end
   local chunk, err = loadfile(path, "t", env)
-  if not chunk then error(err, 2) end
+  if not chunk then errors.raise("error", err, { primitive = "require" }) end
   local m = chunk(name, path)
   if m == nil then m = true end
   run.modules[name] = m
   return m
 end
 
--- Each stdlib/runbook/prim/<name>.lua returns install(run, G, api), which
--- adds the global <name> (http, sql, ...): adding a primitive is adding its
--- files.  A primitive is installed the first time a runbook names it, so a
--- run that never does pays neither for compiling its Lua nor for loading
--- its C library.
-function api.install_primitives(run, G)
+-- Each stdlib/runbook/prim/<name>.lua returns the value of the global
+-- <name> (http, sql, ...), its methods defined once in the module and
+-- finding their run through runbook.context: adding a primitive is adding
+-- its files.  A primitive is installed the first time a runbook names it,
+-- so a run that never does pays neither for compiling its Lua nor for
+-- loading its C library.  A table is copied into each environment, so a
+-- runbook that changes its http.get changes its own.
+function api.install_primitives(G)
   local sys = require("runbook.sys")
   local pending = {}
   for _, f in ipairs(sys.listdir(sys.datadir() .. "/stdlib/runbook/prim") or {}) do
@@ -690,8 +702,14 @@ function api.install_primitives(run, G)
   setmetatable(G, { __index = function(_, key)
     if not pending[key] then return nil end
     pending[key] = nil
-    require("runbook.prim." .. key)(run, G, api)
-    return rawget(G, key)
+    local value = require("runbook.prim." .. key)
+    if type(value) == "table" then
+      local copy = {}
+      for k, v in pairs(value) do copy[k] = v end
+      value = setmetatable(copy, getmetatable(value))
+    end
+    rawset(G, key, value)
+    return value
   end })
 end
 
@@ -700,11 +718,14 @@ function api.params_proxy(plan, values)
   return setmetatable({}, {
     __index = function(_, k)
       if plan.params[k] == nil then
-        error(string.format("undeclared param %q (declare it with param(%q, {...}))", tostring(k), tostring(k)), 2)
+        errors.usage(string.format("undeclared param %q (declare it with param(%q, {...}))", tostring(k),
+          tostring(k)), "params")
       end
       return values[k]
     end,
-    __newindex = function(_, k) error(string.format("params are read-only (tried to set %q)", tostring(k)), 2) end,
+    __newindex = function(_, k)
+      errors.usage(string.format("params are read-only (tried to set %q)", tostring(k)), "params")
+    end,
     __pairs = function() return next, values, nil end,
   })
 end

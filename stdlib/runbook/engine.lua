@@ -4,6 +4,8 @@
 -- event loop (runbook.loop), the transcript writer and the operator's
 -- keyboard; everything about steps, failures and answers is decided here.
 local api = require("runbook.api")
+local context = require("runbook.context")
+local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
 local transcript = require("runbook.transcript")
@@ -23,11 +25,13 @@ engine.usage_error = usage_error
 -- functions called once when the run ends (primitives register the closing
 -- of their cached connections there); and `before_step`, functions called
 -- with the step at the start of every attempt, inside its task (the team
--- lock checks it is still held there).
+-- lock checks it is still held there).  The new run is the current one
+-- (runbook.context) from now on.
 function engine.new_run(fields)
   local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} }, cleanup = {},
     before_step = {} }
   for k, v in pairs(fields or {}) do run[k] = v end
+  context.enter(run)
   return run
 end
 
@@ -64,12 +68,12 @@ function engine.declare(run, path)
   run.plan.file = path      -- require() finds modules beside it
   local ok, derr = pcall(chunk)
   if not ok then
-    if type(derr) ~= "string" then derr = path .. ": " .. tostring(derr) end
-    return nil, derr
+    -- an error object names its line; a table raised with error{} does not
+    if type(derr) ~= "string" and not errors.is(derr) then derr = path .. ": " .. tostring(derr) end
+    return nil, tostring(derr)
   end
   run.env = env
   local plan = run.plan
-  plan.file = path
   plan.header = plan.header or {}
   plan.name = plan.header.name or path:match("([^/]+)%.lua$") or path
   return plan
@@ -132,11 +136,6 @@ function engine.find_step(plan, key)
     table.concat(ids, ", "))
 end
 
-local function error_text(err)
-  if api.is_declined(err) then return tostring(err) end
-  return tostring(err)
-end
-
 -- The name of the signal ending the run ("SIGTERM", "SIGHUP"), or nil.
 local function terminating_signal()
   local _, name = loop.terminated()
@@ -155,22 +154,26 @@ local function attempt(run, step)
     local ok, err = pcall(run.env.confirm,
       string.format("Step %d '%s' is marked dangerous. Run it?", step.index, step.title))
     if not ok then
-      if loop.interrupts() > 0 then return interrupted(), error_text(err) end
-      return api.is_declined(err) and "declined" or "failed", error_text(err)
+      if loop.interrupts() > 0 then return interrupted(), tostring(err) end
+      return api.is_declined(err) and "declined" or "failed", tostring(err)
     end
   end
   local ok, err, tb = loop.run({ timeout = step.timeout }, function()
+    context.bind(run)
     for _, hook in ipairs(run.before_step) do hook(step) end
     step.fn(p)
     if step.verify then
       local good, why = step.verify(p)
-      if not good then error("verification failed" .. (why and (": " .. tostring(why)) or ""), 0) end
+      if not good then
+        errors.raise("failed", "verification failed" .. (why and (": " .. tostring(why)) or ""),
+          { primitive = "verify" })
+      end
     end
   end)
   if ok then return "ok" end
-  if loop.interrupts() > 0 then return interrupted(), error_text(err), tb end
-  if api.is_declined(err) then return "declined", error_text(err), tb end
-  return "failed", error_text(err), tb
+  if loop.interrupts() > 0 then return interrupted(), tostring(err), tb end
+  if api.is_declined(err) then return "declined", tostring(err), tb end
+  return "failed", tostring(err), tb
 end
 
 -- After a failure: retry, skip, abort or undo.  "interrupt" when Ctrl-C is
@@ -204,7 +207,10 @@ end
 local function run_undo(run, step)
   ui.print("  " .. ui.style("yellow", "undo:") .. " running the undo of step " .. step.index)
   local p = api.params_proxy(run.plan, run.params)
-  local ok, err = loop.run({ timeout = step.timeout }, step.undo, p)
+  local ok, err = loop.run({ timeout = step.timeout }, function()
+    context.bind(run)
+    step.undo(p)
+  end)
   run.rec:event("undo", { step = step.id, ok = ok, error = not ok and tostring(err) or nil })
   if ok then ui.print("  undo: done") else ui.print("  " .. ui.style("red", "undo failed: ") .. tostring(err)) end
   return ok

@@ -16,6 +16,7 @@
 -- "tls", "hostkey", "auth", "call" (a command or request), "exec" (ssh).
 -- A wait cut short is kind "timeout" with wake = "timeout" (the call's own
 -- limit), "interrupt" (Ctrl-C, SIGTERM) or "cancel" (the step's timeout).
+local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 
 local M = {}
@@ -308,6 +309,30 @@ end
 
 function SPECIAL.http(f)
   return http_words(f)
+end
+
+-- The kind an author branches on (runbook.errors) for a failure's facts:
+-- the facts' own, but a wait cut short by Ctrl-C or SIGTERM is
+-- "interrupted", a connection the server closed "lost", a host key "tls"
+-- (what the server is cannot be trusted) and a reply in no known protocol
+-- "error".
+local KINDS = { closed = "lost", hostkey = "tls", protocol = "error" }
+
+function M.kind(f)
+  if type(f) ~= "table" then return "error" end
+  if f.kind == "timeout" and f.wake == "interrupt" then return "interrupted" end
+  return KINDS[f.kind] or f.kind or "error"
+end
+
+-- Raise the failure as an error object of primitive: its words, its
+-- kind, and the facts an author may look at (stage, errno, host, port).
+function M.raise(primitive, f, fields)
+  local e = { primitive = primitive }
+  if type(f) == "table" then
+    e.stage, e.errno, e.host, e.port = f.stage, f.errno, f.host, f.port
+  end
+  for k, v in pairs(fields or {}) do e[k] = v end
+  errors.raise(M.kind(f), M.message(primitive, f), e)
 end
 
 return M

@@ -15,7 +15,8 @@ local function line() return debug.getinfo(2, "l").currentline end
 step("pcall around a failing exec: the step branches and goes on", function()
   local ok, err = pcall(function() exec { "sh", "-c", "exit 9" } end); local l = line()
   eq(ok, false, "pcall")
-  eq(err, at(l) .. "exec sh: exited with code 9", "error")
+  eq(tostring(err), at(l) .. "exec sh: exited with code 9", "error")
+  eq(err.kind, "failed", "the error's kind")
   local r = exec { "sh", "-c", "exit 9", check = false }
   eq(r.code, 9, "the same command with check = false")
 end)

@@ -2,24 +2,51 @@
 runbook { name = "loop-test", title = "Event loop tasks", severity = "P3" }
 
 local loop = require("runbook.loop")
+local collectgarbage = require("_G").collectgarbage   -- not offered to runbooks
+
+-- What the first step's unjoined task did: `finished` when its 30 s wait
+-- ended (it must not have by the second step), `collected` once the
+-- collector took what it held.
+local orphan = { finished = false, collected = false }
 
 step("A spawned task that is never joined does not hold up its step", function()
-  loop.spawn(function() loop.sleep(30) end)
+  loop.spawn(function()
+    local held = setmetatable({}, { __gc = function() orphan.collected = true end })
+    loop.sleep(30)
+    orphan.finished = held ~= nil
+  end)
 end)
 
 step("The next step starts at once after the previous one ended", { id = "after" }, function()
-  -- Nothing of the orphan is left to wait on: a short sleep takes its time.
-  local t0 = loop.now()
-  loop.sleep(0.05)
-  local dt = loop.now() - t0
-  assert(dt < 1, string.format("expected a 0.05 s sleep, it took %.2f s", dt))
+  -- Had the first step waited for its task, that task's wait would have
+  -- ended before this step started.
+  assert(not orphan.finished, "the previous step waited for the task it spawned and never joined")
+  -- Nothing of it is left to wait on: the loop dropped it when its step
+  -- ended, so what it held is garbage now.
+  collectgarbage()
+  collectgarbage()
+  assert(orphan.collected, "the unjoined task of the previous step is still alive")
 end)
 
-step("A step timeout stops a wait with its own message", function()
+step("A step timeout stops a wait with its own message", { timeout = 0.3 }, function()
+  local child
+  loop.spawn(function()
+    local ok, err = pcall(loop.sleep, 30)
+    child = ok and "slept 30 s" or tostring(err)
+  end)
+  local ok, err = pcall(loop.sleep, 30)
+  assert(not ok, "a 30 s sleep outlived the step's 0.3 s timeout")
+  local want = "wait: sleep stopped: the step's timeout ran out"
+  assert(tostring(err) == want, string.format("expected %q, got %q", want, tostring(err)))
+  loop.join()
+  assert(child == want, string.format("a child inherits the step's timeout: expected %q, got %q", want,
+    tostring(child)))
+end)
+
+step("loop.run inside a task is refused: the engine owns the root task", function()
   local ok, err = pcall(function()
     loop.run({ timeout = 0.2 }, function() loop.sleep(5) end)
   end)
-  -- loop.run inside a task is refused: the engine owns the root task.
   assert(not ok and tostring(err):find("already inside a task"), tostring(err))
 end)
 

@@ -29,9 +29,12 @@
 -- Authorization/Cookie/token headers) never reach the transcript or the
 -- screen.  TLS is verified unless the call says insecure = true, which is
 -- shown and recorded.
+local api = require("runbook.api")
 local chttp = require("runbook.lazy")("runbook.http")
 local cjson = require("cjson")
 local networds = require("runbook.networds")
+local context = require("runbook.context")
+local errors = require("runbook.errors")
 local record = require("runbook.record")
 local ui = require("runbook.ui")
 local urls = require("runbook.url")
@@ -122,10 +125,11 @@ function Response:json()
   local ok, value = pcall(cjson.decode, self.body)
   if not ok then
     local ctype = self.headers["content-type"]
-    error(string.format("http %s %s: the response is not JSON (status %d%s; %s)",
+    errors.raise("server", string.format("http %s %s: the response is not JSON (status %d%s; %s)",
       self.method, display_url(self.url), self.status,
       ctype and (", content-type " .. ctype) or "",
-      self.secret and "body not shown: secret = true" or ("body: " .. excerpt(self.body, 120))), 2)
+      self.secret and "body not shown: secret = true" or ("body: " .. excerpt(self.body, 120))),
+      { primitive = "http", status = self.status })
   end
   if self.secret then record.secret_values(value) end
   return value
@@ -158,9 +162,10 @@ local function check_expect(r, list, who)
   end
   local statuses = {}
   for i, s in ipairs(list) do statuses[i] = tostring(s) end
-  error(string.format("%s: got status %d, expected %s (%s)", who, r.status,
+  errors.raise("server", string.format("%s: got status %d, expected %s (%s)", who, r.status,
     table.concat(statuses, " or "),
-    r.secret and "body not shown: secret = true" or ("body: " .. excerpt(r.body, 200))), 0)
+    r.secret and "body not shown: secret = true" or ("body: " .. excerpt(r.body, 200))),
+    { primitive = "http", status = r.status })
 end
 
 -- Check the options by name and type; returns nil, message on misuse.
@@ -271,7 +276,7 @@ local function perform(q)
     timeout = o.timeout or 30, connect_timeout = o.connect_timeout, insecure = o.insecure,
     cacert = o.cacert, max_redirects = o.max_redirects, follow = o.follow, fresh = o.fresh,
     who = who })
-  if r == nil then error(networds.message("http", f), 0) end
+  if r == nil then networds.raise("http", f) end
   r.method, r.secret = q.method, o.secret
   if r.tls then r.tls = tls_view(r.tls) end
   setmetatable(r, Response)
@@ -319,45 +324,39 @@ local function call_spec(q)
   }
 end
 
-local function request(run, api, verb, method, url, opts)
+local function request(verb, method, url, opts)
+  local run = context.need(verb)
   local q, err = prepare(verb, method, url, opts)
-  if not q then api.raise(err, 2) end
+  if not q then errors.usage(err, "http") end
   mark_url_credentials(url)
   local ok, res = api.call(run, call_spec(q))
-  if not ok then api.raise(res, 2) end
-  if res.scenario then
-    local okx, xerr = pcall(check_expect, res, q.expect, q.who)
-    if not okx then api.raise(xerr, 2) end
-  end
+  if not ok then error(res, 0) end
+  if res.scenario then check_expect(res, q.expect, q.who) end
   return res
 end
 
-return function(run, G, api)
-  local http = {}
+local http = {}
 
-  -- http.request(method, url, opts) or http.request{method=, url=, opts...}
-  function http.request(method, url, opts)
-    if type(method) == "table" then
-      opts = {}
-      for k, v in pairs(method) do
-        if k ~= "method" and k ~= "url" then opts[k] = v end
-      end
-      method, url = method.method or "GET", method.url
+-- http.request(method, url, opts) or http.request{method=, url=, opts...}
+function http.request(method, url, opts)
+  if type(method) == "table" then
+    opts = {}
+    for k, v in pairs(method) do
+      if k ~= "method" and k ~= "url" then opts[k] = v end
     end
-    if type(method) ~= "string" or not method:match("^%a[%a-]*$") then
-      api.raise("http.request: method must be a word like \"GET\" or \"PUT\"", 1)
-    end
-    local r = request(run, api, "http.request", method:upper(), url, opts)
-    return r
+    method, url = method.method or "GET", method.url
   end
-
-  for _, m in ipairs({ "get", "head", "post", "put", "patch", "delete" }) do
-    local verb, method = "http." .. m, m:upper()
-    http[m] = function(url, opts)
-      local r = request(run, api, verb, method, url, opts)
-      return r
-    end
+  if type(method) ~= "string" or not method:match("^%a[%a-]*$") then
+    errors.usage("http.request: method must be a word like \"GET\" or \"PUT\"", "http")
   end
-
-  G.http = http
+  return request("http.request", method:upper(), url, opts)
 end
+
+for _, m in ipairs({ "get", "head", "post", "put", "patch", "delete" }) do
+  local verb, method = "http." .. m, m:upper()
+  http[m] = function(url, opts)
+    return request(verb, method, url, opts)
+  end
+end
+
+return http

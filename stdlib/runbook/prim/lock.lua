@@ -54,10 +54,13 @@
 -- lock.holder), lock (take), lock.refresh and lock.release.  A --scenario
 -- rule with primitive = "lock" replaces the take: error = "held by ..."
 -- rehearses a refusal.
+local api = require("runbook.api")
 local cjson = require("cjson")
 local config = require("runbook.config")
+local context = require("runbook.context")
 local credis = require("runbook.lazy")("runbook.redis")
 local csql = require("runbook.lazy")("runbook.sql")
+local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local networds = require("runbook.networds")
 local operator = require("runbook.operator")
@@ -285,7 +288,7 @@ local RD = {}
 
 function RD.call(srv, c, argv)
   local ok, v = c:call(CALL_TIMEOUT, argv)
-  if not ok and v.kind ~= "server" then error(networds.message("redis", v), 0) end
+  if not ok and v.kind ~= "server" then networds.raise("redis", v) end
   if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v.message), 0) end
   return v
 end
@@ -293,7 +296,7 @@ end
 function RD.open(srv)
   local r = srv.redis
   local c, f = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
-  if not c then error(networds.message("redis", f), 0) end
+  if not c then networds.raise("redis", f) end
   local ok, err = pcall(function()
     if r.password then
       RD.call(srv, c, r.user and { "AUTH", r.user, r.password } or { "AUTH", r.password })
@@ -387,206 +390,210 @@ end
 
 -- ---- the global -------------------------------------------------------------
 
-return function(run, G, api)
-  local raise = api.raise
-  run.locks = run.locks or {}
-
-  local function record_call(primitive, args, t0, ok, err, extra)
-    if not run.rec then return end
-    local fields = { primitive = primitive, args = args, outcome = ok and "ok" or "error",
-      error = not ok and tostring(err) or nil, duration = loop.now() - t0,
-      step = run.step and run.step.id }
-    for k, v in pairs(extra or {}) do fields[k] = v end
-    run.rec:event("call", fields)
-  end
-
-  local function call_args(l)
-    return { name = l.name, backend = l.srv.backend, server = l.srv.shown,
-      ttl = l.srv.backend == "redis" and l.srv.ttl or nil }
-  end
-
-  local Lock = {}
-  Lock.__index = Lock
-
-  function Lock:release()
-    if self.released then return end
-    self.released = true
-    if run.locks[self.name] == self then run.locks[self.name] = nil end
-    if self.state == nil then return end          -- never taken, or lost
-    local t0 = loop.now()
-    local ok, err = pcall(BACKENDS[self.srv.backend].release, self.srv, self.state, self.name)
-    record_call("lock.release", call_args(self), t0, ok, err)
-    if ok then
-      ui.print("  " .. ui.style("dim", "lock released: " .. self.name))
-    else
-      ui.eprint("  " .. ui.style("yellow", "lock: releasing " .. self.name .. " failed: ") .. tostring(err))
-    end
-  end
-  Lock.__close = Lock.release
-  Lock.__tostring = function(self)
-    return string.format("lock %s on %s (%s)", self.name, self.srv.shown,
-      self.released and "released" or (self.state and "held" or "not taken"))
-  end
-
-  -- Still ours?  Refresh or re-check it; take it again when it was lost and
-  -- is free; raise when another run holds it now.
-  local function check(l)
-    if l.standin or l.released then return end
-    local b = BACKENDS[l.srv.backend]
-    local t0 = loop.now()
-    if l.state and b.check(l.srv, l.state) then
-      record_call("lock.refresh", call_args(l), t0, true)
-      return
-    end
-    -- A check cut short by Ctrl-C or a signal says nothing about the lock: keep it.
-    if loop.interrupts() > 0 then error("lock: checking " .. l.name .. " " .. loop.interrupt_text(), 0) end
-    if l.state and l.srv.backend == "postgres" then pcall(b.release, l.srv, l.state, l.name) end
-    l.state = nil
-    local okt, state, who = pcall(b.take, l.srv, l.name, l.who)
-    if okt and state then
-      l.state = state
-      record_call("lock.refresh", call_args(l), t0, true, nil, { retaken = true })
-      ui.log("warn", "lock " .. l.name .. " was lost (connection dropped or TTL ran out) and is taken again")
-      return
-    end
-    local msg = okt and string.format("lock: %s was lost (its TTL ran out or its connection " ..
-      "dropped) and is now held by %s on %s: stop here and agree with %s who goes on", l.name,
-      describe_holder(who), l.srv.shown, who.operator or "its holder") or tostring(state)
-    record_call("lock.refresh", call_args(l), t0, false, msg)
-    error(msg, 0)
-  end
-
-  local function check_all()
-    for _, l in pairs(run.locks) do check(l) end
-  end
-
-  -- Each step from now on (and a retry of this one) starts by checking
-  -- the held locks: the engine calls run.before_step at every attempt.
-  local function guard_steps()
-    if run.lock_guarded then return end
-    run.lock_guarded = true
-    run.before_step = run.before_step or {}
-    run.before_step[#run.before_step + 1] = check_all
-  end
-
-  local function release_all()
-    -- A second Ctrl-C or a SIGTERM ends the run with the interrupt still
-    -- counted, and every wait would end at once: forget it so the release
-    -- can talk to the server (a further Ctrl-C still interrupts it).
-    -- engine.finish does the same; a runbook's own l:release() may not.
-    if loop.interrupts() > 0 then loop.ack_interrupt() end
-    local names = {}
-    for name in pairs(run.locks) do names[#names + 1] = name end
-    table.sort(names)
-    for _, name in ipairs(names) do run.locks[name]:release() end
-  end
-
-  local function register(l)
-    run.locks[l.name] = l
-    if not run.lock_cleanup then
-      run.lock_cleanup = true
-      run.cleanup[#run.cleanup + 1] = release_all
-    end
-    guard_steps()
-  end
-
-  local function check_args(name, opts)
-    if type(name) ~= "string" or name == "" then return "lock: expected a lock name" end
-    if opts ~= nil and type(opts) ~= "table" then return "lock: options must be a table {wait=, ttl=, url=}" end
-    opts = opts or {}
-    if opts.wait ~= nil and (type(opts.wait) ~= "number" or opts.wait < 0) then
-      return "lock: wait must be a number of seconds >= 0"
-    end
-    if opts.url ~= nil and type(opts.url) ~= "string" then return "lock: url must be a string" end
-  end
-
-  -- Who holds it now, read for real (also in a dry run).  Returns ok, holder|false.
-  local function read_holder(name, srv)
-    return api.call(run, {
-      primitive = "lock.check",
-      args = { name = name, backend = srv.backend, server = srv.shown },
-      mutating = false,
-      describe = string.format("who holds lock %s on %s", name, srv.shown),
-      perform = function() return BACKENDS[srv.backend].holder(srv, name) or false end,
-      summary = function(who) return { held = who and true or false, holder = who or nil } end,
-    })
-  end
-
-  local function take(l, opts)
-    local b = BACKENDS[l.srv.backend]
-    local deadline = loop.now() + (opts.wait or 0)
-    local said = false
-    while true do
-      local state, who = b.take(l.srv, l.name, l.who)
-      if state then return state end
-      if loop.now() >= deadline then error(refusal(l.name, l.srv, who), 0) end
-      if not said then
-        ui.print("  " .. ui.style("yellow", "waiting") .. " for lock " .. l.name .. ", held by " ..
-          describe_holder(who))
-        said = true
-      end
-      loop.sleep(math.min(1, deadline - loop.now()))
-    end
-  end
-
-  local function acquire(name, opts)
-    local bad = check_args(name, opts)
-    if bad then return false, bad end
-    opts = opts or {}
-    -- Held already: the same handle (each step boundary checks it).
-    if run.locks[name] then return true, run.locks[name] end
-    local okc, srv = pcall(choose_server, run, opts)
-    if not okc then return false, srv end
-    local l = setmetatable({ name = name, srv = srv, who = me(run) }, Lock)
-    if run.dry_run then
-      local ok, who = read_holder(name, srv)
-      if not ok then return false, who end
-      if who then return false, refusal(name, srv, who) end
-    end
-    local ok, res = api.call(run, {
-      primitive = "lock",
-      args = call_args(l),
-      mutating = true,
-      describe = string.format("take lock %s on %s", name, srv.shown),
-      stand_in = function() return { dry_run = true } end,
-      perform = function() return { state = take(l, opts) } end,
-      summary = function(r) return { holder = { operator = l.who.operator, host = l.who.host,
-        since = l.who.since } } end,
-    })
-    if not ok then return false, res end
-    l.state = res.state
-    l.standin = l.state == nil          -- a dry run's or a scenario's: never taken
-    if run.dry_run then
-      ui.print("  " .. ui.style("magenta", "would take lock") .. " " .. name .. " on " .. srv.shown ..
-        ": free now (a dry run does not take it)")
-    elseif l.state then
-      ui.print("  " .. ui.style("green", "lock taken:") .. " " .. name .. " on " .. srv.shown ..
-        " (released when the run ends)")
-    end
-    register(l)
-    return true, l
-  end
-
-  G.lock = setmetatable({
-    -- lock.holder(name [, opts]) -> nil | {operator, host, since, ...}
-    holder = function(name, opts)
-      local bad = check_args(name, opts)
-      if bad then raise(bad, 1) end
-      local okc, srv = pcall(choose_server, run, opts or {})
-      if not okc then raise(srv, 1) end
-      local ok, who = read_holder(name, srv)
-      if not ok then raise(who, 1) end
-      return who or nil
-    end,
-    -- lock.held(name) -> the handle when this run holds it (or would, in a dry run)
-    held = function(name)
-      return run.locks[name]
-    end,
-  }, {
-    __call = function(_, name, opts)
-      local ok, res = acquire(name, opts)
-      if not ok then raise(res, 1) end
-      return res
-    end,
-  })
+local function record_call(run, primitive, args, t0, ok, err, extra)
+  if not run.rec then return end
+  local fields = { primitive = primitive, args = args, outcome = ok and "ok" or "error",
+    error = not ok and errors.message(err) or nil, duration = loop.now() - t0,
+    step = run.step and run.step.id }
+  for k, v in pairs(extra or {}) do fields[k] = v end
+  run.rec:event("call", fields)
 end
+
+local function call_args(l)
+  return { name = l.name, backend = l.srv.backend, server = l.srv.shown,
+    ttl = l.srv.backend == "redis" and l.srv.ttl or nil }
+end
+
+-- A lock handle: one metatable for every run; a handle keeps its run.
+local Lock = {}
+Lock.__index = Lock
+
+function Lock:release()
+  if self.released then return end
+  self.released = true
+  local run = self.run
+  if run.locks[self.name] == self then run.locks[self.name] = nil end
+  if self.state == nil then return end          -- never taken, or lost
+  local t0 = loop.now()
+  local ok, err = pcall(BACKENDS[self.srv.backend].release, self.srv, self.state, self.name)
+  record_call(run, "lock.release", call_args(self), t0, ok, err)
+  if ok then
+    ui.print("  " .. ui.style("dim", "lock released: " .. self.name))
+  else
+    ui.eprint("  " .. ui.style("yellow", "lock: releasing " .. self.name .. " failed: ") .. tostring(err))
+  end
+end
+Lock.__close = Lock.release
+Lock.__tostring = function(self)
+  return string.format("lock %s on %s (%s)", self.name, self.srv.shown,
+    self.released and "released" or (self.state and "held" or "not taken"))
+end
+
+-- Still ours?  Refresh or re-check it; take it again when it was lost and
+-- is free; raise when another run holds it now.
+local function check(l)
+  if l.standin or l.released then return end
+  local b = BACKENDS[l.srv.backend]
+  local t0 = loop.now()
+  if l.state and b.check(l.srv, l.state) then
+    record_call(l.run, "lock.refresh", call_args(l), t0, true)
+    return
+  end
+  -- A check cut short by Ctrl-C or a signal says nothing about the lock: keep it.
+  if loop.interrupts() > 0 then
+    errors.raise("interrupted", "lock: checking " .. l.name .. " " .. loop.interrupt_text(), { primitive = "lock" })
+  end
+  if l.state and l.srv.backend == "postgres" then pcall(b.release, l.srv, l.state, l.name) end
+  l.state = nil
+  local okt, state, who = pcall(b.take, l.srv, l.name, l.who)
+  if okt and state then
+    l.state = state
+    record_call(l.run, "lock.refresh", call_args(l), t0, true, nil, { retaken = true })
+    ui.log("warn", "lock " .. l.name .. " was lost (connection dropped or TTL ran out) and is taken again")
+    return
+  end
+  local err = okt and errors.new("busy", string.format("lock: %s was lost (its TTL ran out or its " ..
+    "connection dropped) and is now held by %s on %s: stop here and agree with %s who goes on", l.name,
+    describe_holder(who), l.srv.shown, who.operator or "its holder"), { primitive = "lock", holder = who })
+    or errors.from(state, "lock")
+  record_call(l.run, "lock.refresh", call_args(l), t0, false, err)
+  error(err, 0)
+end
+
+local function check_all(run)
+  for _, l in pairs(run.locks) do check(l) end
+end
+
+local function release_all(run)
+  -- A second Ctrl-C or a SIGTERM ends the run with the interrupt still
+  -- counted, and every wait would end at once: forget it so the release
+  -- can talk to the server (a further Ctrl-C still interrupts it).
+  -- engine.finish does the same; a runbook's own l:release() may not.
+  if loop.interrupts() > 0 then loop.ack_interrupt() end
+  local names = {}
+  for name in pairs(run.locks) do names[#names + 1] = name end
+  table.sort(names)
+  for _, name in ipairs(names) do run.locks[name]:release() end
+end
+
+-- The run's held locks, released when it ends; each step from now on (and
+-- a retry of this one) starts by checking them: the engine calls
+-- run.before_step at every attempt.
+local function locks(run)
+  if run.locks == nil then
+    run.locks = {}
+    run.cleanup[#run.cleanup + 1] = function() release_all(run) end
+    run.before_step[#run.before_step + 1] = function() check_all(run) end
+  end
+  return run.locks
+end
+
+local function check_args(name, opts)
+  local function usage(msg) errors.usage(msg, "lock") end
+  if type(name) ~= "string" or name == "" then usage("lock: expected a lock name") end
+  if opts ~= nil and type(opts) ~= "table" then usage("lock: options must be a table {wait=, ttl=, url=}") end
+  opts = opts or {}
+  if opts.wait ~= nil and (type(opts.wait) ~= "number" or opts.wait < 0) then
+    usage("lock: wait must be a number of seconds >= 0")
+  end
+  if opts.url ~= nil and type(opts.url) ~= "string" then usage("lock: url must be a string") end
+  return opts
+end
+
+local function server(run, opts)
+  local okc, srv = pcall(choose_server, run, opts)
+  if not okc then error(errors.from(srv, "lock", "usage"), 0) end
+  return srv
+end
+
+-- Who holds it now, read for real (also in a dry run): the holder or false.
+local function read_holder(run, name, srv)
+  local ok, who = api.call(run, {
+    primitive = "lock.check",
+    args = { name = name, backend = srv.backend, server = srv.shown },
+    mutating = false,
+    describe = string.format("who holds lock %s on %s", name, srv.shown),
+    perform = function() return BACKENDS[srv.backend].holder(srv, name) or false end,
+    summary = function(w) return { held = w and true or false, holder = w or nil } end,
+  })
+  if not ok then error(who, 0) end
+  return who
+end
+
+local function refused(name, srv, who)
+  errors.raise("busy", refusal(name, srv, who), { primitive = "lock", holder = who })
+end
+
+local function take(l, opts)
+  local b = BACKENDS[l.srv.backend]
+  local deadline = loop.now() + (opts.wait or 0)
+  local said = false
+  while true do
+    local state, who = b.take(l.srv, l.name, l.who)
+    if state then return state end
+    if loop.now() >= deadline then refused(l.name, l.srv, who) end
+    if not said then
+      ui.print("  " .. ui.style("yellow", "waiting") .. " for lock " .. l.name .. ", held by " ..
+        describe_holder(who))
+      said = true
+    end
+    loop.sleep(math.min(1, deadline - loop.now()))
+  end
+end
+
+local function announce_taken(l)
+  if l.run.dry_run then
+    ui.print("  " .. ui.style("magenta", "would take lock") .. " " .. l.name .. " on " .. l.srv.shown ..
+      ": free now (a dry run does not take it)")
+  elseif l.state then
+    ui.print("  " .. ui.style("green", "lock taken:") .. " " .. l.name .. " on " .. l.srv.shown ..
+      " (released when the run ends)")
+  end
+end
+
+local function acquire(name, opts)
+  opts = check_args(name, opts)
+  local run = context.need("lock")
+  -- Held already: the same handle (each step boundary checks it).
+  if locks(run)[name] then return run.locks[name] end
+  local srv = server(run, opts)
+  local l = setmetatable({ run = run, name = name, srv = srv, who = me(run) }, Lock)
+  if run.dry_run then
+    local who = read_holder(run, name, srv)
+    if who then refused(name, srv, who) end
+  end
+  local ok, res = api.call(run, {
+    primitive = "lock",
+    args = call_args(l),
+    mutating = true,
+    describe = string.format("take lock %s on %s", name, srv.shown),
+    stand_in = function() return { dry_run = true } end,
+    perform = function() return { state = take(l, opts) } end,
+    summary = function() return { holder = { operator = l.who.operator, host = l.who.host,
+      since = l.who.since } } end,
+  })
+  if not ok then error(res, 0) end
+  l.state = res.state
+  l.standin = l.state == nil          -- a dry run's or a scenario's: never taken
+  announce_taken(l)
+  run.locks[name] = l
+  return l
+end
+
+return setmetatable({
+  -- lock.holder(name [, opts]) -> nil | {operator, host, since, ...}
+  holder = function(name, opts)
+    opts = check_args(name, opts)
+    local run = context.need("lock.holder")
+    return read_holder(run, name, server(run, opts)) or nil
+  end,
+  -- lock.held(name) -> the handle when this run holds it (or would, in a dry run)
+  held = function(name)
+    local run = context.run()
+    return run and run.locks and run.locks[name]
+  end,
+}, {
+  __call = function(_, name, opts)
+    return acquire(name, opts)
+  end,
+})

@@ -11,6 +11,8 @@
 -- reported and is fatal only with required = true.  In a dry run nothing
 -- is sent.  The text sent is redacted like everything shown or recorded.
 local cexec = require("runbook.exec")
+local context = require("runbook.context")
+local errors = require("runbook.errors")
 local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
@@ -26,10 +28,10 @@ local function channel_names(run, opts)
   return wanted, all
 end
 
-local function send_webhook(G, ch, text, severity)
+local function send_webhook(ch, text, severity)
   local body = { text = (severity and ("[" .. severity .. "] ") or "") .. text }
-  local r = G.http.post(ch.webhook, { json = body, timeout = ch.timeout or 10, expect = false,
-    cacert = ch.cacert })
+  local r = require("runbook.prim.http").post(ch.webhook, { json = body, timeout = ch.timeout or 10,
+    expect = false, cacert = ch.cacert })
   local ok = r.status >= 200 and r.status < 300
   return ok, { status = r.status, body = r.body:sub(1, 200) },
     not ok and string.format("webhook answered %d", r.status) or nil
@@ -44,51 +46,50 @@ local function send_command(ch, name, text, severity)
     r.code ~= 0 and string.format("command exited with code %d: %s", r.code, r.stderr:sub(1, 200)) or nil
 end
 
-return function(run, G, api)
-  function G.notify(text, opts)
-    if type(text) ~= "string" or text == "" then api.raise("notify: expected the message text", 1) end
-    opts = opts or {}
-    if run.phase ~= "execute" then api.raise("notify: only inside a step", 1) end
-    -- What leaves the host is redacted like the screen and the record: a
-    -- message built from a command's output or a param must not carry a
-    -- secret to a chat channel or a pager.
-    text = transcript.redact(text)
-    local names, all = channel_names(run, opts)
-    local results, failed = {}, {}
-    for _, name in ipairs(names) do
-      local ch = all[name]
-      local res = { channel = name }
-      if ch == nil then
-        res.ok, res.error = false, "no such channel in the config's notify table"
-      elseif run.dry_run then
-        ui.print("  " .. ui.style("magenta", "would notify") .. " " .. name .. ": " .. text)
-        res.ok, res.simulated = true, true
-      else
-        local ok, sent, answer, why = pcall(function()
-          if ch.webhook then return send_webhook(G, ch, text, opts.severity) end
-          if ch.command then return send_command(ch, name, text, opts.severity) end
-          error("channel has neither webhook= nor command=", 0)
-        end)
-        if ok then res.ok, res.answer, res.error = sent, answer, why
-        else res.ok, res.error = false, tostring(sent) end
-      end
-      if not res.ok then failed[#failed + 1] = name .. ": " .. res.error end
-      results[#results + 1] = res
+return function(text, opts)
+  if type(text) ~= "string" or text == "" then errors.usage("notify: expected the message text", "notify") end
+  opts = opts or {}
+  local run = context.need("notify")
+  if run.phase ~= "execute" then errors.usage("notify: only inside a step", "notify") end
+  -- What leaves the host is redacted like the screen and the record: a
+  -- message built from a command's output or a param must not carry a
+  -- secret to a chat channel or a pager.
+  text = transcript.redact(text)
+  local names, all = channel_names(run, opts)
+  local results, failed = {}, {}
+  for _, name in ipairs(names) do
+    local ch = all[name]
+    local res = { channel = name }
+    if ch == nil then
+      res.ok, res.error = false, "no such channel in the config's notify table"
+    elseif run.dry_run then
+      ui.print("  " .. ui.style("magenta", "would notify") .. " " .. name .. ": " .. text)
+      res.ok, res.simulated = true, true
+    else
+      local ok, sent, answer, why = pcall(function()
+        if ch.webhook then return send_webhook(ch, text, opts.severity) end
+        if ch.command then return send_command(ch, name, text, opts.severity) end
+        error("channel has neither webhook= nor command=", 0)
+      end)
+      if ok then res.ok, res.answer, res.error = sent, answer, why
+      else res.ok, res.error = false, errors.message(sent) end
     end
-    if #names == 0 then
-      failed[1] = "no notify channels configured (add a `notify` table to the config file; see docs/targets.md)"
-    end
-    if run.rec then
-      run.rec:event("notify", { text = text, severity = opts.severity, channels = results,
-        dry_run = run.dry_run or nil, step = run.step and run.step.id })
-    end
-    if #failed > 0 then
-      local msg = "notify: " .. table.concat(failed, "; ")
-      if opts.required then api.raise(msg, 1) end
-      ui.log("warn", msg)
-    elseif not run.dry_run then
-      ui.print("  notified " .. table.concat(names, ", "))
-    end
-    return results
+    if not res.ok then failed[#failed + 1] = name .. ": " .. res.error end
+    results[#results + 1] = res
   end
+  if #names == 0 then
+    failed[1] = "no notify channels configured (add a `notify` table to the config file; see docs/targets.md)"
+  end
+  if run.rec then
+    run.rec:event("notify", { text = text, severity = opts.severity, channels = results,
+      dry_run = run.dry_run or nil, step = run.step and run.step.id })
+  end
+  if #failed > 0 then
+    local msg = "notify: " .. table.concat(failed, "; ")
+    if opts.required then errors.raise("failed", msg, { primitive = "notify", channels = results }) end
+    ui.log("warn", msg)
+  elseif not run.dry_run then
+    ui.print("  notified " .. table.concat(names, ", "))
+  end
+  return results
 end

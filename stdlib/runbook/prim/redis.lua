@@ -51,8 +51,11 @@
 -- command (AUTH and other passwords shown as ***), the outcome, the
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
+local api = require("runbook.api")
+local context = require("runbook.context")
 local credis = require("runbook.lazy")("runbook.redis")
 local networds = require("runbook.networds")
+local errors = require("runbook.errors")
 local record = require("runbook.record")
 local transcript = require("runbook.transcript")
 local urls = require("runbook.url")
@@ -84,6 +87,9 @@ local ERROR_HINTS = {
   MOVED = "this is a cluster node and the key lives on another one",
   LOADING = "the server is still loading its dataset: retry in a moment",
 }
+
+-- The kind of an error reply, by its code; any other is "server".
+local REPLY_KINDS = { NOAUTH = "auth", WRONGPASS = "auth", NOPERM = "auth", LOADING = "busy", BUSY = "busy" }
 
 -- Parse redis://... (runbook.url) into {host, port, db, user, password,
 -- timeouts}; raises a message naming what is wrong (with the password hidden).
@@ -232,13 +238,15 @@ local function setup_call(c, cfg, argv, why)
   local ok, f = c:call(cfg.timeout, argv)
   if ok then return f end
   c:close()
-  error(f.kind == "server" and why(f.message) or networds.message("redis", f), 0)
+  if f.kind ~= "server" then networds.raise("redis", f) end
+  local code = f.message:match("^(%u+)")
+  errors.raise(REPLY_KINDS[code] or "server", why(f.message), { primitive = "redis.connect", code = code })
 end
 
 -- One server connection: connect, AUTH, SELECT.  Raises on failure.
 local function open_session(cfg)
   local c, f = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
-  if not c then error(networds.message("redis", f), 0) end
+  if not c then networds.raise("redis", f) end
   if cfg.password then
     local argv = cfg.user and { "AUTH", cfg.user, cfg.password } or { "AUTH", cfg.password }
     setup_call(c, cfg, argv, function(err)
@@ -258,8 +266,10 @@ end
 
 -- An idle server connection of this object, or a new one.
 local function acquire(self)
-  if self.closed then error(string.format("redis %s: the connection was closed (r:close()); " ..
-    "call redis.connect again", self.where), 0) end
+  if self.closed then
+    errors.usage(string.format("redis %s: the connection was closed (r:close()); " ..
+      "call redis.connect again", self.where), "redis.call")
+  end
   local pool = self.pool
   for i = #pool, 1, -1 do
     if not pool[i]:isopen() then table.remove(pool, i) end
@@ -277,7 +287,12 @@ end
 local function roundtrip(self, argv, timeout)
   local c = acquire(self)
   local ok, v = c:call(timeout or self.cfg.timeout, argv)
-  if not ok then error(reply_error(self.cfg, argv[1]:upper(), v), 0) end
+  if not ok and v.kind ~= "server" then networds.raise("redis", v, { primitive = "redis.call" }) end
+  if not ok then
+    local code = v.message:match("^(%u+)")
+    errors.raise(REPLY_KINDS[code] or "server", reply_error(self.cfg, argv[1]:upper(), v),
+      { primitive = "redis.call", code = code })
+  end
   return v
 end
 
@@ -294,7 +309,7 @@ end
 -- COMMAND (renamed or denied by its ACL).  A lost connection raises.
 local function command_info(self, name)
   local ok, reply = acquire(self):call(self.cfg.timeout, { "COMMAND", "INFO", name })
-  if not ok and reply.kind ~= "server" then error(networds.message("redis", reply), 0) end
+  if not ok and reply.kind ~= "server" then networds.raise("redis", reply) end
   if not ok then return { error = reply.message } end
   local info = type(reply) == "table" and reply[1]
   if type(info) ~= "table" then return { unknown = true } end
@@ -346,138 +361,148 @@ local function collect_argv(first, ...)
   return argv, opts, n + 1
 end
 
-return function(run, G, api)
-  local raise = api.raise
-  run.redis_conns = run.redis_conns or {}
-  local Conn = {}     -- per run: its methods record into this run
-  Conn.__index = Conn
+-- The connection objects: one metatable for every run; an object keeps
+-- the run that made it (its calls record into that run).
+local Conn = {}
+Conn.__index = Conn
 
-  local function close_all()
-    for key, conn in pairs(run.redis_conns) do
-      conn:close()
-      run.redis_conns[key] = nil
-    end
+local function close_all(run)
+  for key, conn in pairs(run.redis_conns) do
+    conn:close()
+    run.redis_conns[key] = nil
   end
-
-  -- Validate, classify, record and perform one command.  Returns ok,
-  -- result_or_message.
-  local function invoke(self, first, ...)
-    if type(first) ~= "string" and type(first) ~= "table" then
-      return false, "redis: r:call(command, args...) or r:call{command, args..., timeout=}"
-    end
-    local argv, opts, n = collect_argv(first, ...)
-    for k in pairs(opts) do
-      if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
-        return false, string.format("redis: unknown option %q (the table form takes timeout=, " ..
-          "stand_in= and secret=)", tostring(k))
-      end
-    end
-    if opts.secret ~= nil and type(opts.secret) ~= "boolean" then
-      return false, "redis: secret must be true or false"
-    end
-    if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
-      return false, "redis: the command name must be a non-empty string"
-    end
-    local okc, err = pcall(function()
-      for i = 1, n do argv[i] = to_arg(argv[i], i, argv[1]:upper()) end
-    end)
-    if not okc then return false, err end
-    if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
-      return false, "redis: timeout must be a number of seconds >= 0"
-    end
-    local name = argv[1]:upper()
-    local args = { server = self.where, command = shown_argv(argv) }
-    local simulate = false
-    if run.dry_run and run.phase == "execute" then
-      local okk, sim, why = pcall(classify, self, argv)
-      if not okk then return false, sim end
-      simulate = sim
-      for k, v in pairs(why) do args[k] = v end
-    end
-    return api.call(run, {
-      primitive = "redis.call",
-      args = args,
-      mutating = simulate,
-      describe = function() return describe(args.command, self.where) end,
-      stand_in = function()
-        if opts.stand_in ~= nil then return opts.stand_in end
-        return INTEGER_REPLY[name] and 0 or "OK"
-      end,
-      perform = function() return roundtrip(self, argv, opts.timeout) end,
-      secret = opts.secret or nil,
-      mark = record.secret_values,
-      summary = opts.secret and summarize_secret or summarize,
-    })
-  end
-
-  function Conn:call(...)
-    local ok, res = invoke(self, ...)
-    if not ok then raise(res, 1) end
-    return res
-  end
-
-  function Conn:ping()
-    local ok, res = invoke(self, "PING")
-    if not ok then raise(res, 1) end
-    return res
-  end
-
-  -- Close the server connections; the object is unusable afterwards, and
-  -- redis.connect(url) makes a new one.
-  function Conn:close()
-    self.closed = true
-    for _, c in ipairs(self.pool) do c:close() end
-    self.pool = {}
-    if run.redis_conns[self.key] == self then run.redis_conns[self.key] = nil end
-  end
-  Conn.__close = Conn.close
-  Conn.__tostring = function(self)
-    return "redis connection " .. self.where .. (self.closed and " (closed)" or "")
-  end
-
-  local function cache_key(url, opts)
-    if opts == nil then return url end
-    local keys = {}
-    for k in pairs(opts) do keys[#keys + 1] = tostring(k) end
-    table.sort(keys)
-    for i, k in ipairs(keys) do keys[i] = k .. "=" .. tostring(opts[k]) end
-    return url .. "\0" .. table.concat(keys, "&")
-  end
-
-  local function connect(url, opts)
-    if type(url) ~= "string" then return false, "redis.connect: expected a URL string redis://host:port/db" end
-    if opts ~= nil and type(opts) ~= "table" then return false, "redis.connect: options must be a table" end
-    local key = cache_key(url, opts)
-    local cached = run.redis_conns[key]
-    if cached then return true, cached end
-    local okp, cfg = pcall(parse_url, url)
-    if okp and opts then okp, cfg = pcall(function() apply_options(cfg, opts); return cfg end) end
-    if not okp then return false, cfg end
-    if cfg.password then transcript.secret(cfg.password) end
-    local self = setmetatable({ cfg = cfg, key = key, where = server_name(cfg), pool = {},
-      command_flags = {} }, Conn)
-    local ok, err = api.call(run, {
-      primitive = "redis.connect",
-      args = { url = shown_url(cfg), db = cfg.db, user = cfg.user,
-               connect_timeout = cfg.connect_timeout, timeout = cfg.timeout },
-      mutating = false,
-      describe = "redis connect " .. shown_url(cfg),
-      perform = function() self.pool[1] = open_session(cfg) end,
-    })
-    if not ok then return false, err end
-    if not run.redis_cleanup and run.cleanup then
-      run.redis_cleanup = true
-      run.cleanup[#run.cleanup + 1] = close_all
-    end
-    run.redis_conns[key] = self
-    return true, self
-  end
-
-  G.redis = {
-    connect = function(url, opts)
-      local ok, res = connect(url, opts)
-      if not ok then raise(res, 1) end
-      return res
-    end,
-  }
 end
+
+local function usage(msg)
+  errors.usage(msg, "redis")
+end
+
+-- r:call's command, its options and its argument count, checked.
+local function checked_argv(first, ...)
+  if type(first) ~= "string" and type(first) ~= "table" then
+    usage("redis: r:call(command, args...) or r:call{command, args..., timeout=}")
+  end
+  local argv, opts, n = collect_argv(first, ...)
+  for k in pairs(opts) do
+    if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
+      usage(string.format("redis: unknown option %q (the table form takes timeout=, " ..
+        "stand_in= and secret=)", tostring(k)))
+    end
+  end
+  if opts.secret ~= nil and type(opts.secret) ~= "boolean" then usage("redis: secret must be true or false") end
+  if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
+    usage("redis: the command name must be a non-empty string")
+  end
+  local okc, err = pcall(function()
+    for i = 1, n do argv[i] = to_arg(argv[i], i, argv[1]:upper()) end
+  end)
+  if not okc then usage(err) end
+  if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
+    usage("redis: timeout must be a number of seconds >= 0")
+  end
+  return argv, opts
+end
+
+-- Validate, classify, record and perform one command; raises on failure.
+local function invoke(self, first, ...)
+  local run = self.run
+  local argv, opts = checked_argv(first, ...)
+  local name = argv[1]:upper()
+  local args = { server = self.where, command = shown_argv(argv) }
+  local simulate = false
+  if run.dry_run and run.phase == "execute" then
+    local okk, sim, why = pcall(classify, self, argv)
+    if not okk then error(errors.from(sim, "redis.call"), 0) end
+    simulate = sim
+    for k, v in pairs(why) do args[k] = v end
+  end
+  local ok, res = api.call(run, {
+    primitive = "redis.call",
+    args = args,
+    mutating = simulate,
+    describe = function() return describe(args.command, self.where) end,
+    stand_in = function()
+      if opts.stand_in ~= nil then return opts.stand_in end
+      return INTEGER_REPLY[name] and 0 or "OK"
+    end,
+    perform = function() return roundtrip(self, argv, opts.timeout) end,
+    secret = opts.secret or nil,
+    mark = record.secret_values,
+    summary = opts.secret and summarize_secret or summarize,
+  })
+  if not ok then error(res, 0) end
+  return res
+end
+
+function Conn:call(...)
+  return invoke(self, ...)
+end
+
+function Conn:ping()
+  return invoke(self, "PING")
+end
+
+-- Close the server connections; the object is unusable afterwards, and
+-- redis.connect(url) makes a new one.
+function Conn:close()
+  self.closed = true
+  for _, c in ipairs(self.pool) do c:close() end
+  self.pool = {}
+  if self.run.redis_conns[self.key] == self then self.run.redis_conns[self.key] = nil end
+end
+Conn.__close = Conn.close
+Conn.__tostring = function(self)
+  return "redis connection " .. self.where .. (self.closed and " (closed)" or "")
+end
+
+local function cache_key(url, opts)
+  if opts == nil then return url end
+  local keys = {}
+  for k in pairs(opts) do keys[#keys + 1] = tostring(k) end
+  table.sort(keys)
+  for i, k in ipairs(keys) do keys[i] = k .. "=" .. tostring(opts[k]) end
+  return url .. "\0" .. table.concat(keys, "&")
+end
+
+-- The URL and options as a checked config.
+local function config_of(url, opts)
+  local okp, cfg = pcall(parse_url, url)
+  if okp and opts then okp, cfg = pcall(function() apply_options(cfg, opts); return cfg end) end
+  if not okp then usage(cfg) end
+  if cfg.password then transcript.secret(cfg.password) end
+  return cfg
+end
+
+-- The run's connections, closed when it ends.
+local function conns(run)
+  if run.redis_conns == nil then
+    run.redis_conns = {}
+    run.cleanup[#run.cleanup + 1] = function() close_all(run) end
+  end
+  return run.redis_conns
+end
+
+local function connect(url, opts)
+  local run = context.need("redis.connect")
+  if type(url) ~= "string" then usage("redis.connect: expected a URL string redis://host:port/db") end
+  if opts ~= nil and type(opts) ~= "table" then usage("redis.connect: options must be a table") end
+  local key = cache_key(url, opts)
+  local cached = conns(run)[key]
+  if cached then return cached end
+  local cfg = config_of(url, opts)
+  local self = setmetatable({ run = run, cfg = cfg, key = key, where = server_name(cfg), pool = {},
+    command_flags = {} }, Conn)
+  local ok, err = api.call(run, {
+    primitive = "redis.connect",
+    args = { url = shown_url(cfg), db = cfg.db, user = cfg.user,
+             connect_timeout = cfg.connect_timeout, timeout = cfg.timeout },
+    mutating = false,
+    describe = "redis connect " .. shown_url(cfg),
+    perform = function() self.pool[1] = open_session(cfg) end,
+  })
+  if not ok then error(err, 0) end
+  run.redis_conns[key] = self
+  return self
+end
+
+return { connect = connect }

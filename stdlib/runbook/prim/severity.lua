@@ -13,6 +13,8 @@
 --
 -- Records a `severity` event and returns the level.  stdlib/incident.lua's
 -- propose/confirm/declare/escalate call it; a runbook may too.
+local context = require("runbook.context")
+local errors = require("runbook.errors")
 local operator = require("runbook.operator")
 
 local LEVELS = { P0 = true, P1 = true, P2 = true, P3 = true }
@@ -26,31 +28,31 @@ local function who(run, action)
   return "runbook " .. (run.plan and run.plan.header and run.plan.header.name or "?")
 end
 
-local function check(api, s)
-  if type(s) ~= "table" then api.raise("severity: expected a table {level=, action=}", 2) end
-  if not LEVELS[s.level] then
-    api.raise(string.format("severity: level %q is not one of P0, P1, P2, P3", tostring(s.level)), 2)
-  end
+local function usage(fmt, ...)
+  errors.usage(string.format(fmt, ...), "severity")
+end
+
+local function check(s)
+  if type(s) ~= "table" then usage("severity: expected a table {level=, action=}") end
+  if not LEVELS[s.level] then usage("severity: level %q is not one of P0, P1, P2, P3", tostring(s.level)) end
   if not ACTIONS[s.action] then
-    api.raise(string.format("severity: action %q is not one of proposed, confirmed, changed, " ..
-      "declared, raised", tostring(s.action)), 2)
+    usage("severity: action %q is not one of proposed, confirmed, changed, declared, raised", tostring(s.action))
   end
   if s.previous ~= nil and not LEVELS[s.previous] then
-    api.raise(string.format("severity: previous %q is not one of P0, P1, P2, P3", tostring(s.previous)), 2)
+    usage("severity: previous %q is not one of P0, P1, P2, P3", tostring(s.previous))
   end
 end
 
-return function(run, G, api)
-  function G.severity(s)
-    check(api, s)
-    if run.phase ~= "execute" then api.raise("severity: only inside a step", 1) end
-    local reasons = s.reasons
-    if type(reasons) == "string" then reasons = { reasons } end
-    if run.rec then
-      run.rec:event("severity", { action = s.action, level = s.level, previous = s.previous,
-        reasons = reasons, by = who(run, s.action), source = s.source,
-        step = run.step and run.step.id })
-    end
-    return s.level
+return function(s)
+  check(s)
+  local run = context.need("severity")
+  if run.phase ~= "execute" then usage("severity: only inside a step") end
+  local reasons = s.reasons
+  if type(reasons) == "string" then reasons = { reasons } end
+  if run.rec then
+    run.rec:event("severity", { action = s.action, level = s.level, previous = s.previous,
+      reasons = reasons, by = who(run, s.action), source = s.source,
+      step = run.step and run.step.id })
   end
+  return s.level
 end

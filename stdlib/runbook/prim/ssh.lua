@@ -49,7 +49,10 @@
 -- or exec) with the target, options (passphrase as ***), outcome and
 -- duration; an exec's record holds its exit code and output (its byte
 -- counts with secret = true).
+local api = require("runbook.api")
+local context = require("runbook.context")
 local cssh = require("runbook.lazy")("runbook.ssh")
+local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local networds = require("runbook.networds")
 local operator = require("runbook.operator")
@@ -181,7 +184,7 @@ end
 
 -- The message for a command that exited non-zero (or was killed): with an
 -- excerpt of its output, unless the call was secret = true.
-local function exit_message(api, target, cmd, r, secret)
+local function exit_message(target, cmd, r, secret)
   return string.format("ssh %s: `%s` exited with code %d%s%s", target, short(cmd), r.code,
     r.signal and (" (signal " .. r.signal .. ")") or "", api.failure_detail(r, secret))
 end
@@ -194,169 +197,195 @@ local function finish(r, target)
   return r
 end
 
-return function(run, G, api)
-  local ssh = {}
-  local Session = {}
-  Session.__index = Session
-  Session.__close = function(s) s:close() end
-  Session.__tostring = function(s) return "ssh session " .. s.target end
+local Session = {}
+Session.__index = Session
+Session.__close = function(s) s:close() end
+Session.__tostring = function(s) return "ssh session " .. s.target end
 
-  local function announce_new_key(spec, target, info)
-    local what = string.format("the host key of %s (%s %s) to %s", target:gsub("^[^@]*@", ""), info.key_type,
-      info.fingerprint, spec.known_hosts)
-    if info.saved then
-      ui.print("  " .. ui.style("yellow", "ssh: added") .. " " .. what)
-    else
-      ui.print("  " .. ui.style("magenta", "would add:") .. " " .. what .. " (trusted for this run only)")
-    end
+local function announce_new_key(spec, target, info)
+  local what = string.format("the host key of %s (%s %s) to %s", target:gsub("^[^@]*@", ""), info.key_type,
+    info.fingerprint, spec.known_hosts)
+  if info.saved then
+    ui.print("  " .. ui.style("yellow", "ssh: added") .. " " .. what)
+  else
+    ui.print("  " .. ui.style("magenta", "would add:") .. " " .. what .. " (trusted for this run only)")
   end
-
-  -- Raises a plain message; the public functions give it the runbook's line.
-  local function connect(opts, quiet)
-    local spec, args, target = connect_spec(opts, run.dry_run)
-    local ok, res = api.call(run, {
-      primitive = "ssh", args = args, mutating = false,
-      describe = "ssh connect " .. target,
-      perform = function()
-        if not quiet then ui.print("  " .. ui.style("dim", "ssh " .. target)) end
-        local handle, info = cssh.connect(spec)
-        if handle == nil then error(networds.message("ssh", info), 0) end
-        return { handle = handle, info = info }
-      end,
-      summary = function(r)
-        return { fingerprint = r.info.fingerprint, key_type = r.info.key_type, auth = r.info.auth,
-          added_to_known_hosts = r.info.saved or nil, trusted_new_key = r.info.new_key or nil }
-      end,
-      -- a --scenario result stands in for the session: it has no connection
-      complete = function(r) return { info = r } end,
-    })
-    if not ok then error(res, 0) end
-    local info = res.info or {}
-    if info.new_key then announce_new_key(spec, target, info) end
-    return setmetatable({ handle = res.handle, host = spec.host, port = spec.port, user = spec.user,
-      target = target, fingerprint = info.fingerprint, key_type = info.key_type }, Session)
-  end
-
-  local function exec_on(s, cmd, opts)
-    if type(cmd) == "table" then cmd = api.argv_string(cmd) end
-    if type(cmd) ~= "string" or cmd == "" then error("ssh exec: expected a command string", 0) end
-    opts = opts or {}
-    if type(opts) ~= "table" then error("ssh exec: options must be a table", 0) end
-    check_options("ssh exec", opts, EXEC_OPTS)
-    local timeout = want("ssh exec", opts, "timeout", "number") or EXEC_TIMEOUT
-    local stdin = want("ssh exec", opts, "stdin", "string")
-    local secret = want("ssh exec", opts, "secret", "boolean") or nil
-    local describe = string.format("ssh %s: %s", s.target, cmd)
-    local ok, res = api.call(run, api.command_call({
-      primitive = "ssh",
-      args = { op = "exec", host = s.target, cmd = cmd, readonly = opts.readonly or false,
-        timeout = timeout, stdin_bytes = stdin and #stdin or nil },
-      mutating = not opts.readonly,
-      describe = describe,
-      secret = secret,
-      perform = function()
-        if s.handle == nil then
-          error(string.format("ssh %s: the session is closed (connect again)", s.target), 0)
-        end
-        if not opts.quiet then ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd)) end
-        local feed, done = api.output(opts.quiet or secret)   -- a secret is never streamed
-        local okx, r, f = pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)
-        r = done(okx, r)
-        if r == nil then error(networds.message("ssh", f), 0) end
-        return finish(r, s.target)
-      end,
-    }, function(r) return finish(r, s.target) end, { host = s.target }))
-    if not ok then error(res, 0) end
-    if opts.check ~= false and res.code ~= 0 then error(exit_message(api, s.target, cmd, res, secret), 0) end
-    return res
-  end
-
-  function Session:exec(cmd, opts)
-    local ok, r = pcall(exec_on, self, cmd, opts)
-    if not ok then api.raise(r, 1) end
-    return r
-  end
-
-  function Session:close()
-    if self.handle ~= nil then
-      local ok, err = pcall(self.handle.close, self.handle)
-      if not ok then api.raise(err, 1) end
-      self.handle = nil
-    end
-  end
-
-  function ssh.connect(opts)
-    local ok, s = pcall(connect, opts)
-    if not ok then api.raise(s, 1) end
-    return s
-  end
-
-  -- One host of a fan-out: never raises but for Ctrl-C, which parallel
-  -- sees on its own.
-  local function fan_one(h, copts, cmd, eopts)
-    local c = {}
-    for k, v in pairs(copts) do c[k] = v end
-    if type(h) == "table" then
-      for k, v in pairs(h) do c[k] = v end
-    else
-      c.host = h
-    end
-    local label = type(c.host) == "string" and c.host or tostring(h)
-    local okc, s = pcall(connect, c, true)
-    if not okc then return { host = label, ok = false, error = tostring(s) } end
-    local okx, r = pcall(exec_on, s, cmd, eopts)
-    pcall(s.close, s)
-    if not okx then return { host = s.target, ok = false, error = tostring(r) } end
-    if not r.ok then r.error = exit_message(api, s.target, cmd, r, eopts.secret) end
-    return r
-  end
-
-  local function fan_out(hosts, cmd, opts)
-    if type(hosts) ~= "table" or #hosts == 0 then error("ssh.exec: expected a non-empty list of hosts", 0) end
-    if type(cmd) == "table" then cmd = api.argv_string(cmd) end
-    if type(cmd) ~= "string" or cmd == "" then error("ssh.exec: expected a command string", 0) end
-    opts = opts or {}
-    if type(opts) ~= "table" then error("ssh.exec: options must be a table", 0) end
-    check_options("ssh.exec", opts, FANOUT_OPTS)
-    local copts = {}
-    for _, k in ipairs(CONNECT_OPTS) do copts[k] = opts[k] end
-    copts.timeout = nil
-    local eopts = { timeout = opts.timeout, stdin = opts.stdin, readonly = opts.readonly,
-      secret = opts.secret, quiet = true, check = false }
-    local t0 = loop.now()
-    local okp, results = pcall(G.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
-      { limit = opts.parallel or FANOUT_LIMIT, check = false })
-    if not okp then
-      if loop.interrupts() > 0 then
-        error(string.format("ssh.exec on %d hosts: %s", #hosts, loop.interrupt_text()), 0)
-      end
-      error(results, 0)
-    end
-    local failed = {}
-    for i = 1, #hosts do
-      local r = results[i]
-      if not r.ok then
-        -- (the messages name their host already, but for an option error)
-        failed[#failed + 1] = r.error:find(r.host, 1, true) and r.error or (r.host .. ": " .. r.error)
-      end
-    end
-    if not opts.quiet then
-      ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed (%s)",
-        #hosts, #hosts - #failed, #failed, ui.duration(loop.now() - t0))))
-      for _, f in ipairs(failed) do ui.print("    " .. ui.style("red", "failed") .. " " .. f) end
-    end
-    if #failed > 0 and opts.check ~= false then
-      error(string.format("ssh.exec: %d of %d hosts failed: %s%s", #failed, #hosts,
-        table.concat(failed, "; ", 1, math.min(3, #failed)), #failed > 3 and "; ..." or ""), 0)
-    end
-    return results
-  end
-
-  function ssh.exec(hosts, cmd, opts)
-    local ok, r = pcall(fan_out, hosts, cmd, opts)
-    if not ok then api.raise(r, 1) end
-    return r
-  end
-
-  G.ssh = ssh
 end
+
+-- A session of the running code's run.  Raises a plain message for a
+-- misuse, an error object for a failure.
+local function connect(opts, quiet)
+  local run = context.need("ssh.connect")
+  local spec, args, target = connect_spec(opts, run.dry_run)
+  local ok, res = api.call(run, {
+    primitive = "ssh", args = args, mutating = false,
+    describe = "ssh connect " .. target,
+    perform = function()
+      if not quiet then ui.print("  " .. ui.style("dim", "ssh " .. target)) end
+      local handle, info = cssh.connect(spec)
+      if handle == nil then networds.raise("ssh", info) end
+      return { handle = handle, info = info }
+    end,
+    summary = function(r)
+      return { fingerprint = r.info.fingerprint, key_type = r.info.key_type, auth = r.info.auth,
+        added_to_known_hosts = r.info.saved or nil, trusted_new_key = r.info.new_key or nil }
+    end,
+    -- a --scenario result stands in for the session: it has no connection
+    complete = function(r) return { info = r } end,
+  })
+  if not ok then error(res, 0) end
+  local info = res.info or {}
+  if info.new_key then announce_new_key(spec, target, info) end
+  return setmetatable({ run = run, handle = res.handle, host = spec.host, port = spec.port, user = spec.user,
+    target = target, fingerprint = info.fingerprint, key_type = info.key_type }, Session)
+end
+
+-- The command and options of s:exec, checked.
+local function exec_args(cmd, opts)
+  if type(cmd) == "table" then cmd = api.argv_string(cmd) end
+  if type(cmd) ~= "string" or cmd == "" then error("ssh exec: expected a command string", 0) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ssh exec: options must be a table", 0) end
+  check_options("ssh exec", opts, EXEC_OPTS)
+  return cmd, opts, want("ssh exec", opts, "timeout", "number") or EXEC_TIMEOUT,
+    want("ssh exec", opts, "stdin", "string"), want("ssh exec", opts, "secret", "boolean") or nil
+end
+
+local function exec_on(s, cmd, opts)
+  local timeout, stdin, secret
+  cmd, opts, timeout, stdin, secret = exec_args(cmd, opts)
+  local ok, res = api.call(s.run, api.command_call({
+    primitive = "ssh",
+    args = { op = "exec", host = s.target, cmd = cmd, readonly = opts.readonly or false,
+      timeout = timeout, stdin_bytes = stdin and #stdin or nil },
+    mutating = not opts.readonly,
+    describe = string.format("ssh %s: %s", s.target, cmd),
+    secret = secret,
+    perform = function()
+      if s.handle == nil then
+        errors.usage(string.format("ssh %s: the session is closed (connect again)", s.target), "ssh")
+      end
+      if not opts.quiet then ui.print("  " .. ui.style("dim", "$ [" .. s.target .. "] " .. cmd)) end
+      local feed, done = api.output(opts.quiet or secret)   -- a secret is never streamed
+      local okx, r, f = pcall(s.handle.exec, s.handle, cmd, timeout, stdin, feed)
+      r = done(okx, r)
+      if r == nil then networds.raise("ssh", f) end
+      return finish(r, s.target)
+    end,
+  }, function(r) return finish(r, s.target) end, { host = s.target }))
+  if not ok then error(res, 0) end
+  if opts.check ~= false and res.code ~= 0 then
+    errors.raise("failed", exit_message(s.target, cmd, res, secret),
+      { primitive = "ssh", code = res.code, signal = res.signal, host = s.target })
+  end
+  return res
+end
+
+-- f(...); a plain message it raises is a misuse (the checks above raise
+-- messages), an error object goes on as it is.
+local function checked(f, ...)
+  local res = table.pack(pcall(f, ...))
+  if not res[1] then error(errors.from(res[2], "ssh", "usage"), 0) end
+  return table.unpack(res, 2, res.n)
+end
+
+function Session:exec(cmd, opts)
+  return checked(exec_on, self, cmd, opts)
+end
+
+function Session:close()
+  if self.handle ~= nil then
+    checked(self.handle.close, self.handle)
+    self.handle = nil
+  end
+end
+
+local ssh = {}
+
+function ssh.connect(opts)
+  return checked(connect, opts)
+end
+
+-- One host of a fan-out: never raises but for Ctrl-C, which parallel
+-- sees on its own.
+local function fan_one(h, copts, cmd, eopts)
+  local c = {}
+  for k, v in pairs(copts) do c[k] = v end
+  if type(h) == "table" then
+    for k, v in pairs(h) do c[k] = v end
+  else
+    c.host = h
+  end
+  local label = type(c.host) == "string" and c.host or tostring(h)
+  local okc, s = pcall(connect, c, true)
+  if not okc then return { host = label, ok = false, error = errors.message(s), kind = errors.kind(s) } end
+  local okx, r = pcall(exec_on, s, cmd, eopts)
+  pcall(s.close, s)
+  if not okx then return { host = s.target, ok = false, error = errors.message(r), kind = errors.kind(r) } end
+  if not r.ok then r.error, r.kind = exit_message(s.target, cmd, r, eopts.secret), "failed" end
+  return r
+end
+
+-- The fan-out's options checked: connect options, exec options.
+local function fan_options(hosts, cmd, opts)
+  if type(hosts) ~= "table" or #hosts == 0 then error("ssh.exec: expected a non-empty list of hosts", 0) end
+  if type(cmd) == "table" then cmd = api.argv_string(cmd) end
+  if type(cmd) ~= "string" or cmd == "" then error("ssh.exec: expected a command string", 0) end
+  opts = opts or {}
+  if type(opts) ~= "table" then error("ssh.exec: options must be a table", 0) end
+  check_options("ssh.exec", opts, FANOUT_OPTS)
+  local copts = {}
+  for _, k in ipairs(CONNECT_OPTS) do copts[k] = opts[k] end
+  copts.timeout = nil
+  local eopts = { timeout = opts.timeout, stdin = opts.stdin, readonly = opts.readonly,
+    secret = opts.secret, quiet = true, check = false }
+  return cmd, opts, copts, eopts
+end
+
+-- "ssh.exec: 2 of 5 hosts failed: ...": its kind is the hosts' when they
+-- all failed alike.
+local function fan_failure(hosts, results, failed)
+  local kind
+  for _, r in ipairs(results) do
+    if not r.ok then kind = (kind == nil or kind == r.kind) and r.kind or "error" end
+  end
+  errors.raise(kind, string.format("ssh.exec: %d of %d hosts failed: %s%s", #failed, #hosts,
+    table.concat(failed, "; ", 1, math.min(3, #failed)), #failed > 3 and "; ..." or ""),
+    { primitive = "ssh", results = results })
+end
+
+local function fan_out(hosts, cmd, opts)
+  local copts, eopts
+  cmd, opts, copts, eopts = fan_options(hosts, cmd, opts)
+  local t0 = loop.now()
+  local okp, results = pcall(api.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
+    { limit = opts.parallel or FANOUT_LIMIT, check = false })
+  if not okp then
+    if loop.interrupts() > 0 then
+      errors.raise("interrupted", string.format("ssh.exec on %d hosts: %s", #hosts, loop.interrupt_text()),
+        { primitive = "ssh" })
+    end
+    error(results, 0)
+  end
+  local failed = {}
+  for i = 1, #hosts do
+    local r = results[i]
+    if not r.ok then
+      -- (the messages name their host already, but for an option error)
+      failed[#failed + 1] = r.error:find(r.host, 1, true) and r.error or (r.host .. ": " .. r.error)
+    end
+  end
+  if not opts.quiet then
+    ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed (%s)",
+      #hosts, #hosts - #failed, #failed, ui.duration(loop.now() - t0))))
+    for _, f in ipairs(failed) do ui.print("    " .. ui.style("red", "failed") .. " " .. f) end
+  end
+  if #failed > 0 and opts.check ~= false then fan_failure(hosts, results, failed) end
+  return results
+end
+
+function ssh.exec(hosts, cmd, opts)
+  return checked(fan_out, hosts, cmd, opts)
+end
+
+return ssh
