@@ -77,8 +77,8 @@ end)
         self.assertTrue(all(path.endswith(f.lstrip(".")) for f, _ in wheres), out["where"])
         # the text the operator sees is "where: message", as before
         self.assertEqual(out["text"], [f"{w}: {m}" for w, m in zip(out["where"], out["message"])])
-        self.assertEqual(out["message"][0], f"redis 127.0.0.1:{port}: connection refused (is Redis "
-                         "running and listening there? check the host and port in the URL)")
+        self.assertEqual(out["message"][0], f"redis 127.0.0.1:{port}: connection refused by 127.0.0.1:{port} (is Redis "
+                         f"running and listening on port {port}? check the host and port in the URL)")
         self.assertTrue(out["message"][1].startswith(f"redis 127.0.0.1:{self.rs.port}: BLPOP timed out "
                                                      "after 0.3 s"), out["message"][1])
         self.assertTrue(out["message"][2].startswith(f"redis 127.0.0.1:{self.rs.port}: INCR: ERR "),
@@ -114,8 +114,8 @@ end)
         self.assertEqual(out["usage_kind"], ["usage"])
         self.assertEqual(out["usage_message"], ["exec: no command given"])
         # a primitive handed to pcall itself names no line, as Lua's own pcall does
-        self.assertEqual(out["direct"], [f"redis 127.0.0.1:{port}: connection refused (is Redis "
-                                         "running and listening there? check the host and port in the URL)"])
+        self.assertEqual(out["direct"], [f"redis 127.0.0.1:{port}: connection refused by 127.0.0.1:{port} (is Redis "
+                                         f"running and listening on port {port}? check the host and port in the URL)"])
 
 
 class Sql(KindTestCase):

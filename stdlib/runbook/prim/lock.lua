@@ -288,7 +288,7 @@ local RD = {}
 
 function RD.call(srv, c, argv)
   local ok, v = c:call(CALL_TIMEOUT, argv)
-  if not ok and v.kind ~= "server" then networds.raise("redis", v) end
+  if not ok and v.kind ~= "server" then networds.raise("redis", v, { primitive = "lock" }) end
   if not ok then error(string.format("lock: %s: %s failed: %s", srv.shown, argv[1], v.message), 0) end
   return v
 end
@@ -296,7 +296,7 @@ end
 function RD.open(srv)
   local r = srv.redis
   local c, f = credis.open(r.host, r.port, CONNECT_TIMEOUT, srv.shown)
-  if not c then networds.raise("redis", f) end
+  if not c then networds.raise("redis", f, { primitive = "lock" }) end
   local ok, err = pcall(function()
     if r.password then
       RD.call(srv, c, r.user and { "AUTH", r.user, r.password } or { "AUTH", r.password })

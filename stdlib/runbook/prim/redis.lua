@@ -238,7 +238,7 @@ local function setup_call(c, cfg, argv, why)
   local ok, f = c:call(cfg.timeout, argv)
   if ok then return f end
   c:close()
-  if f.kind ~= "server" then networds.raise("redis", f) end
+  if f.kind ~= "server" then networds.raise("redis", f, { primitive = "redis.connect" }) end
   local code = f.message:match("^(%u+)")
   errors.raise(REPLY_KINDS[code] or "server", why(f.message), { primitive = "redis.connect", code = code })
 end
@@ -246,7 +246,7 @@ end
 -- One server connection: connect, AUTH, SELECT.  Raises on failure.
 local function open_session(cfg)
   local c, f = credis.open(cfg.host, cfg.port, cfg.connect_timeout, "redis " .. server_name(cfg))
-  if not c then networds.raise("redis", f) end
+  if not c then networds.raise("redis", f, { primitive = "redis.connect" }) end
   if cfg.password then
     local argv = cfg.user and { "AUTH", cfg.user, cfg.password } or { "AUTH", cfg.password }
     setup_call(c, cfg, argv, function(err)
@@ -309,7 +309,7 @@ end
 -- COMMAND (renamed or denied by its ACL).  A lost connection raises.
 local function command_info(self, name)
   local ok, reply = acquire(self):call(self.cfg.timeout, { "COMMAND", "INFO", name })
-  if not ok and reply.kind ~= "server" then networds.raise("redis", reply) end
+  if not ok and reply.kind ~= "server" then networds.raise("redis", reply, { primitive = "redis.call" }) end
   if not ok then return { error = reply.message } end
   local info = type(reply) == "table" and reply[1]
   if type(info) ~= "table" then return { unknown = true } end
