@@ -23,6 +23,7 @@
 #include "runbook/answers.h"
 #include "runbook/loop.h"
 #include "runbook/operator.h"
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #define RB_PRIMITIVE(name) int luaopen_runbook_##name(lua_State *L);
@@ -32,6 +33,7 @@
 static const luaL_Reg host_libs[] = {
     { "cjson", luaopen_cjson },
     { "runbook.loop", luaopen_runbook_loop },
+    { "runbook.redact", luaopen_runbook_redact },
     { "runbook.transcript", luaopen_runbook_transcript },
     { "runbook.operator", luaopen_runbook_operator },
     { "runbook.answers", luaopen_runbook_answers },
