@@ -58,7 +58,8 @@ void rb_loop_init(lua_State *L);
 void rb_loop_signals(lua_State *L);
 
 /* Make SIGTERM and SIGHUP end the run instead of the process (for the
- * commands that run steps: run, repl; the others keep the default). */
+ * commands that run steps: run, repl, whose stdlib/runbook/cmd/<name>.lua
+ * says ends_on_term; the others keep the default). */
 void rb_loop_catch_term(void);
 
 /* Suspend the calling C function until fd is ready for events, or the
@@ -102,7 +103,7 @@ const char *rb_loop_signal_name(int sig);
 const char *rb_loop_interrupt_text(void);
 
 /* Open the Lua module "runbook.loop": run, spawn, join, sleep, readable, now,
- * interrupts, ack_interrupt, terminated, interrupt_text, shield,
+ * interrupts, ack_interrupt, terminated, catch_term, interrupt_text, shield,
  * in_task.  [-0, +1, m] */
 int luaopen_runbook_loop(lua_State *L);
 
