@@ -12,6 +12,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <lauxlib.h>
+
 static void fail(rb_args *a, const char *fmt, ...)
 {
     va_list ap;
@@ -314,4 +316,106 @@ void rb_args_push(lua_State *L, const rb_args *a)
         lua_pushstring(L, a->pos[j]);
         lua_rawseti(L, -2, j + 1);
     }
+}
+
+/* ---- Lua: runbook.args ------------------------------------------------
+ * A command's options are a Lua table (stdlib/runbook/cmd/<name>.lua):
+ * { name = "param", short = "p", value = "K=V", list = true, help = "..." };
+ * no `value` makes a flag.  The C table is built from it on each call; its
+ * strings stay the Lua table's, which the caller holds on the stack. */
+
+#define PARSED_MT "runbook.args.parsed"
+
+static void check_def(lua_State *L, int t, int i, rb_optdef *d)
+{
+    lua_rawgeti(L, t, i);
+    if (!lua_istable(L, -1))
+        luaL_error(L, "args: option %d is not a table", i);
+    lua_getfield(L, -1, "name");
+    lua_getfield(L, -2, "short");
+    lua_getfield(L, -3, "value");
+    lua_getfield(L, -4, "list");
+    lua_getfield(L, -5, "help");
+    size_t shortlen = 0;
+    d->name = lua_tostring(L, -5);
+    const char *sh = lua_tolstring(L, -4, &shortlen);
+    if (d->name == NULL || (sh != NULL && shortlen != 1))
+        luaL_error(L, "args: option %d needs a name and at most a one-letter short name", i);
+    d->short_name = sh ? sh[0] : 0;
+    d->metavar = lua_type(L, -3) == LUA_TSTRING ? lua_tostring(L, -3) : NULL;
+    d->kind = lua_toboolean(L, -2) ? RB_OPT_LIST : lua_toboolean(L, -3) ? RB_OPT_VALUE : RB_OPT_FLAG;
+    d->help = lua_tostring(L, -1);
+    lua_pop(L, 6);
+}
+
+/* The rb_optdef array for the options table at t, as a userdata pushed on
+ * the stack.  [-0, +1, e] */
+static const rb_optdef *check_defs(lua_State *L, int t)
+{
+    luaL_checktype(L, t, LUA_TTABLE);
+    int n = (int)luaL_len(L, t);
+    rb_optdef *defs = lua_newuserdatauv(L, sizeof *defs * ((size_t)n + 1), 0);
+    memset(defs, 0, sizeof *defs * ((size_t)n + 1));
+    for (int i = 1; i <= n; i++)
+        check_def(L, t, i, &defs[i - 1]);
+    return defs;
+}
+
+static int l_parsed_gc(lua_State *L)
+{
+    rb_args_free(luaL_checkudata(L, 1, PARSED_MT));
+    return 0;
+}
+
+/* args.parse(options, argv) -> the table rb_args_push makes, or nil and
+ * the message naming the flag. */
+static int l_parse(lua_State *L)
+{
+    const rb_optdef *defs = check_defs(L, 1);
+    luaL_checktype(L, 2, LUA_TTABLE);
+    int argc = (int)luaL_len(L, 2);
+    char **argv = lua_newuserdatauv(L, sizeof *argv * ((size_t)argc + 1), 0);
+    for (int i = 1; i <= argc; i++) {
+        lua_rawgeti(L, 2, i);
+        argv[i - 1] = (char *)luaL_checkstring(L, -1);   /* argv's table keeps it */
+        lua_pop(L, 1);
+    }
+    argv[argc] = NULL;
+    rb_args *a = lua_newuserdatauv(L, sizeof *a, 0);
+    memset(a, 0, sizeof *a);
+    luaL_setmetatable(L, PARSED_MT);
+    if (rb_args_parse(defs, argc, argv, a) != 0) {
+        lua_pushnil(L);
+        lua_pushstring(L, a->error);
+        return 2;
+    }
+    rb_args_push(L, a);
+    return 1;
+}
+
+/* args.usage(command, synopsis, description, options): the --help text,
+ * on standard output. */
+static int l_usage(lua_State *L)
+{
+    const char *cmd = luaL_checkstring(L, 1);
+    const char *synopsis = luaL_optstring(L, 2, NULL);
+    const char *description = luaL_optstring(L, 3, NULL);
+    const rb_optdef *defs = check_defs(L, 4);
+    rb_args_usage(stdout, cmd, synopsis, description, defs);
+    return 0;
+}
+
+int luaopen_runbook_args(lua_State *L)
+{
+    static const luaL_Reg funcs[] = {
+        { "parse", l_parse },
+        { "usage", l_usage },
+        { NULL, NULL },
+    };
+    luaL_newmetatable(L, PARSED_MT);
+    lua_pushcfunction(L, l_parsed_gc);
+    lua_setfield(L, -2, "__gc");
+    lua_pop(L, 1);
+    luaL_newlib(L, funcs);
+    return 1;
 }

@@ -23,6 +23,7 @@
 #include "runbook/answers.h"
 #include "runbook/loop.h"
 #include "runbook/operator.h"
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #define RB_PRIMITIVE(name) int luaopen_runbook_##name(lua_State *L);
@@ -32,9 +33,12 @@
 static const luaL_Reg host_libs[] = {
     { "cjson", luaopen_cjson },
     { "runbook.loop", luaopen_runbook_loop },
+    { "runbook.redact", luaopen_runbook_redact },
     { "runbook.transcript", luaopen_runbook_transcript },
     { "runbook.operator", luaopen_runbook_operator },
     { "runbook.answers", luaopen_runbook_answers },
+    { "runbook.args", luaopen_runbook_args },
+    { "runbook.lineedit", luaopen_runbook_lineedit },
     { "runbook.sys", luaopen_runbook_sys },
 #define RB_PRIMITIVE(name) { "runbook." #name, luaopen_runbook_##name },
 #include "primitives.h"
@@ -207,42 +211,22 @@ int rb_host_pcall(lua_State *L, int nargs, int nresults)
     return status;
 }
 
-int rb_host_command(lua_State *L, int argc, char **argv, const char *synopsis,
-                    const char *description, const rb_optdef *defs)
+int rb_host_main(lua_State *L, int argc, char **argv)
 {
-    const char *name = argv[0];
-    rb_args args;
-    int rc;
-    if (rb_args_parse(defs, argc - 1, argv + 1, &args) != 0) {
-        fprintf(stderr, "runbook %s: %s\n", name, args.error);
-        fprintf(stderr, "Try 'runbook %s --help'.\n", name);
-        rb_args_free(&args);
-        return RB_EXIT_USAGE;
-    }
-    if (rb_args_count(&args, "help") > 0) {
-        rb_args_usage(stdout, name, synopsis, description, defs);
-        rb_args_free(&args);
-        return RB_EXIT_OK;
-    }
     lua_getglobal(L, "require");
     lua_pushliteral(L, "runbook.cli");
-    if (rb_host_pcall(L, 1, 1) != LUA_OK) {
-        rb_args_free(&args);
+    if (rb_host_pcall(L, 1, 1) != LUA_OK)
         return RB_EXIT_USAGE;
-    }
-    lua_getfield(L, -1, name);
+    lua_getfield(L, -1, "main");
     lua_remove(L, -2);
-    rb_args_push(L, &args);
-    rb_args_free(&args);
-    lua_createtable(L, argc, 0);    /* the raw argv, for the transcript */
+    lua_createtable(L, argc, 0);
     for (int i = 0; i < argc; i++) {
         lua_pushstring(L, argv[i]);
         lua_rawseti(L, -2, i + 1);
     }
-    lua_setfield(L, -2, "_argv");
     if (rb_host_pcall(L, 1, 1) != LUA_OK)
         return RB_EXIT_FAILED;
-    rc = (int)luaL_optinteger(L, -1, RB_EXIT_OK);
+    int rc = (int)luaL_optinteger(L, -1, RB_EXIT_OK);
     lua_pop(L, 1);
     return rc;
 }

@@ -20,7 +20,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
@@ -29,6 +28,7 @@
 
 #include <lauxlib.h>
 
+#include "runbook/buf.h"
 #include "runbook/exec.h"
 #include "runbook/host.h"
 #include "runbook/loop.h"
@@ -40,16 +40,14 @@
 #define OUTPUT_CAP (32u << 20)
 #define DRAIN_AFTER_EXIT 0.2        /* grandchildren may hold the pipes */
 #define READ_CHUNK 65536            /* a pipe's default capacity */
-#define MAP_AFTER (1u << 20)        /* see stream_reserve */
+#define MAP_AFTER (1u << 20)        /* see stream_init */
 
 extern char **environ;
 
 struct stream {
     int fd;
-    char *buf;
-    size_t len, cap;
+    rb_buf buf;             /* the capture, at most OUTPUT_CAP */
     size_t dropped;         /* bytes read past OUTPUT_CAP */
-    int mapped;             /* buf is an mmap of OUTPUT_CAP, not malloc'ed */
 };
 
 struct proc {
@@ -114,15 +112,19 @@ static void proc_kill(struct proc *p)
     p->pid = 0;
 }
 
+/* The capture grows by doubling up to MAP_AFTER, then moves once to a
+ * mapping of the whole OUTPUT_CAP whose pages come as they are touched, in
+ * 2 MiB huge pages where the kernel has them: touching 32 MiB of fresh
+ * 4 KiB pages cost about 0.1-0.2 s here, as much as the rest of a capture. */
+static void stream_init(struct stream *s)
+{
+    rb_buf_init(&s->buf, OUTPUT_CAP);
+    s->buf.map_after = MAP_AFTER;
+}
+
 static void stream_free(struct stream *s)
 {
-    if (s->mapped)
-        munmap(s->buf, OUTPUT_CAP);
-    else
-        free(s->buf);
-    s->buf = NULL;
-    s->mapped = 0;
-    s->cap = 0;
+    rb_buf_free(&s->buf);
 }
 
 static void proc_release(struct proc *p)
@@ -142,40 +144,6 @@ static int proc_gc(lua_State *L)
     return 0;
 }
 
-/* Room for a read of READ_CHUNK in the capture, which grows by doubling up
- * to MAP_AFTER, then moves once to a mapping of the whole OUTPUT_CAP whose
- * pages come as they are touched, in 2 MiB huge pages where the kernel
- * has them: touching 32 MiB of fresh 4 KiB pages cost about 0.1-0.2 s
- * here, as much as the rest of a capture. */
-static int stream_reserve(struct stream *s)
-{
-    size_t need = s->len + READ_CHUNK;
-    if (need <= s->cap || s->mapped)
-        return 0;
-    if (need > MAP_AFTER) {
-        char *m = mmap(NULL, OUTPUT_CAP, PROT_READ | PROT_WRITE,
-                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-        if (m == MAP_FAILED)
-            return -1;
-        madvise(m, OUTPUT_CAP, MADV_HUGEPAGE);     /* a hint: 4 KiB pages without it */
-        memcpy(m, s->buf, s->len);
-        free(s->buf);
-        s->buf = m;
-        s->cap = OUTPUT_CAP;
-        s->mapped = 1;
-        return 0;
-    }
-    size_t cap = s->cap ? s->cap : 4096;
-    while (cap < need)
-        cap *= 2;
-    char *b = realloc(s->buf, cap);
-    if (b == NULL)
-        return -1;
-    s->buf = b;
-    s->cap = cap;
-    return 0;
-}
-
 /* Read what is there, straight into the capture while it is under its cap
  * (past it, into a scratch buffer: shown and counted, not kept), and show
  * it: through the sink in C when on_output is one, else by calling
@@ -188,13 +156,12 @@ static int stream_read(lua_State *L, struct proc *p, struct stream *s, const cha
     static char scratch[READ_CHUNK];   /* past the cap: shown, not kept */
     char *dst = scratch;
     size_t room = sizeof scratch;
-    if (s->len < OUTPUT_CAP) {
-        if (stream_reserve(s) != 0) {
+    if (s->buf.len < OUTPUT_CAP) {
+        room = OUTPUT_CAP - s->buf.len < READ_CHUNK ? OUTPUT_CAP - s->buf.len : READ_CHUNK;
+        if ((dst = rb_buf_reserve(&s->buf, room)) == NULL) {
             lua_pushliteral(L, "exec: out of memory");
             return LUA_ERRMEM;
         }
-        dst = s->buf + s->len;
-        room = s->cap - s->len < READ_CHUNK ? s->cap - s->len : READ_CHUNK;
     }
     ssize_t n = read(s->fd, dst, room);
     if (n < 0 && (errno == EAGAIN || errno == EINTR))
@@ -206,7 +173,7 @@ static int stream_read(lua_State *L, struct proc *p, struct stream *s, const cha
     if (dst == scratch)
         s->dropped += (size_t)n;
     else
-        s->len += (size_t)n;
+        s->buf.len += (size_t)n;
     if (p->sink != NULL &&
         rb_sink_feed(p->sink, p->redactor, s == &p->err, dst, (size_t)n) != 0) {
         lua_pushliteral(L, "exec: out of memory showing output");
@@ -254,9 +221,9 @@ static void push_result(lua_State *L, struct proc *p)
     lua_setfield(L, -2, "code");
     lua_pushboolean(L, code == 0);
     lua_setfield(L, -2, "ok");
-    lua_pushlstring(L, p->out.buf ? p->out.buf : "", p->out.len);
+    lua_pushlstring(L, p->out.buf.p ? p->out.buf.p : "", p->out.buf.len);
     lua_setfield(L, -2, "stdout");
-    lua_pushlstring(L, p->err.buf ? p->err.buf : "", p->err.len);
+    lua_pushlstring(L, p->err.buf.p ? p->err.buf.p : "", p->err.buf.len);
     lua_setfield(L, -2, "stderr");
     if (WIFSIGNALED(p->status)) {
         lua_pushstring(L, strsignal(WTERMSIG(p->status)));
@@ -678,6 +645,8 @@ static int l_run(lua_State *L)
     struct proc *p = lua_newuserdatauv(L, sizeof *p, 0);     /* S_PROC, closed */
     memset(p, 0, sizeof *p);
     p->pidfd = p->in_fd = p->out.fd = p->err.fd = -1;
+    stream_init(&p->out);
+    stream_init(&p->err);
     luaL_setmetatable(L, PROC_MT);
     lua_getfield(L, S_SPEC, "stdin");                       /* S_STDIN */
     if (!lua_isnil(L, S_STDIN) && !lua_isstring(L, S_STDIN))

@@ -40,6 +40,7 @@
 #include <lauxlib.h>
 
 #include "runbook/host.h"
+#include "runbook/buf.h"
 #include "runbook/loop.h"
 #include "runbook/net.h"
 
@@ -53,12 +54,6 @@
 #define TLS_CACHE_MAX 256
 #define POOL_MAX 16             /* easy handles kept for the next requests */
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int over;               /* more than the cap arrived */
-};
-
 struct sock {
     curl_socket_t fd;
     int what;               /* CURL_POLL_IN / _OUT / _INOUT */
@@ -71,8 +66,8 @@ struct multi {
     CURLM *m;
     CURLSH *sh;
     double timer;           /* when curl wants socket_action(TIMEOUT); 0 none */
-    struct sock *socks;
-    int nsocks, capsocks;
+    rb_buf socks;           /* nsocks struct sock records */
+    int nsocks;
     struct request *attached;   /* requests whose easy handle is in m */
     int tls_cached;
     CURL *idle[POOL_MAX];       /* finished easy handles, reset, for reuse */
@@ -84,7 +79,7 @@ struct request {
     struct multi *mu;       /* set while e is in the multi */
     struct request *prev, *next;
     struct curl_slist *headers;
-    struct buf body, head;
+    rb_buf body, head;      /* capped at BODY_CAP, HEAD_CAP: over says more came */
     int done;
     CURLcode result;
     int https, insecure;
@@ -101,38 +96,11 @@ enum { S_SPEC = 1, S_MULTI, S_REQ, S_BODY, S_WHO };
 
 /* ---- buffers and curl callbacks --------------------------------------- */
 
-static int buf_append(struct buf *b, const char *data, size_t n, size_t limit)
-{
-    if (b->len + n > limit) {
-        b->over = 1;
-        return -1;
-    }
-    if (b->len + n > b->cap) {
-        size_t cap = b->cap ? b->cap : 4096;
-        while (cap < b->len + n)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, data, n);
-    b->len += n;
-    return 0;
-}
-
-static void buf_free(struct buf *b)
-{
-    free(b->p);
-    memset(b, 0, sizeof *b);
-}
-
 /* Returning less than given makes curl stop with CURLE_WRITE_ERROR. */
 static size_t on_body(char *data, size_t size, size_t n, void *ud)
 {
     struct request *r = ud;
-    return buf_append(&r->body, data, size * n, BODY_CAP) == 0 ? size * n : 0;
+    return rb_buf_add(&r->body, data, size * n) == 0 ? size * n : 0;
 }
 
 /* Keep the header block of the last response only: a redirect or a
@@ -142,13 +110,25 @@ static size_t on_header(char *data, size_t size, size_t n, void *ud)
     struct request *r = ud;
     if (size * n >= 5 && memcmp(data, "HTTP/", 5) == 0)
         r->head.len = 0;
-    return buf_append(&r->head, data, size * n, HEAD_CAP) == 0 ? size * n : 0;
+    return rb_buf_add(&r->head, data, size * n) == 0 ? size * n : 0;
+}
+
+static struct sock *socks(const struct multi *mu)
+{
+    return (struct sock *)mu->socks.p;
+}
+
+/* Forget socket i: the last one takes its place. */
+static void drop_sock(struct multi *mu, int i)
+{
+    socks(mu)[i] = socks(mu)[--mu->nsocks];
+    mu->socks.len -= sizeof(struct sock);
 }
 
 static int find_sock(const struct multi *mu, curl_socket_t fd)
 {
     for (int i = 0; i < mu->nsocks; i++)
-        if (mu->socks[i].fd == fd)
+        if (socks(mu)[i].fd == fd)
             return i;
     return -1;
 }
@@ -161,23 +141,18 @@ static int on_socket(CURL *e, curl_socket_t fd, int what, void *userp, void *soc
     int i = find_sock(mu, fd);
     if (what == CURL_POLL_REMOVE) {
         if (i >= 0)
-            mu->socks[i] = mu->socks[--mu->nsocks];
+            drop_sock(mu, i);
         return 0;
     }
     if (i < 0) {
-        if (mu->nsocks == mu->capsocks) {
-            int cap = mu->capsocks ? mu->capsocks * 2 : 16;
-            struct sock *s = realloc(mu->socks, sizeof *s * (size_t)cap);
-            if (s == NULL)
-                return -1;
-            mu->socks = s;
-            mu->capsocks = cap;
-        }
+        if (rb_buf_reserve(&mu->socks, sizeof(struct sock)) == NULL)
+            return -1;
+        mu->socks.len += sizeof(struct sock);
         i = mu->nsocks++;
     }
-    mu->socks[i].fd = fd;
-    mu->socks[i].what = what;
-    mu->socks[i].owner = e;
+    socks(mu)[i].fd = fd;
+    socks(mu)[i].what = what;
+    socks(mu)[i].owner = e;
     return 0;
 }
 
@@ -197,8 +172,8 @@ static void detach(struct multi *mu, struct request *r, CURL *e)
     if (mu->m != NULL)
         curl_multi_remove_handle(mu->m, e);
     for (int i = mu->nsocks - 1; i >= 0; i--)     /* sockets curl left behind */
-        if (mu->socks[i].owner == e)
-            mu->socks[i] = mu->socks[--mu->nsocks];
+        if (socks(mu)[i].owner == e)
+            drop_sock(mu, i);
     if (r->prev)
         r->prev->next = r->next;
     else
@@ -224,9 +199,8 @@ static int multi_gc(lua_State *L)
     if (mu->sh != NULL)
         curl_share_cleanup(mu->sh);
     mu->sh = NULL;
-    free(mu->socks);
-    mu->socks = NULL;
-    mu->nsocks = mu->capsocks = 0;
+    rb_buf_free(&mu->socks);
+    mu->nsocks = 0;
     return 0;
 }
 
@@ -335,8 +309,8 @@ static void request_close(struct request *r, struct multi *pool)
     }
     curl_slist_free_all(r->headers);
     r->headers = NULL;
-    buf_free(&r->body);
-    buf_free(&r->head);
+    rb_buf_free(&r->body);
+    rb_buf_free(&r->head);
 }
 
 static int request_gc(lua_State *L)
@@ -351,7 +325,7 @@ static int wait_more(lua_State *L, struct request *r, struct multi *mu)
 {
     r->nwait = 0;
     for (int i = 0; i < mu->nsocks && r->nwait < RB_LOOP_MAXFD; i++) {
-        const struct sock *s = &mu->socks[i];
+        const struct sock *s = &socks(mu)[i];
         if (s->owner != r->e)
             continue;
         struct pollfd *p = &r->wait[r->nwait++];
@@ -543,7 +517,7 @@ static void set_header(lua_State *L, int t, const char *p, const char *colon, co
 
 /* The last response's header block as a table with lower-case names;
  * repeated names are joined with ", " (RFC 9110, 5.3).  [-0, +1, m] */
-static void push_headers(lua_State *L, const struct buf *head)
+static void push_headers(lua_State *L, const rb_buf *head)
 {
     lua_newtable(L);
     if (head->p == NULL)
@@ -866,6 +840,8 @@ static int l_request(lua_State *L)
     struct multi *mu = push_multi(L);                           /* S_MULTI */
     struct request *r = lua_newuserdatauv(L, sizeof *r, 0);    /* S_REQ, closed */
     memset(r, 0, sizeof *r);
+    rb_buf_init(&r->body, BODY_CAP);
+    rb_buf_init(&r->head, HEAD_CAP);
     luaL_setmetatable(L, REQUEST_MT);
     lua_getfield(L, S_SPEC, "body");                            /* S_BODY */
     if (lua_getfield(L, S_SPEC, "who") != LUA_TSTRING) {        /* S_WHO */

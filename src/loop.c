@@ -747,6 +747,15 @@ static int l_ack_interrupt(lua_State *L)
 
 /* loop.terminated() -> nil, or the number and name ("SIGTERM") of the
  * signal that is ending the run. */
+/* For the commands that run steps (their cmd/<name>.lua says
+ * ends_on_term = true). */
+static int l_catch_term(lua_State *L)
+{
+    (void)L;
+    rb_loop_catch_term();
+    return 0;
+}
+
 static int l_terminated(lua_State *L)
 {
     int sig = rb_loop_terminated();
@@ -791,6 +800,7 @@ int luaopen_runbook_loop(lua_State *L)
         { "interrupts", l_interrupts },
         { "ack_interrupt", l_ack_interrupt },
         { "terminated", l_terminated },
+        { "catch_term", l_catch_term },
         { "interrupt_text", l_interrupt_text },
         { "shield", l_shield },
         { "in_task", l_in_task },

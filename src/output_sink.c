@@ -37,44 +37,12 @@ void rb_lines_init(rb_lines *l, size_t max)
 {
     memset(l, 0, sizeof *l);
     l->max = max;
+    rb_buf_init(&l->part, max);
 }
 
 void rb_lines_free(rb_lines *l)
 {
-    free(l->part);
-    l->part = NULL;
-    l->len = l->cap = 0;
-}
-
-/* p (capacity *cap items of size bytes) grown to hold need > *cap items:
- * doubling from first, never past most (which is >= need).  The new
- * pointer, or NULL when out of memory (p and *cap unchanged).  The one
- * grower of this file's buffers. */
-static void *grow(void *p, size_t *cap, size_t need, size_t size, size_t first, size_t most)
-{
-    size_t c = *cap ? *cap : first;
-    while (c < need)
-        c *= 2;
-    if (c > most)
-        c = most;
-    void *q = realloc(p, c * size);
-    if (q != NULL)
-        *cap = c;
-    return q;
-}
-
-/* Append to the pending line; the caller keeps len + n <= max. */
-static int part_add(rb_lines *l, const char *s, size_t n)
-{
-    if (l->len + n > l->cap) {
-        char *p = grow(l->part, &l->cap, l->len + n, 1, 256, l->max);
-        if (p == NULL)
-            return -1;
-        l->part = p;
-    }
-    memcpy(l->part + l->len, s, n);
-    l->len += n;
-    return 0;
+    rb_buf_free(&l->part);
 }
 
 /* More of the current line: the line reaching max is handed over then, and
@@ -85,13 +53,13 @@ static int add(rb_lines *l, const char *s, size_t n, rb_line_fn fn, void *ctx)
         l->hidden += n;
         return 0;
     }
-    size_t room = l->max - l->len;
+    size_t room = l->max - l->part.len;
     if (n <= room)
-        return n ? part_add(l, s, n) : 0;
-    if (part_add(l, s, room) != 0)
+        return rb_buf_add(&l->part, s, n);
+    if (rb_buf_add(&l->part, s, room) != 0)
         return -1;
-    int rc = fn(ctx, l->part, l->len, 0);
-    l->len = 0;
+    int rc = fn(ctx, l->part.p, l->part.len, 0);
+    l->part.len = 0;
     l->cut = 1;
     l->hidden = n - room;
     return rc;
@@ -103,11 +71,11 @@ static int finish(rb_lines *l, const char *s, size_t n, rb_line_fn fn, void *ctx
     int rc;
     if (l->cut)
         rc = fn(ctx, NULL, 0, l->hidden + n);
-    else if (l->len == 0 && n <= l->max)
+    else if (l->part.len == 0 && n <= l->max)
         rc = fn(ctx, s, n, 0);          /* nearly every line: where it lies */
     else if ((rc = add(l, s, n, fn, ctx)) == 0)
-        rc = l->cut ? fn(ctx, NULL, 0, l->hidden) : fn(ctx, l->part, l->len, 0);
-    l->len = 0;
+        rc = l->cut ? fn(ctx, NULL, 0, l->hidden) : fn(ctx, l->part.p, l->part.len, 0);
+    l->part.len = 0;
     l->cut = 0;
     l->hidden = 0;
     return rc;
@@ -126,15 +94,10 @@ int rb_lines_feed(rb_lines *l, const char *data, size_t n, rb_line_fn fn, void *
 
 int rb_lines_flush(rb_lines *l, rb_line_fn fn, void *ctx)
 {
-    return l->len > 0 || l->cut ? finish(l, "", 0, fn, ctx) : 0;
+    return l->part.len > 0 || l->cut ? finish(l, "", 0, fn, ctx) : 0;
 }
 
 /* ---- the sink --------------------------------------------------------- */
-
-typedef struct growbuf {
-    char *p;
-    size_t len, cap;
-} growbuf;
 
 /* A line of the chunk being shown: text.p[off..off+len), or a note. */
 typedef struct shown {
@@ -149,62 +112,50 @@ struct rb_sink {
     int in_key[2];          /* inside a private key block */
     char *note_on, *note_off;
     size_t max;
-    growbuf text;           /* the chunk's lines, stripped, each ending in \n */
-    shown *rec;
-    size_t nrec, caprec;
-    growbuf out;            /* what the chunk writes */
+    rb_buf text;            /* the chunk's lines, stripped, each ending in \n */
+    rb_buf rec;             /* nrec shown records */
+    size_t nrec;
+    rb_buf out;             /* what the chunk writes */
 };
 
-static int buf_put(growbuf *b, const char *s, size_t n)
+static shown *records(const rb_sink *s)
 {
-    if (b->len + n > b->cap) {
-        char *p = grow(b->p, &b->cap, b->len + n, 1, 4096, SIZE_MAX);
-        if (p == NULL)
-            return -1;
-        b->p = p;
-    }
-    if (n)
-        memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
+    return (shown *)s->rec.p;
 }
 
 /* rb_line_fn: keep a line (stripped of escapes) or a note for render. */
 static int collect(void *ctx, const char *line, size_t len, size_t hidden)
 {
     rb_sink *s = ctx;
-    if (s->nrec == s->caprec) {
-        shown *r = grow(s->rec, &s->caprec, s->nrec + 1, sizeof *s->rec, 256, SIZE_MAX);
-        if (r == NULL)
-            return -1;
-        s->rec = r;
-    }
-    shown *r = &s->rec[s->nrec];
+    shown *r = (shown *)rb_buf_reserve(&s->rec, sizeof *r);
+    if (r == NULL)
+        return -1;
+    s->rec.len += sizeof *r;
     r->note = line == NULL;
     r->hidden = hidden;
     r->off = s->text.len;
     r->len = 0;
     if (line != NULL) {
-        if (buf_put(&s->text, line, len) != 0)
+        if (rb_buf_add(&s->text, line, len) != 0)
             return -1;
         r->len = len ? rb_exec_strip_ansi(s->text.p + r->off, len) : 0;    /* text.p may be NULL */
         s->text.len = r->off + r->len;
-        if (buf_put(&s->text, "\n", 1) != 0)
+        if (rb_buf_add(&s->text, "\n", 1) != 0)
             return -1;
     }
     s->nrec++;
     return 0;
 }
 
-static int put_redacted(growbuf *b, const rb_redactor *r, const char *t, size_t n)
+static int put_redacted(rb_buf *b, const rb_redactor *r, const char *t, size_t n)
 {
     if (!rb_redact_needed(r, t, n))
-        return buf_put(b, t, n);
+        return rb_buf_add(b, t, n);
     size_t m;
     char *red = rb_redact(r, t, n, &m);
     if (red == NULL)
         return -1;
-    int rc = buf_put(b, red, m);
+    int rc = rb_buf_add(b, red, m);
     free(red);
     return rc;
 }
@@ -214,7 +165,7 @@ static int put_redacted(growbuf *b, const rb_redactor *r, const char *t, size_t 
 static int put_line_redacted(rb_sink *s, const rb_redactor *r, int stream, const char *t, size_t n)
 {
     size_t body = rb_redact_key_line(&s->in_key[stream], t, n);
-    if (body && buf_put(&s->out, "***", 3) != 0)
+    if (body && rb_buf_add(&s->out, "***", 3) != 0)
         return -1;
     return put_redacted(&s->out, r, t + body, n - body);
 }
@@ -223,9 +174,9 @@ static int put_note(rb_sink *s, size_t hidden)
 {
     char note[96];
     int k = snprintf(note, sizeof note, "[line cut at %zu bytes: %zu more not shown]", s->max, hidden);
-    if (buf_put(&s->out, s->note_on, strlen(s->note_on)) != 0 || buf_put(&s->out, note, (size_t)k) != 0)
+    if (rb_buf_add(&s->out, s->note_on, strlen(s->note_on)) != 0 || rb_buf_add(&s->out, note, (size_t)k) != 0)
         return -1;
-    return buf_put(&s->out, s->note_off, strlen(s->note_off));
+    return rb_buf_add(&s->out, s->note_off, strlen(s->note_off));
 }
 
 /* Add the lines collected from stream to what the chunk writes, and
@@ -237,18 +188,19 @@ static int render(rb_sink *s, const rb_redactor *r, int stream)
         (s->text.len == 0 || (!memmem(s->text.p, s->text.len, "-----BEGIN ", 11) &&
                               !rb_redact_needed(r, s->text.p, s->text.len)));
     for (size_t i = 0; i < s->nrec && rc == 0; i++) {
-        const shown *l = &s->rec[i];
-        rc = buf_put(&s->out, s->bar[stream], s->barlen[stream]);
+        const shown *l = &records(s)[i];
+        rc = rb_buf_add(&s->out, s->bar[stream], s->barlen[stream]);
         if (rc == 0 && l->note)
             rc = put_note(s, l->hidden);
         else if (rc == 0 && plain)
-            rc = buf_put(&s->out, s->text.p + l->off, l->len);
+            rc = rb_buf_add(&s->out, s->text.p + l->off, l->len);
         else if (rc == 0)
             rc = put_line_redacted(s, r, stream, s->text.p + l->off, l->len);
         if (rc == 0)
-            rc = buf_put(&s->out, "\n", 1);
+            rc = rb_buf_add(&s->out, "\n", 1);
     }
     s->nrec = 0;
+    s->rec.len = 0;
     s->text.len = 0;
     return rc;
 }
@@ -258,6 +210,7 @@ static int collect_and_render(rb_sink *s, const rb_redactor *r, int stream, cons
 {
     if (n > 0 && rb_lines_feed(&s->lines[stream], data, n, collect, s) != 0) {
         s->nrec = 0;
+        s->rec.len = 0;
         s->text.len = 0;
         return -1;
     }
@@ -290,8 +243,8 @@ static int show_plain(rb_sink *s, const rb_redactor *r, int stream, const char *
         return 0;
     for (const char *p = data, *end = data + whole, *nl; p < end; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(end - p));
-        if (buf_put(&s->out, s->bar[stream], s->barlen[stream]) != 0 ||
-            buf_put(&s->out, p, (size_t)(nl - p) + 1) != 0)
+        if (rb_buf_add(&s->out, s->bar[stream], s->barlen[stream]) != 0 ||
+            rb_buf_add(&s->out, p, (size_t)(nl - p) + 1) != 0)
             return -1;
     }
     *shown = whole;
@@ -306,7 +259,7 @@ int rb_sink_feed(rb_sink *s, const rb_redactor *r, int stream, const char *data,
 {
     const rb_lines *l = &s->lines[stream];
     size_t first = 0, shown;
-    if (l->len || l->cut) {
+    if (l->part.len || l->cut) {
         const char *nl = memchr(data, '\n', n);
         first = nl ? (size_t)(nl - data) + 1 : n;
     }
@@ -344,9 +297,9 @@ static int l_sink_gc(lua_State *L)
     }
     free(s->note_on);
     free(s->note_off);
-    free(s->text.p);
-    free(s->out.p);
-    free(s->rec);
+    rb_buf_free(&s->text);
+    rb_buf_free(&s->out);
+    rb_buf_free(&s->rec);
     memset(s, 0, sizeof *s);
     return 0;
 }

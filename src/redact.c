@@ -1651,3 +1651,10 @@ void rb_redact_openlib(lua_State *L)
     rb_class(L, LINES_MT, l_line_gc, NULL, line_methods);
     luaL_setfuncs(L, funcs, 0);
 }
+
+int luaopen_runbook_redact(lua_State *L)
+{
+    luaL_newlibtable(L, funcs);
+    rb_redact_openlib(L);
+    return 1;
+}

@@ -4,6 +4,7 @@
  * come from src/redact.c).  See include/runbook/transcript.h for the line
  * format and the hash rule.
  */
+#include "runbook/buf.h"
 #include "runbook/host.h"
 #include "runbook/redact.h"
 #include "runbook/transcript.h"
@@ -40,7 +41,12 @@ struct rb_transcript {
     char *path;
     char *run;                         /* run id, already JSON-escaped */
     char last_hash[RB_HASH_HEX + 1];
+    rb_buf line;                       /* the line being built, kept for the next */
 };
+
+/* What a buffer may keep between events: one huge event does not hold
+ * its megabytes for the rest of the run. */
+#define KEEP_MAX (256 * 1024)
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
 {
@@ -110,43 +116,19 @@ void rb_transcript_timestamp(char *buf, size_t len)
 
 /* ---- building a line ------------------------------------------------- */
 
-/* A growing string whose out-of-memory state is checked once at the end,
- * so building a line stays a straight sequence of appends. */
-typedef struct sbuf {
-    char *p;
-    size_t len, cap;
-    int oom;
-} sbuf;
-
-static void sb_add(sbuf *b, const char *s, size_t n)
+/* Buffers that build a line are checked once at the end (rb_buf_failed),
+ * so building one stays a straight sequence of appends. */
+static void keep_or_free(rb_buf *b)
 {
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < b->len + n + 1)
-            cap *= 2;
-        char *p = realloc(b->p, cap);
-        if (!p) {
-            b->oom = 1;
-            return;
-        }
-        b->p = p;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void sb_str(sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
+    if (b->cap > KEEP_MAX)
+        rb_buf_free(b);
+    else
+        rb_buf_reset(b);
 }
 
 /* The inside of a JSON string.  Bytes >= 0x80 pass through: run ids and
  * event names are the host's own, and UTF-8 is valid JSON as it is. */
-static void sb_json(sbuf *b, const char *s)
+static void add_json_inside(rb_buf *b, const char *s)
 {
     char esc[8];
 
@@ -155,41 +137,41 @@ static void sb_json(sbuf *b, const char *s)
         if (c == '"' || c == '\\') {
             esc[0] = '\\';
             esc[1] = (char)c;
-            sb_add(b, esc, 2);
+            rb_buf_add(b, esc, 2);
         } else if (c < 0x20 || c == 0x7f) {
             snprintf(esc, sizeof esc, "\\u%04x", c);
-            sb_add(b, esc, 6);
+            rb_buf_add(b, esc, 6);
         } else {
-            sb_add(b, s, 1);
+            rb_buf_add(b, s, 1);
         }
     }
 }
 
 /* prev, then the line without its hash member: exactly the bytes hashed. */
-static void build_hashed_part(const rb_transcript *t, sbuf *b,
-                              const char *event, const char *fields)
+static void build_hashed_part(const rb_transcript *t, rb_buf *b, const char *event,
+                              const char *fields, size_t n)
 {
     char num[32], ts[32];
 
     snprintf(num, sizeof num, "%ld", t->seq + 1);
     rb_transcript_timestamp(ts, sizeof ts);
-    sb_add(b, t->last_hash, RB_HASH_HEX);
-    sb_str(b, SEQ_PREFIX);
-    sb_str(b, num);
-    sb_str(b, ",\"ts\":\"");
-    sb_str(b, ts);
-    sb_str(b, "\",\"run\":\"");
-    sb_str(b, t->run);
-    sb_str(b, "\",\"event\":\"");
-    sb_json(b, event);
-    sb_str(b, "\",");
-    if (*fields) {
-        sb_str(b, fields);
-        sb_str(b, ",");
+    rb_buf_add(b, t->last_hash, RB_HASH_HEX);
+    rb_buf_str(b, SEQ_PREFIX);
+    rb_buf_str(b, num);
+    rb_buf_str(b, ",\"ts\":\"");
+    rb_buf_str(b, ts);
+    rb_buf_str(b, "\",\"run\":\"");
+    rb_buf_str(b, t->run);
+    rb_buf_str(b, "\",\"event\":\"");
+    add_json_inside(b, event);
+    rb_buf_str(b, "\",");
+    if (n > 0) {
+        rb_buf_add(b, fields, n);
+        rb_buf_str(b, ",");
     }
-    sb_str(b, PREV_MEMBER);
-    sb_add(b, t->last_hash, RB_HASH_HEX);
-    sb_str(b, "\"}");
+    rb_buf_str(b, PREV_MEMBER);
+    rb_buf_add(b, t->last_hash, RB_HASH_HEX);
+    rb_buf_str(b, "\"}");
 }
 
 /* ---- the writer ------------------------------------------------------ */
@@ -223,17 +205,17 @@ static int make_parents(const char *path, char *err, size_t errlen)
 static rb_transcript *writer_new(const char *path, const char *run_id)
 {
     rb_transcript *t = calloc(1, sizeof *t);
-    sbuf run = {0};
+    rb_buf run = RB_BUF_INIT(RB_BUF_NOCAP);
 
     if (!t)
         return NULL;
     t->fd = -1;
     memset(t->last_hash, '0', RB_HASH_HEX);
-    sb_add(&run, "", 0);
-    sb_json(&run, run_id);
-    t->run = run.p;
+    add_json_inside(&run, run_id);
+    t->run = rb_buf_cstr(&run) ? rb_buf_take(&run) : NULL;
+    rb_buf_free(&run);
     t->path = strdup(path);
-    if (run.oom || !t->path) {
+    if (!t->run || !t->path) {
         rb_transcript_close(t);
         return NULL;
     }
@@ -303,12 +285,46 @@ static int write_all(rb_transcript *t, const char *p, size_t n)
     return 0;
 }
 
-int rb_transcript_append(rb_transcript *t, const char *event, const char *fields_json)
+/* Append one event whose members are fields[0..n), known to hold no raw
+ * newline: the line is built in t->line, kept for the next event. */
+static int append_members(rb_transcript *t, const char *event, const char *fields, size_t n)
 {
-    sbuf b = {0};
+    rb_buf *b = &t->line;
     char hash[RB_HASH_HEX + 1];
     int rc = -1, e = ENOMEM;
 
+    build_hashed_part(t, b, event, fields, n);
+    if (rb_buf_failed(b))
+        goto done;
+    if (sha256_hex(b->p, b->len, hash) != 0) {
+        e = EIO;
+        goto done;
+    }
+    b->len--;   /* the hash member goes before the closing brace */
+    rb_buf_str(b, HASH_MEMBER);
+    rb_buf_str(b, hash);
+    rb_buf_str(b, "\"}\n");
+    if (rb_buf_failed(b))
+        goto done;
+    /* verify refuses longer lines: never write one it would refuse. */
+    if (b->len - RB_HASH_HEX - 1 > RB_TRANSCRIPT_LINE_MAX) {
+        e = EMSGSIZE;
+        goto done;
+    }
+    rc = write_all(t, b->p + RB_HASH_HEX, b->len - RB_HASH_HEX);
+    e = errno;
+    if (rc == 0) {
+        memcpy(t->last_hash, hash, sizeof hash);
+        t->seq++;
+    }
+done:
+    keep_or_free(b);
+    errno = e;
+    return rc;
+}
+
+int rb_transcript_append(rb_transcript *t, const char *event, const char *fields_json)
+{
     if (!fields_json)
         fields_json = "";
     /* A raw newline in the fields would split the line and break the chain. */
@@ -316,34 +332,7 @@ int rb_transcript_append(rb_transcript *t, const char *event, const char *fields
         errno = EINVAL;
         return -1;
     }
-    build_hashed_part(t, &b, event, fields_json);
-    if (b.oom)
-        goto done;
-    if (sha256_hex(b.p, b.len, hash) != 0) {
-        e = EIO;
-        goto done;
-    }
-    b.len--;   /* the hash member goes before the closing brace */
-    sb_str(&b, HASH_MEMBER);
-    sb_str(&b, hash);
-    sb_str(&b, "\"}\n");
-    if (b.oom)
-        goto done;
-    /* verify refuses longer lines: never write one it would refuse. */
-    if (b.len - RB_HASH_HEX - 1 > RB_TRANSCRIPT_LINE_MAX) {
-        e = EMSGSIZE;
-        goto done;
-    }
-    rc = write_all(t, b.p + RB_HASH_HEX, b.len - RB_HASH_HEX);
-    e = errno;
-    if (rc == 0) {
-        memcpy(t->last_hash, hash, sizeof hash);
-        t->seq++;
-    }
-done:
-    free(b.p);
-    errno = e;
-    return rc;
+    return append_members(t, event, fields_json, strlen(fields_json));
 }
 
 int rb_transcript_sync(rb_transcript *t)
@@ -373,6 +362,7 @@ void rb_transcript_close(rb_transcript *t)
         close(t->fd);
     free(t->path);
     free(t->run);
+    rb_buf_free(&t->line);
     free(t);
 }
 
@@ -387,8 +377,7 @@ typedef struct line_parts {
 
 /* State carried from one line to the next. */
 typedef struct verifier {
-    char *scratch;         /* prev || body || "}" for hashing */
-    size_t cap;
+    rb_buf scratch;        /* prev || body || "}" for hashing */
     rb_verify_result *res;
 } verifier;
 
@@ -449,17 +438,14 @@ static int hash_matches(verifier *v, const char *line, const line_parts *lp)
     size_t need = RB_HASH_HEX + lp->body_len + 1;
     char hex[RB_HASH_HEX + 1];
 
-    if (need > v->cap) {
-        char *p = realloc(v->scratch, need);
-        if (!p)
-            return -1;
-        v->scratch = p;
-        v->cap = need;
-    }
-    memcpy(v->scratch, lp->prev, RB_HASH_HEX);
-    memcpy(v->scratch + RB_HASH_HEX, line, lp->body_len);
-    v->scratch[need - 1] = '}';
-    if (sha256_hex(v->scratch, need, hex) != 0)
+    rb_buf_reset(&v->scratch);
+    char *p = rb_buf_reserve(&v->scratch, need);
+    if (!p)
+        return -1;
+    memcpy(p, lp->prev, RB_HASH_HEX);
+    memcpy(p + RB_HASH_HEX, line, lp->body_len);
+    p[need - 1] = '}';
+    if (sha256_hex(p, need, hex) != 0)
         return -1;
     return memcmp(hex, lp->hash, RB_HASH_HEX) == 0;
 }
@@ -531,8 +517,8 @@ static int verify_line(verifier *v, const char *line, size_t n)
 
 typedef struct line_reader {
     FILE *f;
-    char *buf;
-    size_t cap, len, pos;  /* buf[pos..len) is read but not yet returned */
+    rb_buf buf;            /* buf.p[pos..buf.len) is read but not yet returned */
+    size_t pos;
     size_t scanned;        /* bytes after pos known to hold no newline */
     long lineno;           /* lines returned so far */
     int eof;
@@ -543,28 +529,25 @@ static void reader_close(line_reader *r)
     if (r->f)
         fclose(r->f);
     r->f = NULL;
-    free(r->buf);
-    r->buf = NULL;
+    rb_buf_free(&r->buf);
 }
 
 /* Room for one more chunk after the unread bytes, moved to the front. */
 static int reader_fill(line_reader *r)
 {
+    rb_buf *b = &r->buf;
     if (r->pos > 0) {
-        memmove(r->buf, r->buf + r->pos, r->len - r->pos);
-        r->len -= r->pos;
+        memmove(b->p, b->p + r->pos, b->len - r->pos);
+        b->len -= r->pos;
         r->pos = 0;
     }
-    if (r->cap - r->len < READ_CHUNK) {
-        size_t cap = r->cap ? 2 * r->cap : 2 * READ_CHUNK;
-        char *p = realloc(r->buf, cap);
-        if (!p)
-            return -1;
-        r->buf = p;
-        r->cap = cap;
+    char *dst = rb_buf_reserve(b, READ_CHUNK);
+    if (!dst) {
+        errno = ENOMEM;
+        return -1;
     }
-    size_t got = fread(r->buf + r->len, 1, r->cap - r->len, r->f);
-    r->len += got;
+    size_t got = fread(dst, 1, b->cap - b->len, r->f);
+    b->len += got;
     if (got == 0 && ferror(r->f))
         return -1;
     r->eof = got == 0;
@@ -578,10 +561,10 @@ static int reader_next(line_reader *r, const char **line, size_t *n)
     for (;;) {
         /* Only the bytes read since the last look are searched: a long
          * line costs one pass, not one per chunk. */
-        char *p = r->buf + r->pos;
-        char *nl = r->len > r->pos + r->scanned
-            ? memchr(p + r->scanned, '\n', r->len - r->pos - r->scanned) : NULL;
-        size_t avail = nl ? (size_t)(nl - p) : r->len - r->pos;
+        char *p = r->buf.p + r->pos;
+        char *nl = r->buf.len > r->pos + r->scanned
+            ? memchr(p + r->scanned, '\n', r->buf.len - r->pos - r->scanned) : NULL;
+        size_t avail = nl ? (size_t)(nl - p) : r->buf.len - r->pos;
         r->scanned = nl ? 0 : avail;
         if (avail > RB_TRANSCRIPT_LINE_MAX) {
             errno = EMSGSIZE;
@@ -624,8 +607,7 @@ static void vstate_init(vstate *s)
 static void vstate_close(vstate *s)
 {
     reader_close(&s->r);
-    free(s->v.scratch);
-    s->v.scratch = NULL;
+    rb_buf_free(&s->v.scratch);
 }
 
 static int vstate_open(vstate *s, const char *path)
@@ -696,6 +678,8 @@ int rb_transcript_verify(const char *path, rb_verify_result *res)
 
 typedef struct writer {
     rb_transcript *t;      /* NULL once closed */
+    rb_buf fields;         /* the members being encoded, kept for the next event */
+    int encoding;          /* fields is in use (an event recorded while encoding one) */
 } writer;
 
 static rb_transcript *check_open(lua_State *L)
@@ -715,7 +699,7 @@ static int l_open(lua_State *L)
     writer *w = lua_newuserdatauv(L, sizeof *w, 0);
 
     /* Closed until the file exists, so __gc is safe if anything raises. */
-    w->t = NULL;
+    memset(w, 0, sizeof *w);
     luaL_setmetatable(L, WRITER_MT);
     if (!(w->t = rb_transcript_open(path, run_id, err, sizeof err)))
         return luaL_error(L, "%s", err);
@@ -731,6 +715,8 @@ static int l_close(lua_State *L)
 
     w->t = NULL;
     rb_transcript_close(t);
+    if (!w->encoding)
+        rb_buf_free(&w->fields);
     return 0;
 }
 
@@ -746,6 +732,51 @@ static int l_append(lua_State *L)
     if (rb_transcript_append(t, event, fields) != 0)
         return luaL_error(L, "transcript: write failed: %s", strerror(errno));
     return 0;
+}
+
+/* nil, why, too_long: a line that could not be written. */
+static int event_failed(lua_State *L, const char *why, int too_long)
+{
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    lua_pushboolean(L, too_long);
+    return 3;
+}
+
+/* writer:event(name, fields): encode and append in one crossing.  The
+ * fields are encoded first, in a protected call (the walk may raise, and
+ * may run a __tostring that records an event of its own: that one then
+ * gets a buffer of its own and lands first, so the chain stays in order);
+ * the line's seq and prev are taken after.  An encoding error is raised;
+ * a write that fails is returned, for the caller to stop the run. */
+static int l_event(lua_State *L)
+{
+    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+    const char *event = luaL_checkstring(L, 2);
+    if (!lua_isnoneornil(L, 3))
+        luaL_checktype(L, 3, LUA_TTABLE);
+    lua_settop(L, 3);
+    if (!w->t)
+        return event_failed(L, "attempt to use a closed transcript", 0);
+    rb_buf own = RB_BUF_INIT(RB_BUF_NOCAP);
+    rb_buf *fields = w->encoding ? &own : &w->fields;
+    int outer = !w->encoding;
+    w->encoding = 1;
+    int status = rb_transcript_encode_protected(L, 3, fields);
+    if (outer)
+        w->encoding = 0;
+    int rc = status == LUA_OK && w->t ? append_members(w->t, event, fields->p, fields->len) : -1;
+    int e = errno;
+    if (fields == &own || !w->t)
+        rb_buf_free(fields);
+    else
+        keep_or_free(fields);
+    if (status != LUA_OK)
+        return lua_error(L);
+    if (rc != 0)
+        return event_failed(L, w->t ? strerror(e) : "attempt to use a closed transcript", e == EMSGSIZE);
+    lua_pushboolean(L, 1);
+    return 1;
 }
 
 static int l_sync(lua_State *L)
@@ -908,6 +939,7 @@ static int l_sha256(lua_State *L)
 }
 
 static const luaL_Reg writer_methods[] = {
+    { "event", l_event },
     { "append", l_append },
     { "sync", l_sync },
     { "hash", l_hash },
@@ -936,6 +968,6 @@ int luaopen_runbook_transcript(lua_State *L)
 {
     create_metatables(L);
     luaL_newlib(L, funcs);
-    rb_redact_openlib(L);       /* secret, redact, line_redactor (src/redact.c) */
+    rb_redact_openlib(L);       /* runbook.redact's, for the callers not moved to it yet */
     return 1;
 }

@@ -12,9 +12,9 @@
  * variable names) are written as they are.  Doing this in Lua cost a deep
  * copy per event (about 9 us of the 11 us an event took).
  *
- * The output is built in a buffer on the C stack and, past 2 KiB, in a
- * userdata kept at a fixed stack slot, so an error raised half-way (out of
- * memory) leaks nothing.
+ * The members are appended to an rb_buf the caller owns and frees even
+ * when the walk raises (out of memory, a __tostring that fails): the
+ * transcript's writer runs it in a protected call (src/transcript.c).
  */
 #include <math.h>
 #include <stdio.h>
@@ -24,38 +24,19 @@
 
 #include <lauxlib.h>
 
+#include "runbook/buf.h"
 #include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 #define MAX_STRING (64 * 1024)
 #define MAX_DEPTH 8
 
-typedef struct out {
-    int slot;           /* stack index of the storage userdata */
-    char *p;            /* first the C stack buffer below, then a userdata */
-    size_t len, cap;
-} out;
-
-#define LOCAL_OUT 2048  /* most events fit: no allocation at all */
-
-static void grow(lua_State *L, out *o, size_t need)
-{
-    size_t cap = o->cap * 2;
-    while (cap < o->len + need)
-        cap *= 2;
-    char *p = lua_newuserdatauv(L, cap, 0);
-    memcpy(p, o->p, o->len);
-    lua_replace(L, o->slot);
-    o->p = p;
-    o->cap = cap;
-}
+typedef rb_buf out;
 
 static void put(lua_State *L, out *o, const char *s, size_t n)
 {
-    if (o->len + n > o->cap)
-        grow(L, o, n);
-    memcpy(o->p + o->len, s, n);
-    o->len += n;
+    if (rb_buf_add(o, s, n) != 0)
+        luaL_error(L, "transcript: out of memory");
 }
 
 static void putc_(lua_State *L, out *o, char c)
@@ -392,22 +373,54 @@ static void put_value(lua_State *L, out *o, rb_redactor *r, int idx, int depth)
     }
 }
 
+void rb_transcript_encode_members(lua_State *L, int idx, rb_buf *b)
+{
+    if (lua_isnoneornil(L, idx))
+        return;
+    idx = lua_absindex(L, idx);
+    luaL_checktype(L, idx, LUA_TTABLE);
+    size_t start = b->len;
+    put_table(L, b, rb_redactor_of(L), idx, 0, 0);
+    if (b->p[start] != '{')
+        luaL_error(L, "transcript.encode: fields must be a table with named members");
+    /* members only: drop the braces */
+    memmove(b->p + start, b->p + start + 1, b->len - start - 2);
+    b->len -= 2;
+}
+
+static int encode_into(lua_State *L)
+{
+    rb_transcript_encode_members(L, 2, lua_touserdata(L, 1));
+    return 0;
+}
+
+static int encode_string(lua_State *L)
+{
+    rb_buf *b = lua_touserdata(L, 1);
+    rb_transcript_encode_members(L, 2, b);
+    lua_pushlstring(L, b->p ? b->p : "", b->len);
+    return 1;
+}
+
+int rb_transcript_encode_protected(lua_State *L, int idx, rb_buf *b)
+{
+    idx = lua_absindex(L, idx);
+    lua_pushcfunction(L, encode_into);
+    lua_pushlightuserdata(L, b);
+    lua_pushvalue(L, idx);
+    return lua_pcall(L, 2, 0, 0);
+}
+
 int rb_transcript_encode(lua_State *L)
 {
-    if (lua_isnoneornil(L, 1)) {
-        lua_pushliteral(L, "");
-        return 1;
-    }
-    luaL_checktype(L, 1, LUA_TTABLE);
+    if (!lua_isnoneornil(L, 1))
+        luaL_checktype(L, 1, LUA_TTABLE);
+    rb_buf b = RB_BUF_INIT(RB_BUF_NOCAP);
     lua_settop(L, 1);
-    rb_redactor *r = rb_redactor_of(L);
-    char local[LOCAL_OUT];
-    lua_pushnil(L);                 /* slot 2: the storage once local is outgrown */
-    out o = { 2, local, 0, sizeof local };
-    put_table(L, &o, r, 1, 0, 0);
-    if (o.len >= 2 && o.p[0] == '{')
-        lua_pushlstring(L, o.p + 1, o.len - 2);    /* members only */
-    else
-        return luaL_error(L, "transcript.encode: fields must be a table with named members");
-    return 1;
+    lua_pushcfunction(L, encode_string);
+    lua_pushlightuserdata(L, &b);
+    lua_pushvalue(L, 1);
+    int status = lua_pcall(L, 2, 1, 0);
+    rb_buf_free(&b);
+    return status == LUA_OK ? 1 : lua_error(L);
 }

@@ -60,4 +60,9 @@ void rb_args_usage(FILE *f, const char *cmd, const char *synopsis,
  * positional arguments.  [-0, +1, m] */
 void rb_args_push(lua_State *L, const rb_args *a);
 
+/* Open the Lua module "runbook.args": parse(options, argv) and
+ * usage(command, synopsis, description, options) over an options table
+ * written in Lua (stdlib/runbook/cli.lua says how).  [-0, +1, m] */
+int luaopen_runbook_args(lua_State *L);
+
 #endif

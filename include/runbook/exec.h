@@ -8,6 +8,7 @@
 
 #include <lua.h>
 
+#include "runbook/buf.h"
 #include "runbook/redact.h"
 
 /* Remove ANSI escape sequences from s[0..len) in place and return the new
@@ -25,8 +26,7 @@ size_t rb_exec_strip_ansi(char *s, size_t len);
  * ends, the count of the bytes past them follows. */
 typedef struct rb_lines {
     size_t max;
-    char *part;         /* the current line so far, at most max bytes */
-    size_t len, cap;
+    rb_buf part;        /* the current line so far, at most max bytes */
     size_t hidden;      /* bytes of the current line past max */
     int cut;            /* the current line passed max: its head was given */
 } rb_lines;

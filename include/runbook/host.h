@@ -1,12 +1,10 @@
 /*
  * The host: one lua_State with every runbook library opened, stdlib/ on
- * package.path, and the helpers each command uses.
+ * package.path, and the helpers the libraries use.
  *
- * Adding a command: write src/cmd_<name>.c exporting
- * `int cmd_<name>(lua_State *L, int argc, char **argv)` (argv[0] is the
- * command name) that returns an exit code, usually by describing its options
- * and calling rb_host_command(); declare it below and add one line to the
- * table in main.c.
+ * The commands are Lua: stdlib/runbook/cli.lua says how to add one.  A
+ * command that needs C of its own uses a host library, as repl uses
+ * runbook.lineedit (src/lineedit.c).
  */
 #ifndef RUNBOOK_HOST_H
 #define RUNBOOK_HOST_H
@@ -36,12 +34,6 @@ int rb_host_pcall(lua_State *L, int nargs, int nresults);
  * source tree for a build that is not installed). */
 const char *rb_host_datadir(lua_State *L);
 
-/* Parse argv with defs; handle --help; on a usage error print it and return
- * RB_EXIT_USAGE; else call require("runbook.cli")[name](args) and return the
- * exit code it returns. */
-int rb_host_command(lua_State *L, int argc, char **argv, const char *synopsis,
-                    const char *description, const rb_optdef *defs);
-
 /* Open the Lua module "runbook.sys": small system verbs the stdlib needs
  * (directories, file modes, realpath, identity).  [-0, +1, m] */
 int luaopen_runbook_sys(lua_State *L);
@@ -54,13 +46,12 @@ int luaopen_runbook_sys(lua_State *L);
 void rb_class(lua_State *L, const char *name, lua_CFunction gc,
               lua_CFunction tostring, const luaL_Reg *methods);
 
-int cmd_run(lua_State *L, int argc, char **argv);
-int cmd_list(lua_State *L, int argc, char **argv);
-int cmd_show(lua_State *L, int argc, char **argv);
-int cmd_check(lua_State *L, int argc, char **argv);
-int cmd_new(lua_State *L, int argc, char **argv);
-int cmd_repl(lua_State *L, int argc, char **argv);
-int cmd_verify(lua_State *L, int argc, char **argv);
-int cmd_report(lua_State *L, int argc, char **argv);
+/* Open the Lua module "runbook.lineedit": loop(session), the REPL's
+ * reading loop (src/lineedit.c).  [-0, +1, m] */
+int luaopen_runbook_lineedit(lua_State *L);
+
+/* Run the command line: require("runbook.cli").main(argv), argv[0] the
+ * command's name; returns its exit code.  [-0, +0, -] */
+int rb_host_main(lua_State *L, int argc, char **argv);
 
 #endif

@@ -1,8 +1,9 @@
 /*
  * The single event loop.
  *
- * Every step, every branch of `parallel` and every REPL evaluation runs as a
- * task: a Lua coroutine that the loop resumes.  A primitive that must wait
+ * Every step, every branch of a runbook's `parallel` (stdlib/runbook/api.lua,
+ * over spawn and join) and every REPL evaluation runs as a task: a Lua
+ * coroutine that the loop resumes.  A primitive that must wait
  * (a child process, a socket, a timer, the operator's keyboard) does not
  * block: it calls rb_loop_wait()/rb_loop_waitv() with the fds it needs and a
  * deadline, which yields the task.  The loop poll()s every waiting task's fds
@@ -57,7 +58,8 @@ void rb_loop_init(lua_State *L);
 void rb_loop_signals(lua_State *L);
 
 /* Make SIGTERM and SIGHUP end the run instead of the process (for the
- * commands that run steps: run, repl; the others keep the default). */
+ * commands that run steps: run, repl, whose stdlib/runbook/cmd/<name>.lua
+ * says ends_on_term; the others keep the default). */
 void rb_loop_catch_term(void);
 
 /* Suspend the calling C function until fd is ready for events, or the
@@ -100,8 +102,9 @@ const char *rb_loop_signal_name(int sig);
  * "terminated (SIGTERM)" once a terminating signal came. */
 const char *rb_loop_interrupt_text(void);
 
-/* Open the Lua module "runbook.loop": now, sleep, run, parallel, spawn,
- * interrupts, ack_interrupt, terminated, interrupt_text, shield.  [-0, +1, m] */
+/* Open the Lua module "runbook.loop": run, spawn, join, sleep, readable, now,
+ * interrupts, ack_interrupt, terminated, catch_term, interrupt_text, shield,
+ * in_task.  [-0, +1, m] */
 int luaopen_runbook_loop(lua_State *L);
 
 #endif

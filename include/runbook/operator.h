@@ -20,8 +20,8 @@ void rb_operator_restore_tty(void);
  * operator.write's are. */
 void rb_operator_write(const char *s, size_t n);
 
-/* Open the Lua module "runbook.operator": write, ewrite, isatty, readline,
- * username, hostname, getenv.  [-0, +1, m] */
+/* Open the Lua module "runbook.operator": readline, write, ewrite, isatty,
+ * username, hostname.  [-0, +1, m] */
 int luaopen_runbook_operator(lua_State *L);
 
 #endif

@@ -80,7 +80,12 @@ size_t rb_redact_key_line(int *in_key, const char *s, size_t len);
 rb_redactor *rb_redactor_of(lua_State *L);
 
 /* Add secret(s), redact(s) and line_redactor() to the table on top of the
- * stack (the module "runbook.transcript").  [-0, +0, m] */
+ * stack.  [-0, +0, m] */
 void rb_redact_openlib(lua_State *L);
+
+/* Open the Lua module "runbook.redact": secret(s), redact(s),
+ * line_redactor(), what the screen, the transcript, the report and notify
+ * share.  [-0, +1, m] */
+int luaopen_runbook_redact(lua_State *L);
 
 #endif

@@ -17,6 +17,8 @@
 #include <stddef.h>
 #include <lua.h>
 
+#include "runbook/buf.h"
+
 #define RB_HASH_HEX 64
 
 /* The longest line (without its newline) the writer writes and verify,
@@ -82,10 +84,20 @@ int rb_transcript_verify(const char *path, rb_verify_result *res);
  * [-0, +1, m] */
 int rb_transcript_encode(lua_State *L);
 
+/* Append those members for the table at idx (nil: none) to b.  Raises on
+ * a bad table or out of memory, leaving b to its owner.  [-0, +0, e] */
+void rb_transcript_encode_members(lua_State *L, int idx, rb_buf *b);
+
+/* The same in a protected call: the Lua status, the error on the stack
+ * when not LUA_OK.  [-0, +(0|1), -] */
+int rb_transcript_encode_protected(lua_State *L, int idx, rb_buf *b);
+
 /* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
- * :append(event, fields_json), :sync(), :hash(), :seq(), :path(), :close();
- * verify(path) -> ok, result table; timestamp(); sha256(s);
- * secret(s), redact(s), line_redactor() from include/runbook/redact.h.  [-0, +1, m] */
+ * :event(name, fields) (encodes and appends in one call: true, or nil, why,
+ * too_long when the line cannot be written), :append(event, fields_json),
+ * :sync(), :hash(), :seq(), :path(), :close(); verify(path) -> ok, result
+ * table; encode(fields); timestamp(); sha256(s); and, until their callers
+ * use runbook.redact, its secret(s), redact(s), line_redactor().  [-0, +1, m] */
 int luaopen_runbook_transcript(lua_State *L);
 
 #endif

@@ -1,9 +1,12 @@
 -- runbook.record: events into the transcript.
 --
--- A run's events pass through here: values are made JSON-safe, every string
--- is redacted (secret params and prompts, secret() values, URL passwords),
--- then cjson encodes the fields and the C writer chains and appends the line.
+-- A run's events pass through here to the C writer, which in one call
+-- encodes the fields (src/transcript_encode.c: every string redacted,
+-- credential members hidden, long strings cut, bytes that are not UTF-8
+-- escaped), then chains and appends the line (src/transcript.c).  cjson
+-- only decodes, when a transcript is read back.
 local cjson = require("cjson")
+local redact = require("runbook.redact")
 local transcript = require("runbook.transcript")
 local sys = require("runbook.sys")
 
@@ -14,7 +17,7 @@ record.MIN_SECRET = 4
 record.MAX_SECRET_LINES = 50000
 record.MAX_SECRET_VALUES = 100000
 local function hunt(s)
-  if #s >= record.MIN_SECRET then transcript.secret(s) end
+  if #s >= record.MIN_SECRET then redact.secret(s) end
 end
 
 -- Mark a value as secret: from now on it is shown as *** on screen and in
@@ -83,11 +86,6 @@ function record.secret_values(v)
   return v
 end
 
--- Encode a fields table as the members of a JSON object (no braces): in C
--- (src/transcript_encode.c), redacting every string value, hiding
--- credential members and cutting long strings on the way.
-record.encode = transcript.encode
-
 -- The directory for transcripts: $XDG_STATE_HOME/runbook/transcripts, else
 -- ~/.local/state/runbook/transcripts.
 function record.default_dir()
@@ -128,15 +126,16 @@ local function write_error(self, what, err)
 end
 
 -- Once a write failed, nothing more is written: a later event landing
--- after a lost one would leave a gap that verify cannot see.
+-- after a lost one would leave a gap that verify cannot see.  Fields that
+-- cannot be encoded (a bad table) raise as they are: that is no write error.
 function record:event(event, fields)
   if self.failed then error(self.failed, 0) end
-  local ok, err = pcall(self.writer.append, self.writer, event, record.encode(fields))
+  local ok, err, too_long = self.writer:event(event, fields)
   if ok then return end
-  if tostring(err):find("Message too long", 1, true) then
+  if too_long then
     -- Too long for one line: record that it was, rather than lose the run.
-    ok, err = pcall(self.writer.append, self.writer, event, record.encode({ cut =
-      "event too long for one transcript line (16 MiB); its fields were dropped" }))
+    ok, err = self.writer:event(event, { cut =
+      "event too long for one transcript line (16 MiB); its fields were dropped" })
     if ok then return end
   end
   self.failed = write_error(self, "the " .. event .. " event", err)
@@ -155,7 +154,7 @@ end
 -- After a write failure: one last try at run.end, so a record whose disk
 -- got space back says how it ended.  Returns whether it was written.
 function record:try_end(fields)
-  if not pcall(self.writer.append, self.writer, "run.end", record.encode(fields)) then return false end
+  if not self.writer:event("run.end", fields) then return false end
   return pcall(self.writer.sync, self.writer)
 end
 

@@ -1,7 +1,8 @@
 -- runbook.repl: what `runbook repl` evaluates, prints and records.
 --
--- src/cmd_repl.c reads the lines (libedit on a terminal) and keeps the chunk
--- being typed; this module owns the run behind the prompt.  The REPL is one
+-- The command is stdlib/runbook/cmd/repl.lua; src/lineedit.c reads the lines
+-- (libedit on a terminal) and keeps the chunk being typed; this module owns
+-- the run behind the prompt.  The REPL is one
 -- run like any other: a transcript with run.start, one `eval` event per
 -- evaluation (the code, its printed result or error, its duration) between
 -- the `call` and `log` events of what it did, and run.end.  Globals set at

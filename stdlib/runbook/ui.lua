@@ -6,7 +6,7 @@
 -- question: a question never hangs a run that nobody is watching.
 local operator = require("runbook.operator")
 local record = require("runbook.record")
-local transcript = require("runbook.transcript")
+local redact = require("runbook.redact").redact
 
 local ui = {}
 
@@ -31,13 +31,13 @@ end
 -- screen in clear either.
 function ui.print(...)
   local parts = table.pack(...)
-  for i = 1, parts.n do parts[i] = transcript.redact(tostring(parts[i])) end
+  for i = 1, parts.n do parts[i] = redact(tostring(parts[i])) end
   operator.write(table.concat(parts, "", 1, parts.n), "\n")
 end
 
 function ui.eprint(...)
   local parts = table.pack(...)
-  for i = 1, parts.n do parts[i] = transcript.redact(tostring(parts[i])) end
+  for i = 1, parts.n do parts[i] = redact(tostring(parts[i])) end
   operator.ewrite(table.concat(parts, "", 1, parts.n), "\n")
 end
 

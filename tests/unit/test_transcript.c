@@ -23,6 +23,7 @@
 #include <lauxlib.h>
 #include <lualib.h>
 
+#include "runbook/redact.h"
 #include "runbook/transcript.h"
 
 /* cmocka's own asserts print only the two values; this says what was meant. */
@@ -650,6 +651,67 @@ static void test_lua_verify_reads_lines_once_and_finds_a_hash(void **state)
     lua_close(L);
 }
 
+/* writer:event encodes and appends in one call: the line holds what
+ * transcript.encode gives for the fields (redacted), a bad table raises
+ * and writes nothing, an event recorded while the fields are encoded (a
+ * __tostring) lands first with the chain in order, and a line that cannot
+ * be written is returned, not raised. */
+static void test_lua_writer_event(void **state)
+{
+    lua_State *L = new_state(*state);
+
+    run_lua(L,
+        "local p = DIR .. '/lua/ev.jsonl'\n"
+        "local w = T.open(p, 'run-e')\n"
+        "T.secret('hunter22')\n"
+        "local f = { operator = 'me', password = 'pw1', note = 'key hunter22', argv = { 'mysql', '-pzz9' } }\n"
+        "local members = T.encode(f)\n"
+        "assert(w:event('run.start', f) == true, 'event should return true')\n"
+        "assert(w:event('log') == true, 'an event without fields')\n"
+        "local inner = { __tostring = function() assert(w:event('inner', { n = 1 })); return 'k' end }\n"
+        "assert(w:event('outer', { [setmetatable({}, inner)] = 'x' }), 'outer event')\n"
+        "assert(w:seq() == 4, 'four lines, got ' .. w:seq())\n"
+        "local ok, e = pcall(w.event, w, 'bad', { 1, 2 })\n"
+        "assert(not ok and e:find('named members'), 'an array raises: ' .. tostring(e))\n"
+        "local boom = { __tostring = function() error('boom') end }\n"
+        "ok, e = pcall(w.event, w, 'bad', { [setmetatable({}, boom)] = 1 })\n"
+        "assert(not ok and tostring(e):find('boom'), 'a failing __tostring raises: ' .. tostring(e))\n"
+        "ok, e = pcall(w.event, w, 'bad', 'a string')\n"
+        "assert(not ok and e:find('table expected'), 'fields must be a table: ' .. tostring(e))\n"
+        "local big = {}\n"
+        "for i = 1, 300 do big['k' .. i] = string.rep('a', 65536) end\n"
+        "local a, why, long = w:event('huge', big)\n"
+        "assert(a == nil and long == true and why ~= nil, 'a line over 16 MiB is returned as too long')\n"
+        "assert(w:seq() == 4, 'nothing written for the refused events, got ' .. w:seq())\n"
+        "w:close()\n"
+        "a, why, long = w:event('late', {})\n"
+        "assert(a == nil and why:find('closed') and long == false, 'closed: ' .. tostring(why))\n"
+        "local okv, res, lines = T.verify(p, { lines = true })\n"
+        "assert(okv == true and res.lines == 4, 'the chain verifies: ' .. tostring(res.reason))\n"
+        "assert(lines[1]:find(',\"event\":\"run.start\",' .. members .. ',', 1, true), 'members: ' .. lines[1])\n"
+        "assert(not lines[1]:find('pw1') and not lines[1]:find('hunter22') and not lines[1]:find('zz9'), lines[1])\n"
+        "assert(lines[2]:find('\"event\":\"log\",\"prev\"', 1, true), 'no fields: ' .. lines[2])\n"
+        "assert(lines[3]:find('\"event\":\"inner\"', 1, true), 'inner first: ' .. lines[3])\n"
+        "assert(lines[4]:find('\"event\":\"outer\"', 1, true), 'outer second: ' .. lines[4])\n");
+    lua_close(L);
+}
+
+/* runbook.redact is the module the screen uses; the transcript's copies of
+ * its functions share its state's secrets. */
+static void test_lua_redact_module(void **state)
+{
+    lua_State *L = new_state(*state);
+
+    luaL_requiref(L, "runbook.redact", luaopen_runbook_redact, 0);
+    lua_setglobal(L, "R");
+    run_lua(L,
+        "R.secret('s3cr3t-value')\n"
+        "assert(R.redact('is s3cr3t-value') == 'is ***', 'redact.redact: ' .. R.redact('is s3cr3t-value'))\n"
+        "assert(T.redact('is s3cr3t-value') == 'is ***', 'the transcript sees the same secrets')\n"
+        "assert(R.line_redactor():line('-----BEGIN PRIVATE KEY-----') ~= nil, 'line_redactor')\n");
+    lua_close(L);
+}
+
 static void test_lua_secret_and_redact(void **state)
 {
     lua_State *L = new_state(*state);
@@ -696,6 +758,8 @@ int main(void)
         T(test_sha256_known_vectors),
         T(test_timestamp_is_utc_with_ms),
         T(test_lua_writer_and_verify),
+        T(test_lua_writer_event),
+        T(test_lua_redact_module),
         T(test_lua_secret_and_redact),
 #undef T
     };

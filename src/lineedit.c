@@ -1,11 +1,12 @@
 /*
- * runbook repl: a Lua prompt with every primitive.
+ * lineedit.c: the REPL's reading loop, the Lua module "runbook.lineedit".
  *
- * C reads the lines (libedit's readline on a terminal, getline otherwise)
- * and keeps the chunk being typed; stdlib/runbook/repl.lua evaluates it in a
- * run of its own, prints the results and records each evaluation.  As in
- * Lua's lua.c, a chunk whose syntax error ends at <eof> is incomplete and the
- * next line continues it.
+ * The command is stdlib/runbook/cmd/repl.lua.  C reads the lines (libedit's
+ * readline on a terminal, getline otherwise) and keeps the chunk being
+ * typed; stdlib/runbook/repl.lua evaluates it in a run of its own, prints
+ * the results and records each evaluation.  As in Lua's lua.c, a chunk
+ * whose syntax error ends at <eof> is incomplete and the next line
+ * continues it.
  *
  * Ctrl-C.  The loop's SIGINT handler (src/loop.c) only counts the press and
  * wakes the loop, so during an evaluation the running wait raises
@@ -41,25 +42,6 @@
 #define PROMPT "runbook> "
 #define PROMPT_MORE "     ...> "
 #define HISTORY_MAX 1000
-
-static const rb_optdef repl_options[] = {
-    { RB_OPT_VALUE, "target", 't', "NAME", "use target NAME from the config file (the `target` global)" },
-    { RB_OPT_VALUE, "config", 0, "FILE", "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
-    { RB_OPT_FLAG, "dry-run", 'n', NULL, "rehearse: show mutating actions instead of running them" },
-    { RB_OPT_VALUE, "transcript", 0, "PATH", "write the transcript to PATH" },
-    { RB_OPT_FLAG, "help", 'h', NULL, "show this help" },
-    { RB_OPT_END, NULL, 0, NULL, NULL },
-};
-
-static const char repl_description[] =
-    "An interactive Lua prompt with every runbook primitive (exec, http, sql, ...).\n"
-    "An expression prints its value (tables pretty-printed); a chunk that is not\n"
-    "complete yet continues on the next line. Globals persist between lines,\n"
-    "locals do not. Every evaluation is recorded in a transcript. Ctrl-C stops\n"
-    "the running evaluation or discards the line being typed; Ctrl-D quits.\n"
-    "History is kept in $XDG_STATE_HOME/runbook/repl_history, secrets redacted.\n"
-    "When standard input is not a terminal, its lines are evaluated in turn and\n"
-    "the exit code is 1 if any evaluation failed.";
 
 struct repl {
     lua_State *L;
@@ -293,30 +275,16 @@ static const char *repl_loop(struct repl *r)
     }
 }
 
-/* Call require("runbook.repl").start(args); leaves the object (or nil and
- * an exit code) on the stack.  Returns the Lua status. */
-static int repl_start(lua_State *L, const rb_args *args, int argc, char **argv)
+/* lineedit.loop(session) -> status, failures, tty: read and evaluate with
+ * session:eval(chunk, final) until the input ends.  status is "done",
+ * "interrupted" (Ctrl-C on a pipe) or "terminated"; failures counts the
+ * evaluations that failed; tty says whether libedit read a terminal. */
+static int l_loop(lua_State *L)
 {
-    lua_getglobal(L, "require");
-    lua_pushliteral(L, "runbook.repl");
-    if (rb_host_pcall(L, 1, 1) != LUA_OK)
-        return LUA_ERRRUN;
-    lua_getfield(L, -1, "start");
-    lua_remove(L, -2);
-    rb_args_push(L, args);
-    lua_createtable(L, argc, 0);    /* the raw argv, for the transcript */
-    for (int i = 0; i < argc; i++) {
-        lua_pushstring(L, argv[i]);
-        lua_rawseti(L, -2, i + 1);
-    }
-    lua_setfield(L, -2, "_argv");
-    return rb_host_pcall(L, 1, 2);
-}
-
-static int repl_run(lua_State *L, int obj)
-{
-    struct repl r = { .L = L, .obj = obj, .tty = isatty(STDIN_FILENO) };
-    lua_getfield(L, obj, "history");
+    luaL_checktype(L, 1, LUA_TTABLE);
+    lua_settop(L, 1);
+    struct repl r = { .L = L, .obj = 1, .tty = isatty(STDIN_FILENO) };
+    lua_getfield(L, 1, "history");
     char history[PATH_MAX];
     if (lua_isstring(L, -1)) {
         snprintf(history, sizeof history, "%s", lua_tostring(L, -1));
@@ -328,46 +296,18 @@ static int repl_run(lua_State *L, int obj)
     if (r.tty)
         editline_start(&r);
     const char *status = repl_loop(&r);
-    lua_getfield(L, obj, "finish");
-    lua_pushvalue(L, obj);
     lua_pushstring(L, status);
-    int ok = rb_host_pcall(L, 2, 0) == LUA_OK;
-    lua_settop(L, obj);
-    if (strcmp(status, "interrupted") == 0)
-        return RB_EXIT_INTERRUPTED;
-    if (strcmp(status, "terminated") == 0)
-        return 128 + rb_loop_terminated();
-    if (!ok || (!r.tty && r.failed > 0))
-        return RB_EXIT_FAILED;
-    return RB_EXIT_OK;
+    lua_pushinteger(L, r.failed);
+    lua_pushboolean(L, r.tty);
+    return 3;
 }
 
-int cmd_repl(lua_State *L, int argc, char **argv)
+int luaopen_runbook_lineedit(lua_State *L)
 {
-    const char *name = argv[0];
-    rb_args args;
-    if (rb_args_parse(repl_options, argc - 1, argv + 1, &args) != 0) {
-        fprintf(stderr, "runbook %s: %s\nTry 'runbook %s --help'.\n", name, args.error, name);
-        rb_args_free(&args);
-        return RB_EXIT_USAGE;
-    }
-    if (rb_args_count(&args, "help") > 0) {
-        rb_args_usage(stdout, name, "[--target NAME] [--dry-run] [--config FILE] [--transcript PATH]",
-                      repl_description, repl_options);
-        rb_args_free(&args);
-        return RB_EXIT_OK;
-    }
-    int status = repl_start(L, &args, argc, argv);
-    rb_args_free(&args);
-    if (status != LUA_OK)
-        return RB_EXIT_USAGE;
-    if (lua_isnil(L, -2)) {
-        int rc = (int)luaL_optinteger(L, -1, RB_EXIT_USAGE);
-        lua_pop(L, 2);
-        return rc;
-    }
-    lua_pop(L, 1);
-    int rc = repl_run(L, lua_gettop(L));
-    lua_pop(L, 1);
-    return rc;
+    static const luaL_Reg funcs[] = {
+        { "loop", l_loop },
+        { NULL, NULL },
+    };
+    luaL_newlib(L, funcs);
+    return 1;
 }

@@ -1,0 +1,83 @@
+-- runbook check: the static checks of runbooks, one problem a line with
+-- file:line.  check_file gathers every problem of one runbook.
+local cli = require("runbook.cli")
+local ui = require("runbook.ui")
+
+local M = {
+  summary = "check a runbook for mistakes",
+  synopsis = "NAME|FILE...",
+  description = "Check runbooks: load errors (file:line), duplicate step ids, undeclared params.\n" ..
+    "Exit 2 when a problem is found.",
+}
+
+-- Lines of a file, for the static checks.
+local function file_lines(path)
+  local lines = {}
+  local f = io.open(path, "r")
+  if not f then return lines end
+  for l in f:lines() do lines[#lines + 1] = l end
+  f:close()
+  return lines
+end
+
+-- Uses of undeclared params: p.name or p["name"] in a step's functions,
+-- where p is the function's first parameter.
+local function undeclared_uses(plan, fn, lines, problems)
+  local pname = debug.getlocal(fn, 1)
+  if pname == nil then return end
+  local info = debug.getinfo(fn, "S")
+  for ln = info.linedefined, info.lastlinedefined do
+    local text = (lines[ln] or ""):gsub("%-%-.*$", "")
+    for key in text:gmatch("%f[%w_]" .. pname .. "%s*%.%s*([%a_][%w_]*)") do
+      if plan.params[key] == nil then
+        problems[#problems + 1] = string.format("%s:%d: undeclared param %q (declare it with param(%q, {...}))",
+          plan.file, ln, key, key)
+      end
+    end
+    for key in text:gmatch("%f[%w_]" .. pname .. "%s*%[%s*[\"']([^\"']+)[\"']%s*%]") do
+      if plan.params[key] == nil then
+        problems[#problems + 1] = string.format("%s:%d: undeclared param %q", plan.file, ln, key)
+      end
+    end
+  end
+end
+
+function M.check_file(name)
+  local run, plan = cli.load_plan(name)
+  if not run then return { plan } end
+  local problems = {}
+  local lines = file_lines(plan.file)
+  if #plan.steps == 0 then problems[#problems + 1] = plan.file .. ": no steps declared" end
+  if next(plan.header) == nil then
+    problems[#problems + 1] = plan.file .. ": no runbook{name=, title=, severity=} header"
+  end
+  for _, s in ipairs(plan.steps) do
+    for _, fn in ipairs({ s.fn, s.verify or false, s.undo or false }) do
+      if fn then undeclared_uses(plan, fn, lines, problems) end
+    end
+  end
+  for _, p in ipairs(plan.param_list) do
+    if p.required and p.default ~= nil then
+      problems[#problems + 1] = string.format("%s:%d: param %q is required and has a default",
+        plan.file, p.line, p.name)
+    end
+  end
+  return problems, plan
+end
+
+function M.run(args)
+  if args[1] == nil then return cli.fail(2, "check: which runbook? (runbook check NAME|FILE...)") end
+  local bad = 0
+  for i = 1, #args do
+    local problems, plan = M.check_file(args[i])
+    for _, p in ipairs(problems) do ui.eprint(p) end
+    if #problems > 0 then
+      bad = bad + 1
+    else
+      ui.print(string.format("ok: %s (%d steps, %d params)", plan.file, #plan.steps, #plan.param_list))
+    end
+  end
+  return bad > 0 and 2 or 0
+end
+
+return M

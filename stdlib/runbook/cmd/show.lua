@@ -1,0 +1,46 @@
+-- runbook show: print a runbook's plan as a checklist; nothing is run.
+local cli = require("runbook.cli")
+local ui = require("runbook.ui")
+
+local M = {
+  summary = "print a runbook's plan without running it",
+  synopsis = "NAME|FILE",
+  description = "Print a runbook's plan as a numbered checklist. Nothing is run.",
+}
+
+function M.run(args)
+  if args[1] == nil then return cli.fail(2, "show: which runbook? (runbook show NAME|FILE)") end
+  local run, plan = cli.load_plan(args[1])
+  if not run then return cli.fail(2, "%s", plan) end
+  local h = plan.header
+  ui.print(ui.style("bold", plan.name) .. (h.title and (": " .. h.title) or "") ..
+    (h.severity and (" [" .. h.severity .. "]") or ""))
+  if h.description then ui.print(h.description) end
+  ui.print("file: " .. plan.file)
+  if #plan.param_list > 0 then
+    ui.print("\nparams:")
+    for _, p in ipairs(plan.param_list) do
+      local notes = {}
+      if p.required then notes[#notes + 1] = "required" end
+      if p.secret then notes[#notes + 1] = "secret" end
+      if p.default ~= nil then notes[#notes + 1] = "default " .. (p.secret and "***" or tostring(p.default)) end
+      if p.choices then notes[#notes + 1] = "one of " .. table.concat(p.choices, "|") end
+      ui.print(string.format("  %-12s %s%s", p.name, p.help or "",
+        #notes > 0 and (" (" .. table.concat(notes, ", ") .. ")") or ""))
+    end
+  end
+  ui.print("\nsteps:")
+  for _, s in ipairs(plan.steps) do
+    local notes = { "id " .. s.id }
+    if s.dangerous then notes[#notes + 1] = "dangerous" end
+    if s.timeout then notes[#notes + 1] = "timeout " .. s.timeout .. " s" end
+    if s.verify then notes[#notes + 1] = "verified" end
+    if s.undo then notes[#notes + 1] = "has undo" end
+    ui.print(string.format("  %2d. [ ] %s  %s", s.index, s.title,
+      ui.style("dim", "(" .. table.concat(notes, ", ") .. ")")))
+  end
+  return 0
+end
+
+
+return M
