@@ -354,6 +354,7 @@ function cli.check_file(name)
   if not run then return { plan } end
   local problems = {}
   local lines = file_lines(plan.file)
+  require("runbook.lint").check_file(plan.file, problems)   -- what a runbook is not offered
   if #plan.steps == 0 then problems[#problems + 1] = plan.file .. ": no steps declared" end
   if next(plan.header) == nil then
     problems[#problems + 1] = plan.file .. ": no runbook{name=, title=, severity=} header"
