@@ -3,7 +3,7 @@
 -- typical exec call with a short output, the same with 4 KB of status
 -- text, and one with a 60 KB output (a big `env` or JSON document) that
 -- holds nothing to hide.  Medians of many rounds, in microseconds.
---   build/runbook run bench/encode.lua --yes [-p n=20000]
+--   RUNBOOK_TEST_INTERNALS=1 build/runbook run bench/encode.lua --yes [-p n=20000]
 runbook { name = "bench-encode", title = "transcript.encode of call events", severity = "P3" }
 param("n", { help = "timed rounds per event", default = "20000" })
 

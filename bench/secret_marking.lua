@@ -4,8 +4,8 @@
 -- some 20,000 secrets), then 2,000 log events, each shown and recorded
 -- through the redactor.  Prints the time of the call and of the events,
 -- and how many lines record.secret marked one by one.
---   build/runbook run bench/secret_marking.lua --yes >/dev/null 2>&1; see the transcript,
---   or: build/runbook run bench/secret_marking.lua --yes | grep '^@'
+--   RUNBOOK_TEST_INTERNALS=1 build/runbook run bench/secret_marking.lua --yes >/dev/null 2>&1;
+--   see the transcript, or the same run piped to grep '^@'
 -- -p max_lines=N overrides record.MAX_SECRET_LINES for the run (to compare caps).
 runbook { name = "bench-secret-marking", title = "marking a 1 MB secret output, then logging", severity = "P3" }
 param("lines", { help = "lines in the secret file", default = "20000" })

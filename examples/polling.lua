@@ -11,9 +11,9 @@ step("Poll until it is done", { timeout = 30 }, function(p)
     log.info("dry run: not waiting for %s", p.file)
     return
   end
-  poll(function() return io.open(p.file) ~= nil end,
+  poll(function() return file.stat(p.file) ~= nil end,
        { every = 0.2, timeout = 10, what = p.file .. " to exist" })
   log.info("%s is there", p.file)
-  os.remove(p.file)
+  file.remove(p.file)
   wait(0.1)
 end)

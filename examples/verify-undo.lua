@@ -6,9 +6,8 @@ step("Switch the config", {
   id = "switch",
   dangerous = true,                       -- the operator confirms first
   verify = function(p)                    -- false fails the step
-    local f = io.open(p.dir .. "/config")
-    local text = f and f:read("a") or ""
-    if f then f:close() end
+    local config = p.dir .. "/config"
+    local text = file.stat(config) and file.read(config) or ""
     return text:find("v2") ~= nil, "config does not say v2"
   end,
   undo = function(p)                      -- offered after a failure

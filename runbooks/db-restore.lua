@@ -187,7 +187,7 @@ end
 step("Check the dump and the database", { id = "preflight" }, function(p)
   choose_dump(p)
   local c = resolve(p)
-  local st = require("runbook.sys").stat(c.dump)
+  local st = file.stat(c.dump)
   if st == nil or st.type ~= "file" then error("the dump " .. c.dump .. " does not exist or is not a file", 0) end
   log.info("dump: %s (%s), %s, modified %s", c.dump, c.dump_from, human_size(st.size), utc(st.mtime))
   readable(c)

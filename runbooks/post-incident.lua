@@ -25,7 +25,6 @@ param("severity", { help = "override the severity found in the transcripts",
 param("title", { help = "the ticket's title (default: the first run's runbook title)" })
 
 local ir = require("incident_report")
-local sys = require("runbook.sys")
 
 -- Shared between the steps of one run.
 local state = {}
@@ -60,7 +59,7 @@ step("Work out the ticket", { id = "facts" }, function(p)
   log.info("affected services: %s", #f.services > 0 and table.concat(f.services, ", ") or "(not recorded)")
   local dir = state.output:match("^(.*)/[^/]*$")
   if dir and dir ~= "" then
-    local st = sys.stat(dir)
+    local st = file.stat(dir)
     if st == nil or st.type ~= "dir" then
       error(string.format("the output directory %s does not exist (create it, or pass -p output=PATH)", dir), 0)
     end
@@ -78,7 +77,7 @@ end)
 step("Write the report", { id = "write" }, function()
   local text = ir.markdown(state.facts, state.runs, state.answers)
   local out = state.output
-  if sys.stat(out) ~= nil then
+  if file.stat(out) ~= nil then
     confirm(string.format("%s exists. Replace it?", out))
   end
   -- Through exec, so the write is recorded, and only shown in a dry run.

@@ -13,7 +13,6 @@
 local health = require("health")
 local incident = require("incident")
 local service = require("service")
-local loop = require("runbook.loop")
 
 runbook {
   name = "service-restart",
@@ -31,11 +30,10 @@ param("settle", { help = "seconds to wait for the service to run and pass its he
 
 local state = { attempts = 0 }
 
--- poll, with its timeout as false instead of an error; Ctrl-C still stops.
+-- poll, with its timeout as false instead of an error; Ctrl-C still
+-- stops (a runbook's pcall lets it through).
 local function waited(fn, opts)
-  local ok, err = pcall(poll, fn, opts)
-  if not ok and loop.interrupts() > 0 then error(err, 0) end
-  return ok
+  return (pcall(poll, fn, opts))
 end
 
 local function service_name(p)

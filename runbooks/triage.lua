@@ -26,7 +26,6 @@
 local health = require("health")
 local incident = require("incident")
 local service = require("service")
-local loop = require("runbook.loop")     -- loop.now(): timings
 
 runbook {
   name = "triage",
@@ -210,7 +209,7 @@ function run_check.database(p)
     return
   end
   checked.database = true
-  local t0 = loop.now()
+  local t0 = time.clock()
   local ok, db = pcall(sql.connect, target.db, { connect_timeout = 5, timeout = 15, quiet = true })
   local okq, err = ok, db
   if ok then okq, err = pcall(db.query, db, "select 1 as one") end
@@ -218,7 +217,7 @@ function run_check.database(p)
     found("database", "feature_down", "database unreachable: " .. (err.message or tostring(err)))
     return
   end
-  log.info("database answers (%s to connect and run select 1)", ms(loop.now() - t0))
+  log.info("database answers (%s to connect and run select 1)", ms(time.clock() - t0))
   local c = db:query([[
     select count(*)::int as total,
            count(*) filter (where state = 'active')::int as active,
@@ -238,14 +237,14 @@ function run_check.redis()
     return
   end
   checked.redis = true
-  local t0 = loop.now()
+  local t0 = time.clock()
   local ok, err = pcall(function()
     local r = redis.connect(target.redis, { connect_timeout = 3, timeout = 5 })
     local pong = r:ping()
     assert(pong == "PONG", "PING answered " .. tostring(pong))
   end)
   if ok then
-    log.info("Redis answers PONG (%s)", ms(loop.now() - t0))
+    log.info("Redis answers PONG (%s)", ms(time.clock() - t0))
   else
     found("redis", "degraded", "Redis PING failed: " .. (err.message or tostring(err)))
   end

@@ -46,6 +46,9 @@
 --     log.info("now running %s", r.restored.short)
 --
 -- deploy.describe(item) -> "a1b2c3d 2025-03-01 alice: fix the login form"
+local verbs = require("runbook.verbs")
+local exec, log = verbs.exec, verbs.log
+
 local deploy = {}
 
 local SEP = "\31"   -- git log field separator (%x1f): never in a subject line

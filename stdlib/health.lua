@@ -78,6 +78,11 @@
 --   every check failing -> outage; some failing -> feature_down; failing
 --   now and then -> intermittent; slower than slow_after -> slow.
 --   health.detailed's d.findings are the same kind of list.
+local verbs = require("runbook.verbs")
+local dry_run, json, log, parallel, poll, print, target =
+  verbs.dry_run, verbs.json, verbs.log, verbs.parallel, verbs.poll, verbs.print, verbs.target
+local http = require("http")
+
 local health = {}
 
 

@@ -61,6 +61,11 @@
 --   knows it did not go out and can retry.
 --     incident.announce("restart_failed", { severity = "P1", previous = "P2",
 --       service = "api", attempts = 2, error = "exited with code 1" })
+local verbs = require("runbook.verbs")
+local choose, log, print, target = verbs.choose, verbs.log, verbs.print, verbs.target
+local notify = require("notify")
+local severity = require("severity")
+
 local incident = {}
 
 incident.LEVELS = { "P0", "P1", "P2", "P3" }

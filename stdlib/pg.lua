@@ -61,6 +61,10 @@
 --                                 pg_restore/pg_dump the password through the environment,
 --                                 not argv (which every local user can read in ps)
 --   pg.server(url)             -> "127.0.0.1:5432/app", for messages (no password)
+local verbs = require("runbook.verbs")
+local exec, poll, secret, target = verbs.exec, verbs.poll, verbs.secret, verbs.target
+local sql = require("sql")
+
 local csql = require("runbook.lazy")("runbook.sql")
 local sys = require("runbook.sys")
 

@@ -88,6 +88,10 @@
 --
 -- Every function takes opts.target to act on another target's table
 -- instead of the global `target`.
+local verbs = require("runbook.verbs")
+local exec, json, target = verbs.exec, verbs.json, verbs.target
+local ssh = require("ssh")
+
 local service = {}
 
 local loop = require("runbook.loop")

@@ -60,6 +60,11 @@
 --   What certbot renew printed, read: o = { nothing_due (no renewal was
 --   attempted: every certificate is not yet due), not_due = { paths },
 --   renewed = { paths }, failed = { paths } }.
+local io = require("io")
+local verbs = require("runbook.verbs")
+local exec, log = verbs.exec, verbs.log
+local http = require("http")
+
 local tls = {}
 
 local MONTHS = { Jan = 1, Feb = 2, Mar = 3, Apr = 4, May = 5, Jun = 6,

@@ -11,7 +11,9 @@ from harness import RUNBOOK
 path = sys.argv[1]
 with tempfile.TemporaryDirectory() as tmp:
     transcript = os.path.join(tmp, "t.jsonl")
-    env = dict(os.environ, HOME=tmp, XDG_STATE_HOME=tmp)
+    # These runbooks test the host from inside: they reach runbook.loop,
+    # debug and io, which a runbook is not offered (docs/authoring.md).
+    env = dict(os.environ, HOME=tmp, XDG_STATE_HOME=tmp, RUNBOOK_TEST_INTERNALS="1")
     proc = subprocess.run([RUNBOOK, "run", "--yes", "--transcript", transcript, path],
                           stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=110, env=env)

@@ -19,6 +19,7 @@ local context = require("runbook.context")
 local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local record = require("runbook.record")
+local surface = require("runbook.surface")
 local ui = require("runbook.ui")
 
 local api = {}
@@ -626,8 +627,8 @@ function verbs.xpcall(f, handler, ...)
 end
 errors.author_call(verbs.xpcall)
 
--- json, env, secret.
-local function helper_verbs(G)
+-- json, env, secret; time and file (surface.lua, files.lua).
+local function helper_verbs(run, G)
   G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
   function G.env(name, default)
     if type(name) ~= "string" then errors.usage("env: expected a variable name", "env") end
@@ -639,50 +640,115 @@ local function helper_verbs(G)
   function G.secret(value)
     return require("runbook.record").secret(value)
   end
+  surface.time_verbs(G)
+  require("runbook.files")(run, G, api)
 end
 
+-- The host's own tests (tests/lua/*.lua) are runbooks that reach into
+-- the host: RUNBOOK_TEST_INTERNALS=1 in the process's environment (which
+-- the operator, not a runbook, sets) opens os, io, debug and runbook.* to
+-- them, and says so on stderr.
+local function test_internals(run, G)
+  if os.getenv("RUNBOOK_TEST_INTERNALS") ~= "1" then return end
+  run.internals = true
+  G.os, G.io, G.debug = os, io, debug
+  if not api.warned_internals then
+    api.warned_internals = true
+    ui.eprint("runbook: RUNBOOK_TEST_INTERNALS=1: host internals are open to this runbook (for the host's own tests)")
+  end
+end
+
+-- A runbook's environment: what docs/authoring.md documents (surface.lua
+-- holds the allow list of Lua's own functions), nothing else.
 function api.environment(run)
   local env = {}
   local G = {}
-  for _, k in ipairs({ "assert", "error", "ipairs", "next", "pairs", "pcall", "select",
-      "tonumber", "tostring", "type", "xpcall", "setmetatable", "getmetatable", "rawequal",
-      "rawget", "rawset", "rawlen", "string", "table", "math", "os", "io", "utf8",
-      "coroutine", "require", "_VERSION" }) do
-    G[k] = _G[k]
-  end
+  surface.lua_globals(G)
   install_verbs(G)
-  helper_verbs(G)
+  helper_verbs(run, G)
+  test_internals(run, G)
   G.target = run.target or {}
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
   api.install_primitives(G)
+  surface.refuse_globals(G)
   setmetatable(env, { __index = G })
+  run.verbs = G
   return env, G
 end
 
--- require() in a runbook: a module of stdlib/ (health, pg, tls, ...), or
--- one beside the runbook's file (runbooks/lib/x.lua is require("lib.x")), is
--- loaded into the runbook's own environment, so it calls the same
--- primitives (and the same dry run, answers and transcript) as the runbook;
--- one copy per run.  The host's own runbook.* modules and C libraries come
--- from the ordinary require.
-function api.require(run, env, name)
-  if type(name) ~= "string" then errors.usage("require: expected a module name", "require") end
-  run.modules = run.modules or {}
-  if run.modules[name] ~= nil then return run.modules[name] end
-  if name:match("^runbook%.") or package.loaded[name] ~= nil then return require(name) end
-  local path = package.searchpath(name, package.path)
-  local file = run.plan and run.plan.file
-  if path == nil and file then   -- a module beside the runbook: runbooks/lib/x.lua is "lib.x"
-    path = package.searchpath(name, (file:match("^(.*)/[^/]*$") or ".") .. "/?.lua")
+-- Where module name is: a stdlib module (stdlib/<name>.lua: host code,
+-- loaded privately), or one beside the runbook's file (runbooks/lib/x.lua
+-- is "lib.x": author code, in the runbook's environment).  Returns the
+-- path and whether it is a stdlib module.
+local function module_path(run, name)
+  if not name:find(".", 1, true) then
+    local path = package.searchpath(name, package.path)
+    if path then return path, true end
   end
-  if path == nil then return require(name) end
+  local file = run.plan and run.plan.file
+  if file then
+    return package.searchpath(name, (file:match("^(.*)/[^/]*$") or ".") .. "/?.lua"), false
+  end
+end
+
+-- One copy per run of a module: loaded into env, its value kept.
+local function load_module(run, name, path, env)
   local chunk, err = loadfile(path, "t", env)
   if not chunk then errors.raise("error", err, { primitive = "require" }) end
   local m = chunk(name, path)
   if m == nil then m = true end
   run.modules[name] = m
   return m
+end
+
+-- The require a stdlib module gets: "runbook.verbs" is the run's verbs
+-- (exec, log, json, target, ...), a primitive's name (http, sql, ssh,
+-- notify, ...) that primitive, another stdlib module its run's copy;
+-- anything else, the host's runbook.* and Lua's io included, the
+-- ordinary require.
+function api.module_require(run, name)
+  if name == "runbook.verbs" then return run.verbs end
+  if run.modules[name] ~= nil then return run.modules[name] end
+  if not name:find(".", 1, true) and package.loaded[name] == nil then
+    run.primitives = run.primitives or {}
+    local prim = run.primitives[name] or surface.primitive(run.verbs, name)
+    if prim then
+      run.primitives[name] = prim
+      return prim
+    end
+    local path = package.searchpath(name, package.path)
+    if path then return load_module(run, name, path, api.module_env(run)) end
+  end
+  return require(name)
+end
+
+function api.module_env(run)
+  if not run.module_env then
+    run.module_env = surface.module_env(run.verbs, function(name) return api.module_require(run, name) end)
+  end
+  return run.module_env
+end
+
+-- require() in a runbook: a stdlib module (health, pg, tls, ...), run in
+-- its own environment with the run's verbs (the same dry run, answers
+-- and transcript), or a module of the author's beside the runbook's file,
+-- run in the runbook's own environment; one copy per run.  Lua's pure
+-- libraries by name; the host's runbook.* internals, os, io, debug and
+-- the C libraries are refused with the verb to use instead.
+function api.require(run, env, name)
+  if type(name) ~= "string" then errors.usage("require: expected a module name", "require") end
+  run.modules = run.modules or {}
+  if run.modules[name] ~= nil then return run.modules[name] end
+  if run.internals and (name:match("^runbook%.") or package.loaded[name] ~= nil) then return require(name) end
+  if surface.LIBS[name] then return env[name] end
+  local path, stdlib = module_path(run, name)
+  local refused = not stdlib and surface.refused_module(name)
+  if refused then errors.usage(refused, "require") end
+  if path == nil then
+    errors.usage(string.format("require(%q): no such module in stdlib/ or beside the runbook", name), "require")
+  end
+  return load_module(run, name, path, stdlib and api.module_env(run) or env)
 end
 
 -- Each stdlib/runbook/prim/<name>.lua returns the value of the global

@@ -14,10 +14,7 @@ from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, emitted
 
 PRELUDE = 'runbook { name = "output-test" }\n' + LUA_EMIT + """
 local function peak_rss_kb()
-  local f = io.open("/proc/self/status")
-  local kb = f:read("a"):match("VmHWM:%s*(%d+)")
-  f:close()
-  return tonumber(kb)
+  return tonumber(file.read("/proc/self/status"):match("VmHWM:%s*(%d+)"))
 end
 """
 

@@ -66,7 +66,7 @@ class StepsAndParams(RunTestCase):
         self.assertEqual(starts, ["greet", "cmd", "levels"])
         self.assertEqual(self.step_ends(), [("greet", "ok"), ("cmd", "ok"), ("levels", "ok")])
         self.assertIn("run done", p.stdout)
-        call = next(e for e in self.events(self.transcript) if e["event"] == "call")
+        call = next(e for e in self.events(self.transcript) if e["event"] == "call" and e["primitive"] == "exec")
         self.assertEqual((call["primitive"], call["args"]["argv"], call["args"]["timeout"]),
                          ("exec", ["echo", "from", "exec"], 60), "exec's default timeout is 60 s")
         self.assertEqual((call["result"]["code"], call["result"]["stdout"]), (0, "from exec\n"))

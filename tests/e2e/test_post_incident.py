@@ -154,7 +154,7 @@ class TestReport(PostIncidentCase):
         prompts = [e for e in self.ev if e["event"] == "prompt"]
         self.assertEqual([p["question"] for p in prompts], ["Root cause", "Contributing factors", "Lessons learned"])
         self.assertEqual(prompts[0]["source"], "answers")
-        writes = [e for e in self.ev if e["event"] == "call" and e["step"] == "write"]
+        writes = [e for e in self.ev if e["event"] == "call" and e["step"] == "write" and e["primitive"] == "exec"]
         self.assertEqual(writes[0]["args"]["argv"], ["cp", "/dev/stdin", out])
 
     def test_severity_is_the_most_severe_runbook_without_a_declaration(self):

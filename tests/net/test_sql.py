@@ -295,9 +295,9 @@ class ConnectionFailures(SqlTestCase):
 
     CONNECT = """
 step("connect", function(p)
-  local t0 = require("runbook.loop").now()
+  local t0 = time.clock()
   try(sql.connect, p.db, %s)
-  emit("elapsed", require("runbook.loop").now() - t0)
+  emit("elapsed", time.clock() - t0)
   if %s then sql.connect(p.db, %s) end
 end)
 """
@@ -395,9 +395,9 @@ class Timeouts(SqlTestCase):
 step("slow", function(p)
   local db = sql.connect(p.db, { timeout = 0.5 })
   local pid = db:query("select pg_backend_pid() as pid")[1].pid
-  local t0 = require("runbook.loop").now()
+  local t0 = time.clock()
   try(db.query, db, "select pg_sleep(10)")
-  emit("elapsed", require("runbook.loop").now() - t0)
+  emit("elapsed", time.clock() - t0)
   local r = db:query("select pg_backend_pid() as pid, count(*)::int as n from pg_stat_activity " ..
     "where query = 'select pg_sleep(10)' and state = 'active'")[1]
   emit("same_conn", r.pid == pid)
@@ -581,12 +581,11 @@ end
         p, out = self.runbook("""
 step("fan out", function(p)
   local db = sql.connect(p.db)
-  local loop = require("runbook.loop")
-  local t0 = loop.now()
+  local t0 = time.clock()
   local pids = parallel({ 1, 2, 3, 4, 5 }, function(i)
     return db:query("select pg_backend_pid() as pid, pg_sleep(0.5)::text as s, $1::int as i", i)[1].pid
   end)
-  emit("elapsed", loop.now() - t0)
+  emit("elapsed", time.clock() - t0)
   emit("pids", pids)
   emit("again", #db:query("select 1"))
 end)
@@ -644,10 +643,7 @@ end)
 
 
 PEAK_RSS = """local function peak_rss_kb()
-  local f = io.open("/proc/self/status")
-  local kb = f:read("a"):match("VmHWM:%s*(%d+)")
-  f:close()
-  return tonumber(kb)
+  return tonumber(file.read("/proc/self/status"):match("VmHWM:%s*(%d+)"))
 end
 """
 

@@ -18,7 +18,6 @@ from servers.sshd import PASSPHRASE, SilentServer, SSHServer, StalledListener, f
 RSA = RETRY_SKIP_ABORT
 
 PRELUDE = """runbook { name = "ssh-test" }
-local loop = require("runbook.loop")
 """ + LUA_EMIT
 
 
@@ -143,9 +142,9 @@ end)
         p, out = self.runbook(f"""
 step("timeout", function()
   local s = ssh.connect{self.opts()}
-  local t0 = loop.now()
+  local t0 = time.clock()
   try(s.exec, s, "sleep 10", {{ timeout = 1 }})
-  emit("elapsed", loop.now() - t0)
+  emit("elapsed", time.clock() - t0)
   emit("again", s:exec("echo again", {{ quiet = true }}).stdout)
   try(s.exec, s, "sleep 10", {{ timeout = 0.5 }})
   emit("third", s:exec("echo third", {{ quiet = true }}).stdout)
@@ -392,9 +391,9 @@ step("dns", function() try(ssh.connect, {self.opts(host="no-such-host.invalid")}
         self.addCleanup(silent.stop)
         p, out = self.runbook(f"""
 step("silent", function()
-  local t0 = loop.now()
+  local t0 = time.clock()
   try(ssh.connect, {self.opts(port=silent.port, timeout=1)})
-  emit("elapsed", loop.now() - t0)
+  emit("elapsed", time.clock() - t0)
 end)
 """)
         self.assertRegex(out["err"][0], rf"ssh \w+@127\.0\.0\.1:{silent.port}: SSH handshake timed out "
@@ -407,9 +406,9 @@ end)
         self.addCleanup(stalled.stop)
         p, out = self.runbook(f"""
 step("stalled", function()
-  local t0 = loop.now()
+  local t0 = time.clock()
   try(ssh.connect, {self.opts(port=stalled.port, timeout=0.5)})
-  emit("elapsed", loop.now() - t0)
+  emit("elapsed", time.clock() - t0)
 end)
 """)
         self.assertRegex(out["err"][0], rf"ssh \w+@127\.0\.0\.1:{stalled.port}: connect timed out "
@@ -558,9 +557,9 @@ class FanOut(SSHTestCase):
 step("fan", function()
   local hosts = {{}}
   for i = 1, 20 do hosts[i] = {lua(self.server.user)} .. "@127.0.0.1:{self.server.port}" end
-  local t0 = loop.now()
+  local t0 = time.clock()
   local rs = ssh.exec(hosts, "sleep 1; echo $SSH_CLIENT", {{ key = {lua(self.server.key)} }})
-  emit("elapsed", loop.now() - t0)
+  emit("elapsed", time.clock() - t0)
   local got = {{}}
   for i, r in ipairs(rs) do got[i] = {{ r.ok, r.code, r.stdout, r.host }} end
   emit("results", got)

@@ -7,9 +7,7 @@ param("color", { help = "a colour", default = "blue", choices = { "blue", "red" 
 
 -- Each step leaves a file named after it, holding p.who.
 local function mark(p, name)
-  local f = assert(io.open(p.dir .. "/" .. name, "w"))
-  f:write(p.who, "\n")
-  f:close()
+  file.write(p.dir .. "/" .. name, p.who .. "\n")
 end
 
 step("Greet", { id = "greet" }, function(p)

@@ -52,9 +52,7 @@ end)
 
 step("exec with env", { id = "exec-env" }, function(p)
   if not wanted(p, "exec-env") then return end
-  local f = assert(io.open(p.dir .. "/env.txt"))
-  local setting = f:read("l")
-  f:close()
+  local setting = file.read(p.dir .. "/env.txt"):match("[^\n]*")
   local r = exec { "sh", "-c", 'printf "%s" "$APP_SETTING" > "$OUT"; echo "pw=$PGPASSWORD"',
     env = { APP_SETTING = setting, PGPASSWORD = setting .. "-pg", OUT = p.dir .. "/exec-env.got" },
     readonly = true }

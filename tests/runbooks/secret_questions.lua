@@ -6,7 +6,5 @@ param("dir", { help = "where to write what was answered", default = "." })
 
 step("Ask for a token", { id = "ask" }, function(p)
   local token = prompt("API token", { secret = true, pattern = "tok%-%d+" })
-  local f = assert(io.open(p.dir .. "/token.got", "w"))
-  f:write(token)
-  f:close()
+  file.write(p.dir .. "/token.got", token)
 end)

@@ -47,6 +47,9 @@ function M.check_file(name)
   if not run then return { plan } end
   local problems = {}
   local lines = file_lines(plan.file)
+  if not plan.file:match("%.md$") then    -- a markdown runbook's Lua is made by runbook.mdimport
+    require("runbook.lint").check_file(plan.file, problems)   -- what a runbook is not offered
+  end
   if #plan.steps == 0 then problems[#problems + 1] = plan.file .. ": no steps declared" end
   if next(plan.header) == nil then
     problems[#problems + 1] = plan.file .. ": no runbook{name=, title=, severity=} header"

@@ -11,17 +11,12 @@ function planted.wanted(p, id)
 end
 
 function planted.save(p, name, value)
-  local f = assert(io.open(p.dir .. "/" .. name .. ".got", "w"))
-  f:write(value)
-  f:close()
+  file.write(p.dir .. "/" .. name .. ".got", value)
 end
 
 -- The whole of the planted file DIR/<name>.
 function planted.read(p, name)
-  local f = assert(io.open(p.dir .. "/" .. name))
-  local v = f:read("a")
-  f:close()
-  return v
+  return file.read(p.dir .. "/" .. name)
 end
 
 return planted

@@ -1,0 +1,115 @@
+-- runbook.files: the file verbs of a runbook (file.read, file.write,
+-- file.list, file.stat, file.remove).
+--
+-- Each goes through api.call, so it is recorded as a `call` event, a
+-- --scenario rule can replace it, and in a dry run a write or a removal
+-- is shown as "would run" and simulated while a read runs for real.  What
+-- a file holds is never recorded, only its path and size: a file read in
+-- an incident is often a config holding a credential.
+local sys = require("runbook.sys")
+
+-- Why the call failed, "file.read /etc/x: No such file or directory".
+local function failed(verb, path, err)
+  local why = tostring(err):gsub("^" .. path:gsub("%p", "%%%0") .. ": ", "")
+  return string.format("file.%s %s: %s", verb, path, why)
+end
+
+local function read_all(path)
+  local f, err = io.open(path, "rb")
+  if not f then error(failed("read", path, err), 0) end
+  local text = f:read("a")
+  f:close()
+  return text
+end
+
+local function write_all(path, text, append)
+  local f, err = io.open(path, append and "ab" or "wb")
+  if not f then error(failed("write", path, err), 0) end
+  local ok, werr = f:write(text)
+  local cok, cerr = f:close()
+  if not ok or not cok then error(failed("write", path, werr or cerr), 0) end
+  return { bytes = #text, path = path }
+end
+
+local function check_path(api, verb, path)
+  -- raise's level 2: past check_path and the verb, at the runbook's line
+  if type(path) ~= "string" or path == "" then api.raise("file." .. verb .. ": expected a path", 2) end
+end
+
+local function reads(run, api, G)
+  function G.file.read(path, opts)
+    check_path(api, "read", path)
+    opts = opts or {}
+    local ok, res = api.call(run, { primitive = "file.read", args = { path = path },
+      describe = "read " .. path, secret = opts.secret and true or nil,
+      perform = function() return read_all(path) end,
+      summary = function(text) return { bytes = #text } end,
+      mark = function(text) require("runbook.record").secret(text) end,
+      complete = function(r) return type(r) == "table" and (r.text or "") or tostring(r) end })
+    if not ok then api.raise(res, 1) end
+    return res
+  end
+  function G.file.list(dir)
+    check_path(api, "list", dir)
+    local ok, res = api.call(run, { primitive = "file.list", args = { path = dir },
+      describe = "list " .. dir,
+      perform = function()
+        local names, err = sys.listdir(dir)
+        if not names then error(failed("list", dir, err), 0) end
+        return names
+      end,
+      summary = function(names) return { count = #names } end })
+    if not ok then api.raise(res, 1) end
+    return res
+  end
+  function G.file.stat(path)
+    check_path(api, "stat", path)
+    local ok, res = api.call(run, { primitive = "file.stat", args = { path = path },
+      describe = "stat " .. path,
+      perform = function() return sys.stat(path) or false end,
+      summary = function(st) return st and { type = st.type, size = st.size } or { missing = true } end })
+    if not ok then api.raise(res, 1) end
+    return res or nil
+  end
+end
+
+local function changes(run, api, G)
+  function G.file.write(path, text, opts)
+    check_path(api, "write", path)
+    if type(text) ~= "string" then api.raise("file.write: expected the text to write", 1) end
+    opts = opts or {}
+    local how = opts.append and "append" or "write"
+    local ok, res = api.call(run, { primitive = "file.write", mutating = true,
+      args = { path = path, bytes = #text, append = opts.append and true or nil, mode = opts.mode },
+      describe = string.format("%s %d bytes to %s", how, #text, path),
+      perform = function()
+        local r = write_all(path, text, opts.append)
+        if opts.mode then sys.chmod(path, opts.mode) end
+        return r
+      end,
+      stand_in = function() return { bytes = #text, path = path, dry_run = true } end,
+      summary = function(r) return { bytes = r.bytes } end })
+    if not ok then api.raise(res, 1) end
+    return res
+  end
+  function G.file.remove(path)
+    check_path(api, "remove", path)
+    local ok, res = api.call(run, { primitive = "file.remove", mutating = true, args = { path = path },
+      describe = "remove " .. path,
+      perform = function()
+        local done, err = os.remove(path)
+        if not done then error(failed("remove", path, err), 0) end
+        return { path = path }
+      end,
+      stand_in = function() return { path = path, dry_run = true } end })
+    if not ok then api.raise(res, 1) end
+    return res
+  end
+end
+
+-- Installs G.file for one run.
+return function(run, G, api)
+  G.file = {}
+  reads(run, api, G)
+  changes(run, api, G)
+end
