@@ -360,15 +360,17 @@ local function step_verb(run, G)
     if not id then raise(misuse, 1) end
     plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
       fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
-      verify = opts.verify, undo = opts.undo, line = debug.getinfo(2, "l").currentline }
+      verify = opts.verify, undo = opts.undo, requires = opts.requires,
+      line = debug.getinfo(2, "l").currentline }
   end
 end
 
--- The declaration verbs: runbook{}, param, step.
+-- The declaration verbs: runbook{}, param, step, requirement.
 local function declaration_verbs(run, G)
   header_verb(run.plan, G)
   param_verb(run, G)
   step_verb(run, G)
+  require("runbook.requires").verb(run, G)
 end
 
 -- choose(): the question with its numbered list, and the parser of an
@@ -643,6 +645,8 @@ function api.environment(run)
   protected_calls(G)
   helper_verbs(G)
   G.target = run.target or {}
+  run.state = run.state or {}
+  G.state = run.state       -- what the steps share: recorded, restored by --resume (runbook.state)
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
   api.install_primitives(run, G)
