@@ -40,21 +40,13 @@ param("timeout", { help = "seconds each health request may take (they all go out
 param("settle", { help = "seconds to wait for the health endpoints after a restart", default = 20 })
 param("max_keys", { help = "refuse to delete more keys than this in one go", default = 100000 })
 
-local state = { findings = {} }
-
-local function add_findings(list)
-  for _, f in ipairs(list) do
-    state.findings[#state.findings + 1] = f
-    log.warn("finding (%s, %s): %s", f.kind or "-", f.severity or incident.KINDS[f.kind] or "?", f.what)
-  end
-end
+-- What the steps share is in `state` (health, detailed, fix, simulated and
+-- the findings): recorded at each step end, so a --resume'd run has what
+-- the steps it skips measured.
+local findings = incident.findings()
 
 local function instance(p)
-  local name = p.service or service.list()[1]
-  if name == nil then
-    error("no service to restart: pass -p service=NAME or add services = { \"api\" } to the target", 0)
-  end
-  return name
+  return service.default(p.service, { needed_for = "restart" })
 end
 
 local function redis_conn()
@@ -73,12 +65,13 @@ end
 -- when the app hangs, every request times out together, and the fix is
 -- offered one request timeout after the start instead of one per request.
 step("Check the health endpoints: status and response times", { id = "health" }, function(p)
+  findings:clear("health")      -- a retried step does not count twice
   local results, d = health.probe(nil, target.detailed_health, { samples = tonumber(p.samples) or 3,
     slow_after = tonumber(p.slow_after), timeout = tonumber(p.timeout) })
   state.health = health.summary(results)
   state.detailed = d
   log.info(state.health.text)
-  add_findings(health.findings(results))
+  findings:add_all(health.findings(results), "health")
 end)
 
 -- "redis (connect ECONNREFUSED ...), db" for the components that are down.
@@ -106,6 +99,7 @@ local function show_pool(d)
 end
 
 step("Read the detailed health and the database pool", { id = "detailed" }, function()
+  findings:clear("detailed")
   if target.detailed_health == nil then
     log.warn("no detailed health: add detailed_health = \"https://.../health/detailed\" to the target")
     return
@@ -117,7 +111,7 @@ step("Read the detailed health and the database pool", { id = "detailed" }, func
   if d.status == nil then
     -- no answer at all: a timeout or a refused connection, said as it was
     log.warn("no detailed health, so no database pool to read: %s", d.problems[1] or "no answer")
-    add_findings(d.findings)
+    findings:add_all(d.findings, "detailed")
     return
   end
   -- (a 503 comes with the document that says what is down: read it all)
@@ -129,7 +123,7 @@ step("Read the detailed health and the database pool", { id = "detailed" }, func
   if #d.down > 0 then
     log.warn("down, says the detailed health: %s", down_text(d))
   end
-  add_findings(d.findings)
+  findings:add_all(d.findings, "detailed")
 end)
 
 -- The fix to propose.  A dependency the detailed health says is down is
@@ -138,7 +132,7 @@ local function propose_fix(p)
   local d = state.detailed
   if d and #d.down > 0 then
     log.warn("not proposing a restart: %s %s down; restarting %s does not bring %s back: fix %s first",
-      down_text(d), #d.down == 1 and "is" or "are", p.service or service.list()[1] or "the app",
+      down_text(d), #d.down == 1 and "is" or "are", service.default(p.service) or "the app",
       #d.down == 1 and "it" or "them", #d.down == 1 and "it" or "them")
     return "none"
   end
@@ -148,8 +142,8 @@ end
 
 step("Choose a fix", { id = "fix" }, function(p)
   local proposed = propose_fix(p)
-  if #state.findings > 0 then
-    local sev, why = incident.propose(state.findings)
+  if #findings:list() > 0 then
+    local sev, why = findings:propose()
     log.info("this looks like %s (%s): %s", sev, incident.meaning(sev), table.concat(why, "; "))
   end
   print("Fixes:")

@@ -27,8 +27,11 @@ local service = require("service")
 local LOCK_TIMEOUT_MS = 120000
 local RESTORE_TIMEOUT = 6 * 3600
 
--- What the steps share; resolved by whichever step needs it first, so
--- --start-at and --resume work too.
+-- The database and the lock, resolved by whichever step needs them first,
+-- so --start-at and --resume work too (the URL holds the password: it is
+-- kept here, not in `state`).  In `state`, recorded and restored by
+-- --resume: the dump chosen (state.dump, state.dump_from) and what the
+-- run left down (state.down).
 local ctx = {}
 
 local function human_size(bytes)
@@ -41,7 +44,7 @@ local function utc(t)
   return os.date("!%Y-%m-%d %H:%M UTC", t)
 end
 
--- The database and the lock; the dump is the preflight's choice (ctx.dump),
+-- The database and the lock; the dump is the preflight's choice (state.dump),
 -- or, for a run started at a later step, -p dump or the newest in
 -- backup_dir, read through before anything is stopped (see readable).
 local function resolve(p)
@@ -53,17 +56,18 @@ local function resolve(p)
     ctx.url, ctx.server = url, pg.server(url)
     ctx.lock_name = "db-restore:" .. (target.name or ctx.server)
   end
-  if ctx.dump == nil and p.dump ~= nil then
-    ctx.dump, ctx.dump_from = p.dump, "-p dump"
-  elseif ctx.dump == nil then
+  if state.dump == nil and p.dump ~= nil then
+    state.dump, state.dump_from = p.dump, "-p dump"
+  elseif state.dump == nil then
     if target.backup_dir == nil then
       error("no dump: pass -p dump=FILE, or set backup_dir = \"/var/backups/postgres\" in the " ..
         "target (its dumps are listed to choose from, the newest first)", 0)
     end
     local dump, why = pg.newest_dump(target.backup_dir)
     if dump == nil then error(why, 0) end
-    ctx.dump, ctx.dump_from = dump, "the newest dump in " .. target.backup_dir
+    state.dump, state.dump_from = dump, "the newest dump in " .. target.backup_dir
   end
+  ctx.dump, ctx.dump_from = state.dump, state.dump_from
   return ctx
 end
 
@@ -82,8 +86,8 @@ local function choose_dump(p)
   local pick = #list == 1 and labels[1] or choose("Which dump to restore?", labels, { default = labels[1] })
   for i, l in ipairs(labels) do
     if l == pick then
-      ctx.dump = list[i].path
-      ctx.dump_from = i == 1 and ("the newest dump in " .. target.backup_dir)
+      state.dump = list[i].path
+      state.dump_from = i == 1 and ("the newest dump in " .. target.backup_dir)
         or string.format("dump %d of %d in %s, chosen", i, #list, target.backup_dir)
     end
   end
@@ -111,34 +115,16 @@ local function readable(c)
   log.info("dump read through: %s (every data block)", c.dump)
 end
 
--- Taken in its own step; every step that changes something takes it again
+-- Taken in its own step; every step that changes something requires it
 -- (a no-op when held), so a skipped lock step or --start-at cannot restore
 -- without it.
-local function team_lock(p)
+requirement("team_lock", function(p)
   local c = resolve(p)
   return lock(c.lock_name, { url = c.url })
-end
+end)
 
--- Maintenance mode is the target's commands.maintenance_on/off (argv, %s =
--- the service), run here; stdlib/service.lua has no maintenance verb yet.
-local function has_maintenance()
-  return type(target.commands) == "table" and target.commands.maintenance_on ~= nil
-end
-
-local function maintenance(which, service)
-  local argv = target.commands[which]
-  if type(argv) ~= "table" then
-    error(string.format("the target has commands.maintenance_on but no commands.%s: add it " ..
-      "(argv, %%s = the service)", which), 0)
-  end
-  local spec = {}
-  for i, a in ipairs(argv) do spec[i] = (tostring(a):gsub("%%s", function() return service end)) end
-  spec.timeout = 300
-  return exec(spec)
-end
-
--- Says what an action did, or in a dry run what it would have done: a
--- simulated action is never reported as done.
+-- Says what a simulated action would have done: a simulated action is
+-- never reported as done.
 local function said(r, would, done)
   if r.dry_run then
     log.info("dry run: would %s", would)
@@ -147,34 +133,20 @@ local function said(r, would, done)
   end
 end
 
--- The service the restore takes down: -p service, else the target's first.
-local function service_of(p)
-  return p.service or service.list()[1]
-end
-
--- Takes the service out of use (down) or puts it back: maintenance mode
--- when the target names its commands, else a stop or start through the
--- service manager.  ctx.down says what is left down, for the restore's error.
+-- Takes the service (-p service, else the target's first) out of use
+-- (down) or puts it back: service.down/up, maintenance mode when the
+-- target names its commands.  state.down says what is left down, for the
+-- restore's error.
 local function take_service(p, down)
-  local name = service_of(p)
+  local name = service.default(p.service)
   if name == nil then
     log.info(down and "skipped: no service given (-p service=NAME, or services = { ... } in the target); " ..
       "make sure nothing writes to the database"
       or "skipped: no service given (-p service=NAME), so nothing was stopped and nothing is started")
     return
   end
-  if has_maintenance() then
-    local mode = down and "on" or "off"
-    local r = maintenance("maintenance_" .. mode, name)
-    said(r, string.format("turn maintenance mode %s for %s", mode, name),
-      string.format("%s: maintenance mode %s", name, mode))
-    if not r.dry_run then ctx.down = down and (name .. " is in maintenance mode") or nil end
-    return
-  end
-  local r
-  if down then r = service.stop(name) else r = service.start(name) end
-  said(r, (down and "stop " or "start ") .. name, name .. (down and " stopped" or " started"))
-  if not r.dry_run then ctx.down = down and (name .. " is stopped") or nil end
+  local r = down and service.down(name) or service.up(name)
+  if not r.dry_run then state.down = r.left end
 end
 
 -- "(rows unknown: locked by pid 123)" for a table whose count would wait.
@@ -224,29 +196,28 @@ end)
 
 step("Get the restore approved", { id = "approval" }, function(p)
   local c = resolve(p)
+  local name = service.default(p.service)
   log.info("plan: replace the data of %s with %s%s", c.server, c.dump,
-    service_of(p) and (", " .. service_of(p) .. " to be stopped during the restore") or "")
+    name and (", " .. name .. " to be stopped during the restore") or "")
   confirm("Has the incident lead approved this restore?")
 end)
 
-step("Take the team lock", { id = "lock" }, function(p)
-  team_lock(p)
+step("Take the team lock", { id = "lock", requires = { "team_lock" } }, function()
+  -- (the requirement takes it, before this function runs)
 end)
 
-step("Stop the service", { id = "stop", dangerous = true }, function(p)
-  team_lock(p)
+step("Stop the service", { id = "stop", dangerous = true, requires = { "team_lock" } }, function(p)
   readable(resolve(p))   -- already done unless the run started after the preflight
   take_service(p, true)
 end)
 
 step("Restore the dump", {
-  id = "restore", dangerous = true,
+  id = "restore", dangerous = true, requires = { "team_lock" },
   -- --single-transaction: a failed restore leaves the database as it was,
   -- so undoing means bringing the service back.
   undo = function(p) take_service(p, false) end,
 }, function(p)
   local c = resolve(p)
-  team_lock(p)
   local url, env = pg.restore_args(c.url)
   env.PGOPTIONS = "-c lock_timeout=" .. LOCK_TIMEOUT_MS
   local ok, r = pcall(exec, { pg.tool("pg_restore"), "--clean", "--if-exists", "--single-transaction",
@@ -255,9 +226,9 @@ step("Restore the dump", {
   if not ok then
     -- The database is as it was (one transaction); the service is not: say
     -- so where the run ends, so nobody leaves it down by accident.
-    if ctx.down then
+    if state.down then
       error(string.format("%s; %s: bring it back with undo, or `runbook run db-restore --start-at start`",
-        tostring(r), ctx.down), 0)
+        tostring(r), state.down), 0)
     end
     error(r, 0)
   end
@@ -265,20 +236,18 @@ step("Restore the dump", {
     string.format("restored %s into %s in %.1f s", c.dump, c.server, r.duration or 0))
 end)
 
-step("Run the migrations", { id = "migrate" }, function(p)
+step("Run the migrations", { id = "migrate", requires = { "team_lock" } }, function(p)
   local c = resolve(p)
   if type(target.migrate) ~= "table" then
     log.info("skipped: the target names no migrate command (migrate = { argv... })")
     return
   end
-  team_lock(p)
   local spec = { table.unpack(target.migrate) }
   spec.env, spec.timeout = { DATABASE_URL = c.url }, 1800
   exec(spec)
 end)
 
-step("Start the service", { id = "start" }, function(p)
-  team_lock(p)
+step("Start the service", { id = "start", requires = { "team_lock" } }, function(p)
   take_service(p, false)
 end)
 

@@ -24,11 +24,10 @@ local health = require("health")
 local service = require("service")
 local incident = require("incident")
 
--- Shared between the steps of one run.
-local state = {}
-
+-- What the steps share is in `state` (state.from, state.to, state.reverted,
+-- ...): recorded at each step end, so a --resume'd run still has the plan.
 local function service_name(p)
-  return p.service or (target.services and target.services[1]) or "app"
+  return service.default(p.service) or "app"
 end
 
 -- One health check: the response when it is 2xx, else nil and why.
@@ -39,7 +38,7 @@ local function check(url)
 end
 
 step("List the recent deployments", { id = "deployments" }, function(p)
-  local d = deploy.list(target.releases)
+  local d = deploy.list()
   log.info("%s (%s layout), newest first:", d.dir, d.layout)
   for _, it in ipairs(d.items) do
     log.info("%s %s", it.current and "->" or "  ", deploy.describe(it))
@@ -55,10 +54,10 @@ end)
 -- happened but does not read back) puts the release it started from back.
 step("Roll back the release", { id = "rollback", dangerous = true, timeout = 300,
   undo = function()
-    if state.from then deploy.activate(target.releases, state.from) end
+    if state.from then deploy.activate(state.from) end
   end }, function()
   if not state.to then error("no rollback plan: run the 'deployments' step first", 0) end
-  local r = deploy.rollback(target.releases, { to = state.to.id })
+  local r = deploy.rollback({ to = state.to.id })
   state.reverted, state.restored, state.simulated = r.reverted, r.restored, r.dry_run
 end)
 
@@ -107,7 +106,7 @@ step("Record the rollback", { id = "record" }, function(p)
       state.simulated and " (dry run, nothing changed)" or "", deploy.describe(state.reverted),
       deploy.describe(state.restored))
   else
-    local d = deploy.list(target.releases)
+    local d = deploy.list()
     text = string.format("%s: no rollback in this run; running %s", svc, deploy.describe(d.current))
   end
   log.info("%s", text)

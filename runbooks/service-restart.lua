@@ -28,7 +28,8 @@ param("severity", { help = "the incident's severity now", default = "P2", choice
 param("attempts", { help = "restarts to try before giving up", default = 2 })
 param("settle", { help = "seconds to wait for the service to run and pass its health checks", default = 20 })
 
-local state = { attempts = 0 }
+-- What the steps share is in `state` (attempts, simulated, raised):
+-- recorded at each step end, so a --resume'd run counts on from there.
 
 -- poll, with its timeout as false instead of an error; Ctrl-C still
 -- stops (a runbook's pcall lets it through).
@@ -37,11 +38,7 @@ local function waited(fn, opts)
 end
 
 local function service_name(p)
-  local name = p.service or service.list()[1]
-  if name == nil then
-    error("which service? pass -p service=NAME or add services = { \"api\" } to the target", 0)
-  end
-  return name
+  return service.default(p.service, { needed_for = "restart" })
 end
 
 -- The restart did not bring the service back: raise the severity once,
@@ -51,7 +48,7 @@ local function restart_failed(p, why)
     state.raised = incident.escalate(p.severity, { at_least = "P1" })
     incident.declare(state.raised, why, { previous = p.severity })
     incident.announce("restart_failed", { severity = state.raised, previous = p.severity,
-      service = service_name(p), attempts = state.attempts, error = why }, { required = false })
+      service = service_name(p), attempts = state.attempts or 0, error = why }, { required = false })
   end
   error(string.format("%s (severity now %s)", why, state.raised), 0)
 end
@@ -69,7 +66,7 @@ end
 step("Look at the service before restarting", { id = "before" }, function(p)
   local name = service_name(p)
   local st = service.status(name)
-  state.before = st
+  state.before = { state = st.state, running = st.running }
   log.info("%s: %s (%s, %s); severity now %s", name, st.state, st.manager, st.where, p.severity)
 end)
 
@@ -79,7 +76,7 @@ step("Restart the service", { id = "restart", dangerous = true }, function(p)
   local settle = tonumber(p.settle) or 20
   local why
   for i = 1, max do
-    state.attempts = state.attempts + 1
+    state.attempts = (state.attempts or 0) + 1
     log.info("restart attempt %d of %d (%d in this run)", i, max, state.attempts)
     local r = service.restart(name, { check = false })
     if r.note then log.info("%s", r.note) end
@@ -150,5 +147,5 @@ step("Announce the outcome", { id = "announce" }, function(p)
     return
   end
   incident.announce("resolved", { severity = p.severity, service = name,
-    summary = string.format("restarted after %d attempt(s); status and health checks pass", state.attempts) })
+    summary = string.format("restarted after %d attempt(s); status and health checks pass", state.attempts or 0) })
 end)

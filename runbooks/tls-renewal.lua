@@ -22,8 +22,9 @@ param("verify_timeout", { help = "seconds to wait for the new certificates to be
 local tls = require("tls")
 local incident = require("incident")
 
--- Shared between the steps of one run.
-local state = {}
+-- What the steps share is in `state` (the certificates before, what the
+-- renewal did): recorded at each step end, so a --resume'd run still
+-- compares the new expiry with the old.
 
 local function cfg()
   local t = target.tls
@@ -78,7 +79,8 @@ end
 
 step("Check certificate expiry", { id = "check-expiry" }, function(p)
   local days = warn_days(p)
-  local certs, problems = tls.check(cfg(), { warn_days = days })
+  cfg()
+  local certs, problems = tls.check({ warn_days = days })
   state.before = {}
   for _, c in ipairs(certs) do state.before[c.name] = c end
   local soonest = tls.soonest(certs)
@@ -159,13 +161,13 @@ step("Verify the new expiry", { id = "verify" }, function(p)
   if nothing_due("the verification") then return end
   local days = warn_days(p)
   if state.simulated then
-    tls.check(cfg(), { warn_days = days })
+    tls.check({ warn_days = days })
     log.info("dry run: nothing was renewed, so the expiry above is unchanged")
     return
   end
   local certs
   poll(function()
-    local list, problems = tls.check(cfg(), { warn_days = days })
+    local list, problems = tls.check({ warn_days = days })
     certs = list
     if #problems > 0 then return false end
     for _, c in ipairs(list) do

@@ -20,11 +20,15 @@
 -- and commands the lines' own timestamps decide, and a finding says how
 -- old the newest error line is, or that the lines carry no time.
 --
--- Resumed (--resume) or started (--start-at) past the checks, the
--- severity step runs them again before it proposes anything, and the
--- announcement is only ever the severity confirmed in this run.
+-- Resumed (--resume) past the checks, the severity step proposes from
+-- what the first run's checks found (the incident's severity is what was
+-- found, even if it has recovered since; the operator confirms or changes
+-- it), and runs only the checks that did not run.  Started (--start-at)
+-- past them, it runs them all first.  The announcement is only ever a
+-- severity confirmed in this run or in the run it resumes.
 local health = require("health")
 local incident = require("incident")
+local pg = require("pg")
 local service = require("service")
 
 runbook {
@@ -45,29 +49,33 @@ param("slow_after", { help = "seconds over which a response counts as slow (P1)"
 param("log_window", { help = "seconds of error log that count (older error lines are left out where " ..
   "the manager or the line's timestamp tells its time)", default = 600 })
 
--- What the checks found in this process, for the severity step.  A run
--- resumed (or started) past the check steps has none of it: the severity
--- step then runs the missing checks itself (they only read), so that a
--- proposal never rests on checks that did not run.
-local findings = {}
-local noted = {}
-local ran = {}          -- check id -> true once it ran in this process
-local checked = {}      -- check id -> true when the target gave it something to check
+-- What the steps share, in `state` (recorded at each step end, restored
+-- by --resume): state.noted (start time and scope), the findings,
+-- state.ran (check id -> when it ran), state.checked (check id -> true
+-- when the target gave it something to check), state.severity once
+-- confirmed.  A run started past the check steps has none of it: the
+-- severity step then runs the missing checks itself (they only read), so
+-- that a proposal never rests on checks that did not run.
+local findings = incident.findings()
+local ran_here = {}     -- check id -> true once it ran in this process
 local CHECKS = { "health", "status", "logs", "database", "redis" }
 local run_check = {}    -- check id -> function(p)
 
 local function found(check, kind, what)
-  findings[#findings + 1] = { kind = kind, what = what, source = check }
-  log.warn("finding (%s, %s): %s", kind, incident.KINDS[kind], what)
+  findings:add(check, kind, what)
 end
 
 -- A check's findings are those of its latest run (a retried step does
 -- not count twice).
 local function begin_check(id)
-  for i = #findings, 1, -1 do
-    if findings[i].source == id then table.remove(findings, i) end
-  end
-  ran[id], checked[id] = true, nil
+  findings:clear(id)
+  state.ran, state.checked = state.ran or {}, state.checked or {}
+  state.ran[id], state.checked[id] = os.date("!%H:%M:%S UTC"), nil
+  ran_here[id] = true
+end
+
+local function mark_checked(id)
+  state.checked[id] = true
 end
 
 local function services(p)
@@ -86,7 +94,8 @@ local function age_text(seconds)
 end
 
 local function note_start(p, resumed)
-  noted.triage_started = os.date("!%Y-%m-%d %H:%M:%S UTC")
+  local noted = { triage_started = os.date("!%Y-%m-%d %H:%M:%S UTC") }
+  state.noted = noted
   noted.started = p.started or (resumed and "(not known: the start step did not run in this run; " ..
     "pass -p started=...)") or noted.triage_started
   noted.scope = p.scope or prompt("What is affected (scope)?", { default = "not yet known" })
@@ -104,7 +113,7 @@ function run_check.health(p)
     log.warn("no health endpoints: add health = { \"https://.../health\" } to the target")
     return
   end
-  checked.health = true
+  mark_checked("health")
   local results = health.check(target.health, { slow_after = tonumber(p.slow_after) })
   log.info(health.summary(results).text)
   for _, f in ipairs(health.findings(results)) do found("health", f.kind, f.what) end
@@ -116,7 +125,7 @@ function run_check.status(p)
     log.warn("no services: add services = { \"api\" } and manager = ... to the target, or pass -p service=NAME")
     return
   end
-  checked.status = true
+  mark_checked("status")
   local down = {}
   for _, name in ipairs(list) do
     local ok, st = pcall(service.status, name)
@@ -177,27 +186,21 @@ end
 
 function run_check.logs(p)
   local list = services(p)
-  if #list > 0 then checked.logs = true end
+  if #list > 0 then mark_checked("logs") end
   local window = tonumber(p.log_window) or 600
   for _, name in ipairs(list) do read_logs(name, window) end
 end
 
 local function long_queries(db, p)
   local limit = tonumber(p.long_query) or 30
-  local long = db:query([[
-    select pid, usename as "user", state,
-           extract(epoch from now() - query_start)::float8 as seconds,
-           left(regexp_replace(query, '\s+', ' ', 'g'), 120) as query
-      from pg_stat_activity
-     where state <> 'idle' and pid <> pg_backend_pid() and backend_type = 'client backend'
-       and query_start < now() - make_interval(secs => $1::float8)
-     order by query_start limit 10]], limit)
+  local long = pg.long_running(db, { min_seconds = limit, limit = 10 })
   if #long == 0 then
     log.info("no query has run longer than %g s", limit)
     return
   end
   for _, q in ipairs(long) do
-    print(string.format("    pid %d  %s  %.0f s  %s: %s", q.pid, q.user or "?", q.seconds, q.state or "?", q.query or ""))
+    print(string.format("    pid %d  %s  %.0f s  %s: %s", q.pid, q.usename or "?", q.seconds, q.state or "?",
+      (q.query or ""):gsub("%s+", " "):sub(1, 120)))
   end
   found("database", "degraded", string.format("%d quer%s running longer than %g s (oldest: pid %d, %.0f s)", #long,
     #long == 1 and "y" or "ies", limit, long[1].pid, long[1].seconds))
@@ -208,9 +211,9 @@ function run_check.database(p)
     log.warn("no database: add db = env(\"PROD_DB_URL\") to the target")
     return
   end
-  checked.database = true
+  mark_checked("database")
   local t0 = time.clock()
-  local ok, db = pcall(sql.connect, target.db, { connect_timeout = 5, timeout = 15, quiet = true })
+  local ok, db = pcall(pg.connect, nil, { connect_timeout = 5, timeout = 15 })
   local okq, err = ok, db
   if ok then okq, err = pcall(db.query, db, "select 1 as one") end
   if not okq then
@@ -218,13 +221,13 @@ function run_check.database(p)
     return
   end
   log.info("database answers (%s to connect and run select 1)", ms(time.clock() - t0))
-  local c = db:query([[
-    select count(*)::int as total,
-           count(*) filter (where state = 'active')::int as active,
-           count(*) filter (where state like 'idle in transaction%')::int as idle_in_tx,
-           current_setting('max_connections')::int as max
-      from pg_stat_activity where backend_type = 'client backend']])[1]
-  log.info("connections: %d of %d (%d active, %d idle in transaction)", c.total, c.max, c.active, c.idle_in_tx)
+  local c = pg.connections(db)
+  local active, idle_in_tx = 0, 0
+  for _, s in ipairs(c.by_state) do
+    if s.state == "active" then active = active + s.n end
+    if s.state:find("^idle in transaction") then idle_in_tx = idle_in_tx + s.n end
+  end
+  log.info("connections: %d of %d (%d active, %d idle in transaction)", c.total, c.max, active, idle_in_tx)
   if c.total >= 0.9 * c.max then
     found("database", "degraded", string.format("%d of %d database connections in use", c.total, c.max))
   end
@@ -236,7 +239,7 @@ function run_check.redis()
     log.warn("no Redis: add redis = \"redis://host:6379/0\" to the target")
     return
   end
-  checked.redis = true
+  mark_checked("redis")
   local t0 = time.clock()
   local ok, err = pcall(function()
     local r = redis.connect(target.redis, { connect_timeout = 3, timeout = 5 })
@@ -264,13 +267,21 @@ for _, id in ipairs(CHECKS) do
   end)
 end
 
--- The checks that did not run in this process (a --resume or --start-at
--- past them), run now.  A check that raises here is a finding, not the
--- end of the severity step: the others still count.
+-- The checks that did not run, in this run nor in the run it resumes
+-- (--start-at past them), run now.  A check that raises here is a
+-- finding, not the end of the severity step: the others still count.
 local function check_again(p)
-  local missing = {}
+  local ran, missing, before = state.ran or {}, {}, {}
   for _, id in ipairs(CHECKS) do
-    if not ran[id] then missing[#missing + 1] = id end
+    if not ran[id] then
+      missing[#missing + 1] = id
+    elseif not ran_here[id] then
+      before[#before + 1] = id .. " at " .. ran[id]
+    end
+  end
+  if #before > 0 then
+    log.info("resumed: proposing from what the resumed run's checks found (%s); --start-at severity " ..
+      "checks everything again", table.concat(before, ", "))
   end
   if #missing == 0 then return end
   log.info("resumed: checking again before proposing a severity (%s did not run in this run)",
@@ -286,14 +297,14 @@ end
 
 local function nothing_checked()
   for _, id in ipairs(CHECKS) do
-    if checked[id] then return false end
+    if (state.checked or {})[id] then return false end
   end
   return true
 end
 
 step("Propose and confirm the severity", { id = "severity" }, function(p)
-  noted.severity = nil
-  if noted.scope == nil then note_start(p, true) end
+  state.severity = nil
+  if state.noted == nil then note_start(p, true) end
   check_again(p)
   -- No check ran: "nothing found" would be an all-clear resting on nothing.
   if nothing_checked() then
@@ -302,27 +313,25 @@ step("Propose and confirm the severity", { id = "severity" }, function(p)
       or string.format("nothing was checked: target %s names no health, db, redis or services " ..
         "(add them: docs/targets.md; or did you mean another --target?)", target.name), 0)
   end
-  local proposed, reasons = incident.propose(findings)
-  noted.proposed, noted.reasons = proposed, reasons
-  noted.severity = incident.confirm(proposed, reasons)
+  state.severity = incident.confirm(findings:propose())
 end)
 
 step("Announce the severity", { id = "announce" }, function(p)
-  -- Only what the severity step of this run proposed and the operator
-  -- (or --yes) confirmed is announced; never a default.
-  if noted.severity == nil then
+  -- Only what the severity step proposed and the operator (or --yes)
+  -- confirmed, in this run or the one it resumes, is announced; never a
+  -- default.
+  if state.severity == nil then
     error("no severity was proposed and confirmed in this run, so none is announced: run the severity " ..
       "step (--start-at severity checks again first)", 0)
   end
-  local reasons = {}
-  for _, f in ipairs(findings) do reasons[#reasons + 1] = f.what end
+  local reasons = findings:whats()
   if #reasons == 0 then reasons[1] = "the checks found nothing wrong" end
   local list = services(p)
   incident.announce("declared", {
-    severity = noted.severity,
+    severity = state.severity,
     service = #list > 0 and table.concat(list, ", ") or nil,
-    started = noted.started,
-    scope = noted.scope,
+    started = state.noted.started,
+    scope = state.noted.scope,
     reasons = reasons,
   })
 end)

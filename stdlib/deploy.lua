@@ -2,7 +2,8 @@
 --
 --   local deploy = require("deploy")
 --
--- A target's `releases` table (docs/targets.md) names the release
+-- The target's `releases` table (docs/targets.md; the run's target, or
+-- opts.target in every function that takes opts) names the release
 -- directory and how releases are kept:
 --   releases = { dir = "/srv/app", layout = "git" }
 --     dir is a git checkout; a deployment is a commit on HEAD's
@@ -11,12 +12,12 @@
 --     dir/releases/<id> are the releases (ids sort oldest to newest, as
 --     timestamps or version numbers do) and dir/current points at one.
 --
--- deploy.list(cfg, opts) -> d
+-- deploy.list(opts) -> d
 --   The recent deployments, newest first: d = { layout, dir, items = {
 --   { id, short, date, author, subject, current = bool }, ... },
 --   current = the item running now }.  opts.limit (default 10).  Reads only
 --   (exec readonly: runs in a dry run).
---     local d = deploy.list(target.releases)
+--     local d = deploy.list()
 --     for _, it in ipairs(d.items) do log.info("%s", deploy.describe(it)) end
 --
 -- deploy.previous(d) -> item
@@ -26,7 +27,7 @@
 --   The deployment with that id (a commit may be given by a unique prefix,
 --   or any revision git knows, even older than the list).
 --
--- deploy.activate(cfg, item) -> { dry_run = bool }
+-- deploy.activate(item, opts) -> { dry_run = bool }
 --   Makes item the running release, and reads it back to check:
 --   git: `git -C dir checkout --detach <commit>`, refused while tracked
 --   files have local changes.  Why checkout --detach rather than reset
@@ -37,12 +38,12 @@
 --   symlink: `ln -sfn releases/<id> dir/.current.tmp-<rand>` then
 --   `mv -T` over dir/current: rename(2) replaces the link in one step, so
 --   nothing ever sees dir/current missing or half-written.
---     deploy.activate(target.releases, deploy.find(d, "20250301-1200"))
+--     deploy.activate(deploy.find(d, "20250301-1200"))
 --
--- deploy.rollback(cfg, opts) -> { layout, dir, reverted = item, restored = item, dry_run }
+-- deploy.rollback(opts) -> { layout, dir, reverted = item, restored = item, dry_run }
 --   list + previous (or find(opts.to)) + activate, logged as
 --   "rollback: reverted <id> ..., restored <id> ...".
---     local r = deploy.rollback(target.releases)
+--     local r = deploy.rollback()
 --     log.info("now running %s", r.restored.short)
 --
 -- deploy.describe(item) -> "a1b2c3d 2025-03-01 alice: fix the login form"
@@ -53,7 +54,9 @@ local deploy = {}
 
 local SEP = "\31"   -- git log field separator (%x1f): never in a subject line
 
-local function config(cfg)
+local function config(opts)
+  local t = (opts and opts.target) or (type(target) == "table" and target) or {}
+  local cfg = t.releases
   if type(cfg) ~= "table" or type(cfg.dir) ~= "string" or cfg.dir == "" then
     error("deploy: no release directory for this target (add targets.<name>.releases = " ..
       "{ dir = \"/srv/app\", layout = \"git\" | \"symlink\" } to the config; see docs/targets.md)", 3)
@@ -137,8 +140,8 @@ local function symlink_list(dir, limit)
   return items, current, link
 end
 
-function deploy.list(cfg, opts)
-  local dir, layout = config(cfg)
+function deploy.list(opts)
+  local dir, layout = config(opts)
   local limit = (opts and opts.limit) or 10
   local d = { layout = layout, dir = dir }
   if layout == "git" then
@@ -233,8 +236,8 @@ local function activate_symlink(dir, it)
   return { dry_run = false }
 end
 
-function deploy.activate(cfg, it)
-  local dir, layout = config(cfg)
+function deploy.activate(it, opts)
+  local dir, layout = config(opts)
   if type(it) ~= "table" or it.id == nil then
     error("deploy.activate: expected a deployment item (from deploy.list/find/previous)", 2)
   end
@@ -242,14 +245,14 @@ function deploy.activate(cfg, it)
   return activate_symlink(dir, it)
 end
 
-function deploy.rollback(cfg, opts)
+function deploy.rollback(opts)
   opts = opts or {}
-  local d = deploy.list(cfg, { limit = opts.limit })
+  local d = deploy.list({ limit = opts.limit, target = opts.target })
   local to = opts.to and deploy.find(d, opts.to) or deploy.previous(d)
   if to.id == d.current.id then
     error(string.format("deploy: %s is already the current deployment", to.short), 2)
   end
-  local res = deploy.activate(cfg, to)
+  local res = deploy.activate(to, { target = opts.target })
   log.info("rollback%s: reverted %s, restored %s", res.dry_run and " (dry run)" or "",
     deploy.describe(d.current), deploy.describe(to))
   return { layout = d.layout, dir = d.dir, reverted = d.current, restored = to, dry_run = res.dry_run }

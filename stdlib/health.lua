@@ -72,6 +72,10 @@
 -- HTTPS with a private CA: a check's cacert, else the target's tls.cacert
 -- (the same key tls-renewal reads); health.detailed takes opts.cacert.
 --
+-- The target's keys (health, detailed_health, slow_after, tls.cacert) are
+-- read from the run's target, or from opts.target in every function that
+-- takes opts (docs/authoring.md, "The stdlib modules").
+--
 -- health.pool(doc) -> pool | nil    (the search health.detailed does)
 --
 -- health.findings(results) -> findings for incident.propose:
@@ -101,8 +105,13 @@ local function ms(seconds)
 end
 health.ms = ms
 
+-- The target the configuration comes from: opts.target, else the run's.
+local function target_of(opts)
+  return (opts and opts.target) or (type(target) == "table" and target) or {}
+end
+
 local function slow_after(opts)
-  return (opts and opts.slow_after) or tonumber(target and target.slow_after) or DEFAULT_SLOW
+  return (opts and opts.slow_after) or tonumber(target_of(opts).slow_after) or DEFAULT_SLOW
 end
 
 -- A check as a table, with its expectation as a list of statuses (nil:
@@ -123,8 +132,8 @@ end
 
 -- The CA a check trusts when it names none: the target's tls.cacert, the
 -- private CA its HTTPS services are signed by (docs/targets.md).
-local function default_cacert()
-  local t = target and target.tls
+local function default_cacert(opts)
+  local t = target_of(opts).tls
   if type(t) == "table" and type(t.cacert) == "string" then return t.cacert end
   return nil
 end
@@ -167,7 +176,7 @@ end
 
 local function sample(c, timeout)
   local ok, r = pcall(http.get, c.url, { timeout = c.timeout or timeout, quiet = true,
-    cacert = c.cacert or default_cacert() })
+    cacert = c.cacert })
   if not ok then
     -- (the primitive's message without the runbook position in front)
     local msg = require("runbook.errors").message(r)
@@ -216,26 +225,29 @@ local function show(res)
   print(line)
 end
 
-local function check_list(checks, level)
-  checks = checks or (target and target.health)
+local function check_list(checks, level, opts)
+  checks = checks or target_of(opts).health
   if checks == nil then
     error("health.check: no URLs given and the target has no health; add health = { " ..
       "\"https://app.example/health\" } to it in the config file (docs/targets.md)", level + 1)
   end
   if type(checks) == "string" then checks = { checks } end
   local list = {}
-  for i, c in ipairs(checks) do list[i] = normalize(c, i) end
+  for i, c in ipairs(checks) do
+    list[i] = normalize(c, i)
+    list[i].cacert = list[i].cacert or default_cacert(opts)
+  end
   return list
 end
 
 local function check_opts(opts)
   return { timeout = opts.timeout or DEFAULT_TIMEOUT, samples = math.max(1, math.floor(opts.samples or 1)),
-    slow_after = opts.slow_after }
+    slow_after = opts.slow_after, target = opts.target }
 end
 
 function health.check(checks, opts)
   opts = opts or {}
-  local list = check_list(checks, 2)
+  local list = check_list(checks, 2, opts)
   local o = check_opts(opts)
   local results = parallel(list, function(c) return run_check(c, o) end)
   if not opts.quiet then
@@ -445,14 +457,14 @@ end
 
 function health.detailed(url, opts)
   opts = opts or {}
-  url = url or (target and target.detailed_health)
+  url = url or target_of(opts).detailed_health
   if url == nil then
     error("health.detailed: no URL given and the target has no detailed_health; add " ..
       "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
   end
   local d = { url = url, ok = false, problems = {}, findings = {}, components = {}, down = {} }
   local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet,
-    cacert = opts.cacert or default_cacert() })
+    cacert = opts.cacert or default_cacert(opts) })
   if not ok then
     local msg = require("runbook.errors").message(r)
     d.problems[1] = msg
@@ -486,7 +498,7 @@ end
 -- once, so a hung app costs one timeout, not one per request.
 function health.probe(checks, detailed_url, opts)
   opts = opts or {}
-  local list = check_list(checks, 2)
+  local list = check_list(checks, 2, opts)
   local o = check_opts(opts)
   local tasks = {}
   for ci = 1, #list do
@@ -496,7 +508,7 @@ function health.probe(checks, detailed_url, opts)
   local out = parallel(tasks, function(t)
     if t.detailed then
       return health.detailed(t.detailed, { timeout = o.timeout, slow_after = opts.slow_after,
-        cacert = opts.cacert, quiet = true })
+        cacert = opts.cacert, quiet = true, target = opts.target })
     end
     return sample(list[t.check], o.timeout)
   end)
@@ -530,7 +542,8 @@ function health.await(checks, opts)
   if simulated == nil then simulated = dry_run == true end
   local s
   local function once()
-    s = health.summary(health.check(checks, { quiet = true, timeout = opts.request_timeout or 5 }))
+    s = health.summary(health.check(checks, { quiet = true, timeout = opts.request_timeout or 5,
+      target = opts.target }))
     return s.failing == 0
   end
   if simulated then

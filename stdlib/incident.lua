@@ -25,6 +25,21 @@
 --     local sev, why = incident.propose({ { kind = "slow", what = "GET /health took 6.2 s" } })
 --     --> "P1", { "GET /health took 6.2 s" }
 --
+-- incident.findings(key) -> f
+--   The run's findings, collected by every step that looks: kept in
+--   state[key] (default "findings"), so they are recorded at each step end
+--   and a --resume'd run has the findings of the steps it skips.
+--     local findings = incident.findings()
+--     findings:add("health", "slow", "GET /health took 6.2 s")   -- source, kind, what
+--   f:add(source, kind, what) adds { kind, what, source } and logs
+--     "finding (slow, P1): GET /health took 6.2 s"
+--   f:add_all(list, source) adds findings made elsewhere (health.findings,
+--     health.detailed's d.findings), each with its own kind or severity
+--   f:clear(source) drops a source's findings: a check that runs again
+--     (a retried step) does not count twice
+--   f:list() -> the findings, in order; f:whats() -> their `what`s
+--   f:propose() -> incident.propose(f:list())
+--
 -- incident.rank(level) -> 0 (P0) .. 3 (P3); raises on anything else.
 -- incident.worse(a, b) -> the more severe of two levels.
 -- incident.escalate(level, { at_least = "P1" }) -> one level more severe
@@ -142,6 +157,56 @@ function incident.propose(findings)
   end
   if best == nil then return "P3", { "the checks found nothing wrong" } end
   return best, reasons
+end
+
+-- The collector of incident.findings: its list lives in the run's state,
+-- looked up at each call (--resume restores state after the runbook's top
+-- level ran, so a list taken then would be the old one).
+local Findings = {}
+Findings.__index = Findings
+
+function incident.findings(key)
+  return setmetatable({ key = key or "findings" }, Findings)
+end
+
+function Findings:list()
+  local list = state[self.key]
+  if list == nil then
+    list = {}
+    state[self.key] = list
+  end
+  return list
+end
+
+function Findings:add(source, kind, what)
+  return self:add_all({ { kind = kind, what = what } }, source)
+end
+
+function Findings:add_all(found, source)
+  local list = self:list()
+  for _, f in ipairs(found) do
+    local one = { kind = f.kind, severity = f.severity, what = f.what, source = source or f.source }
+    level_of(one)                       -- an unknown kind fails here, not in the proposal
+    list[#list + 1] = one
+    log.warn("finding (%s, %s): %s", one.kind or "-", level_of(one), tostring(one.what))
+  end
+end
+
+function Findings:clear(source)
+  local list = self:list()
+  for i = #list, 1, -1 do
+    if list[i].source == source then table.remove(list, i) end
+  end
+end
+
+function Findings:whats()
+  local out = {}
+  for i, f in ipairs(self:list()) do out[i] = f.what or f.kind end
+  return out
+end
+
+function Findings:propose()
+  return incident.propose(self:list())
 end
 
 function incident.confirm(proposed, reasons, opts)

@@ -6,11 +6,14 @@
 -- query and command is shown, recorded in the transcript and honours the
 -- dry run: reads run for real (queries in a READ ONLY transaction,
 -- readonly = true commands), pg.terminate and pg.cancel are simulated.
--- Functions take `db`, an open handle from pg.connect (or sql.connect).
+-- Functions take `db`, an open handle from pg.connect (or sql.connect);
+-- what they read from the configuration (db, pg_bin) comes from the run's
+-- target, or opts.target (docs/authoring.md, "The stdlib modules").
 --
 -- Diagnostics
---   local db = pg.connect(url)            -- sql.connect(url, {quiet = true}): rows are
---                                         -- shown by the runbook, not echoed per query
+--   local db = pg.connect(url, opts)      -- sql.connect(url, {quiet = true, ...opts}): rows are
+--                                         -- shown by the runbook, not echoed per query;
+--                                         -- url nil: the target's db
 --   pg.connections(db)    -> { max = 100, total = 12, by_state = {
 --                              {state = "active", n = 3}, {state = "idle in transaction", n = 1}, ...},
 --                              by_database = { {datname = "app", state = "idle", n = 8}, ... } }
@@ -37,10 +40,11 @@
 --   pg.cancel(db, pid)    -> pg_cancel_backend (cancels the query, keeps the session)
 --
 -- Dumps (pg_dump -Fc files)
---   pg.tool("pg_restore")      -> "/usr/lib/postgresql/15/bin/pg_restore"
+--   pg.tool("pg_restore", opts) -> "/usr/lib/postgresql/15/bin/pg_restore"
 --                                 (target.pg_bin, PATH, then /usr/lib/postgresql/<newest>/bin)
---   pg.dumps(dir)              -> { {path=, name=, size=, mtime=}, ... } newest first | nil, why
---   pg.newest_dump(dir)        -> "/var/backups/postgres/app-2026-01-02.dump", mtime | nil, why
+--   pg.dumps(dir, opts)        -> { {path=, name=, size=, mtime=}, ... } newest first | nil, why
+--                                 the files matching opts.pattern (a Lua pattern, "%.dump$")
+--   pg.newest_dump(dir, opts)  -> "/var/backups/postgres/app-2026-01-02.dump", mtime | nil, why
 --   pg.read_dump(path)         -> true | false, pg_restore's message: reads the whole dump
 --                                 (pg_restore --file=/dev/null), every data block included
 --   pg.dump_tables(path)       -> { {schema="public", name="users", relation="public.users",
@@ -75,8 +79,21 @@ local function quiet_exec(spec)
   return exec(spec)
 end
 
-function pg.connect(url)
-  return sql.connect(url, { quiet = true })
+local function target_of(opts)
+  return (opts and opts.target) or (type(target) == "table" and target) or {}
+end
+
+function pg.connect(url, opts)
+  local o = { quiet = true }
+  for k, v in pairs(opts or {}) do
+    if k ~= "target" then o[k] = v end
+  end
+  url = url or target_of(opts).db
+  if url == nil then
+    error("pg.connect: no URL given and the target has no db; add db = env(\"...\") to it (docs/targets.md)", 2)
+  end
+  local db = sql.connect(url, o)
+  return db
 end
 
 function pg.server(url)
@@ -286,8 +303,8 @@ local function newest_pg_bin(name)
   return best
 end
 
-function pg.tool(name)
-  local t = type(target) == "table" and target or {}
+function pg.tool(name, opts)
+  local t = target_of(opts)
   if t.pg_bin and is_file(t.pg_bin .. "/" .. name) then return t.pg_bin .. "/" .. name end
   local wrapper
   for dir in (os.getenv("PATH") or ""):gmatch("[^:]+") do
@@ -305,8 +322,8 @@ function pg.tool(name)
     name), 2)
 end
 
-function pg.dumps(dir, pattern)
-  pattern = pattern or "%.dump$"
+function pg.dumps(dir, opts)
+  local pattern = (opts and opts.pattern) or "%.dump$"
   local names = sys.listdir(dir)
   if names == nil then return nil, string.format("cannot read the backup directory %s", dir) end
   local list = {}
@@ -323,8 +340,8 @@ function pg.dumps(dir, pattern)
   return list
 end
 
-function pg.newest_dump(dir, pattern)
-  local list, why = pg.dumps(dir, pattern)
+function pg.newest_dump(dir, opts)
+  local list, why = pg.dumps(dir, opts)
   if list == nil then return nil, why end
   return list[1].path, list[1].mtime
 end

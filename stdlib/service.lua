@@ -81,15 +81,43 @@
 --   opts.timeout: seconds (default 120).
 --     local r = service.restart("api", { check = false })
 --
+-- service.down(name, opts) / service.up(name, opts) -> r
+--   Takes the service out of use, or puts it back: maintenance mode when
+--   the target names commands.maintenance_on and commands.maintenance_off
+--   (argv lists, "%s" = the service; run like every other command, over
+--   ssh when the target says so, 300 s each), else service.stop and
+--   service.start.  r is what stop/start return, plus how = "maintenance"
+--   | "stop", and said = what was done, or in a dry run what would have
+--   been ("api stopped", "dry run: would turn maintenance mode on for
+--   api"), which is also logged; a simulated action is never said done.
+--   r.left is what a real down leaves ("api is stopped", "api is in
+--   maintenance mode"), nil after an up or a simulation.
+--     local r = service.down("api")      -- ... the work ...;  service.up("api")
+--
+-- service.maintenance(name, fn, opts) -> fn's results
+--   service.down, fn(), service.up; the service is put back also when fn
+--   raises, and the error is raised again.  For work that spans steps
+--   (stop, restore, start, each retried on its own), call down and up in
+--   their steps.
+--     service.maintenance("api", function() exec { "/srv/bin/migrate" } end)
+--
+-- service.default(given, opts) -> name | nil
+--   The service a runbook acts on: given (a -p service value), else the
+--   target's first service, else nil; with opts.needed_for ("restart") a
+--   missing one raises "no service to restart: pass -p service=NAME or add
+--   services = { "api" } to the target".
+--     local name = service.default(p.service, { needed_for = "restart" })
+--
 -- service.list() -> target.services, or {} when the target names none.
 -- service.manager() -> the manager's name, checked against the target;
 --   raises naming the key to add when the target lacks one.
 -- service.where() -> "here" or the ssh target ("deploy@app1:22").
 --
 -- Every function takes opts.target to act on another target's table
--- instead of the global `target`.
+-- instead of the run's `target` (the form of every stdlib module:
+-- docs/authoring.md, "The stdlib modules").
 local verbs = require("runbook.verbs")
-local exec, json, target = verbs.exec, verbs.json, verbs.target
+local exec, json, log, target = verbs.exec, verbs.json, verbs.log, verbs.target
 local ssh = require("ssh")
 
 local service = {}
@@ -687,7 +715,9 @@ function service.logs(name, opts)
   return lg
 end
 
-local function change(action, name, opts)
+-- level: where a failure is raised, as error()'s (3: the caller of
+-- service.restart/start/stop).
+local function change(action, name, opts, level)
   opts = opts or {}
   local t = target_of(opts)
   local m = service.manager(opts)
@@ -706,10 +736,10 @@ local function change(action, name, opts)
     local detail = res.reason ~= "" and (": " .. res.reason) or ""
     if r.ran == false then
       error(string.format("service %s: cannot %s through %s (%s)%s", name, action, m, service.where(opts),
-        detail), 3)
+        detail), level or 3)
     end
     error(string.format("service %s: %s through %s (%s) exited with code %d%s", name, action, m,
-      service.where(opts), r.code, detail), 3)
+      service.where(opts), r.code, detail), level or 3)
   end
   return res
 end
@@ -721,6 +751,88 @@ for _, action in ipairs({ "restart", "start", "stop" }) do
     local r = change(action, name, opts)   -- (not a tail call: errors name the caller's line)
     return r
   end
+end
+
+function service.default(given, opts)
+  if given ~= nil and given ~= "" then return given end
+  local name = service.list(opts)[1]
+  if name == nil and opts and opts.needed_for then
+    error(string.format("no service to %s: pass -p service=NAME or add services = { \"api\" } to the target " ..
+      "(docs/targets.md)", opts.needed_for), 0)
+  end
+  return name
+end
+
+local MAINTENANCE_TIMEOUT = 300
+
+local function has_maintenance(t)
+  return type(t.commands) == "table" and t.commands.maintenance_on ~= nil
+end
+
+-- Maintenance mode on or off through the target's commands.
+local function maintenance_mode(t, name, mode, opts)
+  local key = "maintenance_" .. mode
+  if type(t.commands[key]) ~= "table" then
+    error(string.format("service: %s has commands.maintenance_on but no commands.%s: add it " ..
+      "(argv, %%s = the service)", target_label(t), key), 0)
+  end
+  local r = run_argv(t, commands_argv(t, key, name), false, opts.timeout or MAINTENANCE_TIMEOUT, opts.quiet)
+  local res = { service = name, manager = t.manager, action = key, how = "maintenance", ok = r.code == 0,
+    code = r.code, output = output_of(r), reason = last_line(r), dry_run = r.dry_run }
+  if not res.ok then
+    error(string.format("service %s: maintenance mode %s (%s) exited with code %d%s", name, mode,
+      service.where(opts), r.code, res.reason ~= "" and (": " .. res.reason) or ""), 0)
+  end
+  return res
+end
+
+-- down = true: out of use; false: back.  Says what it did.
+local function use(name, down, opts)
+  opts = opts or {}
+  local t = target_of(opts)
+  local r
+  if has_maintenance(t) then
+    local mode = down and "on" or "off"
+    r = maintenance_mode(t, name, mode, opts)
+    r.said = r.dry_run and string.format("dry run: would turn maintenance mode %s for %s", mode, name)
+      or string.format("%s: maintenance mode %s", name, mode)
+    r.left = down and not r.dry_run and (name .. " is in maintenance mode") or nil
+  else
+    r = change(down and "stop" or "start", name, opts, 4)   -- change, use, down/up, the caller
+    r.how = "stop"
+    r.said = r.dry_run and string.format("dry run: would %s %s", down and "stop" or "start", name)
+      or (name .. (down and " stopped" or " started"))
+    r.left = down and not r.dry_run and (name .. " is stopped") or nil
+  end
+  log.info("%s", r.said)
+  return r
+end
+
+function service.down(name, opts)
+  check_name("down", name)
+  local r = use(name, true, opts)
+  return r
+end
+
+function service.up(name, opts)
+  check_name("up", name)
+  local r = use(name, false, opts)
+  return r
+end
+
+function service.maintenance(name, fn, opts)
+  check_name("maintenance", name)
+  if type(fn) ~= "function" then error("service.maintenance: expected the work as a function", 2) end
+  service.down(name, opts)
+  local res = table.pack(pcall(fn))
+  local okup, uperr = pcall(service.up, name, opts)
+  if not res[1] then
+    if not okup then error(string.format("%s; and putting %s back failed: %s", tostring(res[2]), name,
+      tostring(uperr)), 0) end
+    error(res[2], 0)
+  end
+  if not okup then error(uperr, 0) end
+  return table.unpack(res, 2, res.n)
 end
 
 return service

@@ -22,13 +22,14 @@
 --   seconds, expires_text = "2026-01-31 12:00 UTC", days_left = number
 --   (negative once expired), verified = bool (endpoints), subject, issuer }.
 --
--- tls.check(cfg, opts) -> certs, problems
---   Every endpoint and file of a target's `tls` table (docs/targets.md);
+-- tls.check(opts) -> certs, problems
+--   Every endpoint and file of the target's `tls` table (docs/targets.md;
+--   the run's target, or opts.target);
 --   each cert also gets status = "ok" | "due" (under warn_days) | "expired",
 --   and each one is logged.  A check that fails (connection refused, no
 --   such file) is logged and listed in problems, not raised, so one dead
 --   endpoint does not hide the others.
---     local certs, problems = tls.check(target.tls, { warn_days = 21 })
+--     local certs, problems = tls.check({ warn_days = 21 })
 --
 -- tls.parse_date(text) -> epoch | nil
 --   OpenSSL's date form, "Jan  2 03:04:05 2026 GMT" (as printed by
@@ -168,8 +169,9 @@ local function log_cert(c)
   else log.error("%s: EXPIRED", text) end
 end
 
-function tls.check(cfg, opts)
+function tls.check(opts)
   opts = opts or {}
+  local cfg = ((opts.target or (type(target) == "table" and target)) or {}).tls
   if type(cfg) ~= "table" then
     error("tls.check: no tls table for this target (add targets.<name>.tls = { endpoints = {...}, "
       .. "files = {...} } to the config; see docs/targets.md)", 2)

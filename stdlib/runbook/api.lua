@@ -365,8 +365,11 @@ function verbs.step(title, opts, fn)
   if not id then errors.usage(misuse, "step") end
   plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
     fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
-    verify = opts.verify, undo = opts.undo, line = debug.getinfo(2, "l").currentline }
+    verify = opts.verify, undo = opts.undo, requires = opts.requires,
+    line = debug.getinfo(2, "l").currentline }
 end
+
+verbs.requirement = require("runbook.requires").requirement
 
 -- choose(): the question with its numbered list, and the parser of an
 -- answer, a number of the list or one of its values as written.
@@ -668,6 +671,8 @@ function api.environment(run)
   helper_verbs(run, G)
   test_internals(run, G)
   G.target = run.target or {}
+  run.state = run.state or {}
+  G.state = run.state       -- what the steps share: recorded, restored by --resume (runbook.state)
   G.dry_run = run.dry_run and true or false     -- a rehearsal: mutating calls are simulated
   G.require = function(name) return api.require(run, env, name) end
   api.install_primitives(G)

@@ -8,6 +8,8 @@ local context = require("runbook.context")
 local errors = require("runbook.errors")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
+local requires = require("runbook.requires")
+local run_state = require("runbook.state")
 local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
@@ -25,11 +27,12 @@ engine.usage_error = usage_error
 -- functions called once when the run ends (primitives register the closing
 -- of their cached connections there); and `before_step`, functions called
 -- with the step at the start of every attempt, inside its task (the team
--- lock checks it is still held there).  The new run is the current one
--- (runbook.context) from now on.
+-- lock checks it is still held there); `state`, the table the runbook
+-- names `state` (runbook.state records and restores it).  The new run is
+-- the current one (runbook.context) from now on.
 function engine.new_run(fields)
   local run = { phase = "declare", plan = { params = {}, param_list = {}, steps = {} }, cleanup = {},
-    before_step = {} }
+    before_step = {}, state = {} }
   for k, v in pairs(fields or {}) do run[k] = v end
   context.enter(run)
   return run
@@ -72,6 +75,8 @@ function engine.declare(run, path)
     if type(derr) ~= "string" and not errors.is(derr) then derr = path .. ": " .. tostring(derr) end
     return nil, tostring(derr)
   end
+  local rerr = requires.check(run.plan, path)
+  if rerr then return nil, rerr end
   run.env = env
   local plan = run.plan
   plan.header = plan.header or {}
@@ -161,6 +166,7 @@ local function attempt(run, step)
   local ok, err, tb = loop.run({ timeout = step.timeout }, function()
     context.bind(run)
     for _, hook in ipairs(run.before_step) do hook(step) end
+    requires.provide(run, step, p)
     step.fn(p)
     if step.verify then
       local good, why = step.verify(p)
@@ -280,6 +286,7 @@ local function execute_step(run, step, n)
     -- no retry/skip/abort question; the caller stops the run saying why.
     if run.rec.failed then error(run.rec.failed, 0) end
     if outcome == "ok" then
+      run_state.record(run, step)
       run.rec:event("step.end", { index = step.index, id = step.id, status = "ok", duration = dur })
       run.rec:sync()
       ui.print("      " .. ui.style("green", "ok") .. ui.style("dim", " (" .. ui.duration(dur) .. ")"))
@@ -290,6 +297,7 @@ local function execute_step(run, step, n)
       ui.style("dim", " (" .. ui.duration(dur) .. ")") .. ": " .. tostring(msg))
     local decision, source, undone = after_failure(run, step, outcome, interrupts)
     local status = decision == "skip" and "skipped" or outcome
+    run_state.record(run, step)
     run.rec:event("step.end", { index = step.index, id = step.id, status = status, duration = dur,
       error = msg, traceback = tb, decision = decision, decided_by = source, undone = undone })
     run.rec:sync()
@@ -314,6 +322,7 @@ function engine.execute(run, first)
   local plan = run.plan
   local n = #plan.steps
   run.phase = "execute"
+  run_state.restore(run)
   local counts = { ok = 0, skipped = 0 }
   for i = 1, first - 1 do
     run.rec:event("step.end", { index = i, id = plan.steps[i].id, status = "skipped",
@@ -333,6 +342,7 @@ function engine.execute(run, first)
       break
     end
   end
+  if run.scenario then run.scenario:report_unused(run) end
   run.step = nil
   run.phase = "done"
   return status, engine.exit_code(status), counts
@@ -355,11 +365,14 @@ function engine.resume_point(path)
       info.target = ev.target
     elseif ev.event == "param" then
       info.params[ev.name] = { value = ev.value, secret = ev.secret }
-    elseif ev.event == "step.end" and ev.status == "ok" then
+    elseif ev.event == "step.end" and (ev.status == "ok" or ev.reason == "done in the resumed run") then
+      -- (a resumed run's steps done before it count as done: resuming it
+      -- again starts where it stopped, not at step 1)
       info.last_ok = { index = ev.index, id = ev.id }
     end
   end
   if info.runbook == nil then usage_error("--resume: %s has no run.start event", path) end
+  info.state, info.state_lost = run_state.replay(events)
   return info
 end
 

@@ -16,7 +16,12 @@
 -- `match` is a Lua pattern searched in the call as it is shown ("pg_restore
 -- --clean ...", "GET https://..."); `step` limits a rule to a step id;
 -- `times` limits how often it fires (default: always).  The first rule that
--- matches wins.
+-- matches wins.  A rule that never fired is named at the end of the run
+-- (on screen and as a `scenario.unused` event): a `match` that no longer
+-- meets the call's text (the runbook or a stdlib module changed it) would
+-- otherwise turn the rehearsal into a run of the happy path, without a word.
+local ui = require("runbook.ui")
+
 local scenario = {}
 scenario.__index = scenario
 
@@ -142,7 +147,7 @@ function scenario.load(path)
   for i, r in ipairs(rules) do
     check_rule(path, lines, i, r)
     r.name = r.name or string.format("rule %d", i)
-    r.fired = 0
+    r.fired, r.line = 0, lines[i]
   end
   return setmetatable({ path = path, rules = rules }, scenario)
 end
@@ -161,6 +166,34 @@ function scenario:match(primitive, describe, step)
     end
   end
   return nil
+end
+
+-- The rules that replaced no call: { index, name, primitive, match, step,
+-- line }, in the file's order.
+function scenario:unused()
+  local list = {}
+  for i, r in ipairs(self.rules) do
+    if r.fired == 0 then
+      list[#list + 1] = { index = i, name = r.name, primitive = r.primitive, match = r.match,
+        step = r.step, line = r.line }
+    end
+  end
+  return list
+end
+
+-- At the end of the run: each rule that never fired, shown and recorded.
+function scenario:report_unused(run)
+  local unused = self:unused()
+  if #unused == 0 then return end
+  ui.print(ui.style("magenta", "scenario:") .. " " .. ui.style("yellow", string.format(
+    "%d of %d rule(s) of %s never fired: this rehearsal did not exercise them", #unused, #self.rules,
+    self.path)))
+  for _, u in ipairs(unused) do
+    ui.print(string.format("  rule %d %q%s: no %s call%s matched %s", u.index, u.name,
+      u.line and string.format(" (%s:%d)", self.path, u.line) or "", u.primitive,
+      u.step and (" in step " .. u.step) or "", u.match and string.format("%q", u.match) or "(any)"))
+  end
+  if run.rec then run.rec:event("scenario.unused", { scenario = self.path, rules = unused }) end
 end
 
 return scenario

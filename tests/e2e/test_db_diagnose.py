@@ -4,7 +4,8 @@ state, the blocking pair and the root blocker; terminating the chosen
 backend (answers file) ends it after confirmation and frees the waiter;
 declining leaves it running; a dry run only shows the pg_terminate_backend;
 pg.cancel cancels the waiting query; the shipped game-day scenario walks
-the saturated-connections and blocking-chain branch."""
+the saturated-connections and blocking-chain branch, and a copy whose
+rule no longer matches pg.lua's SQL says so at the end of the run."""
 import os
 import time
 import unittest
@@ -112,6 +113,27 @@ class Diagnose(DbTestCase):
         self.assertRegex(p.stdout, r"pid 4141\s+root blocker\s+\(gone\)")
         fired = {c["scenario"] for c in self.calls("sql.query") if c.get("scenario")}
         self.assertEqual(fired, {"connections nearly exhausted", "writers behind an idle transaction"})
+        self.assertNotIn("never fired", p.stdout)
+        self.assertEqual([e for e in self.events(self.transcript) if e["event"] == "scenario.unused"], [])
+
+    def test_a_scenario_rule_that_no_longer_matches_the_sql_is_reported(self):
+        # The rule's match is written against pg.lua's SQL text: an edit of
+        # either side leaves the rule matching nothing, and the rehearsal
+        # would run the happy path against the real (quiet) server.
+        with open(os.path.join(SCENARIOS, "db-diagnose.lua")) as f:
+            text = f.read()
+        self.assertIn('match = "coalesce%(state"', text)
+        edited = self.write("db-diagnose.lua", text.replace('match = "coalesce%(state"',
+                                                            'match = "coalesce%(status"'))
+        line = next(n for n, l in enumerate(text.split("\n"), 1) if "coalesce%(state" in l)
+        p = self.run_book("db-diagnose", "--dry-run", "--yes", "-p", f"db={self.url}", "--scenario", edited)
+        self.assertExit(p, 0)
+        self.assertNotIn("55 client connections of max_connections 60", p.stdout)
+        self.assertIn(f"1 of 2 rule(s) of {edited} never fired: this rehearsal did not exercise them", p.stdout)
+        self.assertIn(f'rule 1 "connections nearly exhausted" ({edited}:{line}): no sql.query call matched '
+                      '"coalesce%(status"', p.stdout)
+        unused = [e for e in self.events(self.transcript) if e["event"] == "scenario.unused"]
+        self.assertEqual([[r["name"] for r in e["rules"]] for e in unused], [["connections nearly exhausted"]])
 
     def test_pg_cancel_cancels_the_waiting_query_not_the_holder(self):
         holder, waiter, waiter_proc = self.block()

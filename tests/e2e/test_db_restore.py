@@ -10,7 +10,10 @@ service is stopped and is never swapped for an older one without the
 operator, who chooses from the listed dumps; a table locked by another
 session is reported, not waited for; the shipped game-day scenario makes
 pg_restore fail and the run fails at that step (and its undo brings the
-service back)."""
+service back); a target with maintenance commands is put in maintenance
+mode instead of stopped (service.down/up), and only said so in a dry run;
+a run resumed after the approval was declined restores the dump the
+operator chose in the first run (kept in `state`), not the newest."""
 import os
 import re
 import subprocess
@@ -38,16 +41,23 @@ class Restore(DbTestCase):
         self.sql(DAMAGE)
         self.assertEqual(self.counts(), DAMAGED, "the damage did not apply")
 
-    def service_target(self, services=False):
+    def service_target(self, services=False, maintenance=False):
         """A target whose service "api" is a real HTTP server managed through
         the "commands" manager (tests/e2e/appserver.py), with its health URL,
-        and a migration that appends to a log."""
+        and a migration that appends to a log; with maintenance, commands
+        maintenance_on/off that append "on api"/"off api" to another."""
         self.app = AppService(self.path("app"))
         self.addCleanup(self.app.close)
         self.app.add("api")
         self.app.start("api")
         self.log = self.path("migrate.log")
         commands = ", ".join(f'{a} = {{ "{self.app.script(a)}", "%s" }}' for a in ("start", "stop", "status"))
+        self.mlog = self.path("maintenance.log")
+        if maintenance:
+            script = self.write("bin/maintenance", f'#!/bin/sh\necho "$1 $2" >> {self.mlog}\n')
+            os.chmod(script, 0o755)
+            commands += f', maintenance_on = {{ "{script}", "on", "%s" }}, ' \
+                        f'maintenance_off = {{ "{script}", "off", "%s" }}'
         self.write_config(f"""
 targets = {{
   staging = {{
@@ -90,6 +100,53 @@ targets = {{
         with open(self.transcript) as f:
             self.assertNotIn(PASSWORD, f.read(), "the password reached the transcript")
         self.assertNotIn(PASSWORD, p.stdout + p.stderr)
+
+    def read_maintenance(self):
+        if not os.path.exists(self.mlog):
+            return []
+        with open(self.mlog) as f:
+            return f.read().split("\n")[:-1]
+
+    def test_maintenance_mode_instead_of_a_stop_when_the_target_names_it(self):
+        env = self.service_target(maintenance=True)
+        before = self.app.pid("api")
+        p = self.run_book("db-restore", "--yes", "--target", "staging", "-p", "service=api",
+                          "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        self.assertEqual(self.counts(), FULL)
+        self.assertEqual(self.read_maintenance(), ["on api", "off api"])
+        self.assertEqual(self.app.pid("api"), before, "the service was stopped, not put in maintenance mode")
+        self.assertIn("api: maintenance mode on", self.logs("stop"))
+        self.assertIn("api: maintenance mode off", self.logs("start"))
+        steps = [c["step"] for c in self.calls("exec") if "maintenance" in c["args"]["argv"][0]]
+        self.assertEqual(steps, ["stop", "start"])
+
+    def test_a_dry_run_only_says_it_would_turn_maintenance_mode_on(self):
+        env = self.service_target(maintenance=True)
+        p = self.run_book("db-restore", "--dry-run", "--yes", "--target", "staging", "-p", "service=api",
+                          "-p", f"dump={self.dump_path}", env=env)
+        self.assertExit(p, 0)
+        self.assertEqual(self.read_maintenance(), [], "a dry run turned maintenance mode on")
+        self.assertIn("dry run: would turn maintenance mode on for api", self.logs("stop"))
+        self.assertIn("dry run: would turn maintenance mode off for api", self.logs("start"))
+        self.assertNotRegex(p.stdout, r"maintenance mode on\b(?! for)")
+
+    def test_a_resumed_run_restores_the_dump_the_operator_chose(self):
+        env = self.service_target()
+        self.truncated_newest(env)
+        answers = self.write("answers", "[preflight] Which dump to restore? = 2\n"
+                                        "[approval] Has the incident lead approved this restore? = no\n")
+        first = self.path("first.jsonl")
+        p = self.run_book("db-restore", "--answers", answers, "--target", "staging", "-p", "service=api",
+                          env=env, transcript=first)
+        self.assertExit(p, 1)
+        self.assertEqual(self.step_ends(first)["approval"]["status"], "declined")
+        p = self.run_book("db-restore", "--yes", "--resume", first, env=env)
+        self.assertExit(p, 0)
+        self.assertIn(f"dump read through: {self.dump_path}", p.stdout)
+        restore = [c for c in self.calls("exec") if c["step"] == "restore"]
+        self.assertIn(self.dump_path, restore[0]["args"]["argv"], "the resumed run restored another dump")
+        self.assertEqual(self.counts(), FULL)
 
     def test_without_service_stop_and_start_say_so_and_run_nothing(self):
         p = self.run_book("db-restore", "--yes", "-p", f"db={self.url}", "-p", f"dump={self.dump_path}")
