@@ -48,7 +48,7 @@
 --
 -- deploy.describe(item) -> "a1b2c3d 2025-03-01 alice: fix the login form"
 local verbs = require("runbook.verbs")
-local exec, log = verbs.exec, verbs.log
+local exec, log, target = verbs.exec, verbs.log, verbs.target
 
 local deploy = {}
 

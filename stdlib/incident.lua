@@ -169,7 +169,10 @@ function incident.findings(key)
   return setmetatable({ key = key or "findings" }, Findings)
 end
 
+-- The run's state table is read at each call: --resume puts the state
+-- of the run it resumes in its place.
 function Findings:list()
+  local state = verbs.state
   local list = state[self.key]
   if list == nil then
     list = {}

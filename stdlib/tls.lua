@@ -63,7 +63,7 @@
 --   renewed = { paths }, failed = { paths } }.
 local io = require("io")
 local verbs = require("runbook.verbs")
-local exec, log = verbs.exec, verbs.log
+local exec, log, target = verbs.exec, verbs.log, verbs.target
 local http = require("http")
 
 local tls = {}

@@ -6,6 +6,7 @@
 -- is shown as "would run" and simulated while a read runs for real.  What
 -- a file holds is never recorded, only its path and size: a file read in
 -- an incident is often a config holding a credential.
+local errors = require("runbook.errors")
 local sys = require("runbook.sys")
 
 -- Why the call failed, "file.read /etc/x: No such file or directory".
@@ -32,8 +33,7 @@ local function write_all(path, text, append)
 end
 
 local function check_path(api, verb, path)
-  -- raise's level 2: past check_path and the verb, at the runbook's line
-  if type(path) ~= "string" or path == "" then api.raise("file." .. verb .. ": expected a path", 2) end
+  if type(path) ~= "string" or path == "" then errors.usage("file." .. verb .. ": expected a path", "file." .. verb) end
 end
 
 local function reads(run, api, G)
@@ -46,7 +46,7 @@ local function reads(run, api, G)
       summary = function(text) return { bytes = #text } end,
       mark = function(text) require("runbook.record").secret(text) end,
       complete = function(r) return type(r) == "table" and (r.text or "") or tostring(r) end })
-    if not ok then api.raise(res, 1) end
+    if not ok then error(errors.from(res, "file.read", "failed"), 0) end
     return res
   end
   function G.file.list(dir)
@@ -59,7 +59,7 @@ local function reads(run, api, G)
         return names
       end,
       summary = function(names) return { count = #names } end })
-    if not ok then api.raise(res, 1) end
+    if not ok then error(errors.from(res, "file.list", "failed"), 0) end
     return res
   end
   function G.file.stat(path)
@@ -68,7 +68,7 @@ local function reads(run, api, G)
       describe = "stat " .. path,
       perform = function() return sys.stat(path) or false end,
       summary = function(st) return st and { type = st.type, size = st.size } or { missing = true } end })
-    if not ok then api.raise(res, 1) end
+    if not ok then error(errors.from(res, "file.stat", "failed"), 0) end
     return res or nil
   end
 end
@@ -76,7 +76,7 @@ end
 local function changes(run, api, G)
   function G.file.write(path, text, opts)
     check_path(api, "write", path)
-    if type(text) ~= "string" then api.raise("file.write: expected the text to write", 1) end
+    if type(text) ~= "string" then errors.usage("file.write: expected the text to write", "file.write") end
     opts = opts or {}
     local how = opts.append and "append" or "write"
     local ok, res = api.call(run, { primitive = "file.write", mutating = true,
@@ -89,7 +89,7 @@ local function changes(run, api, G)
       end,
       stand_in = function() return { bytes = #text, path = path, dry_run = true } end,
       summary = function(r) return { bytes = r.bytes } end })
-    if not ok then api.raise(res, 1) end
+    if not ok then error(errors.from(res, "file.write", "failed"), 0) end
     return res
   end
   function G.file.remove(path)
@@ -102,7 +102,7 @@ local function changes(run, api, G)
         return { path = path }
       end,
       stand_in = function() return { path = path, dry_run = true } end })
-    if not ok then api.raise(res, 1) end
+    if not ok then error(errors.from(res, "file.remove", "failed"), 0) end
     return res
   end
 end
