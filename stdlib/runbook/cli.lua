@@ -25,7 +25,7 @@ local ui = require("runbook.ui")
 
 local cli = {}
 
-cli.COMMANDS = { "run", "list", "show", "check", "new", "repl", "verify", "report" }
+cli.COMMANDS = { "run", "list", "show", "check", "new", "import", "repl", "verify", "report" }
 
 local HELP_OPTION = { name = "help", short = "h", help = "show this help" }
 
@@ -55,8 +55,10 @@ function cli.resolve(name)
     return nil, string.format("no runbook file %s", name)
   end
   for _, dir in ipairs(cli.search_dirs()) do
-    local path = dir .. "/" .. name .. ".lua"
-    if cli.is_file(path) then return path end
+    for _, ext in ipairs({ ".lua", ".md" }) do       -- a markdown checklist is a runbook too
+      local path = dir .. "/" .. name .. ext
+      if cli.is_file(path) then return path end
+    end
   end
   return nil, string.format("no runbook named %q in %s", name, table.concat(cli.search_dirs(), ", "))
 end

@@ -62,7 +62,9 @@ function engine.declare(run, path)
   local env = api.environment(run)
   local chunk, err
   if path:match("%.md$") then       -- a markdown checklist (runbook.mdrun)
-    chunk, err = require("runbook.mdrun").load(path, env)
+    local doc
+    chunk, doc = require("runbook.mdrun").load(path, env)
+    if chunk then run.plan.markdown = doc else err = doc end     -- the document read, for show
   else
     chunk, err = loadfile(path, "t", env)
   end

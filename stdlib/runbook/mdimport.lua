@@ -142,7 +142,7 @@ local function run(cmd, class, env, lead)
   end
   if class == "destructive" then
     local word = target.name or "destroy"
-    if prompt("Destructive: " .. cmd .. "\nType " .. word .. " to run it") ~= word then
+    if prompt("Destructive: " .. cmd .. " -- type " .. word .. " to run it") ~= word then
       error("not run: " .. word .. " was not typed", 0)
     end
   else
@@ -168,7 +168,7 @@ local function query(stmt, class)
   end
   if class == "destructive" then
     local word = target.name or "destroy"
-    if prompt("Destructive SQL: " .. stmt .. "\nType " .. word .. " to run it") ~= word then
+    if prompt("Destructive SQL: " .. stmt .. " -- type " .. word .. " to run it") ~= word then
       error("not run: " .. word .. " was not typed", 0)
     end
   else

@@ -27,7 +27,7 @@ function M.load(path, env)
   if not chunk then
     return nil, string.format("%s: the runbook made of it does not load (a bug of runbook): %s", path, lerr)
   end
-  return function() return chunk(mdimport.helpers(env)) end
+  return function() return chunk(mdimport.helpers(env)) end, doc
 end
 
 return M

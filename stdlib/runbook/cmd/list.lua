@@ -14,7 +14,7 @@ function M.run(args)
   local seen, rows = {}, {}
   for _, dir in ipairs(cli.search_dirs()) do
     for _, f in ipairs(sys.listdir(dir) or {}) do
-      local name = f:match("^(.+)%.lua$")
+      local name = f:match("^(.+)%.lua$") or f:match("^(.+)%.md$")    -- Lua or a markdown checklist
       if name and not seen[name] then
         seen[name] = true
         local run, plan = cli.load_plan(dir .. "/" .. f)

@@ -38,8 +38,32 @@ function M.run(args)
     if s.undo then notes[#notes + 1] = "has undo" end
     ui.print(string.format("  %2d. [ ] %s  %s", s.index, s.title,
       ui.style("dim", "(" .. table.concat(notes, ", ") .. ")")))
+    if plan.markdown then M.markdown_items(plan.markdown.steps[s.index]) end
   end
   return 0
+end
+
+-- What a markdown step holds, as its document says it (runbook.markdown):
+-- the commands with their class, the checklist items, the blanks.
+local ITEM = {
+  check = function(it) return "[ ] " .. it.text end,
+  blank = function(it) return it.label .. ": ____" end,
+  command = function(it) return string.format("%-11s $ %s", it.class, it.cmd) end,
+  sql = function(it) return string.format("%-11s sql %s", it.class, (it.sql:gsub("%s+", " "))) end,
+  link = function(it) return "-> " .. it.target .. " (" .. it.text .. ")" end,
+}
+
+function M.markdown_items(step)
+  for _, it in ipairs(step and step.items or {}) do
+    local say = ITEM[it.kind]
+    if say then
+      ui.print("        " .. ui.style("dim", say(it)))
+    elseif it.kind == "choice" then
+      for _, o in ipairs(it.options) do
+        ui.print("        " .. ui.style("dim", string.format("%-11s $ %s  (%s)", o.class, o.cmd, o.label or o.platform)))
+      end
+    end
+  end
 end
 
 
