@@ -47,6 +47,7 @@
 --     log.info("now running %s", r.restored.short)
 --
 -- deploy.describe(item) -> "a1b2c3d 2025-03-01 alice: fix the login form"
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local exec, log, target = verbs.exec, verbs.log, verbs.target
 
@@ -58,12 +59,12 @@ local function config(opts)
   local t = (opts and opts.target) or (type(target) == "table" and target) or {}
   local cfg = t.releases
   if type(cfg) ~= "table" or type(cfg.dir) ~= "string" or cfg.dir == "" then
-    error("deploy: no release directory for this target (add targets.<name>.releases = " ..
-      "{ dir = \"/srv/app\", layout = \"git\" | \"symlink\" } to the config; see docs/targets.md)", 3)
+    errors.raise("failed", "deploy: no release directory for this target (add targets.<name>.releases = " ..
+      "{ dir = \"/srv/app\", layout = \"git\" | \"symlink\" } to the config; see docs/targets.md)", { primitive = "deploy" })
   end
   local layout = cfg.layout or "git"
   if layout ~= "git" and layout ~= "symlink" then
-    error(string.format("deploy: releases.layout %q is not \"git\" or \"symlink\"", tostring(layout)), 3)
+    errors.raise("usage", string.format("deploy: releases.layout %q is not \"git\" or \"symlink\"", tostring(layout)), { primitive = "deploy" })
   end
   return cfg.dir:gsub("/+$", ""), layout
 end
@@ -146,14 +147,14 @@ function deploy.list(opts)
   local d = { layout = layout, dir = dir }
   if layout == "git" then
     d.items = git_items(dir, "HEAD", limit)
-    if #d.items == 0 then error(string.format("deploy: %s has no commits", dir), 2) end
+    if #d.items == 0 then errors.raise("usage", string.format("deploy: %s has no commits", dir), { primitive = "deploy" }) end
     d.items[1].current = true
     d.current = d.items[1]
   else
     d.items, d.current, d.link = symlink_list(dir, limit)
     if d.current == nil then
-      error(string.format("deploy: %s/current points at %s, which is not in %s/releases", dir,
-        d.link, dir), 2)
+      errors.raise("usage", string.format("deploy: %s/current points at %s, which is not in %s/releases", dir,
+        d.link, dir), { primitive = "deploy" })
     end
   end
   return d
@@ -171,22 +172,22 @@ function deploy.previous(d)
     if it.current then
       local prev = d.items[i + 1]
       if prev == nil then
-        error(string.format("deploy: no deployment before %s in %s (it is the oldest one listed)",
-          it.short, d.dir), 2)
+        errors.raise("failed", string.format("deploy: no deployment before %s in %s (it is the oldest one listed)",
+          it.short, d.dir), { primitive = "deploy" })
       end
       return prev
     end
   end
-  error("deploy: the current deployment is not in the list", 2)
+  errors.raise("failed", "deploy: the current deployment is not in the list", { primitive = "deploy" })
 end
 
 function deploy.find(d, id)
   id = tostring(id or "")
-  if id == "" then error("deploy.find: which deployment? (an id from deploy.list)", 2) end
+  if id == "" then errors.raise("usage", "deploy.find: which deployment? (an id from deploy.list)", { primitive = "deploy" }) end
   local found
   for _, it in ipairs(d.items) do
     if it.id == id or (d.layout == "git" and #id >= 4 and it.id:sub(1, #id) == id) then
-      if found and found ~= it then error(string.format("deploy: %q names more than one commit", id), 2) end
+      if found and found ~= it then errors.raise("usage", string.format("deploy: %q names more than one commit", id), { primitive = "deploy" }) end
       found = it
     end
   end
@@ -198,7 +199,7 @@ function deploy.find(d, id)
       return items[1]
     end
   end
-  error(string.format("deploy: no deployment %q in %s", id, d.dir), 2)
+  errors.raise("failed", string.format("deploy: no deployment %q in %s", id, d.dir), { primitive = "deploy" })
 end
 
 local function activate_git(dir, it)
@@ -239,7 +240,7 @@ end
 function deploy.activate(it, opts)
   local dir, layout = config(opts)
   if type(it) ~= "table" or it.id == nil then
-    error("deploy.activate: expected a deployment item (from deploy.list/find/previous)", 2)
+    errors.raise("usage", "deploy.activate: expected a deployment item (from deploy.list/find/previous)", { primitive = "deploy" })
   end
   if layout == "git" then return activate_git(dir, it) end
   return activate_symlink(dir, it)
@@ -250,7 +251,7 @@ function deploy.rollback(opts)
   local d = deploy.list({ limit = opts.limit, target = opts.target })
   local to = opts.to and deploy.find(d, opts.to) or deploy.previous(d)
   if to.id == d.current.id then
-    error(string.format("deploy: %s is already the current deployment", to.short), 2)
+    errors.raise("failed", string.format("deploy: %s is already the current deployment", to.short), { primitive = "deploy" })
   end
   local res = deploy.activate(to, { target = opts.target })
   log.info("rollback%s: reverted %s, restored %s", res.dry_run and " (dry run)" or "",

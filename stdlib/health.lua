@@ -82,6 +82,7 @@
 --   every check failing -> outage; some failing -> feature_down; failing
 --   now and then -> intermittent; slower than slow_after -> slow.
 --   health.detailed's d.findings are the same kind of list.
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local dry_run, json, log, parallel, poll, print, target =
   verbs.dry_run, verbs.json, verbs.log, verbs.parallel, verbs.poll, verbs.print, verbs.target
@@ -179,7 +180,7 @@ local function sample(c, timeout)
     cacert = c.cacert })
   if not ok then
     -- (the primitive's message without the runbook position in front)
-    local msg = require("runbook.errors").message(r)
+    local msg = errors.message(r)
     return { problem = msg }
   end
   return { status = r.status, time = r.time, body = r.body, problem = judge(c, r) }
@@ -459,14 +460,14 @@ function health.detailed(url, opts)
   opts = opts or {}
   url = url or target_of(opts).detailed_health
   if url == nil then
-    error("health.detailed: no URL given and the target has no detailed_health; add " ..
-      "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", 2)
+    errors.raise("usage", "health.detailed: no URL given and the target has no detailed_health; add " ..
+      "detailed_health = \"https://app.example/health/detailed\" to it (docs/targets.md)", { primitive = "health" })
   end
   local d = { url = url, ok = false, problems = {}, findings = {}, components = {}, down = {} }
   local ok, r = pcall(http.get, url, { timeout = opts.timeout or DEFAULT_TIMEOUT, quiet = opts.quiet,
     cacert = opts.cacert or default_cacert(opts) })
   if not ok then
-    local msg = require("runbook.errors").message(r)
+    local msg = errors.message(r)
     d.problems[1] = msg
     d.findings[1] = { kind = "feature_down", source = "detailed health", what = msg }
     return d

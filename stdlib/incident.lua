@@ -76,6 +76,7 @@
 --   knows it did not go out and can retry.
 --     incident.announce("restart_failed", { severity = "P1", previous = "P2",
 --       service = "api", attempts = 2, error = "exited with code 1" })
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local choose, log, print, target = verbs.choose, verbs.log, verbs.print, verbs.target
 local notify = require("notify")
@@ -108,7 +109,7 @@ local RANK = { P0 = 0, P1 = 1, P2 = 2, P3 = 3 }
 function incident.rank(level)
   local r = RANK[level]
   if r == nil then
-    error(string.format("incident: %q is not a severity (P0, P1, P2 or P3)", tostring(level)), 2)
+    errors.raise("usage", string.format("incident: %q is not a severity (P0, P1, P2 or P3)", tostring(level)), { primitive = "incident" })
   end
   return r
 end
@@ -139,14 +140,14 @@ local function level_of(f)
     local kinds = {}
     for k in pairs(incident.KINDS) do kinds[#kinds + 1] = k end
     table.sort(kinds)
-    error(string.format("incident.propose: finding %q has kind %q; kinds are %s, or give severity=",
-      tostring(f.what), tostring(f.kind), table.concat(kinds, ", ")), 3)
+    errors.raise("usage", string.format("incident.propose: finding %q has kind %q; kinds are %s, or give severity=",
+      tostring(f.what), tostring(f.kind), table.concat(kinds, ", ")), { primitive = "incident" })
   end
   return level
 end
 
 function incident.propose(findings)
-  if type(findings) ~= "table" then error("incident.propose: expected a list of findings", 2) end
+  if type(findings) ~= "table" then errors.raise("usage", "incident.propose: expected a list of findings", { primitive = "incident" }) end
   local best, reasons = nil, {}
   for _, f in ipairs(findings) do
     local level = level_of(f)
@@ -278,8 +279,8 @@ function incident.message(kind, fields)
     local kinds = {}
     for k in pairs(incident.templates) do kinds[#kinds + 1] = k end
     table.sort(kinds)
-    error(string.format("incident.message: no template %q (templates: %s)", tostring(kind),
-      table.concat(kinds, ", ")), 2)
+    errors.raise("usage", string.format("incident.message: no template %q (templates: %s)", tostring(kind),
+      table.concat(kinds, ", ")), { primitive = "incident" })
   end
   local f = {}
   for k, v in pairs(fields or {}) do f[k] = v end

@@ -33,6 +33,7 @@
 --   the timeline, actions taken, who confirmed what and the runs, from
 --   runbook.report.
 --     local md = ir.markdown(f, runs, { root_cause = "...", factors = "...", lessons = "..." })
+local errors = require("runbook.errors")
 local report = require("runbook.report")
 
 local ir = {}
@@ -46,13 +47,13 @@ function ir.paths(text)
 end
 
 function ir.load(paths)
-  if #paths == 0 then error("incident_report: no transcripts given", 2) end
+  if #paths == 0 then errors.raise("usage", "incident_report: no transcripts given", { primitive = "incident_report" }) end
   local runs, err = report.load(paths)
-  if not runs then error("incident_report: " .. err, 2) end
+  if not runs then errors.raise("failed", "incident_report: " .. err, { primitive = "incident_report" }) end
   for i, r in ipairs(runs) do
     if r.start == nil then
-      error(string.format("incident_report: %s has no run.start event: is it a runbook transcript?",
-        paths[i]), 2)
+      errors.raise("usage", string.format("incident_report: %s has no run.start event: is it a runbook transcript?",
+        paths[i]), { primitive = "incident_report" })
     end
   end
   table.sort(runs, function(a, b) return a.start < b.start end)
@@ -124,7 +125,7 @@ function ir.facts(runs, opts)
   local first = runs[1]
   local nnn = tostring(opts.ticket or "1")
   if not nnn:match("^%d+$") or #nnn > 3 then
-    error(string.format("incident_report: ticket number %q must be 1 to 3 digits (NNN)", nnn), 2)
+    errors.raise("usage", string.format("incident_report: ticket number %q must be 1 to 3 digits (NNN)", nnn), { primitive = "incident_report" })
   end
   local f = { date = first.start:sub(1, 10), start = first.start, unverified = 0, runbooks = {} }
   f.id = string.format("INC-%s-%03d", f.date, tonumber(nnn))

@@ -65,6 +65,7 @@
 --                                 pg_restore/pg_dump the password through the environment,
 --                                 not argv (which every local user can read in ps)
 --   pg.server(url)             -> "127.0.0.1:5432/app", for messages (no password)
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local exec, poll, secret, target = verbs.exec, verbs.poll, verbs.secret, verbs.target
 local sql = require("sql")
@@ -90,7 +91,7 @@ function pg.connect(url, opts)
   end
   url = url or target_of(opts).db
   if url == nil then
-    error("pg.connect: no URL given and the target has no db; add db = env(\"...\") to it (docs/targets.md)", 2)
+    errors.raise("usage", "pg.connect: no URL given and the target has no db; add db = env(\"...\") to it (docs/targets.md)", { primitive = "pg" })
   end
   local db = sql.connect(url, o)
   return db
@@ -255,7 +256,7 @@ end
 
 local function check_pid(fname, pid)
   if math.type(tonumber(pid)) ~= "integer" then
-    error(string.format("pg.%s: expected a backend pid (an integer), got %s", fname, tostring(pid)), 3)
+    errors.raise("usage", string.format("pg.%s: expected a backend pid (an integer), got %s", fname, tostring(pid)), { primitive = "pg" })
   end
   return math.tointeger(tonumber(pid))
 end
@@ -317,9 +318,9 @@ function pg.tool(name, opts)
   end
   local found = newest_pg_bin(name) or wrapper
   if found then return found end
-  error(string.format("pg: %s not found on PATH nor in /usr/lib/postgresql/*/bin (install the " ..
+  errors.raise("failed", string.format("pg: %s not found on PATH nor in /usr/lib/postgresql/*/bin (install the " ..
     "PostgreSQL client, e.g. postgresql-client-15, or set pg_bin = \"/path/to/bin\" in the target)",
-    name), 2)
+    name), { primitive = "pg" })
 end
 
 function pg.dumps(dir, opts)
@@ -434,8 +435,8 @@ function pg.dump_row_counts(path)
     end
   end
   if status ~= 0 then
-    error(string.format("pg: reading the data of %s failed (pg_restore exit %s): %s", path,
-      tostring(status), (r.stderr:gsub("%s+$", ""))), 2)
+    errors.raise("failed", string.format("pg: reading the data of %s failed (pg_restore exit %s): %s", path,
+      tostring(status), (r.stderr:gsub("%s+$", ""))), { primitive = "pg" })
   end
   return counts, order
 end
@@ -454,7 +455,7 @@ end
 function pg.row_counts(db, relations)
   local out, locked, free = {}, {}, {}
   for _, rel in ipairs(relations) do
-    if not qualified_ok(rel) then error(string.format("pg.row_counts: %q is not a schema.table name", rel), 2) end
+    if not qualified_ok(rel) then errors.raise("usage", string.format("pg.row_counts: %q is not a schema.table name", rel), { primitive = "pg" }) end
     local exists = db:query("select to_regclass($1) is not null as ok", rel)[1].ok
     local who = exists and pg.lockers(db, rel)
     if not exists then

@@ -116,6 +116,7 @@
 -- Every function takes opts.target to act on another target's table
 -- instead of the run's `target` (the form of every stdlib module:
 -- docs/authoring.md, "The stdlib modules").
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local exec, json, log, target = verbs.exec, verbs.json, verbs.log, verbs.target
 local ssh = require("ssh")
@@ -582,7 +583,7 @@ end
 
 local function check_name(fn, name)
   if type(name) ~= "string" or name == "" then
-    error(string.format("service.%s: expected a service name, got %s", fn, type(name)), 3)
+    errors.raise("usage", string.format("service.%s: expected a service name, got %s", fn, type(name)), { primitive = "service" })
   end
 end
 
@@ -680,22 +681,22 @@ function service.logs(name, opts)
   local m = service.manager(opts)
   local since = opts.since
   if since ~= nil then
-    if tonumber(since) == nil then error("service.logs: since must be a number of seconds", 2) end
+    if tonumber(since) == nil then errors.raise("usage", "service.logs: since must be a number of seconds", { primitive = "service" }) end
     since = math.max(1, math.floor(tonumber(since)))
   end
   local o = { lines = opts.lines or DEFAULT_LINES, errors = opts.errors ~= false, since = since }
   if MANAGERS[m].before_logs then
     local why = MANAGERS[m].before_logs(t, name, opts)
     if why then
-      error(string.format("service %s: logs through %s (%s): %s", name, m, service.where(opts), why), 2)
+      errors.raise("failed", string.format("service %s: logs through %s (%s): %s", name, m, service.where(opts), why), { primitive = "service" })
     end
   end
   local argv, filtered, cut, by_manager = MANAGERS[m].argv(t, "logs", name, o)
   local r = run_argv(t, argv, true, opts.timeout or READ_TIMEOUT, opts.quiet ~= false, MANAGERS[m].env
     and MANAGERS[m].env(t))
   if r.code ~= 0 then
-    error(string.format("service %s: logs through %s (%s) exited with code %d: %s", name, m,
-      service.where(opts), r.code, last_line(r)), 2)
+    errors.raise("failed", string.format("service %s: logs through %s (%s) exited with code %d: %s", name, m,
+      service.where(opts), r.code, last_line(r)), { primitive = "service" })
   end
   local text = r.stdout
   local lg = { service = name, manager = m, text = text, lines = {}, errors = {},
@@ -748,8 +749,7 @@ end
 for _, action in ipairs({ "restart", "start", "stop" }) do
   service[action] = function(name, opts)
     check_name(action, name)
-    local r = change(action, name, opts)   -- (not a tail call: errors name the caller's line)
-    return r
+    return change(action, name, opts)
   end
 end
 
@@ -822,7 +822,7 @@ end
 
 function service.maintenance(name, fn, opts)
   check_name("maintenance", name)
-  if type(fn) ~= "function" then error("service.maintenance: expected the work as a function", 2) end
+  if type(fn) ~= "function" then errors.raise("usage", "service.maintenance: expected the work as a function", { primitive = "service" }) end
   service.down(name, opts)
   local res = table.pack(pcall(fn))
   local okup, uperr = pcall(service.up, name, opts)

@@ -62,6 +62,7 @@
 --   attempted: every certificate is not yet due), not_due = { paths },
 --   renewed = { paths }, failed = { paths } }.
 local io = require("io")
+local errors = require("runbook.errors")
 local verbs = require("runbook.verbs")
 local exec, log, target = verbs.exec, verbs.log, verbs.target
 local http = require("http")
@@ -121,7 +122,7 @@ end
 function tls.endpoint(url, opts)
   opts = opts or {}
   if type(url) ~= "string" or not url:lower():match("^https://") then
-    error(string.format("tls.endpoint: expected an https:// URL, got %s", tostring(url)), 2)
+    errors.raise("usage", string.format("tls.endpoint: expected an https:// URL, got %s", tostring(url)), { primitive = "tls" })
   end
   -- fresh: the certificate served now, not that of a connection kept from
   -- before a reload.
@@ -140,7 +141,7 @@ end
 
 function tls.file(path, opts)
   opts = opts or {}
-  if type(path) ~= "string" or path == "" then error("tls.file: expected a file path", 2) end
+  if type(path) ~= "string" or path == "" then errors.raise("usage", "tls.file: expected a file path", { primitive = "tls" }) end
   local r = exec { "openssl", "x509", "-enddate", "-noout", "-in", path,
     readonly = true, check = false, quiet = true, timeout = opts.timeout or 15 }
   if r.code ~= 0 then
@@ -173,8 +174,8 @@ function tls.check(opts)
   opts = opts or {}
   local cfg = ((opts.target or (type(target) == "table" and target)) or {}).tls
   if type(cfg) ~= "table" then
-    error("tls.check: no tls table for this target (add targets.<name>.tls = { endpoints = {...}, "
-      .. "files = {...} } to the config; see docs/targets.md)", 2)
+    errors.raise("failed", "tls.check: no tls table for this target (add targets.<name>.tls = { endpoints = {...}, "
+      .. "files = {...} } to the config; see docs/targets.md)", { primitive = "tls" })
   end
   local warn_days = opts.warn_days or cfg.warn_days or 21
   local certs, problems = {}, {}

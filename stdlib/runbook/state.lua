@@ -16,7 +16,7 @@
 -- "***" comes back nil, never as if "***" were the password; and it says
 -- which keys came back so.
 local cjson = require("cjson")
-local record = require("runbook.record")
+local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
 local M = {}
@@ -68,7 +68,7 @@ end
 
 -- Does v come back from the transcript as it is?
 local function faithful(v)
-  local ok, text = pcall(record.encode, { v = v })
+  local ok, text = pcall(transcript.encode, { v = v })
   if not ok then return false end
   local okd, t = pcall(cjson.decode, "{" .. text .. "}")
   return okd and type(t) == "table" and same(v, from_json(t.v))
