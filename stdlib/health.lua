@@ -226,11 +226,11 @@ local function show(res)
   print(line)
 end
 
-local function check_list(checks, level, opts)
+local function check_list(checks, opts)
   checks = checks or target_of(opts).health
   if checks == nil then
-    error("health.check: no URLs given and the target has no health; add health = { " ..
-      "\"https://app.example/health\" } to it in the config file (docs/targets.md)", level + 1)
+    errors.usage("health.check: no URLs given and the target has no health; add health = { " ..
+      "\"https://app.example/health\" } to it in the config file (docs/targets.md)", "health")
   end
   if type(checks) == "string" then checks = { checks } end
   local list = {}
@@ -248,7 +248,7 @@ end
 
 function health.check(checks, opts)
   opts = opts or {}
-  local list = check_list(checks, 2, opts)
+  local list = check_list(checks, opts)
   local o = check_opts(opts)
   local results = parallel(list, function(c) return run_check(c, o) end)
   if not opts.quiet then
@@ -499,7 +499,7 @@ end
 -- once, so a hung app costs one timeout, not one per request.
 function health.probe(checks, detailed_url, opts)
   opts = opts or {}
-  local list = check_list(checks, 2, opts)
+  local list = check_list(checks, opts)
   local o = check_opts(opts)
   local tasks = {}
   for ci = 1, #list do
