@@ -56,11 +56,6 @@ local function redis_conn()
   return redis.connect(target.redis, { timeout = 30 })
 end
 
--- The Redis URL without its credentials, for the operator.
-local function redis_where()
-  return (tostring(target.redis):gsub("//[^/@]*@", "//"))
-end
-
 -- The health samples and the detailed health go out at once (health.probe):
 -- when the app hangs, every request times out together, and the fix is
 -- offered one request timeout after the start instead of one per request.
@@ -149,7 +144,7 @@ step("Choose a fix", { id = "fix" }, function(p)
   print("Fixes:")
   print("  restart            restart the unhealthy instance through " .. (target.manager or "its manager"))
   print("  delete-cache-keys  delete the Redis keys matching a pattern (SCAN + DEL)")
-  print("  flush-redis        FLUSHDB on " .. (target.redis and redis_where() or "(no redis in the target)") ..
+  print("  flush-redis        FLUSHDB on " .. (target.redis or "(no redis in the target)") ..
     " after you type the target's name")
   print("  none               change nothing")
   log.info("proposed fix: %s", proposed)
@@ -221,7 +216,7 @@ step("Delete the cache keys matching a pattern", { id = "cache" }, function(p)
     error(string.format("pattern %q matches every key: that is flush-redis, which asks for the target's name", pattern), 0)
   end
   local keys = scan(r, pattern, tonumber(p.max_keys) or 100000)
-  log.info("%d key(s) match %s on %s", #keys, pattern, redis_where())
+  log.info("%d key(s) match %s on %s", #keys, pattern, target.redis)
   for i = 1, math.min(5, #keys) do print("    " .. keys[i]) end
   if #keys > 5 then print(string.format("    ... and %d more", #keys - 5)) end
   if #keys == 0 then
@@ -251,7 +246,7 @@ step("Flush the Redis database (type the target's name)", { id = "flush" }, func
   end
   local r = redis_conn()
   local size = r:call("DBSIZE")
-  log.warn("FLUSHDB deletes all %d key(s) of %s (target %s); there is no undo", size, redis_where(), target.name)
+  log.warn("FLUSHDB deletes all %d key(s) of %s (target %s); there is no undo", size, target.redis, target.name)
   local typed = prompt("Type the target's name to flush its Redis database")
   if typed ~= target.name then
     error(string.format("flush refused: you typed %q, the target is %q; nothing was flushed", typed,

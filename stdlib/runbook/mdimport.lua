@@ -196,13 +196,23 @@ end
 
 local HELPERS = "filled, sh_quote, check, fill, run, query, pick"
 
+-- What the target gives a placeholder by its name: the database URL, the
+-- Redis URL, the first service.  (-p wins; then the environment for a
+-- $VAR; then this; else the operator is asked, once.)
+local FROM_TARGET = {
+  database_url = "target.db", db_url = "target.db", pg_url = "target.db", postgres_url = "target.db",
+  redis_url = "target.redis", service = "(target.services or {})[1]",
+  service_name = "(target.services or {})[1]", app = "(target.services or {})[1]",
+}
+
 local function param_code(doc, name)
   local p = doc.params[name]
   local fields = { string.format("help = %s", q(p.placeholder .. " in the document (line " .. p.line .. ")")) }
   if p.secret then fields[#fields + 1] = "secret = true" end
-  if p.placeholder:sub(1, 1) == "$" then
-    fields[#fields + 1] = string.format("default = env(%q)", p.placeholder:match("[%w_]+"))
-  end
+  local sources = {}
+  if p.placeholder:sub(1, 1) == "$" then sources[1] = string.format("env(%q)", p.placeholder:match("[%w_]+")) end
+  sources[#sources + 1] = FROM_TARGET[name]
+  if #sources > 0 then fields[#fields + 1] = "default = " .. table.concat(sources, " or ") end
   return string.format("param(%q, { %s })", name, table.concat(fields, ", "))
 end
 

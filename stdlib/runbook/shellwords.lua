@@ -193,7 +193,8 @@ local SQL_READ = { select = true, show = true, explain = true, with = true, tabl
 -- session, which a runbook cannot drive: a write, so it is asked.
 local function psql_reads(cmd, first)
   for i = first + 1, #cmd do
-    local q = cmd[i]:match("^%-c(.+)") or (cmd[i] == "-c" or cmd[i] == "--command") and cmd[i + 1]
+    -- -c SQL, -cSQL, --command SQL, and a cluster of flags ending in c (-Atc SQL)
+    local q = cmd[i]:match("^%-c(.+)") or (cmd[i]:match("^%-%a*c$") or cmd[i] == "--command") and cmd[i + 1]
     if q then return M.sql_class(q) == "read" end
     if cmd[i]:match("^\\") then return true end
   end

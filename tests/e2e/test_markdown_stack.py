@@ -16,6 +16,7 @@ Use on the stage target.
 ## Investigate
 
 - Cache: `redis-cli -h 127.0.0.1 -p {redis_port} ping`
+- Rows: `psql "$DATABASE_URL" -Atc "select 'rows=' || count(*) from orders"`
 
 ```sql
 SELECT count(*) AS n FROM orders;
@@ -73,6 +74,7 @@ class MarkdownStack(DbTestCase):
         self.assertExit(p, 0)
         self.assertIn("| PONG", p.stdout)                          # redis-cli ran for real
         self.assertIn("n=120", p.stdout)                           # the SELECT ran for real
+        self.assertIn("| rows=120", p.stdout)     # psql with $DATABASE_URL from the target's db
         self.assertEqual(self.query("select count(*) from orders"), "120")
         self.assertEqual(self.query("select total from orders where id = 1"), "1.5")
         self.assertExit(self.run_rb("verify", self.transcript), 0)

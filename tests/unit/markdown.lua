@@ -138,6 +138,7 @@ test("shell lines", function()
     { "redis-cli -a pw GET k", "read" }, { "redis-cli SET k v", "write" },
     { "redis-cli FLUSHALL", "destructive" }, { "psql -c 'SELECT 1'", "read" },
     { "psql -c 'UPDATE t SET a = 1'", "write" }, { "psql", "write" },
+    { "psql \"$DATABASE_URL\" -Atc 'select 1'", "read" }, { "psql -Atc 'delete from t where a = 1'", "destructive" },
     { "pg_restore -d app x.dump", "destructive" }, { "rm -rf /tmp/x", "destructive" },
     { "rm /tmp/x", "write" }, { "docker compose logs api", "read" },
     { "docker compose up -d", "write" }, { "git log -5", "read" }, { "git checkout v1", "write" },
@@ -167,7 +168,7 @@ test("import: Lua that loads, with each item in place", function()
   src = mdimport.to_lua(read("incident-response.md"))
   assert(src:find('query("SELECT count(*) AS orders FROM orders", "read")', 1, true), "sql statements split")
   assert(src:find('param("database_url", { help = "$DATABASE_URL in the document (line 43)", secret = true, ' ..
-    'default = env("DATABASE_URL") })', 1, true), "secret param from the environment")
+    'default = env("DATABASE_URL") or target.db })', 1, true), "secret param from the environment, else the target")
 end)
 
 test("a markdown run: each step and item on the document's own line", function()
@@ -176,7 +177,7 @@ test("a markdown run: each step and item on the document's own line", function()
     local doc = read(name)
     local seen = {}
     local env = setmetatable({
-      runbook = function() end, param = function() end, env = function() end,
+      runbook = function() end, param = function() end, env = function() end, target = {},
       step = function(title, _, fn)
         seen[#seen + 1] = { title = title, line = debug.getinfo(2, "l").currentline }
         local calls = {}
