@@ -32,56 +32,51 @@ local function write_all(path, text, append)
   return { bytes = #text, path = path }
 end
 
-local function check_path(api, verb, path)
+-- One file verb: its path checked, the call recorded through api.call
+-- (spec: describe, perform, summary, ...; args default to the path), a
+-- failure raised as an error object at the runbook's line.
+local function file_call(run, api, verb, path, spec)
   if type(path) ~= "string" or path == "" then errors.usage("file." .. verb .. ": expected a path", "file." .. verb) end
+  spec.primitive = "file." .. verb
+  spec.args = spec.args or { path = path }
+  local ok, res = api.call(run, spec)
+  if not ok then error(errors.from(res, spec.primitive, "failed"), 0) end
+  return res
 end
 
 local function reads(run, api, G)
   function G.file.read(path, opts)
-    check_path(api, "read", path)
     opts = opts or {}
-    local ok, res = api.call(run, { primitive = "file.read", args = { path = path },
-      describe = "read " .. path, secret = opts.secret and true or nil,
+    return file_call(run, api, "read", path, { describe = "read " .. tostring(path),
+      secret = opts.secret and true or nil,
       perform = function() return read_all(path) end,
       summary = function(text) return { bytes = #text } end,
       mark = function(text) require("runbook.record").secret(text) end,
       complete = function(r) return type(r) == "table" and (r.text or "") or tostring(r) end })
-    if not ok then error(errors.from(res, "file.read", "failed"), 0) end
-    return res
   end
   function G.file.list(dir)
-    check_path(api, "list", dir)
-    local ok, res = api.call(run, { primitive = "file.list", args = { path = dir },
-      describe = "list " .. dir,
+    return file_call(run, api, "list", dir, { describe = "list " .. tostring(dir),
       perform = function()
         local names, err = sys.listdir(dir)
         if not names then error(failed("list", dir, err), 0) end
         return names
       end,
       summary = function(names) return { count = #names } end })
-    if not ok then error(errors.from(res, "file.list", "failed"), 0) end
-    return res
   end
   function G.file.stat(path)
-    check_path(api, "stat", path)
-    local ok, res = api.call(run, { primitive = "file.stat", args = { path = path },
-      describe = "stat " .. path,
+    return file_call(run, api, "stat", path, { describe = "stat " .. tostring(path),
       perform = function() return sys.stat(path) or false end,
-      summary = function(st) return st and { type = st.type, size = st.size } or { missing = true } end })
-    if not ok then error(errors.from(res, "file.stat", "failed"), 0) end
-    return res or nil
+      summary = function(st) return st and { type = st.type, size = st.size } or { missing = true } end }) or nil
   end
 end
 
 local function changes(run, api, G)
   function G.file.write(path, text, opts)
-    check_path(api, "write", path)
     if type(text) ~= "string" then errors.usage("file.write: expected the text to write", "file.write") end
     opts = opts or {}
-    local how = opts.append and "append" or "write"
-    local ok, res = api.call(run, { primitive = "file.write", mutating = true,
+    return file_call(run, api, "write", path, { mutating = true,
       args = { path = path, bytes = #text, append = opts.append and true or nil, mode = opts.mode },
-      describe = string.format("%s %d bytes to %s", how, #text, path),
+      describe = string.format("%s %d bytes to %s", opts.append and "append" or "write", #text, tostring(path)),
       perform = function()
         local r = write_all(path, text, opts.append)
         if opts.mode then sys.chmod(path, opts.mode) end
@@ -89,21 +84,15 @@ local function changes(run, api, G)
       end,
       stand_in = function() return { bytes = #text, path = path, dry_run = true } end,
       summary = function(r) return { bytes = r.bytes } end })
-    if not ok then error(errors.from(res, "file.write", "failed"), 0) end
-    return res
   end
   function G.file.remove(path)
-    check_path(api, "remove", path)
-    local ok, res = api.call(run, { primitive = "file.remove", mutating = true, args = { path = path },
-      describe = "remove " .. path,
+    return file_call(run, api, "remove", path, { mutating = true, describe = "remove " .. tostring(path),
       perform = function()
         local done, err = os.remove(path)
         if not done then error(failed("remove", path, err), 0) end
         return { path = path }
       end,
       stand_in = function() return { path = path, dry_run = true } end })
-    if not ok then error(errors.from(res, "file.remove", "failed"), 0) end
-    return res
   end
 end
 
