@@ -125,9 +125,10 @@ local function check(item)
   return choose(item, { "done", "not done", "skipped" }, { default = "done" })
 end
 
--- "Label: ____": the value typed, recorded.
+-- "Label: ____": the value typed, recorded (left empty, as on paper, is
+-- an answer too: --yes takes it).
 local function fill(label)
-  return prompt(label, { allow_empty = true })
+  return prompt(label, { allow_empty = true, default = "" })
 end
 
 -- A command of the document: a read runs (also in a dry run), a write is

@@ -106,5 +106,43 @@ class Markdown(RunbookTestCase):
         self.assertIn(f"{path}:16: sh rm {work}/marker: exited with code 1", p.stdout)
 
 
+# A dry run of each example without SQL (those with SQL blocks are
+# dry-run against a real PostgreSQL in tests/e2e/test_markdown_stack.py):
+# --yes answers the checks, blanks and confirmations; params by -p.
+DRY = {
+    "oncall-checklist.md": ([], ["db_host=127.0.0.1", "database_url=postgres://x@127.0.0.1:1/x"]),
+    "links.md": ([], []),
+    "oncall-procedures.md": ([], []),
+}
+
+
+def dry_run_checks(case, name, transcript, steps):
+    """Every step ok, every write simulated, every read run, the chain intact."""
+    ev = case.events(transcript)
+    case.assertEqual([e["status"] for e in ev if e["event"] == "step.end"], ["ok"] * steps)
+    calls = [e for e in ev if e["event"] == "call" and e["primitive"] in ("sh", "sql.query", "sql.exec")]
+    ran = [c for c in calls if c["outcome"] != "simulated"]
+    case.assertTrue(all(c["args"].get("readonly", c["primitive"] == "sql.query") for c in ran),
+                    [c["args"] for c in ran])
+    case.assertExit(case.run_rb("verify", transcript), 0)
+
+
+class ExamplesDryRun(RunbookTestCase):
+    def test_each_example_goes_through_every_step_and_runs_no_write(self):
+        for name, (answers, params) in DRY.items():
+            with self.subTest(doc=name):
+                t = self.path(name + ".jsonl")
+                a = self.write(name + ".answers", "\n".join(answers) + "\n")
+                args = ["run", os.path.join(EXAMPLES, name), "--dry-run", "--yes", "--answers", a,
+                        "--transcript", t]
+                for kv in params:
+                    args += ["-p", kv]
+                p = self.run_rb(*args, timeout=120)
+                self.assertExit(p, 0)
+                dry_run_checks(self, name, t, len(STEPS[name]))
+                reads = [e for e in self.events(t) if e["event"] == "call" and e["primitive"] == "sh"
+                         and e["args"]["readonly"]]
+                self.assertTrue(all(e["outcome"] != "simulated" for e in reads), "a read was simulated")
+
 if __name__ == "__main__":
     unittest.main()
