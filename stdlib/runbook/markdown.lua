@@ -144,11 +144,12 @@ end
 -- ---- items ---------------------------------------------------------------
 
 local function command_item(doc, cmd, line, override, label)
-  local words, err = shellwords.split(neutral(cmd))
+  local plain_cmd = neutral(cmd)
+  local words, err = shellwords.split(plain_cmd)
   if not words then
     return nil, string.format("%s:%d: cannot read the command `%s`: %s", doc.file, line, cmd, err)
   end
-  local class, why = shellwords.classify(neutral(cmd))
+  local class, why = shellwords.classify(plain_cmd, words)
   return { kind = "command", cmd = cmd, line = line, class = override or class,
            why = override and ("marked " .. override) or why, label = label,
            platform = label and platform_of(label), params = collect_params(doc, cmd, line) }

@@ -11,7 +11,13 @@
 -- (their text is kept as a paragraph), no HTML blocks but comments.
 local M = {}
 
-local function trim(s) return (s:gsub("^%s+", ""):gsub("%s+$", "")) end
+local function trim(s)
+  local a = s:find("%S")
+  if not a then return "" end
+  local b = #s
+  while s:find("^%s", b) do b = b - 1 end
+  return s:sub(a, b)
+end
 
 -- Width of a line's indentation, a tab counting as four.
 local function indent_of(line)
@@ -75,6 +81,9 @@ local function read_table(lines, i)
 end
 
 local function list_marker(line)
+  local first = line:match("^%s*()")
+  local c = line:sub(first, first)
+  if not (c == "-" or c == "*" or c == "+" or c:match("%d")) then return nil end  -- most lines: no pattern tried
   local ind, num, delim, rest = line:match("^(%s*)(%d+)([.)])%s+(.*)$")
   if num then return indent_of(ind), true, tonumber(num), rest end
   ind, rest = line:match("^(%s*)[-*+]%s+(.*)$")

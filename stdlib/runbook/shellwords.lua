@@ -268,10 +268,12 @@ local function redirects(words)
 end
 
 -- The class of a whole line, and a short reason when it is not a read.
-function M.classify(line)
+-- words: the line already split, when the caller has it.
+function M.classify(line, words)
   local hit = destructive(line:lower())
   if hit then return "destructive", hit end
-  local words, err = M.split(line)
+  local err
+  if not words then words, err = M.split(line) end
   if not words then return "write", err end
   local class, why = "read", nil
   for _, cmd in ipairs(commands(words)) do
