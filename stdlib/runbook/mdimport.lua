@@ -131,9 +131,22 @@ local function fill(label)
   return prompt(label, { allow_empty = true, default = "" })
 end
 
--- A command of the document: a read runs (also in a dry run), a write is
--- confirmed, a destructive one needs the target's name (or the word
--- "destroy") typed; in a dry run a write is shown, not run.
+-- Before a write: confirmed; before a destructive one: the target's name
+-- (or the word "destroy") typed.  what: "" for a command, " SQL" for SQL.
+local function ask_before(class, what, text)
+  if class == "destructive" then
+    local word = target.name or "destroy"
+    if prompt("Destructive" .. what .. ": " .. text .. " -- type " .. word .. " to run it") ~= word then
+      error("not run: " .. word .. " was not typed", 0)
+    end
+  else
+    confirm("Run" .. what .. ": " .. text)
+  end
+end
+
+-- A command of the document: a read runs (also in a dry run), a write or
+-- a destructive one is asked first (ask_before); in a dry run a write is
+-- shown, not run.
 local function run(cmd, class, env, lead)
   if lead then print(lead .. ":") end
   if class == "read" then
@@ -141,14 +154,7 @@ local function run(cmd, class, env, lead)
     if r.code ~= 0 then log.warn("exit code %d: %s", r.code, cmd) end
     return r
   end
-  if class == "destructive" then
-    local word = target.name or "destroy"
-    if prompt("Destructive: " .. cmd .. " -- type " .. word .. " to run it") ~= word then
-      error("not run: " .. word .. " was not typed", 0)
-    end
-  else
-    confirm("Run: " .. cmd)
-  end
+  ask_before(class, "", cmd)
   return sh(cmd, { env = env, timeout = 600 })
 end
 
@@ -167,14 +173,7 @@ local function query(stmt, class)
     end
     return rows
   end
-  if class == "destructive" then
-    local word = target.name or "destroy"
-    if prompt("Destructive SQL: " .. stmt .. " -- type " .. word .. " to run it") ~= word then
-      error("not run: " .. word .. " was not typed", 0)
-    end
-  else
-    confirm("Run SQL: " .. stmt)
-  end
+  ask_before(class, " SQL", stmt)
   return db:exec(stmt)
 end
 
