@@ -422,6 +422,25 @@ local function sections(bs, first, mode, level)
   return list
 end
 
+-- "Declare the severity from the matrix above", as a note or a check,
+-- in a document with a severity table: the operator chooses one of the
+-- table's levels, recorded as a severity event (mdimport).
+local DECIDE = { "declare", "assign", "set ", "decide", "determine", "choose", "pick", "classify" }
+
+local function mark_severity_items(doc)
+  if #doc.severities == 0 then return end
+  for _, s in ipairs(doc.steps) do
+    for _, it in ipairs(s.items) do
+      local low = (it.kind == "note" or it.kind == "check") and it.text:lower() or ""
+      if low:find("severity", 1, true) then
+        for _, w in ipairs(DECIDE) do
+          if low:find(w, 1, true) then it.kind, it.levels = "severity", doc.severities; break end
+        end
+      end
+    end
+  end
+end
+
 -- An item that names its own step ("1) Triage & communicate") is the
 -- step's title, not a note of it.
 local function drop_title_notes(doc)
@@ -456,6 +475,7 @@ function M.parse(text, file)
     if not ok then return nil, e end
   end
   drop_title_notes(doc)
+  mark_severity_items(doc)
   if #doc.steps == 0 then
     return nil, string.format("%s:1: no steps: every section is reference (tables, templates)", file)
   end

@@ -105,6 +105,11 @@ local function item_code(doc, it)
     return "log.info(" .. q("next, as the document says: runbook run " .. it.target:gsub("^%./", "") ..
       " (" .. it.text .. ")") .. ")"
   end
+  if k == "severity" then
+    local names = {}
+    for _, l in ipairs(it.levels) do names[#names + 1] = q(l.name .. (l.text ~= "" and (": " .. l.text) or "")) end
+    return "declare_severity(" .. q(it.text) .. ", { " .. table.concat(names, ", ") .. " })"
+  end
   if k == "table" then
     local rows = {}
     for _, r in ipairs(it.rows) do rows[#rows + 1] = table.concat(r, " | ") end
@@ -177,6 +182,17 @@ local function query(stmt, class)
   return db:exec(stmt)
 end
 
+-- "Declare the severity": one of the document's levels, chosen (the most
+-- severe first, the default), recorded as a severity event; the table's
+-- levels stand for P0, P1, P2, P3 in the order the table lists them.
+local function declare_severity(question, levels)
+  local chosen = choose(question, levels, { default = levels[1] })
+  local n = 1
+  for i, l in ipairs(levels) do if l == chosen then n = i end end
+  return severity { level = "P" .. math.min(n - 1, 3), action = "declared",
+    reasons = { "the document's level " .. chosen } }
+end
+
 -- One command per platform or manager: the one for the target's manager,
 -- else the one for Linux, else for systemd; the others are noted.
 local function pick(options)
@@ -194,7 +210,7 @@ local function pick(options)
 end
 ]]
 
-local HELPERS = "filled, sh_quote, check, fill, run, query, pick"
+local HELPERS = "filled, sh_quote, check, fill, run, query, pick, declare_severity"
 
 -- What the target gives a placeholder by its name: the database URL, the
 -- Redis URL, the first service.  (-p wins; then the environment for a

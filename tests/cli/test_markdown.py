@@ -144,5 +144,19 @@ class ExamplesDryRun(RunbookTestCase):
                          and e["args"]["readonly"]]
                 self.assertTrue(all(e["outcome"] != "simulated" for e in reads), "a read was simulated")
 
+class SeverityChoice(RunbookTestCase):
+    def test_the_documents_levels_are_chosen_and_recorded_as_severity(self):
+        doc = os.path.join(EXAMPLES, "oncall-procedures.md")
+        for answer, level, name in (("", "P0", "SEV1"), ("2", "P1", "SEV2")):
+            with self.subTest(answer=answer):
+                t = self.path(f"t{level}.jsonl")
+                a = self.write(f"a{level}.txt", f"[*] Declare the severity from the matrix above. = {answer}\n")
+                p = self.run_rb("run", doc, "--dry-run", "--answers", a, "--transcript", t)
+                self.assertExit(p, 0)
+                sev = [e for e in self.events(t) if e["event"] == "severity"]
+                self.assertEqual([(e["level"], e["action"]) for e in sev], [(level, "declared")])
+                self.assertTrue(sev[0]["reasons"][0].startswith("the document's level " + name), sev[0])
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -51,6 +51,11 @@ local ITEM = {
   command = function(it) return string.format("%-11s $ %s", it.class, it.cmd) end,
   sql = function(it) return string.format("%-11s sql %s", it.class, (it.sql:gsub("%s+", " "))) end,
   link = function(it) return "-> " .. it.target .. " (" .. it.text .. ")" end,
+  severity = function(it)
+    local names = {}
+    for _, l in ipairs(it.levels) do names[#names + 1] = l.name end
+    return "severity: " .. table.concat(names, " | ")
+  end,
 }
 
 function M.markdown_items(step)
