@@ -179,14 +179,28 @@ static int put_note(rb_sink *s, size_t hidden)
     return rb_buf_add(&s->out, s->note_off, strlen(s->note_off));
 }
 
+/* Whether lines t[0..n) of stream can be shown as they are: no key block
+ * open or starting in them, and nothing any rule or marked secret hides. */
+static int nothing_to_hide(const rb_sink *s, const rb_redactor *r, int stream, const char *t, size_t n)
+{
+    return !s->in_key[stream] &&
+        (n == 0 || (!memmem(t, n, "-----BEGIN ", 11) && !rb_redact_needed(r, t, n)));
+}
+
+/* Forget the lines collected from the chunk. */
+static void forget(rb_sink *s)
+{
+    s->nrec = 0;
+    s->rec.len = 0;
+    s->text.len = 0;
+}
+
 /* Add the lines collected from stream to what the chunk writes, and
  * forget them. */
 static int render(rb_sink *s, const rb_redactor *r, int stream)
 {
     int rc = 0;
-    int plain = !s->in_key[stream] &&
-        (s->text.len == 0 || (!memmem(s->text.p, s->text.len, "-----BEGIN ", 11) &&
-                              !rb_redact_needed(r, s->text.p, s->text.len)));
+    int plain = nothing_to_hide(s, r, stream, s->text.p, s->text.len);
     for (size_t i = 0; i < s->nrec && rc == 0; i++) {
         const shown *l = &records(s)[i];
         rc = rb_buf_add(&s->out, s->bar[stream], s->barlen[stream]);
@@ -199,9 +213,7 @@ static int render(rb_sink *s, const rb_redactor *r, int stream)
         if (rc == 0)
             rc = rb_buf_add(&s->out, "\n", 1);
     }
-    s->nrec = 0;
-    s->rec.len = 0;
-    s->text.len = 0;
+    forget(s);
     return rc;
 }
 
@@ -209,9 +221,7 @@ static int render(rb_sink *s, const rb_redactor *r, int stream)
 static int collect_and_render(rb_sink *s, const rb_redactor *r, int stream, const char *data, size_t n)
 {
     if (n > 0 && rb_lines_feed(&s->lines[stream], data, n, collect, s) != 0) {
-        s->nrec = 0;
-        s->rec.len = 0;
-        s->text.len = 0;
+        forget(s);
         return -1;
     }
     return render(s, r, stream);
@@ -235,11 +245,11 @@ static int show_plain(rb_sink *s, const rb_redactor *r, int stream, const char *
                       size_t *shown)
 {
     *shown = 0;
-    if (n == 0 || s->in_key[stream] || n > s->max || memchr(data, 0x1b, n))
+    if (n == 0 || n > s->max || memchr(data, 0x1b, n))
         return 0;
     const char *last = memrchr(data, '\n', n);
     size_t whole = last ? (size_t)(last - data) + 1 : 0;
-    if (whole == 0 || memmem(data, whole, "-----BEGIN ", 11) || rb_redact_needed(r, data, whole))
+    if (whole == 0 || !nothing_to_hide(s, r, stream, data, whole))
         return 0;
     for (const char *p = data, *end = data + whole, *nl; p < end; p = nl + 1) {
         nl = memchr(p, '\n', (size_t)(end - p));
