@@ -236,8 +236,8 @@ end
 -- A list item or paragraph: what it asks of the operator.
 local function text_items(doc, b, override, out)
   local text, line = b.text, b.line
-  local blank = text:match("^(.-)_____*") or text:match("^(.-)%[%s*___+%s*%]")
-  if blank and text:find("___", 1, true) and not b.check then
+  local blank = text:match("^(.-)_____*") or text:match("^(.-)%[%s*___+%s*%]")   -- both need ___
+  if blank and not b.check then
     out[#out + 1] = { kind = "blank", label = plain(blank):gsub("[:%s]+$", ""), line = line }
   end
   link_items(doc, text, line, out)
@@ -263,7 +263,7 @@ local function text_items(doc, b, override, out)
                       line = line }
   elseif only_labels then
     out[#out - cmds + 1].lead = plain(text:match("^([^:`]*):") or "")
-  elseif not b.check and not (blank and text:find("___", 1, true)) and cmds == 0 then
+  elseif not blank and cmds == 0 then
     out[#out + 1] = { kind = "note", text = plain(text), line = line }
   elseif cmds > 0 then
     table.insert(out, #out - cmds + 1, { kind = "note", text = plain(text), line = line })

@@ -13,7 +13,10 @@ local mdimport = require("runbook.mdimport")
 local M = {}
 local MAX_BYTES = 16 * 1024 * 1024
 
-function M.load(path, env)
+-- The document at path, read (at most MAX_BYTES) and parsed; or nil and
+-- why ("FILE:LINE: ..." for a broken document).  runbook import reads
+-- through it too.
+function M.read(path)
   local f, oerr = io.open(path, "rb")
   if not f then return nil, oerr end
   local text = f:read(MAX_BYTES + 1) or ""
@@ -21,7 +24,11 @@ function M.load(path, env)
   if #text > MAX_BYTES then
     return nil, string.format("%s: over %d MiB: not a runbook", path, MAX_BYTES // (1024 * 1024))
   end
-  local doc, perr = markdown.parse(text, path)
+  return markdown.parse(text, path)
+end
+
+function M.load(path, env)
+  local doc, perr = M.read(path)
   if not doc then return nil, perr end
   local chunk, lerr = load(mdimport.to_aligned_lua(doc), "@" .. path, "t", env)
   if not chunk then

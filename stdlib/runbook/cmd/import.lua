@@ -1,7 +1,7 @@
 -- runbook import: the Lua runbook a markdown checklist stands for.
 local cli = require("runbook.cli")
-local markdown = require("runbook.markdown")
 local mdimport = require("runbook.mdimport")
+local mdrun = require("runbook.mdrun")
 local ui = require("runbook.ui")
 
 local M = {
@@ -16,25 +16,12 @@ local M = {
   },
 }
 
-local MAX_BYTES = 16 * 1024 * 1024
-
-local function read(path)
-  local f, err = io.open(path, "rb")
-  if not f then return nil, err end
-  local text = f:read(MAX_BYTES + 1) or ""
-  f:close()
-  if #text > MAX_BYTES then return nil, path .. ": over 16 MiB: not a runbook" end
-  return text
-end
-
 function M.run(args)
   local path = args[1]
   if path == nil then return cli.fail(2, "import: which file? (runbook import FILE.md [-o FILE])") end
   if args[2] ~= nil then return cli.fail(2, "import: one file at a time (got %q too)", args[2]) end
-  local text, rerr = read(path)
-  if not text then return cli.fail(2, "import: %s", rerr) end
-  local doc, perr = markdown.parse(text, path)
-  if not doc then return cli.fail(2, "%s", perr) end
+  local doc, err = mdrun.read(path)
+  if not doc then return cli.fail(2, "%s", err:match("^[^:]+:%d+: ") and err or "import: " .. err) end
   local source = mdimport.to_lua(doc)
   if not args.output then
     io.stdout:write(source)
