@@ -643,6 +643,9 @@ local function helper_verbs(run, G)
   function G.secret(value)
     return require("runbook.record").secret(value)
   end
+  function G.checklist(path, opts)      -- a markdown checklist's steps, run here
+    return require("runbook.mdrun").checklist(run, path, opts)
+  end
   surface.time_verbs(G)
   require("runbook.files")(run, G, api)
 end

@@ -90,7 +90,7 @@ end
 local HTML_TAGS = { br = true, b = true, i = true, code = true, pre = true, p = true, a = true,
   em = true, strong = true, sup = true, sub = true, kbd = true, details = true, summary = true }
 local SECRET_NAME = { "password", "passwd", "secret", "token", "api_key", "apikey", "credential",
-  "database_url", "dsn", "private_key", "access_key" }
+  "database_url", "redis_url", "dsn", "private_key", "access_key" }
 
 local function param_name(raw)
   return (raw:lower():gsub("[^%w]+", "_"):gsub("^_+", ""):gsub("_+$", ""))
@@ -111,8 +111,8 @@ local function each_placeholder(text, fn)
   end
   for raw, name in text:gmatch("(%${?([%u_][%u%d_]*)}?)") do fn(raw, param_name(name)) end
   for raw in text:gmatch("%f[%w%-](your%-[%w%-]+)") do fn(raw, param_name(raw:sub(6))) end
-  for raw, inner in text:gmatch("(%[([%a][%w _%-]*)%])%f[^(]") do
-    if inner:find("[%s_%u]") then fn(raw, param_name(inner)) end
+  for raw, inner, after in text:gmatch("(%[([%a][%w _%-]*)%])()") do     -- not a link's [text](url)
+    if text:sub(after, after) ~= "(" and inner:find("[%s_%u]") then fn(raw, param_name(inner)) end
   end
 end
 
@@ -323,24 +323,48 @@ end
 local ACTIONS = { check = true, blank = true, command = true, sql = true, choice = true, link = true }
 local SEVERITY = { "^p%d", "^sev%s?%d", "^s%d$", "^critical", "^high", "^medium", "^low" }
 
+-- The level a table row or a list line names first ("P0", "SEV1",
+-- "Critical"), or nil.
+local function level_of(text)
+  local name = plain(text):match("^[%(%[]?([%w]+[%s%-]?%d?)")
+  if not name then return nil end
+  name = name:gsub("[%s%-]$", "")
+  for _, pat in ipairs(SEVERITY) do
+    if name:lower():match(pat) then return name end
+  end
+end
+
+-- The levels of a severity section, from its table's rows or from its
+-- list lines ("- **P1** (Major): Response time 30 min"): the runbook's
+-- severity choices.  Whether the section is one.
+local function add_level(doc, name, text, line)
+  for _, l in ipairs(doc.severities) do
+    if l.name:lower() == name:lower() then return end     -- the matrix and its response times
+  end
+  doc.severities[#doc.severities + 1] = { name = name, text = text, line = line }
+end
+
 local function severities_of(doc, section, items)
-  if not (section.title or ""):lower():find("sever") and not (section.title or ""):lower():find("priorit") then
-    return
+  local title = (section.title or ""):lower()
+  if not title:find("sever") and not title:find("priorit") and not title:find("response time") then
+    return false
   end
   for _, it in ipairs(items) do
     if it.kind == "table" then
       for _, row in ipairs(it.rows) do
-        local name = plain(row[1] or "")
-        for _, pat in ipairs(SEVERITY) do
-          if name:lower():match(pat) then
-            doc.severities[#doc.severities + 1] = { name = name, text = plain(table.concat(row, " | ", 2)),
-                                                    line = it.line }
-            break
-          end
-        end
+        local name = level_of(row[1] or "")
+        if name then add_level(doc, name, plain(table.concat(row, " | ", 2)), it.line) end
+      end
+    elseif it.kind == "note" then
+      local name = level_of(it.text)
+      if name then
+        local rest = it.text:sub(#name + 1):gsub("^[%*%)%]%s:%-]+", ""):gsub("^\226\128[\147\148]%s*", "")
+        add_level(doc, name, plain(rest), it.line)
+        it.kind = "level"
       end
     end
   end
+  return true
 end
 
 -- A section holding nothing to do but tables, templates or code (severity
@@ -349,25 +373,40 @@ local function is_reference(items)
   local shown = false
   for _, it in ipairs(items) do
     if ACTIONS[it.kind] then return false end
-    if it.kind == "table" or it.kind == "template" then shown = true end
+    if it.kind == "table" or it.kind == "template" or it.kind == "level" then shown = true end
     if it.kind == "note" and not shown then return false end
   end
   return shown
 end
 
+-- What a message template is for, from its first words: the alert that
+-- opens an incident, a status update, the all-clear, the report after.
+local ROLES = { { "resolv", "resolved" }, { "all%-clear", "resolved" }, { "all clear", "resolved" },
+  { "update", "update" }, { "post%-mortem", "report" }, { "postmortem", "report" }, { "report", "report" },
+  { "alert", "alert" }, { "declared", "alert" }, { "investigating", "alert" } }
+
+local function template_role(body)
+  local head = (body:match("^%s*([^\n]*)") or ""):lower()
+  for _, r in ipairs(ROLES) do
+    if head:find(r[1]) then return r[2] end
+  end
+end
+
 local function add_section(doc, section)
   local items, err = section_items(doc, section)
   if not items then return nil, err end
-  severities_of(doc, section, items)
+  local levels = severities_of(doc, section, items)
   for _, it in ipairs(items) do
     if it.kind == "template" then
-      doc.templates[#doc.templates + 1] = { name = it.name, body = it.body, line = it.line }
+      it.role = template_role(it.body)
+      doc.templates[#doc.templates + 1] = { name = it.name, role = it.role, body = it.body, line = it.line }
     end
   end
   if section.title == nil then
     doc.intro = items
   elseif is_reference(items) then
-    doc.reference[#doc.reference + 1] = { title = section.title, line = section.line, items = items }
+    doc.reference[#doc.reference + 1] = { title = section.title, line = section.line, items = items,
+                                          severity = levels }
   else
     local id, n = slug(section.title), 1
     while doc.ids[id] do n = n + 1; id = slug(section.title) .. "-" .. n end

@@ -101,10 +101,7 @@ local function item_code(doc, it)
     end
     return "pick {\n" .. table.concat(opts, "\n") .. "\n}"
   end
-  if k == "link" then
-    return "log.info(" .. q("next, as the document says: runbook run " .. it.target:gsub("^%./", "") ..
-      " (" .. it.text .. ")") .. ")"
-  end
+  if k == "link" then return string.format("checklist(%s, { offer = %s })", q(it.target), q(it.text)) end
   if k == "severity" then
     local names = {}
     for _, l in ipairs(it.levels) do names[#names + 1] = q(l.name .. (l.text ~= "" and (": " .. l.text) or "")) end
@@ -124,6 +121,10 @@ local PRELUDE = [[
 -- What a checklist item does (the same for every imported document).
 local filled = {}                 -- the blanks filled in, by label
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+-- The host of a URL (a placeholder such as <DB_HOST> from the target's db).
+local function host_of(url)
+  return url and (url:gsub("^%a[%w+.-]*://", ""):gsub("/.*$", ""):gsub("^.*@", ""):gsub(":%d+$", ""))
+end
 
 -- "- [ ] item": done, not done or skipped, asked and recorded.
 local function check(item)
@@ -210,14 +211,16 @@ local function pick(options)
 end
 ]]
 
-local HELPERS = "filled, sh_quote, check, fill, run, query, pick, declare_severity"
+local HELPERS = "filled, sh_quote, host_of, check, fill, run, query, pick, declare_severity"
 
 -- What the target gives a placeholder by its name: the database URL, the
 -- Redis URL, the first service.  (-p wins; then the environment for a
 -- $VAR; then this; else the operator is asked, once.)
 local FROM_TARGET = {
   database_url = "target.db", db_url = "target.db", pg_url = "target.db", postgres_url = "target.db",
-  redis_url = "target.redis", service = "(target.services or {})[1]",
+  redis_url = "target.redis", health_url = "target.health", health = "target.health",
+  db_host = "host_of(target.db)", database_host = "host_of(target.db)", pg_host = "host_of(target.db)",
+  redis_host = "host_of(target.redis)", service = "(target.services or {})[1]",
   service_name = "(target.services or {})[1]", app = "(target.services or {})[1]",
 }
 
@@ -229,7 +232,34 @@ local function param_code(doc, name)
   if p.placeholder:sub(1, 1) == "$" then sources[1] = string.format("env(%q)", p.placeholder:match("[%w_]+")) end
   sources[#sources + 1] = FROM_TARGET[name]
   if #sources > 0 then fields[#fields + 1] = "default = " .. table.concat(sources, " or ") end
+  fields[#fields + 1] = "required = true"     -- asked when nothing gives it; never the text "nil"
   return string.format("param(%q, { %s })", name, table.concat(fields, ", "))
+end
+
+-- The params of a followed checklist: name, help, secret and the same
+-- default a run of it alone would have (linked_params asks for the rest).
+local function inline_param_specs(doc)
+  local specs = {}
+  for _, name in ipairs(doc.params.order) do
+    local decl = param_code(doc, name):match("^param%(%b\"\", (%b{})%)$")
+    specs[#specs + 1] = decl:gsub("^{ ", string.format("{ name = %q, ", name))
+  end
+  return specs
+end
+
+-- The document's contact and escalation tables (reference, not steps),
+-- shown at the start of the first step: who to call is wanted during
+-- the incident, not only in `show`.
+local function reference_code(doc)
+  local out = {}
+  for _, r in ipairs(doc.reference) do
+    for _, it in ipairs(r.items) do
+      if it.kind == "table" and not r.severity then
+        out[#out + 1] = "print(" .. q(r.title .. ":") .. ") " .. item_code(doc, it)
+      end
+    end
+  end
+  return table.concat(out, "\n")
 end
 
 local function header_code(doc)
@@ -248,11 +278,14 @@ function M.to_lua(doc)
     "-- the document, and each line says where in it the item stands.",
     header_code(doc), "",
   }
+  out[#out + 1] = PRELUDE
   for _, name in ipairs(doc.params.order) do out[#out + 1] = param_code(doc, name) end
   out[#out + 1] = ""
-  out[#out + 1] = PRELUDE
-  for _, s in ipairs(doc.steps) do
+  for i, s in ipairs(doc.steps) do
     out[#out + 1] = step_code(s) .. "   -- line " .. s.line
+    if i == 1 and reference_code(doc) ~= "" then
+      out[#out + 1] = "  " .. reference_code(doc):gsub("\n", "\n  ") .. "   -- the document's reference tables"
+    end
     for _, it in ipairs(s.items) do
       local code = item_code(doc, it):gsub("\n", "\n  ")
       out[#out + 1] = "  " .. code .. "   -- line " .. it.line
@@ -266,22 +299,34 @@ end
 -- The same runbook with every step and item on its line of the document,
 -- for `runbook run FILE.md`: an error or a position the engine reports
 -- (FILE.md:24) is the document's own line.  The helpers come in as the
--- chunk's arguments (M.helpers makes them), not written out.
-function M.to_aligned_lua(doc)
+-- chunk's arguments (M.helpers makes them), not written out.  inline: a
+-- checklist followed from another's link (runbook.mdrun.checklist): the
+-- chunk returns its steps as functions instead of declaring them, and its
+-- params come from the running one's (linked_params).
+function M.to_aligned_lua(doc, inline)
   local lines = {}
   local function put(at, code)
     at = math.max(1, at)
     lines[at] = lines[at] and (lines[at] .. " " .. code) or code
   end
-  local head = { "local " .. HELPERS .. " = ...", header_code(doc) }
-  for _, name in ipairs(doc.params.order) do head[#head + 1] = param_code(doc, name) end
+  local head = { "local " .. HELPERS .. (inline and ", linked_params, given = ..." or " = ...") }
+  if inline then
+    head[2] = "local p = linked_params(given, { " .. table.concat(inline_param_specs(doc), ", ") ..
+      " }) local steps = {}"
+  else
+    head[2] = header_code(doc)
+    for _, name in ipairs(doc.params.order) do head[#head + 1] = param_code(doc, name) end
+  end
   put(1, table.concat(head, " "))
   for i, s in ipairs(doc.steps) do
-    put(s.line, step_code(s))
+    put(s.line, inline and string.format("steps[%d] = { title = %s, line = %d, run = function()", i,
+      q(s.title), s.line) or step_code(s))
+    if i == 1 then put(s.line, reference_code(doc):gsub("\n", " ")) end
     for _, it in ipairs(s.items) do put(it.line, (item_code(doc, it):gsub("\n", " "))) end
     local next_step = doc.steps[i + 1]
-    put(next_step and next_step.line - 1 or doc.nlines, "end)")
+    put(next_step and next_step.line - 1 or doc.nlines, inline and "end }" or "end)")
   end
+  if inline then put(doc.nlines, "return steps") end
   local n = 0
   for at in pairs(lines) do n = math.max(n, at) end
   for at = 1, n do lines[at] = lines[at] or "" end

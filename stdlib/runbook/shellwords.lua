@@ -90,7 +90,8 @@ for w in ([[cat less more head tail grep egrep fgrep zgrep rg awk jq yq wc sort 
   id whoami hostname uname date env printenv echo printf true test dig nslookup host ping
   traceroute tracepath mtr ss netstat lsof nc curl-health getent realpath readlink basename
   dirname md5sum sha256sum diff cmp column nproc lscpu lsblk blkid mount findmnt
-  journalctl dmesg last w who pg_isready]]):gmatch("%S+") do READERS[w] = true end
+  journalctl dmesg last w who pg_isready Get-Service Get-Process Get-EventLog Get-WinEvent
+  Get-Content Get-ChildItem Test-NetConnection Resolve-DnsName]]):gmatch("%S+") do READERS[w] = true end
 
 -- Programs whose first argument says: the subcommands that only look.
 local SUBREADS = {

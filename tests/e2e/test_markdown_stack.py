@@ -3,18 +3,11 @@ sql primitive against PostgreSQL (a SELECT runs, also in a dry run; an
 UPDATE is confirmed; a DELETE FROM needs the target's name typed), its
 redis-cli line against a real Redis, and its import: Lua that passes check
 and shows the same plan."""
-import os
-import sys
 import unittest
 
 from dbcase import DbTestCase
-from harness import SOURCE_DIR, TESTS_DIR
 from servers.redis import RedisServer
 
-sys.path.insert(0, os.path.join(TESTS_DIR, "cli"))
-from test_markdown import STEPS, dry_run_checks  # noqa: E402
-
-EXAMPLES = os.path.join(SOURCE_DIR, "examples", "markdown")
 
 DOC = """# Orders incident
 
@@ -115,28 +108,6 @@ class MarkdownStack(DbTestCase):
         p = self.run_book(lua, "--target", "stage", "--answers", self.answers)
         self.assertExit(p, 0)
         self.assertEqual(self.query("select count(*) from orders"), "100")
-
-    def test_the_examples_with_sql_dry_run_against_the_database(self):
-        typed = {
-            "incident-response.md": ["domain=127.0.0.1:1", "redis_host=127.0.0.1",
-                                     "[*] Destructive: pg_restore --clean --if-exists -d \"$DATABASE_URL\" "
-                                     "/var/backups/db/latest.dump -- type stage to run it = stage"],
-            "api-latency.md": ["pid=4242", "[*] Destructive: psql -c \"SELECT pg_terminate_backend('4242')\" "
-                               "-- type stage to run it = stage"],
-        }
-        for name, given in typed.items():
-            with self.subTest(doc=name):
-                t = self.path(name + ".jsonl")
-                a = self.write(name + ".answers", "\n".join(g for g in given if g.startswith("[")) + "\n")
-                args = [os.path.join(EXAMPLES, name), "--target", "stage", "--dry-run", "--yes",
-                        "--answers", a]
-                for kv in given:
-                    if not kv.startswith("["):
-                        args += ["-p", kv]
-                p = self.run_book(*args, transcript=t, timeout=120)
-                self.assertExit(p, 0)
-                dry_run_checks(self, name, t, len(STEPS[name]))
-        self.assertEqual(self.query("select count(*) from orders"), "120")
 
 
 if __name__ == "__main__":

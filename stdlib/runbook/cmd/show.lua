@@ -38,8 +38,9 @@ function M.run(args)
     if s.undo then notes[#notes + 1] = "has undo" end
     ui.print(string.format("  %2d. [ ] %s  %s", s.index, s.title,
       ui.style("dim", "(" .. table.concat(notes, ", ") .. ")")))
-    if plan.markdown then M.markdown_items(plan.markdown.steps[s.index]) end
+    if plan.markdown then M.markdown_items(plan.markdown, plan.markdown.steps[s.index]) end
   end
+  if plan.markdown then M.markdown_reference(plan.markdown) end
   return 0
 end
 
@@ -50,7 +51,12 @@ local ITEM = {
   blank = function(it) return it.label .. ": ____" end,
   command = function(it) return string.format("%-11s $ %s", it.class, it.cmd) end,
   sql = function(it) return string.format("%-11s sql %s", it.class, (it.sql:gsub("%s+", " "))) end,
-  link = function(it) return "-> " .. it.target .. " (" .. it.text .. ")" end,
+  link = function(it, doc)
+    local dir = doc.file:match("^(.*)/[^/]*$")
+    local f = io.open(it.target:sub(1, 1) == "/" and it.target or ((dir and dir .. "/" or "") .. it.target), "rb")
+    if f then f:close() end
+    return "-> " .. it.target .. " (" .. it.text .. "; " .. (f and "offered to run now" or "not there: named only") .. ")"
+  end,
   severity = function(it)
     local names = {}
     for _, l in ipairs(it.levels) do names[#names + 1] = l.name end
@@ -58,11 +64,11 @@ local ITEM = {
   end,
 }
 
-function M.markdown_items(step)
+function M.markdown_items(doc, step)
   for _, it in ipairs(step and step.items or {}) do
     local say = ITEM[it.kind]
     if say then
-      ui.print("        " .. ui.style("dim", say(it)))
+      ui.print("        " .. ui.style("dim", say(it, doc)))
     elseif it.kind == "choice" then
       for _, o in ipairs(it.options) do
         ui.print("        " .. ui.style("dim", string.format("%-11s $ %s  (%s)", o.class, o.cmd, o.label or o.platform)))
@@ -71,5 +77,27 @@ function M.markdown_items(step)
   end
 end
 
+
+-- The sections that are not steps: severity levels, contact tables (shown
+-- at the start of the run), message templates and their placeholders.
+function M.markdown_reference(doc)
+  if #doc.reference == 0 then return end
+  ui.print("\nreference (shown, not run):")
+  for _, r in ipairs(doc.reference) do
+    local what = {}
+    for _, it in ipairs(r.items) do
+      if it.kind == "table" then
+        what[#what + 1] = r.severity and "severity levels" or string.format("table of %d rows", #it.rows - 1)
+      elseif it.kind == "template" then
+        local names, seen = {}, {}
+        for ph in it.body:gmatch("%[([%a][%w _%-]*)%]") do
+          if not seen[ph] then names[#names + 1], seen[ph] = ph, true end
+        end
+        what[#what + 1] = "template " .. (it.role or "(other)") .. (#names > 0 and (" [" .. table.concat(names, "] [") .. "]") or "")
+      end
+    end
+    ui.print(string.format("  %s  %s", r.title, ui.style("dim", "(" .. table.concat(what, "; ") .. ")")))
+  end
+end
 
 return M
