@@ -7,8 +7,9 @@
 -- (nil, " " or "x"), text} (a list item, with the lines that continue it),
 -- fence {lang, attrs, lines, close}, table {rows}, para {text}, comment
 -- {text} (an HTML comment, which may say `runbook: readonly`), and rule
--- (---).  Only what a checklist uses: no setext headings, no block quotes
--- (their text is kept as a paragraph), no HTML blocks but comments.
+-- (---).  A setext heading (a line underlined with === or ---) is a
+-- heading; a block quote's lines are read as blocks of their own (a quoted
+-- "> - [ ] Tell the team" is an item).  No HTML blocks but comments.
 local M = {}
 
 local function trim(s)
@@ -121,9 +122,19 @@ local function read_para(lines, i)
   return { type = "para", text = table.concat(text, " "), line = i }, j
 end
 
+-- "Title" over "=====" (level 1) or "-----" (level 2).
+local function setext(lines, i)
+  local under = lines[i + 1]
+  if not under or not continues(lines[i]) or lines[i]:match("^%s*>") then return nil end
+  if under:match("^ ? ? ?=+%s*$") then return 1 end
+  if under:match("^ ? ? ?%-%-+%s*$") then return 2 end
+end
+
 -- The block that starts at line i (not blank), and the next line's index.
 local function block_at(lines, i, file)
   local l = lines[i]
+  local level = setext(lines, i)
+  if level then return { type = "heading", level = level, text = trim(l), line = i }, i + 2 end
   local hashes, htext = l:match("^%s?%s?%s?(#+)%s+(.-)%s*#*%s*$")
   if not hashes then hashes, htext = l:match("^%s?%s?%s?(#+)%s*$"), "" end
   if hashes and #hashes <= 6 then
@@ -138,21 +149,45 @@ local function block_at(lines, i, file)
   return read_para(lines, i)
 end
 
-function M.read(text, file)
-  local lines = {}
-  for l in (text:sub(-1) == "\n" and text or text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
-  local blocks, i = {}, 1
-  while i <= #lines do
-    if lines[i]:match("%S") then
+-- The lines of a block quote from line i, its "> " taken off (blank
+-- lines where a line had only ">"), and the next line's index.
+local function quoted(lines, i)
+  local inner, j = {}, i
+  while j <= #lines and lines[j]:match("^%s*>") do
+    inner[j] = lines[j]:gsub("^%s*>%s?", "", 1)
+    j = j + 1
+  end
+  return inner, j
+end
+
+-- The blocks of lines[first..last] (a table indexed by line number).
+local function read_lines(lines, first, last, file, blocks)
+  local i = first
+  while i <= last do
+    if not lines[i]:match("%S") then
+      i = i + 1
+    elseif lines[i]:match("^%s*>") then
+      local inner, next_i = quoted(lines, i)
+      -- outside the quote its blocks see blank lines: a fence opened in
+      -- it and not closed there is unclosed
+      local view = setmetatable(inner, { __index = function() return "" end, __len = function() return #lines end })
+      local ok, err = read_lines(view, i, next_i - 1, file, blocks)
+      if not ok then return nil, err end
+      i = next_i
+    else
       local b, next_i = block_at(lines, i, file)
       if not b then return nil, next_i end
       blocks[#blocks + 1] = b
       i = next_i
-    else
-      i = i + 1
     end
   end
   return blocks
+end
+
+function M.read(text, file)
+  local lines = {}
+  for l in (text:sub(-1) == "\n" and text or text .. "\n"):gmatch("(.-)\n") do lines[#lines + 1] = l end
+  return read_lines(lines, 1, #lines, file, {})
 end
 
 M.trim = trim

@@ -12,6 +12,16 @@ local M = {}
 
 local function q(s) return string.format("%q", s):gsub("\\\n", "\\n") end
 
+local KEYWORDS = {}
+for w in ("and break do else elseif end false for function goto if in local nil not or repeat return " ..
+    "then true until while"):gmatch("%a+") do KEYWORDS[w] = true end
+
+-- p.name, or p["name"] where the name is no Lua identifier (<do>, your-1st).
+local function pref(name)
+  if KEYWORDS[name] or not name:match("^[%a_][%w_]*$") then return string.format("p[%q]", name) end
+  return "p." .. name
+end
+
 -- Lua for a shell command with its placeholders: <DB_HOST>, your-domain
 -- and [Service Name] become the param's value, shell-quoted; $VAR stays
 -- for the shell to expand, from env = { VAR = p.var }.
@@ -21,7 +31,7 @@ local function command_expr(doc, text)
   for _, name in ipairs(doc.params.order) do
     local ph = doc.params[name].placeholder
     if ph:sub(1, 1) == "$" then
-      if text:find(ph, 1, true) then env[#env + 1] = string.format("%s = p.%s", ph:match("[%w_]+"), name) end
+      if text:find(ph, 1, true) then env[#env + 1] = string.format("%s = %s", ph:match("[%w_]+"), pref(name)) end
     else
       local s = 1
       while true do
@@ -36,7 +46,7 @@ local function command_expr(doc, text)
   for _, sp in ipairs(spans) do
     if sp.a >= pos then
       if sp.a > pos then parts[#parts + 1] = q(text:sub(pos, sp.a - 1)) end
-      parts[#parts + 1] = "sh_quote(p." .. sp.name .. ")"
+      parts[#parts + 1] = "sh_quote(" .. pref(sp.name) .. ")"
       pos = sp.b + 1
     end
   end
@@ -224,7 +234,8 @@ local FROM_TARGET = {
   service_name = "(target.services or {})[1]", app = "(target.services or {})[1]",
 }
 
-local function param_code(doc, name)
+-- The fields of a param's declaration: help, secret, default, required.
+local function param_fields(doc, name)
   local p = doc.params[name]
   local fields = { string.format("help = %s", q(p.placeholder .. " in the document (line " .. p.line .. ")")) }
   if p.secret then fields[#fields + 1] = "secret = true" end
@@ -232,6 +243,11 @@ local function param_code(doc, name)
   if p.placeholder:sub(1, 1) == "$" then sources[1] = string.format("env(%q)", p.placeholder:match("[%w_]+")) end
   sources[#sources + 1] = FROM_TARGET[name]
   if #sources > 0 then fields[#fields + 1] = "default = " .. table.concat(sources, " or ") end
+  return fields
+end
+
+local function param_code(doc, name)
+  local fields = param_fields(doc, name)
   fields[#fields + 1] = "required = true"     -- asked when nothing gives it; never the text "nil"
   return string.format("param(%q, { %s })", name, table.concat(fields, ", "))
 end
@@ -241,8 +257,7 @@ end
 local function inline_param_specs(doc)
   local specs = {}
   for _, name in ipairs(doc.params.order) do
-    local decl = param_code(doc, name):match("^param%(%b\"\", (%b{})%)$")
-    specs[#specs + 1] = decl:gsub("^{ ", string.format("{ name = %q, ", name))
+    specs[#specs + 1] = string.format("{ name = %q, %s }", name, table.concat(param_fields(doc, name), ", "))
   end
   return specs
 end

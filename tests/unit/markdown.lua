@@ -123,8 +123,14 @@ test("placeholders of every shape become params", function()
   eq(table.concat(doc.params.order, ","), "domain,redis_host,api_token,service_name", "params")
   eq(doc.params.domain.placeholder, "your-domain", "your-domain")
   eq(doc.params.api_token.secret, true, "a token is secret")
-  local src = require("runbook.mdimport").to_lua(doc)
+  local mdimport = require("runbook.mdimport")
+  local src = mdimport.to_lua(doc)
   assert(src:find('default = host_of(target.redis)', 1, true), "<REDIS_HOST> from the target's redis")
+  -- a name that is a Lua keyword, a placeholder with a quote and a brace in its help
+  doc = assert(markdown.parse('# T\n\n## A\n\n- `echo <do> "$X}"`\n', "k.md"))
+  for _, code in ipairs({ mdimport.to_lua(doc), mdimport.to_aligned_lua(doc), mdimport.to_aligned_lua(doc, true) }) do
+    assert(load(code, "=k", "t", {}), "a keyword placeholder's runbook loads")
+  end
 end)
 
 test("severity levels from list lines, and a link followed inline", function()
@@ -223,6 +229,54 @@ test("a markdown run: each step and item on the document's own line", function()
     for i, s in ipairs(doc.steps) do
       eq(seen[i].title, s.title, name .. " step " .. i)
       eq(seen[i].line, s.line, name .. " step " .. i .. "'s line")
+    end
+  end
+end)
+
+test("setext headings and block quotes", function()
+  local doc = assert(markdown.parse("Restore\n=======\n\nCheck\n-----\n\n> **Warning:** drops the cache.\n" ..
+    "> - [ ] Tell the team\n>\n> ```bash\n> ls /\n> ```\n\nFix\n---\n\n- `pm2 restart api`\n", "q.md"))
+  eq(doc.title, "Restore", "the === heading is the title")
+  eq(titles(doc), "Check | Fix", "the --- headings are the steps")
+  eq(#items(doc, "check"), 1, "a quoted checklist item")
+  eq(items(doc, "command")[1].cmd, "ls /", "a quoted fence")
+  eq(items(doc, "command")[1].line, 11, "its line in the document")
+  local _, err = markdown.parse("# T\n\n## A\n\n> ```bash\n> ls\n\n- after\n```\n", "u.md")
+  eq(err, "u.md:5: the code block opened here is never closed (no closing ```)", "a fence the quote leaves open")
+end)
+
+-- Mutated examples (insertions of markdown's own marks, cuts, copies):
+-- the reader returns a document or "FILE:LINE: why", never raises, and
+-- every runbook made of a document loads.
+test("mutated documents never crash the reader", function()
+  local mdimport = require("runbook.mdimport")
+  local texts = {}
+  for _, name in ipairs({ "oncall-checklist.md", "incident-response.md", "links.md", "api-latency.md",
+      "oncall-procedures.md" }) do
+    local f = assert(io.open(SOURCE .. "/examples/markdown/" .. name, "rb"))
+    texts[#texts + 1] = f:read("a")
+    f:close()
+  end
+  local marks = { "`", "```", "\n", "#", "- [ ] ", "1) ", "<", ">", "[", "]", "(", ")", "|", "$", "'", '"',
+    "\\", "___", "\r\n", "\t", "\226\128", "\195", "{readonly}", "<!--", "-->", "    ", "*", "===", "\n> " }
+  math.randomseed(20261202)
+  for round = 1, 3000 do
+    local t = texts[math.random(#texts)]
+    for _ = 1, math.random(1, 8) do
+      local at, op = math.random(0, #t), math.random(3)
+      if op == 1 then t = t:sub(1, at) .. marks[math.random(#marks)] .. t:sub(at + 1)
+      elseif op == 2 then t = t:sub(1, at) .. t:sub(at + math.random(1, 40))
+      else local from = math.random(0, #t); t = t:sub(1, at) .. t:sub(from, from + 30) .. t:sub(at + 1) end
+    end
+    local ok, doc, err = pcall(markdown.parse, t, "f.md")
+    assert(ok, "round " .. round .. ": the reader raised: " .. tostring(doc))
+    if doc then
+      for _, src in ipairs({ mdimport.to_lua(doc), mdimport.to_aligned_lua(doc), mdimport.to_aligned_lua(doc, true) }) do
+        local chunk, lerr = load(src, "=f", "t", {})
+        assert(chunk, "round " .. round .. ": the runbook made of it does not load: " .. tostring(lerr))
+      end
+    else
+      assert(type(err) == "string" and err:match("^f%.md:%d+: "), "round " .. round .. ": " .. tostring(err))
     end
   end
 end)
