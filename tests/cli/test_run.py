@@ -418,6 +418,17 @@ class StartAtAndResume(RunTestCase):
         self.assertExit(p, 0)
         self.assertIn("[3/4] Three", p.stdout)
 
+    def test_resume_of_a_run_that_ended_done_says_there_is_nothing_left(self):
+        first = self.path("first.jsonl")
+        self.allow()
+        self.assertExit(self.run_rb("run", RESUME, "--transcript", first, "-p", f"dir={self.marks}"), 0)
+        again = self.path("again.jsonl")
+        p = self.run_rb("run", RESUME, "--resume", first, "--transcript", again)
+        self.assertExit(p, 2)
+        self.assertIn("every step of that run ended ok", p.stderr)
+        self.assertIn("step 4 of 4", p.stderr)
+        self.assertFalse(os.path.exists(again), "a transcript of a run that did nothing")
+
     def test_resume_refuses_a_transcript_that_does_not_verify(self):
         first = self.path("first.jsonl")
         self.run_rb("run", RESUME, "--transcript", first, "-p", f"dir={self.marks}")

@@ -100,6 +100,10 @@ local function first_step(args, plan, resume)
     for _, s in ipairs(plan.steps) do
       if s.id == resume.last_ok.id then first = s.index + 1 end
     end
+    if first > #plan.steps then
+      engine.usage_error("--resume %s: every step of that run ended ok (the last, %q, is step %d of %d): " ..
+        "nothing to resume; run it again without --resume", args.resume, resume.last_ok.id, first - 1, #plan.steps)
+    end
   end
   return first
 end
