@@ -9,8 +9,8 @@
 --   on          "operator" (a question on the terminal) or "approval"
 --   started_at  loop.now() when the wait began: it names the wait, so a
 --               wait escalates once however often it ticks
---   opts        { question = what is waited for, prefix = text printed
---               before the one line saying the escalation went out }
+--   opts        { question = what is waited for, prefix = text written
+--               before the escalation goes out ("\n" ends a prompt's line) }
 -- It returns the seconds until the wait would escalate (the caller sleeps
 -- that long, or less, and ticks again), or nil once it has escalated or
 -- when it never will.  The operator's questions tick through ui.on_wait,
@@ -46,10 +46,13 @@ local function send(run, on, waited, level, limit, opts)
   values.Step = run.step and string.format("%d '%s'", run.step.index, run.step.title) or "(between steps)"
   local text = templates.fill(templates.get(run, "escalation"), values)
   local channel = run.config and run.config.escalation
-  local ok, err = pcall(require("runbook.prim.notify"), text, { severity = level, channel = channel })
+  -- (the prefix ends the prompt's line before notify says where it sent)
+  if opts.prefix then require("runbook.operator").write(opts.prefix) end
+  local ok, err = pcall(require("runbook.prim.notify"), text, { severity = level, channel = channel,
+    quiet = true })
   run.rec:event("escalation", { waited = waited, on = on, channel = channel, severity = level,
     step = run.step and run.step.id, sent = ok or nil, error = not ok and tostring(err) or nil })
-  ui.print((opts.prefix or "") .. "  " .. ui.style("yellow", "escalated:") .. string.format(
+  ui.print("  " .. ui.style("yellow", "escalated:") .. string.format(
     " waited %s for %s, past the %s response time (%s); %s %s", values.Waited, values["Waiting On"], level,
     values.Respond, ok and "notified" or "could not notify", channel or "every channel"))
 end
