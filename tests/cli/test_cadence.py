@@ -190,6 +190,23 @@ class Escalation(CadenceTestCase):
         (waiting,) = self.ev("waiting")
         self.assertEqual((waiting["on"], waiting["question"]), ("operator", "Restore the dump now?"))
 
+    def test_the_retry_question_after_a_failure_escalates_too(self):
+        # (asked between the step's tasks, where a wait blocks instead of yielding)
+        cfg = self.config('respond = { P1 = 1 }')
+        rb = self.runbook('step("fail", function() error("pg_restore exited with code 1") end)')
+        s = self.session(rb, cfg)
+        s.expect(r"\[r\]etry, \[s\]kip, \[a\]bort\? ")
+        s.expect(r"escalated: waited \d+s for the operator, past the P1 response time \(1s\); "
+                 r"notified every channel")
+        s.expect(r"\[r\]etry, \[s\]kip, \[a\]bort\? ")
+        s.sendline("a")
+        self.assertEqual(s.wait(), 1, s.output)
+        (esc,) = self.ev("escalation")
+        self.assertEqual((esc["on"], esc.get("channel")), ("operator", None))
+        self.assertEqual(len(self.texts("/ops")), 1)
+        self.assertEqual(len(self.texts("/pager")), 1)
+        self.assertEqual(self.ev("step.end")[0]["decision"], "abort")
+
     def test_a_question_answered_in_time_does_not_escalate(self):
         cfg = self.config('respond = { P1 = "1h" }')
         rb = self.runbook('step("go", function() confirm("Restore the dump now?") end)')
