@@ -10,6 +10,7 @@
 #include "runbook/operator.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -173,7 +174,10 @@ static int l_readline(lua_State *L)
         fwrite(prompt, 1, plen, stdout);
         fflush(stdout);
     }
-    lua_KContext ctx = ((lua_KContext)(timeout * 1000.0) << 1) | (tick ? CTX_TICK : 0);
+    /* rounded up: a timeout of under a millisecond must not become 0,
+     * which is no timeout at all */
+    lua_KContext ms = (lua_KContext)ceil(timeout * 1000.0);
+    lua_KContext ctx = (ms << 1) | (tick ? CTX_TICK : 0);
     return answer_or_wait(L, get_input(L), ctx);
 }
 

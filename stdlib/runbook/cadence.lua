@@ -61,7 +61,8 @@ end
 
 -- What the transcript holds since the last update: the steps that ended
 -- and the commands run.  It is read on from where the last look stopped,
--- so each line is read once however long the run.
+-- so each line is read once however long the run.  (The transcript is a
+-- regular file: the writer creates it, never opens what exists.)
 local function read_on(run, st)
   local path = run.rec and run.rec.path
   local f = path and io.open(path, "r")
@@ -180,7 +181,7 @@ local function ask(run, q, on_interrupt, on_error)
     ui.print("")
     return on_interrupt, "interrupt"
   end
-  ui.log("warn", "reminder: " .. tostring(value) .. "; taken as " .. tostring(on_error[1] or "the text shown"))
+  ui.log("warn", "reminder: " .. tostring(value) .. "; the default is taken")
   return on_error, run.answers and "answers" or "default"
 end
 
@@ -216,8 +217,10 @@ function cadence.remind(run, level, interval, next_step)
   cadence.send(run, text, level, "operator")
 end
 
--- At a step boundary (before `step` starts, or at the run's end with nil).
+-- At a step boundary (before `step` starts, or at the run's end with nil);
+-- not once a terminating signal came: the run is ending, nobody answers.
 function cadence.boundary(run, step)
+  if loop.terminated() then return end
   local level, interval = cadence.due(run)
   if level then cadence.remind(run, level, interval, step) end
 end

@@ -57,17 +57,22 @@ local function send(run, on, waited, level, limit, opts)
     values.Respond, ok and "notified" or "could not notify", channel or "every channel"))
 end
 
-function escalation.tick(run, on, started_at, opts)
+-- The seconds the wait has left before it escalates (0 or less: now), and
+-- its level and response time; nil once it escalated, or when it never will.
+local function left(run, on, started_at)
   local level = cadence.level(run)
   local limit = escalation.respond(run, level)
   if limit == nil or run.phase ~= "execute" or run.rec == nil then return nil end
+  if run.escalated and run.escalated[on .. "@" .. started_at] then return nil end
+  return limit - (loop.now() - started_at), level, limit
+end
+
+function escalation.tick(run, on, started_at, opts)
+  local secs, level, limit = left(run, on, started_at)
+  if secs == nil or secs > 0 then return secs end
   run.escalated = run.escalated or {}
-  local key = on .. "@" .. started_at
-  if run.escalated[key] then return nil end
-  local waited = loop.now() - started_at
-  if waited < limit then return limit - waited end
-  run.escalated[key] = true
-  send(run, on, waited, level, limit, opts or {})
+  run.escalated[on .. "@" .. started_at] = true
+  send(run, on, limit - secs, level, limit, opts or {})
   return nil
 end
 
@@ -81,10 +86,17 @@ function escalation.operator_wait(question)
   local started = loop.now()
   run.rec:event("waiting", { on = "operator", question = question, step = run.step and run.step.id })
   local wait = {}
-  function wait.timeout() return escalation.tick(run, "operator", started, { question = question }) end
+  -- (the read's timeout only: the escalation goes out in tick, after the
+  -- prompt is on the screen, however late this is asked)
+  function wait.timeout()
+    local secs = left(run, "operator", started)
+    return secs and math.max(secs, 0.001)
+  end
+  -- Whether the escalation went out now (a line was printed).
   function wait.tick()
-    return escalation.tick(run, "operator", started, { question = question, prefix = "\n" }) == nil and
-      run.escalated ~= nil and run.escalated["operator@" .. started] == true
+    if left(run, "operator", started) == nil then return false end
+    escalation.tick(run, "operator", started, { question = question, prefix = "\n" })
+    return left(run, "operator", started) == nil
   end
   function wait.done() if run.asking == wait then run.asking = nil end end
   run.asking = wait

@@ -109,6 +109,19 @@ step("verify", function() exec { "true", readonly = true } end)
         self.assertEqual(len(self.ev("update")), 1)
         self.assertEqual(len(self.texts("/ops")), 1, self.hook.bodies)
 
+    def test_ctrl_c_at_the_reminder_snoozes_it_and_the_run_goes_on(self):
+        cfg = self.config('cadence = { P1 = 1 }')
+        s = self.session(self.runbook(LONG_STEP), cfg)
+        s.expect(QUESTION)
+        s.ctrl_c()
+        s.expect(r"snoozed: reminding again in 1s")
+        s.expect(r"\[2/2\] verify")
+        self.assertEqual(s.wait(), 0, s.output)
+        acts = [(r["action"], r["source"]) for r in self.ev("reminder") if r["action"] != "shown"]
+        self.assertEqual(acts[0], ("snoozed", "interrupt"), acts)
+        self.assertEqual([e["status"] for e in self.ev("step.end")], ["ok", "ok"])
+        self.assertEqual(self.ev("interrupt"), [], "the Ctrl-C for the reminder reached the next step")
+
     def test_a_run_without_a_severity_is_never_reminded(self):
         cfg = self.config('cadence = { P1 = 1 }')
         p = self.run_rb("run", self.runbook(LONG_STEP, header='severity = nil'), "--config", cfg,
@@ -216,6 +229,24 @@ class Escalation(CadenceTestCase):
         self.assertEqual(s.wait(), 0, s.output)
         self.assertEqual(self.ev("escalation"), [])
         self.assertEqual(self.hook.bodies, [])
+
+
+class ReadTimeout(CadenceTestCase):
+    def test_a_read_that_times_out_in_under_a_millisecond_still_times_out(self):
+        # An escalation's read can be left a fraction of a millisecond; a
+        # timeout cut to 0 ms meant no timeout at all, and the question
+        # never escalated.
+        rb = self.write("read.lua", '''
+local operator = require("runbook.operator")
+step("read", function()
+  for _, t in ipairs({ 0.0004, 1e-9 }) do print("read gave " .. tostring(operator.readline({ timeout = t, tick = true }))) end
+end)
+''')
+        s = self.pty("run", rb, "--transcript", self.transcript,
+                     env={"NO_COLOR": "1", "RUNBOOK_TEST_INTERNALS": "1"}, timeout=10)
+        s.expect(r"read gave false")
+        s.expect(r"read gave false")
+        self.assertEqual(s.wait(), 0, s.output)
 
 
 class Templates(CadenceTestCase):
