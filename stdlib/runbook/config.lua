@@ -101,9 +101,7 @@ local function incident_settings(cfg, path)
   if err == nil and cfg.escalation ~= nil and type(cfg.escalation) ~= "string" then
     err = "escalation: expected the name of a notify channel"
   end
-  if err == nil and cfg.templates ~= nil and type(cfg.templates) ~= "table" then
-    err = "templates: expected a table { alert = ..., update = ..., resolved = ..., escalation = ... }"
-  end
+  err = err or require("runbook.templates").check(cfg.templates, "templates")
   if err then return nil, string.format("config %s: %s", path or "(none)", err) end
   return out
 end

@@ -69,28 +69,33 @@ function templates.fill(text, values)
   return out, missing
 end
 
--- The template of kind ("alert", "update", "resolved") for a run: the
--- runbook header's, the config's, or the default.  Raises naming where a
--- replacement is not a string.
-function templates.get(run, kind)
-  local sources = {
-    { run.plan and run.plan.header and run.plan.header.templates, "runbook{} templates" },
-    { run.config and run.config.templates, "config templates" },
-  }
-  for _, src in ipairs(sources) do
-    local t = src[1]
-    if t ~= nil and type(t) ~= "table" then
-      error(string.format("%s: expected a table { alert = ..., update = ..., resolved = ... }", src[2]), 0)
+-- Why a table of replacements (a config's or a runbook header's
+-- `templates`) cannot be used, naming it as where, or nil when it can.
+-- Checked when the config or the runbook is read, so a run never finds
+-- out in the middle of an incident.
+function templates.check(t, where)
+  if t == nil then return nil end
+  if type(t) ~= "table" then
+    return where .. ": expected a table { alert = ..., update = ..., resolved = ..., escalation = ... }"
+  end
+  for kind, v in pairs(t) do
+    if templates.DEFAULTS[kind] == nil then
+      return string.format("%s.%s: no such message (alert, update, resolved, escalation)", where, tostring(kind))
     end
-    local v = t and t[kind]
-    if v ~= nil then
-      if type(v) ~= "string" or v == "" then
-        error(string.format("%s.%s: expected the message text (a string)", src[2], kind), 0)
-      end
-      return v
+    if type(v) ~= "string" or not v:match("%S") then
+      return string.format("%s.%s: expected the message text (a string)", where, kind)
     end
   end
-  return templates.DEFAULTS[kind]
+  return nil
+end
+
+-- The template of kind ("alert", "update", "resolved", "escalation") for a
+-- run: the runbook header's, the config's, or the default (both checked
+-- when they were read).
+function templates.get(run, kind)
+  local mine = run.plan and run.plan.header and run.plan.header.templates
+  local team = run.config and run.config.templates
+  return mine and mine[kind] or team and team[kind] or templates.DEFAULTS[kind]
 end
 
 return templates

@@ -264,6 +264,14 @@ templates = { alert = "ALERT [Service Name] [Severity] lead [Lead]",
         self.assertRegex(ops[1], r"^\[P1\] UPDATE 0 of 2 steps done, step 1 'restore' under way / \[Pager Rota\]$")
         self.assertRegex(ops[-1], r"^\[P1\] DONE cad after \d+s$")
 
+    def test_a_bad_template_in_a_runbook_is_a_load_error_naming_its_line(self):
+        rb = self.runbook(LONG_STEP, header='severity = "P1", templates = { update = 5 }')
+        p = self.run_rb("run", rb)
+        self.assertExit(p, 2)
+        self.assertIn("rb.lua:1: runbook{}: templates.update: expected the message text", p.stderr)
+        p = self.run_rb("check", rb)
+        self.assertExit(p, 2)
+
     def test_a_bad_duration_in_the_config_is_a_clear_error(self):
         cfg = self.config('cadence = { P1 = "soon" }')
         p = self.run_rb("run", self.runbook(LONG_STEP), "--config", cfg)
