@@ -128,11 +128,13 @@ function cadence.send(run, text, level, source)
   if run.dry_run then ui.print("  " .. ui.style("magenta", "would send the update") .. ": " .. text) end
   local ok, results = pcall(require("runbook.prim.notify"), text, { severity = level })
   if not ok then ui.log("warn", "update not sent: " .. tostring(results)) end
+  local took = false
+  for _, r in ipairs(ok and results or {}) do took = took or r.ok end
   run.rec:event("update", { text = text, by = cadence.who(), source = source or "operator",
-    step = run.step and run.step.id, dry_run = run.dry_run or nil })
+    step = run.step and run.step.id, dry_run = run.dry_run or nil, sent = took })
   local st = run.cadence
   st.last, st.snoozed_until, st.steps, st.commands = loop.now(), nil, {}, {}
-  return ok
+  return took
 end
 
 -- The level and interval of an update due now, or nil (and the seconds

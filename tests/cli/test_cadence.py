@@ -66,7 +66,7 @@ class Reminders(CadenceTestCase):
         reminders = [(r["action"], r["step"]) for r in self.ev("reminder")]
         self.assertEqual(reminders[:2], [("shown", "restore"), ("sent", "restore")], reminders)
         (update,) = [u for u in self.ev("update")][:1]
-        self.assertEqual(update["source"], "operator")
+        self.assertEqual((update["source"], update["sent"]), ("operator", True))
         self.assertIn("Since the last update: steps finished: restore (ok)", update["text"])
         self.assertEqual(self.texts("/ops")[0], "[P1] " + update["text"])
         self.assertEqual(self.texts("/pager")[0], "[P1] " + update["text"])
@@ -121,6 +121,14 @@ step("verify", function() exec { "true", readonly = true } end)
         self.assertEqual(acts[0], ("snoozed", "interrupt"), acts)
         self.assertEqual([e["status"] for e in self.ev("step.end")], ["ok", "ok"])
         self.assertEqual(self.ev("interrupt"), [], "the Ctrl-C for the reminder reached the next step")
+
+    def test_with_no_channel_the_update_is_recorded_as_not_sent(self):
+        cfg = self.write("none.lua", 'cadence = { P1 = 1 }')
+        p = self.run_rb("run", self.runbook(LONG_STEP), "--config", cfg, "--transcript", self.transcript,
+                        timeout=30)
+        self.assertExit(p, 0)
+        self.assertIn("no notify channels configured", p.stdout)
+        self.assertFalse(self.ev("update")[0]["sent"], self.ev("update"))
 
     def test_a_run_without_a_severity_is_never_reminded(self):
         cfg = self.config('cadence = { P1 = 1 }')
