@@ -649,6 +649,21 @@ static int l_spawn(lua_State *L)
     return 0;
 }
 
+/* loop.detach(fn, ...): start a task that belongs to no task: no join
+ * waits for it (a `parallel` inside the step is not held up by it), and it
+ * is dropped when the run's root task ends.  For a watcher that sleeps
+ * beside a step (runbook.cadence); it reports nothing, so it catches its
+ * own errors. */
+static int l_detach(lua_State *L)
+{
+    rb_task *self = current_task(L);
+    if (self == NULL)
+        return luaL_error(L, "loop.detach: not inside a task");
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    task_new(L, self->loop, lua_gettop(L) - 1, NULL);
+    return 0;
+}
+
 static int k_join(lua_State *L, int status, lua_KContext ctx)
 {
     (void)L;
@@ -793,6 +808,7 @@ int luaopen_runbook_loop(lua_State *L)
     static const luaL_Reg funcs[] = {
         { "run", l_run },
         { "spawn", l_spawn },
+        { "detach", l_detach },
         { "join", l_join },
         { "sleep", l_sleep },
         { "readable", l_readable },

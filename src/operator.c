@@ -10,6 +10,7 @@
 #include "runbook/operator.h"
 
 #include <errno.h>
+#include <math.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,8 +96,13 @@ static int take_line(lua_State *L, struct input *in)
 
 static int k_readline(lua_State *L, int status, lua_KContext ctx);
 
+/* A wait's context: the timeout in milliseconds, and in the low bit
+ * whether a timeout returns false (tick = true) instead of raising. */
+#define CTX_TICK 1
+#define CTX_MS(ctx) ((double)((ctx) >> 1))
+
 /* Push the next line (or nil at the end of input) and give the terminal
- * back, or wait for more input; ctx is the timeout in milliseconds. */
+ * back, or wait for more input. */
 static int answer_or_wait(lua_State *L, struct input *in, lua_KContext ctx)
 {
     if (take_line(L, in)) {
@@ -108,7 +114,7 @@ static int answer_or_wait(lua_State *L, struct input *in, lua_KContext ctx)
         lua_pushnil(L);
         return 1;
     }
-    double timeout = (double)ctx / 1000.0;
+    double timeout = CTX_MS(ctx) / 1000.0;
     return rb_loop_wait(L, STDIN_FILENO, POLLIN, rb_loop_deadline(timeout), k_readline, ctx);
 }
 
@@ -117,9 +123,16 @@ static int k_readline(lua_State *L, int status, lua_KContext ctx)
     (void)status;
     struct input *in = get_input(L);
     enum rb_wake w = rb_loop_woke(L, NULL, 0);
+    if (w == RB_WAKE_TIMEOUT && (ctx & CTX_TICK)) {
+        /* the caller does its periodic work and reads on: the terminal
+         * stays as it is (echo off for a secret), what was typed stays
+         * buffered */
+        lua_pushboolean(L, 0);
+        return 1;
+    }
     if (w != RB_WAKE_READY) {
         rb_operator_restore_tty();
-        return rb_loop_raise(L, w, "operator", "answer", (double)ctx / 1000.0);
+        return rb_loop_raise(L, w, "operator", "answer", CTX_MS(ctx) / 1000.0);
     }
     ssize_t n = read(STDIN_FILENO, in->buf + in->len, sizeof in->buf - in->len);
     if (n < 0 && errno != EAGAIN && errno != EINTR)
@@ -131,11 +144,13 @@ static int k_readline(lua_State *L, int status, lua_KContext ctx)
     return answer_or_wait(L, in, ctx);
 }
 
-/* operator.readline([{secret=, timeout=, prompt=}]) -> line | nil at end of
- * input.  Raises on timeout and on Ctrl-C. */
+/* operator.readline([{secret=, timeout=, prompt=, tick=}]) -> line | nil at
+ * end of input.  Raises on timeout and on Ctrl-C; with tick = true a
+ * timeout returns false instead, and a second call without the prompt
+ * reads on (the escalation timer of a question, runbook.escalation). */
 static int l_readline(lua_State *L)
 {
-    int secret = 0;
+    int secret = 0, tick = 0;
     double timeout = 0;
     size_t plen = 0;
     const char *prompt = NULL;
@@ -144,9 +159,13 @@ static int l_readline(lua_State *L)
         secret = lua_toboolean(L, -1);
         lua_getfield(L, 1, "timeout");
         timeout = luaL_optnumber(L, -1, 0);
+        lua_getfield(L, 1, "tick");
+        tick = lua_toboolean(L, -1);
         lua_getfield(L, 1, "prompt");
         prompt = lua_tolstring(L, -1, &plen);   /* stays on the stack */
     }
+    if (timeout < 0 || timeout > 1e9)
+        return luaL_error(L, "operator.readline: timeout must be 0 to 1e9 seconds");
     /* Echo goes off before the prompt is shown: whatever the operator types
      * once they see it is never echoed. */
     if (secret && isatty(STDIN_FILENO))
@@ -155,7 +174,11 @@ static int l_readline(lua_State *L)
         fwrite(prompt, 1, plen, stdout);
         fflush(stdout);
     }
-    return answer_or_wait(L, get_input(L), (lua_KContext)(timeout * 1000.0));
+    /* rounded up: a timeout of under a millisecond must not become 0,
+     * which is no timeout at all */
+    lua_KContext ms = (lua_KContext)ceil(timeout * 1000.0);
+    lua_KContext ctx = (ms << 1) | (tick ? CTX_TICK : 0);
+    return answer_or_wait(L, get_input(L), ctx);
 }
 
 /* A stdout that is a pipe (runbook run ... | tee log) is given room for a

@@ -102,9 +102,9 @@ const char *rb_loop_signal_name(int sig);
  * "terminated (SIGTERM)" once a terminating signal came. */
 const char *rb_loop_interrupt_text(void);
 
-/* Open the Lua module "runbook.loop": run, spawn, join, sleep, readable, now,
- * interrupts, ack_interrupt, terminated, catch_term, interrupt_text, shield,
- * in_task.  [-0, +1, m] */
+/* Open the Lua module "runbook.loop": run, spawn, detach, join, sleep,
+ * readable, now, interrupts, ack_interrupt, terminated, catch_term,
+ * interrupt_text, shield, in_task.  [-0, +1, m] */
 int luaopen_runbook_loop(lua_State *L);
 
 #endif

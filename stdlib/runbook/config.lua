@@ -86,6 +86,34 @@ local function guard(t, where)
   end })
 end
 
+-- The incident settings of a config (runbook.cadence, runbook.escalation,
+-- runbook.templates): cadence and respond as level -> seconds over their
+-- defaults, the escalation channel, the message templates, announce.
+-- Returns the fields, or nil and "config FILE: what is wrong".
+local function incident_settings(cfg, path)
+  local duration = require("runbook.duration")
+  local out = { escalation = cfg.escalation, templates = cfg.templates, announce = cfg.announce }
+  local err
+  out.cadence, err = duration.by_level(cfg.cadence, require("runbook.cadence").DEFAULTS, "cadence")
+  if out.cadence then
+    out.respond, err = duration.by_level(cfg.respond, require("runbook.escalation").DEFAULTS, "respond")
+  end
+  if err == nil and cfg.escalation ~= nil and type(cfg.escalation) ~= "string" then
+    err = "escalation: expected the name of a notify channel"
+  end
+  err = err or require("runbook.templates").check(cfg.templates, "templates")
+  if err then return nil, string.format("config %s: %s", path or "(none)", err) end
+  return out
+end
+
+-- loaded with the incident settings of cfg, or nil and why.
+local function with_settings(loaded, cfg)
+  local settings, err = incident_settings(cfg, loaded.path)
+  if not settings then return nil, err end
+  for k, v in pairs(settings) do loaded[k] = v end
+  return loaded
+end
+
 -- Load the config; a missing default file is an empty config, a missing
 -- --config file is an error.  Returns the table, or nil and a message.
 function config.load(path)
@@ -94,7 +122,7 @@ function config.load(path)
   local f = io.open(path, "r")
   if not f then
     if explicit then return nil, string.format("--config: cannot read %s", path) end
-    return { targets = {}, notify = {}, path = nil }
+    return with_settings({ targets = {}, notify = {}, path = nil }, {})
   end
   f:close()
   local env = make_env()
@@ -103,8 +131,8 @@ function config.load(path)
   local ok, res = pcall(chunk)
   if not ok then return nil, "config: " .. tostring(res) end
   local cfg = type(res) == "table" and res or env
-  return { targets = cfg.targets or {}, notify = guard(cfg.notify or {}, "notify"),
-    lock = guard(cfg.lock, "lock"), path = path }
+  return with_settings({ targets = cfg.targets or {}, notify = guard(cfg.notify or {}, "notify"),
+    lock = guard(cfg.lock, "lock"), path = path }, cfg)
 end
 
 -- The table of target `name`, or nil and a message listing the known ones.

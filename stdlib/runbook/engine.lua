@@ -4,6 +4,7 @@
 -- event loop (runbook.loop), the transcript writer and the operator's
 -- keyboard; everything about steps, failures and answers is decided here.
 local api = require("runbook.api")
+local cadence = require("runbook.cadence")
 local context = require("runbook.context")
 local errors = require("runbook.errors")
 local loop = require("runbook.loop")
@@ -325,6 +326,7 @@ function engine.execute(run, first)
   local n = #plan.steps
   run.phase = "execute"
   run_state.restore(run)
+  cadence.start(run, first)
   local counts = { ok = 0, skipped = 0 }
   for i = 1, first - 1 do
     run.rec:event("step.end", { index = i, id = plan.steps[i].id, status = "skipped",
@@ -332,6 +334,7 @@ function engine.execute(run, first)
   end
   local status = "done"
   for i = first, n do
+    cadence.boundary(run, plan.steps[i])
     if loop.terminated() then
       status = "terminated"
       break
@@ -345,6 +348,7 @@ function engine.execute(run, first)
     end
   end
   if run.scenario then run.scenario:report_unused(run) end
+  cadence.finish(run, status)
   run.step = nil
   run.phase = "done"
   return status, engine.exit_code(status), counts

@@ -88,15 +88,39 @@ local function unanswerable(ctx, question)
     ctx.is_confirmation and " or --yes" or "")
 end
 
+-- ui.on_wait(question) -> nil, or a wait {timeout(), tick(), done()}: set
+-- by runbook.escalation, so a question that waits too long escalates.
+ui.on_wait = nil
+
 -- Read one line from the operator, with the question shown as the prompt.
-local function read_answer(prompt_text, secret)
+-- During a wait the read times out when wait.timeout() says, wait.tick()
+-- does its work (one line printed: the prompt is shown again) and the
+-- read goes on with what was typed so far.
+local function read_answer(prompt_text, secret, wait)
   -- readline shows the prompt itself, after turning echo off for a secret
-  local line = operator.readline({ secret = secret, prompt = prompt_text })
+  local line = operator.readline({ secret = secret, prompt = prompt_text, timeout = wait and wait.timeout(),
+    tick = wait ~= nil })
+  while line == false do
+    if wait.tick() then operator.write(prompt_text) end
+    line = operator.readline({ secret = secret, timeout = wait.timeout(), tick = true })
+  end
   if line == nil then
     operator.write("\n")
     error("operator: no answer (end of input)", 0)
   end
   return line
+end
+
+-- The terminal's answer to q, asked again until it parses.
+local function ask_terminal(q, wait)
+  while true do
+    local text = read_answer(ui.style("bold", "? ") .. q.prompt, q.secret, wait)
+    if q.secret then record.secret(text) end
+    if text == "" and q.default ~= nil then text = q.default end
+    local value, err = q.parse(text)
+    if value ~= nil then return value end
+    ui.print("  " .. ui.style("yellow", err or "please answer again"))
+  end
 end
 
 -- ask{ctx=, question=, prompt=, parse=fn(text)->value|nil,err, confirmation=,
@@ -137,14 +161,11 @@ function ui.ask(q)
   if not ctx.interactive then
     error(unanswerable({ step = ctx.step, is_confirmation = q.confirmation }, q.question), 0)
   end
-  while true do
-    local text = read_answer(ui.style("bold", "? ") .. q.prompt, q.secret)
-    if q.secret then record.secret(text) end
-    if text == "" and q.default ~= nil then text = q.default end
-    local value, err = q.parse(text)
-    if value ~= nil then return value, "operator" end
-    ui.print("  " .. ui.style("yellow", err or "please answer again"))
-  end
+  local wait = ui.on_wait and ui.on_wait(q.question)
+  local ok, value = pcall(ask_terminal, q, wait)
+  if wait then wait.done() end
+  if not ok then error(value, 0) end
+  return value, "operator"
 end
 
 function ui.parse_yesno(text)

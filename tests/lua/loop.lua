@@ -56,3 +56,31 @@ step("join waits for every child and sees their work", function()
   loop.join()
   assert(#done == 5, "expected 5 children done after join, got " .. #done)
 end)
+
+-- A detached task (runbook.cadence's watcher beside a step): it runs while
+-- the step waits, no join waits for it, and it ends with its step.
+local detached = { ticks = 0 }
+
+step("A detached task runs beside the step and no join waits for it", { timeout = 5 }, function()
+  loop.detach(function()
+    while true do
+      local ok, err = pcall(loop.sleep, 0.01)
+      if not ok then detached.stopped = tostring(err); return end
+      detached.ticks = detached.ticks + 1
+    end
+  end)
+  -- Had join counted the detached task, which never ends, it would have
+  -- waited until the step's timeout stopped that task's sleep.
+  parallel({ 1, 2 }, function() loop.sleep(0.1) end)
+  for i = 1, 3 do loop.spawn(function() loop.sleep(0.01 * i) end) end
+  loop.join()
+  assert(detached.stopped == nil, "join waited for the detached task until the step's timeout stopped it: " ..
+    tostring(detached.stopped))
+  assert(detached.ticks > 0, "the detached task did not run while the step waited")
+end)
+
+step("A detached task is dropped when its step ends", function()
+  local seen = detached.ticks
+  loop.sleep(0.1)
+  assert(detached.ticks == seen, "the previous step's detached task still runs")
+end)

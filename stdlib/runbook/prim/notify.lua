@@ -1,4 +1,5 @@
--- notify(text, {channel=, severity=, required=}): tell people.
+-- notify(text, {channel=, severity=, required=, quiet=}): tell people.
+-- (quiet: no "notified ..." line; the caller says where it went.)
 --
 -- Channels come from the config file's `notify` table:
 --   notify = {
@@ -88,7 +89,7 @@ return function(text, opts)
     local msg = "notify: " .. table.concat(failed, "; ")
     if opts.required then errors.raise("failed", msg, { primitive = "notify", channels = results }) end
     ui.log("warn", msg)
-  elseif not run.dry_run then
+  elseif not run.dry_run and not opts.quiet then
     ui.print("  notified " .. table.concat(names, ", "))
   end
   return results

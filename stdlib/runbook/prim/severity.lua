@@ -54,5 +54,6 @@ return function(s)
       reasons = reasons, by = who(run, s.action), source = s.source,
       step = run.step and run.step.id })
   end
+  require("runbook.cadence").declared(run, s.level, s.action)
   return s.level
 end
