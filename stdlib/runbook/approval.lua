@@ -29,6 +29,12 @@ local RETRY_AFTER = 60
 -- The longest single wait on the store, so a failure is retried.
 local SLICE = 30
 
+-- A store's failure as said on the screen: "room: ..." once.
+local function room_words(err)
+  local m = errors.message(err)
+  return m:match("^room: ") and m or "room: " .. m
+end
+
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
@@ -92,7 +98,7 @@ local function mark(run, store, state)
   local ok, err = pcall(store.mark, store, run.rec.run_id, { state = state, step = run.step and run.step.id,
     runbook = run.plan.name, target = run.target and run.target.name, operator = operator.username(),
     host = operator.hostname() })
-  if not ok and loop.interrupts() == 0 then ui.log("warn", "room: " .. errors.message(err)) end
+  if not ok and loop.interrupts() == 0 then ui.log("warn", room_words(err)) end
 end
 
 -- A status update from the room: shown, sent through notify, recorded.
@@ -126,7 +132,7 @@ function approval.pick_updates(run)
   end)
   if ok then run.room_failed = nil return end
   if loop.interrupts() > 0 then error(err, 0) end
-  if not run.room_failed then ui.log("warn", "room: updates not read: " .. errors.message(err)) end
+  if not run.room_failed then ui.log("warn", room_words(err) .. " (updates not read; tried again in a minute)") end
   run.room_failed = loop.now()
 end
 
@@ -202,7 +208,7 @@ local function look(run, q, store, me, left)
   local ok, msgs, cursor = pcall(store.wait, store, run.rec.run_id, run.room_cursor, math.min(left, SLICE))
   if not ok then
     if loop.interrupts() > 0 then error(msgs, 0) end
-    if not q.failing then ui.log("warn", "room: " .. errors.message(msgs) .. "; still waiting") end
+    if not q.failing then ui.log("warn", room_words(msgs) .. "; still waiting") end
     q.failing = true
     loop.sleep(math.min(1, left))
     return nil

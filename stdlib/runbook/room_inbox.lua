@@ -14,7 +14,7 @@
 --   store:cursor(run)                 -- the newest message's id (start after it)
 --   store:after(run, cursor)          -- -> messages newer than cursor, cursor
 --   store:wait(run, cursor, seconds)  -- the same, waiting up to seconds for one
---   store:find_run(prefix)            -- -> the runs {run, state} whose id starts so
+--   store:find_run(prefix)            -- -> the runs {run, state, identity} whose id starts so
 --   store:mark(run, fields)           -- the runs summary's state and step
 --
 -- A message: { id, kind, body = table, who, at, forged = why|nil }.  `who`
@@ -102,7 +102,10 @@ local function pg_reason(f)
   return (msg:gsub("^FATAL:%s+", ""):gsub("^ERROR:%s+", ""))
 end
 
+-- A connection that was lost (a server restart) is opened again on the
+-- next call, so a long wait outlives it.
 function PG:query(sql, ...)
+  if self.conn == nil or self.conn:status() ~= "ok" then self:reopen() end
   local v, f = self.conn:query(sql, table.pack(...), CALL_TIMEOUT, "rows")
   if v == nil then
     if f and f.wake == "interrupt" then error(loop.interrupt_text(), 0) end
@@ -115,13 +118,10 @@ function PG.open(spec)
   local parsed, perr = csql.parse(spec.url)
   if parsed == nil then error("room: cannot parse " .. spec.where .. ".url: " .. tostring(perr), 0) end
   if parsed.password and parsed.password ~= "" then record.secret(parsed.password) end
-  local self = setmetatable({ shown = string.format("postgres %s:%s/%s", parsed.host or "localhost",
+  local self = setmetatable({ spec = spec, shown = string.format("postgres %s:%s/%s", parsed.host or "localhost",
     parsed.port or "5432", parsed.dbname or parsed.user or "?") }, PG)
-  local conn, f = csql.connect(spec.url, CONNECT_TIMEOUT)
-  if conn == nil then
-    error(string.format("room: cannot connect to %s: %s (check %s.url)", self.shown, pg_reason(f), spec.where), 0)
-  end
-  self.conn = conn
+  self:reopen()
+  local conn = self.conn
   local have = self:query("select to_regclass('runbook_room.messages') is not null " ..
     "and to_regclass('runbook_room.runs') is not null as ok")[1].ok
   if not have then
@@ -133,6 +133,17 @@ function PG.open(spec)
     end
   end
   return self
+end
+
+function PG:reopen()
+  if self.conn then self.conn:close() end
+  local conn, f = csql.connect(self.spec.url, CONNECT_TIMEOUT)
+  if conn == nil then
+    if f and f.wake == "interrupt" then error(loop.interrupt_text(), 0) end
+    error(string.format("room: cannot connect to %s: %s (check %s.url)", self.shown, pg_reason(f),
+      self.spec.where), 0)
+  end
+  self.conn = conn
 end
 
 function PG:whoami()
@@ -173,7 +184,7 @@ function PG:wait(run, cursor, seconds)
 end
 
 function PG:find_run(prefix)
-  local rows = self:query("select run, state from runbook_room.runs where left(run, length($1)) = $1 " ..
+  local rows = self:query("select run, state, identity from runbook_room.runs where left(run, length($1)) = $1 " ..
     "order by updated desc nulls last limit 5", prefix)
   return rows
 end
@@ -292,8 +303,8 @@ function RD:find_run(prefix)
   local rows = {}
   for _, run in ipairs(self:call({ "ZREVRANGE", PREFIX .. "runs", "0", "-1" })) do
     if run:sub(1, #prefix) == prefix then
-      local state = self:call({ "HGET", PREFIX .. "info:" .. run, "state" })
-      rows[#rows + 1] = { run = run, state = state or nil }
+      local info = self:call({ "HMGET", PREFIX .. "info:" .. run, "state", "identity" })
+      rows[#rows + 1] = { run = run, state = info[1] or nil, identity = info[2] or nil }
       if #rows == 5 then break end
     end
   end

@@ -159,6 +159,7 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
         run = self.run_id(s)
         own = self.rb_as("alice", "approve", run, "-m", "self-approval", code=0)
         self.assertIn("approved run " + run + " as alice", own.stdout)
+        self.assertIn("note: alice is the identity run " + run + " itself uses in the room", own.stderr)
         s.expect(r"refused: alice is this run's own identity in the room: the operator cannot approve")
         s.expect("still waiting")
         p = self.rb_as("bob", "approve", run[:-3], "-m", "go ahead, backups checked", code=0)
@@ -277,6 +278,17 @@ class Postgres(RoomCase, RunbookTestCase):
         self.assertEqual(out.stdout.strip(), "carol")
 
 
+    def test_the_wait_outlives_its_connection_being_killed(self):
+        s = self.start(APPROVE_BOOK, TIMEOUT="60")
+        run = self.run_id(s)
+        killed = PG.psql("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+                         "where usename = 'alice') k;", db="postgres").strip()
+        self.assertEqual(killed, "1", "the run's own room connection should have been the one alice had")
+        self.rb_as("bob", "approve", run, "-m", "after the restart", code=0)
+        s.expect(r'approved by bob \(\S+\)[^\n]*: "after the restart"')
+        self.assertEqual(s.wait(), 0, s.output)
+
+
 class Redis(RoomCase, RunbookTestCase):
     BACKEND = "redis"
 
@@ -315,12 +327,42 @@ class NoRoom(RunbookTestCase):
         self.assertExit(rep, 0)
         self.assertRegex(rep.stdout, r"approval .*Dana Lead.*attested by the operator")
 
+    def test_approve_and_update_need_a_room(self):
+        cfg = self.write("config/runbook/config.lua", "targets = { staging = {} }\n")
+        for args in (("approve", "r1"), ("update", "r1", "-m", "x"), ("approve", "r1", "--target", "staging")):
+            p = self.run_rb(*args, "--config", cfg)
+            self.assertExit(p, 2)
+            self.assertIn("no incident room configured: add room = {", p.stderr)
+        bad = self.write("bad.lua", 'room = { backend = "mysql", url = "x" }\n')
+        p = self.run_rb("approve", "r1", "--config", bad)
+        self.assertExit(p, 2)
+        self.assertIn('room.backend is "mysql": use "postgres" or "redis"', p.stderr)
+        for cmd, flag in (("approve", "--reject"), ("update", "--message")):
+            h = self.run_rb(cmd, "--help")
+            self.assertExit(h, 0)
+            self.assertIn(flag, h.stdout)
+            self.assertIn("--config", h.stdout)
+            self.assertIn("--target", h.stdout)
+
+    def test_misuse_names_the_runbook_line(self):
+        rb = self.write("rb.lua", 'step("a", function()\n  approve("ok?", { from = "alice" })\nend)\n')
+        p = self.run_rb("run", rb, "--yes", "--transcript", self.path("t.jsonl"))
+        self.assertExit(p, 1)
+        self.assertIn('rb.lua:2: approve: from must be "other" or a list of names', p.stdout)
+        rb = self.write("rb2.lua", 'step("a", { approval = 7 }, function() end)\n')
+        p = self.run_rb("check", rb)
+        self.assertExit(p, 2)
+        self.assertIn('rb2.lua:1: step "a": approval: from must be "other" or a list of names', p.stdout + p.stderr)
+
     def test_dry_run_says_it_would_wait_and_goes_on(self):
         rb = self.write("rb.lua", APPROVE_BOOK.replace("TIMEOUT", "5"))
         p = self.run_rb("run", rb, "--dry-run", "--transcript", self.path("t.jsonl"))
         self.assertExit(p, 0)
         self.assertIn("would wait for approval from another person: Restore prod", p.stdout)
         self.assertIn("@after-ran", p.stdout)
+        shown = self.run_rb("show", self.write("b.lua", BOUNDARY_BOOK.replace("APPROVAL", '{ "alice", "bob" }')))
+        self.assertExit(shown, 0)
+        self.assertIn("approval by alice or bob", shown.stdout)
 
 
 if __name__ == "__main__":

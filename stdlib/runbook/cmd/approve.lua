@@ -36,6 +36,10 @@ function M.run(args)
   local ok, id, who = pcall(store.post, store, row.run, kind, inbox.body(args.message))
   store:close()
   if not ok then return cli.fail(1, "approve: %s", tostring(id)) end
+  if row.identity == who then
+    ui.eprint(string.format("runbook: approve: note: %s is the identity run %s itself uses in the room: " ..
+      "the run refuses an approval from it (ask another person)", who, row.run))
+  end
   ui.print(string.format("%s run %s as %s (message %s on %s)%s", args.reject and "rejected" or "approved",
     row.run, who, tostring(id), store.shown, args.message and (': "' .. args.message .. '"') or ""))
   return 0
