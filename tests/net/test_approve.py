@@ -327,6 +327,15 @@ class NoRoom(RunbookTestCase):
         self.assertExit(rep, 0)
         self.assertRegex(rep.stdout, r"approval .*Dana Lead.*attested by the operator")
 
+    def test_yes_attests_in_the_operators_own_name_and_says_so(self):
+        rb = self.write("rb.lua", APPROVE_BOOK.replace("TIMEOUT", "5"))
+        t = self.path("t.jsonl")
+        p = self.run_rb("run", rb, "--yes", "--transcript", t, env={"SUDO_USER": "opal"})
+        self.assertExit(p, 0)
+        self.assertIn("approved by opal (attested by the operator opal with --yes: nobody else was asked", p.stdout)
+        (ap,) = [e for e in self.events(t) if e["event"] == "approval"]
+        self.assertEqual((ap["by"], ap["attested"], ap["source"]), ("opal", True, "yes"))
+
     def test_approve_and_update_need_a_room(self):
         cfg = self.write("config/runbook/config.lua", "targets = { staging = {} }\n")
         for args in (("approve", "r1"), ("update", "r1", "-m", "x"), ("approve", "r1", "--target", "staging")):
