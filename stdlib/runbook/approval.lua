@@ -35,6 +35,12 @@ local function room_words(err)
   return m:match("^room: ") and m or "room: " .. m
 end
 
+-- A wait cut short by Ctrl-C or by the step's own timeout (which bounds
+-- every wait in it): not the store failing.
+local function cut_short(err)
+  return loop.interrupts() > 0 or errors.message(err):find("step's timeout ran out", 1, true) ~= nil
+end
+
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
@@ -98,7 +104,8 @@ local function mark(run, store, state)
   local ok, err = pcall(store.mark, store, run.rec.run_id, { state = state, step = run.step and run.step.id,
     runbook = run.plan.name, target = run.target and run.target.name, operator = operator.username(),
     host = operator.hostname() })
-  if not ok and loop.interrupts() == 0 then ui.log("warn", room_words(err)) end
+  if ok then run.room_state = state end
+  if not ok and not cut_short(err) then ui.log("warn", room_words(err)) end
 end
 
 -- A status update from the room: shown, sent through notify, recorded.
@@ -120,10 +127,7 @@ function approval.pick_updates(run)
   local ok, err = pcall(function()
     local store = store_of(run)
     if store == nil then return end
-    if not run.room_marked then
-      run.room_marked = true
-      mark(run, store, "running")
-    end
+    if run.room_state ~= "running" then mark(run, store, "running") end
     local msgs
     msgs, run.room_cursor = store:after(run.rec.run_id, run.room_cursor)
     for _, m in ipairs(msgs) do
@@ -194,9 +198,8 @@ local function consider(run, q, m, me)
     message = m.id })
 end
 
-local function timed_out(run, q, store)
+local function timed_out(run, q)
   event(run, "approval", { question = q.question, approved = false, timed_out = q.timeout })
-  mark(run, store, "running")
   errors.raise("timeout", string.format("approve: no approval from %s within %s for %q (give one with " ..
     "`runbook approve %s`, then retry the step)", from_text(q.from), ui.duration(q.timeout), q.question,
     run.rec.run_id), { primitive = "approve" })
@@ -207,7 +210,7 @@ end
 local function look(run, q, store, me, left)
   local ok, msgs, cursor = pcall(store.wait, store, run.rec.run_id, run.room_cursor, math.min(left, SLICE))
   if not ok then
-    if loop.interrupts() > 0 then error(msgs, 0) end
+    if cut_short(msgs) then error(msgs, 0) end
     if not q.failing then ui.log("warn", room_words(msgs) .. "; still waiting") end
     q.failing = true
     loop.sleep(math.min(1, left))
@@ -231,15 +234,20 @@ local function wait_room(run, q, store)
   ui.print(ui.style("dim", string.format("  (runbook approve %s [-m TEXT], or --reject -m TEXT, by an identity " ..
     "other than %s; up to %s; Ctrl-C stops)", run.rec.run_id, me, ui.duration(q.timeout))))
   local deadline = loop.now() + q.timeout
-  while true do
-    local left = deadline - loop.now()
-    if left <= 0 then timed_out(run, q, store) end
-    local got = look(run, q, store, me, left)
-    if got then
-      mark(run, store, "running")
-      return got
+  local ok, got = pcall(function()
+    while true do
+      local left = deadline - loop.now()
+      if left <= 0 then timed_out(run, q) end
+      local answered = look(run, q, store, me, left)
+      if answered then return answered end
     end
-  end
+  end)
+  -- However the wait ended, the run no longer waits (after Ctrl-C or the
+  -- step's timeout the store cannot be reached from this step: the next
+  -- step boundary says so then).
+  mark(run, store, "running")
+  if not ok then error(got, 0) end
+  return got
 end
 
 -- No room: the operator types the approver's answer, name and words.

@@ -102,13 +102,25 @@ local function pg_reason(f)
   return (msg:gsub("^FATAL:%s+", ""):gsub("^ERROR:%s+", ""))
 end
 
+-- Raises the words of a call the loop stopped (a failed connect says it
+-- in `wake`, a failed query in `kind`), if it was.
+local function stopped(self, f, seconds)
+  local wake = f and (f.wake or f.kind)
+  if wake == "interrupt" then error(loop.interrupt_text(), 0) end
+  if wake == "cancel" then error(string.format("room: %s: stopped: the step's timeout ran out", self.shown), 0) end
+  if wake == "timeout" then
+    error(string.format("room: %s: no answer within %d s (is the server up? check the room's url)",
+      self.shown, seconds), 0)
+  end
+end
+
 -- A connection that was lost (a server restart) is opened again on the
 -- next call, so a long wait outlives it.
 function PG:query(sql, ...)
   if self.conn == nil or self.conn:status() ~= "ok" then self:reopen() end
   local v, f = self.conn:query(sql, table.pack(...), CALL_TIMEOUT, "rows")
   if v == nil then
-    if f and f.wake == "interrupt" then error(loop.interrupt_text(), 0) end
+    stopped(self, f, CALL_TIMEOUT)
     error(string.format("room: %s: %s", self.shown, pg_reason(f)), 0)
   end
   return v
@@ -139,7 +151,7 @@ function PG:reopen()
   if self.conn then self.conn:close() end
   local conn, f = csql.connect(self.spec.url, CONNECT_TIMEOUT)
   if conn == nil then
-    if f and f.wake == "interrupt" then error(loop.interrupt_text(), 0) end
+    stopped(self, f, CONNECT_TIMEOUT)
     error(string.format("room: cannot connect to %s: %s (check %s.url)", self.shown, pg_reason(f),
       self.spec.where), 0)
   end

@@ -216,6 +216,12 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
         ends = {e["id"]: e["status"] for e in self.events("step.end")}
         self.assertEqual(ends, {"restore": "failed"})
 
+    def test_the_steps_own_timeout_bounds_the_wait(self):
+        s = self.start(APPROVE_BOOK.replace('{ id = "restore" }', '{ id = "restore", timeout = 1 }'), TIMEOUT="600")
+        self.assertEqual(s.wait(), 1, s.output)
+        self.assertIn("step's timeout ran out", s.output)
+        self.assertNotIn("warn: room:", s.output, "the step's timeout was taken for the store failing")
+
     def test_ctrl_c_interrupts_the_wait(self):
         s = self.start(APPROVE_BOOK, TIMEOUT="600", session="pty")
         s.expect("waiting for approval")
