@@ -127,12 +127,12 @@ function approval.pick_updates(run)
   local ok, err = pcall(function()
     local store = store_of(run)
     if store == nil then return end
-    if run.room_state ~= "running" then mark(run, store, "running") end
     local msgs
     msgs, run.room_cursor = store:after(run.rec.run_id, run.room_cursor)
     for _, m in ipairs(msgs) do
       if m.kind == "update" and not m.forged then deliver_update(run, m) end
     end
+    if run.room_state ~= "running" then mark(run, store, "running") end
   end)
   if ok then run.room_failed = nil return end
   if loop.interrupts() > 0 then error(err, 0) end
