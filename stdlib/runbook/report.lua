@@ -182,7 +182,7 @@ local function describe(ev, run)
   elseif e == "call" then return md(call_text(ev))
   elseif e == "confirm" or e == "prompt" or e == "manual" then
     return string.format("%s \"%s\" -> %s (%s)", e, md(short(ev.question, 100)), md(ev.answer), md(ev.source))
-  elseif e == "approval" then return report.approval_text(ev)
+  elseif e == "approval" or e == "approval.refused" then return report.approval_text(ev)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
@@ -197,6 +197,9 @@ end
 -- is known (the room's store, or the operator's attestation), their words.
 function report.approval_text(ev)
   local q = md(short(tostring(ev.question), 100))
+  if ev.event == "approval.refused" then
+    return string.format("approval \"%s\" from %s %s", q, md(ev.by), md(short(tostring(ev.reason), 160)))
+  end
   if ev.dry_run then return string.format("approval \"%s\" would be waited for (dry run)", q) end
   if ev.timed_out then return string.format("approval \"%s\": none within %s s", q, md(ev.timed_out)) end
   local t = string.format("approval \"%s\" -> **%s** by %s", q, ev.approved and "approved" or "rejected",

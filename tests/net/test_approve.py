@@ -183,6 +183,11 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
                          (True, "bob", "go ahead, backups checked", "restore"))
         self.assertTrue(ap["os_user"] and ap["host"] and ap["at"], ap)
         self.assertNotIn("attested", ap)
+        rep = self.run_rb("report", self.transcript)
+        self.assertExit(rep, 0)
+        self.assertRegex(rep.stdout, r"approval .* from alice refused: alice is this run's own identity")
+        self.assertRegex(rep.stdout, r"approval .* -> \*\*approved\*\* by bob \(\S+@\S+, identity from the "
+                                     r"room's store\): \"go ahead, backups checked\"")
         # the run is not waiting any more: approving again is refused
         again = self.rb_as("bob", "approve", run, code=1)
         self.assertIn("is not waiting for an approval", again.stderr)
