@@ -227,6 +227,14 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
         ends = {e["id"]: e["status"] for e in self.events("step.end")}
         self.assertEqual(ends, {"restore": "failed"})
 
+    def test_the_wait_outlives_its_connection_being_killed(self):
+        s = self.start(APPROVE_BOOK, TIMEOUT="60")
+        run = self.run_id(s)
+        self.assertEqual(self.kill_alices_connections(), 1, "the run's room connection is alice's only one")
+        self.rb_as("bob", "approve", run, "-m", "after the restart", code=0)
+        s.expect(r'approved by bob \(\S+\)[^\n]*: "after the restart"')
+        self.assertEqual(s.wait(), 0, s.output)
+
     def test_the_steps_own_timeout_bounds_the_wait(self):
         s = self.start(APPROVE_BOOK.replace('{ id = "restore" }', '{ id = "restore", timeout = 1 }'), TIMEOUT="600")
         self.assertEqual(s.wait(), 1, s.output)
@@ -295,19 +303,16 @@ class Postgres(RoomCase, RunbookTestCase):
         self.assertEqual(out.stdout.strip(), "carol")
 
 
-    def test_the_wait_outlives_its_connection_being_killed(self):
-        s = self.start(APPROVE_BOOK, TIMEOUT="60")
-        run = self.run_id(s)
-        killed = PG.psql("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
-                         "where usename = 'alice') k;", db="postgres").strip()
-        self.assertEqual(killed, "1", "the run's own room connection should have been the one alice had")
-        self.rb_as("bob", "approve", run, "-m", "after the restart", code=0)
-        s.expect(r'approved by bob \(\S+\)[^\n]*: "after the restart"')
-        self.assertEqual(s.wait(), 0, s.output)
+    def kill_alices_connections(self):
+        return int(PG.psql("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
+                           "where usename = 'alice') k;", db="postgres").strip())
 
 
 class Redis(RoomCase, RunbookTestCase):
     BACKEND = "redis"
+
+    def kill_alices_connections(self):
+        return REDIS.command("CLIENT", "KILL", "USER", "alice")
 
     def test_a_user_cannot_write_under_another_users_key_nor_point_at_it(self):
         with self.assertRaisesRegex(ReplyError, "NOPERM"):
