@@ -252,6 +252,9 @@ step("Flush the Redis database (type the target's name)", { id = "flush" }, func
     error(string.format("flush refused: you typed %q, the target is %q; nothing was flushed", typed,
       target.name), 0)
   end
+  -- No undo: a second person approves it too (the config's room, else
+  -- attested by the operator).
+  approve("Approve flushing the target's Redis database (FLUSHDB, no undo)?", { from = "other" })
   r:call("FLUSHDB")
   log.info("FLUSHDB done; %d key(s) left", r:call("DBSIZE"))
 end)

@@ -7,7 +7,7 @@ runbook {
   name = "db-restore",
   title = "Restore PostgreSQL from the last known-good dump",
   severity = "P0",
-  description = "Approval, the team lock (one restore per database at a time), the service " ..
+  description = "Approval by a second person, the team lock (one restore per database at a time), the service " ..
     "stopped or in maintenance, pg_restore --clean in one transaction, migrations when the " ..
     "target names them, the service started, then row counts checked against the dump and " ..
     "the health URLs.",
@@ -199,7 +199,11 @@ step("Get the restore approved", { id = "approval" }, function(p)
   local name = service.default(p.service)
   log.info("plan: replace the data of %s with %s%s", c.server, c.dump,
     name and (", " .. name .. " to be stopped during the restore") or "")
-  confirm("Has the incident lead approved this restore?")
+  -- A second person's approval: with the config's `room`, the incident
+  -- lead gives it with `runbook approve RUN` from their own machine (the
+  -- operator's own identity is refused); without one, the operator types
+  -- who approved, recorded as attested by the operator.
+  approve("Has the incident lead approved this restore?", { from = "other", timeout = 1800 })
 end)
 
 step("Take the team lock", { id = "lock", requires = { "team_lock" } }, function()

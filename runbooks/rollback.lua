@@ -49,10 +49,12 @@ step("List the recent deployments", { id = "deployments" }, function(p)
   log.info("plan: roll %s back from %s to %s", d.dir, deploy.describe(d.current), deploy.describe(to))
 end)
 
--- Dangerous: the operator confirms right after reading the plan the step
--- above ends with.  Undo (offered when the step fails, e.g. the switch
--- happened but does not read back) puts the release it started from back.
-step("Roll back the release", { id = "rollback", dangerous = true, timeout = 300,
+-- Dangerous: a second person approves it (approval = "other": through the
+-- config's room, else attested by the operator), then the operator
+-- confirms right after reading the plan the step above ends with.  Undo
+-- (offered when the step fails, e.g. the switch happened but does not read
+-- back) puts the release it started from back.
+step("Roll back the release", { id = "rollback", dangerous = true, timeout = 300, approval = "other",
   undo = function()
     if state.from then deploy.activate(state.from) end
   end }, function()

@@ -365,9 +365,16 @@ function verbs.step(title, opts, fn)
   if type(fn) ~= "function" then errors.usage(string.format("step %q: missing its function", title), "step") end
   local id, misuse = step_id(plan, title, opts)
   if not id then errors.usage(misuse, "step") end
+  local approval = require("runbook.approval")
+  local _, amisuse = approval.check_from(opts.approval, string.format("step %q: approval", title))
+  if amisuse then errors.usage(amisuse, "step") end
+  if opts.approval_timeout ~= nil and (type(opts.approval_timeout) ~= "number" or opts.approval_timeout <= 0) then
+    errors.usage(string.format("step %q: approval_timeout must be a positive number of seconds", title), "step")
+  end
   plan.steps[#plan.steps + 1] = { index = #plan.steps + 1, title = title, id = id,
     fn = fn, dangerous = opts.dangerous and true or false, timeout = opts.timeout,
     verify = opts.verify, undo = opts.undo, requires = opts.requires,
+    approval = opts.approval, approval_timeout = opts.approval_timeout,
     line = debug.getinfo(2, "l").currentline }
 end
 
@@ -419,6 +426,12 @@ function verbs.confirm(question)
   asked(run, "confirm", question, yes and "yes" or "no", source)
   if not yes then error(errors.declined(question, "confirm"), 0) end
   return true
+end
+
+-- approve(question, {from =, timeout =}): a second person's approval
+-- (runbook.approval).
+function verbs.approve(question, opts)
+  return require("runbook.approval").ask(question_run("approve", question), question, opts)
 end
 
 function verbs.yesno(question)

@@ -155,16 +155,28 @@ local function interrupted()
   return terminating_signal() and "terminated" or "interrupted"
 end
 
+-- What a question asked before the step runs (its approval, its
+-- dangerous confirmation) ends it with: nil when fn(...) went through,
+-- else outcome, message.
+local function before_running(fn, ...)
+  local ok, err = pcall(fn, ...)
+  if ok then return nil end
+  if loop.interrupts() > 0 then return interrupted(), tostring(err) end
+  return api.is_declined(err) and "declined" or "failed", tostring(err)
+end
+
 -- Run one attempt of a step as a task; returns outcome, message, traceback.
 local function attempt(run, step)
   local p = api.params_proxy(run.plan, run.params)
+  local outcome, msg
+  if step.approval then
+    outcome, msg = before_running(require("runbook.approval").for_step, run, step)
+    if outcome then return outcome, msg end
+  end
   if step.dangerous then
-    local ok, err = pcall(run.env.confirm,
+    outcome, msg = before_running(run.env.confirm,
       string.format("Step %d '%s' is marked dangerous. Run it?", step.index, step.title))
-    if not ok then
-      if loop.interrupts() > 0 then return interrupted(), tostring(err) end
-      return api.is_declined(err) and "declined" or "failed", tostring(err)
-    end
+    if outcome then return outcome, msg end
   end
   local ok, err, tb = loop.run({ timeout = step.timeout }, function()
     context.bind(run)
@@ -327,6 +339,7 @@ function engine.execute(run, first)
   run.phase = "execute"
   run_state.restore(run)
   cadence.start(run, first)
+  require("runbook.approval").attach(run)     -- the room's updates, at each step boundary
   local counts = { ok = 0, skipped = 0 }
   for i = 1, first - 1 do
     run.rec:event("step.end", { index = i, id = plan.steps[i].id, status = "skipped",

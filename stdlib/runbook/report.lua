@@ -182,6 +182,7 @@ local function describe(ev, run)
   elseif e == "call" then return md(call_text(ev))
   elseif e == "confirm" or e == "prompt" or e == "manual" then
     return string.format("%s \"%s\" -> %s (%s)", e, md(short(ev.question, 100)), md(ev.answer), md(ev.source))
+  elseif e == "approval" or e == "approval.refused" then return report.approval_text(ev)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
@@ -190,6 +191,26 @@ local function describe(ev, run)
       ev.previous and (" from " .. md(ev.previous)) or "", md(ev.level), md(ev.by))
   end
   return md(e)
+end
+
+-- An approval event in words: who approved or rejected, how the identity
+-- is known (the room's store, or the operator's attestation), their words.
+function report.approval_text(ev)
+  local q = md(short(tostring(ev.question), 100))
+  if ev.event == "approval.refused" then
+    return string.format("approval \"%s\" from %s %s", q, md(ev.by), md(short(tostring(ev.reason), 160)))
+  end
+  if ev.dry_run then return string.format("approval \"%s\" would be waited for (dry run)", q) end
+  if ev.timed_out then return string.format("approval \"%s\": none within %s s", q, md(ev.timed_out)) end
+  local t = string.format("approval \"%s\" -> **%s** by %s", q, ev.approved and "approved" or "rejected",
+    md(ev.by))
+  if ev.attested then
+    t = t .. " (attested by the operator " .. md(ev.attested_by) .. ", not checked by any store)"
+  elseif ev.os_user or ev.host then
+    t = t .. string.format(" (%s@%s, identity from the room's store)", md(ev.os_user), md(ev.host))
+  end
+  if ev.text then t = t .. ": \"" .. md(short(ev.text, 100)) .. "\"" end
+  return t
 end
 
 local function run_summary(w, r)
@@ -268,6 +289,9 @@ local function confirmations(w, merged)
     elseif ev.event == "confirm" or ev.event == "manual" then
       local who = ev.source == "operator" and m.run.operator or (ev.source or "?")
       w("- %s: \"%s\" -> **%s** by %s", md(ev.ts), md(ev.question), md(ev.answer), md(who))
+      any = true
+    elseif ev.event == "approval" and not ev.dry_run then
+      w("- %s: %s", md(ev.ts), report.approval_text(ev))
       any = true
     end
   end

@@ -154,7 +154,9 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
         self.fill(cache_user=5, session=1)
         self.fill(db=15, other=3)
         self.rb("api-issues", "-p", "fix=flush-redis", "-p", "samples=1",
-                answers="[flush] Type the target's name to flush its Redis database = staging\n")
+                answers="[flush] Type the target's name to flush its Redis database = staging\n"
+                "[flush] Approve flushing the target's Redis database (FLUSHDB, no undo)? = yes\n"
+                "[flush] Approver's name = Dana Lead\n")
         self.assertEqual(self.count("*"), 0, "the target's database was not flushed")
         self.assertEqual(self.count("*", db=15), 3, "another database was flushed too")
         self.assertLogged("FLUSHDB deletes all 6 key(s)", "flush")
@@ -167,6 +169,12 @@ class ApiIssuesTest(OpsFixture, RunbookTestCase):
         s.expect(r"FLUSHDB deletes all 4 key\(s\)")
         s.expect(r"Type the target's name to flush its Redis database: ")
         s.sendline("staging")
+        s.expect(r"Approve flushing the target's Redis database \(FLUSHDB, no undo\)\? \[y/n, as the approver answered\] ")
+        s.sendline("y")
+        s.expect(r"Approver's name \(who answered\): ")
+        s.sendline("Dana Lead")
+        s.expect(r"Their words \(Enter for none\): ")
+        s.sendline("")
         self.assertEqual(s.wait(30), 0, s.output)
         self.assertEqual(self.count("*"), 0)
 

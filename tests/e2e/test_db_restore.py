@@ -135,7 +135,8 @@ targets = {{
         env = self.service_target()
         self.truncated_newest(env)
         answers = self.write("answers", "[preflight] Which dump to restore? = 2\n"
-                                        "[approval] Has the incident lead approved this restore? = no\n")
+                                        "[approval] Has the incident lead approved this restore? = no\n"
+                                        "[approval] Approver's name = Dana Lead\n")
         first = self.path("first.jsonl")
         p = self.run_book("db-restore", "--answers", answers, "--target", "staging", "-p", "service=api",
                           env=env, transcript=first)

@@ -19,7 +19,7 @@ from dbcase import DbTestCase
 from servers.redis import RedisServer
 
 RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
-APPROVE = r"Has the incident lead approved this restore\? \[y/n\] "
+APPROVE = r"Has the incident lead approved this restore\? \[y/n, as the approver answered\] "
 STOP = r"Step 4 'Stop the service' is marked dangerous\. Run it\? \[y/n\] "
 HOST = socket.gethostname()
 SINCE = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ)"
@@ -53,6 +53,10 @@ class LockTestCase(DbTestCase):
                      env={"SUDO_USER": operator, "NO_COLOR": "1"})
         s.expect(APPROVE)
         s.sendline("y")
+        s.expect(r"Approver's name \(who answered\): ")   # no room: the operator attests it
+        s.sendline("Dana Lead")
+        s.expect(r"Their words \(Enter for none\): ")
+        s.sendline("")
         s.expect(r"lock taken: " + re.escape(self.lock_name))
         s.expect(STOP)
         return s

@@ -227,7 +227,9 @@ class TestGitLayout(RollbackCase):
 
     def test_declining_the_confirmation_changes_nothing(self):
         question = "Step 2 'Roll back the release' is marked dangerous. Run it?"
-        answers = self.write("answers.txt", f"[rollback] {question} = no\n[rollback] !error = abort\n")
+        answers = self.write("answers.txt", "[rollback] Approve step 2 'Roll back the release'? = yes\n"
+                             "[rollback] Approver's name = Dana Lead\n"
+                             f"[rollback] {question} = no\n[rollback] !error = abort\n")
         proc = self.rollback("--answers", answers)
         self.assertExit(proc, 1)
         self.assertEqual(self.step_status("rollback"), "declined")

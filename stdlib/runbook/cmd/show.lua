@@ -33,6 +33,9 @@ function M.run(args)
   for _, s in ipairs(plan.steps) do
     local notes = { "id " .. s.id }
     if s.dangerous then notes[#notes + 1] = "dangerous" end
+    if s.approval then
+      notes[#notes + 1] = "approval by " .. (s.approval == "other" and "another person" or table.concat(s.approval, " or "))
+    end
     if s.timeout then notes[#notes + 1] = "timeout " .. s.timeout .. " s" end
     if s.verify then notes[#notes + 1] = "verified" end
     if s.undo then notes[#notes + 1] = "has undo" end
