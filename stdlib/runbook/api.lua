@@ -275,6 +275,11 @@ end
 
 -- The ask wrappers record every question and its answer.
 local function asked(run, kind, question, answer, source, secret)
+  -- what was answered fills a message template's [Question] (runbook.cadence)
+  if not secret and type(answer) == "string" and answer ~= "" then
+    run.answered = run.answered or {}
+    run.answered[question] = answer
+  end
   if run.rec then
     run.rec:event(kind, { question = question, answer = secret and "***" or answer,
       source = source, step = run.step and run.step.id })

@@ -108,7 +108,7 @@ function cadence.values(run, next_step)
   local interval = cadence.interval(run, level)
   local upcoming = next_step
   if next_step and run.step == next_step then upcoming = plan.steps[next_step.index + 1] end
-  return {
+  local values = {
     ["Service Name"] = params.service or target.service or plan.header.title or plan.name,
     Severity = level, Runbook = plan.name, Summary = plan.header.title or plan.name,
     Target = target.name or "(no target)", Lead = cadence.who(), Run = run.rec and run.rec.run_id,
@@ -120,6 +120,14 @@ function cadence.values(run, next_step)
     Duration = duration.text(loop.now() - st.started), Started = st.started_utc,
     Cadence = interval and duration.text(interval) or "(no cadence)",
   }
+  values["Start Time"] = values.Started
+  -- the answers given so far ("Incident lead" fills [Incident Lead]); the
+  -- run's own values win over a question's
+  for question, answer in pairs(run.answered or {}) do
+    local name = question:gsub("[:?%s]+$", "")
+    if values[name] == nil then values[name] = answer end
+  end
+  return values
 end
 
 -- Send text through notify as an `update` event (the room's `runbook

@@ -277,8 +277,22 @@ local function reference_code(doc)
   return table.concat(out, "\n")
 end
 
+-- The document's message templates as the runbook's (runbook.templates):
+-- the first of each kind the cadence sends; [placeholders] are filled from
+-- the run (its severity, steps, lead, and the blanks answered: "Incident
+-- lead: ____" fills [Incident Lead]).
+local SENT = { alert = true, update = true, resolved = true }
+
 local function header_code(doc)
-  return string.format("runbook { name = %q, title = %s }", doc.name, q(doc.title))
+  local kinds, fields = {}, {}
+  for _, t in ipairs(doc.templates) do
+    if t.role and SENT[t.role] and not kinds[t.role] then
+      kinds[t.role] = true
+      fields[#fields + 1] = string.format("%s = %s", t.role, q(t.body))
+    end
+  end
+  local templates = #fields > 0 and (", templates = { " .. table.concat(fields, ", ") .. " }") or ""
+  return string.format("runbook { name = %q, title = %s%s }", doc.name, q(doc.title), templates)
 end
 
 local function step_code(s)

@@ -272,6 +272,55 @@ templates = { alert = "ALERT [Service Name] [Severity] lead [Lead]",
         self.assertRegex(ops[1], r"^\[P1\] UPDATE 0 of 2 steps done, step 1 'restore' under way / \[Pager Rota\]$")
         self.assertRegex(ops[-1], r"^\[P1\] DONE cad after \d+s$")
 
+    def test_a_markdown_documents_templates_filled_from_its_blanks(self):
+        """A checklist's own message templates are the run's: the alert
+        when its severity is declared, the update on the cadence, the
+        all-clear at the end, with the blanks answered ("Incident lead:
+        ____") filling their [placeholders]."""
+        cfg = self.config('cadence = { P0 = 1 }\nannounce = true')
+        doc = self.write("inc.md", """# Checkout down
+
+## Severity
+
+| Level | Meaning |
+|---|---|
+| P0 | Outage |
+| P1 | Degraded |
+
+## Declare
+
+- Incident lead: ____
+- [ ] Declare the severity from the table above
+
+## Restore
+
+```bash
+sleep 3
+```
+
+## Templates
+
+```markdown
+Incident Alert: checkout is down ([Severity]). Lead: [Incident Lead].
+```
+
+```markdown
+Update: [Status]. Lead: [Incident Lead].
+```
+
+```markdown
+Resolved: checkout is back after [Duration]. Lead: [Incident Lead].
+```
+""")
+        answers = self.write("a.txt", "[*] Incident lead = dana\n[*] Run: sleep 3 = yes\n")
+        p = self.run_rb("run", doc, "--config", cfg, "--answers", answers, "--yes",
+                        "--transcript", self.transcript, timeout=30)
+        self.assertExit(p, 0)
+        ops = self.texts("/ops")
+        self.assertEqual(ops[0], "[P0] Incident Alert: checkout is down (P0). Lead: dana.")
+        self.assertTrue(any(t.startswith("[P0] Update: ") and t.endswith("Lead: dana.") for t in ops[1:-1]), ops)
+        self.assertRegex(ops[-1], r"^\[P0\] Resolved: checkout is back after \d+s\. Lead: dana\.$")
+
     def test_a_bad_template_in_a_runbook_is_a_load_error_naming_its_line(self):
         rb = self.runbook(LONG_STEP, header='severity = "P1", templates = { update = 5 }')
         p = self.run_rb("run", rb)
