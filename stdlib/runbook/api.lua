@@ -281,8 +281,14 @@ local function asked(run, kind, question, answer, source, secret)
   end
 end
 
+-- The `waiting` event goes just before the run blocks on the operator, so
+-- the room (runbook runs) shows who it waits on; the answer's event ends it.
 local function question_ctx(run)
-  return { answers = run.answers, yes = run.yes, interactive = run.interactive, step = run.step }
+  local step = run.step and run.step.id
+  return { answers = run.answers, yes = run.yes, interactive = run.interactive, step = run.step,
+    waiting = run.rec and function(question)
+      run.rec:event("waiting", { on = "operator", question = question, step = step })
+    end }
 end
 
 -- The run of a question, once the question checks out.

@@ -25,7 +25,7 @@ local ui = require("runbook.ui")
 
 local cli = {}
 
-cli.COMMANDS = { "run", "list", "show", "check", "new", "import", "repl", "verify", "report" }
+cli.COMMANDS = { "run", "list", "show", "check", "new", "import", "repl", "verify", "report", "runs", "watch" }
 
 local HELP_OPTION = { name = "help", short = "h", help = "show this help" }
 

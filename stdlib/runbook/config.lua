@@ -104,7 +104,7 @@ function config.load(path)
   if not ok then return nil, "config: " .. tostring(res) end
   local cfg = type(res) == "table" and res or env
   return { targets = cfg.targets or {}, notify = guard(cfg.notify or {}, "notify"),
-    lock = guard(cfg.lock, "lock"), path = path }
+    lock = guard(cfg.lock, "lock"), room = guard(cfg.room, "room"), path = path }
 end
 
 -- The table of target `name`, or nil and a message listing the known ones.

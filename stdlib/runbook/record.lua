@@ -131,7 +131,10 @@ end
 function record:event(event, fields)
   if self.failed then error(self.failed, 0) end
   local ok, err, too_long = self.writer:event(event, fields)
-  if ok then return end
+  if ok then
+    if self.room then self.room:after(self, event, fields) end
+    return
+  end
   if too_long then
     -- Too long for one line: record that it was, rather than lose the run.
     ok, err = self.writer:event(event, { cut =
@@ -163,6 +166,7 @@ function record:hash()
 end
 
 function record:close()
+  if self.room then self.room:close(self) end
   self.writer:close()
 end
 

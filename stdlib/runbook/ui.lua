@@ -137,6 +137,7 @@ function ui.ask(q)
   if not ctx.interactive then
     error(unanswerable({ step = ctx.step, is_confirmation = q.confirmation }, q.question), 0)
   end
+  if ctx.waiting then ctx.waiting(q.question) end   -- the run now waits on a person
   while true do
     local text = read_answer(ui.style("bold", "? ") .. q.prompt, q.secret)
     if q.secret then record.secret(text) end
