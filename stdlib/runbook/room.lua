@@ -21,7 +21,7 @@ local room = {}
 local BACKENDS = { postgres = true, redis = true }
 
 -- How long the end of a run waits for the store to take its last lines.
-room.FLUSH = 5
+room.FLUSH = 3
 
 local function number_opt(s, key, default)
   local v = s[key]
@@ -74,7 +74,14 @@ local FINAL = { done = "done", failed = "failed", error = "failed", transcript_f
 local ANSWERS = { confirm = true, prompt = true, manual = true, approval = true,
   ["step.start"] = true, ["step.end"] = true }
 
-local function summary_of(event, f)
+-- A run that ends "aborted" right after a step failed (--yes, or the
+-- operator's abort after the error) is shown failed; after a declined step
+-- or a Ctrl-C it stays aborted.
+local function summary_of(self, event, f)
+  if event == "step.end" then self.last_step = f.status end
+  if event == "run.end" and f.status == "aborted" and self.last_step == "failed" then
+    return { state = "failed" }
+  end
   if event == "run.start" then
     return { runbook = f.runbook, target = f.target or false, operator = f.operator,
       host = f.host, started = os.date("!%Y-%m-%dT%H:%M:%SZ"), state = "running" }
@@ -114,7 +121,7 @@ function Publisher:tell(rec)
 end
 
 function Publisher:after(rec, event, fields)
-  local s = summary_of(event, fields or {})
+  local s = summary_of(self, event, fields or {})
   if s then
     for k, v in pairs(s) do
       if type(v) == "string" then s[k] = redact.redact(v) end
