@@ -72,7 +72,7 @@ struct pub {
     /* under mu */
     long written, published;
     off_t written_bytes;
-    int closing, stop, connected, dirty;
+    int closing, stop, connected, ever_connected, down_told;
     char *fields[NFIELDS];
     struct news news[MAX_NEWS];
     int nnews;
@@ -89,8 +89,6 @@ struct pub {
     char *buf;
     size_t len, cap, off;           /* buf[off..len) is read, not yet published */
     off_t file_off;                 /* where buf[len] is in the file */
-    int down_told;
-    long caught_from;               /* the store's seq when it came back */
     double retry_at, next_beat, backoff;
     struct line batch[BATCH_LINES];
     char err[ERR_MAX];
@@ -635,7 +633,7 @@ static void store_connect(struct pub *p)
     rewind_reader(p);
     pthread_mutex_lock(&p->mu);
     snprintf(p->identity, sizeof p->identity, "%s", identity);
-    p->connected = 1;
+    p->connected = p->ever_connected = 1;
     p->published = have;
     p->backoff = 0;
     if (p->down_told)
@@ -949,6 +947,11 @@ static void finish(struct handle *h, double seconds, long *published, long *writ
     h->p = NULL;
     pthread_mutex_lock(&p->mu);
     p->closing = 1;
+    p->retry_at = 0;                        /* one more try now, not after the backoff */
+    /* A store that is away (or was never reached) gets a second, not the
+     * whole bound: waiting longer at every run's end would only delay it. */
+    if (!p->connected && (p->down_told || !p->ever_connected) && seconds > 1)
+        seconds = 1;
     double deadline = now_s() + seconds;
     while (p->published < p->written && now_s() < deadline) {
         pthread_cond_signal(&p->wake);
