@@ -48,6 +48,11 @@
 #define BATCH_LINES 200             /* lines per INSERT / pipeline */
 #define BATCH_BYTES (1 << 20)       /* bytes per batch, unless one line is longer */
 #define MAX_NEWS 4
+/* After a batch, the next waits this long unless a whole one is ready:
+ * a line after a quiet spell goes out at once, a burst (a loop of calls)
+ * goes in batches, not in a round trip per line that competes with the
+ * run for the CPU and the network. */
+#define LINGER 0.002
 #define FILL_BYTES (2 << 20)        /* read ahead of the file per batch */
 #define ERR_MAX 300
 
@@ -73,6 +78,7 @@ struct pub {
     long written, published;
     off_t written_bytes;
     int closing, stop, connected, ever_connected, down_told;
+    int idle;                       /* the thread waits for lines: the tap wakes it */
     char *fields[NFIELDS];
     struct news news[MAX_NEWS];
     int nnews;
@@ -89,7 +95,7 @@ struct pub {
     char *buf;
     size_t len, cap, off;           /* buf[off..len) is read, not yet published */
     off_t file_off;                 /* where buf[len] is in the file */
-    double retry_at, next_beat, backoff;
+    double retry_at, next_beat, backoff, last_publish;
     struct line batch[BATCH_LINES];
     char err[ERR_MAX];
 };
@@ -179,7 +185,13 @@ static void tap(void *ud, long seq, const char *line, size_t len)
     pthread_mutex_lock(&p->mu);
     p->written = seq;
     p->written_bytes += (off_t)len + 1;
-    pthread_cond_signal(&p->wake);
+    /* A thread that waits for a deadline of its own (a linger, a retry)
+     * looks at the counters then: waking it for every line of a burst
+     * cost a context switch per line. */
+    if (p->idle) {
+        p->idle = 0;
+        pthread_cond_signal(&p->wake);
+    }
     pthread_mutex_unlock(&p->mu);
 }
 
@@ -683,7 +695,8 @@ static void publish_some(struct pub *p)
         p->published = ls[n - 1].seq;
     else if (p->written > p->published && p->off == p->len && p->file_off >= limit)
         p->published = p->written;          /* nothing left to read: the store had it all */
-    p->next_beat = now_s() + p->beat;
+    p->last_publish = now_s();
+    p->next_beat = p->last_publish + p->beat;
     pthread_cond_broadcast(&p->moved);
     pthread_mutex_unlock(&p->mu);
 }
@@ -716,15 +729,19 @@ static enum work wait_for_work(struct pub *p)
                 break;
             }
             until = p->retry_at;
-        } else if (p->written > p->published) {
+        } else if (p->written > p->published && (now_s() >= p->last_publish + LINGER
+                   || p->written - p->published >= BATCH_LINES || p->closing)) {
             w = W_PUBLISH;
             break;
+        } else if (p->written > p->published) {
+            until = p->last_publish + LINGER;
         } else if (now_s() >= p->next_beat) {
             w = W_BEAT;
             break;
         } else {
             until = p->next_beat;
         }
+        p->idle = p->connected && p->written <= p->published;
         timed_wait(&p->wake, &p->mu, until);
     }
     pthread_mutex_unlock(&p->mu);
