@@ -622,7 +622,7 @@ static void store_drop(struct pub *p)
     if (!p->down_told)
         add_news(p, "down", "%s", p->err, 0);
     p->down_told = 1;
-    double cap = p->closing ? 0.5 : 5.0;
+    double cap = p->closing ? 0.5 : 2.0;
     p->backoff = p->backoff <= 0 ? 0.25 : p->backoff * 2 > cap ? cap : p->backoff * 2;
     p->retry_at = now_s() + p->backoff;
     pthread_mutex_unlock(&p->mu);

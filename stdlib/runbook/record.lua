@@ -130,9 +130,12 @@ end
 -- cannot be encoded (a bad table) raise as they are: that is no write error.
 function record:event(event, fields)
   if self.failed then error(self.failed, 0) end
+  -- The room's summary goes first: the line may be published the moment
+  -- it is written, and the summary with it.
+  if self.room then self.room:before(event, fields) end
   local ok, err, too_long = self.writer:event(event, fields)
   if ok then
-    if self.room then self.room:after(self, event, fields) end
+    if self.room then self.room:after(self) end
     return
   end
   if too_long then

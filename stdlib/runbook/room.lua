@@ -3,8 +3,8 @@
 --   room.spec(config, target) -> spec | nil [, why]   the target's room, else
 --       the config's: { backend = "postgres" | "redis", url, heartbeat, flush }
 --   room.attach(rec, spec)   publish every line rec writes from now on
---       (src/lib_roompub.c's thread); rec:event calls rec.room:after(...)
---       and rec:close() calls rec.room:close()
+--       (src/lib_roompub.c's thread); rec:event calls rec.room:before(...)
+--       and rec.room:after(rec) around each line, rec:close() rec.room:close()
 --   room.connect(spec) -> store   for runs and watch: store:whoami(),
 --       store:runs(), store:lines(run, after), store:wait(run, seconds),
 --       store:close()  (stdlib/runbook/roomstore.lua)
@@ -120,7 +120,9 @@ function Publisher:tell(rec)
   self.telling = false
 end
 
-function Publisher:after(rec, event, fields)
+-- Before an event is written: the summary it makes (the line and its
+-- summary then go out together).
+function Publisher:before(event, fields)
   local s = summary_of(self, event, fields or {})
   if s then
     for k, v in pairs(s) do
@@ -128,6 +130,10 @@ function Publisher:after(rec, event, fields)
     end
     self.pub:note(s)
   end
+end
+
+-- After it is written: what the publisher has to say.
+function Publisher:after(rec)
   self:tell(rec)
 end
 

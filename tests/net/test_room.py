@@ -271,7 +271,7 @@ class RoomCase(RunbookTestCase):
         self.assertRegex(table.stdout, re.escape(run_id) + r".*room-sleeper.*\(alice\).*Sleep\s+terminated")
 
     def test_a_store_stopped_mid_run_ends_with_every_line_in_order(self):
-        rb = self.write("loop.lua", LOOP.format(n=80, every=0.05))
+        rb = self.write("loop.lua", LOOP.format(n=160, every=0.05))
         p = subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "run", "--yes", "--config", self.cfg,
                               "--transcript", self.transcript, rb], cwd=self.tmp,
                              env=dict(self.env, **self.as_user("alice")),
