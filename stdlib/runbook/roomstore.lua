@@ -6,6 +6,7 @@
 --       { run, runbook, target, operator, host, identity, started, updated
 --         (unix seconds), step, state, alive_age (seconds since the last
 --         heartbeat), beat (the heartbeat's period) }
+--   store:summary(run)             the summary of one run, or nil
 --   store:find(prefix) -> ids       runs whose id starts with prefix (<= 2)
 --   store:latest(runbook) -> id     the last run started (of that runbook)
 --   store:tail(run) -> cursor, row  the end of the run's lines now, and the last line
@@ -41,12 +42,18 @@ function PG:whoami()
   return self:q("select session_user as who")[1].who
 end
 
+local PG_SUMMARY = [[select run, runbook, target, operator, host, identity,
+    to_char(started at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as started,
+    extract(epoch from updated)::float8 as updated, step, state,
+    extract(epoch from now() - alive)::float8 as alive_age, beat::float8 as beat
+  from runbook_room.runs ]]
+
 function PG:runs(limit)
-  return self:q([[select run, runbook, target, operator, host, identity,
-      to_char(started at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') as started,
-      extract(epoch from updated)::float8 as updated, step, state,
-      extract(epoch from now() - alive)::float8 as alive_age, beat::float8 as beat
-    from runbook_room.runs order by updated desc limit $1]], limit)
+  return self:q(PG_SUMMARY .. "order by updated desc limit $1", limit)
+end
+
+function PG:summary(run)
+  return self:q(PG_SUMMARY .. "where run = $1", run)[1]
 end
 
 function PG:find(prefix)
@@ -125,14 +132,19 @@ local function hash_table(list)
   return t
 end
 
+function RD:summary(run)
+  local h = hash_table(self:call({ "HGETALL", "runbook:room:info:" .. run }))
+  if next(h) == nil then return nil end
+  h.run = h.run or run
+  h.updated, h.beat = tonumber(h.updated), tonumber(h.beat)
+  h.alive_age = h.alive and (os.time() - tonumber(h.alive)) or nil
+  return h
+end
+
 function RD:runs(limit)
-  local out, now = {}, os.time()
+  local out = {}
   for _, id in ipairs(self:call({ "ZREVRANGE", "runbook:room:runs", "0", tostring(limit - 1) })) do
-    local h = hash_table(self:call({ "HGETALL", "runbook:room:info:" .. id }))
-    h.run = h.run or id
-    h.updated, h.beat = tonumber(h.updated), tonumber(h.beat)
-    h.alive_age = h.alive and (now - tonumber(h.alive)) or nil
-    out[#out + 1] = h
+    out[#out + 1] = self:summary(id) or { run = id }
   end
   return out
 end

@@ -23,6 +23,7 @@ local M = {
 }
 
 local WAIT = 1.0        -- seconds per wait on the store, so Ctrl-C is seen
+local QUIET_CHECK = 3   -- waits without a line before checking the run is alive
 local HASH_TAIL = #',"hash":"' + 64 + #'"}'
 
 -- The run id from RUN or --latest [RUNBOOK]; nil, message when none.
@@ -86,6 +87,18 @@ local function show(rows, last)
   return last, false
 end
 
+-- A run whose publisher stopped beating without a run.end (killed, its
+-- machine gone) ends the watch: no more lines will come.
+local function publisher_died(store, run)
+  local r = store:summary(run)
+  if r and require("runbook.cmd.runs").state(r) == "terminated" and r.state ~= "terminated" then
+    ui.eprint(ui.style("red", "watch: ") .. string.format("run %s stopped publishing without ending " ..
+      "(its process was killed or its machine is gone): terminated", run))
+    return true
+  end
+  return false
+end
+
 local function follow(store, run, from_start)
   local cursor, last
   if not from_start then
@@ -100,6 +113,7 @@ local function follow(store, run, from_start)
       end
     end
   end
+  local quiet = 0
   while true do
     local rows, c = store:next(run, cursor, WAIT)
     if rows == nil or loop.interrupts() > 0 then return 130 end
@@ -107,6 +121,8 @@ local function follow(store, run, from_start)
     local ended
     last, ended = show(rows, last)
     if ended then return 0 end
+    quiet = #rows > 0 and 0 or quiet + 1
+    if quiet >= QUIET_CHECK and publisher_died(store, run) then return 1 end
   end
 end
 
