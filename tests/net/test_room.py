@@ -274,6 +274,25 @@ class RoomCase(RunbookTestCase):
         self.assertExit(table, 0)
         self.assertRegex(table.stdout, re.escape(run_id) + r".*room-sleeper.*\(alice\).*Sleep\s+terminated")
 
+    def test_a_failed_step_waits_for_the_operator_then_the_run_shows_failed(self):
+        failing = self.write("f.lua", FAILING)
+        run = self.pty("run", "--config", self.cfg, "--transcript", self.transcript, failing,
+                       env=self.as_user("alice"), timeout=30)
+        run.expect(r"\[r\]etry, \[s\]kip, \[a\]bort\? ")
+        run_id = self.run_id_from(self.transcript)
+        self.assertEqual(self.wait_state(run_id, "waiting for the operator")["step"], "Break")
+        run.sendline("a")
+        self.assertEqual(run.wait(), 1)
+        self.wait_state(run_id, "failed")
+
+    def test_a_repl_session_is_published_too(self):
+        p = self.rb("alice", "repl", "--transcript", self.transcript, timeout=30)
+        self.assertExit(p, 0)
+        lines = self.local_lines()
+        run_id = json.loads(lines[0])["run"]
+        self.assertEqual(self.wait_published(run_id, lines), lines)
+        self.assertEqual(self.run_of(run_id)["state"], "done")
+
     def test_a_store_stopped_mid_run_ends_with_every_line_in_order(self):
         rb = self.write("loop.lua", LOOP.format(n=160, every=0.05))
         p = subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "run", "--yes", "--config", self.cfg,

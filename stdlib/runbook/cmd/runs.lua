@@ -50,7 +50,7 @@ local function table_out(rows)
     ui.print("no runs in the room yet")
     return
   end
-  local fmt = "%-24s  %-16s  %-10s  %-30s  %-20s  %-24s  %-24s  %s"
+  local fmt = "%-25s  %-16s  %-10s  %-30s  %-20s  %-24s  %-24s  %s"
   ui.print(ui.style("bold", string.format(fmt, "RUN", "RUNBOOK", "TARGET", "OPERATOR@HOST (IDENTITY)",
     "STARTED", "STEP", "STATE", "UPDATED")))
   for _, r in ipairs(rows) do
