@@ -209,6 +209,7 @@ class RoomCase(RunbookTestCase):
         self.assertEqual(run.wait(), 0)
         self.assertEqual(watch.wait(), 0, watch.output)
         for shown in ('Step 1 "First" started', "exec `echo hello from step one`: ok",
+                      "| hello from step one",
                       'confirm "Go on with the second step?" -> yes (operator)',
                       "info: the end", "Run ended: done"):
             self.assertIn(shown, watch.output)
@@ -273,6 +274,21 @@ class RoomCase(RunbookTestCase):
         table = self.rb("bob", "runs")
         self.assertExit(table, 0)
         self.assertRegex(table.stdout, re.escape(run_id) + r".*room-sleeper.*\(alice\).*Sleep\s+terminated")
+
+    def test_ctrl_c_ends_a_watch(self):
+        sleeper = self.write("s.lua", SLEEPER)
+        p = subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "run", "--yes", "--config", self.cfg,
+                              "--transcript", self.transcript, sleeper], cwd=self.tmp,
+                             env=dict(self.env, **self.as_user("alice")),
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.addCleanup(lambda: (kill_quietly(p.pid), p.wait()))
+        run_id = self.run_id_from(self.transcript)
+        self.wait_state(run_id, "running")
+        watch = self.pty("watch", run_id, "--config", self.cfg, env=self.as_user("bob"), timeout=20)
+        watch.expect(r"watching run ")
+        watch.ctrl_c()
+        self.assertEqual(watch.wait(), 130, watch.output)
+        self.assertEqual(self.run_of(run_id)["state"], "running")
 
     def test_a_failed_step_waits_for_the_operator_then_the_run_shows_failed(self):
         failing = self.write("f.lua", FAILING)

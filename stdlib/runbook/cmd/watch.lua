@@ -57,6 +57,15 @@ local function check(line, last)
   return ev, nil, next_last
 end
 
+-- A command's output as the operator saw it under the command (the
+-- transcript holds what the run kept of it).
+local function show_output(text)
+  if type(text) ~= "string" then return end
+  for line in text:gmatch("([^\n]*)\n?") do
+    if line ~= "" then ui.print("           | " .. line) end
+  end
+end
+
 local function render(ev)
   local ts = type(ev.ts) == "string" and ev.ts:match("T(%d%d:%d%d:%d%d)") or "        "
   local e, text = ev.event, nil
@@ -71,6 +80,10 @@ local function render(ev)
   local style = (e == "step.start" or e == "run.start" or e == "run.end") and "bold"
     or (e == "waiting" and "yellow") or nil
   ui.print(ui.style("dim", ts .. " ") .. (style and ui.style(style, text) or text))
+  if e == "call" and type(ev.result) == "table" then
+    show_output(ev.result.stdout)
+    show_output(ev.result.stderr)
+  end
 end
 
 -- Show rows, checking each; returns the chain state and whether the run ended.
@@ -138,6 +151,7 @@ function M.run(args)
     return follow(store, run, args["from-start"])
   end)
   store:close()
+  if not ok and loop.interrupts() > 0 then return 130 end   -- Ctrl-C during a read
   if not ok then return cli.fail(1, "%s", tostring(rc)) end
   return rc
 end
