@@ -346,10 +346,34 @@ class RoomCase(RunbookTestCase):
             self.assertExit(c, 2)
             self.assertIn("no room is configured", c.stderr)
 
+    def test_a_targets_room_wins_and_a_bad_room_is_refused(self):
+        cfg = self.write("targets.lua", f'room = {{ backend = "{self.BACKEND}", '
+                         f'url = "{self.url("alice", port=free_port())}" }}\n'
+                         f'targets = {{ prod = {{ room = {{ backend = "{self.BACKEND}", '
+                         f'url = env("RUNBOOK_ROOM_URL"), heartbeat = 1 }} }} }}\n')
+        rb = self.write("loop.lua", LOOP.format(n=2, every=0.01))
+        p = self.run_rb("run", "--yes", "--config", cfg, "--target", "prod", "--transcript",
+                        self.transcript, rb, env=self.as_user("alice"))
+        self.assertExit(p, 0)
+        self.assertNotIn("room:", p.stderr)
+        lines = self.local_lines()
+        run_id = json.loads(lines[0])["run"]
+        self.assertEqual(self.wait_published(run_id, lines), lines)
+        listed = self.run_rb("runs", "--json", "--config", cfg, "--target", "prod", env=self.as_user("bob"))
+        self.assertExit(listed, 0)
+        self.assertIn(run_id, [r["run"] for r in json.loads(listed.stdout)])
+        self.assertEqual([r for r in json.loads(listed.stdout) if r["run"] == run_id][0]["target"], "prod")
+        bad = self.write("bad.lua", 'room = { backend = "mysql", url = "mysql://x" }\n')
+        for cmd in (("run", "--yes", rb), ("runs",), ("watch", "--latest")):
+            c = self.run_rb(*cmd, "--config", bad)
+            self.assertExit(c, 2)
+            self.assertIn('room.backend must be "postgres" or "redis" (got mysql)', c.stderr)
+
     def test_an_unreachable_store_never_holds_a_run_up(self):
         silent = SilentListener()
         self.addCleanup(silent.stop)
-        for url in (self.url("alice", port=free_port()), self.url("alice", port=silent.port)):
+        wrong_pw = self.url("alice").replace(ALICE_PW, "Wrong-pw-4471")
+        for url in (self.url("alice", port=free_port()), self.url("alice", port=silent.port), wrong_pw):
             with self.subTest(url=url.split("@")[-1]):
                 if os.path.exists(self.transcript):
                     os.unlink(self.transcript)
@@ -360,6 +384,7 @@ class RoomCase(RunbookTestCase):
                 self.assertIn("were not published (the store is unreachable)", p.stderr)
                 self.assertLessEqual(p.stderr.count("room: the store is unreachable"), 1, p.stderr)
                 self.assertSecretsHidden(p.stdout, p.stderr, "\n".join(self.local_lines()))
+                self.assertNotIn("Wrong-pw-4471", p.stdout + p.stderr + "\n".join(self.local_lines()))
 
 
 class PostgresRoom(RoomCase):
