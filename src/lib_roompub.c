@@ -7,7 +7,8 @@
  *   pub:note{runbook=, target=, operator=, host=, started=, step=, state=}
  *       the run's summary (a key set to false is cleared)
  *   pub:news() -> kind ("down" | "back"), text | nil
- *   pub:finish(seconds) -> published, written     (then the thread ends)
+ *   pub:finish(seconds) -> published, written, why the store is away ("" when
+ *       it is not)                              (then the thread ends)
  *   pub:stats() -> {written, published, connected, identity}
  *
  * Every line the transcript writer puts in the file is published to the
@@ -83,6 +84,7 @@ struct pub {
     struct news news[MAX_NEWS];
     int nnews;
     char identity[128];
+    char last_err[ERR_MAX];         /* why the store is away, while it is */
     /* fixed after start */
     enum backend backend;
     char *url, *host, *user, *password, *run, *path;
@@ -619,6 +621,7 @@ static void store_drop(struct pub *p)
     close_store(p);
     pthread_mutex_lock(&p->mu);
     p->connected = 0;
+    snprintf(p->last_err, sizeof p->last_err, "%s", p->err);
     if (!p->down_told)
         add_news(p, "down", "%s", p->err, 0);
     p->down_told = 1;
@@ -955,7 +958,8 @@ static int l_stats(lua_State *L)
 
 /* Wait up to `seconds` for the store to have every line, then end the
  * thread (a thread stuck on a hung server is left to end on its own). */
-static void finish(struct handle *h, double seconds, long *published, long *written)
+static void finish(struct handle *h, double seconds, long *published, long *written,
+                   char *why, size_t whylen)
 {
     struct pub *p = h->p;
     if (h->t)
@@ -976,6 +980,7 @@ static void finish(struct handle *h, double seconds, long *published, long *writ
     }
     *published = p->published < p->written ? p->published : p->written;
     *written = p->written;
+    snprintf(why, whylen, "%s", p->connected ? "" : p->last_err[0] ? p->last_err : "no answer yet");
     p->stop = 1;
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->mu);
@@ -992,19 +997,22 @@ static int l_finish(lua_State *L)
     struct handle *h = luaL_checkudata(L, 1, PUB_MT);
     double seconds = luaL_optnumber(L, 2, 5);
     long published = 0, written = 0;
+    char why[ERR_MAX] = "";
     if (h->p && h->started)
-        finish(h, seconds, &published, &written);
+        finish(h, seconds, &published, &written, why, sizeof why);
     lua_pushinteger(L, published);
     lua_pushinteger(L, written);
-    return 2;
+    lua_pushstring(L, why);
+    return 3;
 }
 
 static int l_gc(lua_State *L)
 {
     struct handle *h = luaL_checkudata(L, 1, PUB_MT);
     long a, b;
+    char why[ERR_MAX];
     if (h->p && h->started)
-        finish(h, 0, &a, &b);
+        finish(h, 0, &a, &b, why, sizeof why);
     else if (h->p)
         pub_unref(h->p);
     h->p = NULL;

@@ -142,11 +142,11 @@ end
 function Publisher:close(rec)
   if self.closed then return end
   self.closed = true
-  local published, written = self.pub:finish(self.spec.flush)
+  local published, written, why = self.pub:finish(self.spec.flush)
   if published < written then
     ui.eprint(ui.style("yellow", "room: ") .. string.format("%d of %d line(s) were not published " ..
-      "(the store is unreachable); the transcript %s holds every line", written - published,
-      written, rec.path))
+      "(the store is unreachable%s); the transcript %s holds every line", written - published,
+      written, why ~= "" and (": " .. why) or "", rec.path))
   end
 end
 
