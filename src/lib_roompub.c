@@ -53,7 +53,7 @@
  * a line after a quiet spell goes out at once, a burst (a loop of calls)
  * goes in batches, not in a round trip per line that competes with the
  * run for the CPU and the network. */
-#define LINGER 0.002
+#define LINGER 0.0005
 #define FILL_BYTES (2 << 20)        /* read ahead of the file per batch */
 #define ERR_MAX 300
 
