@@ -54,6 +54,19 @@ step("tick", function()
 end)
 """
 
+# Ticks until the test creates the file `until`: the test decides when the
+# run may end (after the store is back), not a guess at how long it takes.
+UNTIL = """runbook {{ name = "room-until" }}
+step("tick", function()
+  local i = 0
+  repeat
+    i = i + 1
+    log.info("tick %d", i)
+    wait(0.05)
+  until file.stat("{until}")
+end)
+"""
+
 QUESTION = """runbook { name = "room-question" }
 step("First", function() exec { "echo", "hello from step one" } end)
 step("Ask", function() confirm("Go on with the second step?") end)
@@ -184,6 +197,17 @@ class RoomCase(RunbookTestCase):
             time.sleep(0.1)
         return got
 
+    def wait_back(self, within=30):
+        """Until the run's transcript records the store back (its room event)."""
+        deadline = time.monotonic() + within
+        while time.monotonic() < deadline:
+            with open(self.transcript) as f:
+                text = f.read()
+            if re.search(r'"event":"room".*"state":"back"', text):
+                return
+            time.sleep(0.1)
+        self.fail(f"the run never recorded the store back within {within} s")
+
     def assertSecretsHidden(self, *texts):
         for t in texts:
             for pw in (ALICE_PW, BOB_PW):
@@ -310,7 +334,8 @@ class RoomCase(RunbookTestCase):
         self.assertEqual(self.run_of(run_id)["state"], "done")
 
     def test_a_store_stopped_mid_run_ends_with_every_line_in_order(self):
-        rb = self.write("loop.lua", LOOP.format(n=160, every=0.05))
+        release = self.path("release")
+        rb = self.write("until.lua", UNTIL.format(until=release))
         p = subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "run", "--yes", "--config", self.cfg,
                               "--transcript", self.transcript, rb], cwd=self.tmp,
                              env=dict(self.env, **self.as_user("alice")),
@@ -321,6 +346,9 @@ class RoomCase(RunbookTestCase):
         self.halt_store()
         time.sleep(1.0)             # lines go on being written while it is away
         self.start_store()
+        self.wait_back()
+        with open(release, "w"):
+            pass
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 0, out + err)
         self.assertEqual(err.count("room: the store is unreachable"), 1, err)
