@@ -433,13 +433,21 @@ static int pg_beat(struct pub *p)
 
 /* ---- Redis ---------------------------------------------------------------- */
 
+/* Why the connection failed: a read that timed out says so in words. */
+static void rd_failed(struct pub *p)
+{
+    int timed_out = p->rd->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
+    set_err(p, "redis", timed_out ? "no reply in time" : p->rd->errstr[0] ? p->rd->errstr
+                                                                          : "connection lost");
+}
+
 /* One command; the reply (the caller frees it), NULL with p->err set for
  * a transport failure or an error reply. */
 static redisReply *rd_cmd(struct pub *p, int argc, const char **argv, const size_t *lens)
 {
     redisReply *r = redisCommandArgv(p->rd, argc, argv, lens);
     if (!r) {
-        set_err(p, "redis", p->rd->errstr[0] ? p->rd->errstr : "connection lost");
+        rd_failed(p);
         return NULL;
     }
     if (r->type == REDIS_REPLY_ERROR) {
@@ -571,7 +579,7 @@ static int rd_publish(struct pub *p, const struct line *ls, int n, char *const *
     for (int i = 0; i < n + 4; i++) {
         redisReply *r = NULL;
         if (redisGetReply(p->rd, (void **)&r) != REDIS_OK) {
-            set_err(p, "redis", p->rd->errstr[0] ? p->rd->errstr : "connection lost");
+            rd_failed(p);
             return -1;
         }
         if (rc == 0)
@@ -984,9 +992,15 @@ static void finish(struct handle *h, double seconds, long *published, long *writ
     p->stop = 1;
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->mu);
+    /* An idle or sleeping thread ends at once; one stuck in a hung
+     * server's reply is not waited for. */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_sec += 1;
+    ts.tv_nsec += 200 * 1000 * 1000;
+    if (ts.tv_nsec >= 1000 * 1000 * 1000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000 * 1000 * 1000;
+    }
     if (pthread_timedjoin_np(p->thread, NULL, &ts) != 0)
         pthread_detach(p->thread);
     pub_unref(p);
