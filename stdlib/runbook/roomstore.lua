@@ -48,16 +48,28 @@ local PG_SUMMARY = [[select run, runbook, target, operator, host, identity,
     extract(epoch from now() - alive)::float8 as alive_age, beat::float8 as beat
   from runbook_room.runs ]]
 
+-- A store no run has published to yet has no tables: no runs, not an error.
+function PG:empty()
+  if self.tables == nil then
+    self.tables = self:q([[select to_regclass('runbook_room.runs') is not null
+      and to_regclass('runbook_room.lines') is not null as ok]])[1].ok
+  end
+  return not self.tables
+end
+
 function PG:runs(limit)
+  if self:empty() then return {} end
   return self:q(PG_SUMMARY .. "order by updated desc limit $1", limit)
 end
 
 function PG:summary(run)
+  if self:empty() then return nil end
   return self:q(PG_SUMMARY .. "where run = $1", run)[1]
 end
 
 function PG:find(prefix)
   local ids = {}
+  if self:empty() then return ids end
   for _, r in ipairs(self:q("select run from runbook_room.runs where starts_with(run, $1) order by run limit 2", prefix)) do
     ids[#ids + 1] = r.run
   end
@@ -65,6 +77,7 @@ function PG:find(prefix)
 end
 
 function PG:latest(runbook)
+  if self:empty() then return nil end
   local r = self:q([[select run from runbook_room.runs where $1::text is null or runbook = $1
     order by started desc nulls last limit 1]], runbook)[1]
   return r and r.run

@@ -19,7 +19,7 @@ import unittest
 
 from harness import RunbookTestCase, kill_quietly
 from servers.common import SilentListener, Stoppable, free_port, log_tail, stop_process
-from servers.postgres import PG_BIN, PostgresServer
+from servers.postgres import PG_BIN, PostgresServer, USER as PG_USER
 from servers.redis import REDIS_SERVER, ReplyError, encode, parse
 
 ALICE_PW = "alice-R00m-pw-93"
@@ -443,6 +443,30 @@ class PostgresRoom(RoomCase):
 
     def start_store(self):
         self.pg._start()
+
+    def test_two_first_runs_on_a_fresh_database_create_the_schema_once(self):
+        self.pg.psql("drop database if exists room_fresh with (force);"
+                     f"create database room_fresh owner {PG_USER};", db="postgres")
+        self.addCleanup(self.pg.psql, "drop database if exists room_fresh with (force);", db="postgres")
+        owner = {"RUNBOOK_ROOM_URL": self.pg.url(db="room_fresh")}
+        empty = self.run_rb("runs", "--config", self.cfg, env=owner)
+        self.assertExit(empty, 0)
+        self.assertIn("no runs in the room yet", empty.stdout)
+        rb = self.write("loop.lua", LOOP.format(n=5, every=0.01))
+        paths = [self.path(f"t{i}.jsonl") for i in range(2)]
+        procs = [subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "run", "--yes", "--config", self.cfg,
+                                   "--transcript", t, rb], cwd=self.tmp, env=dict(self.env, **owner),
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for t in paths]
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            self.assertEqual(p.returncode, 0, out + err)
+            self.assertNotIn("room:", err)
+        for t in paths:
+            lines = self.local_lines(t)
+            got = self.pg.psql(f"select line from runbook_room.lines where run = '{json.loads(lines[0])['run']}'"
+                               " order by seq", db="room_fresh").splitlines()
+            self.assertEqual(got, lines)
 
     def test_sql_wait_returns_notifications_and_times_out(self):
         url = self.url("alice")
