@@ -6,7 +6,8 @@
 #       loop inside a runbook step (each call is one transcript line),
 #       timed with runbook.loop.now() around each call, without a room and
 #       with a room on PostgreSQL and on Redis; rounds interleaved (none,
-#       postgres, redis, none, ...) so a burst of load hits them alike.
+#       postgres, redis, down, none, ...) so a burst of load hits them
+#       alike; "down" is a Redis room nothing listens on (the store away).
 #       Reported: the median of the rounds' medians per call, the spread
 #       (lowest and highest round median) and the difference to no room.
 #   (b) the delay from a line written to `runbook watch` printing it: a run
@@ -52,6 +53,9 @@ room_redis_url="redis://127.0.0.1:$room_port"
 echo "room = { backend = \"postgres\", url = os.getenv(\"BENCH_PG_URL\") }" > "$work/postgres.lua"
 echo "room = { backend = \"redis\", url = \"$room_redis_url\" }" > "$work/redis.lua"
 echo "targets = {}" > "$work/none.lua"
+# "down": a room whose store refuses every connection (nothing listens).
+down_port=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+echo "room = { backend = \"redis\", url = \"redis://127.0.0.1:$down_port\" }" > "$work/down.lua"
 export BENCH_PG_URL=$pg_url
 
 # (a) the cost per recorded call ---------------------------------------------
@@ -78,7 +82,7 @@ cost_round() {
   sed -n "s/^RESULT //p" "$work/rb.out" >> "$work/cost.$1"
 }
 for _ in $(seq "$ROUNDS"); do
-  for how in none postgres redis; do cost_round "$how"; done
+  for how in none postgres redis down; do cost_round "$how"; done
 done
 
 # (b) the delay to a watcher ----------------------------------------------------
@@ -131,13 +135,13 @@ spread() { sort -g "$1" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { printf "%.1
 none=$(median < "$work/cost.none")
 echo "The incident room: r:ping() per call (one transcript line each), median of $ROUNDS rounds of $N"
 line "room" "per call" "round spread"
-for how in none postgres redis; do
+for how in none postgres redis down; do
   m=$(median < "$work/cost.$how")
   line "$how" "$(fmt "$m")" "$(spread "$work/cost.$how")"
 done
-for how in postgres redis; do
+for how in postgres redis down; do
   m=$(median < "$work/cost.$how")
-  line "added by publishing to $how" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%+.1f us", (a - b) * 1e6 }')"
+  line "added by the room ($how)" "$(awk -v a="$m" -v b="$none" 'BEGIN { printf "%+.1f us", (a - b) * 1e6 }')"
 done
 echo
 echo "Delay from a line written to 'runbook watch' printing it (lines every 20 ms)"
