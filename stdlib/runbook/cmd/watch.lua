@@ -66,17 +66,32 @@ local function show_output(text)
   end
 end
 
+local function s(v) return v == nil and "" or tostring(v) end
+
+-- The room's own events (docs/room.md); the rest as report words them.
+local ROOM_EVENTS = {
+  waiting = function(ev)
+    return string.format("waiting for the %s: %s", ev.on == "approval" and "approval" or "operator", s(ev.question))
+  end,
+  room = function(ev)
+    if ev.state == "unreachable" then return "the store was unreachable: " .. s(ev.error) end
+    return string.format("the store was back (%s line(s) caught up)", s(ev.missed))
+  end,
+  approval = function(ev)
+    return string.format("%s by %s%s: %s", ev.approved and "approved" or "rejected", s(ev.by),
+      ev.attested and " (attested by the operator)" or "", s(ev.text))
+  end,
+  update = function(ev) return string.format("update by %s: %s", s(ev.by), s(ev.text)) end,
+  reminder = function(ev) return string.format("reminder: %s (%s)", s(ev.due), s(ev.action)) end,
+  escalation = function(ev)
+    return string.format("escalated to %s after %s s waiting for the %s", s(ev.channel), s(ev.waited), s(ev.on))
+  end,
+}
+
 local function render(ev)
   local ts = type(ev.ts) == "string" and ev.ts:match("T(%d%d:%d%d:%d%d)") or "        "
-  local e, text = ev.event, nil
-  if e == "waiting" then
-    text = string.format("waiting for the %s: %s", ev.on == "approval" and "approval" or "operator", tostring(ev.question))
-  elseif e == "room" then
-    text = ev.state == "unreachable" and ("the store was unreachable: " .. tostring(ev.error))
-      or string.format("the store was back (%s line(s) caught up)", tostring(ev.missed))
-  else
-    text = report.describe(ev, true)
-  end
+  local e = ev.event
+  local text = ROOM_EVENTS[e] and ROOM_EVENTS[e](ev) or report.describe(ev, true)
   local style = (e == "step.start" or e == "run.start" or e == "run.end") and "bold"
     or (e == "waiting" and "yellow") or nil
   ui.print(ui.style("dim", ts .. " ") .. (style and ui.style(style, text) or text))
