@@ -34,6 +34,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -49,6 +50,7 @@
 #define BATCH_LINES 200             /* lines per INSERT / pipeline */
 #define BATCH_BYTES (1 << 20)       /* bytes per batch, unless one line is longer */
 #define MAX_NEWS 4
+#define STOP_SLICE 0.1              /* how often a wait on the store looks for a stop */
 /* After a batch, the next waits this long unless a whole one is ready:
  * a line after a quiet spell goes out at once, a burst (a loop of calls)
  * goes in batches, not in a round trip per line that competes with the
@@ -273,6 +275,36 @@ static int take_batch(struct pub *p, long after, struct line *out, size_t *end)
     return n;
 }
 
+/* ---- waiting on the store ------------------------------------------------- */
+
+static int stopping(struct pub *p)
+{
+    pthread_mutex_lock(&p->mu);
+    int stop = p->stop;
+    pthread_mutex_unlock(&p->mu);
+    return stop;
+}
+
+/* Wait for fd within the deadline, a slice at a time, so the end of the
+ * run (stop) is seen at once even while a store hangs: the thread then
+ * ends before the process does, never during its exit.  0 when ready. */
+static int wait_fd(struct pub *p, int fd, short ev, double deadline)
+{
+    for (;;) {
+        double left = deadline - now_s();
+        if (stopping(p) || left <= 0)
+            return -1;
+        if (left > STOP_SLICE)
+            left = STOP_SLICE;
+        struct pollfd pfd = { fd, ev, 0 };
+        int r = poll(&pfd, 1, (int)(left * 1000) + 1);
+        if (r > 0)
+            return 0;
+        if (r < 0 && errno != EINTR)
+            return -1;
+    }
+}
+
 /* ---- PostgreSQL ---------------------------------------------------------- */
 
 static const char PG_SCHEMA[] =
@@ -286,15 +318,9 @@ static const char PG_SCHEMA[] =
     " updated timestamptz, step text, state text, alive timestamptz, beat real);"
     "COMMIT";
 
-/* Wait for the socket within the I/O bound; 0 ready, -1 timed out/failed. */
 static int pg_poll(struct pub *p, short ev, double deadline)
 {
-    struct pollfd pfd = { PQsocket(p->pg), ev, 0 };
-    double left = deadline - now_s();
-    if (left <= 0)
-        return -1;
-    int r = poll(&pfd, 1, (int)(left * 1000) + 1);
-    return r > 0 ? 0 : -1;
+    return wait_fd(p, PQsocket(p->pg), ev, deadline);
 }
 
 /* Send, then read every result within io_timeout; returns the last
@@ -352,8 +378,18 @@ static int pg_connect(struct pub *p, char *identity, size_t idlen)
     snprintf(ct, sizeof ct, "%d", (int)(p->io_timeout + 0.999));
     const char *keys[] = { "dbname", "connect_timeout", "fallback_application_name", NULL };
     const char *vals[] = { p->url, ct, "runbook-room", NULL };
-    p->pg = PQconnectdbParams(keys, vals, 1);
-    if (!p->pg || PQstatus(p->pg) != CONNECTION_OK || PQsetnonblocking(p->pg, 1) != 0) {
+    double deadline = now_s() + p->io_timeout;
+    p->pg = PQconnectStartParams(keys, vals, 1);
+    PostgresPollingStatusType st = p->pg && PQstatus(p->pg) != CONNECTION_BAD
+        ? PGRES_POLLING_WRITING : PGRES_POLLING_FAILED;
+    while (st == PGRES_POLLING_READING || st == PGRES_POLLING_WRITING) {
+        if (pg_poll(p, st == PGRES_POLLING_READING ? POLLIN : POLLOUT, deadline) != 0) {
+            set_err(p, "postgres", "no answer in time");
+            return -1;
+        }
+        st = PQconnectPoll(p->pg);
+    }
+    if (st != PGRES_POLLING_OK || PQsetnonblocking(p->pg, 1) != 0) {
         set_err(p, "postgres", p->pg ? PQerrorMessage(p->pg) : "out of memory");
         return -1;
     }
@@ -433,24 +469,62 @@ static int pg_beat(struct pub *p)
 
 /* ---- Redis ---------------------------------------------------------------- */
 
-/* Why the connection failed: a read that timed out says so in words. */
 static void rd_failed(struct pub *p)
 {
-    int timed_out = p->rd->err == REDIS_ERR_IO && (errno == EAGAIN || errno == EWOULDBLOCK);
-    set_err(p, "redis", timed_out ? "no reply in time" : p->rd->errstr[0] ? p->rd->errstr
-                                                                          : "connection lost");
+    set_err(p, "redis", p->rd->errstr[0] ? p->rd->errstr : "connection lost");
+}
+
+/* Send what the context holds, within the deadline. */
+static int rd_flush(struct pub *p, double deadline)
+{
+    int done = 0;
+    while (!done) {
+        if (redisBufferWrite(p->rd, &done) != REDIS_OK) {
+            rd_failed(p);
+            return -1;
+        }
+        if (!done && wait_fd(p, p->rd->fd, POLLOUT, deadline) != 0) {
+            set_err(p, "redis", "no answer in time");
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* The next reply (the caller frees it), within the deadline; NULL with
+ * p->err set when the connection failed or the reply did not come. */
+static redisReply *rd_read(struct pub *p, double deadline)
+{
+    void *r = NULL;
+    for (;;) {
+        if (redisGetReplyFromReader(p->rd, &r) != REDIS_OK) {
+            rd_failed(p);
+            return NULL;
+        }
+        if (r)
+            return r;
+        if (wait_fd(p, p->rd->fd, POLLIN, deadline) != 0) {
+            set_err(p, "redis", "no reply in time");
+            return NULL;
+        }
+        if (redisBufferRead(p->rd) != REDIS_OK) {
+            rd_failed(p);
+            return NULL;
+        }
+    }
 }
 
 /* One command; the reply (the caller frees it), NULL with p->err set for
  * a transport failure or an error reply. */
 static redisReply *rd_cmd(struct pub *p, int argc, const char **argv, const size_t *lens)
 {
-    redisReply *r = redisCommandArgv(p->rd, argc, argv, lens);
-    if (!r) {
+    double deadline = now_s() + p->io_timeout;
+    redisReply *r = NULL;
+    if (redisAppendCommandArgv(p->rd, argc, argv, lens) != REDIS_OK)
         rd_failed(p);
-        return NULL;
-    }
-    if (r->type == REDIS_REPLY_ERROR) {
+    else if (rd_flush(p, deadline) == 0)
+        r = rd_read(p, deadline);
+    if (r && r->type == REDIS_REPLY_ERROR) {
         set_err(p, "redis", r->str);
         freeReplyObject(r);
         return NULL;
@@ -467,14 +541,22 @@ static int rd_do(struct pub *p, int argc, const char **argv)
 
 static int rd_connect(struct pub *p, char *identity, size_t idlen)
 {
-    struct timeval tv = { (time_t)p->io_timeout, (suseconds_t)((p->io_timeout - (long)p->io_timeout) * 1e6) };
     char db[16];
-    p->rd = redisConnectWithTimeout(p->host, p->port, tv);
+    int soerr = 0;
+    socklen_t soerrlen = sizeof soerr;
+    p->rd = redisConnectNonBlock(p->host, p->port);
     if (!p->rd || p->rd->err) {
         set_err(p, "redis", p->rd ? p->rd->errstr : "out of memory");
         return -1;
     }
-    redisSetTimeout(p->rd, tv);
+    if (wait_fd(p, p->rd->fd, POLLOUT, now_s() + p->io_timeout) != 0) {
+        set_err(p, "redis", "no answer in time");
+        return -1;
+    }
+    if (getsockopt(p->rd->fd, SOL_SOCKET, SO_ERROR, &soerr, &soerrlen) != 0 || soerr != 0) {
+        set_err(p, "redis", strerror(soerr ? soerr : errno));
+        return -1;
+    }
     const char *auth[] = { "AUTH", p->user ? p->user : p->password, p->password };
     if (p->password && rd_do(p, p->user ? 3 : 2, auth) != 0)
         return -1;
@@ -575,13 +657,14 @@ static int rd_publish(struct pub *p, const struct line *ls, int n, char *const *
     }
     rd_summary(p, fields, beat, t);
     redisAppendCommand(p->rd, "EXEC");
+    double deadline = now_s() + p->io_timeout;
+    if (rd_flush(p, deadline) != 0)
+        return -1;
     int rc = 0;
     for (int i = 0; i < n + 4; i++) {
-        redisReply *r = NULL;
-        if (redisGetReply(p->rd, (void **)&r) != REDIS_OK) {
-            rd_failed(p);
+        redisReply *r = rd_read(p, deadline);
+        if (!r)
             return -1;
-        }
         if (rc == 0)
             rc = rd_reply_error(p, r);
         freeReplyObject(r);
@@ -992,11 +1075,12 @@ static void finish(struct handle *h, double seconds, long *published, long *writ
     p->stop = 1;
     pthread_cond_signal(&p->wake);
     pthread_mutex_unlock(&p->mu);
-    /* An idle or sleeping thread ends at once; one stuck in a hung
-     * server's reply is not waited for. */
+    /* The thread sees the stop within STOP_SLICE, even in a hung store's
+     * wait; only a name lookup (getaddrinfo) cannot be cut short, and a
+     * thread stuck in one is left behind rather than waited for. */
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    ts.tv_nsec += 200 * 1000 * 1000;
+    ts.tv_nsec += 500 * 1000 * 1000;
     if (ts.tv_nsec >= 1000 * 1000 * 1000) {
         ts.tv_sec++;
         ts.tv_nsec -= 1000 * 1000 * 1000;
