@@ -15,15 +15,17 @@
  * store by a thread of its own, with a connection of its own: the Lua main
  * thread blocks in its own waits (a prompt, a process), and a publisher it
  * drove would stall with it.  The writer only tells the thread (the tap:
- * a mutex, two counters and a signal, never a wait on the store); the
+ * a mutex, two counters, a wake-up when the thread waits for lines; never
+ * a wait on the store); the
  * thread reads the lines back from the file, which stays the record and
  * is the queue, so a store that is away for an hour costs no memory and a
  * line is never held twice.  On every (re)connect it asks the store for
  * the highest seq it holds for the run and publishes from the line after
  * it, so a store restarted empty, a batch whose reply was lost, or lines
  * written while it was away all end the same way: every line, once, in
- * order.  Every wait on the store is bounded (io_timeout): a hung server
- * delays the thread, never the run.  The main thread learns of a store
+ * order.  Every wait on the store is the thread's own poll, bounded
+ * (io_timeout) and cut short at the run's end: a hung server delays the
+ * thread, never the run.  The main thread learns of a store
  * that went away, or came back, through pub:news() and says so once.
  */
 #include <errno.h>
