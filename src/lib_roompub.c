@@ -126,10 +126,18 @@ static double wall_s(void)
 
 static void set_err(struct pub *p, const char *what, const char *why)
 {
+    char *w = p->err;
+
     snprintf(p->err, sizeof p->err, "%s: %s", what, why ? why : "unknown error");
-    for (char *c = p->err; *c; c++)       /* libpq's messages end in newlines */
-        if (*c == '\n')
-            *c = *(c + 1) ? ' ' : '\0';
+    /* One line: libpq's messages hold "\n\t" and end in a newline. */
+    for (const char *c = p->err; *c; c++) {
+        int blank = *c == '\n' || *c == '\t' || *c == ' ';
+        if (!blank || (w > p->err && w[-1] != ' '))
+            *w++ = blank ? ' ' : *c;
+    }
+    while (w > p->err && w[-1] == ' ')
+        w--;
+    *w = '\0';
 }
 
 static void forget(char **s)

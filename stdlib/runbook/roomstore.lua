@@ -24,6 +24,7 @@ local M = {}
 local CONNECT_TIMEOUT, CALL_TIMEOUT, BATCH = 5, 10, 1000
 
 local function fail(spec, what)
+  what = tostring(what):gsub("%s+", " "):gsub(" $", "")
   error(string.format("room: %s store %s: %s", spec.backend, redact.redact(spec.url), what), 0)
 end
 
@@ -117,7 +118,7 @@ end
 
 local function connect_pg(spec)
   local conn, f = require("runbook.sql").connect(spec.url, CONNECT_TIMEOUT)
-  if conn == nil then fail(spec, (f.message or "cannot connect"):gsub("%s+$", "")) end
+  if conn == nil then fail(spec, f.message or "cannot connect") end
   return setmetatable({ conn = conn, spec = spec }, PG)
 end
 
