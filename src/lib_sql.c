@@ -6,6 +6,7 @@
  *                                           -> result... | nil, failure
  *   conn:fetch(n, timeout, discard) -> rows, finished, status, notices
  *                                           (after mode "stream")
+ *   conn:wait(timeout) -> channel, payload, pid | nil, why   (LISTEN's)
  *   sql.parse(conninfo) -> options | nil, message
  *
  * connect starts a non-blocking connection (PQconnectStartParams) and drives
@@ -720,6 +721,72 @@ static int l_fetch(lua_State *L)
     return query_pump(L, c);
 }
 
+/* ---- notifications ---------------------------------------------------- */
+
+/* channel, payload, pid of the next notification libpq holds; 0 if none. */
+static int pop_notify(lua_State *L)
+{
+    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
+    PGnotify *n = PQnotifies(c->pg);
+    if (n == NULL)
+        return 0;
+    lua_pushstring(L, n->relname);
+    lua_pushstring(L, n->extra);
+    lua_pushinteger(L, n->be_pid);
+    PQfreemem(n);
+    return 3;
+}
+
+static int wait_failed(lua_State *L, struct conn *c, const char *why)
+{
+    c->busy = 0;
+    lua_pushnil(L);
+    lua_pushstring(L, why);
+    return 2;
+}
+
+static int k_wait(lua_State *L, int status, lua_KContext ctx)
+{
+    (void)status;
+    (void)ctx;
+    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
+    if (c->pg == NULL)
+        return wait_failed(L, c, "closed");
+    enum rb_wake w = rb_loop_woke(L, NULL, 0);
+    if (w != RB_WAKE_READY)
+        return wait_failed(L, c, wake_name(w));
+    if (!PQconsumeInput(c->pg))
+        return wait_failed(L, c, "lost");
+    int n = pop_notify(L);
+    if (n > 0) {
+        c->busy = 0;
+        return n;
+    }
+    return rb_loop_wait(L, PQsocket(c->pg), POLLIN, c->deadline, k_wait, 0);
+}
+
+/* conn:wait(timeout) -> channel, payload, pid | nil, why: the next
+ * notification of a channel this connection LISTENs to, waiting at most
+ * timeout seconds; why is "timeout", "interrupt", "cancel", "lost" (the
+ * connection broke) or "closed".  One that came in with a reply earlier
+ * is returned at once. */
+static int l_wait(lua_State *L)
+{
+    struct conn *c = check_conn(L, 1);
+    double timeout = luaL_checknumber(L, 2);
+    luaL_argcheck(L, timeout > 0, 2, "timeout must be positive");
+    if (c->busy)
+        return luaL_error(L, "sql: the connection to %s is busy with another call "
+                          "(one call at a time per connection)", c->who);
+    lua_settop(L, 2);
+    int n = pop_notify(L);
+    if (n > 0)
+        return n;
+    c->busy = 1;
+    c->deadline = rb_loop_deadline(timeout);
+    return rb_loop_wait(L, PQsocket(c->pg), POLLIN, c->deadline, k_wait, 0);
+}
+
 /* ---- the rest --------------------------------------------------------- */
 
 static int l_close(lua_State *L)
@@ -802,6 +869,7 @@ int luaopen_runbook_sql(lua_State *L)
     static const luaL_Reg methods[] = {
         { "query", l_query },
         { "fetch", l_fetch },
+        { "wait", l_wait },
         { "close", l_close },
         { "status", l_status },
         { "txstatus", l_txstatus },

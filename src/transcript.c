@@ -42,6 +42,8 @@ struct rb_transcript {
     char *run;                         /* run id, already JSON-escaped */
     char last_hash[RB_HASH_HEX + 1];
     rb_buf line;                       /* the line being built, kept for the next */
+    rb_transcript_tap tap;             /* told of each line written (the room's publisher) */
+    void *tap_ud;
 };
 
 /* What a buffer may keep between events: one huge event does not hold
@@ -316,6 +318,8 @@ static int append_members(rb_transcript *t, const char *event, const char *field
     if (rc == 0) {
         memcpy(t->last_hash, hash, sizeof hash);
         t->seq++;
+        if (t->tap)
+            t->tap(t->tap_ud, t->seq, b->p + RB_HASH_HEX, b->len - RB_HASH_HEX - 1);
     }
 done:
     keep_or_free(b);
@@ -354,10 +358,23 @@ long rb_transcript_seq(const rb_transcript *t)
     return t->seq;
 }
 
+void rb_transcript_set_tap(rb_transcript *t, rb_transcript_tap fn, void *ud)
+{
+    t->tap = fn;
+    t->tap_ud = ud;
+}
+
+const char *rb_transcript_path(const rb_transcript *t)
+{
+    return t->path;
+}
+
 void rb_transcript_close(rb_transcript *t)
 {
     if (!t)
         return;
+    if (t->tap)
+        t->tap(t->tap_ud, t->seq, NULL, 0);
     if (t->fd >= 0)
         close(t->fd);
     free(t->path);
@@ -689,6 +706,11 @@ static rb_transcript *check_open(lua_State *L)
     if (!w->t)
         luaL_error(L, "attempt to use a closed transcript");
     return w->t;
+}
+
+rb_transcript *rb_transcript_check(lua_State *L, int idx)
+{
+    return ((writer *)luaL_checkudata(L, idx, WRITER_MT))->t;
 }
 
 static int l_open(lua_State *L)

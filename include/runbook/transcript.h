@@ -50,6 +50,21 @@ const char *rb_transcript_last_hash(const rb_transcript *t);
 /* Number of lines written. */
 long rb_transcript_seq(const rb_transcript *t);
 
+/* Told, on the writer's thread, of each line once it is in the file: its
+ * seq and bytes (without the newline); line NULL once, when the writer
+ * closes.  It must not block, nor write to the transcript. */
+typedef void (*rb_transcript_tap)(void *ud, long seq, const char *line, size_t len);
+
+/* Set (fn NULL: clear) the one tap of t (src/lib_roompub.c's publisher). */
+void rb_transcript_set_tap(rb_transcript *t, rb_transcript_tap fn, void *ud);
+
+/* The file t writes. */
+const char *rb_transcript_path(const rb_transcript *t);
+
+/* The writer of the Lua transcript writer at idx, NULL once it is closed
+ * (for modules that tap it).  [-0, +0, v] */
+rb_transcript *rb_transcript_check(lua_State *L, int idx);
+
 /* Close the file and free the writer; NULL is allowed. */
 void rb_transcript_close(rb_transcript *t);
 

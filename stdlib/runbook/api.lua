@@ -286,6 +286,8 @@ local function asked(run, kind, question, answer, source, secret)
   end
 end
 
+-- (the `waiting` event a question writes before it blocks on the
+-- operator, which the room shows, is runbook.escalation's ui.on_wait)
 local function question_ctx(run)
   return { answers = run.answers, yes = run.yes, interactive = run.interactive, step = run.step }
 end

@@ -19,6 +19,7 @@ local escalation = require("runbook.escalation")
 local inbox = require("runbook.room_inbox")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
+local room = require("runbook.room")
 local ui = require("runbook.ui")
 
 local approval = {}
@@ -70,7 +71,8 @@ end
 -- store cannot be reached.
 local function store_of(run)
   if run.room_store then return run.room_store end
-  local spec = inbox.spec(run.config, run.target)
+  local spec, bad = room.spec(run.config, run.target)
+  if bad then error(bad, 0) end
   if spec == nil then return nil end
   local store = inbox.connect(spec)
   run.room_store, run.room_backend = store, spec.backend
@@ -84,9 +86,9 @@ end
 -- Whether the run has a room; a malformed one is said (approve() fails
 -- on it with the same words).
 function approval.has_room(run)
-  local ok, spec = pcall(inbox.spec, run.config, run.target)
-  if not ok then ui.log("warn", "room: " .. tostring(spec)) end
-  return ok and spec ~= nil
+  local spec, bad = room.spec(run.config, run.target)
+  if bad then ui.log("warn", "room: " .. bad) end
+  return spec ~= nil
 end
 
 local function event(run, name, fields)
@@ -96,17 +98,6 @@ end
 
 local function who_text(d)
   return d.by .. ((d.os_user or d.host) and string.format(" (%s@%s)", d.os_user or "?", d.host or "?") or "")
-end
-
--- The run's row in the room's `runs` summary.  A stand-in for room-store's
--- publisher (which derives the same states from the transcript's events),
--- so `runbook approve` and `update` find the run before it is merged.
-local function mark(run, store, state)
-  local ok, err = pcall(store.mark, store, run.rec.run_id, { state = state, step = run.step and run.step.id,
-    runbook = run.plan.name, target = run.target and run.target.name, operator = operator.username(),
-    host = operator.hostname() })
-  if ok then run.room_state = state end
-  if not ok and not cut_short(err) then ui.log("warn", room_words(err)) end
 end
 
 -- A status update from the room: shown, sent through notify, recorded.
@@ -133,7 +124,6 @@ function approval.pick_updates(run)
     for _, m in ipairs(msgs) do
       if m.kind == "update" and not m.forged then deliver_update(run, m) end
     end
-    if run.room_state ~= "running" then mark(run, store, "running") end
   end)
   if ok then run.room_failed = nil return end
   if loop.interrupts() > 0 then error(err, 0) end
@@ -230,7 +220,6 @@ local function wait_room(run, q, store)
   approval.pick_updates(run)      -- what came before the wait is not an answer to it
   run.room_cursor = run.room_cursor or store:cursor(run.rec.run_id)
   event(run, "waiting", { on = "approval", question = q.question, from = q.from or "other" })
-  mark(run, store, "waiting for approval")
   ui.print("  " .. ui.style("yellow", "waiting for approval from " .. from_text(q.from)) .. ": " .. q.question)
   ui.print(ui.style("dim", string.format("  (runbook approve %s [-m TEXT], or --reject -m TEXT, by an identity " ..
     "other than %s; up to %s; Ctrl-C stops)", run.rec.run_id, me, ui.duration(q.timeout))))
@@ -247,10 +236,6 @@ local function wait_room(run, q, store)
       if answered then return answered end
     end
   end)
-  -- However the wait ended, the run no longer waits (after Ctrl-C or the
-  -- step's timeout the store cannot be reached from this step: the next
-  -- step boundary says so then).
-  mark(run, store, "running")
   if not ok then error(got, 0) end
   return got
 end

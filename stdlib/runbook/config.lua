@@ -132,7 +132,7 @@ function config.load(path)
   if not ok then return nil, "config: " .. tostring(res) end
   local cfg = type(res) == "table" and res or env
   return with_settings({ targets = cfg.targets or {}, notify = guard(cfg.notify or {}, "notify"),
-    lock = guard(cfg.lock, "lock"), room = cfg.room, path = path }, cfg)
+    lock = guard(cfg.lock, "lock"), room = guard(cfg.room, "room"), path = path }, cfg)
 end
 
 -- The table of target `name`, or nil and a message listing the known ones.

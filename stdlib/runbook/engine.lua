@@ -206,9 +206,9 @@ local function decide(run, step, outcome)
   local can_undo = step.undo ~= nil
   local choices = can_undo and "[r]etry, [s]kip, [u]ndo, [a]bort" or "[r]etry, [s]kip, [a]bort"
   if not run.interactive and not run.answers then return "abort", "non-interactive" end
+  local prompt = string.format("Step %d %s. %s? ", step.index, outcome, choices)
   local ctx = { answers = run.answers, yes = false, interactive = run.interactive, step = run.step }
-  local ok, choice, source = pcall(ui.ask, { ctx = ctx, question = "!error",
-    prompt = string.format("Step %d %s. %s? ", step.index, outcome, choices),
+  local ok, choice, source = pcall(ui.ask, { ctx = ctx, question = "!error", prompt = prompt,
     parse = function(text)
       local t = text:lower():match("^%s*(%a*)")
       local map = { r = "retry", retry = "retry", s = "skip", skip = "skip", a = "abort", abort = "abort" }

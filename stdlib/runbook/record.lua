@@ -130,8 +130,14 @@ end
 -- cannot be encoded (a bad table) raise as they are: that is no write error.
 function record:event(event, fields)
   if self.failed then error(self.failed, 0) end
+  -- The room's summary goes first: the line may be published the moment
+  -- it is written, and the summary with it.
+  if self.room then self.room:before(event, fields) end
   local ok, err, too_long = self.writer:event(event, fields)
-  if ok then return end
+  if ok then
+    if self.room then self.room:after(self) end
+    return
+  end
   if too_long then
     -- Too long for one line: record that it was, rather than lose the run.
     ok, err = self.writer:event(event, { cut =
@@ -163,6 +169,7 @@ function record:hash()
 end
 
 function record:close()
+  if self.room then self.room:close(self) end
   self.writer:close()
 end
 

@@ -54,9 +54,13 @@ local function setup(args)
   local run = engine.new_run(fields)
   run.phase = "execute"
   local env = api.environment(run)
+  local room = require("runbook.room")
+  local spec, rerr = room.spec(cfg, fields.target)
+  if rerr then engine.usage_error("%s", rerr) end
   local rec, err = record.open("repl", args.transcript)
   if not rec then engine.usage_error("%s", err) end
   run.rec = rec
+  if spec then room.attach(rec, spec) end
   rec:event("run.start", { runbook = "repl", operator = operator.username(),
     host = operator.hostname(), argv = args._argv, dry_run = run.dry_run,
     target = run.target and run.target.name, pid = sys.getpid(),

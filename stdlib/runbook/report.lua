@@ -21,6 +21,11 @@ local function md(s)
   return (tostring(s or ""):gsub("|", "\\|"):gsub("\n", " "))
 end
 
+local function plain_text(s)
+  if type(s) == "number" then s = num(s) end
+  return (tostring(s or ""):gsub("\n", " "))
+end
+
 local function short(s, n)
   s = tostring(s or ""):gsub("%s+", " ")
   if #s > n then s = s:sub(1, n - 3) .. "..." end
@@ -165,7 +170,16 @@ local function call_text(ev)
   return string.format("%s %s: %s", ev.primitive, what, outcome)
 end
 
-local function describe(ev, run)
+-- One event as a line of the report (markdown), or with plain = true as
+-- plain text (runbook watch).
+function report.describe(ev, plain)
+  if plain then
+    return (report.describe_with(ev, plain_text):gsub("%*%*", ""))
+  end
+  return report.describe_with(ev, md)
+end
+
+function report.describe_with(ev, md)
   local e = ev.event
   if e == "run.start" then
     return string.format("Run of **%s** started by %s on %s%s", md(ev.runbook), md(ev.operator), md(ev.host),
@@ -256,7 +270,7 @@ local function timeline(w, merged, several)
   for _, m in ipairs(merged) do
     if m.ev.event ~= "param" then
       w("| %s | %s%s |", md(tostring(m.ev.ts):gsub("^%d+-%d+-%d+T", ""):gsub("Z$", "")),
-        several and (md(m.run.runbook) .. " | ") or "", describe(m.ev, m.run))
+        several and (md(m.run.runbook) .. " | ") or "", report.describe(m.ev))
     end
   end
   w("")

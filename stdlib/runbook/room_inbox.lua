@@ -15,7 +15,6 @@
 --   store:after(run, cursor)          -- -> messages newer than cursor, cursor
 --   store:wait(run, cursor, seconds)  -- the same, waiting up to seconds for one
 --   store:find_run(prefix)            -- -> the runs {run, state, identity} whose id starts so
---   store:mark(run, fields)           -- the runs summary's state and step
 --
 -- A message: { id, kind, body = table, who, at, forged = why|nil }.  `who`
 -- is the store's word, never the writer's: PostgreSQL's BEFORE INSERT
@@ -42,22 +41,6 @@ local POLL = 0.25
 local BATCH = 100
 local PREFIX = "runbook:room:"
 
--- The room for a run against target (a target's own `room` wins), or nil;
--- raises a message naming the config key when it is malformed.
-function inbox.spec(cfg, target)
-  local room = (target and target.room) or (cfg and cfg.room)
-  if room == nil then return nil end
-  local where = (target and target.room) and ("target " .. tostring(target.name) .. "'s room") or "room"
-  if type(room) ~= "table" then error(where .. " in the config must be a table { backend =, url = }", 0) end
-  if room.backend ~= "postgres" and room.backend ~= "redis" then
-    error(string.format("%s.backend is %q: use \"postgres\" or \"redis\"", where, tostring(room.backend)), 0)
-  end
-  local ok, url = pcall(tostring, room.url)
-  if not ok then error(where .. ".url: " .. tostring(url), 0) end
-  if room.url == nil or url == "" then error(where .. ".url is not set (url = env(\"RUNBOOK_ROOM_URL\"))", 0) end
-  return { backend = room.backend, url = url, where = where }
-end
-
 local function now_iso()
   return os.date("!%Y-%m-%dT%H:%M:%SZ")
 end
@@ -73,14 +56,17 @@ end
 local PG = {}
 PG.__index = PG
 
--- The schema of room-spec.md, created once, under a transaction-scoped
--- advisory lock so two processes creating it at once do not collide.
+-- The schema of docs/room.md, created once, under the transaction-scoped
+-- advisory lock the publisher takes (src/lib_roompub.c's PG_SCHEMA: its
+-- lines and runs tables are the same as here, so either side may be first).
 local SCHEMA = [[
-select pg_advisory_xact_lock(1380076619, 11);
+select pg_advisory_xact_lock(7243011);
 create schema if not exists runbook_room;
+create table if not exists runbook_room.lines(run text, seq bigint, line text not null,
+  at timestamptz default now(), primary key (run, seq));
 create table if not exists runbook_room.runs(run text primary key, runbook text, target text,
   operator text, host text, identity text, started timestamptz, updated timestamptz, step text,
-  state text);
+  state text, alive timestamptz, beat real);
 create table if not exists runbook_room.messages(id bigserial primary key, run text not null,
   kind text not null, body jsonb not null, who name not null default session_user,
   at timestamptz default now());
@@ -128,7 +114,7 @@ end
 
 function PG.open(spec)
   local parsed, perr = csql.parse(spec.url)
-  if parsed == nil then error("room: cannot parse " .. spec.where .. ".url: " .. tostring(perr), 0) end
+  if parsed == nil then error("room: cannot parse " .. "room.url: " .. tostring(perr), 0) end
   if parsed.password and parsed.password ~= "" then record.secret(parsed.password) end
   local self = setmetatable({ spec = spec, shown = string.format("postgres %s:%s/%s", parsed.host or "localhost",
     parsed.port or "5432", parsed.dbname or parsed.user or "?") }, PG)
@@ -152,8 +138,7 @@ function PG:reopen()
   local conn, f = csql.connect(self.spec.url, CONNECT_TIMEOUT)
   if conn == nil then
     stopped(self, f, CONNECT_TIMEOUT)
-    error(string.format("room: cannot connect to %s: %s (check %s.url)", self.shown, pg_reason(f),
-      self.spec.where), 0)
+    error(string.format("room: cannot connect to %s: %s (check room.url)", self.shown, pg_reason(f)), 0)
   end
   self.conn = conn
 end
@@ -201,16 +186,6 @@ function PG:find_run(prefix)
   return rows
 end
 
--- A stand-in for room-store's publisher, which derives the same state
--- from the transcript's `waiting` and `approval` events: until it is
--- merged, `runbook approve` could not tell that a run waits.
-function PG:mark(run, f)
-  self:query([[insert into runbook_room.runs(run, runbook, target, operator, host, identity, started,
-      updated, step, state) values ($1, $2, $3, $4, $5, session_user, now(), now(), $6, $7)
-    on conflict (run) do update set updated = now(), step = excluded.step, state = excluded.state]],
-    run, f.runbook, f.target, f.operator, f.host, f.step, f.state)
-end
-
 function PG:close()
   if self.conn then self.conn:close() end
   self.conn = nil
@@ -240,7 +215,7 @@ end
 
 function RD.open(spec)
   local r, why = urls.redis(spec.url)
-  if r == nil then error("room: bad redis URL in " .. spec.where .. ".url: " .. why, 0) end
+  if r == nil then error("room: bad redis URL in " .. "room.url: " .. why, 0) end
   if r.password then record.secret(r.password) end
   local self = setmetatable({ r = r, shown = string.format("redis %s:%d/%d", r.host, r.port, r.db) }, RD)
   self:reopen()
@@ -323,24 +298,12 @@ function RD:find_run(prefix)
   return rows
 end
 
--- The stand-in for room-store's publisher (see PG:mark).
-function RD:mark(run, f)
-  local key = PREFIX .. "info:" .. run
-  for _, k in ipairs({ "runbook", "target", "operator", "host" }) do
-    if f[k] then self:call({ "HSETNX", key, k, f[k] }) end
-  end
-  self:call({ "HSETNX", key, "identity", self:whoami() })
-  self:call({ "HSETNX", key, "started", now_iso() })
-  self:call({ "HSET", key, "updated", now_iso(), "state", f.state, "step", f.step or "" })
-  self:call({ "ZADD", PREFIX .. "runs", tostring(os.time()), run })
-end
-
 function RD:close()
   if self.conn then self.conn:close() end
   self.conn = nil
 end
 
--- A store object for spec (inbox.spec); raises a worded error.
+-- A store object for spec (runbook.room's spec); raises a worded error.
 function inbox.connect(spec)
   if spec.backend == "postgres" then return PG.open(spec) end
   return RD.open(spec)
@@ -350,24 +313,11 @@ end
 -- (or --target's) room and the run RUN names (an id or a unique prefix).
 -- Returns store, row {run, state}, or nil, exit code, message.
 function inbox.reach(args, verb)
-  local config = require("runbook.config")
   local prefix = args[1]
   if prefix == nil or prefix == "" then return nil, 2, verb .. ": which run? (runbook " .. verb .. " RUN ...)" end
   if args[2] ~= nil then return nil, 2, string.format("%s: one run at a time (got %q too)", verb, args[2]) end
-  local cfg, cerr = config.load(args.config)
-  if not cfg then return nil, 2, cerr end
-  local target
-  if args.target then
-    local terr
-    target, terr = config.target(cfg, args.target)
-    if not target then return nil, 2, terr end
-  end
-  local ok, spec = pcall(inbox.spec, cfg, target)
-  if not ok then return nil, 2, tostring(spec) end
-  if spec == nil then
-    return nil, 2, string.format("%s: no incident room configured: add room = { backend = \"postgres\", " ..
-      "url = env(\"RUNBOOK_ROOM_URL\") } to %s (docs/room-approvals.md)", verb, cfg.path or config.default_path())
-  end
+  local spec, serr = require("runbook.roomcmd").spec(args)
+  if not spec then return nil, 2, verb .. ": " .. serr end
   local okc, store = pcall(inbox.connect, spec)
   if not okc then return nil, 1, tostring(store) end
   local okf, rows = pcall(store.find_run, store, prefix)

@@ -172,3 +172,12 @@ if __name__ == "__main__":
                 time.sleep(3600)
         except KeyboardInterrupt:
             pass
+
+
+# docs/room.md's ACL for the incident room, one user per person: read on
+# every room key, write on the shared ones and on the user's own by: keys
+# (approvals), the publisher's MULTI/EXEC.  "user NAME on >PW rules...".
+ROOM_ACL = ("user {name} on >{pw} resetkeys %R~runbook:room:* ~runbook:room:run:* "
+            "~runbook:room:info:* ~runbook:room:runs ~runbook:room:in:* "
+            "~runbook:room:by:{name}:* resetchannels -@all +@connection +@read +@write "
+            "+@stream +@sortedset +@hash +@transaction -@dangerous +acl|whoami")

@@ -173,6 +173,57 @@ static void test_chain_verifies_and_reports_end(void **state)
     CHECK(strcmp(res.last_hash, last) == 0, "expected last_hash %s, got %s", last, res.last_hash);
 }
 
+/* What the tap was told: each line as it is in the file, then the close. */
+typedef struct taps {
+    int calls, closed;
+    long seqs[8];
+    char lines[8][512];
+} taps;
+
+static void record_tap(void *ud, long seq, const char *line, size_t len)
+{
+    taps *t = ud;
+    if (line == NULL) {
+        t->closed++;
+        return;
+    }
+    if (t->calls < 8 && len < sizeof t->lines[0]) {
+        t->seqs[t->calls] = seq;
+        memcpy(t->lines[t->calls], line, len);
+        t->lines[t->calls][len] = '\0';
+    }
+    t->calls++;
+}
+
+static void test_tap_is_told_each_line_as_written_and_the_close(void **state)
+{
+    fixture *f = *state;
+    char err[256], *lines[MAX_LINES];
+    taps t = { 0 };
+    rb_transcript *w = rb_transcript_open(f->path, "run-tap", err, sizeof err);
+
+    CHECK(w != NULL, "expected to open %s: %s", f->path, err);
+    CHECK(rb_transcript_append(w, "before", "") == 0, "expected the first append to work");
+    rb_transcript_set_tap(w, record_tap, &t);
+    CHECK(rb_transcript_append(w, "one", "\"k\":1") == 0, "expected an append");
+    CHECK(rb_transcript_append(w, "bad", "\"k\":\n1") != 0, "expected a line with a newline refused");
+    CHECK(rb_transcript_append(w, "two", "") == 0, "expected an append");
+    CHECK(strcmp(rb_transcript_path(w), f->path) == 0, "expected the writer's path back");
+    rb_transcript_close(w);
+    int n = load_lines(f->path, lines);
+    CHECK(n == 3, "expected 3 lines in the file, got %d", n);
+    CHECK(t.calls == 2, "expected the tap told of the 2 lines after it was set, got %d", t.calls);
+    for (int i = 0; i < 2; i++) {
+        CHECK(t.seqs[i] == i + 2, "expected seq %d, got %ld", i + 2, t.seqs[i]);
+        lines[i + 1][strlen(lines[i + 1]) - 1] = '\0';       /* the tap gets no newline */
+        CHECK(strcmp(t.lines[i], lines[i + 1]) == 0,
+              "expected the tap's line %d to be the file's:\n%s\n%s", i, t.lines[i], lines[i + 1]);
+    }
+    CHECK(t.closed == 1, "expected the tap told of the close once, got %d", t.closed);
+    for (int i = 0; i < n; i++)
+        free(lines[i]);
+}
+
 static void test_chain_without_run_end_is_not_ended(void **state)
 {
     fixture *f = *state;
@@ -735,6 +786,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, setup, teardown)
         T(test_chain_verifies_and_reports_end),
+        T(test_tap_is_told_each_line_as_written_and_the_close),
         T(test_chain_without_run_end_is_not_ended),
         T(test_line_format_matches_header),
         T(test_edited_middle_line_is_named),

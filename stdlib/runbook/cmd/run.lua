@@ -125,6 +125,9 @@ local function prepare(args)
   end
   local run, plan = cli.load_plan(name, fields)
   if not run then engine.usage_error("%s", plan) end
+  local spec, rerr = require("runbook.room").spec(fields.config, fields.target)
+  if rerr then engine.usage_error("%s", rerr) end
+  run.room = spec
   local given = parse_params(args.param)
   if resume then carry_params(run, resume, given) end
   engine.bind(run, given)
@@ -160,6 +163,7 @@ local function start_record(run, plan, args, first)
   local rec, err = record.open(plan.name, args.transcript)
   if not rec then engine.usage_error("%s", err) end
   run.rec = rec
+  if run.room then require("runbook.room").attach(rec, run.room) end
   rec:event("run.start", {
     runbook = plan.name, title = plan.header.title, severity = plan.header.severity,
     file = sys.realpath(plan.file) or plan.file, operator = operator.username(),
