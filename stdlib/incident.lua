@@ -264,14 +264,7 @@ local function operator_name()
   return ok and name or (os.getenv("USER") or "unknown")
 end
 
-local function field_text(v)
-  if type(v) == "table" then
-    local parts = {}
-    for i, x in ipairs(v) do parts[i] = tostring(x) end
-    return table.concat(parts, "; ")
-  end
-  return tostring(v)
-end
+local field_text = require("runbook.templates").text_of
 
 function incident.message(kind, fields)
   local template = incident.templates[kind]

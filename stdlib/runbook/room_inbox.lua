@@ -227,11 +227,7 @@ function RD:whoami()
   return self.me
 end
 
-local function fields(list)
-  local t = {}
-  for i = 1, #list - 1, 2 do t[list[i]] = list[i + 1] end
-  return t
-end
+local fields = require("runbook.roomstore").hash_table
 
 function RD:post(run, kind, body)
   local me = self:whoami()

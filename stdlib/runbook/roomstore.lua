@@ -140,11 +140,14 @@ function RD:whoami()
   return self:call({ "ACL", "WHOAMI" })
 end
 
-local function hash_table(list)
+-- A Redis reply of name, value, name, value... as a table (HGETALL, a
+-- stream entry's fields; runbook.room_inbox reads its entries with it too).
+function M.hash_table(list)
   local t = {}
   for i = 1, #list - 1, 2 do t[list[i]] = list[i + 1] end
   return t
 end
+local hash_table = M.hash_table
 
 function RD:summary(run)
   local h = hash_table(self:call({ "HGETALL", "runbook:room:info:" .. run }))

@@ -33,7 +33,9 @@ local function norm(name)
   return name:lower():gsub("[%s_%-]+", " ")
 end
 
-local function text_of(v)
+-- A value as a message says it: a list joined with "; " (incident.lua's
+-- ${field} messages say theirs so too).
+function templates.text_of(v)
   if type(v) == "table" then
     local parts = {}
     for i, x in ipairs(v) do parts[i] = tostring(x) end
@@ -41,6 +43,7 @@ local function text_of(v)
   end
   return tostring(v)
 end
+local text_of = templates.text_of
 
 -- fill(text, values) -> the text with every [Name] whose name is a key of
 -- values (exactly, or ignoring case, blanks, '_' and '-') replaced by its
