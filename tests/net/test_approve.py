@@ -7,6 +7,7 @@ without a room the approval is attested by the operator."""
 import json
 import socket
 import subprocess
+import time
 import unittest
 
 from harness import RETRY_SKIP_ABORT, RunbookTestCase
@@ -222,6 +223,20 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
         self.assertEqual((ap["approved"], ap["timed_out"]), (False, 1))
         ends = {e["id"]: e["status"] for e in self.events("step.end")}
         self.assertEqual(ends, {"restore": "failed"})
+
+    def test_an_approval_wait_past_the_response_time_escalates_once(self):
+        with open(self.configs["alice"], "a") as f:
+            f.write('respond = { P1 = 1 }\n')
+        s = self.start(APPROVE_BOOK, TIMEOUT="60")
+        run = self.run_id(s)
+        s.expect("escalat")                  # the line saying where it went, after 1 s
+        time.sleep(1.5)                      # more ticks of the wait: still one escalation
+        self.rb_as("bob", "approve", run, "-m", "late but fine", code=0)
+        self.assertEqual(s.wait(), 0, s.output)
+        esc = self.events("escalation")
+        self.assertEqual([(e["on"], e["step"]) for e in esc], [("approval", "restore")], esc)
+        texts = [json.loads(b)["text"] for _, _, b in self.hook.bodies]
+        self.assertEqual(len([t for t in texts if t.startswith("[P1] Escalation:")]), 1, texts)
 
     def test_the_wait_outlives_its_connection_being_killed(self):
         s = self.start(APPROVE_BOOK, TIMEOUT="60")
