@@ -85,6 +85,24 @@ local function is_sql(code)
     verb == "WITH" or verb == "VACUUM" or verb == "ANALYZE" or verb == "ALTER" or verb == "DROP"
 end
 
+-- What a wiki did to a command's characters, undone: typographic quotes
+-- (a Confluence or Word page turns ' and " into ‘ ’ “ ”, which the shell
+-- takes as letters: the command runs, wrongly), HTML entities of an
+-- exported page (&amp;&amp;, &gt;), and no-break spaces.
+local AS_TYPED = {
+  ["\226\128\152"] = "'", ["\226\128\153"] = "'", ["\226\128\156"] = '"', ["\226\128\157"] = '"',
+  ["\194\160"] = " ", ["\226\128\175"] = " ",
+}
+local ENTITIES = { amp = "&", lt = "<", gt = ">", quot = '"', apos = "'", nbsp = " ", ["#39"] = "'",
+  ["#34"] = '"', ["#38"] = "&", ["#60"] = "<", ["#62"] = ">" }
+
+local function as_typed(code)
+  if not code:find("[\194\226&]") then return code end
+  code = code:gsub("\226\128[\152\153\156\157\175]", AS_TYPED):gsub("\194\160", " ")
+  return (code:gsub("&(#?%w+);", function(name) return ENTITIES[name:lower()] end))
+end
+M.as_typed = as_typed
+
 -- ---- placeholders -------------------------------------------------------
 
 local HTML_TAGS = { br = true, b = true, i = true, code = true, pre = true, p = true, a = true,
@@ -180,7 +198,7 @@ local function shell_lines(fence)
         i = i + 1
         l = l .. "\n" .. lines[i]
       end
-      out[#out + 1] = { text = trim(l), line = fence.line + at }
+      out[#out + 1] = { text = trim(as_typed(l)), line = fence.line + at }
     end
     i = i + 1
   end
@@ -197,7 +215,7 @@ local function fence_items(doc, fence, override, heading, out)
       out[#out + 1] = item
     end
   elseif SQL[fence.lang] then
-    out[#out + 1] = sql_item(doc, table.concat(fence.lines, "\n"), fence.line + 1, class)
+    out[#out + 1] = sql_item(doc, as_typed(table.concat(fence.lines, "\n")), fence.line + 1, class)
   elseif TEXT[fence.lang] or fence.lang == "" then
     local body = table.concat(fence.lines, "\n")
     local kind = (heading or ""):lower():find("templ") or body:find("%[[%a][%w _%-]*%]") and
@@ -219,7 +237,7 @@ local function code_spans(text)
     if not s then break end
     local before = text:sub(pos, s - 1)
     local label = before:match("([%w][%w%s/%-%.%(%)]-)%s*:%s*%**%s*$")
-    spans[#spans + 1] = { code = trim(code), label = label and plain(label) }
+    spans[#spans + 1] = { code = trim(as_typed(code)), label = label and plain(label) }
     pos = e + 1
   end
   return spans

@@ -8,6 +8,8 @@
 -- does, so a team can read it and grow it.  `runbook run FILE.md` runs
 -- this same source, so a document and its import have the same plan.
 -- Every step and item carries its line in the document as a comment.
+local shellwords = require("runbook.shellwords")
+
 local M = {}
 
 local function q(s) return string.format("%q", s):gsub("\\\n", "\\n") end
@@ -22,10 +24,38 @@ local function pref(name)
   return "p." .. name
 end
 
+-- The quote in force at byte i of text: nil, "'" or '"' (a backslash
+-- escapes outside single quotes when escapes is true: the shell's rule).
+local function quote_at(text, i, escapes)
+  local quote, j = nil, 1
+  while j < i do
+    local c = text:sub(j, j)
+    if quote == "'" then
+      if c == "'" then quote = nil end
+    elseif c == "\\" and escapes then
+      j = j + 1
+    elseif quote == '"' then
+      if c == '"' then quote = nil end
+    elseif c == "'" or c == '"' then
+      quote = c
+    end
+    j = j + 1
+  end
+  return quote
+end
+
+-- How a value goes into a shell line or a SQL statement where the
+-- placeholder stands: quoted whole outside quotes, escaped for the quotes
+-- it stands inside ("http://host/<PATH>" stays one double-quoted word).
+local SHELL_QUOTING = { none = "sh_quote", ["'"] = "sq_inner", ['"'] = "dq_inner" }
+local SQL_QUOTING = { none = "sql_quote", ["'"] = "sql_inner", ['"'] = "sql_ident" }
+
 -- Lua for a shell command with its placeholders: <DB_HOST>, your-domain
--- and [Service Name] become the param's value, shell-quoted; $VAR stays
--- for the shell to expand, from env = { VAR = p.var }.
-local function command_expr(doc, text)
+-- and [Service Name] become the param's value, quoted for where they
+-- stand; $VAR stays for the shell to expand, from env = { VAR = p.var }.
+-- quoting: SHELL_QUOTING (the default) or SQL_QUOTING.
+local function command_expr(doc, text, quoting)
+  quoting = quoting or SHELL_QUOTING
   local parts, env, pos = {}, {}, 1
   local spans = {}
   for _, name in ipairs(doc.params.order) do
@@ -46,12 +76,17 @@ local function command_expr(doc, text)
   for _, sp in ipairs(spans) do
     if sp.a >= pos then
       if sp.a > pos then parts[#parts + 1] = q(text:sub(pos, sp.a - 1)) end
-      parts[#parts + 1] = "sh_quote(" .. pref(sp.name) .. ")"
+      local how = quoting[quote_at(text, sp.a, quoting == SHELL_QUOTING) or "none"]
+      parts[#parts + 1] = how .. "(" .. pref(sp.name) .. ")"
       pos = sp.b + 1
     end
   end
   if pos <= #text or #parts == 0 then parts[#parts + 1] = q(text:sub(pos)) end
   return table.concat(parts, " .. "), #env > 0 and ("{ " .. table.concat(env, ", ") .. " }") or nil
+end
+
+local function sql_expr(doc, text)
+  return (command_expr(doc, text, SQL_QUOTING))
 end
 
 local function command_code(doc, it)
@@ -96,11 +131,20 @@ local function item_code(doc, it)
   if k == "blank" then return string.format("filled[%s] = fill(%s)", q(it.label), q(it.label)) end
   if k == "command" then return command_code(doc, it) end
   if k == "sql" then
-    local out = {}
+    local list = {}
     for _, st in ipairs(statements(it.sql)) do
-      out[#out + 1] = string.format("query(%s, %q)", command_expr(doc, st), it.class)
+      -- the block's own BEGIN/COMMIT: a block that writes is one transaction (query_block)
+      local verb = (st:match("^%a+") or ""):upper()
+      if verb ~= "BEGIN" and verb ~= "COMMIT" and verb ~= "END" and not st:upper():match("^START%s+TRANSACTION") then
+        list[#list + 1] = st
+      end
     end
-    return table.concat(out, "\n")
+    if #list == 1 then return string.format("query(%s, %q)", sql_expr(doc, list[1]), it.class) end
+    local out = {}
+    for _, st in ipairs(list) do
+      out[#out + 1] = string.format("  { %s, %q },", sql_expr(doc, st), (shellwords.sql_class(st)))
+    end
+    return "query_block({\n" .. table.concat(out, "\n") .. "\n}, " .. string.format("%q", it.class) .. ")"
   end
   if k == "choice" then
     local opts = {}
@@ -131,8 +175,16 @@ local PRELUDE = [[
 -- What a checklist item does (the same for every imported document).
 local filled = {}                 -- the blanks filled in, by label
 local function sh_quote(s) return "'" .. tostring(s):gsub("'", "'\\''") .. "'" end
+local function sq_inner(s) return (tostring(s):gsub("'", "'\\''")) end     -- inside '...'
+local function dq_inner(s) return (tostring(s):gsub('[\\"$`]', "\\%0")) end  -- inside "..."
+local function sql_quote(s) return "'" .. tostring(s):gsub("'", "''") .. "'" end
+local function sql_inner(s) return (tostring(s):gsub("'", "''")) end
+local function sql_ident(s) return (tostring(s):gsub('"', '""')) end
+-- A target key that may be one value or a list (health = { url, ... }).
+local function first(v) if type(v) == "table" then return v[1] end return v end
 -- The host of a URL (a placeholder such as <DB_HOST> from the target's db).
 local function host_of(url)
+  url = first(url)
   return url and (url:gsub("^%a[%w+.-]*://", ""):gsub("/.*$", ""):gsub("^.*@", ""):gsub(":%d+$", ""))
 end
 
@@ -150,6 +202,9 @@ end
 -- Before a write: confirmed; before a destructive one: the target's name
 -- (or the word "destroy") typed.  what: "" for a command, " SQL" for SQL.
 local function ask_before(class, what, text)
+  if class == "destructive" and dry_run then
+    return log.info("would ask for the target's name typed before this destructive%s", what)
+  end
   if class == "destructive" then
     local word = target.name or "destroy"
     if prompt("Destructive" .. what .. ": " .. text .. " -- type " .. word .. " to run it") ~= word then
@@ -165,6 +220,13 @@ end
 -- shown, not run.
 local function run(cmd, class, env, lead)
   if lead then print(lead .. ":") end
+  if target.pm2_bin then      -- the target's pm2 binary for a line that starts with pm2
+    cmd = cmd:gsub("^pm2%f[%s]", function() return sh_quote(target.pm2_bin) end)
+  end
+  if target.pm2_home and cmd:find("pm2", 1, true) then   -- the target's PM2, not ~/.pm2
+    env = env or {}
+    env.PM2_HOME = env.PM2_HOME or target.pm2_home
+  end
   if class == "read" then
     local r = sh(cmd, { readonly = true, check = false, env = env, timeout = 120 })
     if r.code ~= 0 then log.warn("exit code %d: %s", r.code, cmd) end
@@ -176,21 +238,44 @@ end
 
 -- A SQL statement against the target's database: a read runs in a read
 -- only transaction, a write is confirmed as a command is.
-local function query(stmt, class)
+local function database()
   if not target.db then error("a sql block needs a target with db (--target)", 0) end
-  local db = sql.connect(target.db)
-  if class == "read" then
-    local rows = db:query(stmt)
-    for i, row in ipairs(rows) do
-      local cells = {}
-      for k, v in pairs(row) do cells[#cells + 1] = k .. "=" .. tostring(v) end
-      table.sort(cells)
-      print("  " .. i .. ": " .. table.concat(cells, " "))
-    end
-    return rows
+  return sql.connect(target.db)
+end
+
+local function show_rows(rows)
+  for i, row in ipairs(rows) do
+    local cells = {}
+    for k, v in pairs(row) do cells[#cells + 1] = k .. "=" .. tostring(v) end
+    table.sort(cells)
+    print("  " .. i .. ": " .. table.concat(cells, " "))
   end
+  return rows
+end
+
+local function query(stmt, class)
+  local db = database()
+  if class == "read" then return show_rows(db:query(stmt)) end
   ask_before(class, " SQL", stmt)
   return db:exec(stmt)
+end
+
+-- A SQL block of several statements {sql, class}: one that only reads runs
+-- statement by statement; one that writes is confirmed once, then runs in
+-- one transaction (its own BEGIN/COMMIT left out), all or nothing.
+local function query_block(stmts, class)
+  if class == "read" then
+    for _, st in ipairs(stmts) do query(st[1], "read") end
+    return
+  end
+  local shown = {}
+  for i, st in ipairs(stmts) do shown[i] = st[1] end
+  ask_before(class, " SQL", table.concat(shown, "; "))
+  return database():tx(function(tx)
+    for _, st in ipairs(stmts) do
+      if st[2] == "read" then show_rows(tx:query(st[1])) else tx:exec(st[1]) end
+    end
+  end)
 end
 
 -- "Declare the severity": one of the document's levels, chosen (the most
@@ -221,14 +306,14 @@ local function pick(options)
 end
 ]]
 
-local HELPERS = "filled, sh_quote, host_of, check, fill, run, query, pick, declare_severity"
+local HELPERS = "filled, sh_quote, sq_inner, dq_inner, sql_quote, sql_inner, sql_ident, first, host_of, check, fill, run, query, query_block, pick, declare_severity"
 
 -- What the target gives a placeholder by its name: the database URL, the
 -- Redis URL, the first service.  (-p wins; then the environment for a
 -- $VAR; then this; else the operator is asked, once.)
 local FROM_TARGET = {
   database_url = "target.db", db_url = "target.db", pg_url = "target.db", postgres_url = "target.db",
-  redis_url = "target.redis", health_url = "target.health", health = "target.health",
+  redis_url = "target.redis", health_url = "first(target.health)", health = "first(target.health)",
   db_host = "host_of(target.db)", database_host = "host_of(target.db)", pg_host = "host_of(target.db)",
   redis_host = "host_of(target.redis)", service = "(target.services or {})[1]",
   service_name = "(target.services or {})[1]", app = "(target.services or {})[1]",
@@ -267,6 +352,9 @@ end
 -- the incident, not only in `show`.
 local function reference_code(doc)
   local out = {}
+  for _, it in ipairs(doc.intro) do       -- a contact table right under the title
+    if it.kind == "table" then out[#out + 1] = "print(" .. q(doc.title .. ":") .. ") " .. item_code(doc, it) end
+  end
   for _, r in ipairs(doc.reference) do
     for _, it in ipairs(r.items) do
       if it.kind == "table" and not r.severity then
@@ -365,7 +453,11 @@ end
 -- The helpers of an aligned chunk, loaded in the runbook's environment
 -- env (so they call its verbs): the values for its `...`.
 function M.helpers(env)
-  local chunk = assert(load(PRELUDE .. "\nreturn " .. HELPERS, "=markdown runbook helpers", "t", env))
+  -- named as the host's own file, so an error's position is the
+  -- document's line that called the helper, not the helper's
+  local okh, host = pcall(require, "runbook.host")     -- (not in the pure-Lua unit tests)
+  local name = okh and ("@" .. host.datadir .. "/stdlib/runbook/mdimport.lua") or "=markdown runbook helpers"
+  local chunk = assert(load(PRELUDE .. "\nreturn " .. HELPERS, name, "t", env))
   return chunk()
 end
 

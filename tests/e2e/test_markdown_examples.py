@@ -156,7 +156,7 @@ class MarkdownExamples(DbTestCase):
         self.session("waiter", "select count(*) from orders;")
         self.wait_for("waiter", "wait_event_type = 'Lock'")
         a = self.answers("lat", [
-            f"Destructive: psql \"$DATABASE_URL\" -c \"SELECT pg_terminate_backend('{locker}')\" "
+            f"Destructive: psql \"$DATABASE_URL\" -c \"SELECT pg_terminate_backend({locker})\" "
             "-- type stage to run it = stage",
             f"Run: curl -fsS -X POST '{self.health}' = yes", "Latency back under SLO = done"])
         args = ("-p", f"pid={locker}")

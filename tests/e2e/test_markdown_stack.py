@@ -109,6 +109,36 @@ class MarkdownStack(DbTestCase):
         self.assertExit(p, 0)
         self.assertEqual(self.query("select count(*) from orders"), "100")
 
+    def test_a_wiki_pages_block_is_one_transaction_and_its_quotes_are_the_shells(self):
+        """What a Confluence page does to a checklist: typographic quotes and
+        HTML entities in the commands, a BEGIN/COMMIT block with a delete;
+        the block is confirmed once (the target's name typed once) and runs
+        as one transaction, the quotes are the shell's again, a value goes
+        inside the double quotes it stands in, and a dry run with --yes
+        reaches the end without asking for the name."""
+        doc = self.write("wiki.md", "# Clean up\n\n## Look\n\n"
+                         "- Rows: `psql \u201c$DATABASE_URL\u201d -Atc \u201cselect \u2018n=\u2019 || count(*) from orders\u201d`\n"
+                         "- Echo: `echo \"id <ID> here\" &amp;&amp; echo done`\n\n"
+                         "## Delete\n\n```sql\nBEGIN;\nDELETE FROM orders WHERE id > <ID>;\n"
+                         "SELECT count(*) AS left FROM orders;\nCOMMIT;\n```\n")
+        q = ("[*] Destructive SQL: DELETE FROM orders WHERE id > '110'; SELECT count(*) AS left FROM orders "
+             "-- type stage to run it = stage\n")
+        answers = self.write("w.txt", q)
+        p = self.run_book(doc, "--target", "stage", "--dry-run", "--yes", "-p", "id=110")
+        self.assertExit(p, 0)
+        self.assertIn("would ask for the target's name typed", p.stdout)
+        self.assertIn("| n=120", p.stdout)                 # the curly-quoted psql line, as typed
+        self.assertIn("| id 110 here", p.stdout)
+        self.assertIn("| done", p.stdout)                  # &amp;&amp; is &&
+        self.assertEqual(self.query("select count(*) from orders"), "120")
+        p = self.run_book(doc, "--target", "stage", "--answers", answers, "-p", "id=110",
+                          transcript=self.path("w.jsonl"))
+        self.assertExit(p, 0)
+        self.assertEqual(p.stdout.count("type stage to run it"), 1, p.stdout)
+        self.assertIn("left=110", p.stdout)
+        self.assertNotIn("no transaction in progress", p.stdout + p.stderr)
+        self.assertEqual(self.query("select count(*) from orders"), "110")
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -200,7 +200,12 @@ test("import: Lua that loads, with each item in place", function()
   assert(src:find('{ platform = "pm2", label = "PM2", cmd = "pm2 list", class = "read" }', 1, true), "a choice")
   assert(src:find('check("Confirm health is green again")   -- line 26', 1, true), "check after its command")
   src = mdimport.to_lua(read("incident-response.md"))
-  assert(src:find('query("SELECT count(*) AS orders FROM orders", "read")', 1, true), "sql statements split")
+  assert(src:find('{ "SELECT count(*) AS orders FROM orders", "read" },', 1, true), "sql statements split")
+  local quoted = mdimport.to_lua(assert(markdown.parse('# T\n\n## A\n\n- `curl -s "http://h/<PATH>"`\n\n' ..
+    "```sql\nBEGIN;\nDELETE FROM t WHERE id = <ID>;\nCOMMIT;\n```\n", "q.md")))
+  assert(quoted:find('"curl -s \\"http://h/" .. dq_inner(p.path) .. "\\""', 1, true), "a value inside double quotes")
+  assert(quoted:find('query("DELETE FROM t WHERE id = " .. sql_quote(p.id), "destructive")', 1, true),
+    "SQL quoting, the block\'s own BEGIN/COMMIT left out")
   assert(src:find('param("database_url", { help = "$DATABASE_URL in the document (line 49)", secret = true, ' ..
     'default = env("DATABASE_URL") or target.db, required = true })', 1, true), "secret param from the environment, else the target")
 end)
@@ -224,7 +229,7 @@ test("a markdown run: each step and item on the document's own line", function()
     }, { __index = _G })
     local src = mdimport.to_aligned_lua(doc)
     local chunk = assert(load(src, "@" .. name, "t", env))
-    chunk()
+    chunk(mdimport.helpers(env))
     eq(#seen, #doc.steps, name .. ": steps declared")
     for i, s in ipairs(doc.steps) do
       eq(seen[i].title, s.title, name .. " step " .. i)
