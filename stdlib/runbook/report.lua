@@ -187,7 +187,7 @@ function report.describe_with(ev, md)
   elseif e == "run.end" then return string.format("Run ended: **%s**", md(ev.status))
   elseif e == "step.start" then
     return string.format("Step %s \"%s\" started%s", md(ev.index), md(ev.title),
-      (ev.attempt or 1) > 1 and (" (attempt " .. ev.attempt .. ")") or "")
+      (ev.attempt or 1) > 1 and (" (attempt " .. string.format("%d", ev.attempt) .. ")") or "")
   elseif e == "step.end" then
     local t = string.format("Step %s %s", md(ev.index), md(ev.status))
     if ev.error then t = t .. ": " .. md(short(ev.error, 120)) end

@@ -25,7 +25,9 @@ local CONNECT_TIMEOUT, CALL_TIMEOUT, BATCH = 5, 10, 1000
 
 local function fail(spec, what)
   what = tostring(what):gsub("%s+", " "):gsub(" $", "")
-  error(string.format("room: %s store %s: %s", spec.backend, redact.redact(spec.url), what), 0)
+  -- the store named by where it is (the URL without its user and password)
+  local where = spec.url:gsub("^(%a[%w+.-]*://)[^@/]*@", "%1")
+  error(string.format("room: %s store %s: %s", spec.backend, redact.redact(where), what), 0)
 end
 
 -- ---- PostgreSQL -----------------------------------------------------------

@@ -161,7 +161,8 @@ function ui.ask(q)
   if not ctx.interactive then
     error(unanswerable({ step = ctx.step, is_confirmation = q.confirmation }, q.question), 0)
   end
-  local wait = ui.on_wait and ui.on_wait(q.question)
+  -- (the retry/skip/abort question's answers-file key "!error" is no words for the room)
+  local wait = ui.on_wait and ui.on_wait(q.question == "!error" and q.prompt or q.question)
   local ok, value = pcall(ask_terminal, q, wait)
   if wait then wait.done() end
   if not ok then error(value, 0) end

@@ -160,9 +160,10 @@ notify = {{ ops = {{ webhook = "{self.hook.url()}" }} }}
         s = self.start(APPROVE_BOOK, TIMEOUT="60")
         s.expect("waiting for approval from another person")
         run = self.run_id(s)
-        own = self.rb_as("alice", "approve", run, "-m", "self-approval", code=0)
-        self.assertIn("approved run " + run + " as alice", own.stdout)
-        self.assertIn("note: alice is the identity run " + run + " itself uses in the room", own.stderr)
+        own = self.rb_as("alice", "approve", run, "-m", "self-approval", code=1)
+        self.assertIn("you are alice, the identity run " + run + " itself uses in the room", own.stderr)
+        self.assertIn("nothing was sent", own.stderr)
+        self.post_as("alice", run)           # written to the store by hand: the run refuses it too
         s.expect(r"refused: alice is this run's own identity in the room: the operator cannot approve")
         s.expect("still waiting")
         p = self.rb_as("bob", "approve", run[:-3], "-m", "go ahead, backups checked", code=0)
@@ -315,6 +316,12 @@ class Postgres(RoomCase, RunbookTestCase):
         self.assertEqual(out.stdout.strip(), "carol")
 
 
+    def post_as(self, user, run):
+        """An approval written straight into the messages table as user."""
+        subprocess.run([f"{PG_BIN}/psql", "-X", "-q", self.url(user), "-c",
+                        f"insert into runbook_room.messages(run, kind, body) values ('{run}', 'approve', '{{}}')"],
+                       check=True, capture_output=True, timeout=30)
+
     def kill_alices_connections(self):
         return int(PG.psql("select count(*) from (select pg_terminate_backend(pid) from pg_stat_activity "
                            "where usename = 'alice') k;", db="postgres").strip())
@@ -322,6 +329,12 @@ class Postgres(RoomCase, RunbookTestCase):
 
 class Redis(RoomCase, RunbookTestCase):
     BACKEND = "redis"
+
+    def post_as(self, user, run):
+        """An approval written straight into the store as user: the content
+        under the user's own by: key, the run's inbox pointing at it."""
+        ref = redis_as(user, "XADD", f"runbook:room:by:{user}:{run}", "*", "kind", "approve", "body", "{}")
+        redis_as(user, "XADD", f"runbook:room:in:{run}", "*", "kind", "approve", "who", user, "ref", ref)
 
     def kill_alices_connections(self):
         return REDIS.command("CLIENT", "KILL", "USER", "alice")

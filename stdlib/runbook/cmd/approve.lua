@@ -32,14 +32,16 @@ function M.run(args)
     return cli.fail(1, "approve: run %s is not waiting for an approval (its state: %s)", row.run,
       tostring(row.state or "unknown"))
   end
+  local okw, me = pcall(store.whoami, store)
+  if okw and row.identity == me then
+    store:close()
+    return cli.fail(1, "approve: you are %s, the identity run %s itself uses in the room: the operator " ..
+      "cannot approve their own run (ask another person; nothing was sent)", me, row.run)
+  end
   local kind = args.reject and "reject" or "approve"
   local ok, id, who = pcall(store.post, store, row.run, kind, inbox.body(args.message))
   store:close()
   if not ok then return cli.fail(1, "approve: %s", tostring(id)) end
-  if row.identity == who then
-    ui.eprint(string.format("runbook: approve: note: %s is the identity run %s itself uses in the room: " ..
-      "the run refuses an approval from it (ask another person)", who, row.run))
-  end
   ui.print(string.format("%s run %s as %s (message %s on %s)%s", args.reject and "rejected" or "approved",
     row.run, who, tostring(id), store.shown, args.message and (': "' .. args.message .. '"') or ""))
   return 0

@@ -66,7 +66,12 @@ local function show_output(text)
   end
 end
 
-local function s(v) return v == nil and "" or tostring(v) end
+-- (a JSON number comes back a float: 5.0 lines are 5)
+local function s(v)
+  if v == nil then return "" end
+  if math.type(v) == "float" and v == math.floor(v) and math.abs(v) < 2^53 then return string.format("%d", v) end
+  return tostring(v)
+end
 
 -- The room's own events (docs/room.md); the rest as report words them.
 local ROOM_EVENTS = {
