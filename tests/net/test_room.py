@@ -339,6 +339,12 @@ class RoomCase(RunbookTestCase):
         self.addCleanup(lambda: (kill_quietly(p.pid), p.wait()))
         run_id = self.run_id_from(self.transcript)
         self.wait_state(run_id, "running")
+        # bob watches through it all: the watch waits for the store and goes on
+        w = subprocess.Popen([os.environ.get("RUNBOOK_BIN"), "watch", run_id, "--from-start", "--config",
+                              self.cfg], cwd=self.tmp, env=dict(self.env, **self.as_user("bob")),
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.addCleanup(lambda: (kill_quietly(w.pid), w.wait()))
+        time.sleep(0.5)
         self.halt_store()
         time.sleep(1.0)             # lines go on being written while it is away
         self.start_store()
@@ -347,6 +353,11 @@ class RoomCase(RunbookTestCase):
             pass
         out, err = p.communicate(timeout=60)
         self.assertEqual(p.returncode, 0, out + err)
+        wout, werr = w.communicate(timeout=60)
+        self.assertEqual(w.returncode, 0, wout + werr)
+        self.assertIn("watch: the store went away", werr)
+        self.assertIn("watch: the store is back", werr)
+        self.assertNotIn("does not chain", werr)
         self.assertEqual(err.count("room: the store is unreachable"), 1, err)
         self.assertEqual(err.count("room: the store is back"), 1, err)
         lines = self.local_lines()

@@ -110,14 +110,50 @@ end
 local function show(rows, last)
   for _, row in ipairs(rows) do
     local ev, bad
+    local seq = tonumber(row.line:match('^{"seq":(%d+)'))
+    if last and seq and seq <= last.seq then goto shown end   -- republished after the store came back
     ev, bad, last = check(row.line, last)
     if bad then
       ui.eprint(ui.style("red", "watch: ") .. string.format("line %s does not chain: %s", tostring(row.seq), bad))
     end
     if ev then render(ev) end
     if ev and ev.event == "run.end" then return last, true end
+    ::shown::
   end
   return last, false
+end
+
+-- The store went away under the watch (restarted, failed over): say so
+-- once, connect again every second until it answers or Ctrl-C, then go
+-- on from the last line shown.  Returns the new store, or nil on Ctrl-C.
+local function reconnect(store, why)
+  ui.eprint(ui.style("yellow", "watch: ") .. string.format("the store went away (%s); reconnecting " ..
+    "(Ctrl-C stops)", tostring(why or "connection lost")))
+  pcall(store.close, store)
+  while loop.interrupts() == 0 do
+    local ok, fresh = pcall(require("runbook.roomstore").connect, store.spec)
+    if ok then
+      ui.eprint(ui.style("yellow", "watch: ") .. "the store is back")
+      return fresh
+    end
+    if not pcall(loop.sleep, 1) then return nil end
+  end
+end
+
+-- The next rows, through a store that may go away and come back; the
+-- store to use from now on.  nil rows: Ctrl-C.
+local function next_rows(state, run, cursor)
+  while true do
+    local ok, rows, c = pcall(state.store.next, state.store, run, cursor, WAIT)
+    if loop.interrupts() > 0 then return nil end
+    if ok and rows ~= nil then return rows, c end
+    local fresh = reconnect(state.store, ok and c or rows)
+    if fresh == nil then return nil end
+    state.store = fresh
+    -- (a Redis stream restarted empty is republished from the start: the
+    -- lines already shown are skipped by their seq)
+    if state.store.spec.backend == "redis" then cursor = nil end
+  end
 end
 
 -- A run whose publisher stopped beating without a run.end (killed, its
@@ -142,20 +178,20 @@ local function follow(store, run, from_start)
       last = l
       if ev and ev.event == "run.end" then
         ui.print(string.format("run %s has ended (%s); --from-start replays it", run, tostring(ev.status)))
-        return 0
+        return 0, store
       end
     end
   end
-  local quiet = 0
+  local quiet, state = 0, { store = store }
   while true do
-    local rows, c = store:next(run, cursor, WAIT)
-    if rows == nil or loop.interrupts() > 0 then return 130 end
+    local rows, c = next_rows(state, run, cursor)
+    if rows == nil then return 130, state.store end
     cursor = c
     local ended
     last, ended = show(rows, last)
-    if ended then return 0 end
+    if ended then return 0, state.store end
     quiet = #rows > 0 and 0 or quiet + 1
-    if quiet >= QUIET_CHECK and publisher_died(store, run) then return 1 end
+    if quiet >= QUIET_CHECK and publisher_died(state.store, run) then return 1, state.store end
   end
 end
 
@@ -168,9 +204,11 @@ function M.run(args)
     if not run then return cli.fail(2, "%s", why) end
     ui.print(ui.style("dim", string.format("watching run %s (as %s)%s", run, store:whoami(),
       args["from-start"] and "" or ", from now")))
-    return follow(store, run, args["from-start"])
+    local code
+    code, store = follow(store, run, args["from-start"])
+    return code
   end)
-  store:close()
+  pcall(store.close, store)
   if not ok and loop.interrupts() > 0 then return 130 end   -- Ctrl-C during a read
   if not ok then return cli.fail(1, "%s", tostring(rc)) end
   return rc
