@@ -14,14 +14,8 @@ local duration = require("runbook.duration")
 local templates = require("runbook.templates")
 local cadence = require("runbook.cadence")
 
-local failures, passed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then passed = passed + 1 else failures = failures + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
-end
-local function eq(got, want, what)
-  if got ~= want then error(string.format("%s: expected %q, got %q", what, tostring(want), tostring(got)), 2) end
-end
+local check = dofile(SOURCE .. "/tests/unit/lib/check.lua")
+local test, eq = check.test, check.eq
 
 test("durations in seconds, minutes, hours, days and plain seconds", function()
   eq(duration.parse("90s"), 90, "90s")
@@ -172,5 +166,4 @@ test("no severity, or P3, has no cadence", function()
   eq(select(2, cadence.due(run_at("P3", { P3 = "1d" }))), 86400, "P3 when the config gives one")
 end)
 
-print(string.format("%d passed, %d failed", passed, failures))
-if failures > 0 then os.exit(1) end
+check.finish()

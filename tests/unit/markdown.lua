@@ -7,14 +7,8 @@ local markdown = require("runbook.markdown")
 local mdtext = require("runbook.mdtext")
 local shellwords = require("runbook.shellwords")
 
-local failures, passed = 0, 0
-local function test(name, fn)
-  local ok, err = pcall(fn)
-  if ok then passed = passed + 1 else failures = failures + 1; print("FAIL " .. name .. ": " .. tostring(err)) end
-end
-local function eq(got, want, what)
-  if got ~= want then error(string.format("%s: expected %q, got %q", what, tostring(want), tostring(got)), 2) end
-end
+local check = dofile(SOURCE .. "/tests/unit/lib/check.lua")
+local test, eq = check.test, check.eq
 
 local function read(name)
   local path = SOURCE .. "/examples/markdown/" .. name
@@ -286,5 +280,4 @@ test("mutated documents never crash the reader", function()
   end
 end)
 
-print(string.format("%d passed, %d failed", passed, failures))
-os.exit(failures == 0 and 0 or 1)
+check.finish()
