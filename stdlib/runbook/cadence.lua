@@ -114,9 +114,12 @@ function cadence.values(run, next_step)
     Target = target.name or "(no target)", Lead = cadence.who(), Run = run.rec and run.rec.run_id,
     Status = next_step and string.format("%d of %d steps done, step %d '%s' %s", done, n, next_step.index,
       next_step.title, run.step == next_step and "under way" or "next") or
+      (st.ended and st.ended ~= "done" and ("the run ended " .. st.ended)) or
       string.format("all %d steps done", n),
     ["Since Last Update"] = since_text(st),
-    ["Next Step"] = upcoming and upcoming.title or "(none: the runbook is at its end)",
+    ["Next Step"] = upcoming and upcoming.title or
+      (st.ended and st.ended ~= "done" and "(none: the run ended " .. st.ended .. ")") or
+      "(none: the runbook is at its end)",
     Duration = duration.text(loop.now() - st.started), Started = st.started_utc,
     Cadence = interval and duration.text(interval) or "(no cadence)",
   }
@@ -305,6 +308,7 @@ end
 -- update due, if one is, unless Ctrl-C or a signal ended the run.
 function cadence.finish(run, status)
   if run.cadence == nil then return end
+  run.cadence.ended = status       -- an update after an abort says so, not "all steps done"
   if run.cadence.alerted and status == "done" then return announce(run, "resolved", nil) end
   if status ~= "interrupted" and status ~= "terminated" then cadence.boundary(run, nil) end
 end

@@ -71,6 +71,19 @@ class Reminders(CadenceTestCase):
         self.assertEqual(self.texts("/ops")[0], "[P1] " + update["text"])
         self.assertEqual(self.texts("/pager")[0], "[P1] " + update["text"])
 
+    def test_the_update_offered_after_an_abort_says_the_run_ended_so(self):
+        cfg = self.config('cadence = { P1 = 1 }')
+        rb = self.runbook('step("boom", function() exec { "sleep", "1.5", readonly = true }; '
+                          'error("the restore failed") end)\nstep("never", function() end)\n')
+        s = self.session(rb, cfg)
+        s.expect(r"\[r\]etry, \[s\]kip, \[a\]bort\? ")
+        s.sendline("a")
+        s.expect(r"Status update on Checkout errors \(P1, \d+s in\): the run ended aborted\.")
+        s.expect(QUESTION)
+        s.sendline("")
+        self.assertEqual(s.wait(), 1, s.output)
+        self.assertIn("Next: (none: the run ended aborted)", self.ev("update")[-1]["text"])
+
     def test_edit_sends_the_line_the_operator_types(self):
         cfg = self.config('cadence = { P1 = 1 }')
         s = self.session(self.runbook(LONG_STEP), cfg)
