@@ -716,6 +716,15 @@ static void close_store(struct pub *p)
     p->rd = NULL;
 }
 
+/* Whether the store refused the login: a wrong password does not mend
+ * itself in seconds, so it is tried again only every half minute (not
+ * every 2 s, a login failure each for the server's log). */
+static int refused_login(const char *err)
+{
+    return strstr(err, "password authentication failed") || strstr(err, "WRONGPASS") ||
+           strstr(err, "NOAUTH") || strstr(err, "no password supplied");
+}
+
 /* The store failed: close, say so once (until it is back), retry later. */
 static void store_drop(struct pub *p)
 {
@@ -726,7 +735,7 @@ static void store_drop(struct pub *p)
     if (!p->down_told)
         add_news(p, "down", "%s", p->err, 0);
     p->down_told = 1;
-    double cap = p->closing ? 0.5 : 2.0;
+    double cap = p->closing ? 0.5 : refused_login(p->err) ? 30.0 : 2.0;
     p->backoff = p->backoff <= 0 ? 0.25 : p->backoff * 2 > cap ? cap : p->backoff * 2;
     p->retry_at = now_s() + p->backoff;
     pthread_mutex_unlock(&p->mu);

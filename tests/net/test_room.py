@@ -420,6 +420,8 @@ class RoomCase(RunbookTestCase):
                 self.assertLessEqual(p.stderr.count("room: the store is unreachable"), 1, p.stderr)
                 self.assertSecretsHidden(p.stdout, p.stderr, "\n".join(self.local_lines()))
                 self.assertNotIn("Wrong-pw-4471", p.stdout + p.stderr + "\n".join(self.local_lines()))
+                if url == wrong_pw:      # said for what it is, not "when the store is back"
+                    self.assertIn("room: the store refused the login", p.stderr)
 
 
 class PostgresRoom(RoomCase):
