@@ -395,13 +395,24 @@ local function choice_prompt(question, list)
   return table.concat(lines, "\n") .. "\n  choice [1-" .. #list .. "]: "
 end
 
+-- A choice: its number, its text, or the start of exactly one choice's
+-- text, in any case ("s" for "skipped", "not" for "not done").
 local function choice_parser(list)
   return function(text)
     text = text:match("^%s*(.-)%s*$")
     local n = tonumber(text)
     if n and list[n] ~= nil then return list[n] end
     for _, v in ipairs(list) do if tostring(v) == text then return v end end
-    return nil, "choose a number from 1 to " .. #list
+    local low, found = text:lower(), nil
+    for _, v in ipairs(list) do
+      if low ~= "" and tostring(v):lower():sub(1, #low) == low then
+        if found ~= nil then found = false break end
+        found = v
+      end
+    end
+    if found then return found end
+    return nil, "choose a number from 1 to " .. #list .. (found == false and
+      (" (\"" .. text .. "\" starts more than one)") or " (or the start of a choice's text)")
   end
 end
 

@@ -107,6 +107,24 @@ class Markdown(RunbookTestCase):
         self.assertIn(f"{path}:16: sh rm {work}/marker: exited with code 1", p.stdout)
 
 
+class ChecklistAnswers(RunbookTestCase):
+    def test_a_check_takes_the_start_of_its_answer_in_any_case(self):
+        doc = self.write("ch.md", "# T\n\n## A\n\n- [ ] One\n- [ ] Two\n- [ ] Three\n")
+        t = self.path("ch.jsonl")
+        a = self.write("ch.txt", "[*] One = s\n[*] Two = NOT\n[*] Three = d\n")
+        self.assertExit(self.run_rb("run", doc, "--answers", a, "--transcript", t), 0)
+        answers = [e["answer"] for e in self.events(t) if e["event"] == "prompt"]
+        self.assertEqual(answers, ["skipped", "not done", "done"])
+
+    def test_a_start_that_names_two_choices_is_refused(self):
+        rb = self.write("two.lua", 'runbook { name = "two" }\nstep("pick", function() '
+                        'print("got " .. choose("Region?", { "eu-west", "eu-central" })) end)\n')
+        a = self.write("two.txt", "[*] Region? = eu\n")
+        p = self.run_rb("run", rb, "--answers", a, "--transcript", self.path("two.jsonl"))
+        self.assertExit(p, 1)
+        self.assertIn('choose a number from 1 to 2 ("eu" starts more than one)', p.stdout)
+
+
 class SeverityChoice(RunbookTestCase):
     def test_the_documents_levels_are_chosen_and_recorded_as_severity(self):
         doc = os.path.join(EXAMPLES, "oncall-procedures.md")
