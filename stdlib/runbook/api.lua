@@ -554,18 +554,20 @@ end
 -- fn(item, i) for every item, at most limit at a time, each in a task of
 -- the loop bound to the run of the caller, until Ctrl-C: the results and
 -- errors by index, and how many failed.
-local function fan_out(items, fn, limit)
+local function fan_out(items, fn, limit, budget, is_failure)
   local n = #items
   local run = context.run()
   local results, errs, failed, nexti = {}, {}, 0, 0
   local function worker()
     context.bind(run)
-    while loop.interrupts() == 0 do
+    while loop.interrupts() == 0 and not (budget and failed > budget) do
       nexti = nexti + 1
       local i = nexti
       if i > n then return end
       local ok, r = pcall(fn, items[i], i)
       if ok then results[i] = r else errs[i] = r; failed = failed + 1 end
+      -- (a result that says it failed, as ssh.exec's hosts do, spends the budget too)
+      if ok and is_failure and is_failure(r) then failed = failed + 1 end
     end
   end
   for _ = 1, math.min(limit, n) do loop.spawn(worker) end
@@ -575,36 +577,65 @@ end
 
 -- "parallel: 2 of 5 failed: [1] ...; [4] ...", the first three errors;
 -- its kind is the branches' when they all failed alike.
-local function failures(errs, failed, n)
+local function failures(errs, failed, n, untried)
   local msgs, kind = {}, nil
   for i = 1, n do
-    if errs[i] ~= nil then
+    if errs[i] ~= nil and errors.kind(errs[i]) ~= "untried" then
       if #msgs < 3 then msgs[#msgs + 1] = string.format("[%d] %s", i, tostring(errs[i])) end
       local k = errors.kind(errs[i])
       kind = (kind == nil or kind == k) and k or "error"
     end
   end
-  return errors.new(kind, string.format("parallel: %d of %d failed: %s%s", failed, n,
-    table.concat(msgs, "; "), failed > #msgs and "; ..." or ""), { primitive = "parallel", errors = errs })
+  return errors.new(kind, string.format("parallel: %d of %d failed: %s%s%s", failed, n,
+    table.concat(msgs, "; "), failed > #msgs and "; ..." or "",
+    (untried or 0) > 0 and string.format("; %d not tried (past max_errors)", untried) or ""),
+    { primitive = "parallel", errors = errs, untried = untried })
 end
 
--- parallel(items, fn, {limit, check}): fn(item) concurrently, results in
--- order; outside a task it runs in one of its own.
+-- max_errors = N or "10%" (of the items): how many may fail before no
+-- new item is started (as AWS SSM's rate control); nil: no budget.
+local function error_budget(v, n)
+  if v == nil then return nil end
+  local pct = type(v) == "string" and tonumber(v:match("^(%d+%.?%d*)%%$"))
+  if pct then return math.floor(n * pct / 100) end
+  if math.type(v) == "integer" and v >= 0 then return v end
+  errors.usage(string.format("parallel: max_errors must be a count (0, 3) or a share (\"10%%\"), got %s",
+    tostring(v)), "parallel")
+end
+
+-- The items the budget left untried: their errors (kind "untried"), and
+-- how many.
+local function mark_untried(items, results, errs, budget)
+  local untried = 0
+  for i = 1, #items do
+    if results[i] == nil and errs[i] == nil then
+      errs[i] = errors.new("untried", string.format("not tried: more than max_errors (%d) had failed", budget),
+        { primitive = "parallel" })
+      untried = untried + 1
+    end
+  end
+  return untried
+end
+
+-- parallel(items, fn, {limit, check, max_errors}): fn(item) concurrently,
+-- results in order; outside a task it runs in one of its own.
 function verbs.parallel(items, fn, opts)
   if type(items) ~= "table" then errors.usage("parallel: expected a list of items", "parallel") end
   if type(fn) ~= "function" then errors.usage("parallel: expected a function", "parallel") end
   opts = opts or {}
+  local budget = error_budget(opts.max_errors, #items)
   if not loop.in_task() then
     local res = table.pack(loop.run(verbs.parallel, items, fn, opts))
     if not res[1] then error(errors.from(res[2], "parallel"), 0) end
     return table.unpack(res, 2, res.n)
   end
   local n = #items
-  local results, errs, failed = fan_out(items, fn, opts.limit or 64)
+  local results, errs, failed = fan_out(items, fn, opts.limit or 64, budget, opts.is_failure)
   if loop.interrupts() > 0 then
     errors.raise("interrupted", "parallel: " .. loop.interrupt_text(), { primitive = "parallel" })
   end
-  if failed > 0 and opts.check ~= false then error(failures(errs, failed, n), 0) end
+  local untried = budget and failed > budget and mark_untried(items, results, errs, budget) or 0
+  if failed > 0 and opts.check ~= false then error(failures(errs, failed, n, untried), 0) end
   return results, errs
 end
 api.parallel = verbs.parallel

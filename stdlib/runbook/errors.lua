@@ -26,6 +26,7 @@ errors.KINDS = {
   server = "the server answered with an error (SQL, a Redis error reply, an unexpected HTTP status)",
   busy = "held by someone else: a lock another run holds, no free connection slot",
   failed = "a command ran and exited non-zero (exec, sh, ssh exec)",
+  untried = "not tried: a fan-out's error budget (max_errors) was spent before its turn",
   error = "anything else",
 }
 

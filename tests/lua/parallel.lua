@@ -109,3 +109,24 @@ step("an empty list gives an empty result", function()
   local res = parallel({}, function() error("never called") end)
   eq(#res, 0, "results")
 end)
+
+step("max_errors stops launching new items once more than it have failed", function()
+  local items, started = {}, 0
+  for i = 1, 20 do items[i] = i end
+  local ok, err = pcall(parallel, items, function(i)
+    started = started + 1
+    wait(0.01)
+    if i % 2 == 0 then error("item " .. i .. " broke") end
+    return i
+  end, { limit = 2, max_errors = "10%" })      -- 10% of 20: the third failure stops it
+  eq(ok, false, "raised")
+  eq(started, 7, "items started (1-7: 2, 4, 6 failed)")
+  has(err, "3 of 20 failed", "counted")
+  has(err, "13 not tried (past max_errors)", "untried said")
+  local _, errs = parallel(items, function(i) if i <= 2 then error("x") end return i end,
+    { limit = 1, max_errors = 1, check = false })
+  eq(errs[3].kind, "untried", "the next item's error kind")
+  eq(#errs, 20, "every item has a result or an error")
+  local bad = pcall(parallel, items, function() end, { max_errors = -1 })
+  eq(bad, false, "a negative budget is a usage error")
+end)

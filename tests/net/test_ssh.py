@@ -597,6 +597,25 @@ end)
         self.assertEqual(out["exit"][0][:2], [False, 3])
         self.assertIn("exited with code 3", out["exit"][0][2])
 
+    def test_an_error_budget_stops_launching_and_names_the_hosts_not_tried(self):
+        bad = free_port()
+        p, out = self.runbook(f"""
+step("budget", function()
+  local hosts = {{}}
+  for i = 1, 3 do hosts[#hosts + 1] = {{ host = "127.0.0.1", port = {bad} }} end
+  for i = 1, 5 do hosts[#hosts + 1] = "127.0.0.1" end
+  local rs = ssh.exec(hosts, "true", {{ port = {self.server.port}, user = {lua(self.server.user)},
+    key = {lua(self.server.key)}, check = false, parallel = 1, max_errors = 1 }})
+  local kinds = {{}}
+  for i, r in ipairs(rs) do kinds[i] = r.ok and "ok" or r.kind end
+  emit("kinds", kinds)
+  emit("said", rs[8].error)
+end)
+""")
+        # one at a time: the first two refused spend the budget of 1; the rest are not tried
+        self.assertEqual(out["kinds"], [["refused", "refused"] + ["untried"] * 6])
+        self.assertIn("not tried: more than max_errors (1) had failed", out["said"][0])
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -65,7 +65,7 @@ local DEFAULT_KEYS = { "~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa" }
 local CONNECT_OPTS = { "host", "port", "user", "key", "passphrase", "agent", "known_hosts",
   "accept_new", "timeout", "connect_timeout" }
 local EXEC_OPTS = { "timeout", "stdin", "readonly", "check", "quiet", "secret" }
-local FANOUT_OPTS = { "port", "user", "key", "passphrase", "agent", "known_hosts", "accept_new",
+local FANOUT_OPTS = { "max_errors", "port", "user", "key", "passphrase", "agent", "known_hosts", "accept_new",
   "connect_timeout", "timeout", "stdin", "readonly", "check", "quiet", "secret", "parallel" }
 
 local SIGNALS = { HUP = 1, INT = 2, QUIT = 3, ILL = 4, TRAP = 5, ABRT = 6, BUS = 7, FPE = 8,
@@ -358,8 +358,9 @@ local function fan_out(hosts, cmd, opts)
   local copts, eopts
   cmd, opts, copts, eopts = fan_options(hosts, cmd, opts)
   local t0 = loop.now()
-  local okp, results = pcall(api.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
-    { limit = opts.parallel or FANOUT_LIMIT, check = false })
+  local okp, results, errs = pcall(api.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
+    { limit = opts.parallel or FANOUT_LIMIT, check = false, max_errors = opts.max_errors,
+      is_failure = function(r) return not r.ok end })
   if not okp then
     if loop.interrupts() > 0 then
       errors.raise("interrupted", string.format("ssh.exec on %d hosts: %s", #hosts, loop.interrupt_text()),
@@ -369,6 +370,11 @@ local function fan_out(hosts, cmd, opts)
   end
   local failed = {}
   for i = 1, #hosts do
+    if results[i] == nil then        -- past max_errors: not tried
+      local h = hosts[i]
+      results[i] = { host = type(h) == "table" and tostring(h.host) or tostring(h), ok = false, kind = "untried",
+        error = errors.message(errs[i]) }
+    end
     local r = results[i]
     if not r.ok then
       -- (the messages name their host already, but for an option error)
