@@ -6,7 +6,7 @@
  *       url, for redis host, port, user, password, db
  *   pub:note{runbook=, target=, operator=, host=, started=, step=, state=}
  *       the run's summary (a key set to false is cleared)
- *   pub:news() -> kind ("down" | "back"), text | nil
+ *   pub:news() -> kind ("down" | "refused" | "back"), text | nil   (refused: the login)
  *   pub:finish(seconds) -> published, written, why the store is away ("" when
  *       it is not)                              (then the thread ends)
  *   pub:stats() -> {written, published, connected, identity}
@@ -733,7 +733,7 @@ static void store_drop(struct pub *p)
     p->connected = 0;
     snprintf(p->last_err, sizeof p->last_err, "%s", p->err);
     if (!p->down_told)
-        add_news(p, "down", "%s", p->err, 0);
+        add_news(p, refused_login(p->err) ? "refused" : "down", "%s", p->err, 0);
     p->down_told = 1;
     double cap = p->closing ? 0.5 : refused_login(p->err) ? 30.0 : 2.0;
     p->backoff = p->backoff <= 0 ? 0.25 : p->backoff * 2 > cap ? cap : p->backoff * 2;

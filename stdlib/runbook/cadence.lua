@@ -49,10 +49,7 @@ end
 
 -- Seconds between updates at level, or nil (P3, or no severity).
 function cadence.interval(run, level)
-  if level == nil then return nil end
-  local t = run.config and run.config.cadence
-  if t == nil then t = duration.by_level(nil, cadence.DEFAULTS) end
-  return t[level]
+  return duration.at_level(run.config and run.config.cadence, cadence.DEFAULTS, level)
 end
 
 function cadence.who()

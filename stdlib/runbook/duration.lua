@@ -44,6 +44,14 @@ local LEVELS = { P0 = true, P1 = true, P2 = true, P3 = true }
 -- A config table by severity (`cadence = { P0 = "15m", ... }`) merged over
 -- its defaults: level -> seconds.  nil and "where.P1: why" for a level that
 -- is not P0-P3 or a value that is not a duration.
+-- The seconds a checked per-level table (the config's, by_level's) gives
+-- level, else defaults' (a table of duration texts); nil without a level.
+function duration.at_level(t, defaults, level)
+  if level == nil then return nil end
+  if t == nil then t = duration.by_level(nil, defaults) end
+  return t[level]
+end
+
 function duration.by_level(t, defaults, where)
   local out = {}
   for level, v in pairs(defaults) do out[level] = duration.parse(v) end

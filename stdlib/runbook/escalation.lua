@@ -32,10 +32,7 @@ local WHAT = { operator = "the operator", approval = "an approval" }
 
 -- The response time at level, in seconds, or nil.
 function escalation.respond(run, level)
-  if level == nil then return nil end
-  local t = run.config and run.config.respond
-  if t == nil then t = duration.by_level(nil, escalation.DEFAULTS) end
-  return t[level]
+  return duration.at_level(run.config and run.config.respond, escalation.DEFAULTS, level)
 end
 
 local function send(run, on, waited, level, limit, opts)

@@ -398,10 +398,11 @@ function M.to_lua(doc)
   out[#out + 1] = PRELUDE
   for _, name in ipairs(doc.params.order) do out[#out + 1] = param_code(doc, name) end
   out[#out + 1] = ""
+  local reference = reference_code(doc)
   for i, s in ipairs(doc.steps) do
     out[#out + 1] = step_code(s) .. "   -- line " .. s.line
-    if i == 1 and reference_code(doc) ~= "" then
-      out[#out + 1] = "  " .. reference_code(doc):gsub("\n", "\n  ") .. "   -- the document's reference tables"
+    if i == 1 and reference ~= "" then
+      out[#out + 1] = "  " .. reference:gsub("\n", "\n  ") .. "   -- the document's reference tables"
     end
     for _, it in ipairs(s.items) do
       local code = item_code(doc, it):gsub("\n", "\n  ")

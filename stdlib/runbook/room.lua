@@ -99,12 +99,6 @@ end
 local Publisher = {}
 Publisher.__index = Publisher
 
--- (the words src/lib_roompub.c's refused_login looks for)
-local function LOGIN_REFUSED(text)
-  return text:find("password authentication failed", 1, true) or text:find("WRONGPASS", 1, true) or
-    text:find("NOAUTH", 1, true) or text:find("no password supplied", 1, true)
-end
-
 -- What the publisher found (the store went away, came back): one line to
 -- the operator and a `room` event, once per change.
 function Publisher:tell(rec)
@@ -112,7 +106,7 @@ function Publisher:tell(rec)
   self.telling = true
   local kind, text = self.pub:news()
   while kind do
-    if kind == "down" and LOGIN_REFUSED(text) then
+    if kind == "refused" then
       ui.eprint(ui.style("yellow", "room: ") .. string.format("the store refused the login (%s): check " ..
         "room.url's user and password; the run goes on, and its lines are published only if a later " ..
         "login (every 30 s) is accepted", text))

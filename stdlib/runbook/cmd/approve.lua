@@ -3,6 +3,7 @@
 -- authenticated identity (runbook.approval, docs/room-approvals.md).
 local cli = require("runbook.cli")
 local inbox = require("runbook.room_inbox")
+local roomcmd = require("runbook.roomcmd")
 local ui = require("runbook.ui")
 
 local M = {
@@ -16,8 +17,7 @@ local M = {
   options = {
     { name = "message", short = "m", value = "TEXT", help = "your words, shown to the operator and recorded" },
     { name = "reject", help = "reject instead of approving (needs -m TEXT: say why)" },
-    { name = "target", short = "t", value = "NAME", help = "use the room of target NAME" },
-    { name = "config", value = "FILE", help = "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
+    roomcmd.OPTIONS[1], roomcmd.OPTIONS[2],
   },
 }
 

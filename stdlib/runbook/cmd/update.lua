@@ -2,6 +2,7 @@
 -- the run sends it through notify and records it (runbook.approval).
 local cli = require("runbook.cli")
 local inbox = require("runbook.room_inbox")
+local roomcmd = require("runbook.roomcmd")
 local ui = require("runbook.ui")
 
 local M = {
@@ -14,8 +15,7 @@ local M = {
     "Exit 0 sent, 1 the room or the run said no (unknown, ended), 2 usage.",
   options = {
     { name = "message", short = "m", value = "TEXT", help = "the update (required)" },
-    { name = "target", short = "t", value = "NAME", help = "use the room of target NAME" },
-    { name = "config", value = "FILE", help = "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
+    roomcmd.OPTIONS[1], roomcmd.OPTIONS[2],
   },
 }
 
