@@ -33,15 +33,25 @@
 
 typedef rb_buf out;
 
-static void put(lua_State *L, out *o, const char *s, size_t n)
+static void out_of_memory(lua_State *L)
 {
-    if (rb_buf_add(o, s, n) != 0)
-        luaL_error(L, "transcript: out of memory");
+    luaL_error(L, "transcript: out of memory");
 }
 
-static void putc_(lua_State *L, out *o, char c)
+static inline void put(lua_State *L, out *o, const char *s, size_t n)
 {
-    put(L, o, &c, 1);
+    if (rb_buf_add(o, s, n) != 0)
+        out_of_memory(L);
+}
+
+/* One byte: the punctuation of every member, so stored in place when
+ * there is room rather than through a copy of one byte. */
+static inline void putc_(lua_State *L, out *o, char c)
+{
+    if (o->len < o->cap)
+        o->p[o->len++] = c;
+    else
+        put(L, o, &c, 1);
 }
 
 /* Length of the valid UTF-8 sequence at s, or 0. */
@@ -56,6 +66,12 @@ static size_t utf8_seq(const unsigned char *s, size_t left)
     return n;
 }
 
+/* The bytes that are copied as they are (printable ASCII but the quote
+ * and the backslash): one lookup a byte in the loop below. */
+static const unsigned char PLAIN[256] = {
+    [' '] = 1, ['!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
+};
+
 /* s as a JSON string: runs of plain bytes are copied whole; quotes,
  * backslashes, control bytes and bytes that are not UTF-8 are escaped. */
 static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
@@ -67,9 +83,12 @@ static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
     for (size_t i = 0; i < len;) {
         unsigned char c = u[i];
         size_t n;
-        if ((c >= 0x20 && c < 0x7f && c != '"' && c != '\\') ||
-            (c >= 0x80 && (n = utf8_seq(u + i, len - i)) > 0)) {
-            i += c < 0x80 ? 1 : n;
+        if (PLAIN[c]) {
+            i++;
+            continue;
+        }
+        if (c >= 0x80 && (n = utf8_seq(u + i, len - i)) > 0) {
+            i += n;
             continue;
         }
         put(L, o, s + plain, i - plain);
@@ -328,7 +347,9 @@ static void put_number(lua_State *L, out *o, int idx)
     char num[64];
     int k;
     if (lua_isinteger(L, idx)) {
-        k = snprintf(num, sizeof num, LUA_INTEGER_FMT, lua_tointeger(L, idx));
+        if (rb_buf_int(o, lua_tointeger(L, idx)) != 0)
+            out_of_memory(L);
+        return;
     } else {
         double d = lua_tonumber(L, idx);
         if (!isfinite(d))

@@ -70,6 +70,23 @@ static inline int rb_buf_str(rb_buf *b, const char *s)
     return rb_buf_add(b, s, strlen(s));
 }
 
+/* Append v in decimal.  Returns 0, or -1 (nothing appended).  The
+ * transcript writes a few integers on every line (seq, sizes, counts):
+ * snprintf's format parsing cost more than the digits. */
+static inline int rb_buf_int(rb_buf *b, long long v)
+{
+    char d[24];
+    size_t i = sizeof d;
+    unsigned long long u = v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    do {
+        d[--i] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u > 0);
+    if (v < 0)
+        d[--i] = '-';
+    return rb_buf_add(b, d + i, sizeof d - i);
+}
+
 /* Whether an append failed since the last reset. */
 static inline int rb_buf_failed(const rb_buf *b)
 {

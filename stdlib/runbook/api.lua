@@ -58,7 +58,7 @@ end
 function api.describe(spec)
   local d = spec.describe
   if type(d) == "function" then
-    d = d()
+    d = d(spec)
     spec.describe = d
   end
   return d
@@ -68,7 +68,10 @@ end
 -- mutating=, describe= (text, or a function returning it), perform=fn() -> result, stand_in=fn() -> result,
 -- summary=fn(result) -> fields, complete=fn(result) -> result (fills in a
 -- scenario's partial result), secret= (the call's secret = true), mark=fn(result)
--- (marks a secret call's result)}.  A --scenario rule matching the call
+-- (marks a secret call's result)}.  describe, perform, stand_in, and
+-- summary, complete and mark after the result, are also passed spec: a primitive on a hot
+-- path keeps what they need in spec and passes functions made once,
+-- instead of making closures on every call.  A --scenario rule matching the call
 -- replaces it; else a mutating call in a dry run is simulated; else it is
 -- performed.  The result of a secret call is marked before its event is
 -- recorded, and the event says secret = true; its summary (the
@@ -79,8 +82,10 @@ function api.call(run, spec)
     return false, errors.new("usage", string.format("%s: cannot run while the runbook is being " ..
       "declared; call it inside a step function", spec.primitive), { primitive = spec.primitive })
   end
+  -- Every member the event may get is named here, so the table is made
+  -- with room for them once rather than grown as they are set.
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id,
-    secret = spec.secret or nil }
+    secret = spec.secret or nil, outcome = nil, duration = nil, result = nil, error = nil }
   local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
   if rule then
     ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..
@@ -95,8 +100,8 @@ function api.call(run, spec)
         { primitive = spec.primitive, scenario = rule.name })
     end
     local result = rule.copy()
-    if spec.complete then result = spec.complete(result) end
-    if spec.secret and spec.mark then spec.mark(result) end
+    if spec.complete then result = spec.complete(result, spec) end
+    if spec.secret and spec.mark then spec.mark(result, spec) end
     return true, result
   end
   if run.dry_run and spec.mutating then
@@ -104,15 +109,15 @@ function api.call(run, spec)
     fields.outcome = "simulated"
     fields.dry_run = true
     if run.rec then run.rec:event("call", fields) end
-    return true, spec.stand_in()
+    return true, spec.stand_in(spec)
   end
   local t0 = loop.now()
-  local ok, res = pcall(spec.perform)
+  local ok, res = pcall(spec.perform, spec)
   fields.duration = loop.now() - t0
   if ok then
     fields.outcome = "ok"
-    if spec.secret and spec.mark then spec.mark(res) end
-    if spec.summary then fields.result = spec.summary(res) end
+    if spec.secret and spec.mark then spec.mark(res, spec) end
+    if spec.summary then fields.result = spec.summary(res, spec) end
   else
     fields.outcome = "error"
     res = errors.from(res, spec.primitive)

@@ -303,6 +303,16 @@ local function summary(r)
       expires = r.tls.expires, verified = r.tls.verified } or nil }
 end
 
+-- The functions of a request's spec: made once, they find it in spec.q.
+local function spec_mark(r) record.secret(r.body) end
+local function spec_stand_in(spec)
+  local q = spec.q
+  return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = q.url,
+    method = q.method, redirects = 0, dry_run = true }, Response)
+end
+local function spec_perform(spec) return perform(spec.q) end
+local function spec_complete(r, spec) return complete(spec.q, r) end
+
 -- The api.call of a prepared request: recorded, simulated in a dry run
 -- unless it only reads, replaced by a --scenario rule, or made.
 local function call_spec(q)
@@ -313,14 +323,12 @@ local function call_spec(q)
     mutating = not READS[q.method] and not o.readonly,
     describe = q.who,
     secret = o.secret,
-    mark = function(r) record.secret(r.body) end,
-    stand_in = function()
-      return setmetatable({ status = 200, headers = {}, body = "", time = 0, url = q.url,
-        method = q.method, redirects = 0, dry_run = true }, Response)
-    end,
-    perform = function() return perform(q) end,
-    complete = function(r) return complete(q, r) end,
+    mark = spec_mark,
+    stand_in = spec_stand_in,
+    perform = spec_perform,
+    complete = spec_complete,
     summary = summary,
+    q = q,
   }
 end
 

@@ -171,11 +171,24 @@ local function secret_positions(argv)
   return hide
 end
 
+-- A command's name in capitals, kept for the names already seen: every
+-- call asks, and a runbook uses a few dozen names at most (the cache is
+-- weak, so a runbook sending made-up names does not fill it).
+local UPPER = setmetatable({}, { __mode = "kv" })
+local function upper(name)
+  local u = UPPER[name]
+  if u == nil then
+    u = name:upper()
+    UPPER[name] = u
+  end
+  return u
+end
+
 -- Commands whose arguments can hold a password (see secret_positions).
 local MAY_HIDE = { AUTH = true, HELLO = true, MIGRATE = true, CONFIG = true, ACL = true }
 
 local function shown_argv(argv)
-  local plain = not MAY_HIDE[argv[1]:upper()]
+  local plain = not MAY_HIDE[upper(argv[1])]
   for i = 1, #argv do
     if not plain then break end
     plain = #argv[i] <= SHOWN_ARG
@@ -271,6 +284,8 @@ local function acquire(self)
       "call redis.connect again", self.where), "redis.call")
   end
   local pool = self.pool
+  local only = pool[2] == nil and pool[1]
+  if only and only:isopen() and not only:busy() then return only end   -- one connection, idle
   for i = #pool, 1, -1 do
     if not pool[i]:isopen() then table.remove(pool, i) end
   end
@@ -346,19 +361,18 @@ local function classify(self, argv)
   return simulate, { class = simulate and "write" or "read", command_info = full, flags = names }
 end
 
+local NO_OPTIONS = setmetatable({}, { __newindex = function() error("NO_OPTIONS is read-only", 2) end })
+
 local function collect_argv(first, ...)
-  local argv, opts = {}, {}
   if type(first) == "table" then
+    local argv, opts = {}, {}
     for k, v in pairs(first) do
       if type(k) ~= "number" then opts[k] = v end
     end
     for i = 1, #first do argv[i] = first[i] end
     return argv, opts, #first
   end
-  local n = select("#", ...)
-  argv[1] = first
-  for i = 1, n do argv[i + 1] = (select(i, ...)) end
-  return argv, opts, n + 1
+  return { first, ... }, NO_OPTIONS, select("#", ...) + 1
 end
 
 -- The connection objects: one metatable for every run; an object keeps
@@ -383,7 +397,7 @@ local function checked_argv(first, ...)
     usage("redis: r:call(command, args...) or r:call{command, args..., timeout=}")
   end
   local argv, opts, n = collect_argv(first, ...)
-  for k in pairs(opts) do
+  for k in next, opts do
     if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
       usage(string.format("redis: unknown option %q (the table form takes timeout=, " ..
         "stand_in= and secret=)", tostring(k)))
@@ -393,21 +407,32 @@ local function checked_argv(first, ...)
   if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
     usage("redis: the command name must be a non-empty string")
   end
-  local okc, err = pcall(function()
-    for i = 1, n do argv[i] = to_arg(argv[i], i, argv[1]:upper()) end
-  end)
-  if not okc then usage(err) end
+  for i = 1, n do
+    local a = argv[i]
+    if type(a) ~= "string" then         -- strings, the common case, are as they are
+      local okc, v = pcall(to_arg, a, i, argv[1]:upper())
+      if not okc then usage(v) end
+      argv[i] = v
+    end
+  end
   if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
     usage("redis: timeout must be a number of seconds >= 0")
   end
   return argv, opts
 end
 
+-- What api.call asks of a command's spec (made once, not per call).
+local function spec_describe(spec) return describe(spec.args.command, spec.conn.where) end
+local function spec_perform(spec) return roundtrip(spec.conn, spec.argv, spec.opts.timeout) end
+local function spec_stand_in(spec)
+  if spec.opts.stand_in ~= nil then return spec.opts.stand_in end
+  return INTEGER_REPLY[upper(spec.argv[1])] and 0 or "OK"
+end
+
 -- Validate, classify, record and perform one command; raises on failure.
 local function invoke(self, first, ...)
   local run = self.run
   local argv, opts = checked_argv(first, ...)
-  local name = argv[1]:upper()
   local args = { server = self.where, command = shown_argv(argv) }
   local simulate = false
   if run.dry_run and run.phase == "execute" then
@@ -420,15 +445,13 @@ local function invoke(self, first, ...)
     primitive = "redis.call",
     args = args,
     mutating = simulate,
-    describe = function() return describe(args.command, self.where) end,
-    stand_in = function()
-      if opts.stand_in ~= nil then return opts.stand_in end
-      return INTEGER_REPLY[name] and 0 or "OK"
-    end,
-    perform = function() return roundtrip(self, argv, opts.timeout) end,
+    describe = spec_describe,
+    stand_in = spec_stand_in,
+    perform = spec_perform,
     secret = opts.secret or nil,
     mark = record.secret_values,
     summary = opts.secret and summarize_secret or summarize,
+    conn = self, argv = argv, opts = opts,
   })
   if not ok then error(res, 0) end
   return res

@@ -466,20 +466,33 @@ local function summary(verb, secret, r)
   return s
 end
 
+-- What api.call asks of a statement's spec, made once rather than as
+-- closures on every call.
+local PRIMITIVE = { query = "sql.query", each = "sql.each", exec = "sql.exec" }
+local function spec_describe(c)
+  return string.format("sql %s on %s: %s", c.verb, c.h.url, one_line(c.sql, 200))
+end
+local function spec_stand_in() return { value = 0, tag = "", dry_run = true } end
+local function spec_perform(c) return perform(c.h, c.verb, c.sql, c.params, c.extra) end
+local function spec_summary(r, c) return summary(c.verb, c.secret, r) end
+local function spec_complete(r, c) return complete(c.verb, c.extra, r) end
+local function spec_mark(r, c) if c.verb == "query" then record.secret_values(r.value) end end
+
 -- One recorded statement; returns its result or raises.
 local function call(h, verb, sql, params, extra)
   local secret = extra and extra.secret or nil
   local ok, res = api.call(h.run, {
-    primitive = "sql." .. verb,
+    primitive = PRIMITIVE[verb] or ("sql." .. verb),
     args = { url = h.url, sql = sql, params = record_params(params) },
     mutating = verb == "exec",
     secret = secret,
-    mark = function(r) if verb == "query" then record.secret_values(r.value) end end,
-    describe = function() return string.format("sql %s on %s: %s", verb, h.url, one_line(sql, 200)) end,
-    stand_in = function() return { value = 0, tag = "", dry_run = true } end,
-    complete = function(r) return complete(verb, extra, r) end,
-    perform = function() return perform(h, verb, sql, params, extra) end,
-    summary = function(r) return summary(verb, secret, r) end,
+    mark = spec_mark,
+    describe = spec_describe,
+    stand_in = spec_stand_in,
+    complete = spec_complete,
+    perform = spec_perform,
+    summary = spec_summary,
+    h = h, verb = verb, sql = sql, params = params, extra = extra,
   })
   if not ok then error(res, 0) end
   return res
