@@ -80,8 +80,17 @@ W=58
 line() { printf "%-${W}s %12s %12s\n" "$1" "${2:-}" "${3:-}"; }
 row() { line "$1" "$(fmt "$2")" "${3:+$(ratio "$2" "$3")}"; }
 
-# bench_row GROUP HOW SECONDS ROLE: one row of bench/run's combined table
-# (role: raw, runbook, cli, seq, fan or pssh), when bench/run asked for rows.
+# bench_row GROUP HOW SECONDS ROLE [ROUNDS_FILE]: one row of bench/run's
+# combined table (role: raw, runbook, cli, seq, fan, pssh, base or other),
+# when bench/run asked for rows.  With ROUNDS_FILE (one figure a round,
+# the round's median) the row also carries the best and worst round, so
+# the table shows the spread and takes the raw library's best round as
+# the floor.
 bench_row() {
-  [ -z "${BENCH_ROWS:-}" ] || printf '%s\t%s\t%.9f\t%s\n' "$1" "$2" "$3" "$4" >> "$BENCH_ROWS"
+  [ -n "${BENCH_ROWS:-}" ] || return 0
+  local lo=$3 hi=$3
+  if [ -n "${5:-}" ]; then
+    read -r lo hi < <(sort -g "$5" | awk 'NR == 1 { lo = $1 } { hi = $1 } END { print lo, hi }')
+  fi
+  printf '%s\t%s\t%.9f\t%s\t%.9f\t%.9f\n' "$1" "$2" "$3" "$4" "$lo" "$hi" >> "$BENCH_ROWS"
 }

@@ -175,8 +175,8 @@ line "parallel()" "$(fmt "$par")" "$(per_get "$par")"
 line "sequential / parallel" "$(ratio "$seq" "$par")"
 
 g="http GET (keep-alive)"
-bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw
-bench_row "$g" "runbook http.get (n=$N)" "$rb" runbook
+bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw "$work/raw"
+bench_row "$g" "runbook http.get (n=$N)" "$rb" runbook "$work/rb.quiet"
 bench_row "$g" "curl -fsS URL (n=$CLI_N)" "$cli" cli
-bench_row "$FAN http GETs (fan-out)" "runbook, one after another" "$seq" seq
-bench_row "$FAN http GETs (fan-out)" "runbook parallel()" "$par" fan
+bench_row "$FAN http GETs (fan-out)" "runbook, one after another" "$seq" seq "$work/rb.seq"
+bench_row "$FAN http GETs (fan-out)" "runbook parallel()" "$par" fan "$work/rb.par"

@@ -34,4 +34,5 @@ for b in wait poll exec; do
     --transcript "$work/$b.jsonl" >/dev/null 2>"$work/$b.err" || { cat "$work/$b.err" >&2; exit 1; }
   read -r wall user sys < "$work/$b.time"
   awk -v b="$b" -v w="$wall" -v u="$user" -v s="$sys" 'BEGIN { printf "%-34s %10.2f s %9.0f ms\n", b, w, (u + s) * 1000 }'
+  bench_row "CPU time of a ${WAIT} s wait" "$b (GNU time, 10 ms resolution)" "$(awk -v u="$user" -v s="$sys" 'BEGIN { print u + s }')" other
 done

@@ -136,8 +136,8 @@ row "(c) redis-cli ping, a process (n=$CLI_N)" "$cli" "$raw"
 line "redis-cli / runbook" "$(ratio "$cli" "$rb")"
 
 g="redis PING (open conn)"
-bench_row "$g" "raw hiredis, C (n=$N)" "$raw" raw
-bench_row "$g" "raw hiredis, 10 us work between calls" "$raw_gap" other
-bench_row "$g" "runbook C module alone (no API/transcript)" "$rb_module" other
-bench_row "$g" "runbook r:ping() (n=$N)" "$rb" runbook
+bench_row "$g" "raw hiredis, C (n=$N)" "$raw" raw "$work/raw"
+bench_row "$g" "raw hiredis, 10 us work between calls" "$raw_gap" other "$work/raw.gap"
+bench_row "$g" "runbook C module alone (no API/transcript)" "$rb_module" other "$work/rb.module"
+bench_row "$g" "runbook r:ping() (n=$N)" "$rb" runbook "$work/rb.api"
 bench_row "$g" "redis-cli ping (n=$CLI_N)" "$cli" cli

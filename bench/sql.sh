@@ -145,7 +145,10 @@ import os
 if os.environ.get("BENCH_ROWS"):
     with open(os.environ["BENCH_ROWS"], "a") as f:
         g = "sql SELECT 1 (open conn)"
-        f.write(f"{g}\traw libpq PQexecParams, C ({n} calls)\t{libpq / 1e6:.9f}\traw\n")
-        f.write(f"{g}\trunbook db:query ({rb_n} calls)\t{quiet / 1e6:.9f}\trunbook\n")
-        f.write(f"{g}\tpsql -c 'select 1' ({cli_n} runs)\t{psql / 1e6:.9f}\tcli\n")
+        def spread(arg):
+            v = [float(x) / 1e6 for x in arg.split(",") if x]
+            return f"{min(v):.9f}\t{max(v):.9f}"
+        f.write(f"{g}\traw libpq PQexecParams, C ({n} calls)\t{libpq / 1e6:.9f}\traw\t{spread(sys.argv[1])}\n")
+        f.write(f"{g}\trunbook db:query ({rb_n} calls)\t{quiet / 1e6:.9f}\trunbook\t{spread(sys.argv[2])}\n")
+        f.write(f"{g}\tpsql -c 'select 1' ({cli_n} runs)\t{psql / 1e6:.9f}\tcli\t{psql / 1e6:.9f}\t{psql / 1e6:.9f}\n")
 PY
