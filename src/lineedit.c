@@ -50,6 +50,8 @@ struct repl {
     int tty;            /* read with libedit (stdin is a terminal) */
     const char *history;    /* history file, or NULL */
     int failed;         /* evaluations that raised */
+    char prompt[128];       /* session.prompt: says target, live or dry run */
+    char prompt_more[128];  /* session.prompt_more: a chunk goes on */
 };
 
 /* The signals the loop handles: blocked while libedit runs, let through in
@@ -240,7 +242,7 @@ static const char *repl_loop(struct repl *r)
         if (rb_loop_terminated())
             return "terminated";
         int pending = !lua_isnil(L, r->chunk);
-        char *line = r->tty ? read_tty(pending ? PROMPT_MORE : PROMPT) : read_pipe();
+        char *line = r->tty ? read_tty(pending ? r->prompt_more : r->prompt) : read_pipe();
         if (rb_loop_terminated()) {
             free(line);
             if (r->tty)
@@ -275,6 +277,16 @@ static const char *repl_loop(struct repl *r)
     }
 }
 
+/* Copy the session's string field name (at stack slot 1) into buf, or
+ * fallback when it has none. */
+static void session_string(lua_State *L, const char *name, const char *fallback,
+                           char *buf, size_t size)
+{
+    lua_getfield(L, 1, name);
+    snprintf(buf, size, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : fallback);
+    lua_pop(L, 1);
+}
+
 /* lineedit.loop(session) -> status, failures, tty: read and evaluate with
  * session:eval(chunk, final) until the input ends.  status is "done",
  * "interrupted" (Ctrl-C on a pipe) or "terminated"; failures counts the
@@ -291,6 +303,8 @@ static int l_loop(lua_State *L)
         r.history = history;
     }
     lua_pop(L, 1);
+    session_string(L, "prompt", PROMPT, r.prompt, sizeof r.prompt);
+    session_string(L, "prompt_more", PROMPT_MORE, r.prompt_more, sizeof r.prompt_more);
     lua_pushnil(L);
     r.chunk = lua_gettop(L);
     if (r.tty)

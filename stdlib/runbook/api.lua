@@ -105,6 +105,12 @@ function api.call(run, spec)
     if run.rec then run.rec:event("call", fields) end
     return true, spec.stand_in()
   end
+  -- A live REPL shows a write for what it is, and asks first against a
+  -- target (runbook.repl); a "no" is the declined error, as confirm's.
+  if spec.mutating and run.before_write then
+    local okw, werr = pcall(run.before_write, run, spec)
+    if not okw then return false, errors.from(werr, spec.primitive) end
+  end
   local t0 = loop.now()
   local ok, res = pcall(spec.perform)
   fields.duration = loop.now() - t0

@@ -44,7 +44,7 @@ local function setup(args)
   if args[1] ~= nil then engine.usage_error("repl: takes no arguments (got %q)", args[1]) end
   local cfg, cerr = config.load(args.config)
   if not cfg then engine.usage_error("%s", cerr) end
-  local fields = { dry_run = args["dry-run"] or false, yes = false,
+  local fields = { dry_run = args["dry-run"] or false, yes = args.yes or false,
     interactive = operator.isatty(0), config = cfg }
   if args.target then
     local t, terr = config.target(cfg, args.target)
@@ -53,6 +53,7 @@ local function setup(args)
   end
   local run = engine.new_run(fields)
   run.phase = "execute"
+  if not run.dry_run then run.before_write = repl.before_write end
   local env = api.environment(run)
   local room = require("runbook.room")
   local spec, rerr = room.spec(cfg, fields.target)
@@ -66,8 +67,33 @@ local function setup(args)
     target = run.target and run.target.name, pid = sys.getpid(),
     version = require("runbook.host").version })
   rec:sync()
+  local prompt, more = repl.prompts(run)
   return setmetatable({ run = run, rec = rec, env = env, evals = 0, errors = 0,
-    t0 = loop.now(), history = history_file() }, repl)
+    t0 = loop.now(), history = history_file(), prompt = prompt, prompt_more = more }, repl)
+end
+
+-- The prompt says what a line acts on: "runbook> " on this machine,
+-- "runbook[prod-db live]> " against a target for real, "[dry-run]" in a
+-- rehearsal.  The continuation prompt ends under it.
+function repl.prompts(run)
+  local tags = {}
+  if run.target then tags[#tags + 1] = run.target.name end
+  if run.dry_run then tags[#tags + 1] = "dry-run" elseif run.target then tags[#tags + 1] = "live" end
+  local prompt = #tags > 0 and ("runbook[" .. table.concat(tags, " ") .. "]> ") or "runbook> "
+  return prompt, string.rep(" ", #prompt - 4) .. "...> "
+end
+
+-- A write (a mutating call, as the dry run would simulate it) in a live
+-- session: against a target it is asked as a dangerous step's is (a
+-- confirm event; "no" declines it, --yes answers for a pipe), on this
+-- machine it is shown.
+function repl.before_write(run, spec)
+  local what = api.describe(spec)
+  if run.target then
+    api.verbs.confirm(string.format("Live write on %s: %s. Run it?", run.target.name, what))
+  else
+    ui.print("  " .. ui.style("yellow", "write:") .. " " .. what)
+  end
 end
 
 -- Set up the run behind the prompt and print the banner.  Returns the REPL

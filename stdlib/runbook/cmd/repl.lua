@@ -7,7 +7,7 @@ local loop = require("runbook.loop")
 
 local M = {
   summary = "an interactive Lua prompt with every primitive",
-  synopsis = "[--target NAME] [--dry-run] [--config FILE] [--transcript PATH]",
+  synopsis = "[--target NAME] [--dry-run] [--yes] [--config FILE] [--transcript PATH]",
   description =
     "An interactive Lua prompt with every runbook primitive (exec, http, sql, ...).\n" ..
     "An expression prints its value (tables pretty-printed); a chunk that is not\n" ..
@@ -22,6 +22,7 @@ local M = {
     { name = "target", short = "t", value = "NAME", help = "use target NAME from the config file (the `target` global)" },
     { name = "config", value = "FILE", help = "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
     { name = "dry-run", short = "n", help = "rehearse: show mutating actions instead of running them" },
+    { name = "yes", short = "y", help = "answer yes to the confirmation of each write against a live target" },
     { name = "transcript", value = "PATH", help = "write the transcript to PATH" },
   },
 }
