@@ -54,7 +54,7 @@ local function setup(args)
   local run = engine.new_run(fields)
   run.phase = "execute"
   if not run.dry_run then run.before_write = repl.before_write end
-  local env = api.environment(run)
+  local env, G = api.environment(run)
   local room = require("runbook.room")
   local spec, rerr = room.spec(cfg, fields.target)
   if rerr then engine.usage_error("%s", rerr) end
@@ -68,8 +68,34 @@ local function setup(args)
     version = require("runbook.host").version })
   rec:sync()
   local prompt, more = repl.prompts(run)
-  return setmetatable({ run = run, rec = rec, env = env, evals = 0, errors = 0,
+  G.help = function(x) return repl.help(env, G, x) end
+  return setmetatable({ run = run, rec = rec, env = env, G = G, evals = 0, errors = 0,
     t0 = loop.now(), history = history_file(), prompt = prompt, prompt_more = more }, repl)
+end
+
+-- help(): every documented call; help(http.get), help(db.query),
+-- help("db:query"), help("sql"): its usage and its section of
+-- docs/authoring.md, from the same text (runbook.help).
+function repl.help(env, G, x)
+  local help = require("runbook.help")
+  if x == nil then
+    ui.print(help.index())
+    return
+  end
+  local name = type(x) == "string" and x or require("runbook.complete").name_of(env, G, x)
+  local text = name and help.text(name)
+  if not text then
+    ui.print(string.format("no help for %s; help() lists every documented call",
+      type(x) == "string" and string.format("%q", x) or tostring(name or x)))
+    return
+  end
+  ui.print(text)
+end
+
+-- The completions of the word before the cursor (src/lineedit.c's Tab):
+-- raw reads only, nothing called (runbook.complete).
+function repl:complete(word)
+  return require("runbook.complete").candidates(self.env, self.G, word)
 end
 
 -- The prompt says what a line acts on: "runbook> " on this machine,
