@@ -14,6 +14,10 @@ local M = {
     "complete yet continues on the next line. Globals persist between lines,\n" ..
     "locals do not. Every evaluation is recorded in a transcript. Ctrl-C stops\n" ..
     "the running evaluation or discards the line being typed; Ctrl-D quits.\n" ..
+    "Tab completes globals, fields and methods (sql., db:, target.); help() lists\n" ..
+    "every call, help(http.get) prints its documentation. The prompt names the\n" ..
+    "target and says live or dry-run; against a live target each write is\n" ..
+    "confirmed first (--yes answers yes when input is piped).\n" ..
     "History is kept in $XDG_STATE_HOME/runbook/repl_history, secrets redacted.\n" ..
     "When standard input is not a terminal, its lines are evaluated in turn and\n" ..
     "the exit code is 1 if any evaluation failed.",
