@@ -76,10 +76,13 @@ end
 -- help(): every documented call; help(http.get), help(db.query),
 -- help("db:query"), help("sql"): its usage and its section of
 -- docs/authoring.md, from the same text (runbook.help).
+-- The text is the host's own, as the page has it: written without the
+-- redaction ui.print applies, which would turn the page's
+-- "redis://[[user]:password@]host" into "***".
 function repl.help(env, G, x)
   local help = require("runbook.help")
   if x == nil then
-    ui.print(help.index())
+    operator.write(help.index(), "\n")
     return
   end
   local name = type(x) == "string" and x or require("runbook.complete").name_of(env, G, x)
@@ -89,7 +92,7 @@ function repl.help(env, G, x)
       type(x) == "string" and string.format("%q", x) or tostring(name or x)))
     return
   end
-  ui.print(text)
+  operator.write(text, "\n")
 end
 
 -- The completions of the word before the cursor (src/lineedit.c's Tab):
