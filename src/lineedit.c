@@ -50,6 +50,8 @@ struct repl {
     int tty;            /* read with libedit (stdin is a terminal) */
     const char *history;    /* history file, or NULL */
     int failed;         /* evaluations that raised */
+    char prompt[128];       /* session.prompt: says target, live or dry run */
+    char prompt_more[128];  /* session.prompt_more: a chunk goes on */
 };
 
 /* The signals the loop handles: blocked while libedit runs, let through in
@@ -144,13 +146,78 @@ static char *read_pipe(void)
     return line;
 }
 
-/* Set up libedit: our getc, no signal handling of its own, the history. */
+/* Tab.  libedit's completion hook takes no context, so the session being
+ * read is kept here while readline() runs (NULL otherwise). */
+static struct repl *completing;
+
+/* Word boundaries for completion: '.' and ':' are not among them, so the
+ * word before the cursor is a whole path (sql.co, db:qu). */
+static char word_breaks[] = " \t\n\"\\'`@$><=;|&{}()[],+-*/%^~#";
+
+/* The longest prefix all n words share, malloc'ed. */
+static char *common_prefix(char **words, size_t n)
+{
+    size_t len = strlen(words[0]);
+    for (size_t i = 1; i < n; i++) {
+        size_t j = 0;
+        while (j < len && words[i][j] == words[0][j])
+            j++;
+        len = j;
+    }
+    return strndup(words[0], len);
+}
+
+/* session:complete(text) -> a list of whole words; as libedit wants them:
+ * malloc'ed, the common prefix first (or the one match alone), NULL
+ * ended; NULL for none.  Lua only reads the session's values raw
+ * (stdlib/runbook/complete.lua), so a Tab press never acts. */
+static char **repl_complete(const char *text, int start, int end)
+{
+    (void)start;
+    (void)end;
+    rl_attempted_completion_over = 1;     /* no file names instead */
+    struct repl *r = completing;
+    if (r == NULL)
+        return NULL;
+    lua_State *L = r->L;
+    int top = lua_gettop(L);
+    lua_getfield(L, r->obj, "complete");
+    lua_pushvalue(L, r->obj);
+    lua_pushstring(L, text);
+    char **m = NULL;
+    if (rb_host_pcall(L, 2, 1) == LUA_OK && lua_istable(L, -1)) {
+        size_t n = lua_rawlen(L, -1);
+        m = n > 0 ? calloc(n + 2, sizeof *m) : NULL;
+        for (size_t i = 0; m != NULL && i < n; i++) {
+            lua_rawgeti(L, -1, (lua_Integer)i + 1);
+            const char *w = lua_tostring(L, -1);
+            m[i + 1] = strdup(w != NULL ? w : "");
+            lua_pop(L, 1);
+        }
+        if (m != NULL && n == 1) {
+            m[0] = m[1];
+            m[1] = NULL;
+        } else if (m != NULL) {
+            m[0] = common_prefix(m + 1, n);
+        }
+    }
+    lua_settop(L, top);
+    return m;
+}
+
+/* Set up libedit: our getc, no signal handling of its own, the history,
+ * completion through the session. */
 static void editline_start(const struct repl *r)
 {
     setlocale(LC_CTYPE, "");    /* libedit encodes what is typed by the locale */
     rl_readline_name = "runbook";
     rl_catch_signals = 0;
     rl_getc_function = repl_getc;
+    rl_attempted_completion_function = repl_complete;
+    rl_basic_word_break_characters = word_breaks;
+    rl_completer_word_break_characters = word_breaks;
+    rl_completion_append_character = '\0';
+    rl_completion_query_items = 10000;    /* its question would read stdin past our getc */
     using_history();
     stifle_history(HISTORY_MAX);
     if (r->history != NULL)
@@ -240,7 +307,7 @@ static const char *repl_loop(struct repl *r)
         if (rb_loop_terminated())
             return "terminated";
         int pending = !lua_isnil(L, r->chunk);
-        char *line = r->tty ? read_tty(pending ? PROMPT_MORE : PROMPT) : read_pipe();
+        char *line = r->tty ? read_tty(pending ? r->prompt_more : r->prompt) : read_pipe();
         if (rb_loop_terminated()) {
             free(line);
             if (r->tty)
@@ -275,6 +342,16 @@ static const char *repl_loop(struct repl *r)
     }
 }
 
+/* Copy the session's string field name (at stack slot 1) into buf, or
+ * fallback when it has none. */
+static void session_string(lua_State *L, const char *name, const char *fallback,
+                           char *buf, size_t size)
+{
+    lua_getfield(L, 1, name);
+    snprintf(buf, size, "%s", lua_isstring(L, -1) ? lua_tostring(L, -1) : fallback);
+    lua_pop(L, 1);
+}
+
 /* lineedit.loop(session) -> status, failures, tty: read and evaluate with
  * session:eval(chunk, final) until the input ends.  status is "done",
  * "interrupted" (Ctrl-C on a pipe) or "terminated"; failures counts the
@@ -291,11 +368,15 @@ static int l_loop(lua_State *L)
         r.history = history;
     }
     lua_pop(L, 1);
+    session_string(L, "prompt", PROMPT, r.prompt, sizeof r.prompt);
+    session_string(L, "prompt_more", PROMPT_MORE, r.prompt_more, sizeof r.prompt_more);
     lua_pushnil(L);
     r.chunk = lua_gettop(L);
     if (r.tty)
         editline_start(&r);
+    completing = &r;
     const char *status = repl_loop(&r);
+    completing = NULL;
     lua_pushstring(L, status);
     lua_pushinteger(L, r.failed);
     lua_pushboolean(L, r.tty);

@@ -13,7 +13,6 @@
 -- operator's retry/skip/abort; an author who wants to branch on a failure
 -- uses pcall (which lets Ctrl-C through) and reads err.kind.  confirm()
 -- raises a "declined" error object.
-local cjson = require("cjson")
 local cexec = require("runbook.exec")
 local context = require("runbook.context")
 local errors = require("runbook.errors")
@@ -110,6 +109,12 @@ function api.call(run, spec)
     fields.dry_run = true
     if run.rec then run.rec:event("call", fields) end
     return true, spec.stand_in(spec)
+  end
+  -- A live REPL shows a write for what it is, and asks first against a
+  -- target (runbook.repl); a "no" is the declined error, as confirm's.
+  if spec.mutating and run.before_write then
+    local okw, werr = pcall(run.before_write, run, spec)
+    if not okw then return false, errors.from(werr, spec.primitive) end
   end
   local t0 = loop.now()
   local ok, res = pcall(spec.perform, spec)
@@ -701,7 +706,8 @@ errors.author_call(verbs.xpcall)
 
 -- json, env, secret; time and file (surface.lua, files.lua).
 local function helper_verbs(run, G)
-  G.json = { encode = cjson.encode, decode = cjson.decode, null = cjson.null }
+  local rjson = require("runbook.json")     -- JSON integers decode as integers
+  G.json = { encode = rjson.encode, decode = rjson.decode, null = rjson.null }
   function G.env(name, default)
     if type(name) ~= "string" then errors.usage("env: expected a variable name", "env") end
     local v = os.getenv(name)

@@ -5,10 +5,20 @@
 -- that fits on one line is printed on it, a larger one is indented one
 -- entry a line, and a table met again on its own path prints as <cycle>.
 -- A table with a __tostring metamethod prints as its tostring: its author
--- chose how it looks.
+-- chose how it looks.  Numbers print as Lua reads them back: an integer as
+-- 1, a float as 1.0 or 0.30000000000000004 (the shortest of %.14g and
+-- %.17g that gives the same double), infinities as math.huge; JSON's null
+-- as json.null.  Tables nested deeper than MAX_DEPTH print as {...}, and
+-- a result longer than MAX_LINES lines or MAX_BYTES bytes is cut with a
+-- note saying how much was left out.
+local null = require("cjson").null
+
 local pretty = {}
 
 local WIDTH = 76    -- a one-line table longer than this is split
+local MAX_DEPTH = 8
+local MAX_LINES = 200
+local MAX_BYTES = 64 * 1024
 
 local ESCAPES = { ["\\"] = "\\\\", ['"'] = '\\"', ["\n"] = "\\n", ["\r"] = "\\r", ["\t"] = "\\t",
   ["\a"] = "\\a", ["\b"] = "\\b", ["\f"] = "\\f", ["\v"] = "\\v" }
@@ -31,8 +41,24 @@ local function has_tostring(t)
   return type(mt) == "table" and rawget(mt, "__tostring") ~= nil
 end
 
+-- A number as a Lua literal that reads back as the same value.
+function pretty.number(v)
+  if math.type(v) == "integer" then
+    return v == math.mininteger and "math.mininteger" or tostring(v)
+  end
+  if v ~= v then return "0/0" end
+  if v == math.huge then return "math.huge" end
+  if v == -math.huge then return "-math.huge" end
+  local s = string.format("%.14g", v)
+  if tonumber(s) ~= v then s = string.format("%.17g", v) end
+  if not s:find("[%.eEn]") then s = s .. ".0" end    -- 1.0 stays a float
+  return s
+end
+
 local function scalar(v)
   if type(v) == "string" then return pretty.quote(v) end
+  if type(v) == "number" then return pretty.number(v) end
+  if rawequal(v, null) then return "json.null" end
   return tostring(v)
 end
 
@@ -75,18 +101,19 @@ end
 
 -- t on one line in at most `budget` characters, or nil when it does not fit.
 -- `path` holds the tables being printed around this one.
-local function inline(v, path, budget)
+local function inline(v, path, budget, depth)
   if type(v) ~= "table" or has_tostring(v) then
     local s = scalar(v)
     return #s <= budget and s or nil
   end
   if path[v] then return "<cycle>" end
+  if depth > MAX_DEPTH then return "{...}" end
   local list = entries(v)
   if #list == 0 then return "{}" end
   path[v] = true
   local parts, used = {}, 4
   for i, e in ipairs(list) do
-    local s = inline(e[2], path, budget - used - #e[1])
+    local s = inline(e[2], path, budget - used - #e[1], depth + 1)
     if s == nil then
       path[v] = nil
       return nil
@@ -102,25 +129,44 @@ local function inline(v, path, budget)
   return "{ " .. table.concat(parts, ", ") .. " }"
 end
 
-local function block(v, path, indent, budget)
+local function block(v, path, indent, budget, depth)
   if type(v) ~= "table" or has_tostring(v) then return scalar(v) end
   if path[v] then return "<cycle>" end
-  local one = inline(v, path, budget)
+  if depth > MAX_DEPTH then return "{...}" end
+  local one = inline(v, path, budget, depth)
   if one then return one end
   path[v] = true
   local inner = indent .. "  "
   local lines = { "{" }
   for _, e in ipairs(entries(v)) do
-    lines[#lines + 1] = inner .. e[1] .. block(e[2], path, inner, WIDTH - #inner - #e[1] - 1) .. ","
+    lines[#lines + 1] = inner .. e[1] .. block(e[2], path, inner, WIDTH - #inner - #e[1] - 1, depth + 1) .. ","
   end
   lines[#lines + 1] = indent .. "}"
   path[v] = nil
   return table.concat(lines, "\n")
 end
 
+-- text cut after MAX_LINES lines or MAX_BYTES bytes, saying what was left out.
+local function limit(text)
+  local n, at = 0, 0
+  while true do
+    local nl = text:find("\n", at + 1, true)
+    if nl == nil then break end
+    n = n + 1
+    if n >= MAX_LINES or nl > MAX_BYTES then break end
+    at = nl
+  end
+  if #text <= MAX_BYTES and n < MAX_LINES then return text end
+  local keep = at > 0 and at - 1 or MAX_BYTES
+  local rest = text:sub(keep + 1)
+  local _, lines = rest:gsub("\n", "")
+  return text:sub(1, keep) .. string.format("\n... [output cut: %d more lines, %d bytes not shown]",
+    lines + 1, #rest)
+end
+
 -- The text of one value.
 function pretty.format(v)
-  return block(v, {}, "", WIDTH)
+  return limit(block(v, {}, "", WIDTH, 1))
 end
 
 return pretty

@@ -44,7 +44,7 @@ local function setup(args)
   if args[1] ~= nil then engine.usage_error("repl: takes no arguments (got %q)", args[1]) end
   local cfg, cerr = config.load(args.config)
   if not cfg then engine.usage_error("%s", cerr) end
-  local fields = { dry_run = args["dry-run"] or false, yes = false,
+  local fields = { dry_run = args["dry-run"] or false, yes = args.yes or false,
     interactive = operator.isatty(0), config = cfg }
   if args.target then
     local t, terr = config.target(cfg, args.target)
@@ -53,7 +53,8 @@ local function setup(args)
   end
   local run = engine.new_run(fields)
   run.phase = "execute"
-  local env = api.environment(run)
+  if not run.dry_run then run.before_write = repl.before_write end
+  local env, G = api.environment(run)
   local room = require("runbook.room")
   local spec, rerr = room.spec(cfg, fields.target)
   if rerr then engine.usage_error("%s", rerr) end
@@ -66,8 +67,62 @@ local function setup(args)
     target = run.target and run.target.name, pid = sys.getpid(),
     version = require("runbook.host").version })
   rec:sync()
-  return setmetatable({ run = run, rec = rec, env = env, evals = 0, errors = 0,
-    t0 = loop.now(), history = history_file() }, repl)
+  local prompt, more = repl.prompts(run)
+  G.help = function(x) return repl.help(env, G, x) end
+  return setmetatable({ run = run, rec = rec, env = env, G = G, evals = 0, errors = 0,
+    t0 = loop.now(), history = history_file(), prompt = prompt, prompt_more = more }, repl)
+end
+
+-- help(): every documented call; help(http.get), help(db.query),
+-- help("db:query"), help("sql"): its usage and its section of
+-- docs/authoring.md, from the same text (runbook.help).
+-- The text is the host's own, as the page has it: written without the
+-- redaction ui.print applies, which would turn the page's
+-- "redis://[[user]:password@]host" into "***".
+function repl.help(env, G, x)
+  local help = require("runbook.help")
+  if x == nil then
+    operator.write(help.index(), "\n")
+    return
+  end
+  local name = type(x) == "string" and x or require("runbook.complete").name_of(env, G, x)
+  local text = name and help.text(name)
+  if not text then
+    ui.print(string.format("no help for %s; help() lists every documented call",
+      type(x) == "string" and string.format("%q", x) or tostring(name or x)))
+    return
+  end
+  operator.write(text, "\n")
+end
+
+-- The completions of the word before the cursor (src/lineedit.c's Tab):
+-- raw reads only, nothing called (runbook.complete).
+function repl:complete(word)
+  return require("runbook.complete").candidates(self.env, self.G, word)
+end
+
+-- The prompt says what a line acts on: "runbook> " on this machine,
+-- "runbook[prod-db live]> " against a target for real, "[dry-run]" in a
+-- rehearsal.  The continuation prompt ends under it.
+function repl.prompts(run)
+  local tags = {}
+  if run.target then tags[#tags + 1] = run.target.name end
+  if run.dry_run then tags[#tags + 1] = "dry-run" elseif run.target then tags[#tags + 1] = "live" end
+  local prompt = #tags > 0 and ("runbook[" .. table.concat(tags, " ") .. "]> ") or "runbook> "
+  return prompt, string.rep(" ", #prompt - 4) .. "...> "
+end
+
+-- A write (a mutating call, as the dry run would simulate it) in a live
+-- session: against a target it is asked as a dangerous step's is (a
+-- confirm event; "no" declines it, --yes answers for a pipe), on this
+-- machine it is shown.
+function repl.before_write(run, spec)
+  local what = api.describe(spec)
+  if run.target then
+    api.verbs.confirm(string.format("Live write on %s: %s. Run it?", run.target.name, what))
+  else
+    ui.print("  " .. ui.style("yellow", "write:") .. " " .. what)
+  end
 end
 
 -- Set up the run behind the prompt and print the banner.  Returns the REPL

@@ -7,13 +7,17 @@ local loop = require("runbook.loop")
 
 local M = {
   summary = "an interactive Lua prompt with every primitive",
-  synopsis = "[--target NAME] [--dry-run] [--config FILE] [--transcript PATH]",
+  synopsis = "[--target NAME] [--dry-run] [--yes] [--config FILE] [--transcript PATH]",
   description =
     "An interactive Lua prompt with every runbook primitive (exec, http, sql, ...).\n" ..
     "An expression prints its value (tables pretty-printed); a chunk that is not\n" ..
     "complete yet continues on the next line. Globals persist between lines,\n" ..
     "locals do not. Every evaluation is recorded in a transcript. Ctrl-C stops\n" ..
     "the running evaluation or discards the line being typed; Ctrl-D quits.\n" ..
+    "Tab completes globals, fields and methods (sql., db:, target.); help() lists\n" ..
+    "every call, help(http.get) prints its documentation. The prompt names the\n" ..
+    "target and says live or dry-run; against a live target each write is\n" ..
+    "confirmed first (--yes answers yes when input is piped).\n" ..
     "History is kept in $XDG_STATE_HOME/runbook/repl_history, secrets redacted.\n" ..
     "When standard input is not a terminal, its lines are evaluated in turn and\n" ..
     "the exit code is 1 if any evaluation failed.",
@@ -22,6 +26,7 @@ local M = {
     { name = "target", short = "t", value = "NAME", help = "use target NAME from the config file (the `target` global)" },
     { name = "config", value = "FILE", help = "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
     { name = "dry-run", short = "n", help = "rehearse: show mutating actions instead of running them" },
+    { name = "yes", short = "y", help = "answer yes to the confirmation of each write against a live target" },
     { name = "transcript", value = "PATH", help = "write the transcript to PATH" },
   },
 }

@@ -122,7 +122,7 @@ Response.__index = Response
 -- decoded from it.
 function Response:json()
   if self.dry_run then return {} end
-  local ok, value = pcall(cjson.decode, self.body)
+  local ok, value = pcall(require("runbook.json").decode, self.body)
   if not ok then
     local ctype = self.headers["content-type"]
     errors.raise("server", string.format("http %s %s: the response is not JSON (status %d%s; %s)",
