@@ -79,8 +79,9 @@ function api.call(run, spec)
     return false, errors.new("usage", string.format("%s: cannot run while the runbook is being " ..
       "declared; call it inside a step function", spec.primitive), { primitive = spec.primitive })
   end
+  -- mutating: runbook stats tells a step that changed something (docs/stats.md)
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id,
-    secret = spec.secret or nil }
+    secret = spec.secret or nil, mutating = spec.mutating and true or nil }
   local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
   if rule then
     ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..
