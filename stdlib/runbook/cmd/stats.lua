@@ -52,7 +52,14 @@ local function collect(args)
   for _, a in ipairs(given) do
     local st = sys.stat(a)
     if st == nil then return nil, string.format("%s: no such file or directory", a) end
-    if st.type == "dir" then walk((a:gsub("/+$", "")), list, 0) else list[#list + 1] = a end
+    if st.type == "dir" then
+      walk((a:gsub("/+$", "")), list, 0)
+    elseif st.type == "file" then
+      list[#list + 1] = a
+    else
+      -- a FIFO or a terminal would be read twice (verified, then loaded): refused, not waited on
+      return nil, string.format("%s: not a regular file or a directory", a)
+    end
   end
   return list
 end
