@@ -3,7 +3,7 @@
 --
 -- Pure: it takes the events report.load read and checked, and returns
 -- tables; cmd/stats.lua reads the files, prints the table and the JSON.
---   stats.run(path, events)            -> the facts of one run
+--   stats.run(path, events, epoch)     -> the facts of one run (epoch: ts -> seconds)
 --   stats.incidents(runs, gap)         -> runs grouped into incidents, measured
 --   stats.by_severity(incidents)       -> MTTR per severity
 --   stats.runbooks(runs)               -> per runbook: steps, answers "no"
