@@ -5,10 +5,18 @@ local ui = require("runbook.ui")
 
 local out = {}
 
+-- Seconds rounded to the millisecond, as the JSON gives them.
+local function secs(s)
+  if s == nil then return nil end
+  return math.floor(s * 1000 + 0.5) / 1000
+end
+
 -- Seconds as the table shows them: two decimals under 10 s, one under
--- 2 min, then minutes and hours.
+-- 2 min, then minutes and hours.  Rounded to the millisecond first, so
+-- the table and the JSON never disagree on a figure at a half (5 ms).
 function out.duration(s)
   if s == nil then return "-" end
+  s = secs(s)
   if s < 10 then return string.format("%.2f s", s) end
   if s < 120 then return string.format("%.1f s", s) end
   s = math.floor(s + 0.5)
@@ -28,12 +36,6 @@ function out.utc(t)
   local whole = math.floor(t)
   if ms == 1000 then whole, ms = whole + 1, 0 end
   return os.date("!%Y-%m-%dT%H:%M:%S", whole) .. string.format(".%03dZ", ms)
-end
-
--- Seconds rounded to the millisecond, for JSON.
-local function secs(s)
-  if s == nil then return nil end
-  return math.floor(s * 1000 + 0.5) / 1000
 end
 
 local function json_incident(inc)
