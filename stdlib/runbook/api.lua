@@ -83,8 +83,10 @@ function api.call(run, spec)
   end
   -- Every member the event may get is named here, so the table is made
   -- with room for them once rather than grown as they are set.
+  -- mutating: runbook stats tells a step that changed something (docs/stats.md)
   local fields = { primitive = spec.primitive, args = spec.args, step = run.step and run.step.id,
-    secret = spec.secret or nil, outcome = nil, duration = nil, result = nil, error = nil }
+    secret = spec.secret or nil, mutating = spec.mutating and true or nil,
+    outcome = nil, duration = nil, result = nil, error = nil }
   local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
   if rule then
     ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..

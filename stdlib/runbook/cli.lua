@@ -26,7 +26,7 @@ local ui = require("runbook.ui")
 local cli = {}
 
 cli.COMMANDS = { "run", "list", "show", "check", "new", "import", "repl", "verify", "report",
-  "runs", "watch", "approve", "update" }
+  "runs", "watch", "approve", "update", "stats" }
 
 local HELP_OPTION = { name = "help", short = "h", help = "show this help" }
 

@@ -1,6 +1,7 @@
 -- runbook check: the static checks of runbooks, one problem a line with
 -- file:line.  check_file gathers every problem of one runbook.
 local cli = require("runbook.cli")
+local jsonout = require("runbook.jsonout")
 local ui = require("runbook.ui")
 
 local M = {
@@ -8,6 +9,9 @@ local M = {
   synopsis = "NAME|FILE...",
   description = "Check runbooks: load errors (file:line), duplicate step ids, undeclared params.\n" ..
     "Exit 2 when a problem is found.",
+  options = {
+    { name = "json", help = "print the results as one JSON object, for scripts (docs/json.md)" },
+  },
 }
 
 -- Lines of a file, for the static checks.
@@ -68,18 +72,37 @@ function M.check_file(name)
   return problems, plan
 end
 
+-- One problem as `check --json` gives it: the text as printed, and its
+-- file and line when it names them.
+local function json_problem(text)
+  local where = text:gsub("^load error: ", "")
+  local file, line, message = where:match("^(.-):(%d+): (.*)$")
+  if not file then file, message = where:match("^([^%s:]+): (.*)$") end
+  return { text = text, file = file, line = tonumber(line), message = message or text }
+end
+
+local function json_result(name, problems, plan)
+  local list = jsonout.array()
+  for i, p in ipairs(problems) do list[i] = json_problem(p) end
+  return { name = name, ok = #problems == 0, file = plan and plan.file,
+    steps = plan and #plan.steps, params = plan and #plan.param_list, problems = list }
+end
+
 function M.run(args)
   if args[1] == nil then return cli.fail(2, "check: which runbook? (runbook check NAME|FILE...)") end
-  local bad = 0
+  local bad, results = 0, jsonout.array()
   for i = 1, #args do
     local problems, plan = M.check_file(args[i])
-    for _, p in ipairs(problems) do ui.eprint(p) end
-    if #problems > 0 then
-      bad = bad + 1
-    else
-      ui.print(string.format("ok: %s (%d steps, %d params)", plan.file, #plan.steps, #plan.param_list))
+    results[i] = json_result(args[i], problems, plan)
+    if #problems > 0 then bad = bad + 1 end
+    if not args.json then
+      for _, p in ipairs(problems) do ui.eprint(p) end
+      if #problems == 0 then
+        ui.print(string.format("ok: %s (%d steps, %d params)", plan.file, #plan.steps, #plan.param_list))
+      end
     end
   end
+  if args.json then jsonout.print({ ok = bad == 0, runbooks = results }) end
   return bad > 0 and 2 or 0
 end
 

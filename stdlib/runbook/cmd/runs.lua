@@ -1,6 +1,6 @@
 -- runbook runs: the team's active and recent runs, from the room's store.
-local cjson = require("cjson")
 local cli = require("runbook.cli")
+local jsonout = require("runbook.jsonout")
 local roomcmd = require("runbook.roomcmd")
 local ui = require("runbook.ui")
 
@@ -13,7 +13,7 @@ local M = {
     "waiting for the operator, done, failed, aborted, terminated) and its last update.\n" ..
     "A run whose publisher stopped beating without a run.end is shown terminated.",
   options = {
-    { name = "json", help = "print a JSON array, for scripts" },
+    { name = "json", help = "print a JSON array, for scripts (docs/json.md)" },
     { name = "limit", value = "N", help = "at most N runs (default 50)" },
     roomcmd.OPTIONS[1], roomcmd.OPTIONS[2],
   },
@@ -73,7 +73,7 @@ function M.run(args)
   local rows = {}
   for i, r in ipairs(runs) do rows[i] = plain(r) end
   if args.json then
-    ui.print(#rows == 0 and "[]" or cjson.encode(rows))
+    jsonout.print(jsonout.array(rows))      -- written as list, show, check, verify write theirs
   else
     table_out(rows)
   end

@@ -1,17 +1,49 @@
 -- runbook show: print a runbook's plan as a checklist; nothing is run.
 local cli = require("runbook.cli")
+local jsonout = require("runbook.jsonout")
 local ui = require("runbook.ui")
 
 local M = {
   summary = "print a runbook's plan without running it",
   synopsis = "NAME|FILE",
   description = "Print a runbook's plan as a numbered checklist. Nothing is run.",
+  options = {
+    { name = "json", help = "print the plan as one JSON object, for scripts (docs/json.md)" },
+  },
 }
+
+-- The plan as `show --json` gives it.  A secret param's default is "***",
+-- as on the screen.
+local function json_plan(plan)
+  local h = plan.header
+  local params, steps = jsonout.array(), jsonout.array()
+  for i, p in ipairs(plan.param_list) do
+    local default = p.default
+    if default ~= nil and p.secret then default = "***" end
+    if type(default) == "function" or type(default) == "userdata" then default = tostring(default) end
+    params[i] = { name = p.name, help = p.help, required = p.required and true or false,
+      secret = p.secret and true or false, default = default,
+      choices = p.choices and jsonout.array(p.choices) or nil }
+  end
+  for i, s in ipairs(plan.steps) do
+    local approval = s.approval
+    if type(approval) == "table" then approval = jsonout.array(approval) end
+    steps[i] = { index = s.index, id = s.id, title = s.title, dangerous = s.dangerous and true or false,
+      approval = approval, timeout = s.timeout, verify = s.verify ~= nil, undo = s.undo ~= nil }
+  end
+  return { name = plan.name, title = h.title, severity = h.severity, description = h.description,
+    tags = type(h.tags) == "table" and jsonout.array(h.tags) or nil, file = plan.file,
+    markdown = plan.markdown ~= nil, params = params, steps = steps }
+end
 
 function M.run(args)
   if args[1] == nil then return cli.fail(2, "show: which runbook? (runbook show NAME|FILE)") end
   local run, plan = cli.load_plan(args[1])
   if not run then return cli.fail(2, "%s", plan) end
+  if args.json then
+    jsonout.print(json_plan(plan))
+    return 0
+  end
   local h = plan.header
   ui.print(ui.style("bold", plan.name) .. (h.title and (": " .. h.title) or "") ..
     (h.severity and (" [" .. h.severity .. "]") or ""))

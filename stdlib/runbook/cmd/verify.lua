@@ -1,5 +1,6 @@
 -- runbook verify: check a transcript's hash chain (src/transcript.c).
 local cli = require("runbook.cli")
+local jsonout = require("runbook.jsonout")
 local transcript = require("runbook.transcript")
 local ui = require("runbook.ui")
 
@@ -10,6 +11,7 @@ local M = {
     "exit 1 and name the first bad line.",
   options = {
     { name = "expect-hash", value = "HEX", help = "also require the last line to have this hash" },
+    { name = "json", help = "print the result as one JSON object, for scripts (docs/json.md)" },
   },
 }
 
@@ -27,6 +29,19 @@ local function expect_mismatch(path, res, want)
     "is another run's transcript (%d lines, last hash %s)", path, want, res.lines, res.last_hash)
 end
 
+-- The result as `verify --json` gives it; the exit code is the same as
+-- without --json, and the words printed without it are `reason`.
+local function json_result(path, ok, res, want)
+  local out = { file = path, ok = ok, lines = res.lines, last_hash = res.last_hash,
+    ended = ok and res.ended and true or false, bad_line = not ok and res.bad_line or nil,
+    reason = not ok and res.reason or nil, expect_hash = want }
+  if ok and want and want ~= res.last_hash then
+    out.ok, out.expect_line = false, res.expect_line
+    out.reason = expect_mismatch(path, res, want)
+  end
+  return out
+end
+
 function M.run(args)
   local path = args[1]
   if path == nil then return cli.fail(2, "verify: which transcript? (runbook verify FILE)") end
@@ -40,6 +55,11 @@ function M.run(args)
   end
   local ok, res = transcript.verify(path, { expect = want })
   if ok == nil then return cli.fail(2, "verify: %s", res.reason or ("cannot read " .. path)) end
+  if args.json then
+    local out = json_result(path, ok, res, want)
+    jsonout.print(out)
+    return out.ok and 0 or 1
+  end
   if not ok then
     if res.bad_line == 0 then
       ui.eprint(string.format("%s: %s", path, res.reason))
