@@ -359,7 +359,7 @@ local function fan_out(hosts, cmd, opts)
   cmd, opts, copts, eopts = fan_options(hosts, cmd, opts)
   local t0 = loop.now()
   local okp, results, errs = pcall(api.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
-    { limit = opts.parallel or FANOUT_LIMIT, check = false, max_errors = opts.max_errors,
+    { limit = opts.parallel or FANOUT_LIMIT, check = false, max_errors = opts.max_errors, primitive = "ssh",
       is_failure = function(r) return not r.ok end })
   if not okp then
     if loop.interrupts() > 0 then
@@ -370,10 +370,11 @@ local function fan_out(hosts, cmd, opts)
   end
   local failed = {}
   for i = 1, #hosts do
-    if results[i] == nil then        -- past max_errors: not tried
+    if results[i] == nil then        -- past max_errors: not tried; or done in the run --retry-failed retries
       local h = hosts[i]
-      results[i] = { host = type(h) == "table" and tostring(h.host) or tostring(h), ok = false, kind = "untried",
-        error = errors.message(errs[i]) }
+      local host = type(h) == "table" and tostring(h.host) or tostring(h)
+      results[i] = errs[i] == nil and { host = host, ok = true, skipped = true } or
+        { host = host, ok = false, kind = "untried", error = errors.message(errs[i]) }
     end
     local r = results[i]
     if not r.ok then
@@ -382,8 +383,11 @@ local function fan_out(hosts, cmd, opts)
     end
   end
   if not opts.quiet then
-    ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed (%s)",
-      #hosts, #hosts - #failed, #failed, ui.duration(loop.now() - t0))))
+    local done = 0
+    for _, r in ipairs(results) do done = done + (r.skipped and 1 or 0) end
+    ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed%s (%s)",
+      #hosts, #hosts - #failed - done, #failed,
+      done > 0 and string.format(", %d done in the run retried", done) or "", ui.duration(loop.now() - t0))))
     for _, f in ipairs(failed) do ui.print("    " .. ui.style("red", "failed") .. " " .. f) end
   end
   if #failed > 0 and opts.check ~= false then fan_failure(hosts, results, failed) end
