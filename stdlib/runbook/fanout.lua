@@ -57,8 +57,8 @@ end
 -- and how many, or nil when it had none.
 local function left_of(ev)
   local todo, n = {}, 0
-  for _, list in ipairs({ ev.failed, ev.untried }) do
-    for _, it in ipairs(type(list) == "table" and list or {}) do
+  for _, field in ipairs({ "failed", "untried" }) do
+    for _, it in ipairs(type(ev[field]) == "table" and ev[field] or {}) do
       local i = type(it) == "table" and math.tointeger(it.i)
       if i and todo[i] == nil then
         todo[i], n = type(it.item) == "string" and it.item or false, n + 1
