@@ -118,6 +118,25 @@ end)
         self.assertGreater(self.peak(), 1, "the items ran concurrently")
 
 
+class HostNames(FanOutTestCase):
+    def test_a_port_in_a_host_name_wins_over_the_fan_out_port(self):
+        other = SSHServer().start()
+        self.addCleanup(other.stop)
+        self.trust(other)
+        with open(other.authorized, "a") as f, open(self.server.key + ".pub") as k:
+            f.write(k.read())
+        cmd = f"echo ${{SSH_CONNECTION##* }} >> {self.log}"
+        rb = self.write("rb.lua", f"""runbook {{ name = "names" }}
+step("fan", function()
+  ssh.exec({{ "127.0.0.1", "127.0.0.1:{other.port}", "{self.server.user}@127.0.0.1:{other.port}" }}, {lua(cmd)},
+    {{ {self.base()} }})
+end)
+""")
+        p = self.run_rb("run", "--yes", "--transcript", self.path("t.jsonl"), rb, timeout=120)
+        self.assertExit(p, 0)
+        self.assertEqual(sorted(self.log_lines()), sorted([str(self.server.port)] + [str(other.port)] * 2))
+
+
 class RetryFailed(FanOutTestCase):
     """Server A answers; B's port is refused in the first run; C's commands
     fail while a marker file exists."""

@@ -315,6 +315,11 @@ local function fan_one(h, copts, cmd, eopts)
     for k, v in pairs(h) do c[k] = v end
   else
     c.host = h
+    -- a user or port in the host's own name ("deploy@web2:2222") wins over
+    -- the fan-out's user= and port=, every host's default
+    local _, user, port = parse_target(tostring(h))
+    if user then c.user = nil end
+    if port then c.port = nil end
   end
   local label = type(c.host) == "string" and c.host or tostring(h)
   local okc, s = pcall(connect, c, true)
