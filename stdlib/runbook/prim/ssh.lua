@@ -37,7 +37,8 @@
 -- afterwards, and returns one result per host, in order, each with host=
 -- and, for a failure, ok = false and error=.  hosts are strings as above
 -- or tables of connect options; opts holds connect options for all of
--- them, connect_timeout, and the exec options (timeout is the command's).
+-- them (a user or port a host names itself wins), connect_timeout, and the
+-- exec options (timeout is the command's).
 -- Like parallel, it raises when any host failed unless check = false.
 --
 -- Dry run: connecting runs for real (it changes nothing and proves the
