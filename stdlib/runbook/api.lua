@@ -647,6 +647,8 @@ local function fan_out_some(run, items, ran, fn, opts)
   local sub = {}
   for j, i in ipairs(ran) do sub[j] = items[i] end
   local budget = error_budget(opts.max_errors, #sub)
+  -- (a few descriptors a branch: a socket, a process's pipes; the rest for the run)
+  require("runbook.sys").nofile(256 + 4 * math.min(opts.limit or 64, #sub))
   run.fanout_depth = (run.fanout_depth or 0) + 1
   local ok, r, e, failed = pcall(fan_out, sub, function(item, j) return fn(item, ran[j]) end,
     opts.limit or 64, budget, opts.is_failure)

@@ -16,10 +16,11 @@ one of another runbook, one with nothing failed, one that is not there,
 an item list that changed."""
 import json
 import os
-import time
+import resource
+import subprocess
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, emitted
+from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, emitted
 from servers.sshd import SSHServer, free_port
 
 
@@ -116,6 +117,37 @@ end)
         self.assertEqual(len([t for t in self.log_lines() if t.startswith("+")]), 200)
         self.assertLessEqual(self.peak(), 25, "never more than limit = 25 sessions at once")
         self.assertGreater(self.peak(), 1, "the items ran concurrently")
+
+
+class DescriptorLimit(FanOutTestCase):
+    """A soft limit on open files below the fan-out's sockets (the usual
+    soft limit is 1024; 64 here for 120 hosts) is raised toward the hard
+    limit, so no host fails with 'Too many open files'."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.server = SSHServer(max_startups="400:30:600").start()   # 120 unauthenticated at once
+
+    def test_a_fan_out_past_the_soft_limit_on_open_files_completes(self):
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        if hard != resource.RLIM_INFINITY and hard < 1024:
+            self.skipTest(f"the hard limit on open files is {hard}")
+        rb = self.write("rb.lua", f"""runbook {{ name = "nofile" }}
+{LUA_EMIT}
+step("fan", function()
+  local hosts = {{}}
+  for i = 1, 120 do hosts[i] = "127.0.0.1" end
+  local rs = ssh.exec(hosts, "true", {{ {self.base()}, parallel = 120, quiet = true, check = false }})
+  local bad = {{}}
+  for _, r in ipairs(rs) do if not r.ok then bad[#bad + 1] = r.error end end
+  emit("bad", {{ #bad, bad[1] or "" }})
+end)
+""")
+        p = subprocess.run(["sh", "-c", 'ulimit -Sn 64 && exec "$@"', "sh", RUNBOOK, "run", "--yes",
+                            "--transcript", self.path("t.jsonl"), rb],
+                           capture_output=True, text=True, timeout=600, env=self.env, cwd=self.tmp)
+        self.assertExit(p, 0)
+        self.assertEqual(emitted(p.stdout)["bad"], [[0, ""]], "no host failed (the first failure is shown)")
 
 
 class HostNames(FanOutTestCase):

@@ -94,10 +94,12 @@ local function expand(path)
   return path
 end
 
+-- Can path be read?  And if not, why ("No such file or directory", "Too
+-- many open files": a fan-out past the descriptor limit is not a bad key=).
 local function readable(path)
-  local f = io.open(path, "r")
+  local f, err = io.open(path, "r")
   if f then f:close() end
-  return f ~= nil
+  return f ~= nil, err and (err:match(": ([^:]+)$") or err)
 end
 
 -- "user@host:port", "host", "[v6]:port" -> host, user, port
@@ -142,8 +144,9 @@ local function key_list(where, opts)
   for i, k in ipairs(key) do
     if type(k) ~= "string" then error(string.format("%s: key[%d] is not a path", where, i), 0) end
     keys[i] = expand(k)
-    if not readable(keys[i]) then
-      error(string.format("%s: cannot read key file %s (check key=)", where, keys[i]), 0)
+    local ok, why = readable(keys[i])
+    if not ok then
+      error(string.format("%s: cannot read key file %s: %s (check key=)", where, keys[i], why), 0)
     end
   end
   return keys
