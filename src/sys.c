@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -139,6 +140,28 @@ static int l_cwd(lua_State *L)
     return 1;
 }
 
+/* sys.nofile(want) raises the soft limit on open files to want (at most
+ * the hard limit; never lowers it) and returns the soft and hard limits: a
+ * fan-out holds a socket or pipes per branch, and the usual soft limit of
+ * 1024 (or a lower one) would fail branches with EMFILE where the hard
+ * limit allows them. */
+static int l_nofile(lua_State *L)
+{
+    lua_Integer want = luaL_checkinteger(L, 1);
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return luaL_error(L, "getrlimit(RLIMIT_NOFILE): %s", strerror(errno));
+    if (want > 0 && (rlim_t)want > rl.rlim_cur) {
+        struct rlimit up = rl;
+        up.rlim_cur = rl.rlim_max == RLIM_INFINITY || (rlim_t)want < rl.rlim_max ? (rlim_t)want : rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &up) == 0)
+            rl = up;
+    }
+    lua_pushinteger(L, rl.rlim_cur == RLIM_INFINITY ? LUA_MAXINTEGER : (lua_Integer)rl.rlim_cur);
+    lua_pushinteger(L, rl.rlim_max == RLIM_INFINITY ? LUA_MAXINTEGER : (lua_Integer)rl.rlim_max);
+    return 2;
+}
+
 static int l_datadir(lua_State *L)
 {
     lua_pushstring(L, rb_host_datadir(L));
@@ -157,6 +180,7 @@ int luaopen_runbook_sys(lua_State *L)
         { "getpid", l_getpid },
         { "cwd", l_cwd },
         { "datadir", l_datadir },
+        { "nofile", l_nofile },
         { NULL, NULL },
     };
     luaL_newlib(L, funcs);

@@ -16,6 +16,7 @@
 local cexec = require("runbook.exec")
 local context = require("runbook.context")
 local errors = require("runbook.errors")
+local fanout = require("runbook.fanout")
 local loop = require("runbook.loop")
 local record = require("runbook.record")
 local surface = require("runbook.surface")
@@ -629,25 +630,68 @@ local function mark_untried(items, results, errs, budget)
   return untried
 end
 
+-- The k-th fan-out a step's attempt calls itself (one inside another's
+-- branch is not counted): the indices of items it runs (all but those a
+-- --retry-failed run found done, runbook.fanout) and k, or k nil when it
+-- is not recorded (outside a step, nested).
+local function fanout_slot(run, items, opts)
+  local all = {}
+  for i = 1, #items do all[i] = i end
+  if not (run and run.rec and run.step) or (run.fanout_depth or 0) > 0 then return all end
+  run.fanouts = (run.fanouts or 0) + 1
+  local entry = run.retry and fanout.step_of(run.retry.selection, run.step.id)
+  local ok, ran = pcall(fanout.indices, entry, run.fanouts, items)
+  if not ok then errors.usage(ran, opts.primitive or "parallel") end
+  return ran or all, run.fanouts, entry ~= nil and entry.fanouts[run.fanouts] ~= nil
+end
+
+-- The fan-out's `fanout` event (runbook.fanout says what it holds).
+local function record_fanout(run, k, retried, items, ran, results, errs, opts)
+  local ev = fanout.outcome(items, results, errs, ran, opts.is_failure, errors.kind)
+  ev.step, ev.index, ev.fanout, ev.primitive = run.step.id, run.step.index, k, opts.primitive or "parallel"
+  if retried then ev.retried, ev.done = ran, #items - #ran end
+  run.rec:event("fanout", ev)
+end
+
+-- fn over the items ran (indices into items): results and errors by
+-- those indices, how many failed, how many the budget left untried.
+local function fan_out_some(run, items, ran, fn, opts)
+  local sub = {}
+  for j, i in ipairs(ran) do sub[j] = items[i] end
+  local budget = error_budget(opts.max_errors, #sub)
+  -- (a few descriptors a branch: a socket, a process's pipes; the rest for the run)
+  require("runbook.sys").nofile(256 + 4 * math.min(opts.limit or 64, #sub))
+  run.fanout_depth = (run.fanout_depth or 0) + 1
+  local ok, r, e, failed = pcall(fan_out, sub, function(item, j) return fn(item, ran[j]) end,
+    opts.limit or 64, budget, opts.is_failure)
+  run.fanout_depth = run.fanout_depth - 1
+  if not ok then error(r, 0) end
+  local untried = budget and failed > budget and mark_untried(sub, r, e, budget) or 0
+  local results, errs = {}, {}
+  for j, i in ipairs(ran) do results[i], errs[i] = r[j], e[j] end
+  return results, errs, failed, untried
+end
+
 -- parallel(items, fn, {limit, check, max_errors}): fn(item) concurrently,
 -- results in order; outside a task it runs in one of its own.
 function verbs.parallel(items, fn, opts)
   if type(items) ~= "table" then errors.usage("parallel: expected a list of items", "parallel") end
   if type(fn) ~= "function" then errors.usage("parallel: expected a function", "parallel") end
   opts = opts or {}
-  local budget = error_budget(opts.max_errors, #items)
+  error_budget(opts.max_errors, #items)
   if not loop.in_task() then
     local res = table.pack(loop.run(verbs.parallel, items, fn, opts))
     if not res[1] then error(errors.from(res[2], "parallel"), 0) end
     return table.unpack(res, 2, res.n)
   end
-  local n = #items
-  local results, errs, failed = fan_out(items, fn, opts.limit or 64, budget, opts.is_failure)
+  local run = context.run() or {}
+  local ran, k, retried = fanout_slot(run, items, opts)
+  local results, errs, failed, untried = fan_out_some(run, items, ran, fn, opts)
   if loop.interrupts() > 0 then
     errors.raise("interrupted", "parallel: " .. loop.interrupt_text(), { primitive = "parallel" })
   end
-  local untried = budget and failed > budget and mark_untried(items, results, errs, budget) or 0
-  if failed > 0 and opts.check ~= false then error(failures(errs, failed, n, untried), 0) end
+  if k then record_fanout(run, k, retried, items, ran, results, errs, opts) end
+  if failed > 0 and opts.check ~= false then error(failures(errs, failed, #items, untried), 0) end
   return results, errs
 end
 api.parallel = verbs.parallel

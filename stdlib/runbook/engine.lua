@@ -169,6 +169,7 @@ end
 local function attempt(run, step)
   local p = api.params_proxy(run.plan, run.params)
   local outcome, msg
+  run.fanouts = 0     -- (runbook.fanout counts each attempt's fan-outs from 1)
   if step.approval then
     outcome, msg = before_running(require("runbook.approval").for_step, run, step)
     if outcome then return outcome, msg end
@@ -367,17 +368,19 @@ function engine.execute(run, first)
   return status, engine.exit_code(status), counts
 end
 
--- The last step that ended ok in a transcript, its params and its runbook.
-function engine.resume_point(path)
+-- The last step that ended ok in a transcript, its params, its runbook and
+-- its events; flag (--resume, --retry-failed) names the option in errors.
+function engine.resume_point(path, flag)
+  flag = flag or "--resume"
   local record = require("runbook.record")
   local ok, res = transcript.verify(path)
-  if ok == nil then usage_error("--resume: cannot read %s: %s", path, res.reason or "?") end
+  if ok == nil then usage_error("%s: cannot read %s: %s", flag, path, res.reason or "?") end
   if not ok then
-    usage_error("--resume: %s does not verify (line %d: %s); refusing to resume from it",
-      path, res.bad_line, res.reason)
+    usage_error("%s: %s does not verify (line %d: %s); refusing to %s from it",
+      flag, path, res.bad_line, res.reason, flag == "--resume" and "resume" or "retry")
   end
   local events = record.read(path)
-  local info = { params = {}, last_ok = nil, hash = res.last_hash }
+  local info = { params = {}, last_ok = nil, hash = res.last_hash, events = events }
   for _, ev in ipairs(events) do
     if ev.event == "run.start" then
       info.runbook, info.file, info.run = ev.runbook, ev.file, ev.run
@@ -390,7 +393,7 @@ function engine.resume_point(path)
       info.last_ok = { index = ev.index, id = ev.id }
     end
   end
-  if info.runbook == nil then usage_error("--resume: %s has no run.start event", path) end
+  if info.runbook == nil then usage_error("%s: %s has no run.start event", flag, path) end
   info.state, info.state_lost = run_state.replay(events)
   return info
 end

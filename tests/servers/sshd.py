@@ -9,7 +9,8 @@ here), whose commands start through bash: the config sets SHLVL=1 so bash
 does not read ~/.bashrc (on these machines it runs pyenv, 0.4 s a command).
 
 Run as a script it serves until killed and prints one line of JSON with the
-port and the paths (bench/ssh.sh uses it that way).
+port and the paths (bench/ssh.sh uses it that way); its argument, if any,
+is MaxStartups.
 """
 import json
 import os
@@ -47,13 +48,15 @@ class SSHServer:
     """host_keys: the types of host key sshd serves (the first is host_key);
     ssh_rsa=True lets sshd sign with ssh-rsa (SHA-1), which OpenSSH 8.8+
     refuses by default and is the only RSA host key algorithm libssh2 1.10
-    verifies."""
+    verifies.  max_startups: sshd's MaxStartups (unauthenticated connections
+    at once before it drops some; a fan-out of 200 at once needs more)."""
 
-    def __init__(self, host_keys=("ed25519",), ssh_rsa=False):
+    def __init__(self, host_keys=("ed25519",), ssh_rsa=False, max_startups="100:30:200"):
         self.dir = tempfile.mkdtemp(prefix="rb-sshd-")
         self.port = free_port()
         self.proc = None
         self.ssh_rsa = ssh_rsa
+        self.max_startups = max_startups
         self.host_keys = {kind: keygen(os.path.join(self.dir, f"ssh_host_{kind}_key"), kind=kind)
                           for kind in host_keys}
         self.host_key = self.host_keys[host_keys[0]]
@@ -86,7 +89,7 @@ PermitRootLogin prohibit-password
 PubkeyAuthentication yes
 PasswordAuthentication no
 KbdInteractiveAuthentication no
-MaxStartups 100:30:200
+MaxStartups {self.max_startups}
 MaxSessions 200
 UseDNS no
 PrintMotd no
@@ -151,7 +154,7 @@ LogLevel ERROR
 
 
 if __name__ == "__main__":
-    server = SSHServer().start()
+    server = SSHServer(max_startups=sys.argv[1] if len(sys.argv) > 1 else "100:30:200").start()
     print(json.dumps({"port": server.port, "dir": server.dir, "key": server.key,
                       "pass_key": server.pass_key, "user": server.user,
                       "known_hosts_line": server.known_hosts_line().strip()}), flush=True)

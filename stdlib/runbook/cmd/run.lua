@@ -27,6 +27,7 @@ local M = {
     { name = "answers", value = "FILE", help = "answer questions from FILE (see 'runbook run --help')" },
     { name = "start-at", value = "STEP", help = "start at step STEP (number or id)" },
     { name = "resume", value = "TRANSCRIPT", help = "continue after the last step that ended ok" },
+    { name = "retry-failed", value = "TRANSCRIPT", help = "run again only the failed or untried items of its fan-outs" },
     { name = "transcript", value = "PATH", help = "write the transcript to PATH" },
     { name = "scenario", value = "FILE", help = "replace chosen call results (game days)" },
   },
@@ -67,16 +68,35 @@ local function run_fields(args)
   return fields
 end
 
--- --resume: the old run's point, checked to be a run of this runbook.
-local function resume_info(args, name)
-  if not args.resume then return nil end
-  local resume = engine.resume_point(args.resume)
+-- --resume (or --retry-failed): the old run's point, checked to be a run
+-- of this runbook.
+local function resume_info(args, name, flag)
+  local path = args[flag:sub(3)]
+  if not path then return nil end
+  local resume = engine.resume_point(path, flag)
   local resolved = cli.resolve(name)
   -- run.start records the file's realpath: compare like with like.
   if name ~= resume.runbook and (resolved == nil or sys.realpath(resolved) ~= resume.file) then
-    engine.usage_error("--resume: %s is a transcript of runbook %q, not %q", args.resume, resume.runbook, name)
+    engine.usage_error("%s: %s is a transcript of runbook %q, not %q", flag, path, resume.runbook, name)
   end
   return resume
+end
+
+-- --retry-failed: the old run, as --resume reads it, and the fan-out items
+-- it left failed or untried (runbook.fanout), each step found in the plan.
+local function retry_info(args, name)
+  local path = args["retry-failed"]
+  if not path then return nil end
+  if args.resume then engine.usage_error("--retry-failed and --resume: give one of them") end
+  local info = resume_info(args, name, "--retry-failed")
+  info.selection = require("runbook.fanout").selection(info.events)
+  if #info.selection == 0 then
+    engine.usage_error("--retry-failed: %s has nothing to retry: no item of a fan-out (parallel, ssh.exec) " ..
+      "failed or went untried in its run %s (--resume continues after its last step that ended ok)",
+      path, tostring(info.run))
+  end
+  info.retry_path = path
+  return info
 end
 
 -- The old run's params (not the secret ones: they were never recorded).
@@ -91,10 +111,34 @@ local function carry_params(run, resume, given)
   run.resume_from = resume
 end
 
+-- A --retry-failed run's first step: the first with items to retry, or
+-- --start-at when the operator gives one before it.  Each step retried
+-- gets its index in this plan.
+local function retry_first(args, plan, retry, first)
+  for _, entry in ipairs(retry.selection) do
+    local found
+    for _, s in ipairs(plan.steps) do
+      if s.id == entry.id then found = s end
+    end
+    if not found then
+      engine.usage_error("--retry-failed: %s has items to retry in step %q, which this runbook no longer has",
+        retry.retry_path, entry.id)
+    end
+    entry.index = found.index
+  end
+  local at = retry.selection[1].index
+  if args["start-at"] and first > at then
+    engine.usage_error("--start-at %s: step %d comes after step %d '%s', the first with items to retry",
+      args["start-at"], first, at, retry.selection[1].id)
+  end
+  return args["start-at"] and first or at
+end
+
 -- The first step: --start-at, or the one after the last step that ended ok.
 local function first_step(args, plan, resume)
   local first = 1
   if args["start-at"] then first = engine.find_step(plan, args["start-at"]) end
+  if resume and resume.selection then return retry_first(args, plan, resume, first) end
   if resume and resume.last_ok then
     first = resume.last_ok.index + 1
     for _, s in ipairs(plan.steps) do
@@ -110,13 +154,14 @@ end
 
 local function prepare(args)
   local name = args[1]
-  if name == nil and args.resume then
-    name = engine.resume_point(args.resume).file   -- the transcript knows which file it ran
+  local from = args.resume or args["retry-failed"]
+  if name == nil and from then
+    name = engine.resume_point(from, args.resume and "--resume" or "--retry-failed").file   -- the transcript knows which file it ran
   end
   if name == nil then engine.usage_error("run: which runbook? (runbook run NAME|FILE; 'runbook list' shows them)") end
   if args[2] ~= nil then engine.usage_error("run: one runbook at a time (got %q too)", args[2]) end
   local fields = run_fields(args)
-  local resume = resume_info(args, name)
+  local resume = retry_info(args, name) or resume_info(args, name, "--resume")
   local target_name = args.target or (resume and resume.target)
   if target_name then
     local t, terr = config.target(fields.config, target_name)
@@ -130,6 +175,7 @@ local function prepare(args)
   run.room = spec
   local given = parse_params(args.param)
   if resume then carry_params(run, resume, given) end
+  run.retry = resume and resume.selection and resume
   engine.bind(run, given)
   return run, plan, first_step(args, plan, resume)
 end
@@ -159,6 +205,22 @@ local function recorded_argv(plan, args)
   return out
 end
 
+-- run.start's retry_failed: the transcript retried, its run and last
+-- hash, and per step and fan-out the items run again.
+local function retried(retry)
+  local steps = {}
+  for _, entry in ipairs(retry.selection) do
+    for k, f in pairs(entry.fanouts) do
+      local items = {}
+      for i in pairs(f.todo) do items[#items + 1] = i end
+      table.sort(items)
+      if #items > 0 then steps[#steps + 1] = { step = entry.id, index = entry.index, fanout = k, items = items } end
+    end
+  end
+  table.sort(steps, function(a, b) return a.index < b.index or (a.index == b.index and a.fanout < b.fanout) end)
+  return { transcript = retry.retry_path, run = retry.run, last_hash = retry.hash, fanouts = steps }
+end
+
 local function start_record(run, plan, args, first)
   local rec, err = record.open(plan.name, args.transcript)
   if not rec then engine.usage_error("%s", err) end
@@ -170,8 +232,9 @@ local function start_record(run, plan, args, first)
     host = operator.hostname(), argv = recorded_argv(plan, args), dry_run = run.dry_run,
     scenario = args.scenario,
     target = run.target and run.target.name, start_at = first > 1 and first or nil,
-    resumed_from = run.resume_from and { transcript = args.resume, run = run.resume_from.run,
+    resumed_from = run.resume_from and not run.retry and { transcript = args.resume, run = run.resume_from.run,
       last_hash = run.resume_from.hash } or nil,
+    retry_failed = run.retry and retried(run.retry) or nil,
     pid = sys.getpid(), version = require("runbook.host").version,
   })
   for _, p in ipairs(plan.param_list) do
@@ -245,7 +308,12 @@ function M.run(args)
   ui.print(ui.style("dim", "transcript: " .. rec.path))
   if run.dry_run then ui.print(ui.style("magenta", "DRY RUN: mutating actions are shown, not run")) end
   if run.scenario then ui.print(ui.style("magenta", "SCENARIO: " .. args.scenario .. " replaces matching calls")) end
-  if run.resume_from then
+  if run.retry then
+    local n = 0
+    for _, e in ipairs(run.retry.selection) do n = n + e.count end
+    ui.print(string.format("retrying %d failed or untried item(s) of %s, from step %d", n,
+      args["retry-failed"], first))
+  elseif run.resume_from then
     ui.print(string.format("resuming %s at step %d", args.resume, first))
   end
   local t0 = loop.now()

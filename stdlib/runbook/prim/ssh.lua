@@ -37,7 +37,8 @@
 -- afterwards, and returns one result per host, in order, each with host=
 -- and, for a failure, ok = false and error=.  hosts are strings as above
 -- or tables of connect options; opts holds connect options for all of
--- them, connect_timeout, and the exec options (timeout is the command's).
+-- them (a user or port a host names itself wins), connect_timeout, and the
+-- exec options (timeout is the command's).
 -- Like parallel, it raises when any host failed unless check = false.
 --
 -- Dry run: connecting runs for real (it changes nothing and proves the
@@ -93,10 +94,12 @@ local function expand(path)
   return path
 end
 
+-- Can path be read?  And if not, why ("No such file or directory", "Too
+-- many open files": a fan-out past the descriptor limit is not a bad key=).
 local function readable(path)
-  local f = io.open(path, "r")
+  local f, err = io.open(path, "r")
   if f then f:close() end
-  return f ~= nil
+  return f ~= nil, err and (err:match(": ([^:]+)$") or err)
 end
 
 -- "user@host:port", "host", "[v6]:port" -> host, user, port
@@ -141,8 +144,9 @@ local function key_list(where, opts)
   for i, k in ipairs(key) do
     if type(k) ~= "string" then error(string.format("%s: key[%d] is not a path", where, i), 0) end
     keys[i] = expand(k)
-    if not readable(keys[i]) then
-      error(string.format("%s: cannot read key file %s (check key=)", where, keys[i]), 0)
+    local ok, why = readable(keys[i])
+    if not ok then
+      error(string.format("%s: cannot read key file %s: %s (check key=)", where, keys[i], why), 0)
     end
   end
   return keys
@@ -315,6 +319,11 @@ local function fan_one(h, copts, cmd, eopts)
     for k, v in pairs(h) do c[k] = v end
   else
     c.host = h
+    -- a user or port in the host's own name ("deploy@web2:2222") wins over
+    -- the fan-out's user= and port=, every host's default
+    local _, user, port = parse_target(tostring(h))
+    if user then c.user = nil end
+    if port then c.port = nil end
   end
   local label = type(c.host) == "string" and c.host or tostring(h)
   local okc, s = pcall(connect, c, true)
@@ -359,7 +368,7 @@ local function fan_out(hosts, cmd, opts)
   cmd, opts, copts, eopts = fan_options(hosts, cmd, opts)
   local t0 = loop.now()
   local okp, results, errs = pcall(api.parallel, hosts, function(h) return fan_one(h, copts, cmd, eopts) end,
-    { limit = opts.parallel or FANOUT_LIMIT, check = false, max_errors = opts.max_errors,
+    { limit = opts.parallel or FANOUT_LIMIT, check = false, max_errors = opts.max_errors, primitive = "ssh",
       is_failure = function(r) return not r.ok end })
   if not okp then
     if loop.interrupts() > 0 then
@@ -370,10 +379,11 @@ local function fan_out(hosts, cmd, opts)
   end
   local failed = {}
   for i = 1, #hosts do
-    if results[i] == nil then        -- past max_errors: not tried
+    if results[i] == nil then        -- past max_errors: not tried; or done in the run --retry-failed retries
       local h = hosts[i]
-      results[i] = { host = type(h) == "table" and tostring(h.host) or tostring(h), ok = false, kind = "untried",
-        error = errors.message(errs[i]) }
+      local host = type(h) == "table" and tostring(h.host) or tostring(h)
+      results[i] = errs[i] == nil and { host = host, ok = true, skipped = true } or
+        { host = host, ok = false, kind = "untried", error = errors.message(errs[i]) }
     end
     local r = results[i]
     if not r.ok then
@@ -382,8 +392,11 @@ local function fan_out(hosts, cmd, opts)
     end
   end
   if not opts.quiet then
-    ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed (%s)",
-      #hosts, #hosts - #failed, #failed, ui.duration(loop.now() - t0))))
+    local done = 0
+    for _, r in ipairs(results) do done = done + (r.skipped and 1 or 0) end
+    ui.print("  " .. ui.style("dim", string.format("ssh.exec on %d hosts: %d ok, %d failed%s (%s)",
+      #hosts, #hosts - #failed - done, #failed,
+      done > 0 and string.format(", %d done in the run retried", done) or "", ui.duration(loop.now() - t0))))
     for _, f in ipairs(failed) do ui.print("    " .. ui.style("red", "failed") .. " " .. f) end
   end
   if #failed > 0 and opts.check ~= false then fan_failure(hosts, results, failed) end
