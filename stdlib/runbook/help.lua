@@ -100,7 +100,9 @@ its kind is theirs when they all failed alike (else `error`), and
 `err.errors` (parallel) or `err.results` (ssh.exec) holds each one.
 
 Every call is recorded in the transcript as a `call` event with its
-arguments (redacted), outcome and duration.
+arguments (redacted), outcome and duration, and `mutating = true` when it
+is one a dry run simulates (what `runbook stats` counts as a change:
+docs/stats.md).
 ]==] },
   { id = "exec", title = "Local processes: `exec{argv..., timeout, stdin, env, cwd, check, readonly, quiet, secret}`, `sh(cmd, opts)`",
     entries = {
@@ -191,6 +193,20 @@ budget, as AWS SSM's rate control: once more than that have failed, no
 new item starts; those left get an error of kind `untried`, and the
 message says how many were not tried. `ssh.exec(hosts, cmd, {max_errors
 = ...})` takes the same budget (a host whose command failed spends it).
+
+A fan-out a step calls itself is recorded as a `fanout` event with its
+failed and untried items (by index and name). `runbook run NAME
+--retry-failed TRANSCRIPT` runs the runbook again on those only: the steps
+before the first with items to retry are skipped as done (as with
+`--resume`: params, target and `state` come from that run), each such
+step's fan-outs run only their failed and untried items, and the steps
+after run as usual. An item that ended ok is not run: `parallel` leaves
+its result `nil`, `ssh.exec` gives `{ host = ..., ok = true, skipped =
+true }`; so code after a fan-out should read the results it needs from
+`state` or check `r.skipped`, not count on every result. The list must be
+the same as in the run retried (its count, and the names of the items
+that failed): a changed list is an error, not a guess. A fan-out inside
+another's branch is not recorded and runs whole.
 
 ```lua
 local codes = parallel(target.hosts, function(h)
