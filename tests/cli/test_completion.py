@@ -171,13 +171,13 @@ class ZshCompletionTest(CompletionTestCase):
         # -d: no /etc/zsh/*rc, only the test's own .zshrc.
         sh = PtySession([shutil.which("zsh"), "-d", "-i"], env=env, cwd=self.work, timeout=20)
         self.addCleanup(sh.close)
-        sh.expect("zsh> ")
+        sh.expect("zsh> ", timeout=90)    # compinit reads all of $fpath: slow on a loaded machine
         return sh
 
     def line(self, sh, typed):
         sh.send(typed + "\t")
         sh.sendline()
-        return sh.expect(r"ARGV<([^>]*)>").group(1)
+        return sh.expect(r"ARGV<([^>]*)>", timeout=60).group(1)
 
     def test_tab_completes_commands_flags_steps_targets_params(self):
         sh = self.zsh()
