@@ -28,6 +28,12 @@ local cli = {}
 cli.COMMANDS = { "run", "list", "show", "check", "new", "import", "repl", "verify", "report",
   "runs", "watch", "approve", "update", "stats" }
 
+-- Commands for the shell and the build, not listed by 'runbook --help';
+-- each module's main(argv) gets the words unparsed (completion is asked
+-- about half-typed command lines): __complete answers the completion
+-- scripts (dist/completion/), __manpage writes runbook(1) at build time.
+cli.HIDDEN = { __complete = "runbook.shellcomplete", __manpage = "runbook.manpage" }
+
 local HELP_OPTION = { name = "help", short = "h", help = "show this help" }
 
 -- Print "runbook: <message>" in red on stderr and return code.
@@ -154,6 +160,10 @@ function cli.main(argv)
   if name == "--help" or name == "-h" or name == "help" then
     usage(io.stdout)
     return 0
+  end
+  if cli.HIDDEN[name] then
+    local ok, rc = cli.protect(function() return require(cli.HIDDEN[name]).main(argv) end)
+    return ok and (math.tointeger(rc) or 0) or 1
   end
   local ok, cmd = cli.protect(find, name)
   if not ok then return 2 end
