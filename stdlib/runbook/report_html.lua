@@ -293,7 +293,11 @@ local function scale_of(runs)
     t1 = math.max(t1 or r.lanes.t1, r.lanes.t1)
   end
   local span = math.max(t1 - t0, 0.001)
-  return { t0 = t0, span = span, x = function(t) return math.floor(PLOT_X + (t - t0) / span * PLOT_W + 0.5) end }
+  -- (clamped: a hand-edited duration may reach before the first event)
+  local function x(t)
+    return math.floor(PLOT_X + math.max(0, math.min(1, (t - t0) / span)) * PLOT_W + 0.5)
+  end
+  return { t0 = t0, span = span, x = x }
 end
 
 function H.chart(runs)

@@ -333,7 +333,7 @@ class HtmlReport(unittest.TestCase):
         self.assertEqual(bars[("broken", "1")]["data-status"], "failed", "a failed step the operator skipped")
         for step in ("look", "ask", "approve", "settle"):
             self.assertEqual(bars[(step, "1")]["data-status"], "ok", step)
-        self.assertEqual(len(page.all("path", **{"class": "retry"})) > 0, True, "no retry shape")
+        self.assertTrue(page.all("path", **{"class": "retry"}), "no retry shape")
         self.assertGreaterEqual(len(page.all("path", **{"class": "cross"})), 2, "no failure crosses")
         waits = [a["data-wait"] for a in page.all("rect", **{"data-kind": "wait"})]
         self.assertGreaterEqual(waits.count("operator"), 5, waits)     # confirm, r, s, approver's name, words
@@ -441,6 +441,60 @@ class HtmlReport(unittest.TestCase):
         colours = {px(x, y) for y in range(0, height, 3) for x in range(0, width, 3)}
         for c in (NOTIFY, APPROVAL):
             self.assertIn(c, colours, f"the mark colour {c} is not on the screenshot")
+
+
+SMALL = """
+runbook { name = "small", title = "Small", severity = "P2" }
+step("One", { id = "one" }, function() end)
+step("Two", { id = "two" }, function() wait(0.05) end)
+step("Three", { id = "three" }, function() wait(0.05) end)
+"""
+
+
+class HtmlReportShapes(RunbookTestCase):
+    """Runs that are not the happy path, without a browser: the page still
+    comes out whole, and says what happened."""
+
+    def html_of(self, *transcripts):
+        out = self.path("r.html")
+        p = self.run_rb("report", "--html", *transcripts, "-o", out)
+        self.assertExit(p, 0)
+        with open(out) as f:
+            return f.read()
+
+    def test_an_unfinished_run_a_start_at_and_two_runs_in_one_page(self):
+        rb = self.write("small.lua", SMALL)
+        whole, later = self.path("a.jsonl"), self.path("b.jsonl")
+        self.assertExit(self.run_rb("run", rb, "--yes", "--transcript", whole), 0)
+        self.assertExit(self.run_rb("run", rb, "--yes", "--start-at", "three", "--transcript", later), 0)
+        # The first run as if the machine died in step 3: no step.end, no run.end.
+        with open(whole) as f:
+            lines = f.readlines()
+        cut_at = next(i for i, line in enumerate(lines) if '"event":"step.start"' in line and '"three"' in line)
+        cut = self.write("cut.jsonl", "".join(lines[:cut_at + 1]))
+        page = Page(self.html_of(cut, later))
+        bars = [(a["data-step"], a["data-status"]) for a in page.all("rect", **{"data-kind": "attempt"})]
+        self.assertIn(("three", "unfinished"), bars, "the step the run died in")
+        self.assertEqual(bars.count(("one", "skipped")), 1, "--start-at skipped step 1 of the second run")
+        self.assertEqual(bars.count(("three", "ok")), 1, bars)
+        text = "".join(page.svg_text)
+        self.assertIn("unfinished: run ", text)
+        self.assertIn("done: run ", text)
+        self.assertEqual(len(page.all("p", **{"data-ok": "true"})), 2, "both transcripts verify")
+        with open(self.path("r.html")) as f:
+            self.assertIn("<th>Time (UTC)</th><th>Run</th><th>Step</th>", f.read(),
+                          "several runs: the actions table says which")
+
+    def test_html_goes_to_stdout_without_o(self):
+        rb = self.write("small.lua", SMALL)
+        t = self.path("t.jsonl")
+        self.assertExit(self.run_rb("run", rb, "--yes", "--transcript", t), 0)
+        p = self.run_rb("report", "--html", t)
+        self.assertExit(p, 0)
+        self.assertTrue(p.stdout.startswith("<!DOCTYPE html>"), p.stdout[:100])
+        self.assertTrue(p.stdout.rstrip().endswith("</html>"))
+        h = self.run_rb("report", "--help")
+        self.assertIn("--html", h.stdout)
 
 
 if __name__ == "__main__":
