@@ -335,6 +335,9 @@ function report.describe_with(ev, md)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
+  elseif e == "waiting" then
+    return string.format("waiting for %s: \"%s\"", ev.on == "approval" and "approval" or "the operator",
+      md(short(ev.question, 100)))
   elseif e == "severity" then
     return string.format("severity %s%s: **%s** by %s", md(ev.action),
       ev.previous and (" from " .. md(ev.previous)) or "", md(ev.level), md(ev.by))

@@ -347,6 +347,7 @@ class HtmlReport(unittest.TestCase):
             self.assertIn(words, text)
         self.assertEqual(len(self.hook.bodies), 1, "the webhook got the notification")
         self.assertIn("approved by Dana Lead (attested by the operator", self.html)
+        self.assertIn("waiting for the operator: &quot;Promote the replica?&quot;", self.html)
 
     def test_verification_is_at_the_top_with_the_final_hash(self):
         with open(self.transcript) as f:
