@@ -3,6 +3,8 @@
 -- report.load(paths) reads and verifies each transcript; report.markdown()
 -- renders the summary, a merged timeline, the actions taken and who
 -- confirmed what.  The post-incident runbook builds its report on this.
+-- Each loaded run also carries its chart (report.lanes: steps, waits,
+-- marks) and its verification as data, which runbook.report_html draws.
 local cjson_null = require("cjson").null
 local record = require("runbook.record")
 
@@ -15,6 +17,7 @@ local function num(v)
   end
   return tostring(v)
 end
+report.num = num
 
 local function md(s)
   if type(s) == "number" then s = num(s) end
@@ -50,6 +53,134 @@ function report.duration(seconds)
   return string.format("%d h %02d min", seconds // 3600, (seconds % 3600) // 60)
 end
 
+-- The chart of one run, worked out here once for every renderer: a lane
+-- per step, in the order the steps first started, holding its attempts as
+-- bars, the approvals and notifications made in it as marks, and under it
+-- its waits: a question that waited for the operator or an approver (from
+-- its `waiting` event to the event that answered it), a question answered
+-- at once (answers file, --yes: a point), a wait() or poll() (a call event
+-- records its end and duration).  Times are seconds since the epoch.
+local lanes_on = {}
+
+local function lane_of(c, id, title, index)
+  id = id or c.current
+  if id == nil then return c.run_lane end
+  local l = c.by_id[id]
+  if not l then
+    l = { id = id, title = title or id, index = index, bars = {}, marks = {}, waits = {} }
+    c.by_id[id] = l
+    c.list[#c.list + 1] = l
+  end
+  if title then l.title = title end
+  return l
+end
+
+-- A question waiting ends at the next thing the run records that answers
+-- or supersedes it: the run waits for nothing else meanwhile.
+local function close_wait(c, t, ev)
+  local w = c.wait
+  if not w then return nil end
+  w.t1, c.wait = t, nil
+  if ev and ev.answer ~= nil then w.answer, w.source = ev.answer, ev.source end
+  return w
+end
+
+local function add_wait(lane, w)
+  lane.waits[#lane.waits + 1] = w
+  return w
+end
+
+lanes_on["step.start"] = function(c, ev, t)
+  local l = lane_of(c, ev.id, ev.title, ev.index)
+  c.current = ev.id
+  l.open = { t0 = t, attempt = math.tointeger(ev.attempt) or 1 }
+  l.bars[#l.bars + 1] = l.open
+end
+
+lanes_on["step.end"] = function(c, ev, t)
+  close_wait(c, t, nil)
+  local l = lane_of(c, ev.id, nil, ev.index)
+  local bar = l.open
+  if not bar then     -- skipped by --start-at or --resume: it never started
+    bar = { t0 = t, attempt = 1 }
+    l.bars[#l.bars + 1] = bar
+  end
+  -- The attempt ended before the retry/skip/abort question was answered.
+  bar.t1 = type(ev.duration) == "number" and l.open and math.min(bar.t0 + ev.duration, t) or t
+  bar.status, bar.error, bar.decision, bar.reason = ev.status, ev.error, ev.decision, ev.reason
+  l.open, c.current = nil, nil
+end
+
+function lanes_on.waiting(c, ev, t)
+  close_wait(c, t, nil)
+  c.wait = add_wait(lane_of(c, ev.step), { kind = ev.on == "approval" and "approval" or "operator",
+    label = tostring(ev.question or ev.on or "?"), t0 = t })
+end
+
+local function answered(c, ev, t)
+  if not close_wait(c, t, ev) then
+    add_wait(lane_of(c, ev.step), { kind = "answered", label = ev.question, t0 = t, t1 = t,
+      answer = ev.answer, source = ev.source })
+  end
+end
+lanes_on.confirm, lanes_on.prompt, lanes_on.manual = answered, answered, answered
+
+function lanes_on.approval(c, ev, t)
+  local lane = lane_of(c, ev.step)
+  if not ev.dry_run and not close_wait(c, t, nil) then
+    add_wait(lane, { kind = "answered", label = tostring(ev.question), t0 = t, t1 = t,
+      answer = ev.approved and "approved" or "rejected", source = ev.source })
+  end
+  lane.marks[#lane.marks + 1] = { kind = ev.approved and "approval" or "rejected", t = t, ev = ev }
+end
+
+lanes_on["approval.refused"] = function(c, ev, t)
+  local lane = lane_of(c, ev.step)
+  lane.marks[#lane.marks + 1] = { kind = "refused", t = t, ev = ev }
+end
+
+function lanes_on.notify(c, ev, t)
+  local lane = lane_of(c, ev.step)
+  local ok = type(ev.channels) == "table" and #ev.channels > 0
+  for _, ch in ipairs(type(ev.channels) == "table" and ev.channels or {}) do
+    ok = ok and type(ch) == "table" and ch.ok == true
+  end
+  lane.marks[#lane.marks + 1] = { kind = "notify", t = t, ev = ev, ok = ok }
+end
+
+function lanes_on.call(c, ev, t)
+  if ev.primitive ~= "wait" and ev.primitive ~= "poll" then return end
+  local a = type(ev.args) == "table" and ev.args or {}
+  local label = ev.primitive == "wait" and ("wait " .. num(a.seconds or "?") .. " s")
+    or string.format("poll: %s (%s tries)", tostring(a.what or "condition"), num(ev.attempts or "?"))
+  local dur = type(ev.duration) == "number" and ev.duration or 0
+  add_wait(lane_of(c, ev.step), { kind = "timer", label = label, t0 = t - dur, t1 = t,
+    outcome = ev.outcome })
+end
+
+lanes_on.interrupt = function(c, _, t) close_wait(c, t, nil) end
+
+-- Lanes and their extent {t0, t1} from a run's events (checked by
+-- read_checked: every ts parses).  Whatever is still open at the last
+-- event did not finish.
+function report.lanes(events)
+  local c = { by_id = {}, list = {}, run_lane = { bars = {}, marks = {}, waits = {} } }
+  local t0, t1
+  for _, ev in ipairs(events) do
+    local t = report.epoch(ev.ts)
+    t0, t1 = t0 or t, t
+    local on = lanes_on[ev.event]
+    if on then on(c, ev, t) end
+  end
+  if c.wait then c.wait.unfinished = true end
+  close_wait(c, t1, nil)
+  for _, l in ipairs(c.list) do
+    if l.open then l.open.t1, l.open.status = t1, "unfinished" end
+    l.open = nil
+  end
+  return { t0 = t0, t1 = t1, steps = c.list, run = c.run_lane }
+end
+
 -- One run's facts from its events.
 local function summarize(path, events, verified)
   local run = { path = path, events = events, verified = verified, params = {}, steps = {},
@@ -73,6 +204,7 @@ local function summarize(path, events, verified)
     if ev.event == "step.start" then run.steps[ev.id] = ev.title end
     run.last = ev.ts
   end
+  run.lanes = report.lanes(events)
   return run
 end
 
@@ -149,12 +281,15 @@ function report.load(paths)
     if not events then return nil, ok end
     local verified = ok and string.format("verified, %d lines, final hash `%s`", res.lines, res.last_hash)
       or string.format("**does not verify** at line %d: %s", res.bad_line, res.reason)
-    runs[#runs + 1] = summarize(path, events, verified)
+    local run = summarize(path, events, verified)
+    run.verify = { ok = ok and true or false, lines = res.lines, hash = res.last_hash, bad_line = res.bad_line,
+      reason = res.reason }
+    runs[#runs + 1] = run
   end
   return runs
 end
 
-local function call_text(ev)
+function report.call_text(ev)
   local a = ev.args or {}
   local what
   if ev.primitive == "exec" or ev.primitive == "sh" then
@@ -193,13 +328,16 @@ function report.describe_with(ev, md)
     if ev.error then t = t .. ": " .. md(short(ev.error, 120)) end
     if ev.decision then t = t .. " -> " .. md(ev.decision) end
     return t
-  elseif e == "call" then return md(call_text(ev))
+  elseif e == "call" then return md(report.call_text(ev))
   elseif e == "confirm" or e == "prompt" or e == "manual" then
     return string.format("%s \"%s\" -> %s (%s)", e, md(short(ev.question, 100)), md(ev.answer), md(ev.source))
   elseif e == "approval" or e == "approval.refused" then return report.approval_text(ev)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
+  elseif e == "waiting" then
+    return string.format("waiting for %s: \"%s\"", ev.on == "approval" and "approval" or "the operator",
+      md(short(ev.question, 100)))
   elseif e == "severity" then
     return string.format("severity %s%s: **%s** by %s", md(ev.action),
       ev.previous and (" from " .. md(ev.previous)) or "", md(ev.level), md(ev.by))
@@ -250,7 +388,7 @@ local function run_summary(w, r)
 end
 
 -- Every event of every run, in time order.
-local function merge(runs)
+function report.merge(runs)
   local merged = {}
   for _, r in ipairs(runs) do
     for _, ev in ipairs(r.events) do merged[#merged + 1] = { ev = ev, run = r } end
@@ -282,7 +420,7 @@ local function actions(w, merged)
   local any = false
   for _, m in ipairs(merged) do
     if m.ev.event == "call" and m.ev.primitive ~= "wait" and m.ev.primitive ~= "poll" then
-      w("- %s %s", md(m.ev.ts), md(call_text(m.ev)))
+      w("- %s %s", md(m.ev.ts), md(report.call_text(m.ev)))
       any = true
     end
   end
@@ -321,7 +459,7 @@ function report.markdown(runs, opts)
   w("# Incident timeline: %s", md(opts.title or first.title or first.runbook or "runbook"))
   w("")
   for _, r in ipairs(runs) do run_summary(w, r) end
-  local merged = merge(runs)
+  local merged = report.merge(runs)
   timeline(w, merged, #runs > 1)
   actions(w, merged)
   confirmations(w, merged)
