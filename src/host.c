@@ -39,7 +39,6 @@ static const luaL_Reg host_libs[] = {
     { "runbook.operator", luaopen_runbook_operator },
     { "runbook.answers", luaopen_runbook_answers },
     { "runbook.args", luaopen_runbook_args },
-    { "runbook.lineedit", luaopen_runbook_lineedit },
     { "runbook.sys", luaopen_runbook_sys },
 #define RB_PRIMITIVE(name) { "runbook." #name, luaopen_runbook_##name },
 #include "primitives.h"

@@ -10,6 +10,7 @@
 #include "runbook/transcript.h"
 
 #include <ctype.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -22,7 +23,8 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
-#include <openssl/evp.h>
+#include <openssl/opensslv.h>
+#include <openssl/sha.h>
 
 #define VSTATE_MT   "runbook.transcript.reading"
 #define WRITER_MT   "runbook.transcript.writer"
@@ -63,29 +65,51 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- hashing and time ------------------------------------------------ */
 
-/* Returns -1 (and out = "") only if libcrypto itself fails, which callers
- * that write or check a chain must treat as an error, not as a hash. */
+/* libcrypto's SHA-256, opened on the first hash: SHA256_Init/Update/Final
+ * go straight to its block function (SHA-NI where the CPU has it).
+ * Linking libcrypto into the binary made every command, --version
+ * included, pay for its relocations at start (about 2 ms), and OpenSSL 3's
+ * EVP_MD_fetch cost 5.3 M instructions on the first call (its config
+ * file, providers and name tables) to reach the same function.  The
+ * process is single-threaded; the library stays loaded until exit. */
+struct sha256_fns {
+    int (*init)(SHA256_CTX *c);
+    int (*update)(SHA256_CTX *c, const void *data, size_t len);
+    int (*final)(unsigned char *md, SHA256_CTX *c);
+};
+
+static const struct sha256_fns *sha256_open(void)
+{
+    static struct sha256_fns fns;
+    if (fns.final != NULL)
+        return &fns;
+    void *lib = dlopen("libcrypto.so." OPENSSL_MSTR(OPENSSL_SHLIB_VERSION), RTLD_NOW | RTLD_LOCAL);
+    if (lib == NULL)
+        return NULL;
+    *(void **)&fns.init = dlsym(lib, "SHA256_Init");
+    *(void **)&fns.update = dlsym(lib, "SHA256_Update");
+    *(void **)&fns.final = dlsym(lib, "SHA256_Final");
+    if (fns.init == NULL || fns.update == NULL || fns.final == NULL) {
+        fns.final = NULL;
+        return NULL;
+    }
+    return &fns;
+}
+
+/* Returns -1 (and out = "") only if libcrypto itself fails (or cannot be
+ * loaded), which callers that write or check a chain must treat as an
+ * error, not as a hash. */
 static int sha256_hex(const void *data, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";
-    /* The algorithm is fetched and the context made once: OpenSSL 3 looks
-     * the algorithm up again on every one-shot call (SHA256() included),
-     * which cost a third of hashing a 400-byte line.  The process is
-     * single-threaded; both live until exit. */
-    static EVP_MD *md;
-    static EVP_MD_CTX *ctx;
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int n = 0;
+    const struct sha256_fns *f = sha256_open();
+    unsigned char digest[SHA256_DIGEST_LENGTH];
+    SHA256_CTX c;
 
     out[0] = '\0';
-    if (md == NULL && (md = EVP_MD_fetch(NULL, "SHA256", NULL)) == NULL)
+    if (f == NULL || !f->init(&c) || !f->update(&c, data, len) || !f->final(digest, &c))
         return -1;
-    if (ctx == NULL && (ctx = EVP_MD_CTX_new()) == NULL)
-        return -1;
-    if (!EVP_DigestInit_ex2(ctx, md, NULL) || !EVP_DigestUpdate(ctx, data, len) ||
-        !EVP_DigestFinal_ex(ctx, digest, &n) || n != 32)
-        return -1;
-    for (unsigned int i = 0; i < n; i++) {
+    for (unsigned int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
         out[2 * i] = digits[digest[i] >> 4];
         out[2 * i + 1] = digits[digest[i] & 0xf];
     }
