@@ -10,7 +10,6 @@
 #include "runbook/transcript.h"
 
 #include <ctype.h>
-#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -23,8 +22,7 @@
 #include <unistd.h>
 
 #include <lauxlib.h>
-#include <openssl/opensslv.h>
-#include <openssl/sha.h>
+#include <nettle/sha2.h>
 
 #define VSTATE_MT   "runbook.transcript.reading"
 #define WRITER_MT   "runbook.transcript.writer"
@@ -65,51 +63,22 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 
 /* ---- hashing and time ------------------------------------------------ */
 
-/* libcrypto's SHA-256, opened on the first hash: SHA256_Init/Update/Final
- * go straight to its block function (SHA-NI where the CPU has it).
- * Linking libcrypto into the binary made every command, --version
- * included, pay for its relocations at start (about 2 ms), and OpenSSL 3's
- * EVP_MD_fetch cost 5.3 M instructions on the first call (its config
- * file, providers and name tables) to reach the same function.  The
- * process is single-threaded; the library stays loaded until exit. */
-struct sha256_fns {
-    int (*init)(SHA256_CTX *c);
-    int (*update)(SHA256_CTX *c, const void *data, size_t len);
-    int (*final)(unsigned char *md, SHA256_CTX *c);
-};
-
-static const struct sha256_fns *sha256_open(void)
-{
-    static struct sha256_fns fns;
-    if (fns.final != NULL)
-        return &fns;
-    void *lib = dlopen("libcrypto.so." OPENSSL_MSTR(OPENSSL_SHLIB_VERSION), RTLD_NOW | RTLD_LOCAL);
-    if (lib == NULL)
-        return NULL;
-    *(void **)&fns.init = dlsym(lib, "SHA256_Init");
-    *(void **)&fns.update = dlsym(lib, "SHA256_Update");
-    *(void **)&fns.final = dlsym(lib, "SHA256_Final");
-    if (fns.init == NULL || fns.update == NULL || fns.final == NULL) {
-        fns.final = NULL;
-        return NULL;
-    }
-    return &fns;
-}
-
-/* Returns -1 (and out = "") only if libcrypto itself fails (or cannot be
- * loaded), which callers that write or check a chain must treat as an
- * error, not as a hash. */
+/* Nettle's SHA-256 (SHA-NI where the CPU has it, as libcrypto's): the
+ * binary linked libcrypto for this one function, and its loading and
+ * relocation cost every command, --version included, 2.5 M instructions
+ * (about 2 ms) at start, and OpenSSL 3's EVP_MD_fetch 5.3 M more on the
+ * first hash (its config file, providers and name tables).  libnettle
+ * loads in a tenth of that. */
 static int sha256_hex(const void *data, size_t len, char *out)
 {
     static const char digits[] = "0123456789abcdef";
-    const struct sha256_fns *f = sha256_open();
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256_CTX c;
+    unsigned char digest[SHA256_DIGEST_SIZE];
+    struct sha256_ctx c;
 
-    out[0] = '\0';
-    if (f == NULL || !f->init(&c) || !f->update(&c, data, len) || !f->final(digest, &c))
-        return -1;
-    for (unsigned int i = 0; i < SHA256_DIGEST_LENGTH; i++) {
+    sha256_init(&c);
+    sha256_update(&c, len, data);
+    sha256_digest(&c, sizeof digest, digest);
+    for (unsigned int i = 0; i < SHA256_DIGEST_SIZE; i++) {
         out[2 * i] = digits[digest[i] >> 4];
         out[2 * i + 1] = digits[digest[i] & 0xf];
     }
