@@ -9,6 +9,7 @@
  */
 #include "runbook/host.h"
 
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,7 +39,6 @@ static const luaL_Reg host_libs[] = {
     { "runbook.operator", luaopen_runbook_operator },
     { "runbook.answers", luaopen_runbook_answers },
     { "runbook.args", luaopen_runbook_args },
-    { "runbook.lineedit", luaopen_runbook_lineedit },
     { "runbook.sys", luaopen_runbook_sys },
 #define RB_PRIMITIVE(name) { "runbook." #name, luaopen_runbook_##name },
 #include "primitives.h"
@@ -143,6 +143,169 @@ static void keep_c_modules_loaded(lua_State *L)
     lua_pop(L, 1);
 }
 
+/* Lua 5.4's dump (ldump.c) is a fixed header, the main function's upvalue
+ * count (one byte), then its source name: a size+1 varint, 7 bits a byte
+ * with the top bit set on the last one, and the bytes; nested functions
+ * name no source of their own and inherit it.  Sets *name and *tail to
+ * where that name starts and ends; 0 when buf is not a dump in the format
+ * of this liblua. */
+static int dump_name(const char *buf, size_t n, size_t *name, size_t *tail)
+{
+    const size_t head = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number) + 1;
+    const unsigned version = (LUA_VERSION_NUM / 100) * 16 + LUA_VERSION_NUM % 100;
+    if (n <= head || memcmp(buf, LUA_SIGNATURE, 4) != 0 || (unsigned char)buf[4] != version)
+        return 0;
+    size_t len = 0, i = head;
+    unsigned char b;
+    do {
+        if (i >= n || len > n)
+            return 0;
+        b = (unsigned char)buf[i++];
+        len = (len << 7) | (b & 0x7f);
+    } while (!(b & 0x80));
+    if (len == 0 || len - 1 > n - i)
+        return 0;
+    *name = head;
+    *tail = i + len - 1;
+    return 1;
+}
+
+/* The varint of dump_name for x into out (16 bytes); returns its length. */
+static size_t dump_size(unsigned char *out, size_t x)
+{
+    unsigned char rev[16];
+    size_t n = 0, k = 0;
+    do {
+        rev[n++] = x & 0x7f;
+        x >>= 7;
+    } while (x != 0);
+    while (n > 0)
+        out[k++] = rev[--n];
+    out[k - 1] |= 0x80;
+    return k;
+}
+
+struct pieces {
+    const char *p[4];
+    size_t n[4];
+    int i;
+};
+
+static const char *read_pieces(lua_State *L, void *ud, size_t *size)
+{
+    struct pieces *r = ud;
+    (void)L;
+    while (r->i < 4 && r->n[r->i] == 0)
+        r->i++;
+    if (r->i == 4) {
+        *size = 0;
+        return NULL;
+    }
+    *size = r->n[r->i];
+    return r->p[r->i++];
+}
+
+/* Load the bytecode in buf as the chunk "@src".  The build compiled it
+ * from the source tree; naming the .lua that was found instead (the
+ * installed one, say) keeps every error and traceback pointing at the
+ * file and line a reader opens.  LUA_OK, or an error on the stack. */
+static int load_dump(lua_State *L, const char *buf, size_t n, const char *src)
+{
+    size_t name, tail;
+    if (!dump_name(buf, n, &name, &tail)) {
+        lua_pushliteral(L, "not a dump of this Lua");
+        return LUA_ERRSYNTAX;
+    }
+    char chunk[PATH_MAX + 520];
+    snprintf(chunk, sizeof chunk, "@%s", src);
+    size_t clen = strlen(chunk);
+    unsigned char varint[16];
+    struct pieces r = { { buf, (const char *)varint, chunk, buf + tail },
+                        { name, dump_size(varint, clen + 1), clen, n - tail }, 0 };
+    return lua_load(L, read_pieces, &r, chunk, "b");
+}
+
+/* The bytecode of src, when bc is at least as new as src (an edit the
+ * build has not compiled yet wins), as a loaded chunk.  Returns 1 with the
+ * chunk pushed, 0 with nothing pushed. */
+static int load_bytecode(lua_State *L, const char *bc, const char *src, const struct stat *st)
+{
+    int fd = open(bc, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 0;
+    struct stat bst;
+    int fresh = fstat(fd, &bst) == 0 && S_ISREG(bst.st_mode) && bst.st_size > 0 &&
+        (bst.st_mtim.tv_sec > st->st_mtim.tv_sec ||
+         (bst.st_mtim.tv_sec == st->st_mtim.tv_sec && bst.st_mtim.tv_nsec >= st->st_mtim.tv_nsec));
+    char *buf = fresh ? lua_newuserdatauv(L, (size_t)bst.st_size, 0) : NULL;
+    ssize_t got = buf != NULL ? read(fd, buf, (size_t)bst.st_size) : -1;
+    close(fd);
+    if (got != bst.st_size) {
+        if (buf != NULL)
+            lua_pop(L, 1);
+        return 0;
+    }
+    int status = load_dump(L, buf, (size_t)got, src);
+    lua_remove(L, -2);
+    if (status != LUA_OK)
+        lua_pop(L, 1);
+    return status == LUA_OK;
+}
+
+/* package.searchers[2]: a module of stdlib/ (upvalue 1 the data dir,
+ * upvalue 2 the bytecode dir), from its bytecode when it is current,
+ * else from the .lua, opened once (Lua's own searcher opens a file to
+ * find it and again to load it).  A name not in stdlib/ is left to the
+ * searchers after it. */
+static int search_stdlib(lua_State *L)
+{
+    const char *name = luaL_checkstring(L, 1);
+    const char *dir = lua_tostring(L, lua_upvalueindex(1));
+    const char *bcdir = lua_tostring(L, lua_upvalueindex(2));
+    char rel[256];
+    if (strlen(name) >= sizeof rel || strstr(name, "..") != NULL || strchr(name, '/') != NULL)
+        return 0;
+    for (size_t i = 0; (rel[i] = name[i] == '.' ? '/' : name[i]) != '\0'; i++)
+        ;
+    static const char *const forms[] = { "%s/stdlib/%s.lua", "%s/stdlib/%s/init.lua" };
+    static const char *const bcforms[] = { "%s/%s.luac", "%s/%s/init.luac" };
+    for (int f = 0; f < 2; f++) {
+        char src[PATH_MAX + 512], bc[PATH_MAX + 512];
+        struct stat st;
+        snprintf(src, sizeof src, forms[f], dir, rel);
+        if (stat(src, &st) != 0 || !S_ISREG(st.st_mode))
+            continue;
+        snprintf(bc, sizeof bc, bcforms[f], bcdir, rel);
+        if (!load_bytecode(L, bc, src, &st) && luaL_loadfilex(L, src, NULL) != LUA_OK)
+            return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
+                              name, src, lua_tostring(L, -1));
+        lua_pushstring(L, src);
+        return 2;
+    }
+    return 0;
+}
+
+/* Put search_stdlib second in package.searchers, after package.preload
+ * (package on the top of the stack).  The bytecode of the source tree is
+ * the build's; an installed stdlib has its own beside it. */
+static void add_stdlib_searcher(lua_State *L, const char *dir)
+{
+    lua_pushstring(L, dir);
+    if (strcmp(dir, RB_SOURCE_DIR) == 0)
+        lua_pushstring(L, RB_BUILD_BYTECODE_DIR);
+    else
+        lua_pushfstring(L, "%s/bytecode", dir);
+    lua_pushcclosure(L, search_stdlib, 2);
+    lua_getfield(L, -2, "searchers");
+    for (lua_Integer i = luaL_len(L, -1); i >= 2; i--) {
+        lua_rawgeti(L, -1, i);
+        lua_rawseti(L, -2, i + 1);
+    }
+    lua_rotate(L, -2, 1);
+    lua_rawseti(L, -2, 2);
+    lua_pop(L, 1);
+}
+
 void rb_host_open(lua_State *L)
 {
     luaL_openlibs(L);
@@ -169,6 +332,7 @@ void rb_host_open(lua_State *L)
     lua_setfield(L, -2, "path");
     lua_pushfstring(L, "%s/?.so", moddir);
     lua_setfield(L, -2, "cpath");
+    add_stdlib_searcher(L, dir);
     lua_pop(L, 1);
 
     lua_newtable(L);

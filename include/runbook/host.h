@@ -47,7 +47,8 @@ void rb_class(lua_State *L, const char *name, lua_CFunction gc,
               lua_CFunction tostring, const luaL_Reg *methods);
 
 /* Open the Lua module "runbook.lineedit": loop(session), the REPL's
- * reading loop (src/lineedit.c).  [-0, +1, m] */
+ * reading loop (src/lineedit.c, the C module runbook/lineedit.so, loaded
+ * by the first require: libedit costs the other commands nothing).  [-0, +1, m] */
 int luaopen_runbook_lineedit(lua_State *L);
 
 /* Run the command line: require("runbook.cli").main(argv), argv[0] the

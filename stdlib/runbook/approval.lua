@@ -16,11 +16,15 @@
 -- the operator retries, skips or aborts; a timeout fails the step.
 local errors = require("runbook.errors")
 local escalation = require("runbook.escalation")
-local inbox = require("runbook.room_inbox")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
 local room = require("runbook.room")
 local ui = require("runbook.ui")
+
+-- The room's inbox (and with it the store, url and networds) is loaded by
+-- the first run that has a room: every step's declaration checks its
+-- approval here, and a run without a room should not compile the room.
+local function inbox() return require("runbook.room_inbox") end
 
 local approval = {}
 
@@ -74,7 +78,7 @@ local function store_of(run)
   local spec, bad = room.spec(run.config, run.target)
   if bad then error(bad, 0) end
   if spec == nil then return nil end
-  local store = inbox.connect(spec)
+  local store = inbox().connect(spec)
   run.room_store, run.room_backend = store, spec.backend
   run.cleanup[#run.cleanup + 1] = function()
     if run.room_store then run.room_store:close() end
@@ -102,7 +106,7 @@ end
 
 -- A status update from the room: shown, sent through notify, recorded.
 local function deliver_update(run, m)
-  local d = inbox.describe(m)
+  local d = inbox().describe(m)
   if d.text == nil or d.text == "" then return end
   ui.print("  " .. ui.style("cyan", "update from " .. who_text(d) .. ":") .. " " .. d.text)
   local severity = run.plan and run.plan.header and run.plan.header.severity
@@ -166,7 +170,7 @@ end
 -- The answer m gives (approve or reject), recorded and shown: the
 -- approval, or raises the rejection.
 local function answer(run, q, m)
-  local d = inbox.describe(m)
+  local d = inbox().describe(m)
   local approved = m.kind == "approve"
   event(run, "approval", { question = q.question, approved = approved, by = d.by, os_user = d.os_user,
     host = d.host, text = d.text, at = d.at, room = run.room_backend, message = m.id })
