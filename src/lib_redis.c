@@ -47,7 +47,6 @@ struct conn {
     int busy;                   /* a call is in flight */
     int written;                /* the command has left the buffer */
     double deadline, timeout;
-    double replied;             /* when the last reply was read (rb_loop_now) */
     char where[WHERE_MAX];      /* "redis host:port", the facts' who */
     char cmd[40];               /* the command in flight, the facts' command */
 };
@@ -349,7 +348,6 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
     if (reply == NULL)
         return rb_loop_wait(L, ctx->fd, POLLIN, c->deadline, k_call, 1);
     c->busy = 0;
-    c->replied = rb_loop_now();
     return push_reply(L, c, reply);
 }
 
@@ -404,19 +402,11 @@ static int l_close(lua_State *L)
 /* conn:isopen() -> true while connected and usable.  An idle connection
  * (no call in flight) should have nothing to read: if it has, the server
  * closed it (its `timeout`, a restart, a proxy) or sent what we never
- * asked for, so it is closed here, before a command is sent on it.
- * Within FRESH seconds of its last reply it is not asked: the poll is a
- * system call on every command (a microsecond, a tenth of what the host
- * adds to a PING), and a server closing it in that millisecond makes the
- * next command fail as a lost connection, as one closing it between this
- * check and the send always could.  A restart, an idle timeout or a
- * proxy's cut come later than that. */
-#define FRESH 0.001
-
+ * asked for, so it is closed here, before a command is sent on it. */
 static int l_isopen(lua_State *L)
 {
     struct conn *c = luaL_checkudata(L, 1, CONN_MT);
-    if (c->ctx != NULL && !c->busy && rb_loop_now() - c->replied >= FRESH) {
+    if (c->ctx != NULL && !c->busy) {
         struct pollfd p = { .fd = c->ctx->fd, .events = POLLIN, .revents = 0 };
         if (poll(&p, 1, 0) != 0)
             conn_release(c);

@@ -16,7 +16,7 @@ import unittest
 from harness import RUNBOOK, SOURCE_DIR, RunbookTestCase
 
 BUILD_DIR = os.path.dirname(RUNBOOK)
-LIBRARY_PACKAGES = ("libc6", "liblua5.4-0", "lua-cjson", "libedit2", "libssl3", "libcurl4",
+LIBRARY_PACKAGES = ("libc6", "liblua5.4-0", "lua-cjson", "libnettle8", "libedit2", "libssl3", "libcurl4",
                     "libpq5", "libhiredis0.14", "libssh2-1")
 
 # Inside the namespace: overlays, dpkg -i, the installed runbook at work,
