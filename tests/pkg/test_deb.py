@@ -28,7 +28,7 @@ for d in usr var/lib/dpkg; do
   mkdir -p "$T/up/$d" "$T/work/$d"
   mount -t overlay overlay -o "lowerdir=/$d,upperdir=$T/up/$d,workdir=$T/work/$d" "/$d"
 done
-dpkg --log=/dev/null --no-triggers -i "$DEB" >"$T/dpkg-i.log" 2>&1 || { cat "$T/dpkg-i.log"; exit 3; }
+dpkg --log="$T/dpkg.log" --no-triggers -i "$DEB" >"$T/dpkg-i.log" 2>&1 || { cat "$T/dpkg-i.log"; exit 3; }
 set +e
 echo "@status $(dpkg-query -W -f='${Status}' runbook)"
 echo "@which $(command -v runbook)"
@@ -45,9 +45,10 @@ echo "@man $(man -w runbook)"
 echo "@bash $(bash --norc --noprofile -c '. /usr/share/bash-completion/bash_completion 2>/dev/null;
   _completion_loader runbook 2>/dev/null; complete -p runbook')"
 if command -v zsh >/dev/null; then
-  echo "@zsh $(zsh -f -c 'autoload -U compinit; compinit -u -D -d /dev/null; print -r -- $_comps[runbook]')"
+  # -d: compinit writes its dump file even with -D, by a rename: never /dev/null
+  echo "@zsh $(T="$T" zsh -f -c 'autoload -U compinit; compinit -u -D -d "$T/zcompdump"; print -r -- $_comps[runbook]')"
 fi
-dpkg --log=/dev/null --no-triggers -r runbook >/dev/null 2>&1
+dpkg --log="$T/dpkg.log" --no-triggers -r runbook >"$T/dpkg-r.log" 2>&1
 echo "@removed $(test -e /usr/bin/runbook && echo no || echo yes)"
 '''
 
