@@ -7,6 +7,7 @@ private mount namespace where /usr and /var/lib/dpkg are overlays whose
 writes land in a temp dir (so the machine's /usr and dpkg database stay as
 they were), then run from /usr/bin as a user would, and removed."""
 import glob
+import json
 import os
 import shutil
 import subprocess
@@ -41,6 +42,11 @@ env -u RUNBOOK_DATADIR -u RUNBOOK_MODDIR runbook run /usr/share/doc/runbook/exam
 echo "@demo-rc $?"
 env -u RUNBOOK_DATADIR -u RUNBOOK_MODDIR runbook verify "$T/demo.jsonl"
 echo "@verify-rc $?"
+R="env -u RUNBOOK_DATADIR -u RUNBOOK_MODDIR runbook"
+$R list --json >"$T/list.json"; echo "@list-json-rc $?"
+$R stats --json "$T/demo.jsonl" >"$T/stats.json"; echo "@stats-rc $?"
+$R report --html -o "$T/report.html" "$T/demo.jsonl"; echo "@html-rc $?"
+printf 'help(http.get)\nprint(json.decode("[1]")[1])\n' | $R repl >"$T/repl.out" 2>&1; echo "@repl-rc $?"
 echo "@man $(man -w runbook)"
 echo "@bash $(bash --norc --noprofile -c '. /usr/share/bash-completion/bash_completion 2>/dev/null;
   _completion_loader runbook 2>/dev/null; complete -p runbook')"
@@ -163,6 +169,20 @@ class DebTest(RunbookTestCase):
         self.assertIn("run done", out)
         self.assertIn("@demo-rc 0", out)
         self.assertIn("@verify-rc 0", out)
+        # issue 13's tools, from the installed paths: JSON, stats, the HTML page, the REPL's help
+        for what in ("list-json", "stats", "html", "repl"):
+            self.assertIn(f"@{what}-rc 0", out)
+        with open(os.path.join(t, "list.json")) as f:
+            names = [r["name"] for r in json.load(f)]
+        self.assertIn("db-restore", names)
+        with open(os.path.join(t, "stats.json")) as f:
+            self.assertEqual(json.load(f)["transcripts"]["used"], 1)
+        with open(os.path.join(t, "report.html")) as f:
+            self.assertIn("<svg", f.read())
+        with open(os.path.join(t, "repl.out")) as f:
+            repl = f.read()
+        self.assertIn("http.get(url", repl)
+        self.assertRegex(repl, r"(?m)^1$", "a JSON integer prints as 1 from the installed REPL")
         self.assertIn("@man /usr/share/man/man1/runbook.1", out)
         self.assertIn("@bash complete -F _runbook runbook", out,
                       "bash-completion does not load the installed completion by name")
