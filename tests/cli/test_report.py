@@ -40,6 +40,18 @@ class Report(RunbookTestCase):
         self.assertNotIn("tok-5a5a5a5a", md)
         self.assertNotRegex(md, r"exit \d+\.0", "integers must not print as floats")
 
+    def test_a_file_call_names_its_path(self):
+        note = self.path("note.txt")
+        rb = self.write("files.lua", f"""
+runbook {{ name = "files" }}
+step("Write", function() file.write("{note}", "x") file.stat("{note}") end)
+""")
+        t = self.path("files.jsonl")
+        self.assertExit(self.run_rb("run", rb, "--yes", "--transcript", t), 0)
+        md = self.run_rb("report", t).stdout
+        self.assertIn(f"file.write `{note}`: ok", md)
+        self.assertIn(f"file.stat `{note}`: ok", md)
+
     def test_several_transcripts_merge_into_one_timeline(self):
         a = self.make_transcript("a", "[ask] Proceed with the fix? = no\n")
         b = self.make_transcript("b", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
