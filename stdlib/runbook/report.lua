@@ -295,7 +295,9 @@ function report.call_text(ev)
   if ev.primitive == "exec" or ev.primitive == "sh" then
     what = "`" .. short(table.concat(a.argv or {}, " "), 80) .. "`"
   else
-    what = "`" .. short(a.describe or a.url or a.sql or a.cmd or a.command or a.path or ev.primitive, 80) .. "`"
+    local command = a.command       -- redis records its argv as a list
+    if type(command) == "table" then command = table.concat(command, " ") end
+    what = "`" .. short(a.describe or a.url or a.sql or a.cmd or command or a.path or ev.primitive, 80) .. "`"
   end
   local outcome = ev.outcome
   if ev.result and ev.result.code ~= nil then outcome = outcome .. ", exit " .. num(ev.result.code) end

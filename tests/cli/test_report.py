@@ -52,6 +52,16 @@ step("Write", function() file.write("{note}", "x") file.stat("{note}") end)
         self.assertIn(f"file.write `{note}`: ok", md)
         self.assertIn(f"file.stat `{note}`: ok", md)
 
+    def test_a_redis_call_shows_its_command(self):
+        # the call event as prim/redis.lua records it (its argv as a list)
+        t = self.write("redis.jsonl", '{"seq":1,"ts":"2026-12-02T06:00:00.000Z","run":"r1",'
+                       '"event":"run.start","runbook":"r","operator":"o","host":"h"}\n'
+                       '{"seq":2,"ts":"2026-12-02T06:00:00.001Z","run":"r1",'
+                       '"event":"call","primitive":"redis.call","outcome":"ok","step":"s",'
+                       '"args":{"server":"127.0.0.1:6379","command":["GET","k"]}}\n')
+        md = self.run_rb("report", t).stdout
+        self.assertIn("redis.call `GET k`: ok", md)
+
     def test_several_transcripts_merge_into_one_timeline(self):
         a = self.make_transcript("a", "[ask] Proceed with the fix? = no\n")
         b = self.make_transcript("b", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
