@@ -14,38 +14,22 @@ only those hosts and items, as the remote commands' own log shows, and
 records what it retried.  Refused: a transcript that does not verify,
 one of another runbook, one with nothing failed, one that is not there,
 an item list that changed."""
-import json
 import os
 import resource
 import subprocess
 import unittest
 
-from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, emitted
+from harness import RUNBOOK, LUA_EMIT, emitted
 from servers.sshd import SSHServer, free_port
+from sshcase import SSHServerCase, lua
 
 
-def lua(s):
-    return json.dumps(s)
-
-
-class FanOutTestCase(RunbookTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = SSHServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class FanOutTestCase(SSHServerCase):
     def setUp(self):
         super().setUp()
         self.known_hosts = self.path("known_hosts")
         self.trust(self.server)
         self.log = self.path("remote.log")
-
-    def trust(self, server):
-        with open(self.known_hosts, "a") as f:
-            f.write(server.known_hosts_line())
 
     def base(self, server=None):
         s = server or self.server

@@ -12,8 +12,9 @@ import subprocess
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT, emitted
+from harness import LUA_EMIT, RETRY_SKIP_ABORT, emitted
 from servers.sshd import PASSPHRASE, SilentServer, SSHServer, StalledListener, free_port
+from sshcase import SSHServerCase, lua
 
 RSA = RETRY_SKIP_ABORT
 
@@ -21,30 +22,13 @@ PRELUDE = """runbook { name = "ssh-test" }
 """ + LUA_EMIT
 
 
-def lua(s):
-    """A Lua string literal (JSON's escapes are Lua's for these strings)."""
-    return json.dumps(s)
-
-
-class SSHTestCase(RunbookTestCase):
-    @classmethod
-    def setUpClass(cls):
-        cls.server = SSHServer().start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.stop()
-
+class SSHTestCase(SSHServerCase):
     def setUp(self):
         super().setUp()
         self.transcript = self.path("t.jsonl")
         self.known_hosts = self.path(".ssh", "known_hosts")
         os.makedirs(os.path.dirname(self.known_hosts), mode=0o700)
         self.trust(self.server)
-
-    def trust(self, server, port=None):
-        with open(self.known_hosts, "a") as f:
-            f.write(server.known_hosts_line(port))
 
     def opts(self, server=None, **extra):
         """Lua connect options for server (default: the class's sshd)."""
