@@ -16,7 +16,6 @@ and notifies a real webhook on loopback), then:
     that both checks can fail.
 """
 import html.parser
-import http.server
 import json
 import os
 import re
@@ -30,6 +29,7 @@ import unittest
 import zlib
 
 from harness import RETRY_SKIP_ABORT, RunbookTestCase
+from net.test_notify import Webhook
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
@@ -71,34 +71,6 @@ step("Settle", { id = "settle" }, function()
   notify("replica promoted", { severity = "P1" })
 end)
 '''
-
-
-class Webhook:
-    """An HTTP server on loopback that keeps the bodies POSTed to it."""
-
-    def __init__(self):
-        self.bodies = []
-        hook = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
-            def do_POST(self):
-                n = int(self.headers.get("Content-Length") or 0)
-                hook.bodies.append(self.rfile.read(n).decode())
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-
-    def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 def decode_png(path):
@@ -245,7 +217,7 @@ class HtmlReport(unittest.TestCase):
         cls.addClassCleanup(mk.doCleanups)
         hook = cls.hook = Webhook()
         cls.addClassCleanup(hook.stop)
-        mk.write("config/runbook/config.lua", f'notify = {{ ops = {{ webhook = "{hook.url}" }} }}\n')
+        mk.write("config/runbook/config.lua", f'notify = {{ ops = {{ webhook = "{hook.url()}" }} }}\n')
         cls.transcript = cls.make_transcript(mk)
         cls.html_path = mk.path("report.html")
         p = mk.run_rb("report", "--html", cls.transcript, "-o", cls.html_path)
