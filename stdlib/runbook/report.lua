@@ -300,28 +300,38 @@ function report.call_text(ev)
     what = "`" .. short(a.describe or a.url or a.sql or a.cmd or command or a.path or ev.primitive, 80) .. "`"
   end
   local outcome = ev.outcome
-  if ev.result and ev.result.code ~= nil then outcome = outcome .. ", exit " .. num(ev.result.code) end
+  local code = ev.result and ev.result.code
+  -- the call worked but the command did not: a non-zero exit is a failure
+  if code ~= nil and code ~= 0 and outcome == "ok" then outcome = "failed" end
+  if code ~= nil then outcome = outcome .. ", exit " .. num(code) end
   if ev.result and ev.result.status ~= nil then outcome = outcome .. ", status " .. num(ev.result.status) end
   if ev.dry_run then outcome = "simulated (dry run)" end
   if ev.scenario then outcome = outcome .. " (scenario: " .. tostring(ev.scenario) .. ")" end
   return string.format("%s %s: %s", ev.primitive, what, outcome)
 end
 
+local function strong(s) return "**" .. s .. "**" end
+local function as_is(s) return s end
+
 -- One event as a line of the report (markdown), or with plain = true as
--- plain text (runbook watch).
+-- plain text (runbook watch, the HTML page): a value's own asterisks (a
+-- redacted "***") stay as they are.
 function report.describe(ev, plain)
-  if plain then
-    return (report.describe_with(ev, plain_text):gsub("%*%*", ""))
-  end
-  return report.describe_with(ev, md)
+  if plain then return report.describe_with(ev, plain_text, as_is) end
+  return report.describe_with(ev, md, strong)
 end
 
-function report.describe_with(ev, md)
+-- An approval in plain words (the HTML page's marks).
+function report.plain_approval(ev) return report.approval_text(ev, plain_text, as_is) end
+
+-- One event in words, its values passed through md and its emphasis
+-- through b.
+function report.describe_with(ev, md, b)
   local e = ev.event
   if e == "run.start" then
-    return string.format("Run of **%s** started by %s on %s%s", md(ev.runbook), md(ev.operator), md(ev.host),
+    return string.format("Run of %s started by %s on %s%s", b(md(ev.runbook)), md(ev.operator), md(ev.host),
       ev.dry_run and " (dry run)" or "")
-  elseif e == "run.end" then return string.format("Run ended: **%s**", md(ev.status))
+  elseif e == "run.end" then return "Run ended: " .. b(md(ev.status))
   elseif e == "step.start" then
     return string.format("Step %s \"%s\" started%s", md(ev.index), md(ev.title),
       (ev.attempt or 1) > 1 and (" (attempt " .. string.format("%d", ev.attempt) .. ")") or "")
@@ -333,7 +343,7 @@ function report.describe_with(ev, md)
   elseif e == "call" then return md(report.call_text(ev))
   elseif e == "confirm" or e == "prompt" or e == "manual" then
     return string.format("%s \"%s\" -> %s (%s)", e, md(short(ev.question, 100)), md(ev.answer), md(ev.source))
-  elseif e == "approval" or e == "approval.refused" then return report.approval_text(ev)
+  elseif e == "approval" or e == "approval.refused" then return report.approval_text(ev, md, b)
   elseif e == "log" then return string.format("%s: %s", md(ev.level), md(short(ev.message, 140)))
   elseif e == "notify" then return "notified: " .. md(short(ev.text, 120))
   elseif e == "interrupt" then return "Ctrl-C"
@@ -341,22 +351,25 @@ function report.describe_with(ev, md)
     return string.format("waiting for %s: \"%s\"", ev.on == "approval" and "approval" or "the operator",
       md(short(ev.question, 100)))
   elseif e == "severity" then
-    return string.format("severity %s%s: **%s** by %s", md(ev.action),
-      ev.previous and (" from " .. md(ev.previous)) or "", md(ev.level), md(ev.by))
+    return string.format("severity %s%s: %s by %s", md(ev.action),
+      ev.previous and (" from " .. md(ev.previous)) or "", b(md(ev.level)), md(ev.by))
   end
   return md(e)
 end
 
 -- An approval event in words: who approved or rejected, how the identity
 -- is known (the room's store, or the operator's attestation), their words.
-function report.approval_text(ev)
+-- esc and bold default to the markdown report's (plain text: runbook
+-- watch, the HTML page, passes its own, so a value's "***" stays).
+function report.approval_text(ev, esc, bold)
+  local md, b = esc or md, bold or strong
   local q = md(short(tostring(ev.question), 100))
   if ev.event == "approval.refused" then
     return string.format("approval \"%s\" from %s %s", q, md(ev.by), md(short(tostring(ev.reason), 160)))
   end
   if ev.dry_run then return string.format("approval \"%s\" would be waited for (dry run)", q) end
   if ev.timed_out then return string.format("approval \"%s\": none within %s s", q, md(ev.timed_out)) end
-  local t = string.format("approval \"%s\" -> **%s** by %s", q, ev.approved and "approved" or "rejected",
+  local t = string.format("approval \"%s\" -> %s by %s", q, b(ev.approved and "approved" or "rejected"),
     md(ev.by))
   if ev.attested then
     t = t .. " (attested by the operator " .. md(ev.attested_by) .. ", not checked by any store)"

@@ -158,7 +158,7 @@ end
 local function step_marks(out, scale, lane, mid)
   for _, m in ipairs(lane.marks) do
     local x = scale.x(m.t)
-    local tip = m.kind == "notify" and report.describe(m.ev, true) or report.approval_text(m.ev):gsub("%*%*", "")
+    local tip = m.kind == "notify" and report.describe(m.ev, true) or report.plain_approval(m.ev)
     local shape
     if m.kind == "approval" then shape = SHAPE.diamond(x, mid, COLOR.approval)
     elseif m.kind == "notify" then shape = SHAPE.triangle(x, mid, m.ok and COLOR.notify or "#ffffff", COLOR.notify)

@@ -33,7 +33,7 @@ class Report(RunbookTestCase):
         self.assertIn("verified, ", md)
         self.assertRegex(md, r"\| \d\d:\d\d:\d\d\.\d{3} \| Step 1 \"Look\" started \|")
         self.assertIn("exec `echo looking`: ok, exit 0", md)
-        self.assertIn("sh `exit 4`: ok, exit 4", md)
+        self.assertIn("sh `exit 4`: failed, exit 4", md)
         self.assertIn("Step 3 skipped: ", md)
         self.assertRegex(md, r"\"Proceed with the fix\?\" -> \*\*yes\*\* by answers")
         self.assertRegex(md, r"step fix skipped, decision \*\*skip\*\* by answers")
@@ -61,6 +61,18 @@ step("Write", function() file.write("{note}", "x") file.stat("{note}") end)
                        '"args":{"server":"127.0.0.1:6379","command":["GET","k"]}}\n')
         md = self.run_rb("report", t).stdout
         self.assertIn("redis.call `GET k`: ok", md)
+
+    def test_a_redacted_value_stays_three_stars_in_the_html_page(self):
+        rb = self.write("sec.lua", """
+runbook { name = "sec" }
+param("token", { secret = true, default = "tok-7c7c7c7c" })
+step("Say", function(p) log.info("the token is " .. p.token) end)
+""")
+        t = self.path("sec.jsonl")
+        self.assertExit(self.run_rb("run", rb, "--yes", "--transcript", t), 0)
+        page = self.run_rb("report", "--html", t).stdout
+        self.assertIn("the token is ***", page)
+        self.assertNotIn("tok-7c7c7c7c", page)
 
     def test_several_transcripts_merge_into_one_timeline(self):
         a = self.make_transcript("a", "[ask] Proceed with the fix? = no\n")

@@ -147,7 +147,7 @@ class TestReport(PostIncidentCase):
         self.assertTrue(any("cache-flush" in r and "Step 1 skipped" in r for r in rows), timeline)
         actions = self.section(text, "Actions taken")
         self.assertIn("exec `echo restarted api`: ok", actions)
-        self.assertIn("exec `sh -c echo flush failed >&2; exit 3`: ok, exit 3", actions)
+        self.assertIn("exec `sh -c echo flush failed >&2; exit 3`: failed, exit 3", actions)
         confirmed = self.section(text, "Who confirmed what")
         self.assertRegex(confirmed, r'"Restart api now\?" -> \*\*yes\*\* by answers')
         self.assertRegex(confirmed, r"step flush skipped, decision \*\*skip\*\* by answers")
