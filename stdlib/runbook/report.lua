@@ -47,6 +47,7 @@ end
 
 function report.duration(seconds)
   if seconds == nil then return "?" end
+  if seconds < 9.95 then return string.format("%.1f s", seconds) end   -- a drill's 0.3 s is not "0 s"
   seconds = math.floor(seconds + 0.5)
   if seconds < 60 then return string.format("%d s", seconds) end
   if seconds < 3600 then return string.format("%d min %02d s", seconds // 60, seconds % 60) end

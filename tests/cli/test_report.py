@@ -30,6 +30,7 @@ class Report(RunbookTestCase):
         md = p.stdout
         self.assertTrue(md.startswith("# Incident timeline: Report me"), md[:200])
         self.assertIn("| Status | done |", md)
+        self.assertRegex(md, r"\| Duration \| \d\.\d s \|", "a run under 10 s says its tenths, not 0 s")
         self.assertIn("verified, ", md)
         self.assertRegex(md, r"\| \d\d:\d\d:\d\d\.\d{3} \| Step 1 \"Look\" started \|")
         self.assertIn("exec `echo looking`: ok, exit 0", md)

@@ -131,7 +131,7 @@ class TestReport(PostIncidentCase):
                                r"in api-outage\) \|")
         self.assertIn(f"| Start | {md_time(start)} |", text)
         self.assertIn(f"| End | {md_time(end)} |", text)
-        self.assertRegex(text, r"\| Duration \| \d+ s \|")
+        self.assertRegex(text, r"\| Duration \| \d+(\.\d)? s \|")
         self.assertIn("| Affected services | api, worker |", text)
         self.assertIn("| Runbooks run | api-outage (done), cache-flush (done) |", text)
         self.assertIn("| Transcripts | 2, all verified |", text)
