@@ -133,6 +133,9 @@ end
 function ui.ask(q)
   local ctx = q.ctx
   local step_id = ctx.step and ctx.step.id or nil
+  -- "!error" is the answers file's key for the retry/skip/abort question:
+  -- the operator is shown the question itself
+  local shown = q.question == "!error" and (q.prompt:gsub("%s+$", "")) or q.question
   if ctx.answers then
     local text = ctx.answers:next(step_id, q.question)
     -- "Question = " with nothing after it takes the default, as Enter does.
@@ -145,7 +148,7 @@ function ui.ask(q)
           q.secret and "the answer (secret, not shown)" or string.format("%q", text),
           q.question, err or "not accepted"), 0)
       end
-      ui.print(ui.style("bold", "? ") .. q.question .. " " ..
+      ui.print(ui.style("bold", "? ") .. shown .. " " ..
         ui.style("dim", "[from answers file: " .. (q.secret and "***" or text) .. "]"))
       return value, "answers"
     end
@@ -162,7 +165,7 @@ function ui.ask(q)
     error(unanswerable({ step = ctx.step, is_confirmation = q.confirmation }, q.question), 0)
   end
   -- (the retry/skip/abort question's answers-file key "!error" is no words for the room)
-  local wait = ui.on_wait and ui.on_wait(q.question == "!error" and q.prompt or q.question)
+  local wait = ui.on_wait and ui.on_wait(shown)
   local ok, value = pcall(ask_terminal, q, wait)
   if wait then wait.done() end
   if not ok then error(value, 0) end

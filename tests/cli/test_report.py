@@ -41,6 +41,15 @@ class Report(RunbookTestCase):
         self.assertNotIn("tok-5a5a5a5a", md)
         self.assertNotRegex(md, r"exit \d+\.0", "integers must not print as floats")
 
+    def test_the_retry_question_answered_from_a_file_is_shown_as_asked(self):
+        rb = self.write("rpt.lua", RUNBOOK)
+        a = self.write("skip.answers", "[ask] Proceed with the fix? = yes\n[fix] !error = skip\n")
+        p = self.run_rb("run", rb, "--answers", a, "--transcript", self.path("s.jsonl"))
+        self.assertExit(p, 0)
+        self.assertRegex(p.stdout, r"\? Step 3 failed\. \[r\]etry, \[s\]kip, \[a\]bort\? "
+                         r"\[from answers file: skip\]")
+        self.assertNotIn("!error", p.stdout)
+
     def test_a_file_call_names_its_path(self):
         note = self.path("note.txt")
         rb = self.write("files.lua", f"""
