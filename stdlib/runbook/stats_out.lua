@@ -91,12 +91,15 @@ local function incidents_table(res)
   local fmt = "%-24s  %-10s  %-4s  %-12s  %-12s  %-12s  %s"
   ui.print(ui.style("bold", string.format(fmt, "START (UTC)", "TARGET", "SEV", "DETECT", "MITIGATE", "RESOLVE",
     "RUNBOOKS")))
+  local reported = false
   for _, inc in ipairs(res.incidents) do
+    reported = reported or inc.start_source == "reported"
     ui.print(string.format(fmt, out.utc(inc.start) .. (inc.start_source == "reported" and "*" or ""),
       inc.target or "-", inc.severity, out.duration(inc.ttd), out.duration(inc.ttm),
       inc.resolved and out.duration(inc.ttr) or "open", names(inc)))
   end
-  ui.print(ui.style("dim", "(* the start as reported in triage; times are from the start)"))
+  ui.print(ui.style("dim", reported and "(* the start as reported in triage; times are from the start)"
+    or "(times are from the start)"))
 end
 
 local function severities_table(res)
@@ -113,7 +116,9 @@ end
 local function runbook_table(rb)
   ui.print("")
   ui.print(ui.style("bold", string.format("runbook %s: %d run(s)", rb.runbook, rb.runs)))
-  local fmt = "  %-24s  %8s  %-10s  %-10s  %7s  %7s"
+  local width = 24       -- the STEP column fits the longest step id
+  for _, st in ipairs(rb.step_order) do width = math.max(width, #tostring(st.id)) end
+  local fmt = "  %-" .. width .. "s  %8s  %-10s  %-10s  %7s  %7s"
   ui.print(ui.style("bold", string.format(fmt, "STEP", "ATTEMPTS", "MEDIAN", "P90", "FAILED", "SKIPPED")))
   for _, st in ipairs(rb.step_order) do
     ui.print(string.format(fmt, st.id, st.attempts, out.duration(st.median), out.duration(st.p90),

@@ -214,6 +214,9 @@ class Stats(RunbookTestCase):
         self.assertEqual(got["transcripts"]["dry_runs"], 1)
         self.assertEqual(len(got["incidents"]), 1)
         self.assertEqual(got["runbooks"][0]["runs"], 1)
+        table = self.stats(self.dir).stdout
+        self.assertNotIn("*", table, "no start was reported in triage: no mark, no footnote for one")
+        self.assertIn("(times are from the start)", table)
 
     def test_errors_before_anything_to_report(self):
         p = self.stats("--json", self.path("missing.jsonl"), code=2)
