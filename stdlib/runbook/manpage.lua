@@ -128,11 +128,13 @@ the runbooks shipped with runbook, under the installation prefix
 .I share/runbook/stdlib/
 the Lua modules runbooks and commands use
 .SH SEE ALSO
-The authors' guide (docs/authoring.md) and the config file's targets
-(docs/targets.md) in the source tree, and
+The authors' guide (authoring.md), the config file's targets
+(targets.md), the --json shapes (json.md), what stats measures
+(stats.md) and the incident room (room.md), installed under
+.IR share/doc/runbook/
+with the
 .I examples/
-(installed under
-.IR share/doc/runbook/examples/ ).
+(docs/ in the source tree).
 ]]
 
 function M.render()

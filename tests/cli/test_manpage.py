@@ -106,7 +106,10 @@ class ManPageTest(RunbookTestCase):
         self.assertExit(out, 0)
         page = self.man(self.path("p.1"))
         self.assertEqual(page.stderr, "")
-        self.assertIn(".SH BOGUS C:\\temp .TH x", self.sections(page.stdout)["list"])
+        # man justifies the paragraph: which gaps it widens depends on the
+        # lines before it, so the words are compared, not the spaces
+        words = " ".join(self.sections(page.stdout)["list"].split())
+        self.assertIn(".SH BOGUS C:\\temp .TH x", words)
 
     def test_cmake_install_puts_the_page_and_completions_in_place(self):
         prefix = self.path("prefix")

@@ -108,6 +108,9 @@ class DebTest(RunbookTestCase):
                 "/usr/share/bash-completion/completions/runbook",
                 "/usr/share/zsh/vendor-completions/_runbook",
                 "/usr/share/doc/runbook/examples/demo.lua"]
+        # the guides --help and the page name
+        want += ["/usr/share/doc/runbook/" + f for f in os.listdir(os.path.join(SOURCE_DIR, "docs"))
+                 if f.endswith(".md")]
         want += ["/usr/share/runbook/runbooks/" + f for f in os.listdir(os.path.join(SOURCE_DIR, "runbooks"))
                  if f.endswith((".lua", ".md"))]
         for name in ("http", "sql", "redis", "ssh"):

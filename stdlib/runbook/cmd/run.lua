@@ -24,7 +24,7 @@ local M = {
     { name = "config", value = "FILE", help = "config file (default $XDG_CONFIG_HOME/runbook/config.lua)" },
     { name = "dry-run", short = "n", help = "rehearse: show mutating actions instead of running them" },
     { name = "yes", short = "y", help = "answer confirmations yes; abort on the first failure" },
-    { name = "answers", value = "FILE", help = "answer questions from FILE (see 'runbook run --help')" },
+    { name = "answers", value = "FILE", help = "answer questions from FILE: lines '[step-id] question = answer' (above)" },
     { name = "start-at", value = "STEP", help = "start at step STEP (number or id)" },
     { name = "resume", value = "TRANSCRIPT", help = "continue after the last step that ended ok" },
     { name = "retry-failed", value = "TRANSCRIPT", help = "run again only the failed or untried items of its fan-outs" },
