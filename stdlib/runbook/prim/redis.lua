@@ -172,14 +172,16 @@ local function secret_positions(argv)
 end
 
 -- A command's name in capitals, kept for the names already seen: every
--- call asks, and a runbook uses a few dozen names at most (the cache is
--- weak, so a runbook sending made-up names does not fill it).
-local UPPER = setmetatable({}, { __mode = "kv" })
+-- call asks, and a runbook uses a few dozen names at most.  Strings are
+-- never dropped from a weak table, so the cache is bounded by hand: a
+-- runbook sending made-up names empties it every UPPER_MAX.
+local UPPER, UPPER_MAX, upper_count = {}, 256, 0
 local function upper(name)
   local u = UPPER[name]
   if u == nil then
     u = name:upper()
-    UPPER[name] = u
+    if upper_count >= UPPER_MAX then UPPER, upper_count = {}, 0 end
+    UPPER[name], upper_count = u, upper_count + 1
   end
   return u
 end
