@@ -65,16 +65,24 @@ local function call_is_fix(ev)
     and not NOT_A_FIX[ev.primitive]
 end
 
+-- The tally of a step's question in questions (by step and text), made
+-- and appended to order (first asked first) when new: a run's and a
+-- runbook's tallies alike.
+local function question_row(questions, order, step, question)
+  local key = tostring(step) .. "\0" .. question
+  local row = questions[key]
+  if row == nil then
+    row = { question = question, step = step, asked = 0, no = 0 }
+    questions[key] = row
+    order[#order + 1] = row
+  end
+  return row
+end
+
 local function note_answer(run, ev)
   local a = type(ev.answer) == "string" and ev.answer:lower() or nil
   if a == nil then return end
-  local key = tostring(ev.step) .. "\0" .. ev.question
-  local q = run.questions[key]
-  if q == nil then
-    q = { question = ev.question, step = ev.step, asked = 0, no = 0 }
-    run.questions[key] = q
-    run.question_order[#run.question_order + 1] = key
-  end
+  local q = question_row(run.questions, run.question_order, ev.step, ev.question)
   q.asked = q.asked + 1
   if a == "no" or a == "not done" then q.no = q.no + 1 end
 end
@@ -264,14 +272,8 @@ local function add_attempts(rb, run)
 end
 
 local function add_questions(rb, run)
-  for _, key in ipairs(run.question_order) do
-    local q = run.questions[key]
-    local row = rb.questions[key]
-    if row == nil then
-      row = { question = q.question, step = q.step, asked = 0, no = 0 }
-      rb.questions[key] = row
-      rb.question_order[#rb.question_order + 1] = row
-    end
+  for _, q in ipairs(run.question_order) do
+    local row = question_row(rb.questions, rb.question_order, q.step, q.question)
     row.asked, row.no = row.asked + q.asked, row.no + q.no
   end
 end
