@@ -58,6 +58,26 @@ static void test_scalars_and_arrays(void **state)
     expect(L, "return {}", "");
 }
 
+/* Whole microseconds (a call's duration) in fixed notation, read back as
+ * the same double; any other float as %.14g. */
+static void test_microsecond_floats(void **state)
+{
+    lua_State *L = *state;
+    expect(L, "return { d = 45 / 1e6 }", "\"d\":0.000045");
+    expect(L, "return { d = 1.25 }", "\"d\":1.25");
+    expect(L, "return { d = -2.5 }", "\"d\":-2.5");
+    expect(L, "return { d = 2.0 }", "\"d\":2");
+    expect(L, "return { d = 123456789 / 1e6 }", "\"d\":123.456789");
+    expect(L, "return { d = 1 / 3 }", "\"d\":0.33333333333333");
+    expect(L, "return { d = 1e300 }", "\"d\":1e+300");
+    /* every whole microsecond of the first second reads back exactly */
+    const char *bad = encode(L, "local bad = {} for n = 0, 999999 do local d = n / 1e6 "
+                                "local s = transcript.encode({ d = d }):sub(5) "
+                                "if tonumber(s) ~= d then bad[#bad + 1] = s end end "
+                                "return { bad = #bad }");
+    assert_string_equal(bad, "\"bad\":0");
+}
+
 static void test_escapes_and_invalid_utf8(void **state)
 {
     lua_State *L = *state;
@@ -223,6 +243,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_scalars_and_arrays, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_microsecond_floats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escapes_and_invalid_utf8, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_and_credentials_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_named_members_hidden, setup, teardown),
