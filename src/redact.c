@@ -540,8 +540,15 @@ static size_t next_part(const char *name, size_t len, size_t *i, char *part)
 #define STEM(a, b, c) ((uint32_t)(a) << 16 | (uint32_t)(b) << 8 | (uint32_t)(c))
 static int has_secret_stem(const char *name, size_t len)
 {
+    /* the stems' first letters, either case: most bytes of a name skip the switch */
+    static const unsigned char FIRST[256] = {
+        ['p'] = 1, ['s'] = 1, ['c'] = 1, ['k'] = 1, ['a'] = 1, ['t'] = 1, ['d'] = 1,
+        ['P'] = 1, ['S'] = 1, ['C'] = 1, ['K'] = 1, ['A'] = 1, ['T'] = 1, ['D'] = 1,
+    };
     const unsigned char *u = (const unsigned char *)name;
     for (size_t i = 0; i + 3 <= len; i++) {
+        if (!FIRST[u[i]])
+            continue;
         switch (STEM(u[i] | 0x20, u[i + 1] | 0x20, u[i + 2] | 0x20)) {
         case STEM('p', 'a', 's'): case STEM('s', 'e', 'c'): case STEM('c', 'r', 'e'):
         case STEM('c', 'o', 'o'): case STEM('s', 'i', 'g'): case STEM('k', 'e', 'y'):
