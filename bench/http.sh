@@ -6,7 +6,9 @@
 #   (b) runbook: http.get() in a loop inside a runbook step, timed with
 #       runbook.loop.now() around each call (includes the multi interface,
 #       the event loop round and the call event written to the transcript);
-#       once with quiet = true, once printing the call line as by default
+#       once with quiet = true, once printing the call line as by default;
+#       and the C module's request alone (src/lib_http.c), through the same
+#       event loop, without the Lua API and the transcript
 #   (c) `curl -fsS URL`, one process per call: what a bash runbook pays
 #   then 100 GETs from one runbook step: a plain loop vs parallel().
 #
@@ -119,6 +121,21 @@ step("per call", function()
   median(200, { quiet = true })
   io.stdout:write(string.format("RESULT quiet %.9f\n", median($N, { quiet = true })))
   io.stdout:write(string.format("RESULT shown %.9f\n", median($N // 3, nil)))
+  local request = require("runbook.lazy")("runbook.http").request
+  local spec = { method = "GET", url = "$url", timeout = 30 }
+  local function module()
+    local r = request(spec)
+    if r.status ~= 200 then error("status " .. r.status) end
+  end
+  for _ = 1, 200 do module() end
+  local t = {}
+  for i = 1, $N do
+    local t0 = now()
+    module()
+    t[i] = now() - t0
+  end
+  table.sort(t)
+  io.stdout:write(string.format("RESULT module %.9f\n", t[$N // 2 + 1]))
 end)
 
 step("fan-out", function()
@@ -147,11 +164,12 @@ for _ in $(seq "$ROUNDS"); do
   rm -f "$work/t.jsonl"
   "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
     { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-  for r in quiet shown seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r"; done
+  for r in quiet shown module seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r"; done
 done
 raw=$(median < "$work/raw")
 rb=$(median < "$work/rb.quiet")
 rb_shown=$(median < "$work/rb.shown")
+rb_module=$(median < "$work/rb.module")
 seq=$(median < "$work/rb.seq")
 par=$(median < "$work/rb.par")
 
@@ -165,6 +183,7 @@ line "how (median of $ROUNDS rounds)" "per call" "vs libcurl"
 row "(a) raw libcurl easy, C (n=$N)" "$raw" "$raw"
 row "(b) runbook http.get, quiet (n=$N)" "$rb" "$raw"
 row "(b) runbook http.get, call line shown (n=$((N / 3)))" "$rb_shown" "$raw"
+row "(b) runbook's C module alone, on the event loop (n=$N)" "$rb_module" "$raw"
 row "(c) curl -fsS URL, a process (n=$CLI_N)" "$cli" "$raw"
 line "curl CLI / runbook http.get" "$(ratio "$cli" "$rb")"
 echo
@@ -176,6 +195,7 @@ line "sequential / parallel" "$(ratio "$seq" "$par")"
 
 g="http GET (keep-alive)"
 bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw "$work/raw"
+bench_row "$g" "runbook C module alone (no API/transcript)" "$rb_module" other "$work/rb.module"
 bench_row "$g" "runbook http.get (n=$N)" "$rb" runbook "$work/rb.quiet"
 bench_row "$g" "curl -fsS URL (n=$CLI_N)" "$cli" cli
 bench_row "$FAN http GETs (fan-out)" "runbook, one after another" "$seq" seq "$work/rb.seq"
