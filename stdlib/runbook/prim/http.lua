@@ -30,6 +30,7 @@
 -- screen.  TLS is verified unless the call says insecure = true, which is
 -- shown and recorded.
 local api = require("runbook.api")
+local bounded = require("runbook.bounded")
 local chttp = require("runbook.lazy")("runbook.http")
 local cjson = require("cjson")
 local networds = require("runbook.networds")
@@ -61,21 +62,18 @@ end
 
 -- Reading a URL (urls.parse, urls.redact) cost about twice the rest of a
 -- call's Lua when done per call: what a URL without a password parses to,
--- and how it is shown, are kept by URL string, bounded by count (then
--- emptied).  A URL with a password is read anew every time, so its
--- credentials are marked secret on every call.
-local URL_CACHE_MAX = 256
-local url_cache, url_cached = {}, 0
+-- and how it is shown, are kept by URL string (runbook.bounded).  A URL
+-- with a password is read anew every time, so its credentials are marked
+-- secret on every call.
+local URLS = bounded(256)
 
 local function read_url(url)
-  local c = url_cache[url]
+  local c = URLS.items[url]
   if c then return c.u, nil, c.display end
   local u, why = urls.parse(url)
   local display = display_url(url)
   if u and not (u.raw_password and u.raw_password ~= "") then
-    if url_cached >= URL_CACHE_MAX then url_cache, url_cached = {}, 0 end
-    url_cache[url] = { u = u, display = display }
-    url_cached = url_cached + 1
+    URLS:put(url, { u = u, display = display })
   end
   return u, why, display
 end
@@ -127,10 +125,8 @@ end
 -- A URL's password is hidden by the transcript's URL rule; curl also sends
 -- it as "Authorization: Basic base64(user:password)", which a server may
 -- echo, so that form is marked secret too.
-local function mark_url_credentials(url, raw_password)
-  if not raw_password or raw_password == "" then return end
-  local u = urls.parse(url)
-  if not u or not u.raw_password or u.raw_password == "" then return end
+local function mark_url_credentials(u)
+  if not u.raw_password or u.raw_password == "" then return end
   record.secret(u.raw_password)
   record.secret(u.password)
   record.secret(base64(u.user .. ":" .. u.password))
@@ -274,7 +270,7 @@ local function prepare(verb, method, url, opts)
   body, err = request_body(verb, o, lines, names)
   if err then return nil, err end
   return { method = method, url = url, o = o, expect = expect, lines = lines, recorded = recorded,
-    body = body, display = display, raw_password = u.raw_password,
+    body = body, display = display, parsed = u,
     who = "http " .. method .. " " .. display }
 end
 
@@ -359,7 +355,7 @@ local function request(verb, method, url, opts)
   local run = context.need(verb)
   local q, err = prepare(verb, method, url, opts)
   if not q then errors.usage(err, "http") end
-  mark_url_credentials(url, q.raw_password)
+  mark_url_credentials(q.parsed)
   local ok, res = api.call(run, call_spec(q))
   if not ok then error(res, 0) end
   if res.scenario then check_expect(res, q.expect, q.who) end

@@ -52,6 +52,7 @@
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
 local api = require("runbook.api")
+local bounded = require("runbook.bounded")
 local context = require("runbook.context")
 local credis = require("runbook.lazy")("runbook.redis")
 local networds = require("runbook.networds")
@@ -172,16 +173,14 @@ local function secret_positions(argv)
 end
 
 -- A command's name in capitals, kept for the names already seen: every
--- call asks, and a runbook uses a few dozen names at most.  Strings are
--- never dropped from a weak table, so the cache is bounded by hand: a
--- runbook sending made-up names empties it every UPPER_MAX.
-local UPPER, UPPER_MAX, upper_count = {}, 256, 0
+-- call asks (runbook.bounded: a runbook sending made-up names empties it
+-- every 256).
+local UPPER = bounded(256)
 local function upper(name)
-  local u = UPPER[name]
+  local u = UPPER.items[name]
   if u == nil then
     u = name:upper()
-    if upper_count >= UPPER_MAX then UPPER, upper_count = {}, 0 end
-    UPPER[name], upper_count = u, upper_count + 1
+    UPPER:put(name, u)
   end
   return u
 end
