@@ -6,6 +6,10 @@
  *   redis.open(host, port, connect_timeout [, label]) -> conn | nil, facts
  *       resolves the name and tries each address (src/net.c), then hands
  *       the connected socket to hiredis.
+ *   redis.argv(name, args...) or redis.argv{name, args...}
+ *       -> argv, plain | nil, position, type
+ *       the command as the strings sent (see push_arg), checked, and
+ *       whether the record may show it as it is.
  *   conn:call(timeout, argv) -> true, value | nil, facts
  *       sends one command and reads its reply.  A server error reply is
  *       nil, {kind = "server", message}.  After a transport failure
@@ -26,8 +30,11 @@
  * scripting does.  URLs, AUTH, SELECT, dry run and the transcript are the
  * stdlib's business (stdlib/runbook/prim/redis.lua).
  */
+#include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include <hiredis/hiredis.h>
@@ -40,6 +47,7 @@
 #define CONN_MT "runbook.redis.conn"
 #define WHERE_MAX 300
 #define READS_PER_WAKE 64           /* 1 MiB of a big reply, then a loop round */
+#define SHOWN_ARG 1024              /* longer arguments are cut in the record */
 
 struct conn {
     redisContext *ctx;          /* NULL when not connected */
@@ -351,6 +359,89 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
     return push_reply(L, c, reply);
 }
 
+/* Commands whose arguments can hold a password: redis.lua's
+ * secret_positions says which, for the record. */
+static int may_hide(const char *name, size_t n)
+{
+    static const char *const names[] = { "AUTH", "HELLO", "MIGRATE", "CONFIG", "ACL" };
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0)
+            return 1;
+    return 0;
+}
+
+/* The argument at idx as the string sent: a string as it is, an integer
+ * in decimal, an integral float without ".0", any other float as %.14g,
+ * or %.17g when that does not read back the same.  Pushes it and returns
+ * 1, or pushes nothing and returns 0 for any other type. */
+static int push_arg(lua_State *L, int idx)
+{
+    if (lua_type(L, idx) == LUA_TSTRING) {
+        lua_pushvalue(L, idx);
+        return 1;
+    }
+    if (lua_type(L, idx) != LUA_TNUMBER)
+        return 0;
+    if (lua_isinteger(L, idx)) {
+        lua_pushfstring(L, "%I", (LUAI_UACINT)lua_tointeger(L, idx));
+        return 1;
+    }
+    double v = lua_tonumber(L, idx);
+    char buf[40];
+    if (v == floor(v) && fabs(v) < 9007199254740992.0) {      /* 2^53 */
+        snprintf(buf, sizeof buf, "%lld", (long long)v);
+    } else {
+        snprintf(buf, sizeof buf, "%.14g", v);
+        if (strtod(buf, NULL) != v)
+            snprintf(buf, sizeof buf, "%.17g", v);
+    }
+    lua_pushstring(L, buf);
+    return 1;
+}
+
+/* redis.argv: a command's name and arguments (as the call's arguments, or
+ * the array part of a table) to a new list of strings, and plain: true
+ * when the record may show it as it is (not a command of may_hide, no
+ * argument over SHOWN_ARG bytes).  Wrong input is nil, its position and
+ * its type's name: position 0 for no name, 1 for a name that is not a
+ * non-empty string (type "empty" for ""), so the stdlib words the error. */
+static int l_argv(lua_State *L)
+{
+    int table = lua_type(L, 1) == LUA_TTABLE;
+    lua_Integer n = table ? luaL_len(L, 1) : lua_gettop(L);
+    if (n < 1 || n >= 0x7fffffff) {
+        lua_pushnil(L);
+        lua_pushinteger(L, 0);
+        lua_pushliteral(L, "nil");
+        return 3;
+    }
+    lua_createtable(L, (int)n, 0);
+    int out = lua_gettop(L), plain = 1;
+    for (lua_Integer i = 1; i <= n; i++) {
+        int idx = (int)i;
+        if (table) {
+            lua_geti(L, 1, i);
+            idx = lua_gettop(L);
+        }
+        size_t len = 0;
+        int ok = (i > 1 || lua_type(L, idx) == LUA_TSTRING) && push_arg(L, idx);
+        const char *a = ok ? lua_tolstring(L, -1, &len) : NULL;
+        if (!ok || (i == 1 && len == 0)) {
+            lua_pushnil(L);
+            lua_pushinteger(L, i);
+            lua_pushstring(L, ok ? "empty" : luaL_typename(L, idx));
+            return 3;
+        }
+        if (len > SHOWN_ARG || (i == 1 && may_hide(a, len)))
+            plain = 0;
+        lua_rawseti(L, out, i);
+        if (table)
+            lua_pop(L, 1);
+    }
+    lua_pushboolean(L, plain);
+    return 2;
+}
+
 /* Queue argv (a list of strings) in hiredis's output buffer. */
 static void append_command(lua_State *L, struct conn *c)
 {
@@ -415,6 +506,15 @@ static int l_isopen(lua_State *L)
     return 1;
 }
 
+/* conn:ready() -> isopen() and not busy(): what a call asks first, in one. */
+static int l_ready(lua_State *L)
+{
+    l_isopen(L);
+    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
+    lua_pushboolean(L, c->ctx != NULL && !c->busy);
+    return 1;
+}
+
 static int l_busy(lua_State *L)
 {
     struct conn *c = luaL_checkudata(L, 1, CONN_MT);
@@ -433,6 +533,7 @@ int luaopen_runbook_redis(lua_State *L)
 {
     static const luaL_Reg funcs[] = {
         { "open", l_open },
+        { "argv", l_argv },
         { NULL, NULL },
     };
     static const luaL_Reg methods[] = {
@@ -440,6 +541,7 @@ int luaopen_runbook_redis(lua_State *L)
         { "close", l_close },
         { "isopen", l_isopen },
         { "busy", l_busy },
+        { "ready", l_ready },
         { NULL, NULL },
     };
     rb_class(L, CONN_MT, l_gc, l_tostring, methods);

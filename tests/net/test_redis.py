@@ -96,6 +96,52 @@ end)
                          "an error inside EXEC's array must be {err = text}")
         self.assertEqual(out["float_arg"], [1], "EXPIRE s 10.0 must be sent as 10")
 
+    def test_numbers_are_sent_as_strings_and_a_bad_argument_is_named(self):
+        p, out = self.runbook(f"""
+step("args", function()
+  local r = redis.connect("{self.rs.url()}")
+  local sent = {{ 1.5, 0.1, 1 / 3, 2 ^ 53, -0.0, -7, 1e300 }}
+  for i, v in ipairs(sent) do r:call("SET", "n" .. i, v) end
+  r:call{{ "SET", "t", 2.25, timeout = 5 }}
+  local back = {{}}
+  for i = 1, #sent do back[i] = r:call("GET", "n" .. i) end
+  emit("back", back)
+  emit("table_form", r:call("GET", "t"))
+  try(r.call, r, "SET", "k", true)
+  try(r.call, r, {{ "SET", "k", {{}} }})
+  try(r.call, r, "")
+  try(r.call, r, {{}})
+  try(r.call, r, {{ 5, "k" }})
+  try(r.call, r, 42)
+  try(r.call, r, {{ "GET", "k", bogus = 1 }})
+  try(r.call, r, {{ "GET", "k", timeout = -1 }})
+  try(r.call, r, {{ "GET", "k", secret = "yes" }})
+  r:call("SET", "k", true)   -- the failing line
+end)
+""", expect=1)
+        self.assertEqual(out["back"], [["1.5", "0.1", "0.33333333333333331", "9007199254740992",
+                                        "0", "-7", "1e+300"]],
+                         "a float must be sent in the fewest digits that read back the same")
+        self.assertEqual(out["table_form"], ["2.25"])
+        self.assertEqual(out["ok"], [False] * 9)
+        self.assertEqual(out["err"], [
+            "redis SET: argument 3 is a boolean; pass strings or numbers",
+            "redis SET: argument 3 is a table; pass strings or numbers",
+            "redis: the command name must be a non-empty string",
+            "redis: the command name must be a non-empty string",
+            "redis: the command name must be a non-empty string",
+            "redis: r:call(command, args...) or r:call{command, args..., timeout=}",
+            'redis: unknown option "bogus" (the table form\'s options are timeout, stand_in and secret)',
+            "redis: timeout must be a number of seconds >= 0",
+            "redis: secret must be true or false",
+        ])
+        with open(self.path("rb.lua")) as f:
+            line = [n for n, text in enumerate(f, 1) if "the failing line" in text][0]
+        self.assertRegex(p.stdout, rf"rb\.lua:{line}: redis SET: argument 3 is a boolean",
+                         "a bad argument must be named at the runbook line")
+        self.assertEqual(len([c for c in self.calls() if c["args"]["command"][0] == "SET"]), 8,
+                         "a refused call is not sent, so not recorded")
+
     def test_large_values_and_long_arrays_round_trip(self):
         p, out = self.runbook(f"""
 step("big", function()

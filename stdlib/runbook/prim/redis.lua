@@ -52,7 +52,6 @@
 -- duration and a short summary of the reply.  The password in the URL is a
 -- secret for the whole run: never in the transcript or on the screen.
 local api = require("runbook.api")
-local bounded = require("runbook.bounded")
 local context = require("runbook.context")
 local credis = require("runbook.lazy")("runbook.redis")
 local networds = require("runbook.networds")
@@ -62,7 +61,7 @@ local transcript = require("runbook.transcript")
 local urls = require("runbook.url")
 
 local CONNECT_TIMEOUT, COMMAND_TIMEOUT = 5, 10
-local SHOWN_ARG = 1024        -- longer arguments are cut in the record
+local SHOWN_ARG = 1024        -- longer arguments are cut in the record (as in lib_redis.c)
 
 local SIMULATE_FLAGS = { write = true, admin = true, pubsub = true, noscript = true,
   may_replicate = true }
@@ -133,20 +132,6 @@ local function shown_url(cfg)
   return "redis://" .. auth .. server_name(cfg)
 end
 
--- Arguments to strings: integers as such, integral floats without ".0".
-local function to_arg(v, i, name)
-  local mt = math.type(v)
-  if mt == "integer" then return tostring(v) end
-  if mt == "float" then
-    if v == math.floor(v) and math.abs(v) < 2 ^ 53 then return string.format("%d", v) end
-    local s = string.format("%.14g", v)
-    if tonumber(s) ~= v then s = string.format("%.17g", v) end
-    return s
-  end
-  if type(v) == "string" then return v end
-  error(string.format("redis %s: argument %d is a %s; pass strings or numbers", name, i, type(v)), 0)
-end
-
 -- Which arguments are passwords, so the record and the screen show ***.
 local function secret_positions(argv)
   local hide, name = {}, argv[1]:upper()
@@ -172,29 +157,9 @@ local function secret_positions(argv)
   return hide
 end
 
--- A command's name in capitals, kept for the names already seen: every
--- call asks (runbook.bounded: a runbook sending made-up names empties it
--- every 256).
-local UPPER = bounded(256)
-local function upper(name)
-  local u = UPPER.items[name]
-  if u == nil then
-    u = name:upper()
-    UPPER:put(name, u)
-  end
-  return u
-end
-
--- Commands whose arguments can hold a password (see secret_positions).
-local MAY_HIDE = { AUTH = true, HELLO = true, MIGRATE = true, CONFIG = true, ACL = true }
-
+-- The command as the record and the screen show it, when redis.argv
+-- found it is not plain: passwords as ***, long arguments cut.
 local function shown_argv(argv)
-  local plain = not MAY_HIDE[upper(argv[1])]
-  for i = 1, #argv do
-    if not plain then break end
-    plain = #argv[i] <= SHOWN_ARG
-  end
-  if plain then return argv end     -- the common case: nothing to hide or cut
   local hide, out = secret_positions(argv), {}
   for i, a in ipairs(argv) do
     if hide[i] then
@@ -286,7 +251,7 @@ local function acquire(self)
   end
   local pool = self.pool
   local only = pool[2] == nil and pool[1]
-  if only and only:isopen() and not only:busy() then return only end   -- one connection, idle
+  if only and only:ready() then return only end   -- one connection, open and idle
   for i = #pool, 1, -1 do
     if not pool[i]:isopen() then table.remove(pool, i) end
   end
@@ -364,18 +329,6 @@ end
 
 local NO_OPTIONS = setmetatable({}, { __newindex = function() error("NO_OPTIONS is read-only", 2) end })
 
-local function collect_argv(first, ...)
-  if type(first) == "table" then
-    local argv, opts = {}, {}
-    for k, v in pairs(first) do
-      if type(k) ~= "number" then opts[k] = v end
-    end
-    for i = 1, #first do argv[i] = first[i] end
-    return argv, opts, #first
-  end
-  return { first, ... }, NO_OPTIONS, select("#", ...) + 1
-end
-
 -- The connection objects: one metatable for every run; an object keeps
 -- the run that made it (its calls record into that run).
 local Conn = {}
@@ -392,34 +345,42 @@ local function usage(msg)
   errors.usage(msg, "redis")
 end
 
--- r:call's command, its options and its argument count, checked.
-local function checked_argv(first, ...)
-  if type(first) ~= "string" and type(first) ~= "table" then
-    usage("redis: r:call(command, args...) or r:call{command, args..., timeout=}")
-  end
-  local argv, opts, n = collect_argv(first, ...)
-  for k in next, opts do
-    if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
-      usage(string.format("redis: unknown option %q (the table form takes timeout=, " ..
-        "stand_in= and secret=)", tostring(k)))
+-- The table form's options, checked.
+local function checked_options(t)
+  local opts = {}
+  for k, v in pairs(t) do
+    if type(k) ~= "number" then
+      if k ~= "timeout" and k ~= "stand_in" and k ~= "secret" then
+        -- (not "secret=" before a parenthesis: the screen hides what follows it)
+        usage(string.format("redis: unknown option %q (the table form's options are timeout, " ..
+          "stand_in and secret)", tostring(k)))
+      end
+      opts[k] = v
     end
   end
   if opts.secret ~= nil and type(opts.secret) ~= "boolean" then usage("redis: secret must be true or false") end
-  if n == 0 or type(argv[1]) ~= "string" or argv[1] == "" then
-    usage("redis: the command name must be a non-empty string")
-  end
-  for i = 1, n do
-    local a = argv[i]
-    if type(a) ~= "string" then         -- strings, the common case, are as they are
-      local okc, v = pcall(to_arg, a, i, argv[1]:upper())
-      if not okc then usage(v) end
-      argv[i] = v
-    end
-  end
   if opts.timeout ~= nil and (type(opts.timeout) ~= "number" or opts.timeout < 0) then
     usage("redis: timeout must be a number of seconds >= 0")
   end
-  return argv, opts
+  return opts
+end
+
+-- r:call's command (redis.argv: strings, and whether the record shows it
+-- as it is) and its options, checked.
+local function checked_argv(first, ...)
+  local opts = NO_OPTIONS
+  if type(first) == "table" then
+    opts = checked_options(first)
+  elseif type(first) ~= "string" then
+    usage("redis: r:call(command, args...) or r:call{command, args..., timeout=}")
+  end
+  local argv, plain, what = credis.argv(first, ...)
+  if argv == nil then
+    if plain <= 1 then usage("redis: the command name must be a non-empty string") end
+    local name = type(first) == "table" and first[1] or first
+    usage(string.format("redis %s: argument %d is a %s; pass strings or numbers", name:upper(), plain, what))
+  end
+  return argv, opts, plain
 end
 
 -- What api.call asks of a command's spec (made once, not per call).
@@ -427,14 +388,14 @@ local function spec_describe(spec) return describe(spec.args.command, spec.conn.
 local function spec_perform(spec) return roundtrip(spec.conn, spec.argv, spec.opts.timeout) end
 local function spec_stand_in(spec)
   if spec.opts.stand_in ~= nil then return spec.opts.stand_in end
-  return INTEGER_REPLY[upper(spec.argv[1])] and 0 or "OK"
+  return INTEGER_REPLY[spec.argv[1]:upper()] and 0 or "OK"
 end
 
 -- Validate, classify, record and perform one command; raises on failure.
 local function invoke(self, first, ...)
   local run = self.run
-  local argv, opts = checked_argv(first, ...)
-  local args = { server = self.where, command = shown_argv(argv) }
+  local argv, opts, plain = checked_argv(first, ...)
+  local args = { server = self.where, command = plain and argv or shown_argv(argv) }
   local simulate = false
   if run.dry_run and run.phase == "execute" then
     local okk, sim, why = pcall(classify, self, argv)
