@@ -145,10 +145,10 @@ static void keep_c_modules_loaded(lua_State *L)
 
 /* Lua 5.4's dump (ldump.c) is a fixed header, the main function's upvalue
  * count (one byte), then its source name: a size+1 varint, 7 bits a byte
- * with the top bit set on the last one, and the bytes; nested functions
- * name no source of their own and inherit it.  Sets *name and *tail to
- * where that name starts and ends; 0 when buf is not a dump in the format
- * of this liblua. */
+ * with the top bit set on the last one, and the bytes, or size 0 (no
+ * name) in a stripped dump; nested functions name no source of their own
+ * and inherit it.  Sets *name and *tail to where that name starts and
+ * ends; 0 when buf is not a dump in the format of this liblua. */
 static int dump_name(const char *buf, size_t n, size_t *name, size_t *tail)
 {
     const size_t head = 4 + 1 + 1 + 6 + 3 + sizeof(lua_Integer) + sizeof(lua_Number) + 1;
@@ -163,10 +163,10 @@ static int dump_name(const char *buf, size_t n, size_t *name, size_t *tail)
         b = (unsigned char)buf[i++];
         len = (len << 7) | (b & 0x7f);
     } while (!(b & 0x80));
-    if (len == 0 || len - 1 > n - i)
+    if (len != 0 && len - 1 > n - i)
         return 0;
     *name = head;
-    *tail = i + len - 1;
+    *tail = len == 0 ? i : i + len - 1;
     return 1;
 }
 
@@ -253,10 +253,10 @@ static int load_bytecode(lua_State *L, const char *bc, const char *src, const st
 }
 
 /* package.searchers[2]: a module of stdlib/ (upvalue 1 the data dir,
- * upvalue 2 the bytecode dir), from its bytecode when it is current,
- * else from the .lua, opened once (Lua's own searcher opens a file to
- * find it and again to load it).  A name not in stdlib/ is left to the
- * searchers after it. */
+ * upvalue 2 the bytecode dir, "" for none), from its bytecode when it is
+ * current, else from the .lua, opened once (Lua's own searcher opens a
+ * file to find it and again to load it).  A name not in stdlib/ is left
+ * to the searchers after it. */
 static int search_stdlib(lua_State *L)
 {
     const char *name = luaL_checkstring(L, 1);
@@ -276,7 +276,8 @@ static int search_stdlib(lua_State *L)
         if (stat(src, &st) != 0 || !S_ISREG(st.st_mode))
             continue;
         snprintf(bc, sizeof bc, bcforms[f], bcdir, rel);
-        if (!load_bytecode(L, bc, src, &st) && luaL_loadfilex(L, src, NULL) != LUA_OK)
+        if ((bcdir[0] == '\0' || !load_bytecode(L, bc, src, &st)) &&
+            luaL_loadfilex(L, src, NULL) != LUA_OK)
             return luaL_error(L, "error loading module '%s' from file '%s':\n\t%s",
                               name, src, lua_tostring(L, -1));
         lua_pushstring(L, src);
@@ -287,11 +288,16 @@ static int search_stdlib(lua_State *L)
 
 /* Put search_stdlib second in package.searchers, after package.preload
  * (package on the top of the stack).  The bytecode of the source tree is
- * the build's; an installed stdlib has its own beside it. */
+ * the build's; an installed stdlib has its own beside it.  The bytecode
+ * has no line numbers (src/luac.c): RUNBOOK_STDLIB_SOURCE=1 loads the
+ * sources, for a traceback through the stdlib that names its lines. */
 static void add_stdlib_searcher(lua_State *L, const char *dir)
 {
+    const char *source = getenv("RUNBOOK_STDLIB_SOURCE");
     lua_pushstring(L, dir);
-    if (strcmp(dir, RB_SOURCE_DIR) == 0)
+    if (source != NULL && strcmp(source, "1") == 0)
+        lua_pushliteral(L, "");
+    else if (strcmp(dir, RB_SOURCE_DIR) == 0)
         lua_pushstring(L, RB_BUILD_BYTECODE_DIR);
     else
         lua_pushfstring(L, "%s/bytecode", dir);

@@ -7,7 +7,7 @@ import re
 import shutil
 import unittest
 
-from harness import RunbookTestCase, runbook_path
+from harness import SOURCE_DIR, RunbookTestCase, runbook_path
 
 FLOW = runbook_path("flow.lua")
 QUESTIONS = runbook_path("questions.lua")
@@ -448,6 +448,34 @@ class StartAtAndResume(RunTestCase):
         p = self.run_rb("run", RESUME, "--resume", first)
         self.assertExit(p, 2)
         self.assertIn('is a transcript of runbook "flow"', p.stderr)
+
+
+class StdlibBytecode(RunTestCase):
+    """The stdlib loads from bytecode without line numbers (src/luac.c);
+    RUNBOOK_STDLIB_SOURCE=1 loads its sources, so a fault inside it names
+    the line."""
+
+    def test_a_stdlib_fault_names_its_file_and_its_line_only_from_source(self):
+        path = self.write("fault.lua", """runbook { name = "fault" }
+step("fault", function()
+  local ok, err = pcall(require("runbook.duration").text, {})
+  print("@err=" .. err)
+end)
+""")
+        internals = {"RUNBOOK_TEST_INTERNALS": "1"}
+        src = os.path.join(SOURCE_DIR, "stdlib", "runbook", "duration.lua")
+        fault_line = line_of(src, "math.floor(seconds + 0.5)")
+        messages = {}
+        for source in ("", "1"):
+            p = self.run_rb("run", path, "--yes", "--transcript", self.path(f"t{source}.jsonl"),
+                            env={**internals, "RUNBOOK_STDLIB_SOURCE": source})
+            self.assertExit(p, 0)
+            messages[source] = re.search(r"^@err=(.*)$", p.stdout, re.M).group(1)
+        self.assertRegex(messages[""], r"stdlib/runbook/duration\.lua:-1: attempt to perform arithmetic",
+                         "the bytecode names the file of a fault, but holds no line")
+        self.assertRegex(messages["1"], rf"stdlib/runbook/duration\.lua:{fault_line}: attempt to perform "
+                         r"arithmetic on a table value \(local 'seconds'\)",
+                         "from source, the fault names its line and the local's name")
 
 
 if __name__ == "__main__":
