@@ -244,13 +244,20 @@ rb_transcript *rb_transcript_open(const char *path, const char *run_id,
         set_err(err, errlen, "transcript: out of memory");
         return NULL;
     }
-    if (make_parents(path, err, errlen) != 0) {
-        rb_transcript_close(t);
-        return NULL;
-    }
     /* O_EXCL: a transcript is never reused or overwritten; O_APPEND: each
-     * line lands whole at the end even if someone else opens the file. */
-    t->fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
+     * line lands whole at the end even if someone else opens the file.
+     * The directories are made only when they are missing: the usual run
+     * finds them there, and a mkdir of each of its parents costs a
+     * system call apiece. */
+    const int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
+    t->fd = open(path, flags, 0600);
+    if (t->fd < 0 && errno == ENOENT) {
+        if (make_parents(path, err, errlen) != 0) {
+            rb_transcript_close(t);
+            return NULL;
+        }
+        t->fd = open(path, flags, 0600);
+    }
     if (t->fd < 0) {
         set_err(err, errlen, "transcript: cannot create %s: %s", path, strerror(errno));
         rb_transcript_close(t);

@@ -386,9 +386,11 @@ function verbs.step(title, opts, fn)
   if type(fn) ~= "function" then errors.usage(string.format("step %q: missing its function", title), "step") end
   local id, misuse = step_id(plan, title, opts)
   if not id then errors.usage(misuse, "step") end
-  local approval = require("runbook.approval")
-  local _, amisuse = approval.check_from(opts.approval, string.format("step %q: approval", title))
-  if amisuse then errors.usage(amisuse, "step") end
+  if opts.approval ~= nil then     -- (runbook.approval is loaded only for a step that asks)
+    local _, amisuse = require("runbook.approval").check_from(opts.approval,
+      string.format("step %q: approval", title))
+    if amisuse then errors.usage(amisuse, "step") end
+  end
   if opts.approval_timeout ~= nil and (type(opts.approval_timeout) ~= "number" or opts.approval_timeout <= 0) then
     errors.usage(string.format("step %q: approval_timeout must be a positive number of seconds", title), "step")
   end

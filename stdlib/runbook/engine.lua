@@ -340,7 +340,8 @@ function engine.execute(run, first)
   run.phase = "execute"
   run_state.restore(run)
   cadence.start(run, first)
-  require("runbook.approval").attach(run)     -- the room's updates, at each step boundary
+  -- the room's updates, at each step boundary (cmd/run set run.room from the config)
+  if run.room then require("runbook.approval").attach(run) end
   local counts = { ok = 0, skipped = 0 }
   for i = 1, first - 1 do
     run.rec:event("step.end", { index = i, id = plan.steps[i].id, status = "skipped",

@@ -101,8 +101,7 @@ end
 function record.open(name, path)
   local run_id = os.date("!%Y%m%dT%H%M%SZ") .. "-" .. sys.random_hex(4)
   if path == nil then
-    local dir = record.default_dir()
-    sys.mkdirs(dir, 448)   -- 0700
+    local dir = record.default_dir()    -- made, 0700, when missing (src/transcript.c)
     local safe = (name or "run"):gsub("[^%w%-_.]", "_")
     path = string.format("%s/%s-%s.jsonl", dir, safe, run_id)
   end
