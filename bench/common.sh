@@ -9,8 +9,8 @@ RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
 export RUNBOOK_TEST_INTERNALS=1
 
 # bench_begin NAME TOOL...: exit 2 naming the first missing tool (or a
-# missing runbook binary); make $work, removed at exit after the server
-# whose pid the script puts in $server_pid is stopped; pick a free
+# missing runbook binary); make $work, removed at exit after the servers
+# whose pids the script puts in $server_pid and $extra_pids are stopped; pick a free
 # loopback $port.
 bench_begin() {
   local name=$1 tool
@@ -27,10 +27,11 @@ bench_begin() {
 }
 
 bench_end() {
-  if [ -n "$server_pid" ]; then
-    kill -TERM "$server_pid" 2>/dev/null || true
-    wait "$server_pid" 2>/dev/null || true
-  fi
+  local pid
+  for pid in $server_pid ${extra_pids:-}; do
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
   rm -rf "$work"
 }
 

@@ -12,6 +12,11 @@
 #       module's conn:call alone, through the same event loop, without the
 #       Lua API and the transcript
 #   (c) `redis-cli ping`, one process per call: what a bash runbook pays
+#   (d) (a) and (b) again with the client and a second redis-server pinned
+#       to CPU 0 (taskset): no vCPU halts and wakes between the two, so the
+#       round trip is two context switches and the floor is at its lowest
+#       (about 9 us here against 13-100 us unpinned, depending on where the
+#       scheduler puts the two); what runbook adds is its own CPU time
 #
 # Starts its own redis-server on a free loopback port and compiles (a) with
 # gcc; needs redis-server, redis-cli, gcc, libhiredis-dev and a built
@@ -36,6 +41,14 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 redis-cli -p "$port" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$work/redis.log" >&2; exit 1; }
+port1=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+taskset -c 0 redis-server --port "$port1" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
+  --logfile "$work/redis1.log" >/dev/null 2>&1 &
+extra_pids=$!
+for _ in $(seq 100); do
+  redis-cli -p "$port1" ping >/dev/null 2>&1 && break
+  sleep 0.05
+done
 
 # (a) raw hiredis ------------------------------------------------------------
 cat > "$work/ping.c" <<'EOF'
@@ -82,7 +95,9 @@ EOF
 gcc -I"$here" -O2 -o "$work/ping" "$work/ping.c" $(pkg-config --cflags --libs hiredis)
 
 # (b) runbook r:ping(), and its C module alone -----------------------------------
-cat > "$work/bench.lua" <<EOF
+# bench_lua PORT: the runbook timing (b) against the server on PORT
+bench_lua() {
+cat <<EOF
 runbook { name = "bench-redis" }
 local now = require("runbook.loop").now
 local function median(f)
@@ -97,30 +112,45 @@ local function median(f)
   return t[$N // 2 + 1]
 end
 step("ping", function()
-  local r = redis.connect("redis://127.0.0.1:$port")
+  local r = redis.connect("redis://127.0.0.1:$1")
   io.stdout:write(string.format("RESULT api %.9f\n", median(function() r:ping() end)))
-  local c = require("runbook.lazy")("runbook.redis").open("127.0.0.1", $port, 5, "bench")
+  local c = require("runbook.lazy")("runbook.redis").open("127.0.0.1", $1, 5, "bench")
   local argv = { "PING" }
   io.stdout:write(string.format("RESULT module %.9f\n", median(function() c:call(10, argv) end)))
 end)
 EOF
+}
+bench_lua "$port" > "$work/bench.lua"
+bench_lua "$port1" > "$work/bench1.lua"
+
+# runbook_round SUFFIX [CMD...]: one round of (b), the runbook started by
+# CMD (taskset) against the pinned server when SUFFIX is not empty, its
+# figures appended to rb.api$SUFFIX and rb.module$SUFFIX
 runbook_round() {
+  local suffix=$1 lua=$work/bench.lua
+  shift
+  [ -z "$suffix" ] || lua=$work/bench1.lua
   rm -f "$work/t.jsonl"
-  "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" ||
+  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$lua" > "$work/rb.out" ||
     { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-  sed -n "s/^RESULT api //p" "$work/rb.out" >> "$work/rb.api"
-  sed -n "s/^RESULT module //p" "$work/rb.out" >> "$work/rb.module"
+  sed -n "s/^RESULT api //p" "$work/rb.out" >> "$work/rb.api$suffix"
+  sed -n "s/^RESULT module //p" "$work/rb.out" >> "$work/rb.module$suffix"
 }
 
 for _ in $(seq "$ROUNDS"); do
   "$work/ping" "$port" "$N" 0 >> "$work/raw"
   "$work/ping" "$port" "$N" 10 >> "$work/raw.gap"
-  runbook_round
+  runbook_round ""
+  taskset -c 0 "$work/ping" "$port1" "$N" 0 >> "$work/raw.cpu0"
+  runbook_round .cpu0 taskset -c 0
 done
 raw=$(median < "$work/raw")
 raw_gap=$(median < "$work/raw.gap")
 rb=$(median < "$work/rb.api")
 rb_module=$(median < "$work/rb.module")
+raw1=$(median < "$work/raw.cpu0")
+rb1=$(median < "$work/rb.api.cpu0")
+rb1_module=$(median < "$work/rb.module.cpu0")
 
 # (c) redis-cli ping per call ---------------------------------------------------
 cli=$(wall_median "$CLI_N" redis-cli -p "$port" ping)
@@ -133,6 +163,9 @@ row "(a') raw hiredis, 10 us of work between calls" "$raw_gap" "$raw"
 row "(b) runbook r:ping() (n=$N)" "$rb" "$raw"
 row "(b) runbook's C module alone, on the event loop" "$rb_module" "$raw"
 row "(c) redis-cli ping, a process (n=$CLI_N)" "$cli" "$raw"
+row "(d) raw hiredis, client and server on CPU 0" "$raw1" "$raw1"
+row "(d) runbook r:ping(), on CPU 0" "$rb1" "$raw1"
+row "(d) runbook's C module alone, on CPU 0" "$rb1_module" "$raw1"
 line "redis-cli / runbook" "$(ratio "$cli" "$rb")"
 
 g="redis PING (open conn)"
@@ -141,3 +174,7 @@ bench_row "$g" "raw hiredis, 10 us work between calls" "$raw_gap" other "$work/r
 bench_row "$g" "runbook C module alone (no API/transcript)" "$rb_module" other "$work/rb.module"
 bench_row "$g" "runbook r:ping() (n=$N)" "$rb" runbook "$work/rb.api"
 bench_row "$g" "redis-cli ping (n=$CLI_N)" "$cli" cli
+g="redis PING, client+server on 1 CPU"
+bench_row "$g" "raw hiredis, C, both pinned to CPU 0" "$raw1" raw "$work/raw.cpu0"
+bench_row "$g" "runbook C module alone, pinned" "$rb1_module" other "$work/rb.module.cpu0"
+bench_row "$g" "runbook r:ping(), pinned" "$rb1" runbook "$work/rb.api.cpu0"
