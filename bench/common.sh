@@ -9,8 +9,8 @@ RUNBOOK_BIN=${RUNBOOK_BIN:-$here/../build/runbook}
 export RUNBOOK_TEST_INTERNALS=1
 
 # bench_begin NAME TOOL...: exit 2 naming the first missing tool (or a
-# missing runbook binary); make $work, removed at exit after the servers
-# whose pids the script puts in $server_pid and $extra_pids are stopped; pick a free
+# missing runbook binary); make $work, removed at exit after the server
+# whose pid the script puts in $server_pid is stopped; pick a free
 # loopback $port.
 bench_begin() {
   local name=$1 tool
@@ -27,11 +27,10 @@ bench_begin() {
 }
 
 bench_end() {
-  local pid
-  for pid in $server_pid ${extra_pids:-}; do
-    kill -TERM "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  if [ -n "$server_pid" ]; then
+    kill -TERM "$server_pid" 2>/dev/null || true
+    wait "$server_pid" 2>/dev/null || true
+  fi
   rm -rf "$work"
 }
 
@@ -48,6 +47,21 @@ serve() {
   echo "bench: tests/servers/$1.py did not start:" >&2
   cat "$work/server.err" "$work/server.out" >&2
   exit 1
+}
+
+# pin_tree CPUS PID: the CPU affinity of PID, every thread, and of every
+# process under it (a server and the workers or backends it forked; one it
+# forks later inherits it).  The (d) rows pin a server and its client to
+# CPU 0 together: no vCPU then halts and wakes between the two, and the
+# floor is at its lowest.
+ALL_CPUS=0-$(( $(nproc) - 1 ))
+pin_tree() {
+  local cpus=$1 pid=$2 child
+  if ! taskset -a -p -c "$cpus" "$pid" >/dev/null 2>&1 && kill -0 "$pid" 2>/dev/null; then
+    echo "bench: taskset could not set pid $pid to CPU(s) $cpus" >&2   # (not one gone meanwhile)
+    exit 1
+  fi
+  for child in $(pgrep -P "$pid"); do pin_tree "$cpus" "$child"; done
 }
 
 # median: the median of the numbers on stdin, one a line.

@@ -10,6 +10,8 @@
 #       and the C module's request alone (src/lib_http.c), through the same
 #       event loop, without the Lua API and the transcript
 #   (c) `curl -fsS URL`, one process per call: what a bash runbook pays
+#   (d) (a) and (b) again with the client and nginx pinned to CPU 0
+#       (pin_tree, bench/common.sh): the floor at its lowest
 #   then 100 GETs from one runbook step: a plain loop vs parallel().
 #
 # Starts its own nginx (plain HTTP, loopback, a free port, its own prefix
@@ -159,12 +161,23 @@ end)
 EOF
 # The machine is shared: interleave ROUNDS rounds of (a) and (b) so a burst
 # of load hits both alike, and report the median round.
+# runbook_round SUFFIX [CMD...]: one round of (b), the runbook started by
+# CMD (taskset), its figures appended to rb.NAME$SUFFIX
+runbook_round() {
+  local suffix=$1 r
+  shift
+  rm -f "$work/t.jsonl"
+  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
+    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
+  for r in quiet shown module seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r$suffix"; done
+}
 for _ in $(seq "$ROUNDS"); do
   "$work/get" "$url" "$N" >> "$work/raw"
-  rm -f "$work/t.jsonl"
-  "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
-    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-  for r in quiet shown module seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r"; done
+  runbook_round ""
+  pin_tree 0 "$server_pid"
+  taskset -c 0 "$work/get" "$url" "$N" >> "$work/raw.cpu0"
+  runbook_round .cpu0 taskset -c 0
+  pin_tree "$ALL_CPUS" "$server_pid"
 done
 raw=$(median < "$work/raw")
 rb=$(median < "$work/rb.quiet")
@@ -172,6 +185,9 @@ rb_shown=$(median < "$work/rb.shown")
 rb_module=$(median < "$work/rb.module")
 seq=$(median < "$work/rb.seq")
 par=$(median < "$work/rb.par")
+raw1=$(median < "$work/raw.cpu0")
+rb1=$(median < "$work/rb.quiet.cpu0")
+rb1_module=$(median < "$work/rb.module.cpu0")
 
 # (c) curl -fsS per call -------------------------------------------------------
 cli=$(wall_median "$CLI_N" curl -fsS "$url")
@@ -185,6 +201,9 @@ row "(b) runbook http.get, quiet (n=$N)" "$rb" "$raw"
 row "(b) runbook http.get, call line shown (n=$((N / 3)))" "$rb_shown" "$raw"
 row "(b) runbook's C module alone, on the event loop (n=$N)" "$rb_module" "$raw"
 row "(c) curl -fsS URL, a process (n=$CLI_N)" "$cli" "$raw"
+row "(d) raw libcurl easy, client and nginx on CPU 0" "$raw1" "$raw1"
+row "(d) runbook http.get, quiet, on CPU 0" "$rb1" "$raw1"
+row "(d) runbook's C module alone, on CPU 0" "$rb1_module" "$raw1"
 line "curl CLI / runbook http.get" "$(ratio "$cli" "$rb")"
 echo
 per_get() { fmt "$(awk -v a="$1" -v n="$FAN" 'BEGIN { print a / n }')"; }
@@ -198,5 +217,9 @@ bench_row "$g" "raw libcurl easy, C (n=$N)" "$raw" raw "$work/raw"
 bench_row "$g" "runbook C module alone (no API/transcript)" "$rb_module" other "$work/rb.module"
 bench_row "$g" "runbook http.get (n=$N)" "$rb" runbook "$work/rb.quiet"
 bench_row "$g" "curl -fsS URL (n=$CLI_N)" "$cli" cli
+g="http GET, client+nginx on 1 CPU"
+bench_row "$g" "raw libcurl easy, C, both pinned to CPU 0" "$raw1" raw "$work/raw.cpu0"
+bench_row "$g" "runbook C module alone, pinned" "$rb1_module" other "$work/rb.module.cpu0"
+bench_row "$g" "runbook http.get, pinned" "$rb1" runbook "$work/rb.quiet.cpu0"
 bench_row "$FAN http GETs (fan-out)" "runbook, one after another" "$seq" seq "$work/rb.seq"
 bench_row "$FAN http GETs (fan-out)" "runbook parallel()" "$par" fan "$work/rb.par"

@@ -12,10 +12,10 @@
 #       module's conn:call alone, through the same event loop, without the
 #       Lua API and the transcript
 #   (c) `redis-cli ping`, one process per call: what a bash runbook pays
-#   (d) (a) and (b) again with the client and a second redis-server pinned
-#       to CPU 0 (taskset): no vCPU halts and wakes between the two, so the
-#       round trip is two context switches and the floor is at its lowest
-#       (about 9 us here against 13-100 us unpinned, depending on where the
+#   (d) (a) and (b) again with the client and redis-server pinned to CPU 0
+#       (pin_tree): no vCPU halts and wakes between the two, so the round
+#       trip is two context switches and the floor is at its lowest (about
+#       9 us here against 8-100 us unpinned, depending on where the
 #       scheduler puts the two); what runbook adds is its own CPU time
 #
 # Starts its own redis-server on a free loopback port and compiles (a) with
@@ -41,14 +41,6 @@ for _ in $(seq 100); do
   sleep 0.05
 done
 redis-cli -p "$port" ping >/dev/null || { echo "redis-server did not start" >&2; cat "$work/redis.log" >&2; exit 1; }
-port1=$(/usr/bin/python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-taskset -c 0 redis-server --port "$port1" --bind 127.0.0.1 --save '' --appendonly no --dir "$work" \
-  --logfile "$work/redis1.log" >/dev/null 2>&1 &
-extra_pids=$!
-for _ in $(seq 100); do
-  redis-cli -p "$port1" ping >/dev/null 2>&1 && break
-  sleep 0.05
-done
 
 # (a) raw hiredis ------------------------------------------------------------
 cat > "$work/ping.c" <<'EOF'
@@ -95,9 +87,7 @@ EOF
 gcc -I"$here" -O2 -o "$work/ping" "$work/ping.c" $(pkg-config --cflags --libs hiredis)
 
 # (b) runbook r:ping(), and its C module alone -----------------------------------
-# bench_lua PORT: the runbook timing (b) against the server on PORT
-bench_lua() {
-cat <<EOF
+cat > "$work/bench.lua" <<EOF
 runbook { name = "bench-redis" }
 local now = require("runbook.loop").now
 local function median(f)
@@ -112,26 +102,21 @@ local function median(f)
   return t[$N // 2 + 1]
 end
 step("ping", function()
-  local r = redis.connect("redis://127.0.0.1:$1")
+  local r = redis.connect("redis://127.0.0.1:$port")
   io.stdout:write(string.format("RESULT api %.9f\n", median(function() r:ping() end)))
-  local c = require("runbook.lazy")("runbook.redis").open("127.0.0.1", $1, 5, "bench")
+  local c = require("runbook.lazy")("runbook.redis").open("127.0.0.1", $port, 5, "bench")
   local argv = { "PING" }
   io.stdout:write(string.format("RESULT module %.9f\n", median(function() c:call(10, argv) end)))
 end)
 EOF
-}
-bench_lua "$port" > "$work/bench.lua"
-bench_lua "$port1" > "$work/bench1.lua"
 
 # runbook_round SUFFIX [CMD...]: one round of (b), the runbook started by
-# CMD (taskset) against the pinned server when SUFFIX is not empty, its
-# figures appended to rb.api$SUFFIX and rb.module$SUFFIX
+# CMD (taskset), its figures appended to rb.api$SUFFIX and rb.module$SUFFIX
 runbook_round() {
-  local suffix=$1 lua=$work/bench.lua
+  local suffix=$1
   shift
-  [ -z "$suffix" ] || lua=$work/bench1.lua
   rm -f "$work/t.jsonl"
-  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$lua" > "$work/rb.out" ||
+  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" ||
     { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
   sed -n "s/^RESULT api //p" "$work/rb.out" >> "$work/rb.api$suffix"
   sed -n "s/^RESULT module //p" "$work/rb.out" >> "$work/rb.module$suffix"
@@ -141,8 +126,10 @@ for _ in $(seq "$ROUNDS"); do
   "$work/ping" "$port" "$N" 0 >> "$work/raw"
   "$work/ping" "$port" "$N" 10 >> "$work/raw.gap"
   runbook_round ""
-  taskset -c 0 "$work/ping" "$port1" "$N" 0 >> "$work/raw.cpu0"
+  pin_tree 0 "$server_pid"
+  taskset -c 0 "$work/ping" "$port" "$N" 0 >> "$work/raw.cpu0"
   runbook_round .cpu0 taskset -c 0
+  pin_tree "$ALL_CPUS" "$server_pid"
 done
 raw=$(median < "$work/raw")
 raw_gap=$(median < "$work/raw.gap")

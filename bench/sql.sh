@@ -7,6 +7,8 @@
 #       quiet, and with the statement echoed as a run shows it by default
 #   (c) the real psql binary, `psql URL -c 'select 1'`, one process per
 #       call: what a bash runbook pays (connect + scram-sha-256 + query)
+#   (d) (a) and (b), quiet, again with the client and the server pinned to
+#       CPU 0 (pin_tree, bench/common.sh): the floor at its lowest
 #
 # Starts its own cluster with tests/servers/postgres.py (no TLS, the
 # password user over TCP), compiles (a) with gcc, prints medians and each
@@ -105,33 +107,44 @@ int main(int argc, char **argv)
 EOF
 gcc -I"$here" -O2 -Wall -o "$work/baseline" "$work/baseline.c" $(pkg-config --cflags --libs libpq)
 
+# runbook_us QUIET [CMD...]: one round of (b), the runbook started by CMD (taskset)
 runbook_us() {
+  local quiet=$1
+  shift
   rm -f "$work/t.jsonl"
-  XDG_STATE_HOME="$work/state" "$RUNBOOK_BIN" run "$here/sql.lua" --yes \
-    --transcript "$work/t.jsonl" -p "db=$url" -p "n=$RB_N" -p "quiet=$1" >"$work/rb.out"
+  XDG_STATE_HOME="$work/state" "$@" "$RUNBOOK_BIN" run "$here/sql.lua" --yes \
+    --transcript "$work/t.jsonl" -p "db=$url" -p "n=$RB_N" -p "quiet=$quiet" >"$work/rb.out"
   sed -n 's/^@median_us=//p' "$work/rb.out"
 }
 
 # The machine is shared: interleave ROUNDS rounds of (a) and (b) so a burst
 # of load hits all of them alike, and report the median round.
-libpq_us= rb_quiet_us= rb_echo_us=
+libpq_us= rb_quiet_us= rb_echo_us= libpq_pin_us= rb_pin_us=
 for _ in $(seq "$ROUNDS"); do
   libpq_us+="$("$work/baseline" libpq "$url" "$N"),"
   rb_quiet_us+="$(runbook_us yes),"
   rb_echo_us+="$(runbook_us no),"
+  pin_tree 0 "$server_pid"
+  libpq_pin_us+="$(taskset -c 0 "$work/baseline" libpq "$url" "$N"),"
+  rb_pin_us+="$(runbook_us yes taskset -c 0),"
+  pin_tree "$ALL_CPUS" "$server_pid"
 done
 psql_us=$("$work/baseline" psql "$PSQL" "$url" "$CLI_N")
 
-/usr/bin/python3 - "$libpq_us" "$rb_quiet_us" "$rb_echo_us" "$psql_us" "$N" "$RB_N" "$CLI_N" <<'PY'
+/usr/bin/python3 - "$libpq_us" "$rb_quiet_us" "$rb_echo_us" "$psql_us" "$N" "$RB_N" "$CLI_N" \
+  "$libpq_pin_us" "$rb_pin_us" <<'PY'
 import statistics, sys
 libpq, quiet, echo, psql = (statistics.median(float(x) for x in a.split(",") if x)
                             for a in sys.argv[1:5])
 n, rb_n, cli_n = sys.argv[5:8]
+libpq_pin, rb_pin = (statistics.median(float(x) for x in a.split(",") if x) for a in sys.argv[8:10])
 rows = [
     (f"(a) libpq PQexecParams, C ({n} calls)", libpq),
     (f"(b) runbook db:query, quiet ({rb_n} calls)", quiet),
     (f"(b) runbook db:query, echoed ({rb_n} calls)", echo),
     (f"(c) psql -c 'select 1', per process ({cli_n} runs)", psql),
+    ("(d) libpq, client and server on CPU 0", libpq_pin),
+    ("(d) runbook db:query, quiet, on CPU 0", rb_pin),
 ]
 def fmt(us):
     return f"{us / 1000:.2f} ms" if us >= 1000 else f"{us:.1f} us"
@@ -140,7 +153,8 @@ print("SELECT 1 on PostgreSQL 15, loopback, scram-sha-256 user, no TLS; medians 
 print(f"| {'method':<48} | {'per call':>10} | {'vs libpq':>9} |")
 print(f"|{'-' * 50}|{'-' * 12}|{'-' * 11}|")
 for name, us in rows:
-    print(f"| {name:<48} | {fmt(us):>10} | {us / libpq:>8.1f}x |")
+    base = libpq_pin if name.startswith("(d)") else libpq
+    print(f"| {name:<48} | {fmt(us):>10} | {us / base:>8.2f}x |")
 import os
 if os.environ.get("BENCH_ROWS"):
     with open(os.environ["BENCH_ROWS"], "a") as f:
@@ -151,4 +165,7 @@ if os.environ.get("BENCH_ROWS"):
         f.write(f"{g}\traw libpq PQexecParams, C ({n} calls)\t{libpq / 1e6:.9f}\traw\t{spread(sys.argv[1])}\n")
         f.write(f"{g}\trunbook db:query ({rb_n} calls)\t{quiet / 1e6:.9f}\trunbook\t{spread(sys.argv[2])}\n")
         f.write(f"{g}\tpsql -c 'select 1' ({cli_n} runs)\t{psql / 1e6:.9f}\tcli\t{psql / 1e6:.9f}\t{psql / 1e6:.9f}\n")
+        g = "sql SELECT 1, client+server on 1 CPU"
+        f.write(f"{g}\traw libpq, C, both pinned to CPU 0\t{libpq_pin / 1e6:.9f}\traw\t{spread(sys.argv[8])}\n")
+        f.write(f"{g}\trunbook db:query, pinned\t{rb_pin / 1e6:.9f}\trunbook\t{spread(sys.argv[9])}\n")
 PY
