@@ -251,7 +251,7 @@ rb_transcript *rb_transcript_open(const char *path, const char *run_id,
      * system call apiece. */
     const int flags = O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC;
     t->fd = open(path, flags, 0600);
-    if (t->fd < 0 && errno == ENOENT) {
+    if (t->fd < 0 && (errno == ENOENT || errno == ENOTDIR)) {   /* to say which directory */
         if (make_parents(path, err, errlen) != 0) {
             rb_transcript_close(t);
             return NULL;
