@@ -119,6 +119,11 @@ function api.call(run, spec)
     local okw, werr = pcall(run.before_write, run, spec)
     if not okw then return false, errors.from(werr, spec.primitive) end
   end
+  if run.rec and run.rec.owed then
+    -- after the last step (a cadence update, say): its end reaches the disk first
+    local oks, serr = pcall(run.rec.settle, run.rec)
+    if not oks then return false, errors.from(serr, spec.primitive) end
+  end
   local t0 = loop.now()
   local ok, res = pcall(spec.perform, spec)
   -- to the microsecond: the transcript writes that without printf

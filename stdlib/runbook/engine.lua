@@ -47,6 +47,10 @@ end
 -- recorded (each cleanup call has its own timeout).  A Ctrl-C pressed
 -- during the cleanup still interrupts it.
 function engine.finish(run)
+  -- the cleanup acts (closes, releases): the last step's end on disk
+  -- first.  An fsync that fails leaves rec.failed set, and the run.end
+  -- after the cleanup reports it as any write error.
+  if run.rec and #run.cleanup > 0 then pcall(run.rec.settle, run.rec) end
   loop.shield(true)
   if loop.interrupts() > 0 then loop.ack_interrupt() end
   for i = #run.cleanup, 1, -1 do
@@ -304,7 +308,7 @@ local function execute_step(run, step, n)
     if outcome == "ok" then
       run_state.record(run, step)
       run.rec:event("step.end", { index = step.index, id = step.id, status = "ok", duration = dur })
-      run.rec:sync()
+      if step.index == #run.plan.steps then run.rec:owe_sync() else run.rec:sync() end
       ui.print("      " .. ui.style("green", "ok") .. ui.style("dim", " (" .. ui.duration(dur) .. ")"))
       return "ok"
     end

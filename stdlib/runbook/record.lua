@@ -154,6 +154,19 @@ function record:sync()
     self.failed = write_error(self, "(fsync)", err)
     error(self.failed, 0)
   end
+  self.owed = nil
+end
+
+-- The last step's end: its fsync is owed, not done, as run.end's comes
+-- next and covers it (a one-step run's fsyncs cost about a quarter of
+-- it).  Whatever acts before that first settles it: a primitive's call
+-- (api.call), the run's cleanup (engine.finish).
+function record:owe_sync()
+  self.owed = true
+end
+
+function record:settle()
+  if self.owed then self:sync() end
 end
 
 -- After a write failure: one last try at run.end, so a record whose disk

@@ -5,9 +5,13 @@ real pseudo-terminal where a person answers, through a pipe where nobody
 does, and every message checked where it lands, on a real webhook
 receiver."""
 import json
+import re
+import shutil
+import subprocess
 import time
+import unittest
 
-from harness import RunbookTestCase
+from harness import RUNBOOK, RunbookTestCase
 from net.test_notify import Webhook
 
 QUESTION = r"Status update due: send \(Enter\), edit, or snooze \[DURATION\]\? "
@@ -268,6 +272,36 @@ end)
         s.expect(r"read gave false")
         s.expect(r"read gave false")
         self.assertEqual(s.wait(), 0, s.output)
+
+
+class Durability(CadenceTestCase):
+    @unittest.skipUnless(shutil.which("strace"), "needs strace to watch fsync(2) and the sockets")
+    def test_the_resolution_goes_out_only_once_the_last_steps_end_is_on_disk(self):
+        """The last step's end owes its fsync to run.end's; a call made
+        before that (here the resolution cadence.finish announces) settles
+        it first."""
+        cfg = self.config("announce = true")
+        rb = self.runbook('step("fix", function() end)\n')
+        trace = self.path("strace.txt")
+        # LeakSanitizer cannot run under ptrace
+        env = dict(self.env, ASAN_OPTIONS=self.env.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
+        p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,fsync,connect,sendto,sendmsg",
+                            "-s", "120", "-o", trace, RUNBOOK, "run", rb, "--config", cfg,
+                            "--transcript", self.transcript],
+                           capture_output=True, text=True, env=env, cwd=self.tmp, timeout=60)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertEqual(len(self.texts("/ops")), 2, "the alert and the resolution")
+        with open(trace) as f:
+            lines = f.read().splitlines()
+        fd = next(m.group(1) for m in (re.search(r'write\((\d+), "\{\\"seq\\":1,', l) for l in lines) if m)
+        end = max(i for i, l in enumerate(lines) if re.search(rf'write\({fd}, .*\\"event\\":\\"step\.end', l))
+        after = lines[end + 1:]
+        sends = [i for i, l in enumerate(after) if re.search(r"\b(connect|sendto|sendmsg)\(", l)]
+        self.assertTrue(sends, "the resolution is sent after the step's end")
+        synced = [i for i, l in enumerate(after) if re.search(rf"\bfsync\({fd}\)", l)]
+        self.assertTrue(synced and synced[0] < sends[0],
+                        "the transcript is fsynced after the last step's end and before the resolution "
+                        "goes out:\n" + "\n".join(after[:sends[0] + 1]))
 
 
 class Templates(CadenceTestCase):

@@ -144,11 +144,19 @@ class WhereAndHow(TranscriptTestCase):
         writes = [seq for kind, seq in calls if kind == "write"]
         self.assertEqual(writes, list(range(1, len(events) + 1)),
                          "expected each event in exactly one write(2), in order")
+        # The last step's end owes its fsync to run.end's, written next
+        # with nothing acting in between (no cleanup, no call).
+        last_step_end = max(n for n, e in enumerate(events, 1) if e == "step.end")
         for i, (kind, seq) in enumerate(calls):
-            if kind == "write" and events[seq - 1] in ("step.end", "run.end"):
+            if kind == "write" and events[seq - 1] in ("step.end", "run.end") and seq != last_step_end:
                 nxt = calls[i + 1] if i + 1 < len(calls) else None
                 self.assertEqual(nxt, ("fsync", None),
                                  f"expected fsync right after line {seq} ({events[seq - 1]})")
+        after_last = calls[calls.index(("write", last_step_end)) + 1:]
+        self.assertEqual(after_last[-2:], [("write", len(events)), ("fsync", None)])
+        self.assertNotIn(("fsync", None), after_last[:-1],
+                         "the last step's end is synced with run.end, not on its own")
+        self.assertEqual(events[-1], "run.end")
 
 
 class Verify(TranscriptTestCase):
