@@ -64,6 +64,25 @@ function api.describe(spec)
   return d
 end
 
+-- api.call's answer from a --scenario rule that matched the call, recorded.
+local function from_scenario(run, spec, fields, rule)
+  ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..
+    (spec.secret and "(result not shown: secret = true)" or rule.summary))
+  fields.outcome = rule.error and "error" or "ok"
+  fields.scenario = rule.name
+  fields.error = rule.error
+  fields.result = not spec.secret and rule.result or nil
+  if run.rec then run.rec:event("call", fields) end
+  if rule.error then
+    return false, errors.new(errors.classify(rule.error), spec.primitive .. ": " .. rule.error,
+      { primitive = spec.primitive, scenario = rule.name })
+  end
+  local result = rule.copy()
+  if spec.complete then result = spec.complete(result, spec) end
+  if spec.secret and spec.mark then spec.mark(result, spec) end
+  return true, result
+end
+
 -- Record a primitive call and raise or return.  spec: {primitive=, args=,
 -- mutating=, describe= (text, or a function returning it), perform=fn() -> result, stand_in=fn() -> result,
 -- summary=fn(result) -> fields, complete=fn(result) -> result (fills in a
@@ -89,23 +108,7 @@ function api.call(run, spec)
     secret = spec.secret or nil, mutating = spec.mutating and true or nil,
     outcome = nil, duration = nil, result = nil, error = nil }
   local rule = run.scenario and run.scenario:match(spec.primitive, api.describe(spec), run.step)
-  if rule then
-    ui.print("  " .. ui.style("magenta", "scenario:") .. " " .. api.describe(spec) .. " -> " ..
-      (spec.secret and "(result not shown: secret = true)" or rule.summary))
-    fields.outcome = rule.error and "error" or "ok"
-    fields.scenario = rule.name
-    fields.error = rule.error
-    fields.result = not spec.secret and rule.result or nil
-    if run.rec then run.rec:event("call", fields) end
-    if rule.error then
-      return false, errors.new(errors.classify(rule.error), spec.primitive .. ": " .. rule.error,
-        { primitive = spec.primitive, scenario = rule.name })
-    end
-    local result = rule.copy()
-    if spec.complete then result = spec.complete(result, spec) end
-    if spec.secret and spec.mark then spec.mark(result, spec) end
-    return true, result
-  end
+  if rule then return from_scenario(run, spec, fields, rule) end
   if run.dry_run and spec.mutating then
     ui.print("  " .. ui.style("magenta", "would run:") .. " " .. api.describe(spec))
     fields.outcome = "simulated"
