@@ -160,12 +160,14 @@ class RoomCase(RunbookTestCase):
                 return r
         return None
 
-    def wait_state(self, run_id, state, within=20):
-        """Poll runs (the test's own bounded wait) until run_id shows state."""
+    def wait_state(self, run_id, state, within=20, step=None):
+        """Poll runs (the test's own bounded wait) until run_id shows state
+        (and, given step, that step: a run is "running" from its run.start,
+        before its first step.start names the step)."""
         deadline, seen = time.monotonic() + within, None
         while time.monotonic() < deadline:
             seen = self.run_of(run_id)
-            if seen and seen["state"] == state:
+            if seen and seen["state"] == state and (step is None or seen.get("step") == step):
                 return seen
             time.sleep(0.2)
         self.fail(f"run {run_id} never showed state {state!r} in {within} s; last seen: {seen}")
@@ -283,7 +285,7 @@ class RoomCase(RunbookTestCase):
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(lambda: (kill_quietly(p.pid), p.wait()))
         run_id = self.run_id_from(self.transcript)
-        self.assertEqual(self.wait_state(run_id, "running")["step"], "Sleep")
+        self.wait_state(run_id, "running", step="Sleep")
         watch = self.piped("watch", run_id, "--config", self.cfg, env=self.as_user("bob"), timeout=30)
         watch.expect(r"watching run ")
         os.kill(p.pid, signal.SIGKILL)
