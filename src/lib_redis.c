@@ -6,7 +6,7 @@
  *   redis.open(host, port, connect_timeout [, label]) -> conn | nil, facts
  *       resolves the name and tries each address (src/net.c), then hands
  *       the connected socket to hiredis.
- *   redis.argv(name, args...) or redis.argv{name, args...}
+ *   redis.argv(hide, max, name, args...) or redis.argv(hide, max, {name, args...})
  *       -> argv, plain | nil, position, type
  *       the command as the strings sent (see push_arg), checked, and
  *       whether the record may show it as it is.
@@ -47,7 +47,6 @@
 #define CONN_MT "runbook.redis.conn"
 #define WHERE_MAX 300
 #define READS_PER_WAKE 64           /* 1 MiB of a big reply, then a loop round */
-#define SHOWN_ARG 1024              /* longer arguments are cut in the record */
 
 struct conn {
     redisContext *ctx;          /* NULL when not connected */
@@ -359,15 +358,25 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
     return push_reply(L, c, reply);
 }
 
-/* Commands whose arguments can hold a password: redis.lua's
- * secret_positions says which, for the record. */
-static int may_hide(const char *name, size_t n)
+/* Stack slots of redis.argv: the set of command names (in capitals)
+ * whose arguments can hold a password, the longest argument the record
+ * shows whole (both redis.lua's, so each is written once), then the
+ * command. */
+enum { S_HIDE = 1, S_MAX, S_CMD };
+
+/* Is the command named by the n bytes at name in the set at S_HIDE?  A
+ * name longer than any command is not. */
+static int may_hide(lua_State *L, const char *name, size_t n)
 {
-    static const char *const names[] = { "AUTH", "HELLO", "MIGRATE", "CONFIG", "ACL" };
-    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
-        if (strlen(names[i]) == n && strncasecmp(name, names[i], n) == 0)
-            return 1;
-    return 0;
+    char up[32];
+    if (n >= sizeof up)
+        return 0;
+    for (size_t i = 0; i < n; i++)
+        up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
+    up[n] = '\0';
+    int hide = lua_getfield(L, S_HIDE, up) != LUA_TNIL && lua_toboolean(L, -1);
+    lua_pop(L, 1);
+    return hide;
 }
 
 /* The argument at idx as the string sent: a string as it is, an integer
@@ -401,14 +410,17 @@ static int push_arg(lua_State *L, int idx)
 
 /* redis.argv: a command's name and arguments (as the call's arguments, or
  * the array part of a table) to a new list of strings, and plain: true
- * when the record may show it as it is (not a command of may_hide, no
- * argument over SHOWN_ARG bytes).  Wrong input is nil, its position and
- * its type's name: position 0 for no name, 1 for a name that is not a
- * non-empty string (type "empty" for ""), so the stdlib words the error. */
+ * when the record may show it as it is (not a command of the set at
+ * S_HIDE, no argument over S_MAX bytes).  Wrong input is nil, its
+ * position and its type's name: position 0 for no name, 1 for a name
+ * that is not a non-empty string (type "empty" for ""), so the stdlib
+ * words the error. */
 static int l_argv(lua_State *L)
 {
-    int table = lua_type(L, 1) == LUA_TTABLE;
-    lua_Integer n = table ? luaL_len(L, 1) : lua_gettop(L);
+    luaL_checktype(L, S_HIDE, LUA_TTABLE);
+    size_t max = (size_t)luaL_checkinteger(L, S_MAX);
+    int table = lua_type(L, S_CMD) == LUA_TTABLE;
+    lua_Integer n = table ? luaL_len(L, S_CMD) : lua_gettop(L) - (S_CMD - 1);
     if (n < 1 || n >= 0x7fffffff) {
         lua_pushnil(L);
         lua_pushinteger(L, 0);
@@ -418,9 +430,9 @@ static int l_argv(lua_State *L)
     lua_createtable(L, (int)n, 0);
     int out = lua_gettop(L), plain = 1;
     for (lua_Integer i = 1; i <= n; i++) {
-        int idx = (int)i;
+        int idx = S_CMD - 1 + (int)i;
         if (table) {
-            lua_geti(L, 1, i);
+            lua_geti(L, S_CMD, i);
             idx = lua_gettop(L);
         }
         size_t len = 0;
@@ -432,7 +444,7 @@ static int l_argv(lua_State *L)
             lua_pushstring(L, ok ? "empty" : luaL_typename(L, idx));
             return 3;
         }
-        if (len > SHOWN_ARG || (i == 1 && may_hide(a, len)))
+        if (len > max || (i == 1 && may_hide(L, a, len)))
             plain = 0;
         lua_rawseti(L, out, i);
         if (table)

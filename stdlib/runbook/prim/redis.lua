@@ -61,7 +61,7 @@ local transcript = require("runbook.transcript")
 local urls = require("runbook.url")
 
 local CONNECT_TIMEOUT, COMMAND_TIMEOUT = 5, 10
-local SHOWN_ARG = 1024        -- longer arguments are cut in the record (as in lib_redis.c)
+local SHOWN_ARG = 1024        -- longer arguments are cut in the record
 
 local SIMULATE_FLAGS = { write = true, admin = true, pubsub = true, noscript = true,
   may_replicate = true }
@@ -131,6 +131,10 @@ local function shown_url(cfg)
   end
   return "redis://" .. auth .. server_name(cfg)
 end
+
+-- Commands whose arguments can hold a password: each has its case in
+-- secret_positions, and redis.argv (C) finds a call of one not plain.
+local MAY_HIDE = { AUTH = true, HELLO = true, MIGRATE = true, CONFIG = true, ACL = true }
 
 -- Which arguments are passwords, so the record and the screen show ***.
 local function secret_positions(argv)
@@ -374,11 +378,13 @@ local function checked_argv(first, ...)
   elseif type(first) ~= "string" then
     usage("redis: r:call(command, args...) or r:call{command, args..., timeout=}")
   end
-  local argv, plain, what = credis.argv(first, ...)
+  local argv, plain, what = credis.argv(MAY_HIDE, SHOWN_ARG, first, ...)
   if argv == nil then
-    if plain <= 1 then usage("redis: the command name must be a non-empty string") end
+    local position = plain
+    if position <= 1 then usage("redis: the command name must be a non-empty string") end
     local name = type(first) == "table" and first[1] or first
-    usage(string.format("redis %s: argument %d is a %s; pass strings or numbers", name:upper(), plain, what))
+    usage(string.format("redis %s: argument %d is a %s; pass strings or numbers", name:upper(),
+      position, what))
   end
   return argv, opts, plain
 end
