@@ -64,6 +64,18 @@ pin_tree() {
   for child in $(pgrep -P "$pid"); do pin_tree "$cpus" "$child"; done
 }
 
+# runbook_round LUA SUFFIX "NAME..." [CMD...]: one run of the bench runbook
+# LUA, started by CMD (taskset) when given; each of its "RESULT NAME value"
+# lines is appended to $work/rb.NAME$SUFFIX.  Its output is shown if it fails.
+runbook_round() {
+  local lua=$1 suffix=$2 names=$3 r
+  shift 3
+  rm -f "$work/t.jsonl"
+  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$lua" > "$work/rb.out" 2>&1 ||
+    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
+  for r in $names; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r$suffix"; done
+}
+
 # median: the median of the numbers on stdin, one a line.
 median() { sort -g | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 

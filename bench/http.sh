@@ -161,22 +161,13 @@ end)
 EOF
 # The machine is shared: interleave ROUNDS rounds of (a) and (b) so a burst
 # of load hits both alike, and report the median round.
-# runbook_round SUFFIX [CMD...]: one round of (b), the runbook started by
-# CMD (taskset), its figures appended to rb.NAME$SUFFIX
-runbook_round() {
-  local suffix=$1 r
-  shift
-  rm -f "$work/t.jsonl"
-  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" 2>&1 ||
-    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-  for r in quiet shown module seq par; do sed -n "s/^RESULT $r //p" "$work/rb.out" >> "$work/rb.$r$suffix"; done
-}
+results="quiet shown module seq par"
 for _ in $(seq "$ROUNDS"); do
   "$work/get" "$url" "$N" >> "$work/raw"
-  runbook_round ""
+  runbook_round "$work/bench.lua" "" "$results"
   pin_tree 0 "$server_pid"
   taskset -c 0 "$work/get" "$url" "$N" >> "$work/raw.cpu0"
-  runbook_round .cpu0 taskset -c 0
+  runbook_round "$work/bench.lua" .cpu0 "$results" taskset -c 0
   pin_tree "$ALL_CPUS" "$server_pid"
 done
 raw=$(median < "$work/raw")

@@ -110,25 +110,13 @@ step("ping", function()
 end)
 EOF
 
-# runbook_round SUFFIX [CMD...]: one round of (b), the runbook started by
-# CMD (taskset), its figures appended to rb.api$SUFFIX and rb.module$SUFFIX
-runbook_round() {
-  local suffix=$1
-  shift
-  rm -f "$work/t.jsonl"
-  "$@" "$RUNBOOK_BIN" run --yes --transcript "$work/t.jsonl" "$work/bench.lua" > "$work/rb.out" ||
-    { echo "the runbook benchmark failed:" >&2; cat "$work/rb.out" >&2; exit 1; }
-  sed -n "s/^RESULT api //p" "$work/rb.out" >> "$work/rb.api$suffix"
-  sed -n "s/^RESULT module //p" "$work/rb.out" >> "$work/rb.module$suffix"
-}
-
 for _ in $(seq "$ROUNDS"); do
   "$work/ping" "$port" "$N" 0 >> "$work/raw"
   "$work/ping" "$port" "$N" 10 >> "$work/raw.gap"
-  runbook_round ""
+  runbook_round "$work/bench.lua" "" "api module"
   pin_tree 0 "$server_pid"
   taskset -c 0 "$work/ping" "$port" "$N" 0 >> "$work/raw.cpu0"
-  runbook_round .cpu0 taskset -c 0
+  runbook_round "$work/bench.lua" .cpu0 "api module" taskset -c 0
   pin_tree "$ALL_CPUS" "$server_pid"
 done
 raw=$(median < "$work/raw")
