@@ -107,11 +107,12 @@ cat > "$work/bench.lua" <<EOF
 runbook { name = "bench-http" }
 local now = require("runbook.loop").now
 
-local function median(n, opts)
+-- The median time of n calls of get.
+local function median(n, get)
   local t = {}
   for i = 1, n do
     local t0 = now()
-    local r = http.get("$url", opts)
+    local r = get()
     t[i] = now() - t0
     if r.status ~= 200 then error("status " .. r.status) end
   end
@@ -120,24 +121,15 @@ local function median(n, opts)
 end
 
 step("per call", function()
-  median(200, { quiet = true })
-  io.stdout:write(string.format("RESULT quiet %.9f\n", median($N, { quiet = true })))
-  io.stdout:write(string.format("RESULT shown %.9f\n", median($N // 3, nil)))
+  local quiet = function() return http.get("$url", { quiet = true }) end
+  median(200, quiet)
+  io.stdout:write(string.format("RESULT quiet %.9f\n", median($N, quiet)))
+  io.stdout:write(string.format("RESULT shown %.9f\n", median($N // 3, function() return http.get("$url") end)))
   local request = require("runbook.lazy")("runbook.http").request
   local spec = { method = "GET", url = "$url", timeout = 30 }
-  local function module()
-    local r = request(spec)
-    if r.status ~= 200 then error("status " .. r.status) end
-  end
-  for _ = 1, 200 do module() end
-  local t = {}
-  for i = 1, $N do
-    local t0 = now()
-    module()
-    t[i] = now() - t0
-  end
-  table.sort(t)
-  io.stdout:write(string.format("RESULT module %.9f\n", t[$N // 2 + 1]))
+  local module = function() return request(spec) end
+  median(200, module)
+  io.stdout:write(string.format("RESULT module %.9f\n", median($N, module)))
 end)
 
 step("fan-out", function()
