@@ -502,28 +502,32 @@ static int l_close(lua_State *L)
     return 0;
 }
 
-/* conn:isopen() -> true while connected and usable.  An idle connection
- * (no call in flight) should have nothing to read: if it has, the server
- * closed it (its `timeout`, a restart, a proxy) or sent what we never
- * asked for, so it is closed here, before a command is sent on it. */
-static int l_isopen(lua_State *L)
+/* Is c connected and usable?  An idle connection (no call in flight)
+ * should have nothing to read: if it has, the server closed it (its
+ * `timeout`, a restart, a proxy) or sent what we never asked for, so it
+ * is closed here, before a command is sent on it. */
+static int usable(struct conn *c)
 {
-    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
     if (c->ctx != NULL && !c->busy) {
         struct pollfd p = { .fd = c->ctx->fd, .events = POLLIN, .revents = 0 };
         if (poll(&p, 1, 0) != 0)
             conn_release(c);
     }
-    lua_pushboolean(L, c->ctx != NULL);
+    return c->ctx != NULL;
+}
+
+/* conn:isopen() -> true while connected and usable */
+static int l_isopen(lua_State *L)
+{
+    lua_pushboolean(L, usable(luaL_checkudata(L, 1, CONN_MT)));
     return 1;
 }
 
-/* conn:ready() -> isopen() and not busy(): what a call asks first, in one. */
+/* conn:ready() -> isopen() and not busy(): what a call asks first, in one */
 static int l_ready(lua_State *L)
 {
-    l_isopen(L);
     struct conn *c = luaL_checkudata(L, 1, CONN_MT);
-    lua_pushboolean(L, c->ctx != NULL && !c->busy);
+    lua_pushboolean(L, usable(c) && !c->busy);
     return 1;
 }
 
