@@ -1,16 +1,54 @@
 """What every test server module needs: a free port, a way to stop the
 server process it started, close() and `with` for its class, a listener
 that accepts and never answers, and one whose accept queue is full."""
+import fcntl
+import os
+import random
 import socket
 import subprocess
 import threading
 import time
 
 
+_PORT_LOCKS = "/tmp/rb-port-locks"
+_held = []      # lock files of the ports this process took, open until it exits
+
+
+def _ephemeral_low():
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port on 127.0.0.1 for a server a test is about to start.  A port
+    the kernel hands out with bind(0) comes from the ephemeral range, the
+    same range every outgoing connection takes its source port from, so in
+    a parallel run a client elsewhere may hold it by the time the server
+    binds (PostgreSQL then fails with "Address already in use").  This one
+    comes from below that range, and is claimed with a lock file held
+    until this process exits, so that two tests do not take the same one."""
+    os.makedirs(_PORT_LOCKS, mode=0o1777, exist_ok=True)
+    high = _ephemeral_low() - 1
+    for _ in range(200):
+        port = random.randint(20000, high)
+        fd = os.open(os.path.join(_PORT_LOCKS, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                os.close(fd)
+                continue
+        _held.append(fd)
+        return port
+    raise RuntimeError(f"no free port found in 20000-{high} after 200 tries")
 
 
 def log_tail(path, n=20, missing="(no log)"):
