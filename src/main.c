@@ -51,7 +51,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "runbook: %s\n", msg ? msg : "(error object is not a string)");
         a.rc = RB_EXIT_FAILED;
     }
-    lua_close(L);
+    rb_closestate(L);
     rb_operator_restore_tty();
     fflush(stdout);
     return a.rc;

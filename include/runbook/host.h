@@ -20,6 +20,14 @@ enum { RB_EXIT_OK = 0, RB_EXIT_FAILED = 1, RB_EXIT_USAGE = 2, RB_EXIT_INTERRUPTE
  * blocks of 2 MiB and more live in huge pages.  NULL when out of memory. */
 lua_State *rb_newstate(void);
 
+/* Close L, made by rb_newstate, just before the process exits: every
+ * finalizer runs (a connection's goodbye, a module's dlclose), but Lua's
+ * blocks are left for the kernel to take back with the heap instead of
+ * being freed one by one (about 5,800 free() calls, 450k of a one-step
+ * run's 5.9M instructions).  A sanitizer build frees them, so that
+ * LeakSanitizer still sees a block Lua lost. */
+void rb_closestate(lua_State *L);
+
 /* The lua_Alloc of rb_newstate (exported for tests). */
 void *rb_alloc(void *ud, void *ptr, size_t osize, size_t nsize);
 

@@ -16,7 +16,6 @@
 local cexec = require("runbook.exec")
 local context = require("runbook.context")
 local errors = require("runbook.errors")
-local fanout = require("runbook.fanout")
 local loop = require("runbook.loop")
 local record = require("runbook.record")
 local surface = require("runbook.surface")
@@ -650,6 +649,7 @@ local function fanout_slot(run, items, opts)
   for i = 1, #items do all[i] = i end
   if not (run and run.rec and run.step) or (run.fanout_depth or 0) > 0 then return all end
   run.fanouts = (run.fanouts or 0) + 1
+  local fanout = require("runbook.fanout")     -- loaded by the first fan-out, not at start-up
   local entry = run.retry and fanout.step_of(run.retry.selection, run.step.id)
   local ok, ran = pcall(fanout.indices, entry, run.fanouts, items)
   if not ok then errors.usage(ran, opts.primitive or "parallel") end
@@ -658,7 +658,7 @@ end
 
 -- The fan-out's `fanout` event (runbook.fanout says what it holds).
 local function record_fanout(run, k, retried, items, ran, results, errs, opts)
-  local ev = fanout.outcome(items, results, errs, ran, opts.is_failure, errors.kind)
+  local ev = require("runbook.fanout").outcome(items, results, errs, ran, opts.is_failure, errors.kind)
   ev.step, ev.index, ev.fanout, ev.primitive = run.step.id, run.step.index, k, opts.primitive or "parallel"
   if retried then ev.retried, ev.done = ran, #items - #ran end
   run.rec:event("fanout", ev)
