@@ -93,12 +93,14 @@ static void a_state_on_it_runs(void **state)
     lua_close(L);
 }
 
+#if !defined(__SANITIZE_ADDRESS__)
 static long minor_faults(void)
 {
     struct rusage ru;
     assert_int_equal(getrusage(RUSAGE_SELF, &ru), 0);
     return ru.ru_minflt;
 }
+#endif
 
 /* 300 KiB in small blocks right after rb_newstate: without the populated
  * start that is about 75 page faults, one per fresh page. */
