@@ -136,6 +136,9 @@ static int panic(lua_State *L)
 
 static void heap_prefault(void)
 {
+#if defined(__SANITIZE_ADDRESS__)
+    return;                     /* ASan's malloc is not glibc's heap: nothing to fault in */
+#endif
     if (mallopt(M_TOP_PAD, (int)HEAP_START) == 0)
         return;
     void *probe[PROBES];

@@ -11,6 +11,7 @@ import time
 
 
 _PORT_LOCKS = "/tmp/rb-port-locks"
+_PORT_LOW = 20000     # free_port picks from here to just below the ephemeral range
 _held = []      # lock files of the ports this process took, open until it exits
 
 
@@ -33,7 +34,7 @@ def free_port():
     os.makedirs(_PORT_LOCKS, mode=0o1777, exist_ok=True)
     high = _ephemeral_low() - 1
     for _ in range(200):
-        port = random.randint(20000, high)
+        port = random.randint(_PORT_LOW, high)
         fd = os.open(os.path.join(_PORT_LOCKS, str(port)), os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -48,7 +49,7 @@ def free_port():
                 continue
         _held.append(fd)
         return port
-    raise RuntimeError(f"no free port found in 20000-{high} after 200 tries")
+    raise RuntimeError(f"no free port found in {_PORT_LOW}-{high} after 200 tries")
 
 
 def log_tail(path, n=20, missing="(no log)"):
