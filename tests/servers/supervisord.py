@@ -134,7 +134,10 @@ class SupervisordServer(Stoppable):
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
-            self.ctl("shutdown", timeout=10)
+            try:
+                self.ctl("shutdown", timeout=10)
+            except subprocess.TimeoutExpired:
+                pass        # supervisord still stopping a program: stop_process ends it
             stop_process(self.proc, asked=10)
         self.proc = None
         if self.dir:
