@@ -277,6 +277,27 @@ static double ms_until(double deadline)
     return ms < 0 ? 0 : ms + 1;
 }
 
+static void (*before_block_fn)(void *);
+static void *before_block_ud;
+
+void rb_loop_before_block(void (*fn)(void *ud), void *ud)
+{
+    before_block_fn = fn;
+    before_block_ud = ud;
+}
+
+/* A poll of ms milliseconds is about to start: one that may wait first
+ * runs (and forgets) the hook set by rb_loop_before_block. */
+static int about_to_block(int ms)
+{
+    void (*fn)(void *) = before_block_fn;
+    if (ms != 0 && fn != NULL) {
+        before_block_fn = NULL;
+        fn(before_block_ud);
+    }
+    return ms;
+}
+
 /* Wait outside the loop: poll just these fds and the signal pipe. */
 static void block_wait(lua_State *L, struct rb_wait *w)
 {
@@ -291,7 +312,7 @@ static void block_wait(lua_State *L, struct rb_wait *w)
         pfd[w->nfds].fd = sig_pipe[0];
         pfd[w->nfds].events = POLLIN;
         pfd[w->nfds].revents = 0;
-        int n = poll(pfd, (nfds_t)w->nfds + 1, (int)ms_until(w->deadline));
+        int n = poll(pfd, (nfds_t)w->nfds + 1, about_to_block((int)ms_until(w->deadline)));
         if (n < 0 && errno != EINTR) {
             w->woke = RB_WAKE_TIMEOUT;
             return;
@@ -560,7 +581,7 @@ static void loop_step(lua_State *L, rb_loop *loop, const rb_task *target)
     sig->fd = sig_pipe[0];
     sig->events = POLLIN;
     sig->revents = 0;
-    int r = poll(loop->pfd, (nfds_t)n + 1, (int)ms_until(next));
+    int r = poll(loop->pfd, (nfds_t)n + 1, about_to_block((int)ms_until(next)));
     if (r < 0 && errno != EINTR)
         luaL_error(L, "runbook: poll failed: %s", strerror(errno));
     if (loop->pfd[n].revents)

@@ -6,6 +6,7 @@
  */
 #include "runbook/buf.h"
 #include "runbook/host.h"
+#include "runbook/loop.h"
 #include "runbook/redact.h"
 #include "runbook/transcript.h"
 
@@ -38,6 +39,9 @@ struct rb_transcript {
     int fd;
     long seq;                          /* lines written so far */
     off_t size;                        /* bytes written so far */
+    off_t synced;                      /* bytes on disk at the last fsync */
+    int owed;                          /* an fsync is owed (rb_transcript_owe) */
+    int sync_errno;                    /* an owed fsync failed: every later write fails */
     char *path;
     char *run;                         /* run id, already JSON-escaped */
     char last_hash[RB_HASH_HEX + 1];
@@ -308,6 +312,10 @@ static int append_members(rb_transcript *t, const char *event, const char *field
     char hash[RB_HASH_HEX + 1];
     int rc = -1, e = ENOMEM;
 
+    if (t->sync_errno) {
+        errno = t->sync_errno;
+        return -1;
+    }
     build_hashed_part(t, b, event, fields, n);
     if (rb_buf_failed(b))
         goto done;
@@ -352,13 +360,56 @@ int rb_transcript_append(rb_transcript *t, const char *event, const char *fields
     return append_members(t, event, fields_json, strlen(fields_json));
 }
 
+/* fsync unless nothing was written since the last; a failure sticks. */
+static int sync_now(rb_transcript *t)
+{
+    if (t->sync_errno) {
+        errno = t->sync_errno;
+        return -1;
+    }
+    if (t->synced == t->size)
+        return 0;
+    if (fsync(t->fd) != 0) {
+        t->sync_errno = errno;
+        return -1;
+    }
+    t->synced = t->size;
+    return 0;
+}
+
+static void forget_owed(rb_transcript *t)
+{
+    if (t->owed) {
+        t->owed = 0;
+        rb_loop_before_block(NULL, NULL);
+    }
+}
+
 int rb_transcript_sync(rb_transcript *t)
 {
     if (!t || t->fd < 0) {
         errno = EINVAL;
         return -1;
     }
-    return fsync(t->fd);
+    forget_owed(t);
+    return sync_now(t);
+}
+
+/* The loop is about to block: the owed fsync is done now (a failure is
+ * kept for the next write or sync to report). */
+static void settle_before_block(void *ud)
+{
+    rb_transcript *t = ud;
+    t->owed = 0;
+    sync_now(t);
+}
+
+void rb_transcript_owe(rb_transcript *t)
+{
+    if (!t || t->fd < 0)
+        return;
+    t->owed = 1;
+    rb_loop_before_block(settle_before_block, t);
 }
 
 const char *rb_transcript_last_hash(const rb_transcript *t)
@@ -388,6 +439,8 @@ void rb_transcript_close(rb_transcript *t)
         return;
     if (t->tap)
         t->tap(t->tap_ud, t->seq, NULL, 0);
+    if (t->owed)
+        rb_transcript_sync(t);
     if (t->fd >= 0)
         close(t->fd);
     free(t->path);
@@ -793,6 +846,8 @@ static int l_event(lua_State *L)
     lua_settop(L, 3);
     if (!w->t)
         return event_failed(L, "attempt to use a closed transcript", 0);
+    if (w->t->sync_errno)
+        return event_failed(L, lua_pushfstring(L, "an owed fsync failed: %s", strerror(w->t->sync_errno)), 0);
     rb_buf own = RB_BUF_INIT(RB_BUF_NOCAP);
     rb_buf *fields = w->encoding ? &own : &w->fields;
     int outer = !w->encoding;
@@ -820,6 +875,12 @@ static int l_sync(lua_State *L)
 
     if (rb_transcript_sync(t) != 0)
         return luaL_error(L, "transcript: sync of %s failed: %s", t->path, strerror(errno));
+    return 0;
+}
+
+static int l_owe(lua_State *L)
+{
+    rb_transcript_owe(check_open(L));
     return 0;
 }
 
@@ -977,6 +1038,7 @@ static const luaL_Reg writer_methods[] = {
     { "event", l_event },
     { "append", l_append },
     { "sync", l_sync },
+    { "owe", l_owe },
     { "hash", l_hash },
     { "seq", l_seq },
     { "path", l_path },

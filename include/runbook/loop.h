@@ -102,6 +102,12 @@ const char *rb_loop_signal_name(int sig);
  * "terminated (SIGTERM)" once a terminating signal came. */
 const char *rb_loop_interrupt_text(void);
 
+/* Have fn(ud) called once, just before the loop next blocks (a poll that
+ * may wait: for I/O, a deadline, the operator), then forgotten; (NULL,
+ * NULL) forgets it.  One at a time: the transcript's owed fsync
+ * (rb_transcript_owe), so that nothing waits with a line not on disk. */
+void rb_loop_before_block(void (*fn)(void *ud), void *ud);
+
 /* Open the Lua module "runbook.loop": run, spawn, detach, join, sleep,
  * readable, now, interrupts, ack_interrupt, terminated, catch_term,
  * interrupt_text, shield, in_task.  [-0, +1, m] */

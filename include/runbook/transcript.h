@@ -41,8 +41,17 @@ rb_transcript *rb_transcript_open(const char *path, const char *run_id,
 int rb_transcript_append(rb_transcript *t, const char *event,
                          const char *fields_json);
 
-/* fsync the file (step boundaries).  Returns 0 or -1. */
+/* fsync the file (step boundaries), unless nothing was written since the
+ * last one.  Returns 0 or -1; after an owed fsync failed, -1 with its
+ * errno, as every later append. */
 int rb_transcript_sync(rb_transcript *t);
+
+/* Owe an fsync: done by rb_transcript_sync, or just before the event loop
+ * next blocks (rb_loop_before_block), whichever comes first.  For a line
+ * nothing has acted on yet (run.start, the last step's end): it reaches
+ * the disk before anything waits, without an fsync of its own when the
+ * next sync comes first. */
+void rb_transcript_owe(rb_transcript *t);
 
 /* The hash of the last line written (64 zeros before the first). */
 const char *rb_transcript_last_hash(const rb_transcript *t);
@@ -110,7 +119,7 @@ int rb_transcript_encode_protected(lua_State *L, int idx, rb_buf *b);
 /* Open the Lua module "runbook.transcript": open(path, run_id) -> writer with
  * :event(name, fields) (encodes and appends in one call: true, or nil, why,
  * too_long when the line cannot be written), :append(event, fields_json),
- * :sync(), :hash(), :seq(), :path(), :close(); verify(path) -> ok, result
+ * :sync(), :owe(), :hash(), :seq(), :path(), :close(); verify(path) -> ok, result
  * table; encode(fields); timestamp(); sha256(s); and, until their callers
  * use runbook.redact, its secret(s), redact(s), line_redactor().  [-0, +1, m] */
 int luaopen_runbook_transcript(lua_State *L);

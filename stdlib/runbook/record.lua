@@ -157,12 +157,16 @@ function record:sync()
   self.owed = nil
 end
 
--- The last step's end: its fsync is owed, not done, as run.end's comes
--- next and covers it (a one-step run's fsyncs cost about a quarter of
--- it).  Whatever acts before that first settles it: a primitive's call
--- (api.call), the run's cleanup (engine.finish).
+-- A line nothing has acted on yet (run.start and the params, the last
+-- step's end): its fsync is owed, not done, as the next one covers it (a
+-- step's end, run.end; a one-step run's fsyncs cost about a quarter of
+-- it).  Whatever acts first settles it: a primitive's call (api.call),
+-- the run's cleanup (engine.finish); and the writer does it just before
+-- the event loop next blocks (rb_transcript_owe), so no question, sleep
+-- or wait starts with a line that is not on disk.
 function record:owe_sync()
   self.owed = true
+  self.writer:owe()
 end
 
 function record:settle()

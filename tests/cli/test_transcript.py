@@ -115,15 +115,17 @@ class WhereAndHow(TranscriptTestCase):
             self.assertIn(k, start)
         self.assertIn(f"final hash: {prev}", self.run_rb("verify", t).stdout)
 
-    @unittest.skipUnless(shutil.which("strace"), "needs strace to watch write(2) and fsync(2)")
-    def test_one_write_per_event_and_fsync_at_step_boundaries(self):
+    def traced(self, *args):
+        """Run `runbook run ARGS --transcript T` under strace: the events
+        written, and the transcript's write(2)s ("write", seq), fsyncs
+        ("fsync", None) and the polls that may wait 100 ms or more
+        ("wait", ms), in order."""
         t = self.path("t.jsonl")
         trace = self.path("strace.txt")
         # LeakSanitizer cannot run under ptrace: leave leaks to the other tests
         env = dict(self.env, ASAN_OPTIONS=self.env.get("ASAN_OPTIONS", "") + ":detect_leaks=0")
-        p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,fsync,fdatasync", "-s", "32",
-                            "-o", trace, RUNBOOK, "run", FLOW, "-p", f"dir={self.marks}",
-                            "--transcript", t],
+        p = subprocess.run(["strace", "-f", "-qq", "-e", "trace=write,fsync,fdatasync,poll", "-s", "32",
+                            "-o", trace, RUNBOOK, "run", *args, "--transcript", t],
                            capture_output=True, text=True, env=env, cwd=self.tmp, timeout=60)
         self.assertEqual(p.returncode, 0, p.stderr)
         events = [json.loads(l)["event"] for l in self.read_lines(t)]
@@ -141,9 +143,18 @@ class WhereAndHow(TranscriptTestCase):
                 m = re.search(r"f(?:data)?sync\((\d+)\)", line)
                 if m and m.group(1) == fd:
                     calls.append(("fsync", None))
+                m = re.search(r"\bpoll\(\[.*\], \d+, (\d+)\)", line)
+                if m and int(m.group(1)) >= 100:
+                    calls.append(("wait", int(m.group(1))))
         writes = [seq for kind, seq in calls if kind == "write"]
         self.assertEqual(writes, list(range(1, len(events) + 1)),
                          "expected each event in exactly one write(2), in order")
+        return events, calls
+
+    @unittest.skipUnless(shutil.which("strace"), "needs strace to watch write(2) and fsync(2)")
+    def test_one_write_per_event_and_fsync_at_step_boundaries(self):
+        events, calls = self.traced(FLOW, "-p", f"dir={self.marks}")
+        calls = [c for c in calls if c[0] != "wait"]
         # The last step's end owes its fsync to run.end's, written next
         # with nothing acting in between (no cleanup, no call).
         last_step_end = max(n for n, e in enumerate(events, 1) if e == "step.end")
@@ -157,6 +168,39 @@ class WhereAndHow(TranscriptTestCase):
         self.assertNotIn(("fsync", None), after_last[:-1],
                          "the last step's end is synced with run.end, not on its own")
         self.assertEqual(events[-1], "run.end")
+
+    @unittest.skipUnless(shutil.which("strace"), "needs strace to watch write(2) and fsync(2)")
+    def test_a_one_step_run_syncs_once_at_its_end(self):
+        rb = self.path("one.lua")
+        with open(rb, "w") as f:
+            f.write('runbook { name = "one" }\nstep("Nothing", function() end)\n')
+        events, calls = self.traced(rb)
+        self.assertEqual(events, ["run.start", "step.start", "step.end", "run.end"])
+        # run.start owes its fsync: the step's end (here run.end's) covers it
+        self.assertEqual([c for c in calls if c[0] != "wait"],
+                         [("write", 1), ("write", 2), ("write", 3), ("write", 4), ("fsync", None)])
+
+    @unittest.skipUnless(shutil.which("strace"), "needs strace to watch write(2), fsync(2), poll(2)")
+    def test_run_start_is_on_disk_before_the_run_first_waits(self):
+        # A step that does nothing but wait (poll's pause between two tries
+        # of a plain Lua condition): the owed fsync of run.start is done
+        # before that wait, not left for the step's end.
+        rb = self.path("waits.lua")
+        with open(rb, "w") as f:
+            f.write('runbook { name = "waits" }\n'
+                    'step("Wait once", function()\n'
+                    '  local n = 0\n'
+                    '  poll(function() n = n + 1; return n > 1 end, { every = 0.3, timeout = 10 })\n'
+                    'end)\n')
+        events, calls = self.traced(rb)
+        self.assertEqual(events[:2], ["run.start", "step.start"])
+        first_wait = next(i for i, c in enumerate(calls) if c[0] == "wait")
+        self.assertGreaterEqual(calls[first_wait][1], 250, calls)
+        self.assertEqual(calls[first_wait - 1], ("fsync", None),
+                         f"expected run.start and step.start synced just before the wait: {calls}")
+        self.assertEqual(calls[:first_wait - 1], [("write", 1), ("write", 2)],
+                         "run.start is not synced on its own")
+        self.assertEqual(calls[-2:], [("write", len(events)), ("fsync", None)])
 
 
 class Verify(TranscriptTestCase):

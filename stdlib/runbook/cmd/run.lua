@@ -242,7 +242,7 @@ local function start_record(run, plan, args, first)
     rec:event("param", { name = p.name, value = p.secret and v ~= nil and "***" or v,
       secret = p.secret or nil, source = run.param_sources[p.name] })
   end
-  rec:sync()
+  rec:owe_sync()    -- done at the first step's end, or before anything acts or waits
 end
 
 local function is_write_error(e)
