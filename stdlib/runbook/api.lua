@@ -333,8 +333,10 @@ function verbs.runbook(header)
     errors.usage(string.format("runbook{}: severity %q is not one of P0, P1, P2, P3",
       tostring(header.severity)), "runbook")
   end
-  local bad = require("runbook.templates").check(header.templates, "runbook{}: templates")
-  if bad then errors.usage(bad, "runbook") end
+  if header.templates ~= nil then
+    local bad = require("runbook.templates").check(header.templates, "runbook{}: templates")
+    if bad then errors.usage(bad, "runbook") end
+  end
   plan.header = header
 end
 

@@ -32,8 +32,13 @@ local context = require("runbook.context")
 local duration = require("runbook.duration")
 local loop = require("runbook.loop")
 local operator = require("runbook.operator")
-local templates = require("runbook.templates")
 local ui = require("runbook.ui")
+-- runbook.templates and runbook.escalation are loaded when a message is
+-- sent and when a question first waits: a run that does neither (most)
+-- does not load them.
+local lazy = require("runbook.lazy")
+local templates = lazy("runbook.templates")
+local escalation = lazy("runbook.escalation")
 
 local cadence = {}
 
@@ -296,7 +301,7 @@ function cadence.start(run, first)
   run.cadence = { started = loop.now(), started_utc = os.date("!%Y-%m-%d %H:%M UTC"), last = loop.now(),
     offset = 0, steps = {}, commands = {} }
   run.before_step[#run.before_step + 1] = function(step) loop.detach(watch, run, step) end
-  require("runbook.escalation").install()
+  ui.on_wait = function(question) return escalation.operator_wait(question) end
   if cadence.level(run) then announce(run, "alert", run.plan.steps[first]) end
 end
 

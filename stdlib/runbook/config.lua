@@ -95,13 +95,13 @@ local function incident_settings(cfg, path)
   local out = { escalation = cfg.escalation, templates = cfg.templates, announce = cfg.announce }
   local err
   out.cadence, err = duration.by_level(cfg.cadence, require("runbook.cadence").DEFAULTS, "cadence")
-  if out.cadence then
+  if out.cadence and cfg.respond ~= nil then    -- unset: escalation.respond takes its defaults
     out.respond, err = duration.by_level(cfg.respond, require("runbook.escalation").DEFAULTS, "respond")
   end
   if err == nil and cfg.escalation ~= nil and type(cfg.escalation) ~= "string" then
     err = "escalation: expected the name of a notify channel"
   end
-  err = err or require("runbook.templates").check(cfg.templates, "templates")
+  if err == nil and cfg.templates ~= nil then err = require("runbook.templates").check(cfg.templates, "templates") end
   if err then return nil, string.format("config %s: %s", path or "(none)", err) end
   return out
 end
@@ -133,6 +133,13 @@ function config.load(path)
   local cfg = type(res) == "table" and res or env
   return with_settings({ targets = cfg.targets or {}, notify = guard(cfg.notify or {}, "notify"),
     lock = guard(cfg.lock, "lock"), room = guard(cfg.room, "room"), path = path }, cfg)
+end
+
+-- The room table a run uses, unchecked (runbook.room.spec checks it): the
+-- target's, else the config's, else nil.  Here so that a run without a
+-- room does not load runbook.room.
+function config.room_of(cfg, target)
+  return (type(target) == "table" and target.room) or (cfg and cfg.room) or nil
 end
 
 -- The table of target `name`, or nil and a message listing the known ones.

@@ -14,7 +14,8 @@
 -- It returns the seconds until the wait would escalate (the caller sleeps
 -- that long, or less, and ticks again), or nil once it has escalated or
 -- when it never will.  The operator's questions tick through ui.on_wait,
--- which this module installs: the question's read times out at the
+-- which runbook.cadence points at operator_wait (loading this module at
+-- the first question that waits): the question's read times out at the
 -- response time, the escalation goes out, and the read goes on, the
 -- operator's typing kept.  An approval wait (runbook.approve) ticks too.
 local cadence = require("runbook.cadence")
@@ -98,10 +99,6 @@ function escalation.operator_wait(question)
   function wait.done() if run.asking == wait then run.asking = nil end end
   run.asking = wait
   return wait
-end
-
-function escalation.install()
-  ui.on_wait = escalation.operator_wait
 end
 
 return escalation

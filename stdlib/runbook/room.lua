@@ -13,6 +13,7 @@
 -- worked out here from the events as they are written and handed to the
 -- publisher, which stores it with the next lines: the state `runs` shows
 -- is the one the run itself knew.
+local config = require("runbook.config")
 local redact = require("runbook.redact")
 local ui = require("runbook.ui")
 
@@ -46,7 +47,7 @@ local function check_spec(s)
 end
 
 function room.spec(cfg, target)
-  local s = (type(target) == "table" and target.room) or (cfg and cfg.room)
+  local s = config.room_of(cfg, target)
   if s == nil then return nil end
   local ok, spec = pcall(check_spec, s)
   if not ok then return nil, tostring(spec) end

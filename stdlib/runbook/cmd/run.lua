@@ -170,9 +170,11 @@ local function prepare(args)
   end
   local run, plan = cli.load_plan(name, fields)
   if not run then engine.usage_error("%s", plan) end
-  local spec, rerr = require("runbook.room").spec(fields.config, fields.target)
-  if rerr then engine.usage_error("%s", rerr) end
-  run.room = spec
+  if config.room_of(fields.config, fields.target) ~= nil then
+    local spec, rerr = require("runbook.room").spec(fields.config, fields.target)
+    if rerr then engine.usage_error("%s", rerr) end
+    run.room = spec
+  end
   local given = parse_params(args.param)
   if resume then carry_params(run, resume, given) end
   run.retry = resume and resume.selection and resume
