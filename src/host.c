@@ -60,10 +60,23 @@ void rb_class(lua_State *L, const char *name, lua_CFunction gc,
     }
     if (methods != NULL) {
         lua_newtable(L);
-        luaL_setfuncs(L, methods, 0);
+        lua_pushvalue(L, -2);
+        luaL_setfuncs(L, methods, 1);       /* upvalue 1: the metatable (rb_self) */
         lua_setfield(L, -2, "__index");
     }
     lua_pop(L, 1);
+}
+
+void *rb_self(lua_State *L, const char *name)
+{
+    void *p = lua_touserdata(L, 1);
+    if (p != NULL && lua_getmetatable(L, 1)) {
+        int same = lua_rawequal(L, -1, lua_upvalueindex(1));
+        lua_pop(L, 1);
+        if (same)
+            return p;
+    }
+    return luaL_checkudata(L, 1, name);
 }
 
 static int is_dir(const char *path)

@@ -47,13 +47,17 @@
 #define CONN_MT "runbook.redis.conn"
 #define WHERE_MAX 300
 #define READS_PER_WAKE 64           /* 1 MiB of a big reply, then a loop round */
+#define FRESH 0.010                 /* s: see usable() */
 
 struct conn {
     redisContext *ctx;          /* NULL when not connected */
     struct rb_net net;          /* during open: the lookup and connect */
+    redisReply *reply;          /* a reply being pushed (push_reply) */
     int busy;                   /* a call is in flight */
     int written;                /* the command has left the buffer */
     double deadline, timeout;
+    double answered;            /* rb_loop_now() of the last reply */
+    unsigned long answered_polls;   /* rb_loop_polls() then */
     char where[WHERE_MAX];      /* "redis host:port", the facts' who */
     char cmd[40];               /* the command in flight, the facts' command */
 };
@@ -68,6 +72,9 @@ static void conn_release(struct conn *c)
     redisContext *ctx = c->ctx;
     c->ctx = NULL;
     c->busy = 0;
+    if (c->reply != NULL)
+        freeReplyObject(c->reply);
+    c->reply = NULL;
     if (ctx != NULL)
         redisFree(ctx);
     rb_net_close(&c->net);
@@ -79,9 +86,9 @@ static int l_gc(lua_State *L)
     return 0;
 }
 
-static struct conn *check_open(lua_State *L, int idx)
+static struct conn *check_open(lua_State *L)
 {
-    struct conn *c = luaL_checkudata(L, idx, CONN_MT);
+    struct conn *c = rb_self(L, CONN_MT);
     if (c->ctx == NULL)
         luaL_error(L, "%s: the connection is closed", c->where);
     return c;
@@ -244,12 +251,15 @@ static void push_call_facts(lua_State *L, struct conn *c, const char *kind)
     rb_net_set(L, "who", c->where);
 }
 
-/* Protected half of push_reply: may raise (memory) without leaking.  An
- * error reply is nil, {kind = "server", message = the server's text}. */
-static int l_push_reply(lua_State *L)
+/* Push ok, value for a reply and free it (takes ownership of reply).  An
+ * error reply is nil, {kind = "server", message = the server's text}.
+ * The reply waits in c->reply while it is pushed: if a push raises (out
+ * of memory), the next reply or the connection's release frees it. */
+static int push_reply(lua_State *L, struct conn *c, redisReply *r)
 {
-    const redisReply *r = lua_touserdata(L, 1);
-    struct conn *c = lua_touserdata(L, 2);
+    if (c->reply != NULL)
+        freeReplyObject(c->reply);
+    c->reply = r;
     if (r->type == REDIS_REPLY_ERROR) {
         lua_pushnil(L);
         push_call_facts(L, c, "server");
@@ -259,19 +269,8 @@ static int l_push_reply(lua_State *L)
         lua_pushboolean(L, 1);
         push_value(L, r, 0);
     }
-    return 2;
-}
-
-/* Push ok, value for a reply and free it (takes ownership of reply). */
-static int push_reply(lua_State *L, struct conn *c, redisReply *reply)
-{
-    lua_pushcfunction(L, l_push_reply);
-    lua_pushlightuserdata(L, reply);
-    lua_pushlightuserdata(L, c);
-    int rc = lua_pcall(L, 2, 2, 0);
-    freeReplyObject(reply);
-    if (rc != LUA_OK)
-        return lua_error(L);
+    c->reply = NULL;
+    freeReplyObject(r);
     return 2;
 }
 
@@ -327,7 +326,7 @@ static int read_reply(struct conn *c, void **reply)
 static int k_call(lua_State *L, int status, lua_KContext woke)
 {
     (void)status;
-    struct conn *c = luaL_checkudata(L, S_CONN, CONN_MT);
+    struct conn *c = rb_self(L, CONN_MT);
     if (c->ctx == NULL) {          /* r:close() from another task */
         lua_pushnil(L);
         push_call_facts(L, c, "closed");
@@ -355,6 +354,8 @@ static int k_call(lua_State *L, int status, lua_KContext woke)
     if (reply == NULL)
         return rb_loop_wait(L, ctx->fd, POLLIN, c->deadline, k_call, 1);
     c->busy = 0;
+    c->answered = rb_loop_now();
+    c->answered_polls = rb_loop_polls();
     return push_reply(L, c, reply);
 }
 
@@ -454,13 +455,23 @@ static int l_argv(lua_State *L)
     return 2;
 }
 
-/* Queue argv (a list of strings) in hiredis's output buffer. */
+#define SHORT_ARGV 8              /* arguments held on the C stack */
+
+/* Queue argv (a list of strings) in hiredis's output buffer.  A short
+ * command's pointers and lengths live on the C stack; a longer one's in
+ * two userdata, popped at the end. */
 static void append_command(lua_State *L, struct conn *c)
 {
     lua_Integer n = luaL_len(L, S_ARGV);
     luaL_argcheck(L, n >= 1 && n < 0x7fffffff, S_ARGV, "expected {command, args...}");
-    const char **argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)n, 0);
-    size_t *lens = lua_newuserdatauv(L, sizeof(size_t) * (size_t)n, 0);
+    const char *short_argv[SHORT_ARGV];
+    size_t short_lens[SHORT_ARGV];
+    const char **argv = short_argv;
+    size_t *lens = short_lens;
+    if (n > SHORT_ARGV) {
+        argv = lua_newuserdatauv(L, sizeof(char *) * (size_t)n, 0);
+        lens = lua_newuserdatauv(L, sizeof(size_t) * (size_t)n, 0);
+    }
     for (lua_Integer i = 1; i <= n; i++) {
         if (lua_rawgeti(L, S_ARGV, i) != LUA_TSTRING)
             luaL_error(L, "%s: argument %d is a %s, not a string", c->where, (int)i,
@@ -474,13 +485,14 @@ static void append_command(lua_State *L, struct conn *c)
     c->cmd[k] = '\0';
     if (redisAppendCommandArgv(c->ctx, (int)n, argv, lens) != REDIS_OK)
         luaL_error(L, "%s: out of memory", c->where);
-    lua_pop(L, 2);
+    if (n > SHORT_ARGV)
+        lua_pop(L, 2);
 }
 
 /* conn:call(timeout, {cmd, args...}) -> true, value | nil, facts */
 static int l_call(lua_State *L)
 {
-    struct conn *c = check_open(L, S_CONN);
+    struct conn *c = check_open(L);
     double timeout = luaL_checknumber(L, S_TIMEOUT);
     luaL_checktype(L, S_ARGV, LUA_TTABLE);
     luaL_argcheck(L, timeout >= 0, S_TIMEOUT, "timeout must not be negative");
@@ -498,17 +510,24 @@ static int l_call(lua_State *L)
 
 static int l_close(lua_State *L)
 {
-    conn_release(luaL_checkudata(L, 1, CONN_MT));
+    conn_release(rb_self(L, CONN_MT));
     return 0;
 }
 
 /* Is c connected and usable?  An idle connection (no call in flight)
  * should have nothing to read: if it has, the server closed it (its
  * `timeout`, a restart, a proxy) or sent what we never asked for, so it
- * is closed here, before a command is sent on it. */
+ * is closed here, before a command is sent on it.  The check is a poll
+ * of its own (a tenth of what runbook adds to a call in a loop of them),
+ * so it is skipped when the connection answered less than FRESH ago and
+ * the loop has not polled since: nothing waited in between, for another
+ * call (a CLIENT KILL on another connection), a process, a timer or the
+ * operator, only computation.  A close in that window fails the call as
+ * a close during it would, and the next call reconnects. */
 static int usable(struct conn *c)
 {
-    if (c->ctx != NULL && !c->busy) {
+    if (c->ctx != NULL && !c->busy &&
+        (rb_loop_polls() != c->answered_polls || rb_loop_now() - c->answered >= FRESH)) {
         struct pollfd p = { .fd = c->ctx->fd, .events = POLLIN, .revents = 0 };
         if (poll(&p, 1, 0) != 0)
             conn_release(c);
@@ -519,21 +538,21 @@ static int usable(struct conn *c)
 /* conn:isopen() -> true while connected and usable */
 static int l_isopen(lua_State *L)
 {
-    lua_pushboolean(L, usable(luaL_checkudata(L, 1, CONN_MT)));
+    lua_pushboolean(L, usable(rb_self(L, CONN_MT)));
     return 1;
 }
 
 /* conn:ready() -> isopen() and not busy(): what a call asks first, in one */
 static int l_ready(lua_State *L)
 {
-    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
+    struct conn *c = rb_self(L, CONN_MT);
     lua_pushboolean(L, usable(c) && !c->busy);
     return 1;
 }
 
 static int l_busy(lua_State *L)
 {
-    struct conn *c = luaL_checkudata(L, 1, CONN_MT);
+    struct conn *c = rb_self(L, CONN_MT);
     lua_pushboolean(L, c->busy);
     return 1;
 }

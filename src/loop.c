@@ -286,11 +286,19 @@ void rb_loop_before_block(void (*fn)(void *ud), void *ud)
     before_block_ud = ud;
 }
 
+static unsigned long polls;         /* rb_loop_polls */
+
+unsigned long rb_loop_polls(void)
+{
+    return polls;
+}
+
 /* A poll of ms milliseconds is about to start: one that may wait first
  * runs (and forgets) the hook set by rb_loop_before_block. */
 static int about_to_block(int ms)
 {
     void (*fn)(void *) = before_block_fn;
+    polls++;
     if (ms != 0 && fn != NULL) {
         before_block_fn = NULL;
         fn(before_block_ud);

@@ -1509,7 +1509,7 @@ rb_redactor *rb_redactor_of(lua_State *L)
     redactor_box *b;
 
     if (lua_getfield(L, LUA_REGISTRYINDEX, REDACTOR_KEY) == LUA_TUSERDATA) {
-        b = luaL_checkudata(L, -1, REDACTOR_MT);
+        b = lua_touserdata(L, -1);      /* only this function sets the key */
         lua_pop(L, 1);
         return b->r;
     }

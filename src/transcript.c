@@ -767,7 +767,7 @@ typedef struct writer {
 
 static rb_transcript *check_open(lua_State *L)
 {
-    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+    writer *w = rb_self(L, WRITER_MT);
 
     if (!w->t)
         luaL_error(L, "attempt to use a closed transcript");
@@ -839,7 +839,7 @@ static int event_failed(lua_State *L, const char *why, int too_long)
  * a write that fails is returned, for the caller to stop the run. */
 static int l_event(lua_State *L)
 {
-    writer *w = luaL_checkudata(L, 1, WRITER_MT);
+    writer *w = rb_self(L, WRITER_MT);
     const char *event = luaL_checkstring(L, 2);
     if (!lua_isnoneornil(L, 3))
         luaL_checktype(L, 3, LUA_TTABLE);

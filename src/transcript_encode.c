@@ -17,6 +17,7 @@
  * transcript's writer runs it in a protected call (src/transcript.c).
  */
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -72,6 +73,26 @@ static const unsigned char PLAIN[256] = {
     [' '] = 1, ['!'] = 1, ['#' ... '['] = 1, [']' ... '~'] = 1,
 };
 
+#define ONES UINT64_C(0x0101010101010101)
+#define HIGHS UINT64_C(0x8080808080808080)
+#define HAS_ZERO(v) (((v) - ONES) & ~(v) & HIGHS)
+
+/* The end of the run of plain bytes from i, eight at a time while a word
+ * holds no byte under ' ', over '~', '"' or '\\' (the tests are exact: a
+ * word they pass is plain), then one at a time. */
+static size_t plain_run(const unsigned char *u, size_t i, size_t len)
+{
+    for (uint64_t x; i + 8 <= len; i += 8) {
+        memcpy(&x, u + i, 8);
+        if (((x - 0x20 * ONES) & ~x & HIGHS) | (x & HIGHS) | HAS_ZERO(x ^ ('"' * ONES)) |
+            HAS_ZERO(x ^ ('\\' * ONES)) | HAS_ZERO(x ^ (0x7f * ONES)))
+            break;
+    }
+    while (i < len && PLAIN[u[i]])
+        i++;
+    return i;
+}
+
 /* s as a JSON string: runs of plain bytes are copied whole; quotes,
  * backslashes, control bytes and bytes that are not UTF-8 are escaped. */
 static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
@@ -84,7 +105,7 @@ static void put_escaped(lua_State *L, out *o, const char *s, size_t len)
         unsigned char c = u[i];
         size_t n;
         if (PLAIN[c]) {
-            i++;
+            i = plain_run(u, i + 1, len);
             continue;
         }
         if (c >= 0x80 && (n = utf8_seq(u + i, len - i)) > 0) {

@@ -50,9 +50,18 @@ int luaopen_runbook_sys(lua_State *L);
  * __close (a handle is released the same way whether collected or closed
  * by a to-be-closed variable), tostring as __tostring when not NULL and,
  * when methods is not NULL, a table of them (ending with a NULL name) as
- * __index.  [-0, +0, m] */
+ * __index, each with the metatable as its upvalue 1 (for rb_self).
+ * [-0, +0, m] */
 void rb_class(lua_State *L, const char *name, lua_CFunction gc,
               lua_CFunction tostring, const luaL_Reg *methods);
+
+/* A method's self (argument 1) as luaL_checkudata(L, 1, name) gives it,
+ * for a method of `name` registered by rb_class or a continuation of one:
+ * its metatable is compared with the method's upvalue 1, not looked up in
+ * the registry by name (a Redis call checks its self five times: the
+ * lookups were 2,000 of its instructions).  Anything else raises as
+ * luaL_checkudata does.  [-0, +0, v] */
+void *rb_self(lua_State *L, const char *name);
 
 /* Open the Lua module "runbook.lineedit": loop(session), the REPL's
  * reading loop (src/lineedit.c, the C module runbook/lineedit.so, loaded

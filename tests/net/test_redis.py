@@ -4,6 +4,7 @@ each connection failure with its own message, timeouts, Ctrl-C, dry run
 classified from COMMAND INFO, redaction, parallel use and reuse."""
 import json
 import re
+import threading
 import time
 import unittest
 
@@ -358,6 +359,37 @@ end)
         self.assertEqual(out["ping"], ["PONG"], "a connection the server closed while idle must be "
                          "replaced, not fail the next call")
         self.assertEqual(out["new_id"], [True])
+
+    def test_connection_closed_during_a_long_computation_is_replaced_too(self):
+        # No loop round between the two calls (the step only computes), so
+        # the liveness check is owed to the time since the last reply
+        # (lib_redis.c's FRESH); the close comes from outside the run.
+        def kill_victim():
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline:
+                for line in self.rs.command("CLIENT", "LIST").splitlines():
+                    if " name=victim " in f" {line} ":
+                        self.rs.command("CLIENT", "KILL", "ID", re.search(r"\bid=(\d+)", line)[1])
+                        return
+                time.sleep(0.02)
+        killer = threading.Thread(target=kill_victim)
+        killer.start()
+        try:
+            p, out = self.runbook(f"""
+step("busy", function()
+  local r = redis.connect("{self.rs.url()}")
+  r:call("CLIENT", "SETNAME", "victim")
+  local id = r:call("CLIENT", "ID")
+  local t0 = time.clock()
+  while time.clock() - t0 < 1.5 do end
+  emit("ping", r:ping())
+  emit("new_id", r:call("CLIENT", "ID") ~= id)
+end)
+""")
+        finally:
+            killer.join()
+        self.assertEqual(out["ping"], ["PONG"])
+        self.assertEqual(out["new_id"], [True], "the server must have closed the first connection")
 
     def test_connection_closed_during_a_call_fails_it_and_the_next_call_reconnects(self):
         p, out = self.runbook(f"""

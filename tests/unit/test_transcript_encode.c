@@ -87,6 +87,42 @@ static void test_escapes_and_invalid_utf8(void **state)
     expect(L, "return { s = 'x\\xffy' }", "\"s\":\"x\\u00ffy\"");
 }
 
+/* Plain runs are skipped eight bytes at a time: a byte to escape (or a
+ * UTF-8 sequence to keep) at every position of strings of 1 to 40 bytes,
+ * against the same rules applied byte by byte (in Lua). */
+static void test_escapes_at_every_position(void **state)
+{
+    lua_State *L = *state;
+    const char *bad = encode(L,
+        "local Q, B = string.char(34), string.char(92) "
+        "local E = string.char(0xc3, 0xa9) "
+        "local function ref(s) "
+        "  local out, i = {}, 1 "
+        "  while i <= #s do "
+        "    local c = s:byte(i) "
+        "    if s:sub(i, i + 1) == E then out[#out + 1] = E; i = i + 1 "
+        "    elseif c == 34 or c == 92 then out[#out + 1] = B .. string.char(c) "
+        "    elseif c < 32 or c >= 127 then out[#out + 1] = string.format(B .. 'u%04x', c) "
+        "    else out[#out + 1] = string.char(c) end "
+        "    i = i + 1 "
+        "  end "
+        "  return Q .. 's' .. Q .. ':' .. Q .. table.concat(out) .. Q "
+        "end "
+        "local specials = { Q, B, E } "
+        "for _, c in ipairs({ 0, 31, 32, 126, 127, 128, 255 }) do specials[#specials + 1] = string.char(c) end "
+        "local bad = 0 "
+        "for _, sp in ipairs(specials) do "
+        "  for len = 1, 40 do "
+        "    for at = 1, len do "
+        "      local s = ('a'):rep(at - 1) .. sp .. ('b'):rep(len - at) "
+        "      if transcript.encode({ s = s }) ~= ref(s) then bad = bad + 1 end "
+        "    end "
+        "  end "
+        "end "
+        "return { bad = bad } ");
+    assert_string_equal(bad, "\"bad\":0");
+}
+
 static void test_secrets_and_credentials_redacted(void **state)
 {
     lua_State *L = *state;
@@ -245,6 +281,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_scalars_and_arrays, setup, teardown),
         cmocka_unit_test_setup_teardown(test_microsecond_floats, setup, teardown),
         cmocka_unit_test_setup_teardown(test_escapes_and_invalid_utf8, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_escapes_at_every_position, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secrets_and_credentials_redacted, setup, teardown),
         cmocka_unit_test_setup_teardown(test_secret_named_members_hidden, setup, teardown),
         cmocka_unit_test_setup_teardown(test_argv_flag_value_hidden, setup, teardown),

@@ -30,10 +30,13 @@
 -- and options during a run; it holds one server connection for sequential
 -- calls (so CLIENT ID stays the same) and opens more only when parallel
 -- branches use it at once.  A connection the server closed while idle
--- (its `timeout`, a restart) is noticed and replaced before the next
--- command is sent.  A call that fails under way (timeout, Ctrl-C, the
--- connection lost) raises and drops its connection; the next call
--- reconnects, but no command is ever retried on its own.  Session state
+-- (its `timeout`, a restart, a CLIENT KILL) is noticed and replaced before
+-- the next command is sent; the check is skipped only for a connection
+-- that answered under 10 ms before with nothing waited on since, only
+-- Lua computed (src/lib_redis.c: a loop of calls pays no poll for it).
+-- A call that fails under way (timeout, Ctrl-C, the connection lost)
+-- raises and drops its connection; the next call reconnects, but no
+-- command is ever retried on its own.  Session state
 -- belongs to whichever server connection is idle: keep MULTI/EXEC and
 -- WATCH out of parallel branches that share an object (connect them to
 -- URLs of their own), and use /db in the URL rather than SELECT.
