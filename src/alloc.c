@@ -162,8 +162,13 @@ lua_State *rb_newstate(void)
 {
     heap_prefault();
     lua_State *L = lua_newstate(rb_alloc, NULL);
-    if (L != NULL)
+    if (L != NULL) {
         lua_atpanic(L, panic);  /* warnings stay off, as luaL_newstate leaves them */
+        /* Start-up only loads modules, whose objects all stay: a collection
+         * then frees nothing and cost 7% of a one-step run's instructions.
+         * runbook.cli restarts it before the command runs. */
+        lua_gc(L, LUA_GCSTOP);
+    }
     return L;
 }
 

@@ -17,7 +17,9 @@
 enum { RB_EXIT_OK = 0, RB_EXIT_FAILED = 1, RB_EXIT_USAGE = 2, RB_EXIT_INTERRUPTED = 130 };
 
 /* A new Lua state, as luaL_newstate's but with rb_alloc (src/alloc.c):
- * blocks of 2 MiB and more live in huge pages.  NULL when out of memory. */
+ * blocks of 2 MiB and more live in huge pages.  Its collector is stopped
+ * (start-up only loads modules, which stay): runbook.cli restarts it
+ * before the command runs.  NULL when out of memory. */
 lua_State *rb_newstate(void);
 
 /* Close L, made by rb_newstate, just before the process exits: every

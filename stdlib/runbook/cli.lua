@@ -145,6 +145,7 @@ local function dispatch(name, cmd, argv)
     return 0
   end
   parsed._argv = argv
+  collectgarbage("restart")     -- stopped while the modules loaded (src/alloc.c)
   local ok, rc = cli.protect(cmd.run, parsed)
   if not ok then return 1 end
   return math.tointeger(rc) or 0
@@ -162,6 +163,7 @@ function cli.main(argv)
     return 0
   end
   if cli.HIDDEN[name] then
+    collectgarbage("restart")
     local ok, rc = cli.protect(function() return require(cli.HIDDEN[name]).main(argv) end)
     return ok and (math.tointeger(rc) or 0) or 1
   end
