@@ -60,9 +60,9 @@ void rb_class(lua_State *L, const char *name, lua_CFunction gc,
 /* A method's self (argument 1) as luaL_checkudata(L, 1, name) gives it,
  * for a method of `name` registered by rb_class or a continuation of one:
  * its metatable is compared with the method's upvalue 1, not looked up in
- * the registry by name (a Redis call checks its self five times: the
- * lookups were 2,000 of its instructions).  Anything else raises as
- * luaL_checkudata does.  [-0, +0, v] */
+ * the registry by name (those lookups were 2,300 of a recorded Redis
+ * call's instructions).  Anything else raises as luaL_checkudata does.
+ * [-0, +0, v] */
 void *rb_self(lua_State *L, const char *name);
 
 /* Open the Lua module "runbook.lineedit": loop(session), the REPL's

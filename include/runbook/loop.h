@@ -108,9 +108,9 @@ const char *rb_loop_interrupt_text(void);
  * (rb_transcript_owe), so that nothing waits with a line not on disk. */
 void rb_loop_before_block(void (*fn)(void *ud), void *ud);
 
-/* How many polls the loop has made: one that did none since a moment
- * waited for nothing in between (other tasks ran no I/O, no timer, no
- * operator; only computation), as lib_redis's liveness rule asks. */
+/* The number of polls the loop has made so far.  Two equal readings mean
+ * that nothing waited in between (no task's I/O, timer or question): only
+ * computation ran.  lib_redis's liveness rule uses it. */
 unsigned long rb_loop_polls(void);
 
 /* Open the Lua module "runbook.loop": run, spawn, detach, join, sleep,
