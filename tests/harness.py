@@ -34,6 +34,12 @@ local function try(f, ...)
 end
 """
 
+# Lua for a test runbook: peak_rss_kb(), the process's peak RSS so far (kB).
+LUA_PEAK_RSS = """local function peak_rss_kb()
+  return tonumber(file.read("/proc/self/status"):match("VmHWM:%s*(%d+)"))
+end
+"""
+
 
 def emitted(stdout):
     """What a LUA_EMIT runbook emitted: {key: [value, ...]} in order."""

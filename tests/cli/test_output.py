@@ -10,13 +10,9 @@ import subprocess
 import time
 import unittest
 
-from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, emitted
+from harness import RUNBOOK, RunbookTestCase, LUA_EMIT, LUA_PEAK_RSS, emitted
 
-PRELUDE = 'runbook { name = "output-test" }\n' + LUA_EMIT + """
-local function peak_rss_kb()
-  return tonumber(file.read("/proc/self/status"):match("VmHWM:%s*(%d+)"))
-end
-"""
+PRELUDE = 'runbook { name = "output-test" }\n' + LUA_EMIT + LUA_PEAK_RSS
 
 RSA = r"\[r\]etry, \[s\]kip, \[a\]bort\? "
 ENDLESS_LINE = "tr '\\\\0' x < /dev/zero"       # no newline, ever

@@ -5,11 +5,9 @@ test_interactive.py, the transcript file itself in test_transcript.py."""
 import os
 import re
 import shutil
-import subprocess
-import sys
 import unittest
 
-from harness import RUNBOOK, SOURCE_DIR, RunbookTestCase, runbook_path
+from harness import LUA_EMIT, LUA_PEAK_RSS, SOURCE_DIR, RunbookTestCase, emitted, runbook_path
 
 FLOW = runbook_path("flow.lua")
 QUESTIONS = runbook_path("questions.lua")
@@ -184,26 +182,22 @@ class Memory(RunTestCase):
         # The collector is stopped while the modules load (src/alloc.c)
         # and restarted before the command runs: 600 MB of short-lived
         # strings must not stay.
-        path = self.write("garbage.lua", """runbook { name = "garbage" }
+        path = self.write("garbage.lua", 'runbook { name = "garbage" }\n' + LUA_EMIT + LUA_PEAK_RSS + """
 step("churn", function()
-  local keep = 0
-  for i = 1, 300000 do keep = keep + #(string.rep("x", 2000) .. i) end
-  print("made " .. keep // (1024 * 1024) .. " MB")
+  local made = 0
+  for i = 1, 300000 do made = made + #(string.rep("x", 2000) .. i) end
+  emit("made_mb", made // (1024 * 1024))
+  emit("rss_kb", peak_rss_kb())
 end)
 """)
-        measure = ("import resource, subprocess, sys\n"
-                   "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-                   "print(p.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)\n"
-                   "sys.stdout.write(p.stdout + p.stderr)\n")
         # (AddressSanitizer keeps 256 MB of freed blocks back: not here)
-        env = dict(self.env, ASAN_OPTIONS=self.env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1")
-        p = subprocess.run([sys.executable, "-c", measure, RUNBOOK, "run", path, "--yes",
-                            "--transcript", self.transcript], capture_output=True, text=True,
-                           timeout=120, env=env, cwd=self.tmp)
-        code, max_kb = map(int, p.stdout.split("\n", 1)[0].split())
-        self.assertEqual(code, 0, p.stdout)
-        self.assertIn("made 573 MB", p.stdout)
-        self.assertLess(max_kb, 100 * 1024, f"peak RSS {max_kb} KB: the collector did not run")
+        env = {"ASAN_OPTIONS": self.env.get("ASAN_OPTIONS", "") + ":quarantine_size_mb=1"}
+        p = self.run_file(path, "--yes", env=env, timeout=120)
+        self.assertExit(p, 0)
+        out = emitted(p.stdout)
+        self.assertEqual(out["made_mb"], [573])
+        self.assertLess(out["rss_kb"][0], 100 * 1024,
+                        f"peak RSS {out['rss_kb'][0]} kB: the collector did not run")
 
 
 class Questions(RunTestCase):

@@ -11,7 +11,7 @@ import os
 import time
 import unittest
 
-from harness import RunbookTestCase, LUA_EMIT, RETRY_SKIP_ABORT, emitted
+from harness import RunbookTestCase, LUA_EMIT, LUA_PEAK_RSS, RETRY_SKIP_ABORT, emitted
 from servers.postgres import (PASSWORD, USER, NoTLSListener, PostgresServer, SilentListener,
                               free_port)
 
@@ -642,11 +642,6 @@ end)
         self.assertRegex(out["err"][4], r"db:tx expects a function")
 
 
-PEAK_RSS = """local function peak_rss_kb()
-  return tonumber(file.read("/proc/self/status"):match("VmHWM:%s*(%d+)"))
-end
-"""
-
 TWO_MILLION = "select g as id, 'row ' || g as v from generate_series(1, 2000000) g"
 
 
@@ -655,7 +650,7 @@ class BigResults(SqlTestCase):
     says so; db:each streams them all with memory staying flat."""
 
     def test_query_keeps_at_most_max_rows_and_says_so(self):
-        p, out = self.runbook(PEAK_RSS + f"""
+        p, out = self.runbook(LUA_PEAK_RSS + f"""
 step("cut", function(p)
   local db = sql.connect(p.db)
   local rows = db:query("{TWO_MILLION}")
@@ -694,7 +689,7 @@ end)
         print(f"\npeak RSS, db:query of 2M rows capped at 100k: {out['rss_kb'][0] / 1024:.0f} MB")
 
     def test_each_streams_every_row_with_flat_memory(self):
-        p, out = self.runbook(PEAK_RSS + f"""
+        p, out = self.runbook(LUA_PEAK_RSS + f"""
 step("stream", function(p)
   local db = sql.connect(p.db)
   local sum, seen = 0, 0
